@@ -1,0 +1,130 @@
+//! A linked Coupang vendor account: what the user typed when linking it (alias, vendor code, keys).
+
+use crate::secret::Secret;
+use chrono::NaiveDate;
+use serde::Deserialize;
+
+/// Coupang keys are valid for 180 days from issue (coupang-api.md §2).
+pub const KEY_VALIDITY_DAYS: i64 = 180;
+/// The reissue button opens this many days before expiry.
+pub const KEY_REISSUE_WINDOW_DAYS: i64 = 14;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    /// The user's name for this account (e.g. a brand); shown in logs, errors and BI views.
+    pub alias: String,
+    /// Coupang vendor code, `A` or `C` followed by 8 digits.
+    pub vendor_id: String,
+    pub access_key: String,
+    pub secret_key: Secret,
+    /// The day the key was issued (or last reissued); it expires 180 days later.
+    pub key_issued_on: NaiveDate,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyHealth {
+    Valid { days_left: i64 },
+    ReissueWindow { days_left: i64 },
+    Expired { days_ago: i64 },
+}
+
+impl AccountConfig {
+    pub fn key_expires_on(&self) -> NaiveDate {
+        self.key_issued_on + chrono::Duration::days(KEY_VALIDITY_DAYS)
+    }
+
+    pub fn key_health(&self, today: NaiveDate) -> KeyHealth {
+        let days_left = (self.key_expires_on() - today).num_days();
+        if days_left <= 0 {
+            KeyHealth::Expired { days_ago: -days_left }
+        } else if days_left <= KEY_REISSUE_WINDOW_DAYS {
+            KeyHealth::ReissueWindow { days_left }
+        } else {
+            KeyHealth::Valid { days_left }
+        }
+    }
+
+    /// Checks what can be checked offline; the message names the account by alias only.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.alias.trim().is_empty() {
+            return Err(format!("account with vendor_id {:?} has an empty alias", self.vendor_id));
+        }
+        if !is_vendor_code(&self.vendor_id) {
+            return Err(format!(
+                "account {:?}: vendor_id {:?} is not a Coupang vendor code (A or C followed by 8 digits)",
+                self.alias, self.vendor_id
+            ));
+        }
+        if self.access_key.trim().is_empty() || self.secret_key.expose().trim().is_empty() {
+            return Err(format!("account {:?}: access_key and secret_key must not be empty", self.alias));
+        }
+        Ok(())
+    }
+}
+
+pub fn is_vendor_code(code: &str) -> bool {
+    let bytes = code.as_bytes();
+    bytes.len() == 9 && matches!(bytes[0], b'A' | b'C') && bytes[1..].iter().all(u8::is_ascii_digit)
+}
+
+/// Aliases and vendor codes must be unique across accounts, or data of two accounts could mix.
+pub fn validate_accounts(accounts: &[AccountConfig]) -> Result<(), String> {
+    let mut seen_alias = std::collections::HashSet::new();
+    let mut seen_vendor = std::collections::HashSet::new();
+    for account in accounts {
+        account.validate()?;
+        if !seen_alias.insert(account.alias.as_str()) {
+            return Err(format!("account alias {:?} is used twice", account.alias));
+        }
+        if !seen_vendor.insert(account.vendor_id.as_str()) {
+            return Err(format!("vendor_id {} is linked twice", account.vendor_id));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(issued: NaiveDate) -> AccountConfig {
+        AccountConfig {
+            alias: "brand-a".into(),
+            vendor_id: "A00012345".into(),
+            access_key: "ak".into(),
+            secret_key: Secret::new("sk"),
+            key_issued_on: issued,
+        }
+    }
+
+    #[test]
+    fn key_health_follows_the_180_day_lifetime() {
+        let issued = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+        let a = account(issued);
+        assert_eq!(a.key_expires_on(), NaiveDate::from_ymd_opt(2026, 6, 30).unwrap());
+        assert_eq!(a.key_health(issued), KeyHealth::Valid { days_left: 180 });
+        let in_window = a.key_expires_on() - chrono::Duration::days(14);
+        assert_eq!(a.key_health(in_window), KeyHealth::ReissueWindow { days_left: 14 });
+        assert_eq!(a.key_health(a.key_expires_on()), KeyHealth::Expired { days_ago: 0 });
+    }
+
+    #[test]
+    fn vendor_codes() {
+        assert!(is_vendor_code("A00012345"));
+        assert!(is_vendor_code("C12345678"));
+        assert!(!is_vendor_code("B00012345"));
+        assert!(!is_vendor_code("A0001234"));
+        assert!(!is_vendor_code("A0001234x"));
+    }
+
+    #[test]
+    fn duplicate_accounts_are_refused() {
+        let a = account(NaiveDate::from_ymd_opt(2026, 1, 1).unwrap());
+        let mut b = a.clone();
+        b.vendor_id = "A00099999".into();
+        assert!(validate_accounts(&[a.clone(), b.clone()]).unwrap_err().contains("alias"));
+        b.alias = "other".into();
+        assert!(validate_accounts(&[a, b]).is_ok());
+    }
+}

@@ -1,0 +1,328 @@
+//! Kafka plumbing shared by the stages: client settings, topic creation, batches, offset commits,
+//! consumer lag, and the dead-letter topic.
+//!
+//! Only plain Kafka protocol is used (no transactions, no broker-specific APIs), so the same code runs
+//! against tansu, Apache Kafka, Redpanda and rdkafka's in-process MockCluster.
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::time::Duration;
+
+use crate::Shutdown;
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port…]`. Empty means "embedded": the CLI starts rdkafka's in-process mock broker.
+    #[serde(default)]
+    pub brokers: String,
+    /// Prefix of every topic name, so several pipelines (or tests) can share one cluster.
+    #[serde(default = "default_topic_prefix")]
+    pub topic_prefix: String,
+    /// Partitions of topics this project creates. Events are keyed by vendor + order, so any count works.
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+    #[serde(default = "default_replication_factor")]
+    pub replication_factor: i32,
+    /// Extra librdkafka properties (e.g. `security.protocol`), applied to every client.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+fn default_topic_prefix() -> String {
+    "coupang.".into()
+}
+fn default_partitions() -> i32 {
+    6
+}
+fn default_replication_factor() -> i32 {
+    1
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: String::new(),
+            topic_prefix: default_topic_prefix(),
+            partitions: default_partitions(),
+            replication_factor: default_replication_factor(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// Property values may hold SASL passwords, so `Debug` lists their names only.
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("partitions", &self.partitions)
+            .field("replication_factor", &self.replication_factor)
+            .field("properties", &self.properties.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// The topics of one pipeline.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    /// Raw order-sheet events from ingest, keyed `vendorId:orderId`.
+    pub raw_order_sheets: String,
+    /// Payment facts from transform, keyed `vendorId:orderId:vendorItemId`.
+    pub payment_facts: String,
+    /// Records a stage could not process, with the reason in headers.
+    pub dead_letter: String,
+}
+
+impl KafkaConfig {
+    pub fn topics(&self) -> Topics {
+        let p = &self.topic_prefix;
+        Topics {
+            raw_order_sheets: format!("{p}raw.ordersheets"),
+            payment_facts: format!("{p}facts.payments"),
+            dead_letter: format!("{p}deadletter"),
+        }
+    }
+
+    /// Settings for any client; user `properties` are applied last so they can override every default.
+    pub fn client_config(&self) -> ClientConfig {
+        self.with_defaults(&[])
+    }
+
+    /// At-least-once consumer: offsets are committed explicitly, only after the batch's effect is durable.
+    pub fn consumer_config(&self, group_id: &str) -> ClientConfig {
+        self.with_defaults(&[
+            ("group.id", group_id),
+            ("enable.auto.commit", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("enable.partition.eof", "false"),
+            ("session.timeout.ms", "10000"),
+            ("heartbeat.interval.ms", "1000"),
+        ])
+    }
+
+    /// Idempotent producer, acknowledged by all in-sync replicas.
+    pub fn producer_config(&self) -> ClientConfig {
+        self.with_defaults(&[
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("linger.ms", "5"),
+            ("message.timeout.ms", "120000"),
+        ])
+    }
+
+    fn with_defaults(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        for (key, value) in defaults {
+            config.set(*key, *value);
+        }
+        for (key, value) in &self.properties {
+            config.set(key, value);
+        }
+        config
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSetupError {
+    #[error("Kafka client could not be created: {0}")]
+    Client(#[source] KafkaError),
+    #[error("cannot create topic {topic}: {source}")]
+    CreateTopic {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("cannot create topic {topic}: {code}")]
+    CreateTopicRefused { topic: String, code: RDKafkaErrorCode },
+    #[error("cannot read metadata or offsets of topic {topic}: {source}")]
+    Offsets {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("blocking Kafka call panicked or was cancelled")]
+    Join,
+}
+
+/// Creates the topics that do not exist yet (tansu does not auto-create topics). Existing topics are
+/// found through metadata first, so brokers without the CreateTopics API (rdkafka's MockCluster) work
+/// when their topics were made another way.
+pub async fn ensure_topics(config: &KafkaConfig, names: &[&str]) -> Result<(), KafkaSetupError> {
+    let existing = existing_topics(config).await?;
+    let missing: Vec<&str> = names.iter().copied().filter(|n| !existing.contains(*n)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let admin: AdminClient<DefaultClientContext> =
+        config.client_config().create().map_err(KafkaSetupError::Client)?;
+    let new_topics: Vec<NewTopic> = missing
+        .iter()
+        .map(|name| NewTopic::new(name, config.partitions, TopicReplication::Fixed(config.replication_factor)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics(&new_topics, &options)
+        .await
+        .map_err(|source| KafkaSetupError::CreateTopic { topic: missing.join(","), source })?;
+    for result in results {
+        match result {
+            Ok(topic) => tracing::info!(%topic, partitions = config.partitions, "topic created"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(KafkaSetupError::CreateTopicRefused { topic, code }),
+        }
+    }
+    Ok(())
+}
+
+/// Names of all topics in the cluster. Asks for all of them, not for particular ones, so that a broker
+/// with auto-creation on does not create a topic just because we looked.
+async fn existing_topics(config: &KafkaConfig) -> Result<std::collections::HashSet<String>, KafkaSetupError> {
+    let client_config = config.client_config();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = client_config.create().map_err(KafkaSetupError::Client)?;
+        let metadata = consumer
+            .fetch_metadata(None, Duration::from_secs(30))
+            .map_err(|source| KafkaSetupError::Offsets { topic: "(all)".into(), source })?;
+        Ok(metadata.topics().iter().map(|t| t.name().to_string()).collect())
+    })
+    .await
+    .map_err(|_| KafkaSetupError::Join)?
+}
+
+/// Messages not yet committed by `group_id` on `topic`: high watermark − committed offset, summed over
+/// partitions. Zero means the group has durably processed everything written so far.
+pub async fn group_lag(config: &KafkaConfig, group_id: &str, topic: &str) -> Result<i64, KafkaSetupError> {
+    let client_config = config.consumer_config(group_id);
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        let offsets_error = |source| KafkaSetupError::Offsets { topic: topic.clone(), source };
+        let consumer: BaseConsumer = client_config.create().map_err(KafkaSetupError::Client)?;
+        let timeout = Duration::from_secs(10);
+        let metadata = consumer.fetch_metadata(Some(&topic), timeout).map_err(offsets_error)?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        let mut wanted = TopicPartitionList::new();
+        for &partition in &partitions {
+            wanted.add_partition(&topic, partition);
+        }
+        let committed = consumer.committed_offsets(wanted, timeout).map_err(offsets_error)?;
+        let mut lag = 0;
+        for &partition in &partitions {
+            let (low, high) = consumer.fetch_watermarks(&topic, partition, timeout).map_err(offsets_error)?;
+            let done = match committed.find_partition(&topic, partition).map(|e| e.offset()) {
+                Some(Offset::Offset(offset)) => offset,
+                _ => low,
+            };
+            lag += (high - done).max(0);
+        }
+        Ok(lag)
+    })
+    .await
+    .map_err(|_| KafkaSetupError::Join)?
+}
+
+/// Waits up to `max_wait` for up to `max_messages`, returning early on shutdown. An empty batch
+/// means nothing arrived in time (or shutdown was requested).
+pub async fn next_batch(
+    consumer: &StreamConsumer,
+    max_messages: usize,
+    max_wait: Duration,
+    shutdown: &Shutdown,
+) -> Result<Vec<OwnedMessage>, KafkaError> {
+    let mut batch = Vec::new();
+    let deadline = tokio::time::Instant::now() + max_wait;
+    while batch.len() < max_messages {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep_until(deadline) => break,
+            received = consumer.recv() => batch.push(received?.detach()),
+        }
+    }
+    Ok(batch)
+}
+
+/// Commits, synchronously, the position after the last message of each partition in `batch`.
+pub fn commit_batch(consumer: &StreamConsumer, batch: &[OwnedMessage]) -> Result<(), KafkaError> {
+    let mut next: HashMap<(&str, i32), i64> = HashMap::new();
+    for message in batch {
+        let slot = next.entry((message.topic(), message.partition())).or_insert(0);
+        *slot = (*slot).max(message.offset() + 1);
+    }
+    if next.is_empty() {
+        return Ok(());
+    }
+    let mut list = TopicPartitionList::new();
+    for ((topic, partition), offset) in next {
+        list.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    }
+    consumer.commit(&list, CommitMode::Sync)
+}
+
+/// Sends records a stage cannot process to the dead-letter topic, intact, with the reason in headers,
+/// so nothing is silently dropped and a fixed record can be replayed.
+#[derive(Clone)]
+pub struct DeadLetter {
+    producer: FutureProducer,
+    topic: String,
+    stage: &'static str,
+}
+
+impl DeadLetter {
+    pub fn new(producer: FutureProducer, topic: String, stage: &'static str) -> Self {
+        DeadLetter { producer, topic, stage }
+    }
+
+    /// Dead-letters a consumed Kafka record, naming where it came from.
+    pub async fn send(&self, original: &OwnedMessage, reason: &str) -> Result<(), KafkaError> {
+        let partition = original.partition().to_string();
+        let offset = original.offset().to_string();
+        let source = [
+            ("dlq.source.topic", original.topic()),
+            ("dlq.source.partition", partition.as_str()),
+            ("dlq.source.offset", offset.as_str()),
+        ];
+        self.send_record(original.key(), original.payload().unwrap_or_default(), reason, &source).await
+    }
+
+    /// Dead-letters any record (e.g. an API record ingest could not read), with `source` headers saying
+    /// where it came from.
+    pub async fn send_record(
+        &self,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        reason: &str,
+        source: &[(&str, &str)],
+    ) -> Result<(), KafkaError> {
+        tracing::warn!(stage = self.stage, ?source, reason, "record sent to the dead-letter topic");
+        let mut headers = OwnedHeaders::new()
+            .insert(Header { key: "dlq.stage", value: Some(self.stage) })
+            .insert(Header { key: "dlq.reason", value: Some(reason) });
+        for (name, value) in source {
+            headers = headers.insert(Header { key: name, value: Some(*value) });
+        }
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic).headers(headers).payload(payload);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        self.producer
+            .send(record, Duration::from_secs(60))
+            .await
+            .map(|_| ())
+            .map_err(|(error, _)| error)
+    }
+}

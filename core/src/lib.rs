@@ -1,0 +1,10 @@
+//! Plumbing shared by every coupang-etl stage. Nothing here knows business rules.
+
+pub mod account;
+pub mod cea;
+pub mod kafka;
+pub mod secret;
+pub mod time;
+
+/// Cooperative shutdown signal handed to every stage's `run(config, shutdown)`.
+pub type Shutdown = tokio_util::sync::CancellationToken;

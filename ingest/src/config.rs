@@ -1,0 +1,74 @@
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Coupang's gateway; only tests and the simulator change it.
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+    /// Pause between two sweeps of the look-back window in follow mode.
+    #[serde(default = "default_poll_interval_secs")]
+    pub poll_interval_secs: u64,
+    /// Days before today (Asia/Seoul) that every sweep re-reads, so status changes of recent orders are seen.
+    #[serde(default = "default_lookback_days")]
+    pub lookback_days: u32,
+    /// Requests per second per vendor key; Coupang allows about 10, so the default keeps a margin.
+    #[serde(default = "default_requests_per_second")]
+    pub requests_per_second: f64,
+    /// Attempts per request for retryable failures (429, 5xx, timeouts, connection errors).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Whole-request timeout, seconds.
+    #[serde(default = "default_request_timeout_secs")]
+    pub request_timeout_secs: u64,
+}
+
+fn default_base_url() -> String {
+    "https://api-gateway.coupang.com".into()
+}
+fn default_poll_interval_secs() -> u64 {
+    300
+}
+fn default_lookback_days() -> u32 {
+    14
+}
+fn default_requests_per_second() -> f64 {
+    8.0
+}
+fn default_max_attempts() -> u32 {
+    6
+}
+fn default_request_timeout_secs() -> u64 {
+    100
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            base_url: default_base_url(),
+            poll_interval_secs: default_poll_interval_secs(),
+            lookback_days: default_lookback_days(),
+            requests_per_second: default_requests_per_second(),
+            max_attempts: default_max_attempts(),
+            request_timeout_secs: default_request_timeout_secs(),
+        }
+    }
+}
+
+impl IngestConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.requests_per_second > 0.0 && self.requests_per_second <= 10.0) {
+            return Err(format!(
+                "ingest.requests_per_second = {} must be above 0 and at most 10 (Coupang's per-vendor limit)",
+                self.requests_per_second
+            ));
+        }
+        if self.max_attempts == 0 {
+            return Err("ingest.max_attempts must be at least 1".into());
+        }
+        if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
+            return Err(format!("ingest.base_url {:?} must start with http:// or https://", self.base_url));
+        }
+        Ok(())
+    }
+}

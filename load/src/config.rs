@@ -1,0 +1,106 @@
+use etl_core::secret::Secret;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClickHouseConfig {
+    /// HTTP interface, e.g. `http://127.0.0.1:8123`.
+    #[serde(default = "default_url")]
+    pub url: String,
+    #[serde(default = "default_database")]
+    pub database: String,
+    #[serde(default = "default_user")]
+    pub user: String,
+    /// A string, `{ env = "VAR" }` or `{ file = "path" }`; never logged.
+    #[serde(default)]
+    pub password: Option<Secret>,
+}
+
+fn default_url() -> String {
+    "http://127.0.0.1:8123".into()
+}
+fn default_database() -> String {
+    "coupang".into()
+}
+fn default_user() -> String {
+    "default".into()
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        ClickHouseConfig { url: default_url(), database: default_database(), user: default_user(), password: None }
+    }
+}
+
+impl ClickHouseConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        let valid_name = !self.database.is_empty()
+            && self.database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !self.database.starts_with(|c: char| c.is_ascii_digit());
+        if !valid_name {
+            return Err(format!("clickhouse.database {:?} must be letters, digits and _ only", self.database));
+        }
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            return Err(format!("clickhouse.url {:?} must start with http:// or https://", self.url));
+        }
+        Ok(())
+    }
+
+    /// A client without a default database (for `CREATE DATABASE`).
+    pub(crate) fn server_client(&self) -> clickhouse::Client {
+        let mut client = clickhouse::Client::default()
+            .with_url(&self.url)
+            .with_user(&self.user)
+            // Schema validation needs RowBinaryWithNamesAndTypes, which ClickHouse 18.16 lacks;
+            // plain RowBinary works on every version, and our row types are tested against the DDL.
+            .with_validation(false);
+        if let Some(password) = &self.password {
+            client = client.with_password(password.expose());
+        }
+        client
+    }
+
+    pub(crate) fn client(&self) -> clickhouse::Client {
+        self.server_client().with_database(&self.database)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadConfig {
+    #[serde(default = "default_group_id")]
+    pub group_id: String,
+    /// Most facts per INSERT.
+    #[serde(default = "default_batch_rows")]
+    pub batch_rows: usize,
+    /// Longest wait for a batch to fill, milliseconds.
+    #[serde(default = "default_batch_wait_ms")]
+    pub batch_wait_ms: u64,
+    /// Longest pause between two attempts of a failing INSERT, seconds.
+    #[serde(default = "default_max_backoff_secs")]
+    pub max_backoff_secs: u64,
+}
+
+fn default_group_id() -> String {
+    "coupang-etl-load".into()
+}
+fn default_batch_rows() -> usize {
+    20_000
+}
+fn default_batch_wait_ms() -> u64 {
+    500
+}
+fn default_max_backoff_secs() -> u64 {
+    30
+}
+
+impl Default for LoadConfig {
+    fn default() -> Self {
+        LoadConfig {
+            group_id: default_group_id(),
+            batch_rows: default_batch_rows(),
+            batch_wait_ms: default_batch_wait_ms(),
+            max_backoff_secs: default_max_backoff_secs(),
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! Load: payment facts from Kafka into ClickHouse, one current row per key.
+//!
+//! The facts table is a `ReplacingMergeTree(version)`: inserting the same fact twice, or an older version
+//! late, never changes what `FINAL` (or `argMax(…, version)`) reads. Offsets are committed only after
+//! ClickHouse acknowledged the insert, so a crash replays at most one batch, harmlessly.
+
+pub mod config;
+mod row;
+pub mod schema;
+mod stage;
+pub mod summary;
+
+pub use config::{ClickHouseConfig, LoadConfig};
+pub use row::FactRow;
+pub use schema::{migrate, MigrationReport, ServerInfo};
+pub use stage::{run, LoadError};

@@ -1,0 +1,215 @@
+//! The ClickHouse schema as versioned migrations, applied by `coupang-etl migrate` (and by the loader
+//! at start). Idempotent: each applied migration is recorded in `schema_migrations`, and every statement
+//! is `IF NOT EXISTS`, so two concurrent runs are harmless too.
+//!
+//! The DDL is written for both ClickHouse 18.16 (tested here) and current servers: no table comments,
+//! no LowCardinality, no DateTime64, no server-side query parameters.
+
+use clickhouse::Row;
+use serde::Deserialize;
+
+use crate::config::ClickHouseConfig;
+
+pub struct Migration {
+    pub version: u32,
+    pub name: &'static str,
+    /// Statements with `{db}` standing for the database.
+    pub statements: &'static [&'static str],
+}
+
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "payment_facts table", statements: &[PAYMENT_FACTS] },
+    Migration { version: 2, name: "daily_payments view", statements: &[DAILY_PAYMENTS] },
+];
+
+/// One row per (vendor, order, item), newest version wins. The partition is the payment month, and a
+/// key's payment date never changes, so all versions of a row meet in one partition and merge.
+const PAYMENT_FACTS: &str = "
+CREATE TABLE IF NOT EXISTS {db}.payment_facts (
+    vendor_id String COMMENT 'Coupang vendor code (A or C and 8 digits); with order_id and vendor_item_id the row key',
+    account_alias String COMMENT 'The account alias in the coupang-etl config when the data was collected',
+    order_id Int64 COMMENT 'Coupang orderId',
+    vendor_item_id Int64 COMMENT 'Coupang vendorItemId: the option sold',
+    shipment_box_id Int64 COMMENT 'Shipment box the item ships in',
+    vendor_item_name String COMMENT 'Item name as ordered',
+    payment_date Date COMMENT 'Payment day in Korea time (Asia/Seoul): the day this amount belongs to, also after cancels and coupons',
+    paid_at DateTime('Asia/Seoul') COMMENT 'Payment time',
+    status String COMMENT 'Latest order-sheet status: ACCEPT, INSTRUCT, DEPARTURE, DELIVERING, FINAL_DELIVERY or NONE_TRACKING',
+    quantity Int32 COMMENT 'Units ordered',
+    cancelled_quantity Int32 COMMENT 'Units cancelled or returned',
+    order_price Int64 COMMENT 'KRW: price of the units that remain',
+    shipping_fee Int64 COMMENT 'KRW: shipping and remote-area fee of the box, carried by its item with the lowest vendor_item_id',
+    seller_coupon_discount Int64 COMMENT 'KRW: seller-funded coupons, known after purchase confirmation',
+    coupang_coupon_discount Int64 COMMENT 'KRW: Coupang-funded discount, known after purchase confirmation',
+    payment_amount Int64 COMMENT 'KRW: order_price + shipping_fee - coupons (the payment amount)',
+    provisional UInt8 COMMENT '1 until purchase confirmation brings the coupon amounts',
+    cancelled UInt8 COMMENT '1 when every unit was cancelled or returned: the amount is then 0',
+    event_time DateTime('Asia/Seoul') COMMENT 'Source time of the newest change in this row',
+    version UInt64 COMMENT 'Row version derived from the source events; the highest wins',
+    loaded_at DateTime DEFAULT now() COMMENT 'When the loader inserted this version'
+) ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(payment_date)
+ORDER BY (vendor_id, order_id, vendor_item_id)";
+
+/// Payment amount per account and payment day, current versions only. The inner select renames the
+/// columns so the outer aliases can keep the readable names (old servers resolve aliases query-wide).
+const DAILY_PAYMENTS: &str = "
+CREATE VIEW IF NOT EXISTS {db}.daily_payments AS
+SELECT
+    vendor_id,
+    argMax(alias, paid) AS account_alias,
+    payment_date,
+    uniqExact(order) AS orders,
+    count() AS items,
+    sum(amount) AS payment_amount,
+    sumIf(amount, is_provisional = 1) AS provisional_amount,
+    countIf(is_cancelled = 1) AS cancelled_items
+FROM (
+    SELECT vendor_id, account_alias AS alias, paid_at AS paid, payment_date, order_id AS order,
+           payment_amount AS amount, provisional AS is_provisional, cancelled AS is_cancelled
+    FROM {db}.payment_facts FINAL
+)
+GROUP BY vendor_id, payment_date";
+
+const MIGRATIONS_TABLE: &str = "
+CREATE TABLE IF NOT EXISTS {db}.schema_migrations (
+    version UInt32 COMMENT 'Migration number',
+    name String COMMENT 'What it does',
+    applied_at DateTime DEFAULT now() COMMENT 'When it was applied'
+) ENGINE = MergeTree ORDER BY version";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("invalid ClickHouse configuration: {0}")]
+    Config(String),
+    #[error("ClickHouse at {url}: {source}")]
+    ClickHouse {
+        url: String,
+        #[source]
+        source: clickhouse::error::Error,
+    },
+    #[error("ClickHouse at {url}: migration {version} ({name}) failed: {source}")]
+    Migration {
+        url: String,
+        version: u32,
+        name: &'static str,
+        #[source]
+        source: clickhouse::error::Error,
+    },
+}
+
+/// What the server is, for choosing features: 18.16 here, ≥ 23.8 in production.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    pub version: String,
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl ServerInfo {
+    pub fn parse(version: &str) -> ServerInfo {
+        let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        ServerInfo { version: version.to_string(), major: parts.next().unwrap_or(0), minor: parts.next().unwrap_or(0) }
+    }
+
+    /// `insert_deduplication_token`, `async_insert` and RowBinaryWithNamesAndTypes exist from 22.x on.
+    pub fn is_modern(&self) -> bool {
+        (self.major, self.minor) >= (22, 8)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MigrationReport {
+    pub server: ServerInfo,
+    pub database: String,
+    /// Migrations applied by this run.
+    pub applied: Vec<(u32, &'static str)>,
+    /// Migrations that were already there.
+    pub already_applied: usize,
+}
+
+#[derive(Row, Deserialize)]
+struct VersionRow {
+    version: String,
+}
+
+#[derive(Row, Deserialize)]
+struct AppliedRow {
+    version: u32,
+}
+
+pub async fn server_info(config: &ClickHouseConfig) -> Result<ServerInfo, SchemaError> {
+    let error = |source| SchemaError::ClickHouse { url: config.url.clone(), source };
+    let row = config
+        .server_client()
+        .query("SELECT version() AS version")
+        .fetch_one::<VersionRow>()
+        .await
+        .map_err(error)?;
+    Ok(ServerInfo::parse(&row.version))
+}
+
+/// Creates the database and applies the migrations it does not have yet.
+pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrationReport, SchemaError> {
+    config.validate().map_err(SchemaError::Config)?;
+    let error = |source| SchemaError::ClickHouse { url: config.url.clone(), source };
+    let server = server_info(config).await?;
+    let db = &config.database;
+    let admin = config.server_client();
+    admin.query(&format!("CREATE DATABASE IF NOT EXISTS {db}")).execute().await.map_err(error)?;
+    admin.query(&MIGRATIONS_TABLE.replace("{db}", db)).execute().await.map_err(error)?;
+    let applied: std::collections::HashSet<u32> = admin
+        .query(&format!("SELECT DISTINCT version FROM {db}.schema_migrations"))
+        .fetch_all::<AppliedRow>()
+        .await
+        .map_err(error)?
+        .into_iter()
+        .map(|r| r.version)
+        .collect();
+    let mut report = MigrationReport { server, database: db.clone(), applied: Vec::new(), already_applied: 0 };
+    for migration in MIGRATIONS {
+        if applied.contains(&migration.version) {
+            report.already_applied += 1;
+            continue;
+        }
+        let failed = |source| SchemaError::Migration {
+            url: config.url.clone(),
+            version: migration.version,
+            name: migration.name,
+            source,
+        };
+        for statement in migration.statements {
+            admin.query(&statement.replace("{db}", db)).execute().await.map_err(failed)?;
+        }
+        admin
+            .query(&format!("INSERT INTO {db}.schema_migrations (version, name) VALUES (?, ?)"))
+            .bind(migration.version)
+            .bind(migration.name)
+            .execute()
+            .await
+            .map_err(failed)?;
+        tracing::info!(database = %db, version = migration.version, name = migration.name, "migration applied");
+        report.applied.push((migration.version, migration.name));
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_choose_features() {
+        assert!(!ServerInfo::parse("18.16.1").is_modern());
+        assert!(ServerInfo::parse("23.8.2.7").is_modern());
+        assert!(ServerInfo::parse("24.3.1").is_modern());
+        assert_eq!(ServerInfo::parse("garbage").major, 0);
+    }
+
+    #[test]
+    fn migrations_are_numbered_in_order() {
+        for pair in MIGRATIONS.windows(2) {
+            assert!(pair[0].version < pair[1].version);
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Read-backs for people and tests: the daily view, as BI sees it.
+
+use chrono::NaiveDate;
+use clickhouse::Row;
+use serde::Deserialize;
+
+use crate::config::ClickHouseConfig;
+use crate::schema::SchemaError;
+
+#[derive(Debug, Clone, PartialEq, Eq, Row, Deserialize)]
+struct DailyRowWire {
+    vendor_id: String,
+    account_alias: String,
+    payment_date: u16,
+    orders: u64,
+    items: u64,
+    payment_amount: i64,
+    provisional_amount: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailyPayment {
+    pub vendor_id: String,
+    pub account_alias: String,
+    pub payment_date: NaiveDate,
+    pub orders: u64,
+    pub items: u64,
+    pub payment_amount: i64,
+    pub provisional_amount: i64,
+}
+
+/// `daily_payments`: payment amount per account and payment day, current versions only (FINAL).
+pub async fn daily_payments(config: &ClickHouseConfig) -> Result<Vec<DailyPayment>, SchemaError> {
+    let rows = config
+        .client()
+        .query(
+            "SELECT vendor_id, account_alias, payment_date, orders, items, payment_amount, provisional_amount \
+             FROM daily_payments ORDER BY vendor_id, payment_date",
+        )
+        .fetch_all::<DailyRowWire>()
+        .await
+        .map_err(|source| SchemaError::ClickHouse { url: config.url.clone(), source })?;
+    Ok(rows
+        .into_iter()
+        .map(|r| DailyPayment {
+            payment_date: etl_core::time::date_from_days(i32::from(r.payment_date)).unwrap_or_default(),
+            vendor_id: r.vendor_id,
+            account_alias: r.account_alias,
+            orders: r.orders,
+            items: r.items,
+            payment_amount: r.payment_amount,
+            provisional_amount: r.provisional_amount,
+        })
+        .collect())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Row, Deserialize)]
+pub struct TableCounts {
+    /// Physical rows, every version included (before merges).
+    pub stored_rows: u64,
+    /// Current rows: one per key.
+    pub current_rows: u64,
+}
+
+pub async fn fact_counts(config: &ClickHouseConfig) -> Result<TableCounts, SchemaError> {
+    config
+        .client()
+        .query(
+            "SELECT (SELECT count() FROM payment_facts) AS stored_rows, \
+                    (SELECT count() FROM payment_facts FINAL) AS current_rows",
+        )
+        .fetch_one::<TableCounts>()
+        .await
+        .map_err(|source| SchemaError::ClickHouse { url: config.url.clone(), source })
+}

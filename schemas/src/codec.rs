@@ -1,0 +1,186 @@
+//! Avro single-object encoding over serde types.
+
+use apache_avro::rabin::Rabin;
+use apache_avro::{from_avro_datum, from_value, to_avro_datum, to_value, Schema};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+/// Single-object encoding marker (Avro spec, "Single-object encoding").
+const MAGIC: [u8; 2] = [0xC3, 0x01];
+const HEADER_LEN: usize = 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("not an Avro single-object record (missing C3 01 marker, {len} bytes)")]
+    NotSingleObject { len: usize },
+    #[error("{event}: written with an unknown schema (fingerprint {fingerprint})")]
+    UnknownSchema { event: &'static str, fingerprint: String },
+    #[error("{event}: Avro datum does not decode: {reason}")]
+    Malformed { event: &'static str, reason: String },
+    #[error("{event}: cannot encode: {reason}")]
+    Encode { event: &'static str, reason: String },
+}
+
+/// An event with its schema history: the last entry is the current (writer) schema.
+pub trait EventType: Serialize + DeserializeOwned {
+    const NAME: &'static str;
+    fn history() -> &'static [&'static str];
+}
+
+struct Schemas {
+    current: Schema,
+    current_fingerprint: [u8; 8],
+    by_fingerprint: HashMap<[u8; 8], Schema>,
+}
+
+fn fingerprint(schema: &Schema) -> [u8; 8] {
+    let bytes = schema.fingerprint::<Rabin>().bytes;
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&bytes[..8]);
+    out
+}
+
+/// Parsed schemas per event type, built once. The `.avsc` files are compiled in and tested, so a parse
+/// failure is a build defect, not a runtime condition.
+fn schemas<T: EventType>() -> &'static Schemas {
+    static ALL: OnceLock<Mutex<HashMap<&'static str, &'static Schemas>>> = OnceLock::new();
+    let mut all = ALL.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    all.entry(T::NAME).or_insert_with(|| {
+        let parsed: Vec<Schema> = T::history()
+            .iter()
+            .map(|text| Schema::parse_str(text).unwrap_or_else(|e| panic!("{}: bad .avsc: {e}", T::NAME)))
+            .collect();
+        let current = parsed.last().cloned().expect("every event has at least one schema");
+        let by_fingerprint = parsed.into_iter().map(|s| (fingerprint(&s), s)).collect();
+        Box::leak(Box::new(Schemas { current_fingerprint: fingerprint(&current), current, by_fingerprint }))
+    })
+}
+
+pub fn encode<T: EventType>(event: &T) -> Result<Vec<u8>, CodecError> {
+    let schemas = schemas::<T>();
+    let encode_error = |reason: String| CodecError::Encode { event: T::NAME, reason };
+    let value = to_value(event).map_err(|e| encode_error(e.to_string()))?;
+    let value = value
+        .resolve(&schemas.current)
+        .map_err(|e| encode_error(e.to_string()))?;
+    let datum = to_avro_datum(&schemas.current, value).map_err(|e| encode_error(e.to_string()))?;
+    let mut out = Vec::with_capacity(HEADER_LEN + datum.len());
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&schemas.current_fingerprint);
+    out.extend_from_slice(&datum);
+    Ok(out)
+}
+
+pub fn decode<T: EventType>(bytes: &[u8]) -> Result<T, CodecError> {
+    if bytes.len() < HEADER_LEN || bytes[..2] != MAGIC {
+        return Err(CodecError::NotSingleObject { len: bytes.len() });
+    }
+    let schemas = schemas::<T>();
+    let mut fp = [0u8; 8];
+    fp.copy_from_slice(&bytes[2..HEADER_LEN]);
+    let writer = schemas.by_fingerprint.get(&fp).ok_or_else(|| CodecError::UnknownSchema {
+        event: T::NAME,
+        fingerprint: fp.iter().map(|b| format!("{b:02x}")).collect(),
+    })?;
+    let malformed = |reason: String| CodecError::Malformed { event: T::NAME, reason };
+    let mut datum = &bytes[HEADER_LEN..];
+    let value = from_avro_datum(writer, &mut datum, Some(&schemas.current)).map_err(|e| malformed(e.to_string()))?;
+    if !datum.is_empty() {
+        return Err(malformed(format!("{} trailing bytes", datum.len())));
+    }
+    from_value::<T>(&value).map_err(|e| malformed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{OrderSheetEvent, OrderSheetItem, PaymentFact};
+    use proptest::prelude::*;
+
+    fn item(id: i64) -> OrderSheetItem {
+        OrderSheetItem {
+            vendor_item_id: id,
+            vendor_item_name: "양말 3켤레".into(),
+            seller_product_id: 77,
+            shipping_count: 2,
+            cancel_count: 0,
+            hold_count_for_cancel: 0,
+            sales_price: 9_900,
+            order_price: 19_800,
+            discount_price: 0,
+            instant_coupon_discount: 0,
+            downloadable_coupon_discount: 0,
+            coupang_discount: 0,
+            confirm_date: None,
+            canceled: false,
+        }
+    }
+
+    fn event() -> OrderSheetEvent {
+        OrderSheetEvent {
+            vendor_id: "A00012345".into(),
+            account_alias: "brand-a".into(),
+            collected_at: 1_760_000_000_000,
+            api_version: "v5".into(),
+            shipment_box_id: 642_538_971_006_401_429,
+            order_id: 24_000_057_163_001,
+            status: "INSTRUCT".into(),
+            ordered_at: Some(1_759_999_000_000),
+            paid_at: 1_759_999_100_000,
+            shipping_price: 3_000,
+            remote_price: 0,
+            remote_area: false,
+            in_transit_at: None,
+            delivered_at: Some(1_760_100_000_000),
+            items: vec![item(1), item(2)],
+        }
+    }
+
+    #[test]
+    fn order_sheet_round_trips() {
+        let e = event();
+        let bytes = encode(&e).unwrap();
+        assert_eq!(&bytes[..2], &MAGIC);
+        assert_eq!(decode::<OrderSheetEvent>(&bytes).unwrap(), e);
+    }
+
+    #[test]
+    fn garbage_is_a_clear_error_not_a_panic() {
+        assert!(matches!(decode::<OrderSheetEvent>(b"{}"), Err(CodecError::NotSingleObject { .. })));
+        let mut unknown = encode(&event()).unwrap();
+        unknown[5] ^= 0xff;
+        assert!(matches!(decode::<OrderSheetEvent>(&unknown), Err(CodecError::UnknownSchema { .. })));
+        let bytes = encode(&event()).unwrap();
+        let truncated = &bytes[..bytes.len() - 3];
+        assert!(matches!(decode::<OrderSheetEvent>(truncated), Err(CodecError::Malformed { .. })));
+        // A fact is not an order sheet: the fingerprint tells them apart.
+        assert!(matches!(decode::<PaymentFact>(&bytes), Err(CodecError::UnknownSchema { .. })));
+    }
+
+    proptest! {
+        #[test]
+        fn facts_round_trip(order_id in any::<i64>(), amount in any::<i64>(), date in any::<i32>(),
+                            provisional in any::<bool>(), name in ".{0,20}") {
+            let fact = PaymentFact {
+                vendor_id: "C00000001".into(), account_alias: "b".into(), order_id,
+                vendor_item_id: 5, shipment_box_id: 6, vendor_item_name: name,
+                payment_date: date, paid_at: 1, status: "ACCEPT".into(), quantity: 1,
+                cancelled_quantity: 0, order_price: amount, shipping_fee: 0,
+                seller_coupon_discount: 0, coupang_coupon_discount: 0, payment_amount: amount,
+                provisional, cancelled: false, event_time: 2, version: 3,
+            };
+            prop_assert_eq!(decode::<PaymentFact>(&encode(&fact).unwrap()).unwrap(), fact);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode::<OrderSheetEvent>(&bytes);
+            let mut framed = MAGIC.to_vec();
+            framed.extend_from_slice(&schemas::<OrderSheetEvent>().current_fingerprint);
+            framed.extend_from_slice(&bytes);
+            let _ = decode::<OrderSheetEvent>(&framed);
+        }
+    }
+}

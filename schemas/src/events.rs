@@ -1,0 +1,96 @@
+//! Typed events. Field names and order match the `.avsc` files exactly (the codec checks this in tests).
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::EventType;
+
+/// One shipment box of an order sheet as ingest saw it at one poll (`avro/order_sheet_event.v1.avsc`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderSheetEvent {
+    pub vendor_id: String,
+    pub account_alias: String,
+    pub collected_at: i64,
+    pub api_version: String,
+    pub shipment_box_id: i64,
+    pub order_id: i64,
+    pub status: String,
+    pub ordered_at: Option<i64>,
+    pub paid_at: i64,
+    pub shipping_price: i64,
+    pub remote_price: i64,
+    pub remote_area: bool,
+    pub in_transit_at: Option<i64>,
+    pub delivered_at: Option<i64>,
+    pub items: Vec<OrderSheetItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderSheetItem {
+    pub vendor_item_id: i64,
+    pub vendor_item_name: String,
+    pub seller_product_id: i64,
+    pub shipping_count: i32,
+    pub cancel_count: i32,
+    pub hold_count_for_cancel: i32,
+    pub sales_price: i64,
+    pub order_price: i64,
+    pub discount_price: i64,
+    pub instant_coupon_discount: i64,
+    pub downloadable_coupon_discount: i64,
+    pub coupang_discount: i64,
+    pub confirm_date: Option<i64>,
+    pub canceled: bool,
+}
+
+impl OrderSheetEvent {
+    /// Kafka key: all events of one order land in one partition, in order.
+    pub fn kafka_key(&self) -> String {
+        format!("{}:{}", self.vendor_id, self.order_id)
+    }
+}
+
+/// Current state of one (vendor, order, item) (`avro/payment_fact.v1.avsc`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentFact {
+    pub vendor_id: String,
+    pub account_alias: String,
+    pub order_id: i64,
+    pub vendor_item_id: i64,
+    pub shipment_box_id: i64,
+    pub vendor_item_name: String,
+    /// Days since 1970-01-01 of the Asia/Seoul payment day.
+    pub payment_date: i32,
+    pub paid_at: i64,
+    pub status: String,
+    pub quantity: i32,
+    pub cancelled_quantity: i32,
+    pub order_price: i64,
+    pub shipping_fee: i64,
+    pub seller_coupon_discount: i64,
+    pub coupang_coupon_discount: i64,
+    pub payment_amount: i64,
+    pub provisional: bool,
+    pub cancelled: bool,
+    pub event_time: i64,
+    pub version: i64,
+}
+
+impl PaymentFact {
+    pub fn kafka_key(&self) -> String {
+        format!("{}:{}:{}", self.vendor_id, self.order_id, self.vendor_item_id)
+    }
+}
+
+impl EventType for OrderSheetEvent {
+    const NAME: &'static str = "OrderSheetEvent";
+    fn history() -> &'static [&'static str] {
+        &[include_str!("../avro/order_sheet_event.v1.avsc")]
+    }
+}
+
+impl EventType for PaymentFact {
+    const NAME: &'static str = "PaymentFact";
+    fn history() -> &'static [&'static str] {
+        &[include_str!("../avro/payment_fact.v1.avsc")]
+    }
+}

@@ -1,0 +1,15 @@
+//! The events that cross Kafka, their Avro schemas (the `.avsc` files beside this crate), and the codec.
+//!
+//! Wire format: Avro **single-object encoding** — `C3 01`, the 8-byte CRC-64-AVRO (Rabin) fingerprint of
+//! the writer's schema, then the Avro datum. The fingerprint tells a reader which schema wrote a record,
+//! so records written by an older schema version are resolved against the current one. No schema
+//! registry is needed, and any Avro library can read the topics.
+//!
+//! Evolution policy: a schema changes only in backward-compatible ways (new fields with defaults,
+//! widened unions); every version ever released stays in [`EventType::history`] so old records decode.
+
+mod codec;
+mod events;
+
+pub use codec::{decode, encode, CodecError, EventType};
+pub use events::{OrderSheetEvent, OrderSheetItem, PaymentFact};

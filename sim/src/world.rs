@@ -1,0 +1,259 @@
+//! The simulated world: vendors, their catalogues and their orders over the simulated period.
+//!
+//! First cut (walking skeleton): every order is paid, never cancelled, and has progressed through the
+//! lifecycle according to its age at the world's `as_of` instant. Orders are fixed by the seed.
+
+use chrono::{DateTime, Duration, FixedOffset, NaiveDate, NaiveTime, TimeZone};
+use etl_core::time::kst;
+use std::collections::BTreeMap;
+
+use crate::config::SimConfig;
+use crate::prng::SplitMix64;
+
+/// Coupang's order-sheet statuses, in lifecycle order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BoxStatus {
+    Accept,
+    Instruct,
+    Departure,
+    Delivering,
+    FinalDelivery,
+    NoneTracking,
+}
+
+impl BoxStatus {
+    pub const ALL: [BoxStatus; 6] = [
+        BoxStatus::Accept,
+        BoxStatus::Instruct,
+        BoxStatus::Departure,
+        BoxStatus::Delivering,
+        BoxStatus::FinalDelivery,
+        BoxStatus::NoneTracking,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BoxStatus::Accept => "ACCEPT",
+            BoxStatus::Instruct => "INSTRUCT",
+            BoxStatus::Departure => "DEPARTURE",
+            BoxStatus::Delivering => "DELIVERING",
+            BoxStatus::FinalDelivery => "FINAL_DELIVERY",
+            BoxStatus::NoneTracking => "NONE_TRACKING",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<BoxStatus> {
+        BoxStatus::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Product {
+    pub vendor_item_id: i64,
+    pub seller_product_id: i64,
+    pub name: String,
+    pub unit_price: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct OrderLine {
+    pub product: Product,
+    pub quantity: i64,
+}
+
+impl OrderLine {
+    pub fn order_price(&self) -> i64 {
+        self.product.unit_price * self.quantity
+    }
+}
+
+/// One shipment box. In this cut every order ships in exactly one box.
+#[derive(Debug, Clone)]
+pub struct ShipmentBox {
+    pub shipment_box_id: i64,
+    pub order_id: i64,
+    pub ordered_at: DateTime<FixedOffset>,
+    pub paid_at: DateTime<FixedOffset>,
+    pub status: BoxStatus,
+    pub shipping_price: i64,
+    pub remote_price: Option<i64>,
+    pub in_transit_at: Option<DateTime<FixedOffset>>,
+    pub delivered_at: Option<DateTime<FixedOffset>>,
+    pub lines: Vec<OrderLine>,
+    /// Personal data the real API returns; the pipeline must never need or keep it.
+    pub orderer_name: String,
+    pub receiver_address: String,
+}
+
+impl ShipmentBox {
+    pub fn paid_date(&self) -> NaiveDate {
+        self.paid_at.date_naive()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct VendorWorld {
+    pub vendor_id: String,
+    /// Sorted by shipment box id, the order the list endpoint pages in.
+    pub boxes: Vec<ShipmentBox>,
+}
+
+#[derive(Debug, Clone)]
+pub struct World {
+    pub as_of: DateTime<FixedOffset>,
+    pub vendors: BTreeMap<String, VendorWorld>,
+}
+
+const ITEM_NAMES: [&str; 8] = [
+    "무선 이어폰", "텀블러 500ml", "양말 3켤레", "캠핑 의자", "USB-C 케이블", "유기농 쌀 10kg", "수분 크림",
+    "요가 매트",
+];
+
+impl World {
+    pub fn generate(config: &SimConfig) -> World {
+        // The world is observed the morning after the last payment day, so recent orders are still moving.
+        let as_of = at_kst(config.end_date() + Duration::days(1), 9 * 3600);
+        let mut next_order_id: i64 = 24_000_000_000_000;
+        let mut next_box_id: i64 = 640_000_000_000_000_000;
+        let mut vendors = BTreeMap::new();
+        for (vendor_index, vendor) in config.vendors.iter().enumerate() {
+            let vendor_index = vendor_index as u64;
+            let mut rng = SplitMix64::fork(config.seed, &[vendor_index]);
+            let catalogue = catalogue(&mut rng, vendor_index);
+            let mut boxes = Vec::new();
+            for day in 0..config.days {
+                let date = config.start_date + Duration::days(i64::from(day));
+                let mean = i64::from(config.orders_per_day);
+                let count = rng.range(mean / 2, mean + mean / 2);
+                for _ in 0..count {
+                    next_order_id += rng.range(1, 40);
+                    next_box_id += rng.range(1, 1_000);
+                    boxes.push(order(&mut rng, &catalogue, date, as_of, next_order_id, next_box_id));
+                }
+            }
+            boxes.sort_by_key(|b| b.shipment_box_id);
+            vendors.insert(vendor.vendor_id.clone(), VendorWorld { vendor_id: vendor.vendor_id.clone(), boxes });
+        }
+        World { as_of, vendors }
+    }
+}
+
+fn at_kst(date: NaiveDate, second_of_day: u32) -> DateTime<FixedOffset> {
+    let time = NaiveTime::from_num_seconds_from_midnight_opt(second_of_day, 0).expect("second within a day");
+    kst().from_local_datetime(&date.and_time(time)).single().expect("fixed offset is unambiguous")
+}
+
+fn catalogue(rng: &mut SplitMix64, vendor_index: u64) -> Vec<Product> {
+    (0..12)
+        .map(|i| Product {
+            vendor_item_id: 70_000_000_000 + (vendor_index as i64) * 1_000 + i,
+            seller_product_id: 10_000_000 + (vendor_index as i64) * 100 + i / 2,
+            name: format!("{} #{}", ITEM_NAMES[(i as usize) % ITEM_NAMES.len()], i + 1),
+            // Korean shop prices: 100-won steps, 4,900 to 89,900 won.
+            unit_price: rng.range(49, 899) * 100,
+        })
+        .collect()
+}
+
+fn order(
+    rng: &mut SplitMix64,
+    catalogue: &[Product],
+    date: NaiveDate,
+    as_of: DateTime<FixedOffset>,
+    order_id: i64,
+    shipment_box_id: i64,
+) -> ShipmentBox {
+    let paid_at = at_kst(date, rng.range(0, 86_399) as u32);
+    let ordered_at = paid_at - Duration::seconds(rng.range(5, 300));
+    let line_count = rng.range(1, 3) as usize;
+    let first = rng.range(0, catalogue.len() as i64 - 1) as usize;
+    let lines = (0..line_count)
+        .map(|k| OrderLine {
+            product: catalogue[(first + k * 5) % catalogue.len()].clone(),
+            quantity: if rng.chance(0.25) { rng.range(2, 4) } else { 1 },
+        })
+        .collect();
+    let shipping_price = match rng.range(0, 9) {
+        0..=3 => 0,
+        4..=7 => 3_000,
+        _ => 2_500,
+    };
+    let remote_price = rng.chance(0.05).then_some(3_000);
+
+    // Lifecycle by age: dispatch within a day, delivery one to three days later.
+    let departs = paid_at + Duration::hours(rng.range(6, 30));
+    let delivered = departs + Duration::hours(rng.range(20, 70));
+    let untracked = rng.chance(0.03);
+    let (status, in_transit_at, delivered_at) = if as_of < paid_at + Duration::hours(3) {
+        (BoxStatus::Accept, None, None)
+    } else if as_of < departs {
+        (BoxStatus::Instruct, None, None)
+    } else if untracked {
+        (BoxStatus::NoneTracking, Some(departs), None)
+    } else if as_of < departs + Duration::hours(4) {
+        (BoxStatus::Departure, Some(departs), None)
+    } else if as_of < delivered {
+        (BoxStatus::Delivering, Some(departs), None)
+    } else {
+        (BoxStatus::FinalDelivery, Some(departs), Some(delivered))
+    };
+    ShipmentBox {
+        shipment_box_id,
+        order_id,
+        ordered_at,
+        paid_at,
+        status,
+        shipping_price,
+        remote_price,
+        in_transit_at,
+        delivered_at,
+        lines,
+        orderer_name: format!("구매자{}", order_id % 10_000),
+        receiver_address: format!("서울특별시 강남구 테헤란로 {}", order_id % 500),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seed_fixes_the_world() {
+        let config = SimConfig { days: 5, ..SimConfig::default() };
+        let a = World::generate(&config);
+        let b = World::generate(&config);
+        let ids = |w: &World| -> Vec<(i64, i64, &'static str)> {
+            w.vendors
+                .values()
+                .flat_map(|v| v.boxes.iter().map(|b| (b.shipment_box_id, b.lines[0].order_price(), b.status.as_str())))
+                .collect()
+        };
+        assert_eq!(ids(&a), ids(&b));
+        let other = World::generate(&SimConfig { seed: 1, ..config });
+        assert_ne!(ids(&a), ids(&other));
+    }
+
+    #[test]
+    fn ids_have_coupang_shapes_and_are_unique() {
+        let world = World::generate(&SimConfig::default());
+        let mut seen = std::collections::HashSet::new();
+        for vendor in world.vendors.values() {
+            for b in &vendor.boxes {
+                assert_eq!(b.shipment_box_id.to_string().len(), 18);
+                assert_eq!(b.order_id.to_string().len(), 14);
+                assert!(seen.insert(b.order_id), "order ids are unique across vendors");
+                assert!(b.ordered_at <= b.paid_at);
+            }
+        }
+    }
+
+    #[test]
+    fn recent_orders_are_still_moving_and_old_ones_delivered() {
+        let world = World::generate(&SimConfig::default());
+        let statuses: std::collections::HashSet<BoxStatus> =
+            world.vendors.values().flat_map(|v| v.boxes.iter().map(|b| b.status)).collect();
+        for status in [BoxStatus::Instruct, BoxStatus::Delivering, BoxStatus::FinalDelivery, BoxStatus::NoneTracking] {
+            assert!(statuses.contains(&status), "{status:?} missing");
+        }
+    }
+}

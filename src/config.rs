@@ -1,0 +1,209 @@
+//! One TOML config file for every command, with environment overrides.
+//!
+//! Override any setting with `COUPANG_ETL__SECTION__KEY=value` (double underscores between levels,
+//! array elements by index): `COUPANG_ETL__KAFKA__BROKERS=10.0.0.5:9092`,
+//! `COUPANG_ETL__ACCOUNTS__0__ACCESS_KEY=…`. A value is read as a TOML literal when it is one
+//! (`true`, `42`, `2026-10-01`), otherwise as a string. Unknown keys are errors, in the file and in the
+//! environment alike, so a typo never silently falls back to a default.
+
+use coupang_ingest::IngestConfig;
+use coupang_load::{ClickHouseConfig, LoadConfig};
+use coupang_sim::SimConfig;
+use coupang_transform::TransformConfig;
+use etl_core::account::{validate_accounts, AccountConfig};
+use etl_core::kafka::KafkaConfig;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+pub const ENV_PREFIX: &str = "COUPANG_ETL__";
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub kafka: KafkaConfig,
+    #[serde(default)]
+    pub clickhouse: ClickHouseConfig,
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    #[serde(default)]
+    pub transform: TransformConfig,
+    #[serde(default)]
+    pub load: LoadConfig,
+    /// The built-in simulator (`coupang-etl sim`, `coupang-etl demo`).
+    #[serde(default)]
+    pub sim: SimConfig,
+    /// Linked Coupang vendor accounts.
+    #[serde(default)]
+    pub accounts: Vec<AccountConfig>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config {origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads `path` (or only defaults when `None`) and applies `COUPANG_ETL__…` environment overrides.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let (text, origin) = match path {
+            Some(path) => (
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?,
+                path.display().to_string(),
+            ),
+            None => (String::new(), "(defaults)".to_string()),
+        };
+        Config::parse(&text, &origin, std::env::vars())
+    }
+
+    pub fn parse(
+        text: &str,
+        origin: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let parse_error = |message: String| ConfigError::Parse { origin: origin.to_string(), message };
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
+        let mut overrides: Vec<(String, String)> =
+            env.into_iter().filter(|(name, _)| name.starts_with(ENV_PREFIX)).collect();
+        overrides.sort();
+        for (name, value) in overrides {
+            let path: Vec<String> = name[ENV_PREFIX.len()..].split("__").map(|p| p.to_ascii_lowercase()).collect();
+            set_path(&mut table, &path, env_value(&value))
+                .map_err(|message| ConfigError::Parse { origin: format!("environment {name}"), message })?;
+        }
+        let config: Config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| parse_error(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate_accounts(&self.accounts).map_err(ConfigError::Invalid)?;
+        self.ingest.validate().map_err(ConfigError::Invalid)?;
+        self.clickhouse.validate().map_err(ConfigError::Invalid)?;
+        Ok(())
+    }
+
+    pub fn account(&self, alias: &str) -> Option<&AccountConfig> {
+        self.accounts.iter().find(|a| a.alias == alias)
+    }
+}
+
+fn env_value(text: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {text}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(text.to_string()))
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (first, rest) = path.split_first().ok_or("empty setting name")?;
+    if rest.is_empty() {
+        table.insert(first.clone(), value);
+        return Ok(());
+    }
+    let child = table.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    set_value_path(child, rest, value)
+}
+
+fn set_value_path(node: &mut toml::Value, path: &[String], value: toml::Value) -> Result<(), String> {
+    match node {
+        toml::Value::Table(table) => set_path(table, path, value),
+        toml::Value::Array(items) => {
+            let (index, rest) = path.split_first().ok_or("empty setting name")?;
+            let index: usize = index.parse().map_err(|_| format!("{index:?} is not an array index"))?;
+            while items.len() <= index {
+                items.push(toml::Value::Table(toml::Table::new()));
+            }
+            if rest.is_empty() {
+                items[index] = value;
+                Ok(())
+            } else {
+                set_value_path(&mut items[index], rest, value)
+            }
+        }
+        _ => Err(format!("{} is a value, not a section", path.join("."))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+        [kafka]
+        brokers = "127.0.0.1:9092"
+
+        [clickhouse]
+        database = "sales"
+
+        [[accounts]]
+        alias = "brand-a"
+        vendor_id = "A00012345"
+        access_key = "ak-a"
+        secret_key = "sk-a"
+        key_issued_on = 2026-10-01
+    "#;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn file_and_env_overrides() {
+        let config = Config::parse(
+            EXAMPLE,
+            "example",
+            env(&[
+                ("COUPANG_ETL__KAFKA__BROKERS", "10.0.0.5:9092"),
+                ("COUPANG_ETL__ACCOUNTS__0__SECRET_KEY", "from-env"),
+                ("COUPANG_ETL__INGEST__REQUESTS_PER_SECOND", "5"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.kafka.brokers, "10.0.0.5:9092");
+        assert_eq!(config.clickhouse.database, "sales");
+        assert_eq!(config.accounts[0].secret_key.expose(), "from-env");
+        assert_eq!(config.ingest.requests_per_second, 5.0);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_key() {
+        let err = Config::parse("[kafka]\nbrokerz = \"x\"", "f.toml", env(&[])).unwrap_err().to_string();
+        assert!(err.contains("brokerz"), "{err}");
+        let err = Config::parse("", "f.toml", env(&[("COUPANG_ETL__LOAD__BATCH", "1")])).unwrap_err().to_string();
+        assert!(err.contains("batch"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_are_refused() {
+        let bad_vendor = EXAMPLE.replace("A00012345", "12345");
+        assert!(Config::parse(&bad_vendor, "f", env(&[])).unwrap_err().to_string().contains("brand-a"));
+        let too_fast = env(&[("COUPANG_ETL__INGEST__REQUESTS_PER_SECOND", "50")]);
+        assert!(Config::parse(EXAMPLE, "f", too_fast).unwrap_err().to_string().contains("at most 10"));
+    }
+
+    #[test]
+    fn debug_output_holds_no_secret() {
+        let config = Config::parse(EXAMPLE, "example", env(&[])).unwrap();
+        assert!(!format!("{config:?}").contains("sk-a"));
+    }
+
+    #[test]
+    fn the_shipped_example_config_parses() {
+        let text = include_str!("../deploy/coupang-etl.example.toml");
+        std::env::set_var("COUPANG_SECRET_BRAND_A", "example-secret");
+        let config = Config::parse(text, "deploy/coupang-etl.example.toml", env(&[])).unwrap();
+        assert_eq!(config.accounts[0].secret_key.expose(), "example-secret");
+        assert_eq!(config.kafka.topics().payment_facts, "coupang.facts.payments");
+    }
+}

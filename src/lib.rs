@@ -1,0 +1,8 @@
+//! The coupang-etl command: configuration, and the wiring of the stages into one pipeline.
+//! Each stage lives in its own crate with a `run(config, shutdown)` API; this crate only connects them.
+
+pub mod config;
+pub mod demo;
+pub mod pipeline;
+
+pub use config::{Config, ConfigError};

@@ -1,0 +1,258 @@
+//! `coupang-etl`: the binary only parses arguments and wires the library crates.
+
+use anyhow::{bail, Context, Result};
+use chrono::NaiveDate;
+use clap::{Parser, Subcommand};
+use coupang_etl::{demo, pipeline, Config};
+use etl_core::account::KeyHealth;
+use etl_core::Shutdown;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Coupang WING orders → Kafka → ClickHouse, with payment amounts right to the won.
+#[derive(Parser)]
+#[command(name = "coupang-etl", version, about, long_about = None)]
+struct Cli {
+    /// Config file (TOML). Settings can be overridden with COUPANG_ETL__SECTION__KEY variables.
+    #[arg(long, short, global = true, env = "COUPANG_ETL_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole pipeline against the built-in simulator and print daily payment amounts from
+    /// ClickHouse, checked against the simulator's ground truth. Needs only a running ClickHouse; with
+    /// no `kafka.brokers` configured it uses an embedded (in-process) Kafka.
+    Demo,
+    /// Run ingest, transform and load together: over a day range once (--from/--to), or polling until Ctrl-C.
+    Run(RangeArgs),
+    /// Poll Coupang and emit raw events to Kafka: over a day range once (--from/--to), or until Ctrl-C.
+    Ingest(RangeArgs),
+    /// Turn raw events into payment facts until Ctrl-C.
+    Transform,
+    /// Load payment facts into ClickHouse until Ctrl-C.
+    Load,
+    /// Create or upgrade the ClickHouse database, tables and views (idempotent).
+    Migrate,
+    /// Serve the Coupang API simulator (see the [sim] config section), or print its ground truth.
+    Sim(SimArgs),
+    /// List linked accounts with their key's expiry.
+    Accounts,
+    /// Print daily payment amounts per account from ClickHouse.
+    Summary,
+}
+
+#[derive(clap::Args)]
+struct RangeArgs {
+    /// First day (Asia/Seoul, YYYY-MM-DD) of orders to collect; with --to, runs once and exits.
+    #[arg(long, requires = "to")]
+    from: Option<NaiveDate>,
+    /// Last day (inclusive).
+    #[arg(long, requires = "from")]
+    to: Option<NaiveDate>,
+}
+
+#[derive(clap::Args)]
+struct SimArgs {
+    /// Address to serve on (loopback by default).
+    #[arg(long, default_value = "127.0.0.1:18080")]
+    listen: SocketAddr,
+    #[command(subcommand)]
+    command: Option<SimCommand>,
+}
+
+#[derive(Subcommand)]
+enum SimCommand {
+    /// Print the expected payment amount per vendor and payment day as CSV.
+    Truth,
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COUPANG_ETL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// A shutdown token cancelled by Ctrl-C or SIGTERM.
+fn shutdown_on_signal() -> Shutdown {
+    let shutdown = Shutdown::new();
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let terminate = async {
+            if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                term.recv().await;
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate => {}
+        }
+        tracing::info!("shutting down: finishing the current batch");
+        token.cancel();
+    });
+    shutdown
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    // Library errors already carry their causes in their message: print it once, without a backtrace.
+    match runtime.block_on(execute(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn execute(cli: Cli) -> Result<()> {
+    init_logging(if matches!(cli.command, Command::Demo) { "warn" } else { "info" });
+    let config = Config::load(cli.config.as_deref())?;
+    let shutdown = shutdown_on_signal();
+    match cli.command {
+        Command::Demo => run_demo(config, &shutdown).await,
+        Command::Run(range) => {
+            require_accounts(&config)?;
+            match (range.from, range.to) {
+                (Some(from), Some(to)) => {
+                    let report = pipeline::run_range(&config, from, to, &shutdown).await?;
+                    print_ingest_report(&report.ingest);
+                    println!("done in {:.1} s", report.elapsed.as_secs_f64());
+                    Ok(())
+                }
+                _ => Ok(pipeline::run_follow(&config, shutdown).await?),
+            }
+        }
+        Command::Ingest(range) => {
+            require_accounts(&config)?;
+            match (range.from, range.to) {
+                (Some(from), Some(to)) => {
+                    let report =
+                        coupang_ingest::collect_range(&config.ingest, &config.kafka, &config.accounts, from, to, &shutdown).await?;
+                    print_ingest_report(&report);
+                    Ok(())
+                }
+                _ => Ok(coupang_ingest::run(&config.ingest, &config.kafka, &config.accounts, shutdown).await?),
+            }
+        }
+        Command::Transform => Ok(coupang_transform::run(&config.transform, &config.kafka, shutdown).await?),
+        Command::Load => Ok(coupang_load::run(&config.load, &config.clickhouse, &config.kafka, shutdown).await?),
+        Command::Migrate => {
+            let report = coupang_load::migrate(&config.clickhouse).await?;
+            println!("ClickHouse {} at {}, database `{}`", report.server.version, config.clickhouse.url, report.database);
+            for (version, name) in &report.applied {
+                println!("  applied {version:>3}  {name}");
+            }
+            println!("  {} migration(s) were already applied", report.already_applied);
+            Ok(())
+        }
+        Command::Sim(args) => match args.command {
+            Some(SimCommand::Truth) => {
+                let world = coupang_sim::World::generate(&config.sim);
+                print!("{}", coupang_sim::truth::Truth::of(&world).daily_csv());
+                Ok(())
+            }
+            None => {
+                let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+                println!("Coupang API simulator on http://{}  (vendors: {})", listener.local_addr()?, vendor_list(&config));
+                println!("Point ingest.base_url at it; Ctrl-C stops it.");
+                coupang_sim::serve(&config.sim, listener, shutdown).await?;
+                Ok(())
+            }
+        },
+        Command::Accounts => {
+            let today = etl_core::time::now_kst().date_naive();
+            println!("{:<16} {:<10} {:<12} {:>9}  state", "alias", "vendor", "key expires", "days left");
+            for account in &config.accounts {
+                let (days, state) = match account.key_health(today) {
+                    KeyHealth::Valid { days_left } => (days_left, "ok".to_string()),
+                    KeyHealth::ReissueWindow { days_left } => (days_left, "reissue now (window open)".to_string()),
+                    KeyHealth::Expired { days_ago } => (-days_ago, "EXPIRED: reissue in WING".to_string()),
+                };
+                println!("{:<16} {:<10} {:<12} {:>9}  {state}", account.alias, account.vendor_id, account.key_expires_on().to_string(), days);
+            }
+            Ok(())
+        }
+        Command::Summary => {
+            let daily = coupang_load::summary::daily_payments(&config.clickhouse).await?;
+            println!("{:<16} {:<10} {:<12} {:>7} {:>14} {:>14}", "alias", "vendor", "payment date", "orders", "amount (KRW)", "provisional");
+            for d in daily {
+                println!(
+                    "{:<16} {:<10} {:<12} {:>7} {:>14} {:>14}",
+                    d.account_alias, d.vendor_id, d.payment_date.to_string(), d.orders, d.payment_amount, d.provisional_amount
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn vendor_list(config: &Config) -> String {
+    config.sim.vendors.iter().map(|v| format!("{} key {}", v.vendor_id, v.access_key)).collect::<Vec<_>>().join(", ")
+}
+
+fn require_accounts(config: &Config) -> Result<()> {
+    if config.accounts.is_empty() {
+        bail!("no [[accounts]] configured: add your Coupang vendor accounts to the config file (see deploy/coupang-etl.example.toml)");
+    }
+    Ok(())
+}
+
+fn print_ingest_report(report: &coupang_ingest::IngestReport) {
+    for (alias, account) in &report.accounts {
+        println!(
+            "{alias:<16} {}  boxes {:>7}  events {:>7}  bad records {:>4}{}",
+            account.vendor_id,
+            account.boxes,
+            account.events,
+            account.bad_records,
+            account.error.as_ref().map(|e| format!("  ERROR: {e}")).unwrap_or_default()
+        );
+    }
+}
+
+async fn run_demo(mut config: Config, shutdown: &Shutdown) -> Result<()> {
+    // The demo keeps to its own database and topics, so it never mixes with real data.
+    config.clickhouse.database = "coupang_demo".into();
+    config.kafka.topic_prefix = "coupang-demo.".into();
+    let _embedded = if config.kafka.brokers.is_empty() {
+        let cluster = rdkafka::mocking::MockCluster::new(1).context("starting the embedded Kafka")?;
+        config.kafka.brokers = cluster.bootstrap_servers();
+        // The mock broker has no CreateTopics API: make the topics through its own interface.
+        let topics = config.kafka.topics();
+        for topic in [&topics.raw_order_sheets, &topics.payment_facts, &topics.dead_letter] {
+            cluster.create_topic(topic, config.kafka.partitions, 1).context("creating embedded topics")?;
+        }
+        eprintln!("Kafka: embedded in-process broker at {} (set kafka.brokers to use a real one)", config.kafka.brokers);
+        Some(cluster)
+    } else {
+        eprintln!("Kafka: {}", config.kafka.brokers);
+        None
+    };
+    eprintln!(
+        "Simulating {} vendors, {} to {}; ClickHouse at {}",
+        config.sim.vendors.len(),
+        config.sim.start_date,
+        config.sim.end_date(),
+        config.clickhouse.url
+    );
+    let database = config.clickhouse.database.clone();
+    let outcome = demo::run(config, shutdown).await?;
+    print!("{}", demo::render(&outcome, &database));
+    if !outcome.mismatches.is_empty() {
+        bail!("ClickHouse does not match the simulator's ground truth");
+    }
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! The three stages wired into one pipeline.
+//!
+//! [`run_range`] collects a fixed range of days and returns once every event it produced is durably in
+//! ClickHouse: it waits until both consumer groups have committed up to the end of their topics. That
+//! is how `coupang-etl run --from … --to …`, the demo and the end-to-end tests know they are done.
+
+use chrono::NaiveDate;
+use coupang_ingest::IngestReport;
+use coupang_load::MigrationReport;
+use etl_core::kafka::{ensure_topics, group_lag, KafkaSetupError};
+use etl_core::Shutdown;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("ingest: {0}")]
+    Ingest(#[from] coupang_ingest::IngestError),
+    #[error("transform: {0}")]
+    Transform(#[from] coupang_transform::TransformError),
+    #[error("load: {0}")]
+    Load(#[from] coupang_load::LoadError),
+    #[error("ClickHouse schema: {0}")]
+    Schema(#[from] coupang_load::schema::SchemaError),
+    #[error("Kafka: {0}")]
+    Kafka(#[from] KafkaSetupError),
+    #[error("{0} stopped unexpectedly")]
+    StageStopped(&'static str),
+    #[error("simulator: {0}")]
+    Simulator(#[source] std::io::Error),
+    #[error("interrupted")]
+    Interrupted,
+}
+
+#[derive(Debug)]
+pub struct RunReport {
+    pub migration: MigrationReport,
+    pub ingest: IngestReport,
+    pub elapsed: Duration,
+}
+
+type StageTask = JoinHandle<Result<(), PipelineError>>;
+
+/// Starts transform and load in the background.
+fn spawn_stages(config: &Config, stop: &Shutdown) -> (StageTask, StageTask) {
+    let (transform_config, kafka, token) = (config.transform.clone(), config.kafka.clone(), stop.clone());
+    let transform = tokio::spawn(async move {
+        coupang_transform::run(&transform_config, &kafka, token).await.map_err(PipelineError::from)
+    });
+    let (load_config, clickhouse, kafka, token) =
+        (config.load.clone(), config.clickhouse.clone(), config.kafka.clone(), stop.clone());
+    let load = tokio::spawn(async move {
+        coupang_load::run(&load_config, &clickhouse, &kafka, token).await.map_err(PipelineError::from)
+    });
+    (transform, load)
+}
+
+/// Why a stage that should still be running ended: its own error, or "stopped unexpectedly".
+fn stage_ended(name: &'static str, ended: Result<Result<(), PipelineError>, tokio::task::JoinError>) -> PipelineError {
+    match ended {
+        Ok(Err(error)) => error,
+        _ => PipelineError::StageStopped(name),
+    }
+}
+
+async fn join_stage(task: StageTask, name: &'static str) -> Result<(), PipelineError> {
+    task.await.map_err(|_| PipelineError::StageStopped(name))?
+}
+
+async fn prepare(config: &Config) -> Result<MigrationReport, PipelineError> {
+    let migration = coupang_load::migrate(&config.clickhouse).await?;
+    let topics = config.kafka.topics();
+    ensure_topics(&config.kafka, &[&topics.raw_order_sheets, &topics.payment_facts, &topics.dead_letter]).await?;
+    Ok(migration)
+}
+
+/// Collects `from..=to` for every account, then waits until all of it is loaded.
+pub async fn run_range(config: &Config, from: NaiveDate, to: NaiveDate, shutdown: &Shutdown) -> Result<RunReport, PipelineError> {
+    let started = Instant::now();
+    let migration = prepare(config).await?;
+    let stages = shutdown.child_token();
+    let (mut transform, mut load) = spawn_stages(config, &stages);
+
+    let outcome = async {
+        let ingest = coupang_ingest::collect_range(&config.ingest, &config.kafka, &config.accounts, from, to, shutdown).await?;
+        tracing::info!("ingest done; waiting for transform and load to catch up");
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Err(PipelineError::Interrupted),
+                ended = &mut transform => return Err(stage_ended("transform", ended)),
+                ended = &mut load => return Err(stage_ended("load", ended)),
+                _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+            }
+            if drained(config).await? {
+                return Ok(ingest);
+            }
+        }
+    }
+    .await;
+
+    stages.cancel();
+    match outcome {
+        Ok(ingest) => {
+            join_stage(transform, "transform").await?;
+            join_stage(load, "load").await?;
+            Ok(RunReport { migration, ingest, elapsed: started.elapsed() })
+        }
+        Err(error) => {
+            transform.abort();
+            load.abort();
+            Err(error)
+        }
+    }
+}
+
+/// True when transform has committed all raw events and, after that, load has committed all facts.
+async fn drained(config: &Config) -> Result<bool, PipelineError> {
+    let topics = config.kafka.topics();
+    if group_lag(&config.kafka, &config.transform.group_id, &topics.raw_order_sheets).await? > 0 {
+        return Ok(false);
+    }
+    Ok(group_lag(&config.kafka, &config.load.group_id, &topics.payment_facts).await? == 0)
+}
+
+/// Follow mode: all three stages run until shutdown.
+pub async fn run_follow(config: &Config, shutdown: Shutdown) -> Result<(), PipelineError> {
+    prepare(config).await?;
+    let (transform, load) = spawn_stages(config, &shutdown);
+    let ingest = coupang_ingest::run(&config.ingest, &config.kafka, &config.accounts, shutdown.clone()).await;
+    shutdown.cancel();
+    let (t, l) = (join_stage(transform, "transform").await, join_stage(load, "load").await);
+    ingest?;
+    t?;
+    l
+}

@@ -1,0 +1,31 @@
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformConfig {
+    /// Consumer group: several transform processes with the same group share the partitions.
+    #[serde(default = "default_group_id")]
+    pub group_id: String,
+    /// Most raw events handled per commit.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Longest wait for a batch to fill, milliseconds.
+    #[serde(default = "default_batch_wait_ms")]
+    pub batch_wait_ms: u64,
+}
+
+fn default_group_id() -> String {
+    "coupang-etl-transform".into()
+}
+fn default_batch_size() -> usize {
+    2_000
+}
+fn default_batch_wait_ms() -> u64 {
+    200
+}
+
+impl Default for TransformConfig {
+    fn default() -> Self {
+        TransformConfig { group_id: default_group_id(), batch_size: default_batch_size(), batch_wait_ms: default_batch_wait_ms() }
+    }
+}
