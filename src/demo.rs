@@ -43,10 +43,18 @@ pub struct Mismatch {
 pub fn compare(daily: &[DailyPayment], truth: &Truth) -> Vec<Mismatch> {
     let loaded: BTreeMap<(String, NaiveDate), (u64, i64)> = daily
         .iter()
-        .map(|d| ((d.vendor_id.clone(), d.payment_date), (d.orders, d.payment_amount)))
+        .map(|d| {
+            (
+                (d.vendor_id.clone(), d.payment_date),
+                (d.orders, d.payment_amount),
+            )
+        })
         .collect();
-    let expected: BTreeMap<(String, NaiveDate), (u64, i64)> =
-        truth.daily.iter().map(|(k, d)| (k.clone(), (d.orders, d.payment_amount))).collect();
+    let expected: BTreeMap<(String, NaiveDate), (u64, i64)> = truth
+        .daily
+        .iter()
+        .map(|(k, d)| (k.clone(), (d.orders, d.payment_amount)))
+        .collect();
     let mut keys: Vec<&(String, NaiveDate)> = loaded.keys().chain(expected.keys()).collect();
     keys.sort();
     keys.dedup();
@@ -86,7 +94,11 @@ pub async fn run(mut config: Config, shutdown: &Shutdown) -> Result<DemoOutcome,
     let report = report?;
     let daily = daily_payments(&config.clickhouse).await?;
     let mismatches = compare(&daily, &truth);
-    Ok(DemoOutcome { report, daily, mismatches })
+    Ok(DemoOutcome {
+        report,
+        daily,
+        mismatches,
+    })
 }
 
 fn won(amount: i64) -> String {
@@ -109,7 +121,11 @@ fn won(amount: i64) -> String {
 pub fn render(outcome: &DemoOutcome, database: &str) -> String {
     let mut out = String::new();
     let r = &outcome.report;
-    let _ = writeln!(out, "\nCollected from the simulator (ClickHouse {} at `{database}`):", r.migration.server.version);
+    let _ = writeln!(
+        out,
+        "\nCollected from the simulator (ClickHouse {} at `{database}`):",
+        r.migration.server.version
+    );
     for (alias, account) in &r.ingest.accounts {
         let _ = writeln!(
             out,
@@ -117,22 +133,40 @@ pub fn render(outcome: &DemoOutcome, database: &str) -> String {
             account.vendor_id,
             account.boxes,
             account.events,
-            account.error.as_ref().map(|e| format!("  ERROR: {e}")).unwrap_or_default()
+            account
+                .error
+                .as_ref()
+                .map(|e| format!("  ERROR: {e}"))
+                .unwrap_or_default()
         );
     }
     let _ = writeln!(out, "\nDaily payment amount (KRW) per account, from `{database}.daily_payments` (current versions, FINAL):");
     let mut by_account: BTreeMap<(&str, &str), Vec<&DailyPayment>> = BTreeMap::new();
     for day in &outcome.daily {
-        by_account.entry((&day.account_alias, &day.vendor_id)).or_default().push(day);
+        by_account
+            .entry((&day.account_alias, &day.vendor_id))
+            .or_default()
+            .push(day);
     }
-    let bad: std::collections::HashSet<(&str, NaiveDate)> =
-        outcome.mismatches.iter().map(|m| (m.vendor_id.as_str(), m.payment_date)).collect();
+    let bad: std::collections::HashSet<(&str, NaiveDate)> = outcome
+        .mismatches
+        .iter()
+        .map(|m| (m.vendor_id.as_str(), m.payment_date))
+        .collect();
     for ((alias, vendor), days) in &by_account {
         let _ = writeln!(out, "\n  {alias} ({vendor})");
-        let _ = writeln!(out, "    {:<12} {:>7} {:>7} {:>16} {:>16}  truth", "payment date", "orders", "items", "payment amount", "provisional");
+        let _ = writeln!(
+            out,
+            "    {:<12} {:>7} {:>7} {:>16} {:>16}  truth",
+            "payment date", "orders", "items", "payment amount", "provisional"
+        );
         let (mut orders, mut items, mut amount) = (0, 0, 0);
         for d in days {
-            let mark = if bad.contains(&(*vendor, d.payment_date)) { "✗" } else { "✓" };
+            let mark = if bad.contains(&(*vendor, d.payment_date)) {
+                "✗"
+            } else {
+                "✓"
+            };
             let _ = writeln!(
                 out,
                 "    {:<12} {:>7} {:>7} {:>16} {:>16}  {mark}",
@@ -146,7 +180,12 @@ pub fn render(outcome: &DemoOutcome, database: &str) -> String {
             items += d.items;
             amount += d.payment_amount;
         }
-        let _ = writeln!(out, "    {:<12} {orders:>7} {items:>7} {:>16}", "total", won(amount));
+        let _ = writeln!(
+            out,
+            "    {:<12} {orders:>7} {items:>7} {:>16}",
+            "total",
+            won(amount)
+        );
     }
     if outcome.mismatches.is_empty() {
         let _ = writeln!(
@@ -156,9 +195,17 @@ pub fn render(outcome: &DemoOutcome, database: &str) -> String {
             r.elapsed.as_secs_f64()
         );
     } else {
-        let _ = writeln!(out, "\n✗ {} account-days differ from the simulator's ground truth:", outcome.mismatches.len());
+        let _ = writeln!(
+            out,
+            "\n✗ {} account-days differ from the simulator's ground truth:",
+            outcome.mismatches.len()
+        );
         for m in &outcome.mismatches {
-            let _ = writeln!(out, "    {} {}: ClickHouse {:?}, truth {:?} (orders, won)", m.vendor_id, m.payment_date, m.clickhouse, m.truth);
+            let _ = writeln!(
+                out,
+                "    {} {}: ClickHouse {:?}, truth {:?} (orders, won)",
+                m.vendor_id, m.payment_date, m.clickhouse, m.truth
+            );
         }
     }
     out

@@ -72,7 +72,10 @@ enum SimCommand {
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("COUPANG_ETL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// A shutdown token cancelled by Ctrl-C or SIGTERM.
@@ -82,7 +85,9 @@ fn shutdown_on_signal() -> Shutdown {
     tokio::spawn(async move {
         #[cfg(unix)]
         let terminate = async {
-            if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            if let Ok(mut term) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            {
                 term.recv().await;
             }
         };
@@ -118,7 +123,11 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn execute(cli: Cli) -> Result<()> {
-    init_logging(if matches!(cli.command, Command::Demo) { "warn" } else { "info" });
+    init_logging(if matches!(cli.command, Command::Demo) {
+        "warn"
+    } else {
+        "info"
+    });
     let config = Config::load(cli.config.as_deref())?;
     let shutdown = shutdown_on_signal();
     match cli.command {
@@ -139,23 +148,49 @@ async fn execute(cli: Cli) -> Result<()> {
             require_accounts(&config)?;
             match (range.from, range.to) {
                 (Some(from), Some(to)) => {
-                    let report =
-                        coupang_ingest::collect_range(&config.ingest, &config.kafka, &config.accounts, from, to, &shutdown).await?;
+                    let report = coupang_ingest::collect_range(
+                        &config.ingest,
+                        &config.kafka,
+                        &config.accounts,
+                        from,
+                        to,
+                        &shutdown,
+                    )
+                    .await?;
                     print_ingest_report(&report);
                     Ok(())
                 }
-                _ => Ok(coupang_ingest::run(&config.ingest, &config.kafka, &config.accounts, shutdown).await?),
+                _ => Ok(coupang_ingest::run(
+                    &config.ingest,
+                    &config.kafka,
+                    &config.accounts,
+                    shutdown,
+                )
+                .await?),
             }
         }
-        Command::Transform => Ok(coupang_transform::run(&config.transform, &config.kafka, shutdown).await?),
-        Command::Load => Ok(coupang_load::run(&config.load, &config.clickhouse, &config.kafka, shutdown).await?),
+        Command::Transform => {
+            Ok(coupang_transform::run(&config.transform, &config.kafka, shutdown).await?)
+        }
+        Command::Load => {
+            Ok(
+                coupang_load::run(&config.load, &config.clickhouse, &config.kafka, shutdown)
+                    .await?,
+            )
+        }
         Command::Migrate => {
             let report = coupang_load::migrate(&config.clickhouse).await?;
-            println!("ClickHouse {} at {}, database `{}`", report.server.version, config.clickhouse.url, report.database);
+            println!(
+                "ClickHouse {} at {}, database `{}`",
+                report.server.version, config.clickhouse.url, report.database
+            );
             for (version, name) in &report.applied {
                 println!("  applied {version:>3}  {name}");
             }
-            println!("  {} migration(s) were already applied", report.already_applied);
+            println!(
+                "  {} migration(s) were already applied",
+                report.already_applied
+            );
             Ok(())
         }
         Command::Sim(args) => match args.command {
@@ -165,8 +200,14 @@ async fn execute(cli: Cli) -> Result<()> {
                 Ok(())
             }
             None => {
-                let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
-                println!("Coupang API simulator on http://{}  (vendors: {})", listener.local_addr()?, vendor_list(&config));
+                let listener = tokio::net::TcpListener::bind(args.listen)
+                    .await
+                    .with_context(|| format!("binding {}", args.listen))?;
+                println!(
+                    "Coupang API simulator on http://{}  (vendors: {})",
+                    listener.local_addr()?,
+                    vendor_list(&config)
+                );
                 println!("Point ingest.base_url at it; Ctrl-C stops it.");
                 coupang_sim::serve(&config.sim, listener, shutdown).await?;
                 Ok(())
@@ -174,24 +215,45 @@ async fn execute(cli: Cli) -> Result<()> {
         },
         Command::Accounts => {
             let today = etl_core::time::now_kst().date_naive();
-            println!("{:<16} {:<10} {:<12} {:>9}  state", "alias", "vendor", "key expires", "days left");
+            println!(
+                "{:<16} {:<10} {:<12} {:>9}  state",
+                "alias", "vendor", "key expires", "days left"
+            );
             for account in &config.accounts {
                 let (days, state) = match account.key_health(today) {
                     KeyHealth::Valid { days_left } => (days_left, "ok".to_string()),
-                    KeyHealth::ReissueWindow { days_left } => (days_left, "reissue now (window open)".to_string()),
-                    KeyHealth::Expired { days_ago } => (-days_ago, "EXPIRED: reissue in WING".to_string()),
+                    KeyHealth::ReissueWindow { days_left } => {
+                        (days_left, "reissue now (window open)".to_string())
+                    }
+                    KeyHealth::Expired { days_ago } => {
+                        (-days_ago, "EXPIRED: reissue in WING".to_string())
+                    }
                 };
-                println!("{:<16} {:<10} {:<12} {:>9}  {state}", account.alias, account.vendor_id, account.key_expires_on().to_string(), days);
+                println!(
+                    "{:<16} {:<10} {:<12} {:>9}  {state}",
+                    account.alias,
+                    account.vendor_id,
+                    account.key_expires_on().to_string(),
+                    days
+                );
             }
             Ok(())
         }
         Command::Summary => {
             let daily = coupang_load::summary::daily_payments(&config.clickhouse).await?;
-            println!("{:<16} {:<10} {:<12} {:>7} {:>14} {:>14}", "alias", "vendor", "payment date", "orders", "amount (KRW)", "provisional");
+            println!(
+                "{:<16} {:<10} {:<12} {:>7} {:>14} {:>14}",
+                "alias", "vendor", "payment date", "orders", "amount (KRW)", "provisional"
+            );
             for d in daily {
                 println!(
                     "{:<16} {:<10} {:<12} {:>7} {:>14} {:>14}",
-                    d.account_alias, d.vendor_id, d.payment_date.to_string(), d.orders, d.payment_amount, d.provisional_amount
+                    d.account_alias,
+                    d.vendor_id,
+                    d.payment_date.to_string(),
+                    d.orders,
+                    d.payment_amount,
+                    d.provisional_amount
                 );
             }
             Ok(())
@@ -200,7 +262,13 @@ async fn execute(cli: Cli) -> Result<()> {
 }
 
 fn vendor_list(config: &Config) -> String {
-    config.sim.vendors.iter().map(|v| format!("{} key {}", v.vendor_id, v.access_key)).collect::<Vec<_>>().join(", ")
+    config
+        .sim
+        .vendors
+        .iter()
+        .map(|v| format!("{} key {}", v.vendor_id, v.access_key))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn require_accounts(config: &Config) -> Result<()> {
@@ -218,7 +286,11 @@ fn print_ingest_report(report: &coupang_ingest::IngestReport) {
             account.boxes,
             account.events,
             account.bad_records,
-            account.error.as_ref().map(|e| format!("  ERROR: {e}")).unwrap_or_default()
+            account
+                .error
+                .as_ref()
+                .map(|e| format!("  ERROR: {e}"))
+                .unwrap_or_default()
         );
     }
 }
@@ -228,14 +300,24 @@ async fn run_demo(mut config: Config, shutdown: &Shutdown) -> Result<()> {
     config.clickhouse.database = "coupang_demo".into();
     config.kafka.topic_prefix = "coupang-demo.".into();
     let _embedded = if config.kafka.brokers.is_empty() {
-        let cluster = rdkafka::mocking::MockCluster::new(1).context("starting the embedded Kafka")?;
+        let cluster =
+            rdkafka::mocking::MockCluster::new(1).context("starting the embedded Kafka")?;
         config.kafka.brokers = cluster.bootstrap_servers();
         // The mock broker has no CreateTopics API: make the topics through its own interface.
         let topics = config.kafka.topics();
-        for topic in [&topics.raw_order_sheets, &topics.payment_facts, &topics.dead_letter] {
-            cluster.create_topic(topic, config.kafka.partitions, 1).context("creating embedded topics")?;
+        for topic in [
+            &topics.raw_order_sheets,
+            &topics.payment_facts,
+            &topics.dead_letter,
+        ] {
+            cluster
+                .create_topic(topic, config.kafka.partitions, 1)
+                .context("creating embedded topics")?;
         }
-        eprintln!("Kafka: embedded in-process broker at {} (set kafka.brokers to use a real one)", config.kafka.brokers);
+        eprintln!(
+            "Kafka: embedded in-process broker at {} (set kafka.brokers to use a real one)",
+            config.kafka.brokers
+        );
         Some(cluster)
     } else {
         eprintln!("Kafka: {}", config.kafka.brokers);

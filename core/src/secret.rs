@@ -35,21 +35,15 @@ impl fmt::Debug for Secret {
 #[serde(untagged)]
 enum SecretSource {
     Literal(String),
-    Env {
-        env: String,
-    },
-    File {
-        file: PathBuf,
-    },
+    Env { env: String },
+    File { file: PathBuf },
 }
 
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         use serde::de::Error;
         let source = SecretSource::deserialize(deserializer).map_err(|_| {
-            D::Error::custom(
-                "a secret must be a string, { env = \"VAR\" } or { file = \"path\" }",
-            )
+            D::Error::custom("a secret must be a string, { env = \"VAR\" } or { file = \"path\" }")
         })?;
         match source {
             SecretSource::Literal(value) => Ok(Secret(value)),

@@ -4,7 +4,12 @@ use coupang_schemas::{OrderSheetEvent, OrderSheetItem};
 
 use crate::client::model::OrderSheet;
 
-pub fn order_sheet_event(vendor_id: &str, account_alias: &str, collected_at: i64, sheet: &OrderSheet) -> OrderSheetEvent {
+pub fn order_sheet_event(
+    vendor_id: &str,
+    account_alias: &str,
+    collected_at: i64,
+    sheet: &OrderSheet,
+) -> OrderSheetEvent {
     OrderSheetEvent {
         vendor_id: vendor_id.to_string(),
         account_alias: account_alias.to_string(),

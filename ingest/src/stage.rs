@@ -18,8 +18,14 @@ use crate::config::IngestConfig;
 use crate::event::order_sheet_event;
 
 /// Order-sheet lists return boxes in their current status, so a full sweep asks for each one.
-pub const ORDER_SHEET_STATUSES: [&str; 6] =
-    ["ACCEPT", "INSTRUCT", "DEPARTURE", "DELIVERING", "FINAL_DELIVERY", "NONE_TRACKING"];
+pub const ORDER_SHEET_STATUSES: [&str; 6] = [
+    "ACCEPT",
+    "INSTRUCT",
+    "DEPARTURE",
+    "DELIVERING",
+    "FINAL_DELIVERY",
+    "NONE_TRACKING",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -65,7 +71,11 @@ impl Sink {
         ensure_topics(kafka, &[&topics.raw_order_sheets, &topics.dead_letter]).await?;
         let producer: FutureProducer = kafka.producer_config().create()?;
         let dead_letter = DeadLetter::new(producer.clone(), topics.dead_letter.clone(), "ingest");
-        Ok(Sink { producer, topics, dead_letter })
+        Ok(Sink {
+            producer,
+            topics,
+            dead_letter,
+        })
     }
 }
 
@@ -165,7 +175,9 @@ async fn sweep_account(
     let account = client.account();
     for (window_from, window_to) in windows(from, to) {
         for status in ORDER_SHEET_STATUSES {
-            let mut records = std::pin::pin!(client.order_sheets(window_from, window_to, status).chunks(50));
+            let mut records = std::pin::pin!(client
+                .order_sheets(window_from, window_to, status)
+                .chunks(50));
             while let Some(chunk) = records.next().await {
                 if shutdown.is_cancelled() {
                     return Ok(Ok(()));
@@ -176,22 +188,41 @@ async fn sweep_account(
                     match record {
                         Ok(sheet) => {
                             report.boxes += 1;
-                            let event = order_sheet_event(&account.vendor_id, &account.alias, collected_at, &sheet);
+                            let event = order_sheet_event(
+                                &account.vendor_id,
+                                &account.alias,
+                                collected_at,
+                                &sheet,
+                            );
                             encoded.push((event.kafka_key(), encode(&event)?));
                         }
-                        Err(ClientError::BadRecord { alias, endpoint, record_id, reason, raw }) => {
+                        Err(ClientError::BadRecord {
+                            alias,
+                            endpoint,
+                            record_id,
+                            reason,
+                            raw,
+                        }) => {
                             report.bad_records += 1;
-                            let reason = format!("account {alias}: {endpoint} record {record_id}: {reason}");
-                            let source = [("dlq.source.account", alias.as_str()), ("dlq.source.endpoint", endpoint)];
+                            let reason =
+                                format!("account {alias}: {endpoint} record {record_id}: {reason}");
+                            let source = [
+                                ("dlq.source.account", alias.as_str()),
+                                ("dlq.source.endpoint", endpoint),
+                            ];
                             let key = account.vendor_id.as_bytes();
-                            sink.dead_letter.send_record(Some(key), raw.as_bytes(), &reason, &source).await?;
+                            sink.dead_letter
+                                .send_record(Some(key), raw.as_bytes(), &reason, &source)
+                                .await?;
                         }
                         Err(error) => return Ok(Err(error)),
                     }
                 }
                 let mut deliveries = Vec::with_capacity(encoded.len());
                 for (key, payload) in &encoded {
-                    let record = FutureRecord::to(&sink.topics.raw_order_sheets).key(key).payload(payload);
+                    let record = FutureRecord::to(&sink.topics.raw_order_sheets)
+                        .key(key)
+                        .payload(payload);
                     deliveries.push(sink.producer.send(record, Duration::from_secs(120)));
                 }
                 for delivery in futures::future::join_all(deliveries).await {

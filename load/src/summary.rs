@@ -43,7 +43,8 @@ pub async fn daily_payments(config: &ClickHouseConfig) -> Result<Vec<DailyPaymen
     Ok(rows
         .into_iter()
         .map(|r| DailyPayment {
-            payment_date: etl_core::time::date_from_days(i32::from(r.payment_date)).unwrap_or_default(),
+            payment_date: etl_core::time::date_from_days(i32::from(r.payment_date))
+                .unwrap_or_default(),
             vendor_id: r.vendor_id,
             account_alias: r.account_alias,
             orders: r.orders,
@@ -71,5 +72,51 @@ pub async fn fact_counts(config: &ClickHouseConfig) -> Result<TableCounts, Schem
         )
         .fetch_one::<TableCounts>()
         .await
-        .map_err(|source| SchemaError::ClickHouse { url: config.url.clone(), source })
+        .map_err(|source| SchemaError::ClickHouse {
+            url: config.url.clone(),
+            source,
+        })
+}
+
+#[derive(Debug, Clone, Row, Deserialize)]
+struct OrderTotalWire {
+    vendor_id: String,
+    order_id: i64,
+    payment_amount: i64,
+}
+
+/// Payment amount per (vendor, order), current versions only: for reconciliation against a source.
+pub async fn order_payments(
+    config: &ClickHouseConfig,
+) -> Result<std::collections::BTreeMap<(String, i64), i64>, SchemaError> {
+    let rows = config
+        .client()
+        .query(
+            "SELECT vendor_id, order_id, sum(payment_amount) AS payment_amount \
+             FROM payment_facts FINAL GROUP BY vendor_id, order_id",
+        )
+        .fetch_all::<OrderTotalWire>()
+        .await
+        .map_err(|source| SchemaError::ClickHouse {
+            url: config.url.clone(),
+            source,
+        })?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ((r.vendor_id, r.order_id), r.payment_amount))
+        .collect())
+}
+
+/// Merges every partition now (`OPTIMIZE … FINAL`), so old versions are physically gone. ClickHouse
+/// does this by itself in the background; this is for maintenance and tests.
+pub async fn optimize_facts(config: &ClickHouseConfig) -> Result<(), SchemaError> {
+    config
+        .client()
+        .query("OPTIMIZE TABLE payment_facts FINAL")
+        .execute()
+        .await
+        .map_err(|source| SchemaError::ClickHouse {
+            url: config.url.clone(),
+            source,
+        })
 }

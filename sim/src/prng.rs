@@ -43,8 +43,18 @@ mod tests {
 
     #[test]
     fn same_seed_same_numbers_and_ranges_hold() {
-        let a: Vec<u64> = (0..5).map({ let mut r = SplitMix64::new(7); move |_| r.next_u64() }).collect();
-        let b: Vec<u64> = (0..5).map({ let mut r = SplitMix64::new(7); move |_| r.next_u64() }).collect();
+        let a: Vec<u64> = (0..5)
+            .map({
+                let mut r = SplitMix64::new(7);
+                move |_| r.next_u64()
+            })
+            .collect();
+        let b: Vec<u64> = (0..5)
+            .map({
+                let mut r = SplitMix64::new(7);
+                move |_| r.next_u64()
+            })
+            .collect();
         assert_eq!(a, b);
         let mut r = SplitMix64::fork(1, &[2, 3]);
         for _ in 0..1000 {

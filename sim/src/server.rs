@@ -52,7 +52,12 @@ impl Simulator {
         let state = Arc::new(SimState::new(config));
         let shutdown = Shutdown::new();
         let task = tokio::spawn(serve_state(state.clone(), listener, shutdown.clone()));
-        Ok(Simulator { addr, state, shutdown, task })
+        Ok(Simulator {
+            addr,
+            state,
+            shutdown,
+            task,
+        })
     }
 
     pub fn base_url(&self) -> String {
@@ -64,7 +69,11 @@ impl Simulator {
     }
 
     pub fn stats(&self) -> RequestStats {
-        self.state.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.state
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub async fn stop(self) {
@@ -74,17 +83,30 @@ impl Simulator {
 }
 
 /// Serves the simulator on `listener` until `shutdown` (what `coupang-etl sim` runs).
-pub async fn serve(config: &SimConfig, listener: TcpListener, shutdown: Shutdown) -> std::io::Result<()> {
+pub async fn serve(
+    config: &SimConfig,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
     serve_state(Arc::new(SimState::new(config)), listener, shutdown).await
 }
 
-async fn serve_state(state: Arc<SimState>, listener: TcpListener, shutdown: Shutdown) -> std::io::Result<()> {
+async fn serve_state(
+    state: Arc<SimState>,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
     let api = Router::new()
         .route(ORDERSHEETS_V5, get(ordersheets))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), gateway));
-    let app = Router::new().route("/sim/stats", get(stats)).merge(api).with_state(state);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    let app = Router::new()
+        .route("/sim/stats", get(stats))
+        .merge(api)
+        .with_state(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
 }
 
 impl SimState {
@@ -94,7 +116,12 @@ impl SimState {
             keys: config
                 .vendors
                 .iter()
-                .map(|v| (v.access_key.clone(), (v.vendor_id.clone(), v.secret_key.expose().to_string())))
+                .map(|v| {
+                    (
+                        v.access_key.clone(),
+                        (v.vendor_id.clone(), v.secret_key.expose().to_string()),
+                    )
+                })
                 .collect(),
             clock_skew_secs: config.clock_skew_secs,
             used_signatures: Mutex::new(HashMap::new()),
@@ -104,7 +131,9 @@ impl SimState {
 
     fn count(&self, vendor: &str, endpoint: &str, status: StatusCode) {
         let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
-        *stats.entry((vendor.to_string(), endpoint.to_string(), status.as_u16())).or_default() += 1;
+        *stats
+            .entry((vendor.to_string(), endpoint.to_string(), status.as_u16()))
+            .or_default() += 1;
     }
 }
 
@@ -114,24 +143,41 @@ struct AuthenticatedVendor(String);
 
 /// Gateway auth errors have a string `code` (coupang-api.md §3).
 fn gateway_error(status: StatusCode, message: &str) -> Response {
-    let transaction_id = format!("sim-{}", Utc::now().timestamp_nanos_opt().unwrap_or_default());
-    (status, Json(json!({"code": "ERROR", "message": message, "transactionId": transaction_id}))).into_response()
+    let transaction_id = format!(
+        "sim-{}",
+        Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    );
+    (
+        status,
+        Json(json!({"code": "ERROR", "message": message, "transactionId": transaction_id})),
+    )
+        .into_response()
 }
 
 /// Business errors have a numeric `code`.
 fn business_error(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({"code": status.as_u16(), "message": message}))).into_response()
+    (
+        status,
+        Json(json!({"code": status.as_u16(), "message": message})),
+    )
+        .into_response()
 }
 
 async fn gateway(State(state): State<Arc<SimState>>, mut request: Request, next: Next) -> Response {
     let endpoint = endpoint_name(request.uri().path());
-    let (vendor, response) = match authenticate(&state, request.method(), request.uri(), request.headers()) {
-        Ok(vendor) => {
-            request.extensions_mut().insert(AuthenticatedVendor(vendor.clone()));
-            (vendor, next.run(request).await)
-        }
-        Err(response) => ("-".to_string(), response),
-    };
+    let (vendor, response) =
+        match authenticate(&state, request.method(), request.uri(), request.headers()) {
+            Ok(vendor) => {
+                request
+                    .extensions_mut()
+                    .insert(AuthenticatedVendor(vendor.clone()));
+                (vendor, next.run(request).await)
+            }
+            Err(message) => (
+                "-".to_string(),
+                gateway_error(StatusCode::UNAUTHORIZED, message),
+            ),
+        };
     state.count(&vendor, endpoint, response.status());
     response
 }
@@ -144,8 +190,14 @@ fn endpoint_name(path: &str) -> &'static str {
     }
 }
 
-fn authenticate(state: &SimState, method: &Method, uri: &axum::http::Uri, headers: &HeaderMap) -> Result<String, Response> {
-    let unauthorized = |message| Err(gateway_error(StatusCode::UNAUTHORIZED, message));
+/// The vendor whose key signed the request, or the gateway's 401 message.
+fn authenticate(
+    state: &SimState,
+    method: &Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+) -> Result<String, &'static str> {
+    let unauthorized = Err;
     let Some(header) = headers.get("authorization").and_then(|h| h.to_str().ok()) else {
         return unauthorized("Request is not authorized.");
     };
@@ -160,13 +212,25 @@ fn authenticate(state: &SimState, method: &Method, uri: &axum::http::Uri, header
         Some(at) if (now - at.timestamp()).abs() <= state.clock_skew_secs => {}
         _ => return unauthorized("Specified signature is expired."),
     }
-    let expected = cea::signature(secret, &auth.signed_date, method.as_str(), uri.path(), uri.query().unwrap_or(""));
+    let expected = cea::signature(
+        secret,
+        &auth.signed_date,
+        method.as_str(),
+        uri.path(),
+        uri.query().unwrap_or(""),
+    );
     if !cea::signatures_equal(&expected, &auth.signature) {
         return unauthorized("Invalid signature.");
     }
-    let mut used = state.used_signatures.lock().unwrap_or_else(|e| e.into_inner());
+    let mut used = state
+        .used_signatures
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     used.retain(|_, forget_at| *forget_at > now);
-    if used.insert(auth.signature, now + 2 * state.clock_skew_secs + 1).is_some() {
+    if used
+        .insert(auth.signature, now + 2 * state.clock_skew_secs + 1)
+        .is_some()
+    {
         return unauthorized("Specified signature is expired.");
     }
     Ok(vendor_id.clone())
@@ -201,7 +265,10 @@ async fn ordersheets(
 ) -> Response {
     let bad = |message: &str| business_error(StatusCode::BAD_REQUEST, message);
     if vendor_id != signer {
-        return business_error(StatusCode::NOT_FOUND, "vendorId does not belong to this access key.");
+        return business_error(
+            StatusCode::NOT_FOUND,
+            "vendorId does not belong to this access key.",
+        );
     }
     let Some(vendor) = state.world.vendors.get(&vendor_id) else {
         return business_error(StatusCode::NOT_FOUND, "Not Found");
@@ -239,8 +306,12 @@ async fn ordersheets(
         b.status == status && b.shipment_box_id > start_after && day >= from && day <= to
     });
     let page: Vec<Value> = matching.by_ref().take(per_page).map(box_json).collect();
-    let next_token = matching.next().map(|b| b.shipment_box_id.to_string()).unwrap_or_default();
-    Json(json!({"code": 200, "message": "OK", "data": page, "nextToken": next_token})).into_response()
+    let next_token = matching
+        .next()
+        .map(|b| b.shipment_box_id.to_string())
+        .unwrap_or_default();
+    Json(json!({"code": 200, "message": "OK", "data": page, "nextToken": next_token}))
+        .into_response()
 }
 
 fn money(won: i64) -> Value {

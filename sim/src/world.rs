@@ -105,7 +105,13 @@ pub struct World {
 }
 
 const ITEM_NAMES: [&str; 8] = [
-    "무선 이어폰", "텀블러 500ml", "양말 3켤레", "캠핑 의자", "USB-C 케이블", "유기농 쌀 10kg", "수분 크림",
+    "무선 이어폰",
+    "텀블러 500ml",
+    "양말 3켤레",
+    "캠핑 의자",
+    "USB-C 케이블",
+    "유기농 쌀 10kg",
+    "수분 크림",
     "요가 매트",
 ];
 
@@ -128,19 +134,36 @@ impl World {
                 for _ in 0..count {
                     next_order_id += rng.range(1, 40);
                     next_box_id += rng.range(1, 1_000);
-                    boxes.push(order(&mut rng, &catalogue, date, as_of, next_order_id, next_box_id));
+                    boxes.push(order(
+                        &mut rng,
+                        &catalogue,
+                        date,
+                        as_of,
+                        next_order_id,
+                        next_box_id,
+                    ));
                 }
             }
             boxes.sort_by_key(|b| b.shipment_box_id);
-            vendors.insert(vendor.vendor_id.clone(), VendorWorld { vendor_id: vendor.vendor_id.clone(), boxes });
+            vendors.insert(
+                vendor.vendor_id.clone(),
+                VendorWorld {
+                    vendor_id: vendor.vendor_id.clone(),
+                    boxes,
+                },
+            );
         }
         World { as_of, vendors }
     }
 }
 
 fn at_kst(date: NaiveDate, second_of_day: u32) -> DateTime<FixedOffset> {
-    let time = NaiveTime::from_num_seconds_from_midnight_opt(second_of_day, 0).expect("second within a day");
-    kst().from_local_datetime(&date.and_time(time)).single().expect("fixed offset is unambiguous")
+    let time = NaiveTime::from_num_seconds_from_midnight_opt(second_of_day, 0)
+        .expect("second within a day");
+    kst()
+        .from_local_datetime(&date.and_time(time))
+        .single()
+        .expect("fixed offset is unambiguous")
 }
 
 fn catalogue(rng: &mut SplitMix64, vendor_index: u64) -> Vec<Product> {
@@ -219,13 +242,24 @@ mod tests {
 
     #[test]
     fn the_seed_fixes_the_world() {
-        let config = SimConfig { days: 5, ..SimConfig::default() };
+        let config = SimConfig {
+            days: 5,
+            ..SimConfig::default()
+        };
         let a = World::generate(&config);
         let b = World::generate(&config);
         let ids = |w: &World| -> Vec<(i64, i64, &'static str)> {
             w.vendors
                 .values()
-                .flat_map(|v| v.boxes.iter().map(|b| (b.shipment_box_id, b.lines[0].order_price(), b.status.as_str())))
+                .flat_map(|v| {
+                    v.boxes.iter().map(|b| {
+                        (
+                            b.shipment_box_id,
+                            b.lines[0].order_price(),
+                            b.status.as_str(),
+                        )
+                    })
+                })
                 .collect()
         };
         assert_eq!(ids(&a), ids(&b));
@@ -241,7 +275,10 @@ mod tests {
             for b in &vendor.boxes {
                 assert_eq!(b.shipment_box_id.to_string().len(), 18);
                 assert_eq!(b.order_id.to_string().len(), 14);
-                assert!(seen.insert(b.order_id), "order ids are unique across vendors");
+                assert!(
+                    seen.insert(b.order_id),
+                    "order ids are unique across vendors"
+                );
                 assert!(b.ordered_at <= b.paid_at);
             }
         }
@@ -250,9 +287,17 @@ mod tests {
     #[test]
     fn recent_orders_are_still_moving_and_old_ones_delivered() {
         let world = World::generate(&SimConfig::default());
-        let statuses: std::collections::HashSet<BoxStatus> =
-            world.vendors.values().flat_map(|v| v.boxes.iter().map(|b| b.status)).collect();
-        for status in [BoxStatus::Instruct, BoxStatus::Delivering, BoxStatus::FinalDelivery, BoxStatus::NoneTracking] {
+        let statuses: std::collections::HashSet<BoxStatus> = world
+            .vendors
+            .values()
+            .flat_map(|v| v.boxes.iter().map(|b| b.status))
+            .collect();
+        for status in [
+            BoxStatus::Instruct,
+            BoxStatus::Delivering,
+            BoxStatus::FinalDelivery,
+            BoxStatus::NoneTracking,
+        ] {
             assert!(statuses.contains(&status), "{status:?} missing");
         }
     }

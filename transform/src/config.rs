@@ -26,6 +26,10 @@ fn default_batch_wait_ms() -> u64 {
 
 impl Default for TransformConfig {
     fn default() -> Self {
-        TransformConfig { group_id: default_group_id(), batch_size: default_batch_size(), batch_wait_ms: default_batch_wait_ms() }
+        TransformConfig {
+            group_id: default_group_id(),
+            batch_size: default_batch_size(),
+            batch_wait_ms: default_batch_wait_ms(),
+        }
     }
 }

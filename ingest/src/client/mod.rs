@@ -21,7 +21,12 @@ pub use rate::RateLimiter;
 
 /// Query values are encoded like Coupang's own examples (`2025-07-15%2B09:00`): everything but
 /// unreserved characters and `:`. The signature covers exactly these bytes.
-const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b':');
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b':');
 
 /// Day-query windows may span at most 31 calendar days (coupang-api.md §4).
 pub const MAX_WINDOW_DAYS: i64 = 31;
@@ -31,19 +36,50 @@ pub const MAX_PER_PAGE: u32 = 50;
 pub enum ClientError {
     /// 401, or 403 for a non-allow-listed IP: the account cannot work until a person fixes its key.
     #[error("account {alias}: Coupang rejected the key (HTTP {status}): {message}")]
-    KeyRejected { alias: String, status: u16, message: String },
+    KeyRejected {
+        alias: String,
+        status: u16,
+        message: String,
+    },
     /// 400/404 and other refusals that retrying cannot fix.
     #[error("account {alias}: {endpoint} refused (HTTP {status}): {message}")]
-    Refused { alias: String, endpoint: &'static str, status: u16, message: String },
+    Refused {
+        alias: String,
+        endpoint: &'static str,
+        status: u16,
+        message: String,
+    },
     #[error("account {alias}: {endpoint} still failing after {attempts} attempts: {last}")]
-    GaveUp { alias: String, endpoint: &'static str, attempts: u32, last: String },
+    GaveUp {
+        alias: String,
+        endpoint: &'static str,
+        attempts: u32,
+        last: String,
+    },
     #[error("account {alias}: {endpoint} answered with something that is not Coupang's envelope: {reason}")]
-    BadEnvelope { alias: String, endpoint: &'static str, reason: String },
+    BadEnvelope {
+        alias: String,
+        endpoint: &'static str,
+        reason: String,
+    },
     /// One record of a page could not be read; `raw` keeps it for the dead-letter topic.
     #[error("account {alias}: {endpoint} record {record_id}: {reason}")]
-    BadRecord { alias: String, endpoint: &'static str, record_id: String, reason: String, raw: String },
-    #[error("account {alias}: {endpoint} window {from}..{to} is longer than {MAX_WINDOW_DAYS} days")]
-    WindowTooLong { alias: String, endpoint: &'static str, from: NaiveDate, to: NaiveDate },
+    BadRecord {
+        alias: String,
+        endpoint: &'static str,
+        record_id: String,
+        reason: String,
+        raw: String,
+    },
+    #[error(
+        "account {alias}: {endpoint} window {from}..{to} is longer than {MAX_WINDOW_DAYS} days"
+    )]
+    WindowTooLong {
+        alias: String,
+        endpoint: &'static str,
+        from: NaiveDate,
+        to: NaiveDate,
+    },
     #[error("account {alias}: cannot build a request: {reason}")]
     Request { alias: String, reason: String },
 }
@@ -72,12 +108,18 @@ pub struct CoupangClient {
 }
 
 impl CoupangClient {
-    pub fn new(config: &IngestConfig, account: AccountConfig) -> Result<CoupangClient, ClientError> {
+    pub fn new(
+        config: &IngestConfig,
+        account: AccountConfig,
+    ) -> Result<CoupangClient, ClientError> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(config.request_timeout_secs))
             .connect_timeout(Duration::from_secs(10))
             .build()
-            .map_err(|e| ClientError::Request { alias: account.alias.clone(), reason: e.to_string() })?;
+            .map_err(|e| ClientError::Request {
+                alias: account.alias.clone(),
+                reason: e.to_string(),
+            })?;
         Ok(CoupangClient {
             http,
             base_url: config.base_url.trim_end_matches('/').to_string(),
@@ -97,7 +139,11 @@ impl CoupangClient {
 
     /// Builds the URL from already-encoded `query` pairs and signs `url.path()` + `url.query()`:
     /// the very bytes that go on the wire, so no re-encoding can break the signature.
-    fn signed_request(&self, path: &str, query: &[(&str, String)]) -> Result<reqwest::RequestBuilder, ClientError> {
+    fn signed_request(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<reqwest::RequestBuilder, ClientError> {
         let encoded: Vec<String> = query
             .iter()
             .map(|(name, value)| format!("{name}={}", utf8_percent_encode(value, QUERY_VALUE)))
@@ -107,7 +153,10 @@ impl CoupangClient {
             text.push('?');
             text.push_str(&encoded.join("&"));
         }
-        let url = Url::parse(&text).map_err(|e| ClientError::Request { alias: self.alias(), reason: format!("{text}: {e}") })?;
+        let url = Url::parse(&text).map_err(|e| ClientError::Request {
+            alias: self.alias(),
+            reason: format!("{text}: {e}"),
+        })?;
         let signed_date = cea::signed_date(Utc::now());
         let signature = cea::signature(
             self.account.secret_key.expose(),
@@ -119,7 +168,10 @@ impl CoupangClient {
         Ok(self
             .http
             .get(url)
-            .header("Authorization", cea::authorization_header(&self.account.access_key, &signed_date, &signature))
+            .header(
+                "Authorization",
+                cea::authorization_header(&self.account.access_key, &signed_date, &signature),
+            )
             .header("Content-Type", "application/json;charset=UTF-8")
             .header("X-Requested-By", &self.account.vendor_id)
             // The gateway cuts list calls at 3 s without it (504).
@@ -127,7 +179,12 @@ impl CoupangClient {
     }
 
     /// GET with rate limiting and bounded retries; returns the body of a 2xx answer.
-    async fn get(&self, endpoint: &'static str, path: &str, query: &[(&str, String)]) -> Result<Vec<u8>, ClientError> {
+    async fn get(
+        &self,
+        endpoint: &'static str,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Vec<u8>, ClientError> {
         let mut last = String::new();
         for attempt in 1..=self.max_attempts {
             self.limiter.acquire().await;
@@ -142,17 +199,29 @@ impl CoupangClient {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map(Duration::from_secs);
-                    let body = response.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+                    let body = response
+                        .bytes()
+                        .await
+                        .map(|b| b.to_vec())
+                        .unwrap_or_default();
                     if status.is_success() {
                         return Ok(body);
                     }
                     let message = error_message(&body);
                     match status {
                         StatusCode::UNAUTHORIZED => {
-                            return Err(ClientError::KeyRejected { alias: self.alias(), status: status.as_u16(), message })
+                            return Err(ClientError::KeyRejected {
+                                alias: self.alias(),
+                                status: status.as_u16(),
+                                message,
+                            })
                         }
                         StatusCode::FORBIDDEN if message.contains("Not allowed IP") => {
-                            return Err(ClientError::KeyRejected { alias: self.alias(), status: 403, message })
+                            return Err(ClientError::KeyRejected {
+                                alias: self.alias(),
+                                status: 403,
+                                message,
+                            })
                         }
                         // An HTML 403 is Akamai's temporary block after too many errors: wait it out.
                         StatusCode::FORBIDDEN if looks_like_html(&body) => {
@@ -170,7 +239,12 @@ impl CoupangClient {
                             retry_after.unwrap_or_else(|| backoff(attempt))
                         }
                         s => {
-                            return Err(ClientError::Refused { alias: self.alias(), endpoint, status: s.as_u16(), message })
+                            return Err(ClientError::Refused {
+                                alias: self.alias(),
+                                endpoint,
+                                status: s.as_u16(),
+                                message,
+                            })
                         }
                     }
                 }
@@ -185,7 +259,12 @@ impl CoupangClient {
                 tokio::time::sleep(wait).await;
             }
         }
-        Err(ClientError::GaveUp { alias: self.alias(), endpoint, attempts: self.max_attempts, last })
+        Err(ClientError::GaveUp {
+            alias: self.alias(),
+            endpoint,
+            attempts: self.max_attempts,
+            last,
+        })
     }
 
     /// One page of order sheets created (ordered) on the days `from..=to` (Asia/Seoul), in `status`.
@@ -198,9 +277,17 @@ impl CoupangClient {
     ) -> Result<Page<OrderSheet>, ClientError> {
         const ENDPOINT: &str = "ordersheets";
         if to < from || (to - from).num_days() >= MAX_WINDOW_DAYS {
-            return Err(ClientError::WindowTooLong { alias: self.alias(), endpoint: ENDPOINT, from, to });
+            return Err(ClientError::WindowTooLong {
+                alias: self.alias(),
+                endpoint: ENDPOINT,
+                from,
+                to,
+            });
         }
-        let path = format!("/v2/providers/openapi/apis/api/v5/vendors/{}/ordersheets", self.account.vendor_id);
+        let path = format!(
+            "/v2/providers/openapi/apis/api/v5/vendors/{}/ordersheets",
+            self.account.vendor_id
+        );
         let mut query = vec![
             ("createdAtFrom", format!("{from}+09:00")),
             ("createdAtTo", format!("{to}+09:00")),
@@ -237,20 +324,37 @@ impl CoupangClient {
         body: &[u8],
         id_field: &str,
     ) -> Result<Page<T>, ClientError> {
-        let bad_envelope = |reason: String| ClientError::BadEnvelope { alias: self.alias(), endpoint, reason };
-        let envelope: ListEnvelope = serde_json::from_slice(body).map_err(|e| bad_envelope(e.to_string()))?;
+        let bad_envelope = |reason: String| ClientError::BadEnvelope {
+            alias: self.alias(),
+            endpoint,
+            reason,
+        };
+        let envelope: ListEnvelope =
+            serde_json::from_slice(body).map_err(|e| bad_envelope(e.to_string()))?;
         if !envelope.code.is_ok() {
-            return Err(bad_envelope(format!("code {}: {}", envelope.code.0, envelope.message.unwrap_or_default())));
+            return Err(bad_envelope(format!(
+                "code {}: {}",
+                envelope.code.0,
+                envelope.message.unwrap_or_default()
+            )));
         }
         let raw = match envelope.data {
             Some(serde_json::Value::Array(items)) => items,
             None | Some(serde_json::Value::Null) => Vec::new(),
-            Some(other) => return Err(bad_envelope(format!("data is not a list but {}", json_kind(&other)))),
+            Some(other) => {
+                return Err(bad_envelope(format!(
+                    "data is not a list but {}",
+                    json_kind(&other)
+                )))
+            }
         };
         let records = raw
             .into_iter()
             .map(|value| {
-                let record_id = value.get(id_field).map(|v| v.to_string()).unwrap_or_else(|| "(no id)".into());
+                let record_id = value
+                    .get(id_field)
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "(no id)".into());
                 let raw = without_personal_data(&value).to_string();
                 serde_json::from_value::<T>(value).map_err(|e| ClientError::BadRecord {
                     alias: self.alias(),
@@ -262,14 +366,19 @@ impl CoupangClient {
             })
             .collect();
         let next_token = envelope.next_token.filter(|t| !t.is_empty());
-        Ok(Page { records, next_token })
+        Ok(Page {
+            records,
+            next_token,
+        })
     }
 }
 
 /// Exponential backoff with jitter: 1 s, 2 s, 4 s … capped at 30 s, plus up to 50%. Never under a
 /// second, so a retry never reuses the previous attempt's signed-date.
 fn backoff(attempt: u32) -> Duration {
-    let base_ms = 1_000u64.saturating_mul(1 << attempt.saturating_sub(1).min(5)).min(30_000);
+    let base_ms = 1_000u64
+        .saturating_mul(1 << attempt.saturating_sub(1).min(5))
+        .min(30_000);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -293,7 +402,9 @@ fn without_personal_data(value: &serde_json::Value) -> serde_json::Value {
 
 fn error_message(body: &[u8]) -> String {
     match serde_json::from_slice::<ErrorBody>(body) {
-        Ok(ErrorBody { message: Some(message) }) => message,
+        Ok(ErrorBody {
+            message: Some(message),
+        }) => message,
         _ => String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
     }
 }
@@ -335,7 +446,10 @@ mod tests {
     use etl_core::secret::Secret;
 
     fn client() -> CoupangClient {
-        let config = IngestConfig { base_url: "https://api-gateway.coupang.com".into(), ..IngestConfig::default() };
+        let config = IngestConfig {
+            base_url: "https://api-gateway.coupang.com".into(),
+            ..IngestConfig::default()
+        };
         let account = AccountConfig {
             alias: "brand-a".into(),
             vendor_id: "A00012345".into(),
@@ -347,8 +461,15 @@ mod tests {
     }
 
     fn signed(query: &[(&str, String)], path: &str) -> (String, String) {
-        let request = client().signed_request(path, query).unwrap().build().unwrap();
-        let header = request.headers()["Authorization"].to_str().unwrap().to_string();
+        let request = client()
+            .signed_request(path, query)
+            .unwrap()
+            .build()
+            .unwrap();
+        let header = request.headers()["Authorization"]
+            .to_str()
+            .unwrap()
+            .to_string();
         (request.url().to_string(), header)
     }
 
@@ -363,10 +484,16 @@ mod tests {
         ];
         let (url, header) = signed(&query, path);
         let wire_query = "createdAtFrom=2025-07-15%2B09:00&createdAtTo=2025-07-25%2B09:00&maxPerPage=50&status=INSTRUCT";
-        assert_eq!(url, format!("https://api-gateway.coupang.com{path}?{wire_query}"));
+        assert_eq!(
+            url,
+            format!("https://api-gateway.coupang.com{path}?{wire_query}")
+        );
         let auth = cea::parse_authorization(&header).unwrap();
         assert_eq!(auth.access_key, "test-access");
-        assert_eq!(auth.signature, cea::signature("test-secret", &auth.signed_date, "GET", path, wire_query));
+        assert_eq!(
+            auth.signature,
+            cea::signature("test-secret", &auth.signed_date, "GET", path, wire_query)
+        );
     }
 
     #[test]
@@ -383,20 +510,36 @@ mod tests {
         let wire = "vendorId=A00012345&recognitionDateFrom=2025-07-01&recognitionDateTo=2025-07-31&token=&maxPerPage=50";
         assert!(url.ends_with(wire), "{url}");
         let auth = cea::parse_authorization(&header).unwrap();
-        assert_eq!(auth.signature, cea::signature("test-secret", &auth.signed_date, "GET", path, wire));
+        assert_eq!(
+            auth.signature,
+            cea::signature("test-secret", &auth.signed_date, "GET", path, wire)
+        );
 
         let path = "/v2/providers/openapi/apis/api/v6/vendors/A00012345/returnRequests";
-        let query = [("createdAtFrom", "2025-07-29T00:01".to_string()), ("searchType", "timeFrame".to_string())];
+        let query = [
+            ("createdAtFrom", "2025-07-29T00:01".to_string()),
+            ("searchType", "timeFrame".to_string()),
+        ];
         let (url, _) = signed(&query, path);
-        assert!(url.ends_with("createdAtFrom=2025-07-29T00:01&searchType=timeFrame"), "{url}");
+        assert!(
+            url.ends_with("createdAtFrom=2025-07-29T00:01&searchType=timeFrame"),
+            "{url}"
+        );
     }
 
     #[test]
     fn the_secret_never_shows_in_debug_or_errors() {
         let c = client();
         assert!(!format!("{:?}", c.account()).contains("test-secret"));
-        let err = ClientError::KeyRejected { alias: "brand-a".into(), status: 401, message: "Invalid signature.".into() };
-        assert_eq!(err.to_string(), "account brand-a: Coupang rejected the key (HTTP 401): Invalid signature.");
+        let err = ClientError::KeyRejected {
+            alias: "brand-a".into(),
+            status: 401,
+            message: "Invalid signature.".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "account brand-a: Coupang rejected the key (HTTP 401): Invalid signature."
+        );
     }
 
     #[test]
@@ -410,7 +553,10 @@ mod tests {
     fn too_long_windows_are_refused_before_sending() {
         let c = client();
         let from = NaiveDate::from_ymd_opt(2025, 7, 1).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let err = rt
             .block_on(c.order_sheets_page(from, from + chrono::Duration::days(31), "ACCEPT", ""))
             .err()

@@ -33,9 +33,14 @@ impl<'de> Deserialize<'de> for Won {
         }
         let number = |n: Number| match n {
             Number::Int(v) => Ok(v),
-            Number::Text(t) => t.trim().parse::<i64>().map_err(|_| de::Error::custom(format!("amount {t:?} is not a number"))),
+            Number::Text(t) => t
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| de::Error::custom(format!("amount {t:?} is not a number"))),
         };
-        match Form::deserialize(deserializer).map_err(|_| de::Error::custom("amount is neither a number nor a money object"))? {
+        match Form::deserialize(deserializer)
+            .map_err(|_| de::Error::custom("amount is neither a number nor a money object"))?
+        {
             Form::Int(v) => Ok(Won(v)),
             Form::Text(t) => number(Number::Text(t)).map(Won),
             Form::Object { units, nanos } => {
@@ -58,23 +63,30 @@ impl CoupangTime {
         if let Ok(t) = DateTime::parse_from_rfc3339(text) {
             return Some(CoupangTime(t.timestamp_millis()));
         }
-        ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
-            .iter()
-            .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
-            .and_then(|naive| kst().from_local_datetime(&naive).single())
-            .map(|t| CoupangTime(t.timestamp_millis()))
+        [
+            "%Y-%m-%dT%H:%M:%S%.f",
+            "%Y-%m-%d %H:%M:%S%.f",
+            "%Y-%m-%dT%H:%M",
+        ]
+        .iter()
+        .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+        .and_then(|naive| kst().from_local_datetime(&naive).single())
+        .map(|t| CoupangTime(t.timestamp_millis()))
     }
 }
 
 impl<'de> Deserialize<'de> for CoupangTime {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        CoupangTime::parse(&text).ok_or_else(|| de::Error::custom(format!("unrecognised time {text:?}")))
+        CoupangTime::parse(&text)
+            .ok_or_else(|| de::Error::custom(format!("unrecognised time {text:?}")))
     }
 }
 
 /// Optional times arrive as null, absent or `""` before the event happened.
-fn optional_time<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<CoupangTime>, D::Error> {
+fn optional_time<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<CoupangTime>, D::Error> {
     match Option::<String>::deserialize(deserializer)? {
         None => Ok(None),
         Some(text) if text.trim().is_empty() => Ok(None),
@@ -99,7 +111,9 @@ impl<'de> Deserialize<'de> for ResponseCode {
         match serde_json::Value::deserialize(deserializer)? {
             serde_json::Value::Number(n) => Ok(ResponseCode(n.to_string())),
             serde_json::Value::String(s) => Ok(ResponseCode(s)),
-            other => Err(de::Error::custom(format!("code {other} is neither number nor string"))),
+            other => Err(de::Error::custom(format!(
+                "code {other} is neither number nor string"
+            ))),
         }
     }
 }
@@ -143,7 +157,11 @@ pub struct OrderSheet {
     #[serde(default)]
     pub remote_area: bool,
     /// Coupang spells it `inTrasitDateTime`.
-    #[serde(default, rename = "inTrasitDateTime", deserialize_with = "optional_time")]
+    #[serde(
+        default,
+        rename = "inTrasitDateTime",
+        deserialize_with = "optional_time"
+    )]
     pub in_transit_at: Option<CoupangTime>,
     #[serde(default, rename = "deliveredDate", deserialize_with = "optional_time")]
     pub delivered_at: Option<CoupangTime>,
@@ -189,10 +207,22 @@ mod tests {
         let parse = |v: serde_json::Value| serde_json::from_value::<Won>(v).map(|w| w.0);
         assert_eq!(parse(json!(19900)).unwrap(), 19900);
         assert_eq!(parse(json!("19900")).unwrap(), 19900);
-        assert_eq!(parse(json!({"currencyCode": "KRW", "units": 19900, "nanos": 0})).unwrap(), 19900);
-        assert_eq!(parse(json!({"currencyCode": "KRW", "units": "19900", "nanos": 0})).unwrap(), 19900);
-        assert_eq!(parse(json!({"units": 10, "nanos": 600_000_000})).unwrap(), 11);
-        assert_eq!(parse(json!({"units": -10, "nanos": -600_000_000})).unwrap(), -11);
+        assert_eq!(
+            parse(json!({"currencyCode": "KRW", "units": 19900, "nanos": 0})).unwrap(),
+            19900
+        );
+        assert_eq!(
+            parse(json!({"currencyCode": "KRW", "units": "19900", "nanos": 0})).unwrap(),
+            19900
+        );
+        assert_eq!(
+            parse(json!({"units": 10, "nanos": 600_000_000})).unwrap(),
+            11
+        );
+        assert_eq!(
+            parse(json!({"units": -10, "nanos": -600_000_000})).unwrap(),
+            -11
+        );
         assert!(parse(json!({"currencyCode": "KRW"})).is_err());
         assert!(parse(json!("12a")).is_err());
     }
@@ -213,11 +243,14 @@ mod tests {
 
     #[test]
     fn code_as_number_or_string() {
-        let env: ListEnvelope = serde_json::from_value(json!({"code": "200", "message": "OK", "data": []})).unwrap();
+        let env: ListEnvelope =
+            serde_json::from_value(json!({"code": "200", "message": "OK", "data": []})).unwrap();
         assert!(env.code.is_ok());
-        let env: ListEnvelope = serde_json::from_value(json!({"code": 200, "data": [], "nextToken": ""})).unwrap();
+        let env: ListEnvelope =
+            serde_json::from_value(json!({"code": 200, "data": [], "nextToken": ""})).unwrap();
         assert!(env.code.is_ok());
-        let env: ListEnvelope = serde_json::from_value(json!({"code": "ERROR", "message": "x"})).unwrap();
+        let env: ListEnvelope =
+            serde_json::from_value(json!({"code": "ERROR", "message": "x"})).unwrap();
         assert!(!env.code.is_ok());
     }
 
@@ -241,9 +274,11 @@ mod tests {
 
     #[test]
     fn missing_required_field_is_an_error() {
-        let err = serde_json::from_value::<OrderSheet>(json!({"shipmentBoxId": 1, "orderId": 2, "status": "ACCEPT", "orderItems": []}))
-            .unwrap_err()
-            .to_string();
+        let err = serde_json::from_value::<OrderSheet>(
+            json!({"shipmentBoxId": 1, "orderId": 2, "status": "ACCEPT", "orderItems": []}),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("paidAt"), "{err}");
     }
 }

@@ -18,7 +18,10 @@ struct State {
 impl RateLimiter {
     pub fn new(per_second: f64) -> Self {
         RateLimiter {
-            state: Mutex::new(State { next_slot: Instant::now(), per_second }),
+            state: Mutex::new(State {
+                next_slot: Instant::now(),
+                per_second,
+            }),
             configured_per_second: per_second,
         }
     }
@@ -43,7 +46,10 @@ impl RateLimiter {
     }
 
     pub fn current_rate(&self) -> f64 {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).per_second
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .per_second
     }
 }
 

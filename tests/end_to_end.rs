@@ -1,0 +1,226 @@
+//! sim → ingest → Kafka (real broker) → transform → load → ClickHouse (real server), compared with the
+//! simulator's ground truth exactly.
+
+mod common;
+
+use common::*;
+use coupang_etl::demo::compare;
+use coupang_etl::pipeline::run_range;
+use coupang_load::summary::{daily_payments, fact_counts, optimize_facts, order_payments};
+use coupang_schemas::{encode, OrderSheetEvent};
+use coupang_sim::truth::Truth;
+use coupang_sim::SimConfig;
+use etl_core::kafka::ensure_topics;
+use etl_core::Shutdown;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipeline_is_exact_and_a_rerun_of_the_same_window_changes_nothing() {
+    let mut config = config("exact", small_world());
+    let sim = with_simulator(&mut config).await;
+    let truth = Truth::of(sim.world());
+    let (from, to) = sim_range(&config);
+    let shutdown = Shutdown::new();
+
+    let first = run_range(&config, from, to, &shutdown).await.unwrap();
+    let boxes: u64 = sim
+        .world()
+        .vendors
+        .values()
+        .map(|v| v.boxes.len() as u64)
+        .sum();
+    let collected: u64 = first.ingest.accounts.values().map(|a| a.events).sum();
+    assert_eq!(collected, boxes, "one raw event per shipment box");
+
+    let expected_rows: u64 = truth.daily.values().map(|d| d.items).sum();
+    let daily = daily_payments(&config.clickhouse).await.unwrap();
+    assert_eq!(
+        compare(&daily, &truth),
+        vec![],
+        "every vendor and payment day matches"
+    );
+    assert_eq!(
+        order_payments(&config.clickhouse).await.unwrap(),
+        truth.orders,
+        "every order matches"
+    );
+    let counts = fact_counts(&config.clickhouse).await.unwrap();
+    assert_eq!(counts.current_rows, expected_rows);
+
+    // The same window again: every event and fact is produced a second time, and nothing changes.
+    run_range(&config, from, to, &shutdown).await.unwrap();
+    assert_eq!(daily_payments(&config.clickhouse).await.unwrap(), daily);
+    assert_eq!(
+        order_payments(&config.clickhouse).await.unwrap(),
+        truth.orders
+    );
+    let again = fact_counts(&config.clickhouse).await.unwrap();
+    assert_eq!(again.current_rows, expected_rows, "no duplicated row");
+    optimize_facts(&config.clickhouse).await.unwrap();
+    let merged = fact_counts(&config.clickhouse).await.unwrap();
+    assert_eq!(
+        merged.stored_rows, expected_rows,
+        "after merging, one physical row per key"
+    );
+
+    println!(
+        "checked {} vendor-days, {} orders, {} fact rows; rerun stored {} versions, merged back to {}",
+        truth.daily.len(),
+        truth.orders.len(),
+        expected_rows,
+        again.stored_rows,
+        merged.stored_rows
+    );
+    sim.stop().await;
+    drop_database(&config.clickhouse).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_key_stops_its_account_alone_and_names_it() {
+    let mut config = config("badkey", small_world());
+    let sim = with_simulator(&mut config).await;
+    let truth = Truth::of(sim.world());
+    let bad_secret = "definitely-not-the-secret";
+    config.accounts[1].secret_key = etl_core::secret::Secret::new(bad_secret);
+    let bad = config.accounts[1].clone();
+    let (from, to) = sim_range(&config);
+
+    let report = run_range(&config, from, to, &Shutdown::new())
+        .await
+        .unwrap();
+    let failed = &report.ingest.accounts[&bad.alias];
+    let error = failed
+        .error
+        .as_deref()
+        .expect("the account with a wrong secret reports an error");
+    assert!(
+        error.contains(&bad.alias) && error.contains("401") && error.contains("Invalid signature."),
+        "{error}"
+    );
+    assert!(!error.contains(bad_secret), "{error}");
+    assert_eq!(failed.events, 0);
+
+    // The other accounts are exact; the failed one has no rows rather than partial ones.
+    let daily = daily_payments(&config.clickhouse).await.unwrap();
+    assert!(daily.iter().all(|d| d.vendor_id != bad.vendor_id));
+    let mut others = truth.clone();
+    others
+        .daily
+        .retain(|(vendor, _), _| *vendor != bad.vendor_id);
+    assert_eq!(compare(&daily, &others), vec![]);
+    println!(
+        "{} stopped with: {error}; {} other vendor-days exact",
+        bad.alias,
+        others.daily.len()
+    );
+    sim.stop().await;
+    drop_database(&config.clickhouse).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_records_go_to_the_dead_letter_topic_and_the_rest_stays_exact() {
+    let mut config = config(
+        "poison",
+        SimConfig {
+            days: 4,
+            ..small_world()
+        },
+    );
+    let sim = with_simulator(&mut config).await;
+    let truth = Truth::of(sim.world());
+    let topics = config.kafka.topics();
+    ensure_topics(
+        &config.kafka,
+        &[
+            &topics.raw_order_sheets,
+            &topics.payment_facts,
+            &topics.dead_letter,
+        ],
+    )
+    .await
+    .unwrap();
+
+    // Garbage, and a well-formed event with an impossible status, in the raw topic; garbage in the facts topic.
+    let producer: FutureProducer = config.kafka.producer_config().create().unwrap();
+    let mut impossible: OrderSheetEvent = sample_event();
+    impossible.status = "TELEPORTED".into();
+    let impossible = encode(&impossible).unwrap();
+    let poison: [(&str, &[u8]); 3] = [
+        (&topics.raw_order_sheets, b"{\"not\": \"avro\"}"),
+        (&topics.raw_order_sheets, &impossible),
+        (&topics.payment_facts, b"\xc3\x01garbage!"),
+    ];
+    for (topic, payload) in poison {
+        producer
+            .send(
+                FutureRecord::to(topic).key("poison").payload(payload),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+
+    let (from, to) = sim_range(&config);
+    run_range(&config, from, to, &Shutdown::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        compare(&daily_payments(&config.clickhouse).await.unwrap(), &truth),
+        vec![]
+    );
+
+    let dead = read_topic(&config.kafka, &topics.dead_letter);
+    assert_eq!(dead.len(), 3, "each poison record is dead-lettered once");
+    let reasons: Vec<(&str, &str)> = dead
+        .iter()
+        .map(|m| {
+            (
+                header(m, "dlq.stage").unwrap(),
+                header(m, "dlq.reason").unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|(stage, r)| *stage == "transform" && r.contains("not an Avro single-object")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|(stage, r)| *stage == "transform" && r.contains("TELEPORTED")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|(stage, r)| *stage == "load" && r.contains("PaymentFact")),
+        "{reasons:?}"
+    );
+    println!("dead-lettered: {reasons:?}");
+    sim.stop().await;
+    drop_database(&config.clickhouse).await;
+}
+
+fn sample_event() -> OrderSheetEvent {
+    OrderSheetEvent {
+        vendor_id: "A00099999".into(),
+        account_alias: "nobody".into(),
+        collected_at: 0,
+        api_version: "v5".into(),
+        shipment_box_id: 1,
+        order_id: 1,
+        status: "ACCEPT".into(),
+        ordered_at: None,
+        paid_at: 1_790_000_000_000,
+        shipping_price: 0,
+        remote_price: 0,
+        remote_area: false,
+        in_transit_at: None,
+        delivered_at: None,
+        items: Vec::new(),
+    }
+}
