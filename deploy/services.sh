@@ -139,11 +139,12 @@ start_kafka() {
   mkdir -p "$dir"
   bin=$(tansu_bin)
   # sqlite storage only: tansu's memory engine skips messages when a consumer resumes mid-batch.
-  (cd "$dir" && setsid nohup "$bin" broker \
+  # exec: the recorded pid is the broker's own, so `stop` signals the broker and not a wrapper shell.
+  (cd "$dir" && exec setsid nohup "$bin" broker \
       --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
       --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-      --storage-engine "sqlite://tansu.db" >"$dir/tansu.log" 2>&1 </dev/null &
-   echo $! >"$dir/pid")
+      --storage-engine "sqlite://tansu.db" >"$dir/tansu.log" 2>&1 </dev/null) &
+  echo $! >"$dir/pid"
   wait_until 30 "kafka (tansu): up on 127.0.0.1:$KAFKA_PORT (pid $(cat "$dir/pid"))" kafka_ready || {
     tail -n 30 "$dir/tansu.log" >&2 || true
     die "tansu did not open port $KAFKA_PORT within 30 s"
@@ -164,7 +165,7 @@ stop_pid() { # stop_pid NAME PIDFILE
     sleep 0.2
   done
   rm -f "$file"
-  log "$name: stopped"
+  log "$name: stopped (pid $pid)"
 }
 
 status() {
