@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 /// Coupang WING orders → Kafka → ClickHouse, with payment amounts right to the won.
 #[derive(Parser)]
-#[command(name = "coupang-etl", version, about, long_about = None)]
+#[command(name = "coupang-etl", version)]
 struct Cli {
     /// Config file (TOML). Settings can be overridden with COUPANG_ETL__SECTION__KEY variables.
     #[arg(long, short, global = true, env = "COUPANG_ETL_CONFIG")]
@@ -22,9 +22,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the whole pipeline against the built-in simulator and print daily payment amounts from
-    /// ClickHouse, checked against the simulator's ground truth. Needs only a running ClickHouse; with
-    /// no `kafka.brokers` configured it uses an embedded (in-process) Kafka.
+    /// Run the pipeline on the built-in simulator and check ClickHouse against its ground truth
+    ///
+    /// Simulates a month of orders for three vendors, runs ingest, transform and load over it, and prints
+    /// the daily payment amounts read back from ClickHouse with a ✓ per day that matches the simulator's
+    /// own totals. Needs only a running ClickHouse; with no `kafka.brokers` configured it embeds an
+    /// in-process Kafka. Uses the database `coupang_demo` and topics `coupang-demo.*`.
     Demo,
     /// Run ingest, transform and load together: over a day range once (--from/--to), or polling until Ctrl-C.
     Run(RangeArgs),

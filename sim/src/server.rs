@@ -1,7 +1,7 @@
 //! The simulated gateway: CEA signature check, then the order-sheet endpoint with Coupang's
 //! parameters, limits, paging and error bodies (coupang-api.md §1, §3, §4).
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -10,15 +10,25 @@ use axum::{Json, Router};
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use etl_core::{cea, Shutdown};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
-use crate::config::SimConfig;
-use crate::world::{BoxStatus, ShipmentBox, World};
+use crate::config::{FaultConfig, SimConfig};
+use crate::world::{BoxStatus, ShipmentBox, VendorWorld, World};
 
 const ORDERSHEETS_V5: &str = "/v2/providers/openapi/apis/api/v5/vendors/{vendor_id}/ordersheets";
+const ORDERSHEET_V5: &str =
+    "/v2/providers/openapi/apis/api/v5/vendors/{vendor_id}/ordersheets/{shipment_box_id}";
+const ORDER_V5: &str =
+    "/v2/providers/openapi/apis/api/v5/vendors/{vendor_id}/{order_id}/ordersheets";
+const RETURN_REQUESTS_V6: &str =
+    "/v2/providers/openapi/apis/api/v6/vendors/{vendor_id}/returnRequests";
+const REVENUE_HISTORY_V1: &str = "/v2/providers/openapi/apis/api/v1/revenue-history";
+/// Minute windows (`searchType=timeFrame`) may span at most 24 hours.
+const MAX_TIME_FRAME_HOURS: i64 = 24;
 const MAX_PER_PAGE: usize = 50;
 /// "≤ 31 days": a window may span at most 31 calendar days, both ends included.
 const MAX_RANGE_DAYS: i64 = 31;
@@ -28,12 +38,32 @@ pub type RequestStats = BTreeMap<(String, String, u16), u64>;
 
 struct SimState {
     world: World,
-    /// access key → (vendor id, secret key)
-    keys: HashMap<String, (String, String)>,
+    /// access key → the key's vendor and rules. Re-linking replaces a vendor's entry.
+    keys: RwLock<HashMap<String, KeyEntry>>,
     clock_skew_secs: i64,
+    rate_limit_per_second: u32,
+    faults: FaultConfig,
     /// Signatures already used, with when they may be forgotten (once their signed-date is stale anyway).
     used_signatures: Mutex<HashMap<String, i64>>,
+    traffic: Mutex<HashMap<String, VendorTraffic>>,
     stats: Mutex<RequestStats>,
+}
+
+#[derive(Clone)]
+struct KeyEntry {
+    vendor_id: String,
+    secret: String,
+    expires_on: Option<NaiveDate>,
+    allowed_ips: Vec<IpAddr>,
+}
+
+/// Calls of one vendor: for the rate limit, the burst fault and the peak-rate statistic.
+#[derive(Default)]
+struct VendorTraffic {
+    /// Arrival times of calls in the last second.
+    recent: VecDeque<Instant>,
+    peak_per_second: usize,
+    calls: u64,
 }
 
 /// A running simulator on a local port.
@@ -76,6 +106,30 @@ impl Simulator {
             .clone()
     }
 
+    /// The most calls of `vendor_id` that arrived within any one second (sliding window).
+    pub fn peak_per_second(&self, vendor_id: &str) -> usize {
+        let traffic = self.state.traffic.lock().unwrap_or_else(|e| e.into_inner());
+        traffic.get(vendor_id).map_or(0, |t| t.peak_per_second)
+    }
+
+    /// Re-links a vendor with a new key, as a reissue in WING does: the old key stops working at once.
+    pub fn relink(&self, vendor_id: &str, access_key: &str, secret_key: &str) {
+        let mut keys = self.state.keys.write().unwrap_or_else(|e| e.into_inner());
+        let old = keys
+            .iter()
+            .find(|(_, k)| k.vendor_id == vendor_id)
+            .map(|(a, k)| (a.clone(), k.clone()));
+        if let Some((old_access, entry)) = old {
+            keys.remove(&old_access);
+            let entry = KeyEntry {
+                secret: secret_key.to_string(),
+                expires_on: None,
+                ..entry
+            };
+            keys.insert(access_key.to_string(), entry);
+        }
+    }
+
     pub async fn stop(self) {
         self.shutdown.cancel();
         let _ = self.task.await;
@@ -98,35 +152,75 @@ async fn serve_state(
 ) -> std::io::Result<()> {
     let api = Router::new()
         .route(ORDERSHEETS_V5, get(ordersheets))
+        .route(ORDERSHEET_V5, get(ordersheet))
+        .route(ORDER_V5, get(order))
+        .route(RETURN_REQUESTS_V6, get(return_requests))
+        .route(REVENUE_HISTORY_V1, get(revenue_history))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), gateway));
     let app = Router::new()
         .route("/sim/stats", get(stats))
         .merge(api)
         .with_state(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await
 }
 
 impl SimState {
     fn new(config: &SimConfig) -> SimState {
         SimState {
             world: World::generate(config),
-            keys: config
-                .vendors
-                .iter()
-                .map(|v| {
-                    (
-                        v.access_key.clone(),
-                        (v.vendor_id.clone(), v.secret_key.expose().to_string()),
-                    )
-                })
-                .collect(),
+            keys: RwLock::new(
+                config
+                    .vendors
+                    .iter()
+                    .map(|v| {
+                        let entry = KeyEntry {
+                            vendor_id: v.vendor_id.clone(),
+                            secret: v.secret_key.expose().to_string(),
+                            expires_on: v.key_issued_on.map(|d| d + chrono::Duration::days(180)),
+                            allowed_ips: v.allowed_ips.clone(),
+                        };
+                        (v.access_key.clone(), entry)
+                    })
+                    .collect(),
+            ),
             clock_skew_secs: config.clock_skew_secs,
+            rate_limit_per_second: config.rate_limit_per_second,
+            faults: config.faults.clone(),
             used_signatures: Mutex::new(HashMap::new()),
+            traffic: Mutex::new(HashMap::new()),
             stats: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Records a vendor's call; true when it must be answered 429 (over the rate, or in a 429 burst).
+    fn over_limit(&self, vendor: &str) -> bool {
+        let now = Instant::now();
+        let mut traffic = self.traffic.lock().unwrap_or_else(|e| e.into_inner());
+        let t = traffic.entry(vendor.to_string()).or_default();
+        while t
+            .recent
+            .front()
+            .is_some_and(|&at| now.duration_since(at) >= Duration::from_secs(1))
+        {
+            t.recent.pop_front();
+        }
+        t.recent.push_back(now);
+        t.peak_per_second = t.peak_per_second.max(t.recent.len());
+        let call = t.calls;
+        t.calls += 1;
+        let in_burst = self
+            .faults
+            .burst_429
+            .is_some_and(|b| b.every > 0 && call % b.every < b.length);
+        let over_rate =
+            self.rate_limit_per_second > 0 && t.recent.len() > self.rate_limit_per_second as usize;
+        in_burst || over_rate
     }
 
     fn count(&self, vendor: &str, endpoint: &str, status: StatusCode) {
@@ -163,28 +257,67 @@ fn business_error(status: StatusCode, message: &str) -> Response {
         .into_response()
 }
 
-async fn gateway(State(state): State<Arc<SimState>>, mut request: Request, next: Next) -> Response {
+async fn gateway(
+    State(state): State<Arc<SimState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let endpoint = endpoint_name(request.uri().path());
     let (vendor, response) =
         match authenticate(&state, request.method(), request.uri(), request.headers()) {
-            Ok(vendor) => {
-                request
-                    .extensions_mut()
-                    .insert(AuthenticatedVendor(vendor.clone()));
-                (vendor, next.run(request).await)
-            }
             Err(message) => (
                 "-".to_string(),
                 gateway_error(StatusCode::UNAUTHORIZED, message),
             ),
+            Ok(key) => {
+                let vendor = key.vendor_id.clone();
+                let today = Utc::now()
+                    .with_timezone(&etl_core::time::kst())
+                    .date_naive();
+                let response =
+                    if !key.allowed_ips.is_empty() && !key.allowed_ips.contains(&peer.ip()) {
+                        gateway_error(
+                            StatusCode::FORBIDDEN,
+                            &format!("Not allowed IP: {}", peer.ip()),
+                        )
+                    } else if key.expires_on.is_some_and(|expiry| today >= expiry) {
+                        gateway_error(
+                            StatusCode::UNAUTHORIZED,
+                            "Request is not authorized. (the access key has expired)",
+                        )
+                    } else if state.over_limit(&vendor) {
+                        too_many_requests(&state.faults)
+                    } else {
+                        request
+                            .extensions_mut()
+                            .insert(AuthenticatedVendor(vendor.clone()));
+                        next.run(request).await
+                    };
+                (vendor, response)
+            }
         };
     state.count(&vendor, endpoint, response.status());
     response
 }
 
+fn too_many_requests(faults: &FaultConfig) -> Response {
+    let mut response = business_error(StatusCode::TOO_MANY_REQUESTS, "Too many requests");
+    if let Some(seconds) = faults.retry_after_secs {
+        if let Ok(value) = seconds.to_string().parse() {
+            response.headers_mut().insert("retry-after", value);
+        }
+    }
+    response
+}
+
 fn endpoint_name(path: &str) -> &'static str {
-    if path.ends_with("/ordersheets") {
+    if path.contains("/ordersheets") {
         "ordersheets"
+    } else if path.ends_with("/returnRequests") {
+        "returnRequests"
+    } else if path.ends_with("/revenue-history") {
+        "revenue-history"
     } else {
         "other"
     }
@@ -196,7 +329,7 @@ fn authenticate(
     method: &Method,
     uri: &axum::http::Uri,
     headers: &HeaderMap,
-) -> Result<String, &'static str> {
+) -> Result<KeyEntry, &'static str> {
     let unauthorized = Err;
     let Some(header) = headers.get("authorization").and_then(|h| h.to_str().ok()) else {
         return unauthorized("Request is not authorized.");
@@ -204,7 +337,13 @@ fn authenticate(
     let Some(auth) = cea::parse_authorization(header) else {
         return unauthorized("HMAC format is invalid.");
     };
-    let Some((vendor_id, secret)) = state.keys.get(&auth.access_key) else {
+    let Some(key) = state
+        .keys
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&auth.access_key)
+        .cloned()
+    else {
         return unauthorized("Invalid signature.");
     };
     let now = Utc::now().timestamp();
@@ -213,7 +352,7 @@ fn authenticate(
         _ => return unauthorized("Specified signature is expired."),
     }
     let expected = cea::signature(
-        secret,
+        &key.secret,
         &auth.signed_date,
         method.as_str(),
         uri.path(),
@@ -233,7 +372,7 @@ fn authenticate(
     {
         return unauthorized("Specified signature is expired.");
     }
-    Ok(vendor_id.clone())
+    Ok(key)
 }
 
 async fn not_found() -> Response {
@@ -257,61 +396,301 @@ fn parse_day(text: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(text.get(..10)?, "%Y-%m-%d").ok()
 }
 
+/// The signer's vendor world, or the 404 Coupang gives for a path of another vendor.
+fn vendor_world<'a>(
+    state: &'a SimState,
+    path_vendor: &str,
+    signer: &str,
+) -> Result<&'a VendorWorld, Refusal> {
+    if path_vendor != signer {
+        return Err(Refusal(
+            StatusCode::NOT_FOUND,
+            "vendorId does not belong to this access key.".into(),
+        ));
+    }
+    state
+        .world
+        .vendors
+        .get(path_vendor)
+        .ok_or_else(|| Refusal(StatusCode::NOT_FOUND, "Not Found".into()))
+}
+
+/// A business error answer (`{"code":400,"message":…}`), returned with `?` from handlers.
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        business_error(self.0, &self.1)
+    }
+}
+
+fn bad_request(message: &str) -> Refusal {
+    Refusal(StatusCode::BAD_REQUEST, message.to_string())
+}
+
+type Answer = Result<Response, Refusal>;
+
+/// `createdAtFrom`/`createdAtTo` of a day query, checked against the 31-day limit.
+fn day_range(
+    params: &HashMap<String, String>,
+    from_key: &str,
+    to_key: &str,
+) -> Result<(NaiveDate, NaiveDate), Refusal> {
+    let (Some(from), Some(to)) = (
+        params.get(from_key).and_then(|s| parse_day(s)),
+        params.get(to_key).and_then(|s| parse_day(s)),
+    ) else {
+        return Err(bad_request(&format!(
+            "{from_key} and {to_key} are required as yyyy-MM-dd."
+        )));
+    };
+    if to < from || (to - from).num_days() >= MAX_RANGE_DAYS {
+        return Err(bad_request("endTime-startTime range should less than31."));
+    }
+    Ok((from, to))
+}
+
+/// A minute of Korea time: `yyyy-MM-ddTHH:mm`, optionally followed by an offset.
+fn parse_minute(text: &str) -> Option<DateTime<FixedOffset>> {
+    let naive = chrono::NaiveDateTime::parse_from_str(text.get(..16)?, "%Y-%m-%dT%H:%M").ok()?;
+    naive.and_local_timezone(etl_core::time::kst()).single()
+}
+
+fn page_size(params: &HashMap<String, String>) -> Result<usize, Refusal> {
+    match params.get("maxPerPage").map(|s| s.parse::<usize>()) {
+        None => Ok(MAX_PER_PAGE),
+        Some(Ok(n)) if (1..=MAX_PER_PAGE).contains(&n) => Ok(n),
+        Some(_) => Err(bad_request("maxPerPage must be between 1 and 50.")),
+    }
+}
+
+/// Pages `records` (already in a stable order) by a token that is the index of the next record.
+fn page_of<T>(
+    records: Vec<T>,
+    token: Option<&String>,
+    per_page: usize,
+) -> Result<(Vec<T>, String), Refusal> {
+    let start = match token.map(String::as_str) {
+        None | Some("") => 0,
+        Some(t) => t
+            .parse::<usize>()
+            .map_err(|_| bad_request("nextToken is invalid."))?,
+    };
+    let total = records.len();
+    let page: Vec<T> = records.into_iter().skip(start).take(per_page).collect();
+    let next = if start + page.len() < total {
+        (start + page.len()).to_string()
+    } else {
+        String::new()
+    };
+    Ok((page, next))
+}
+
+fn ok_list(data: Vec<Value>, next_token: &str) -> Response {
+    Json(json!({"code": 200, "message": "OK", "data": data, "nextToken": next_token}))
+        .into_response()
+}
+
 async fn ordersheets(
     State(state): State<Arc<SimState>>,
     Path(vendor_id): Path<String>,
     axum::Extension(AuthenticatedVendor(signer)): axum::Extension<AuthenticatedVendor>,
     Query(params): Query<HashMap<String, String>>,
-) -> Response {
-    let bad = |message: &str| business_error(StatusCode::BAD_REQUEST, message);
-    if vendor_id != signer {
-        return business_error(
-            StatusCode::NOT_FOUND,
-            "vendorId does not belong to this access key.",
-        );
-    }
-    let Some(vendor) = state.world.vendors.get(&vendor_id) else {
-        return business_error(StatusCode::NOT_FOUND, "Not Found");
-    };
-    if params.contains_key("searchType") {
-        return bad("searchType=timeFrame is not simulated yet.");
-    }
+) -> Answer {
+    let vendor = vendor_world(&state, &vendor_id, &signer)?;
     let Some(status) = params.get("status").and_then(|s| BoxStatus::parse(s)) else {
-        return bad("status is required: ACCEPT, INSTRUCT, DEPARTURE, DELIVERING, FINAL_DELIVERY or NONE_TRACKING.");
+        return Err(bad_request("status is required: ACCEPT, INSTRUCT, DEPARTURE, DELIVERING, FINAL_DELIVERY or NONE_TRACKING."));
     };
-    let (Some(from), Some(to)) = (
-        params.get("createdAtFrom").and_then(|s| parse_day(s)),
-        params.get("createdAtTo").and_then(|s| parse_day(s)),
-    ) else {
-        return bad("createdAtFrom and createdAtTo are required as yyyy-MM-dd.");
-    };
-    if to < from || (to - from).num_days() >= MAX_RANGE_DAYS {
-        return bad("endTime-startTime range should less than31.");
+    let in_status = |b: &&ShipmentBox| b.status == status;
+    match params.get("searchType").map(String::as_str) {
+        // Minute window: at most 24 hours, no paging.
+        Some("timeFrame") => {
+            let (Some(from), Some(to)) = (
+                params.get("createdAtFrom").and_then(|s| parse_minute(s)),
+                params.get("createdAtTo").and_then(|s| parse_minute(s)),
+            ) else {
+                return Err(bad_request(
+                    "createdAtFrom and createdAtTo are required as yyyy-MM-ddTHH:mm.",
+                ));
+            };
+            if to < from || to - from > chrono::Duration::hours(MAX_TIME_FRAME_HOURS) {
+                return Err(bad_request(
+                    "searchType=timeFrame range should be less than 24 hours.",
+                ));
+            }
+            let until = to + chrono::Duration::seconds(59);
+            let data = vendor
+                .boxes
+                .iter()
+                .filter(in_status)
+                .filter(|b| b.ordered_at >= from && b.ordered_at <= until)
+                .map(box_json)
+                .collect();
+            Ok(ok_list(data, ""))
+        }
+        Some(other) => Err(bad_request(&format!(
+            "searchType {other} is not supported."
+        ))),
+        None => {
+            let (from, to) = day_range(&params, "createdAtFrom", "createdAtTo")?;
+            let per_page = page_size(&params)?;
+            // nextToken is the shipment box id to continue from: stable while statuses change.
+            let start_after = match params.get("nextToken").map(String::as_str) {
+                None | Some("") => i64::MIN,
+                Some(token) => match token.parse::<i64>() {
+                    Ok(id) => id - 1,
+                    Err(_) => return Err(bad_request("nextToken is invalid.")),
+                },
+            };
+            let mut matching = vendor.boxes.iter().filter(in_status).filter(|b| {
+                let day = b.ordered_at.date_naive();
+                b.shipment_box_id > start_after && day >= from && day <= to
+            });
+            let page: Vec<Value> = matching.by_ref().take(per_page).map(box_json).collect();
+            let next_token = matching
+                .next()
+                .map(|b| b.shipment_box_id.to_string())
+                .unwrap_or_default();
+            Ok(ok_list(page, &next_token))
+        }
     }
-    let per_page = match params.get("maxPerPage").map(|s| s.parse::<usize>()) {
-        None => MAX_PER_PAGE,
-        Some(Ok(n)) if (1..=MAX_PER_PAGE).contains(&n) => n,
-        Some(_) => return bad("maxPerPage must be between 1 and 50."),
-    };
-    // nextToken is the shipment box id to continue from: stable while statuses change.
-    let start_after = match params.get("nextToken").map(String::as_str) {
-        None | Some("") => i64::MIN,
-        Some(token) => match token.parse::<i64>() {
-            Ok(id) => id - 1,
-            Err(_) => return bad("nextToken is invalid."),
-        },
-    };
-    let mut matching = vendor.boxes.iter().filter(|b| {
-        let day = b.ordered_at.date_naive();
-        b.status == status && b.shipment_box_id > start_after && day >= from && day <= to
-    });
-    let page: Vec<Value> = matching.by_ref().take(per_page).map(box_json).collect();
-    let next_token = matching
-        .next()
-        .map(|b| b.shipment_box_id.to_string())
-        .unwrap_or_default();
-    Json(json!({"code": 200, "message": "OK", "data": page, "nextToken": next_token}))
-        .into_response()
+}
+
+async fn ordersheet(
+    State(state): State<Arc<SimState>>,
+    Path((vendor_id, shipment_box_id)): Path<(String, String)>,
+    axum::Extension(AuthenticatedVendor(signer)): axum::Extension<AuthenticatedVendor>,
+) -> Answer {
+    let vendor = vendor_world(&state, &vendor_id, &signer)?;
+    let id = shipment_box_id.parse::<i64>().unwrap_or(-1);
+    match vendor.boxes.iter().find(|b| b.shipment_box_id == id) {
+        Some(b) => {
+            Ok(Json(json!({"code": 200, "message": "OK", "data": box_json(b)})).into_response())
+        }
+        None => Err(bad_request(&format!(
+            "shipmentBoxId {shipment_box_id} was not found."
+        ))),
+    }
+}
+
+async fn order(
+    State(state): State<Arc<SimState>>,
+    Path((vendor_id, order_id)): Path<(String, String)>,
+    axum::Extension(AuthenticatedVendor(signer)): axum::Extension<AuthenticatedVendor>,
+) -> Answer {
+    let vendor = vendor_world(&state, &vendor_id, &signer)?;
+    let id = order_id.parse::<i64>().unwrap_or(-1);
+    let boxes: Vec<Value> = vendor
+        .boxes
+        .iter()
+        .filter(|b| b.order_id == id)
+        .map(box_json)
+        .collect();
+    if boxes.is_empty() {
+        return Err(bad_request(&format!("orderId {order_id} was not found.")));
+    }
+    Ok(Json(json!({"code": 200, "message": "OK", "data": boxes})).into_response())
+}
+
+/// Cancels and returns. This world has none yet, so the lists are empty, but parameters, limits and
+/// envelopes are Coupang's.
+async fn return_requests(
+    State(state): State<Arc<SimState>>,
+    Path(vendor_id): Path<String>,
+    axum::Extension(AuthenticatedVendor(signer)): axum::Extension<AuthenticatedVendor>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Answer {
+    vendor_world(&state, &vendor_id, &signer)?;
+    day_range(&params, "createdAtFrom", "createdAtTo")?;
+    let status = params.get("status").map(String::as_str);
+    match (
+        params
+            .get("cancelType")
+            .map(String::as_str)
+            .unwrap_or("RETURN"),
+        status,
+    ) {
+        ("RETURN", Some("RU" | "UC" | "CC" | "PR")) => {}
+        ("RETURN", _) => return Err(bad_request("status must be RU, UC, CC or PR.")),
+        ("CANCEL", None) => {}
+        ("CANCEL", Some(_)) => {
+            return Err(bad_request("status is not allowed with cancelType=CANCEL."))
+        }
+        _ => return Err(bad_request("cancelType must be RETURN or CANCEL.")),
+    }
+    page_size(&params)?;
+    Ok(ok_list(Vec::new(), ""))
+}
+
+/// Revenue rows of purchase-confirmed orders, by recognition (confirmation) day.
+async fn revenue_history(
+    State(state): State<Arc<SimState>>,
+    axum::Extension(AuthenticatedVendor(signer)): axum::Extension<AuthenticatedVendor>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Answer {
+    let vendor_id = params.get("vendorId").cloned().unwrap_or_default();
+    let vendor = vendor_world(&state, &vendor_id, &signer)?;
+    let (from, to) = day_range(&params, "recognitionDateFrom", "recognitionDateTo")?;
+    let today = Utc::now()
+        .with_timezone(&etl_core::time::kst())
+        .date_naive();
+    if to >= today {
+        return Err(bad_request("recognitionDateTo must be before today."));
+    }
+    if !params.contains_key("token") {
+        return Err(bad_request("token is required."));
+    }
+    let per_page = page_size(&params)?;
+    let rows: Vec<&ShipmentBox> = vendor
+        .boxes
+        .iter()
+        .filter(|b| {
+            b.confirmed_at
+                .is_some_and(|c| c.date_naive() >= from && c.date_naive() <= to)
+        })
+        .collect();
+    let (page, next) = page_of(rows, params.get("token"), per_page)?;
+    let data: Vec<Value> = page.into_iter().map(revenue_json).collect();
+    let has_next = !next.is_empty();
+    Ok(Json(
+        json!({"code": 200, "message": "OK", "data": data, "hasNext": has_next, "nextToken": next}),
+    )
+    .into_response())
+}
+
+/// A SALE row of revenue-history: plain integer won, recognised on the confirmation day.
+fn revenue_json(b: &ShipmentBox) -> Value {
+    let recognised = b
+        .confirmed_at
+        .map(|c| c.date_naive())
+        .unwrap_or_else(|| b.paid_date());
+    let delivery = b.shipping_price + b.remote_price.unwrap_or(0);
+    let items: Vec<Value> = b
+        .lines
+        .iter()
+        .map(|line| {
+            let price = line.order_price();
+            let fee = price * 108 / 1000;
+            json!({
+                "taxType": "TAX", "productId": line.product.seller_product_id + 5_000_000_000,
+                "productName": line.product.name, "vendorItemId": line.product.vendor_item_id,
+                "vendorItemName": line.product.name, "salePrice": price, "quantity": line.quantity,
+                "coupangDiscountCoupon": 0, "sellerDiscountCoupon": 0, "downloadableCoupon": 0,
+                "saleAmount": price, "serviceFee": fee, "serviceFeeVat": fee / 10,
+                "settlementAmount": price - fee - fee / 10,
+            })
+        })
+        .collect();
+    json!({
+        "orderId": b.order_id,
+        "saleType": "SALE",
+        "saleDate": b.paid_date().to_string(),
+        "recognitionDate": recognised.to_string(),
+        "settlementDate": (recognised + chrono::Duration::days(30)).to_string(),
+        "deliveryFee": {"amount": delivery, "fee": delivery * 33 / 1000, "feeVat": delivery * 33 / 10_000,
+                        "settlementAmount": delivery - delivery * 33 / 1000 - delivery * 33 / 10_000},
+        "items": items,
+    })
 }
 
 fn money(won: i64) -> Value {
@@ -348,7 +727,7 @@ fn box_json(b: &ShipmentBox) -> Value {
                 "cancelCount": 0,
                 "holdCountForCancel": 0,
                 "estimatedShippingDate": b.paid_at.date_naive().succ_opt().map(|d| d.to_string()),
-                "confirmDate": null,
+                "confirmDate": b.confirmed_at.map(time),
                 "deliveryChargeTypeName": if b.shipping_price == 0 { "무료" } else { "유료" },
                 "canceled": false,
             })

@@ -79,6 +79,8 @@ pub struct ShipmentBox {
     pub remote_price: Option<i64>,
     pub in_transit_at: Option<DateTime<FixedOffset>>,
     pub delivered_at: Option<DateTime<FixedOffset>>,
+    /// Purchase confirmation: by the buyer after delivery, or automatically 7 days after it.
+    pub confirmed_at: Option<DateTime<FixedOffset>>,
     pub lines: Vec<OrderLine>,
     /// Personal data the real API returns; the pipeline must never need or keep it.
     pub orderer_name: String,
@@ -207,6 +209,11 @@ fn order(
     let departs = paid_at + Duration::hours(rng.range(6, 30));
     let delivered = departs + Duration::hours(rng.range(20, 70));
     let untracked = rng.chance(0.03);
+    let confirms = if rng.chance(0.4) {
+        delivered + Duration::hours(rng.range(12, 120))
+    } else {
+        delivered + Duration::days(7)
+    };
     let (status, in_transit_at, delivered_at) = if as_of < paid_at + Duration::hours(3) {
         (BoxStatus::Accept, None, None)
     } else if as_of < departs {
@@ -220,6 +227,8 @@ fn order(
     } else {
         (BoxStatus::FinalDelivery, Some(departs), Some(delivered))
     };
+    let confirmed_at =
+        (status == BoxStatus::FinalDelivery && confirms <= as_of).then_some(confirms);
     ShipmentBox {
         shipment_box_id,
         order_id,
@@ -230,6 +239,7 @@ fn order(
         remote_price,
         in_transit_at,
         delivered_at,
+        confirmed_at,
         lines,
         orderer_name: format!("구매자{}", order_id % 10_000),
         receiver_address: format!("서울특별시 강남구 테헤란로 {}", order_id % 500),

@@ -6,7 +6,7 @@
 pub mod model;
 mod rate;
 
-use chrono::{NaiveDate, Utc};
+use chrono::{NaiveDate, NaiveDateTime, Utc};
 use etl_core::account::AccountConfig;
 use etl_core::cea;
 use futures::stream::{self, Stream, StreamExt};
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::IngestConfig;
-use model::{ErrorBody, ListEnvelope, OrderSheet};
+use model::{Envelope, ErrorBody, OrderSheet, ReturnRequest, RevenueRecord};
 pub use rate::RateLimiter;
 
 /// Query values are encoded like Coupang's own examples (`2025-07-15%2B09:00`): everything but
@@ -31,6 +31,31 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
 /// Day-query windows may span at most 31 calendar days (coupang-api.md §4).
 pub const MAX_WINDOW_DAYS: i64 = 31;
 pub const MAX_PER_PAGE: u32 = 50;
+/// Minute-window queries (`searchType=timeFrame`) may span at most 24 hours.
+pub const MAX_TIME_FRAME_HOURS: i64 = 24;
+
+/// Which receipts `returnRequests` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReturnQuery {
+    /// Returns in one status: `RU` release stop requested, `UC` received, `CC` completed, `PR` Coupang check.
+    Return(&'static str),
+    /// Cancellations, including orders cancelled while still ACCEPT (listed only this way).
+    Cancel,
+}
+
+impl ReturnQuery {
+    pub const ALL: [ReturnQuery; 5] = [
+        ReturnQuery::Return("RU"),
+        ReturnQuery::Return("UC"),
+        ReturnQuery::Return("CC"),
+        ReturnQuery::Return("PR"),
+        ReturnQuery::Cancel,
+    ];
+}
+
+const ORDERSHEETS: &str = "ordersheets";
+const RETURN_REQUESTS: &str = "returnRequests";
+const REVENUE_HISTORY: &str = "revenue-history";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -71,14 +96,12 @@ pub enum ClientError {
         reason: String,
         raw: String,
     },
-    #[error(
-        "account {alias}: {endpoint} window {from}..{to} is longer than {MAX_WINDOW_DAYS} days"
-    )]
-    WindowTooLong {
+    /// A request that would break a documented limit, refused before sending.
+    #[error("account {alias}: {endpoint}: {reason}")]
+    InvalidRequest {
         alias: String,
         endpoint: &'static str,
-        from: NaiveDate,
-        to: NaiveDate,
+        reason: String,
     },
     #[error("account {alias}: cannot build a request: {reason}")]
     Request { alias: String, reason: String },
@@ -123,7 +146,7 @@ impl CoupangClient {
         Ok(CoupangClient {
             http,
             base_url: config.base_url.trim_end_matches('/').to_string(),
-            limiter: Arc::new(RateLimiter::new(config.requests_per_second)),
+            limiter: RateLimiter::for_vendor(&account.vendor_id, config.requests_per_second),
             account: Arc::new(account),
             max_attempts: config.max_attempts,
         })
@@ -133,17 +156,18 @@ impl CoupangClient {
         &self.account
     }
 
+    /// This vendor's shared pacer (its current rate and slow-downs are observable).
+    pub fn limiter(&self) -> &RateLimiter {
+        &self.limiter
+    }
+
     fn alias(&self) -> String {
         self.account.alias.clone()
     }
 
-    /// Builds the URL from already-encoded `query` pairs and signs `url.path()` + `url.query()`:
-    /// the very bytes that go on the wire, so no re-encoding can break the signature.
-    fn signed_request(
-        &self,
-        path: &str,
-        query: &[(&str, String)],
-    ) -> Result<reqwest::RequestBuilder, ClientError> {
+    /// Builds the URL from already-encoded `query` pairs; the signature covers `url.path()` and
+    /// `url.query()`: the very bytes that go on the wire, so no re-encoding can break it.
+    fn url(&self, path: &str, query: &[(&str, String)]) -> Result<Url, ClientError> {
         let encoded: Vec<String> = query
             .iter()
             .map(|(name, value)| format!("{name}={}", utf8_percent_encode(value, QUERY_VALUE)))
@@ -153,11 +177,14 @@ impl CoupangClient {
             text.push('?');
             text.push_str(&encoded.join("&"));
         }
-        let url = Url::parse(&text).map_err(|e| ClientError::Request {
+        Url::parse(&text).map_err(|e| ClientError::Request {
             alias: self.alias(),
             reason: format!("{text}: {e}"),
-        })?;
-        let signed_date = cea::signed_date(Utc::now());
+        })
+    }
+
+    fn signed(&self, url: Url, at: chrono::DateTime<Utc>) -> (reqwest::RequestBuilder, String) {
+        let signed_date = cea::signed_date(at);
         let signature = cea::signature(
             self.account.secret_key.expose(),
             &signed_date,
@@ -165,7 +192,7 @@ impl CoupangClient {
             url.path(),
             url.query().unwrap_or(""),
         );
-        Ok(self
+        let request = self
             .http
             .get(url)
             .header(
@@ -175,7 +202,29 @@ impl CoupangClient {
             .header("Content-Type", "application/json;charset=UTF-8")
             .header("X-Requested-By", &self.account.vendor_id)
             // The gateway cuts list calls at 3 s without it (504).
-            .header("X-EXTENDED-TIMEOUT", "90000"))
+            .header("X-EXTENDED-TIMEOUT", "90000");
+        (request, signature)
+    }
+
+    /// Waits for this vendor's next rate slot and signs the request with a signature never used
+    /// before: when an identical request was already signed in this second (another task, a quick
+    /// retry), it waits for the next second and takes a new slot, so the pacing still holds.
+    async fn paced_request(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<reqwest::RequestBuilder, ClientError> {
+        let url = self.url(path, query)?;
+        loop {
+            self.limiter.acquire().await;
+            let now = Utc::now();
+            let (request, signature) = self.signed(url.clone(), now);
+            if self.limiter.claim_signature(now.timestamp(), &signature) {
+                return Ok(request);
+            }
+            let into_second = u64::from(now.timestamp_subsec_millis());
+            tokio::time::sleep(Duration::from_millis(1_001 - into_second.min(1_000))).await;
+        }
     }
 
     /// GET with rate limiting and bounded retries; returns the body of a 2xx answer.
@@ -187,9 +236,8 @@ impl CoupangClient {
     ) -> Result<Vec<u8>, ClientError> {
         let mut last = String::new();
         for attempt in 1..=self.max_attempts {
-            self.limiter.acquire().await;
             // A fresh signature per attempt: Coupang refuses a re-used one.
-            let request = self.signed_request(path, query)?;
+            let request = self.paced_request(path, query).await?;
             let wait = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
@@ -267,6 +315,36 @@ impl CoupangClient {
         })
     }
 
+    fn invalid(&self, endpoint: &'static str, reason: String) -> ClientError {
+        ClientError::InvalidRequest {
+            alias: self.alias(),
+            endpoint,
+            reason,
+        }
+    }
+
+    fn check_day_window(
+        &self,
+        endpoint: &'static str,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<(), ClientError> {
+        if to < from || (to - from).num_days() >= MAX_WINDOW_DAYS {
+            return Err(self.invalid(
+                endpoint,
+                format!("window {from}..{to} must be 1 to {MAX_WINDOW_DAYS} days"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn vendor_path(&self, version: &str, rest: &str) -> String {
+        format!(
+            "/v2/providers/openapi/apis/api/{version}/vendors/{}{rest}",
+            self.account.vendor_id
+        )
+    }
+
     /// One page of order sheets created (ordered) on the days `from..=to` (Asia/Seoul), in `status`.
     pub async fn order_sheets_page(
         &self,
@@ -275,19 +353,7 @@ impl CoupangClient {
         status: &str,
         next_token: &str,
     ) -> Result<Page<OrderSheet>, ClientError> {
-        const ENDPOINT: &str = "ordersheets";
-        if to < from || (to - from).num_days() >= MAX_WINDOW_DAYS {
-            return Err(ClientError::WindowTooLong {
-                alias: self.alias(),
-                endpoint: ENDPOINT,
-                from,
-                to,
-            });
-        }
-        let path = format!(
-            "/v2/providers/openapi/apis/api/v5/vendors/{}/ordersheets",
-            self.account.vendor_id
-        );
+        self.check_day_window(ORDERSHEETS, from, to)?;
         let mut query = vec![
             ("createdAtFrom", format!("{from}+09:00")),
             ("createdAtTo", format!("{to}+09:00")),
@@ -297,25 +363,167 @@ impl CoupangClient {
         if !next_token.is_empty() {
             query.push(("nextToken", next_token.to_string()));
         }
-        let body = self.get(ENDPOINT, &path, &query).await?;
-        self.decode_page(ENDPOINT, &body, "shipmentBoxId")
+        let body = self
+            .get(ORDERSHEETS, &self.vendor_path("v5", "/ordersheets"), &query)
+            .await?;
+        self.decode_page(ORDERSHEETS, &body, "shipmentBoxId")
     }
 
-    /// Every order sheet of the window in `status`, over all pages.
+    /// Every order sheet of the day window in `status`, over all pages.
     pub fn order_sheets<'a>(
         &'a self,
         from: NaiveDate,
         to: NaiveDate,
         status: &'a str,
     ) -> impl Stream<Item = Result<OrderSheet, ClientError>> + 'a {
-        stream::unfold(Some(String::new()), move |token| async move {
-            let token = token?;
-            match self.order_sheets_page(from, to, status, &token).await {
-                Ok(page) => Some((stream::iter(page.records), page.next_token)),
-                Err(error) => Some((stream::iter(vec![Err(error)]), None)),
+        all_pages(
+            move |token| async move { self.order_sheets_page(from, to, status, &token).await },
+        )
+    }
+
+    /// Order sheets created in a minute window of at most 24 hours (Korea time), unpaged.
+    pub async fn order_sheets_time_frame(
+        &self,
+        from: NaiveDateTime,
+        to: NaiveDateTime,
+        status: &str,
+    ) -> Result<Vec<Result<OrderSheet, ClientError>>, ClientError> {
+        if to < from || to - from > chrono::Duration::hours(MAX_TIME_FRAME_HOURS) {
+            return Err(self.invalid(
+                ORDERSHEETS,
+                format!("time frame {from}..{to} must be at most 24 hours"),
+            ));
+        }
+        let minute = |t: NaiveDateTime| format!("{}+09:00", t.format("%Y-%m-%dT%H:%M"));
+        let query = [
+            ("createdAtFrom", minute(from)),
+            ("createdAtTo", minute(to)),
+            ("searchType", "timeFrame".to_string()),
+            ("status", status.to_string()),
+        ];
+        let body = self
+            .get(ORDERSHEETS, &self.vendor_path("v5", "/ordersheets"), &query)
+            .await?;
+        Ok(self
+            .decode_page(ORDERSHEETS, &body, "shipmentBoxId")?
+            .records)
+    }
+
+    /// One shipment box.
+    pub async fn order_sheet(&self, shipment_box_id: i64) -> Result<OrderSheet, ClientError> {
+        let path = self.vendor_path("v5", &format!("/ordersheets/{shipment_box_id}"));
+        let body = self.get(ORDERSHEETS, &path, &[]).await?;
+        let mut records = self
+            .decode_page::<OrderSheet>(ORDERSHEETS, &body, "shipmentBoxId")?
+            .records;
+        match records.len() {
+            1 => records.remove(0),
+            n => Err(ClientError::BadEnvelope {
+                alias: self.alias(),
+                endpoint: ORDERSHEETS,
+                reason: format!("expected one box {shipment_box_id}, got {n}"),
+            }),
+        }
+    }
+
+    /// Every shipment box of one order.
+    pub async fn order_sheets_of_order(
+        &self,
+        order_id: i64,
+    ) -> Result<Vec<Result<OrderSheet, ClientError>>, ClientError> {
+        let path = self.vendor_path("v5", &format!("/{order_id}/ordersheets"));
+        let body = self.get(ORDERSHEETS, &path, &[]).await?;
+        Ok(self
+            .decode_page(ORDERSHEETS, &body, "shipmentBoxId")?
+            .records)
+    }
+
+    /// One page of cancel or return receipts requested on `from..=to`.
+    pub async fn return_requests_page(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        which: ReturnQuery,
+        next_token: &str,
+    ) -> Result<Page<ReturnRequest>, ClientError> {
+        self.check_day_window(RETURN_REQUESTS, from, to)?;
+        let mut query = vec![
+            ("createdAtFrom", from.to_string()),
+            ("createdAtTo", to.to_string()),
+        ];
+        match which {
+            ReturnQuery::Return(status) => {
+                query.push(("status", status.to_string()));
+                query.push(("cancelType", "RETURN".to_string()));
             }
-        })
-        .flatten()
+            // Orders cancelled while ACCEPT appear only with CANCEL and no status.
+            ReturnQuery::Cancel => query.push(("cancelType", "CANCEL".to_string())),
+        }
+        query.push(("maxPerPage", MAX_PER_PAGE.to_string()));
+        if !next_token.is_empty() {
+            query.push(("nextToken", next_token.to_string()));
+        }
+        let body = self
+            .get(
+                RETURN_REQUESTS,
+                &self.vendor_path("v6", "/returnRequests"),
+                &query,
+            )
+            .await?;
+        self.decode_page(RETURN_REQUESTS, &body, "receiptId")
+    }
+
+    pub fn return_requests(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        which: ReturnQuery,
+    ) -> impl Stream<Item = Result<ReturnRequest, ClientError>> + '_ {
+        all_pages(
+            move |token| async move { self.return_requests_page(from, to, which, &token).await },
+        )
+    }
+
+    /// One page of revenue rows recognised (purchase-confirmed) on `from..=to`. `to` must be before today
+    /// in Korea, as Coupang requires.
+    pub async fn revenue_history_page(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        token: &str,
+    ) -> Result<Page<RevenueRecord>, ClientError> {
+        self.check_day_window(REVENUE_HISTORY, from, to)?;
+        let today = etl_core::time::now_kst().date_naive();
+        if to >= today {
+            return Err(self.invalid(
+                REVENUE_HISTORY,
+                format!("recognitionDateTo {to} must be before today ({today})"),
+            ));
+        }
+        let query = [
+            ("vendorId", self.account.vendor_id.clone()),
+            ("recognitionDateFrom", from.to_string()),
+            ("recognitionDateTo", to.to_string()),
+            // Required, empty on the first page.
+            ("token", token.to_string()),
+            ("maxPerPage", MAX_PER_PAGE.to_string()),
+        ];
+        let body = self
+            .get(
+                REVENUE_HISTORY,
+                "/v2/providers/openapi/apis/api/v1/revenue-history",
+                &query,
+            )
+            .await?;
+        self.decode_page(REVENUE_HISTORY, &body, "orderId")
+    }
+
+    pub fn revenue_history(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> impl Stream<Item = Result<RevenueRecord, ClientError>> + '_ {
+        all_pages(move |token| async move { self.revenue_history_page(from, to, &token).await })
     }
 
     fn decode_page<T: serde::de::DeserializeOwned>(
@@ -329,24 +537,19 @@ impl CoupangClient {
             endpoint,
             reason,
         };
-        let envelope: ListEnvelope =
+        let envelope: Envelope =
             serde_json::from_slice(body).map_err(|e| bad_envelope(e.to_string()))?;
         if !envelope.code.is_ok() {
-            return Err(bad_envelope(format!(
-                "code {}: {}",
-                envelope.code.0,
-                envelope.message.unwrap_or_default()
-            )));
+            let message = envelope.message.clone().unwrap_or_default();
+            return Err(bad_envelope(format!("code {}: {message}", envelope.code.0)));
         }
+        let next_token = envelope.next_page();
         let raw = match envelope.data {
             Some(serde_json::Value::Array(items)) => items,
+            // Single-record endpoints answer with an object.
+            Some(object @ serde_json::Value::Object(_)) => vec![object],
             None | Some(serde_json::Value::Null) => Vec::new(),
-            Some(other) => {
-                return Err(bad_envelope(format!(
-                    "data is not a list but {}",
-                    json_kind(&other)
-                )))
-            }
+            Some(other) => return Err(bad_envelope(format!("data is {}", json_kind(&other)))),
         };
         let records = raw
             .into_iter()
@@ -365,12 +568,29 @@ impl CoupangClient {
                 })
             })
             .collect();
-        let next_token = envelope.next_token.filter(|t| !t.is_empty());
         Ok(Page {
             records,
             next_token,
         })
     }
+}
+
+/// Every record of a paged list endpoint: `fetch(token)` gets one page (`""` for the first). A page
+/// that fails ends the stream with its error; records that fail alone are yielded as errors.
+fn all_pages<'a, T, F, Fut>(fetch: F) -> impl Stream<Item = Result<T, ClientError>> + 'a
+where
+    T: 'a,
+    F: Fn(String) -> Fut + 'a,
+    Fut: std::future::Future<Output = Result<Page<T>, ClientError>> + 'a,
+{
+    stream::unfold((Some(String::new()), fetch), |(token, fetch)| async move {
+        let token = token?;
+        match fetch(token).await {
+            Ok(page) => Some((stream::iter(page.records), (page.next_token, fetch))),
+            Err(error) => Some((stream::iter(vec![Err(error)]), (None, fetch))),
+        }
+    })
+    .flatten()
 }
 
 /// Exponential backoff with jitter: 1 s, 2 s, 4 s … capped at 30 s, plus up to 50%. Never under a
@@ -461,9 +681,10 @@ mod tests {
     }
 
     fn signed(query: &[(&str, String)], path: &str) -> (String, String) {
-        let request = client()
-            .signed_request(path, query)
-            .unwrap()
+        let c = client();
+        let request = c
+            .signed(c.url(path, query).unwrap(), Utc::now())
+            .0
             .build()
             .unwrap();
         let header = request.headers()["Authorization"]
@@ -561,6 +782,18 @@ mod tests {
             .block_on(c.order_sheets_page(from, from + chrono::Duration::days(31), "ACCEPT", ""))
             .err()
             .unwrap();
-        assert!(matches!(err, ClientError::WindowTooLong { .. }), "{err}");
+        assert!(matches!(err, ClientError::InvalidRequest { .. }), "{err}");
+        let today = etl_core::time::now_kst().date_naive();
+        let err = rt
+            .block_on(c.revenue_history_page(today - chrono::Duration::days(3), today, ""))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("before today"), "{err}");
+        let at = from.and_hms_opt(0, 0, 0).unwrap();
+        let err = rt
+            .block_on(c.order_sheets_time_frame(at, at + chrono::Duration::hours(25), "ACCEPT"))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("24 hours"), "{err}");
     }
 }

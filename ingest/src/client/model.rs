@@ -2,7 +2,7 @@
 //! v5/v6 (money objects, ISO-8601 with offset) and v4 (plain integers, Korea time without offset).
 //! Unknown fields are ignored; personal data (orderer, receiver) is never deserialized at all.
 
-use chrono::{DateTime, NaiveDateTime, TimeZone};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone};
 use etl_core::time::kst;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
@@ -118,11 +118,11 @@ impl<'de> Deserialize<'de> for ResponseCode {
     }
 }
 
-/// The list envelope. `data` stays raw so each record is decoded on its own: one bad record is
-/// reported by id while the rest of the page is still processed.
+/// The envelope of every endpoint. `data` stays raw so each record is decoded on its own: one bad
+/// record is reported by id while the rest of the page is still processed.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ListEnvelope {
+pub struct Envelope {
     pub code: ResponseCode,
     #[serde(default)]
     pub message: Option<String>,
@@ -131,6 +131,19 @@ pub struct ListEnvelope {
     /// `""` or absent on the last page.
     #[serde(default)]
     pub next_token: Option<String>,
+    /// revenue-history says whether another page follows.
+    #[serde(default)]
+    pub has_next: Option<bool>,
+}
+
+impl Envelope {
+    /// The token of the next page, if there is one.
+    pub fn next_page(&self) -> Option<String> {
+        if self.has_next == Some(false) {
+            return None;
+        }
+        self.next_token.clone().filter(|t| !t.is_empty())
+    }
 }
 
 /// An error body: gateway (`{"code":"ERROR","message":…}`) or business (`{"code":400,"message":…}`).
@@ -197,6 +210,212 @@ pub struct OrderItem {
     pub canceled: bool,
 }
 
+/// A calendar day. Accepts `yyyy-MM-dd` and anything that starts with it (`2025-07-01T00:00:00`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CoupangDate(pub NaiveDate);
+
+impl<'de> Deserialize<'de> for CoupangDate {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.get(..10)
+            .and_then(|day| NaiveDate::parse_from_str(day, "%Y-%m-%d").ok())
+            .map(CoupangDate)
+            .ok_or_else(|| de::Error::custom(format!("unrecognised date {text:?}")))
+    }
+}
+
+fn optional_date<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<CoupangDate>, D::Error> {
+    match Option::<String>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(text) if text.trim().is_empty() => Ok(None),
+        Some(text) => text
+            .get(..10)
+            .and_then(|day| NaiveDate::parse_from_str(day, "%Y-%m-%d").ok())
+            .map(|d| Some(CoupangDate(d)))
+            .ok_or_else(|| de::Error::custom(format!("unrecognised date {text:?}"))),
+    }
+}
+
+/// A cancel or return receipt (`returnRequests`, v4 or v6).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReturnRequest {
+    pub receipt_id: i64,
+    pub order_id: i64,
+    #[serde(default)]
+    pub payment_id: Option<i64>,
+    /// `RETURN` or `CANCEL`.
+    pub receipt_type: String,
+    /// `RELEASE_STOP_UNCHECKED`, `RETURNS_UNCHECKED`, `VENDOR_WAREHOUSE_CONFIRM`, `REQUEST_COUPANG_CHECK`
+    /// or `RETURNS_COMPLETED`.
+    pub receipt_status: String,
+    pub created_at: CoupangTime,
+    #[serde(default, deserialize_with = "optional_time")]
+    pub modified_at: Option<CoupangTime>,
+    #[serde(default)]
+    pub cancel_count_sum: i32,
+    #[serde(default)]
+    pub return_shipping_charge: Option<Won>,
+    #[serde(default)]
+    pub fault_by_type: Option<String>,
+    #[serde(default)]
+    pub reason_code: Option<String>,
+    #[serde(default, deserialize_with = "optional_time")]
+    pub complete_confirm_date: Option<CoupangTime>,
+    pub return_items: Vec<ReturnItem>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReturnItem {
+    pub vendor_item_id: i64,
+    #[serde(default)]
+    pub vendor_item_name: String,
+    #[serde(default)]
+    pub purchase_count: i32,
+    pub cancel_count: i32,
+    #[serde(default)]
+    pub shipment_box_id: Option<i64>,
+    #[serde(default)]
+    pub seller_product_id: Option<i64>,
+}
+
+/// `SALE` or `REFUND` row of revenue-history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum SaleType {
+    Sale,
+    Refund,
+}
+
+/// One revenue-history row: an order's sale or refund, recognised at purchase confirmation.
+/// Amounts are as Coupang sends them; use [`RevenueRecord::signed`] for seller-perspective signs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevenueRecord {
+    /// 0 for adjustments that belong to no order.
+    pub order_id: i64,
+    pub sale_type: SaleType,
+    /// The payment date.
+    pub sale_date: CoupangDate,
+    pub recognition_date: CoupangDate,
+    #[serde(default, deserialize_with = "optional_date")]
+    pub settlement_date: Option<CoupangDate>,
+    #[serde(default)]
+    pub delivery_fee: Option<DeliveryFee>,
+    /// Empty for orders cancelled or returned before confirmation (since 2024-07-01).
+    #[serde(default)]
+    pub items: Vec<RevenueItem>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryFee {
+    #[serde(default)]
+    pub amount: Won,
+    #[serde(default)]
+    pub fee: Won,
+    #[serde(default)]
+    pub fee_vat: Won,
+    #[serde(default)]
+    pub settlement_amount: Won,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevenueItem {
+    pub vendor_item_id: i64,
+    #[serde(default)]
+    pub vendor_item_name: String,
+    #[serde(default)]
+    pub product_id: Option<i64>,
+    /// Unit price × quantity.
+    pub sale_price: Won,
+    pub quantity: i32,
+    #[serde(default)]
+    pub coupang_discount_coupon: Won,
+    #[serde(default)]
+    pub seller_discount_coupon: Won,
+    #[serde(default)]
+    pub downloadable_coupon: Won,
+    #[serde(default)]
+    pub sale_amount: Won,
+    #[serde(default)]
+    pub service_fee: Won,
+    #[serde(default)]
+    pub service_fee_vat: Won,
+    #[serde(default)]
+    pub settlement_amount: Won,
+}
+
+/// A revenue row with seller-perspective signs: a SALE adds, a REFUND subtracts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedRevenue {
+    pub order_id: i64,
+    pub sale_type: SaleType,
+    pub sale_date: NaiveDate,
+    pub recognition_date: NaiveDate,
+    pub delivery_fee: i64,
+    pub items: Vec<SignedRevenueItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedRevenueItem {
+    pub vendor_item_id: i64,
+    /// Signed like the amounts: negative on REFUND rows.
+    pub quantity: i32,
+    pub sale_price: i64,
+    pub coupang_discount_coupon: i64,
+    pub seller_discount_coupon: i64,
+    pub downloadable_coupon: i64,
+    pub sale_amount: i64,
+    pub settlement_amount: i64,
+}
+
+/// THE place where revenue-history's sign conventions are normalised (coupang-api.md §6): on REFUND
+/// rows Coupang sends item amounts positive and deliveryFee amounts already negative. Both become
+/// negative here, whichever sign arrives, so a refund always subtracts; SALE amounts keep their sign.
+pub fn seller_sign(sale_type: SaleType, amount: i64) -> i64 {
+    match sale_type {
+        SaleType::Sale => amount,
+        SaleType::Refund => -amount.abs(),
+    }
+}
+
+impl RevenueRecord {
+    pub fn signed(&self) -> SignedRevenue {
+        let sign = |amount: Won| seller_sign(self.sale_type, amount.0);
+        SignedRevenue {
+            order_id: self.order_id,
+            sale_type: self.sale_type,
+            sale_date: self.sale_date.0,
+            recognition_date: self.recognition_date.0,
+            delivery_fee: self.delivery_fee.as_ref().map_or(0, |fee| sign(fee.amount)),
+            items: self
+                .items
+                .iter()
+                .map(|item| SignedRevenueItem {
+                    vendor_item_id: item.vendor_item_id,
+                    quantity: seller_sign(self.sale_type, i64::from(item.quantity)) as i32,
+                    sale_price: sign(item.sale_price),
+                    coupang_discount_coupon: sign(item.coupang_discount_coupon),
+                    seller_discount_coupon: sign(item.seller_discount_coupon),
+                    downloadable_coupon: sign(item.downloadable_coupon),
+                    sale_amount: sign(item.sale_amount),
+                    settlement_amount: sign(item.settlement_amount),
+                })
+                .collect(),
+        }
+    }
+
+    /// Rows with `orderId = 0` are settlement adjustments, not sales of an order.
+    pub fn is_adjustment(&self) -> bool {
+        self.order_id == 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,13 +462,13 @@ mod tests {
 
     #[test]
     fn code_as_number_or_string() {
-        let env: ListEnvelope =
+        let env: Envelope =
             serde_json::from_value(json!({"code": "200", "message": "OK", "data": []})).unwrap();
         assert!(env.code.is_ok());
-        let env: ListEnvelope =
+        let env: Envelope =
             serde_json::from_value(json!({"code": 200, "data": [], "nextToken": ""})).unwrap();
         assert!(env.code.is_ok());
-        let env: ListEnvelope =
+        let env: Envelope =
             serde_json::from_value(json!({"code": "ERROR", "message": "x"})).unwrap();
         assert!(!env.code.is_ok());
     }
@@ -280,5 +499,85 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("paidAt"), "{err}");
+    }
+
+    fn revenue(v: serde_json::Value) -> RevenueRecord {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn refund_rows_subtract_whatever_sign_coupang_sends() {
+        let refund = revenue(json!({
+            "orderId": 24000000000001u64, "saleType": "REFUND", "saleDate": "2025-07-01",
+            "recognitionDate": "2025-07-12", "settlementDate": "2025-08-10",
+            "deliveryFee": {"amount": -3000, "fee": -300, "feeVat": -30, "settlementAmount": -2670},
+            "items": [{"vendorItemId": 7, "salePrice": 19800, "quantity": 2, "coupangDiscountCoupon": 1000,
+                       "sellerDiscountCoupon": 500, "downloadableCoupon": 0, "saleAmount": 18300,
+                       "settlementAmount": 16000, "unknownNewField": 1}]
+        }))
+        .signed();
+        assert_eq!(refund.delivery_fee, -3000);
+        let item = &refund.items[0];
+        assert_eq!(
+            (item.quantity, item.sale_price, item.sale_amount),
+            (-2, -19800, -18300)
+        );
+        assert_eq!(
+            (item.coupang_discount_coupon, item.seller_discount_coupon),
+            (-1000, -500)
+        );
+        let sale = revenue(json!({
+            "orderId": 1, "saleType": "SALE", "saleDate": "2025-07-01", "recognitionDate": "2025-07-12",
+            "deliveryFee": {"amount": 3000}, "items": [{"vendorItemId": 7, "salePrice": 19800, "quantity": 2}]
+        }))
+        .signed();
+        assert_eq!(
+            (
+                sale.delivery_fee,
+                sale.items[0].sale_price,
+                sale.items[0].quantity
+            ),
+            (3000, 19800, 2)
+        );
+    }
+
+    #[test]
+    fn empty_item_rows_and_order_zero_adjustments() {
+        let cancelled = revenue(
+            json!({"orderId": 5, "saleType": "SALE", "saleDate": "2025-07-01",
+            "recognitionDate": "2025-07-03", "deliveryFee": {"amount": 0}, "items": []}),
+        );
+        assert!(cancelled.items.is_empty() && !cancelled.is_adjustment());
+        let adjustment = revenue(
+            json!({"orderId": 0, "saleType": "SALE", "saleDate": "2025-07-01T00:00:00",
+            "recognitionDate": "2025-07-03"}),
+        );
+        assert!(adjustment.is_adjustment());
+        assert_eq!(adjustment.signed().delivery_fee, 0);
+        assert!(
+            serde_json::from_value::<RevenueRecord>(json!({"orderId": 1, "saleType": "GIFT",
+            "saleDate": "2025-07-01", "recognitionDate": "2025-07-03"}))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn return_requests_in_v4_and_v6_forms() {
+        let v6: ReturnRequest = serde_json::from_value(json!({
+            "receiptId": 91, "orderId": 24000000000001u64, "paymentId": 3, "receiptType": "RETURN",
+            "receiptStatus": "RETURNS_COMPLETED", "createdAt": "2025-07-10T10:00:00+09:00",
+            "modifiedAt": "2025-07-12T10:00:00+09:00", "cancelCountSum": 1,
+            "returnShippingCharge": {"currencyCode": "KRW", "units": -5000, "nanos": 0},
+            "returnItems": [{"vendorItemId": 7, "purchaseCount": 2, "cancelCount": 1, "shipmentBoxId": 640000000000000001u64}]
+        }))
+        .unwrap();
+        assert_eq!(v6.return_shipping_charge, Some(Won(-5000)));
+        let v4: ReturnRequest = serde_json::from_value(json!({
+            "receiptId": 92, "orderId": 1, "receiptType": "CANCEL", "receiptStatus": "RETURNS_COMPLETED",
+            "createdAt": "2025-07-10T10:00:00", "returnShippingCharge": 0,
+            "returnItems": [{"vendorItemId": 7, "cancelCount": 2}]
+        }))
+        .unwrap();
+        assert_eq!(v4.created_at, v6.created_at);
     }
 }

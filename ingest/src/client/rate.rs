@@ -1,13 +1,29 @@
-//! A per-vendor request pacer shared by every task that uses one vendor key. Coupang allows about
-//! 10 calls per second per vendor; on 429 the pacer halves its own rate and recovers slowly.
+//! Per-vendor request pacing. Coupang allows about 10 calls per second per vendor key, and every task
+//! that uses a key (live polling, backfill, look-ups) shares one budget, so limiters live in a
+//! process-wide registry keyed by vendor id.
+//!
+//! The limiter is a token bucket of capacity one: calls are spaced evenly at the current rate, never
+//! bursting. Spacing carries a 2% margin so that network jitter cannot squeeze one second's worth of
+//! calls into less than a second on Coupang's side. On 429 the rate halves; each granted call earns a
+//! little back, up to the configured rate.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// Coupang's documented per-vendor limit; configuration can never exceed it.
+pub const COUPANG_MAX_PER_SECOND: f64 = 10.0;
+const SPACING_MARGIN: f64 = 1.02;
 
 pub struct RateLimiter {
     state: Mutex<State>,
     configured_per_second: f64,
+    slowdowns: AtomicU64,
+    /// Signatures issued in the current second: the signed-date has one-second resolution, and Coupang
+    /// refuses a signature it has seen, so two identical requests in one second must not both go out.
+    signatures: Mutex<(i64, std::collections::HashSet<String>)>,
 }
 
 struct State {
@@ -17,13 +33,29 @@ struct State {
 
 impl RateLimiter {
     pub fn new(per_second: f64) -> Self {
+        let per_second = per_second.clamp(0.1, COUPANG_MAX_PER_SECOND);
         RateLimiter {
             state: Mutex::new(State {
                 next_slot: Instant::now(),
                 per_second,
             }),
             configured_per_second: per_second,
+            slowdowns: AtomicU64::new(0),
+            signatures: Mutex::new((0, Default::default())),
         }
+    }
+
+    /// The limiter shared by every client of `vendor_id` in this process (created at `per_second`).
+    pub fn for_vendor(vendor_id: &str, per_second: f64) -> Arc<RateLimiter> {
+        static REGISTRY: OnceLock<Mutex<HashMap<String, Arc<RateLimiter>>>> = OnceLock::new();
+        let mut registry = REGISTRY
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        registry
+            .entry(vendor_id.to_string())
+            .or_insert_with(|| Arc::new(RateLimiter::new(per_second)))
+            .clone()
     }
 
     /// Waits for this caller's slot. Slots are handed out in order, evenly spaced.
@@ -31,8 +63,7 @@ impl RateLimiter {
         let slot = {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             let slot = state.next_slot.max(Instant::now());
-            state.next_slot = slot + Duration::from_secs_f64(1.0 / state.per_second);
-            // Each granted call earns back a little of the rate lost to 429s.
+            state.next_slot = slot + Duration::from_secs_f64(SPACING_MARGIN / state.per_second);
             state.per_second = (state.per_second * 1.02).min(self.configured_per_second);
             slot
         };
@@ -41,6 +72,7 @@ impl RateLimiter {
 
     /// Called on 429 or a temporary block: halve the rate (not below one call every two seconds).
     pub fn slow_down(&self) {
+        self.slowdowns.fetch_add(1, Ordering::Relaxed);
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.per_second = (state.per_second / 2.0).max(0.5);
     }
@@ -50,6 +82,21 @@ impl RateLimiter {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .per_second
+    }
+
+    /// Claims a signature made at `signed_second` (epoch seconds). False when the same signature was
+    /// already sent in that second: the caller must sign again in the next second.
+    pub fn claim_signature(&self, signed_second: i64, signature: &str) -> bool {
+        let mut ledger = self.signatures.lock().unwrap_or_else(|e| e.into_inner());
+        if ledger.0 != signed_second {
+            *ledger = (signed_second, Default::default());
+        }
+        ledger.1.insert(signature.to_string())
+    }
+
+    /// How often the limiter had to slow down (429s and temporary blocks seen).
+    pub fn slowdowns(&self) -> u64 {
+        self.slowdowns.load(Ordering::Relaxed)
     }
 }
 
@@ -64,8 +111,8 @@ mod tests {
         for _ in 0..17 {
             limiter.acquire().await;
         }
-        // 17 calls at 8/s: the 17th starts 2 s after the first.
-        assert!(Instant::now() - start >= Duration::from_millis(1_990));
+        // 17 calls at 8/s: the 17th starts at least 2 s after the first.
+        assert!(Instant::now() - start >= Duration::from_secs(2));
     }
 
     #[tokio::test(start_paused = true)]
@@ -73,9 +120,31 @@ mod tests {
         let limiter = RateLimiter::new(8.0);
         limiter.slow_down();
         assert_eq!(limiter.current_rate(), 4.0);
+        assert_eq!(limiter.slowdowns(), 1);
         for _ in 0..200 {
             limiter.acquire().await;
         }
         assert_eq!(limiter.current_rate(), 8.0);
+    }
+
+    #[test]
+    fn a_signature_is_claimed_once_per_second() {
+        let limiter = RateLimiter::new(8.0);
+        assert!(limiter.claim_signature(100, "abc"));
+        assert!(!limiter.claim_signature(100, "abc"));
+        assert!(limiter.claim_signature(100, "abd"));
+        assert!(limiter.claim_signature(101, "abc"));
+    }
+
+    #[test]
+    fn never_above_coupangs_limit_and_shared_per_vendor() {
+        assert_eq!(
+            RateLimiter::new(50.0).current_rate(),
+            COUPANG_MAX_PER_SECOND
+        );
+        let a = RateLimiter::for_vendor("A09999991", 5.0);
+        let b = RateLimiter::for_vendor("A09999991", 9.0);
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &RateLimiter::for_vendor("A09999992", 5.0)));
     }
 }
