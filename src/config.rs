@@ -6,7 +6,7 @@
 //! (`true`, `42`, `2026-10-01`), otherwise as a string. Unknown keys are errors, in the file and in the
 //! environment alike, so a typo never silently falls back to a default.
 
-use coupang_ingest::IngestConfig;
+use coupang_ingest::{AccountSource, IngestConfig};
 use coupang_load::{ClickHouseConfig, LoadConfig};
 use coupang_sim::SimConfig;
 use coupang_transform::TransformConfig;
@@ -14,6 +14,7 @@ use etl_core::account::{validate_accounts, AccountConfig};
 use etl_core::kafka::KafkaConfig;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 pub const ENV_PREFIX: &str = "COUPANG_ETL__";
 
@@ -112,6 +113,24 @@ impl Config {
 
     pub fn account(&self, alias: &str) -> Option<&AccountConfig> {
         self.accounts.iter().find(|a| a.alias == alias)
+    }
+
+    /// Accounts for follow mode: re-read from the config file (and environment) at every call, so keys
+    /// can be re-linked without a restart. A file that no longer parses keeps the last good accounts,
+    /// with an error in the log.
+    pub fn account_source(&self, path: Option<&Path>) -> AccountSource {
+        let last_good = Arc::new(Mutex::new(self.accounts.clone()));
+        let path = path.map(Path::to_path_buf);
+        Arc::new(move || {
+            let mut accounts = last_good.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(path) = &path {
+                match Config::load(Some(path)) {
+                    Ok(config) => *accounts = config.accounts,
+                    Err(error) => tracing::error!("{error}; keeping the accounts read before"),
+                }
+            }
+            accounts.clone()
+        })
     }
 }
 
@@ -235,6 +254,21 @@ mod tests {
     fn debug_output_holds_no_secret() {
         let config = Config::parse(EXAMPLE, "example", env(&[])).unwrap();
         assert!(!format!("{config:?}").contains("sk-a"));
+    }
+
+    #[test]
+    fn the_account_source_rereads_the_file_and_keeps_the_last_good_accounts() {
+        let path =
+            std::env::temp_dir().join(format!("coupang-etl-config-{}.toml", std::process::id()));
+        std::fs::write(&path, EXAMPLE).unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        let source = config.account_source(Some(&path));
+        assert_eq!(source()[0].access_key, "ak-a");
+        std::fs::write(&path, EXAMPLE.replace("ak-a", "ak-relinked")).unwrap();
+        assert_eq!(source()[0].access_key, "ak-relinked");
+        std::fs::write(&path, "this is not toml [").unwrap();
+        assert_eq!(source()[0].access_key, "ak-relinked");
+        std::fs::remove_file(path).unwrap();
     }
 
     #[test]

@@ -28,7 +28,7 @@ enum Command {
     /// the daily payment amounts read back from ClickHouse with a ✓ per day that matches the simulator's
     /// own totals. Needs only a running ClickHouse; with no `kafka.brokers` configured it embeds an
     /// in-process Kafka. Uses the database `coupang_demo` and topics `coupang-demo.*`.
-    Demo,
+    Demo(DemoArgs),
     /// Run ingest, transform and load together: over a day range once (--from/--to), or polling until Ctrl-C.
     Run(RangeArgs),
     /// Poll Coupang and emit raw events to Kafka: over a day range once (--from/--to), or until Ctrl-C.
@@ -45,6 +45,13 @@ enum Command {
     Accounts,
     /// Print daily payment amounts per account from ClickHouse.
     Summary,
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// ClickHouse database the demo writes to (created if missing; re-running it changes nothing).
+    #[arg(long, default_value = "coupang_demo")]
+    database: String,
 }
 
 #[derive(clap::Args)]
@@ -77,6 +84,7 @@ fn init_logging(default: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 }
@@ -126,7 +134,7 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn execute(cli: Cli) -> Result<()> {
-    init_logging(if matches!(cli.command, Command::Demo) {
+    init_logging(if matches!(cli.command, Command::Demo(_)) {
         "warn"
     } else {
         "info"
@@ -134,7 +142,7 @@ async fn execute(cli: Cli) -> Result<()> {
     let config = Config::load(cli.config.as_deref())?;
     let shutdown = shutdown_on_signal();
     match cli.command {
-        Command::Demo => run_demo(config, &shutdown).await,
+        Command::Demo(args) => run_demo(config, args.database, &shutdown).await,
         Command::Run(range) => {
             require_accounts(&config)?;
             match (range.from, range.to) {
@@ -144,7 +152,10 @@ async fn execute(cli: Cli) -> Result<()> {
                     println!("done in {:.1} s", report.elapsed.as_secs_f64());
                     Ok(())
                 }
-                _ => Ok(pipeline::run_follow(&config, shutdown).await?),
+                _ => {
+                    let accounts = config.account_source(cli.config.as_deref());
+                    Ok(pipeline::run_follow(&config, accounts, shutdown).await?)
+                }
             }
         }
         Command::Ingest(range) => {
@@ -163,13 +174,13 @@ async fn execute(cli: Cli) -> Result<()> {
                     print_ingest_report(&report);
                     Ok(())
                 }
-                _ => Ok(coupang_ingest::run(
-                    &config.ingest,
-                    &config.kafka,
-                    &config.accounts,
-                    shutdown,
-                )
-                .await?),
+                _ => {
+                    let accounts = config.account_source(cli.config.as_deref());
+                    Ok(
+                        coupang_ingest::run(&config.ingest, &config.kafka, accounts, shutdown)
+                            .await?,
+                    )
+                }
             }
         }
         Command::Transform => {
@@ -217,29 +228,7 @@ async fn execute(cli: Cli) -> Result<()> {
             }
         },
         Command::Accounts => {
-            let today = etl_core::time::now_kst().date_naive();
-            println!(
-                "{:<16} {:<10} {:<12} {:>9}  state",
-                "alias", "vendor", "key expires", "days left"
-            );
-            for account in &config.accounts {
-                let (days, state) = match account.key_health(today) {
-                    KeyHealth::Valid { days_left } => (days_left, "ok".to_string()),
-                    KeyHealth::ReissueWindow { days_left } => {
-                        (days_left, "reissue now (window open)".to_string())
-                    }
-                    KeyHealth::Expired { days_ago } => {
-                        (-days_ago, "EXPIRED: reissue in WING".to_string())
-                    }
-                };
-                println!(
-                    "{:<16} {:<10} {:<12} {:>9}  {state}",
-                    account.alias,
-                    account.vendor_id,
-                    account.key_expires_on().to_string(),
-                    days
-                );
-            }
+            print!("{}", accounts_table(&config).await);
             Ok(())
         }
         Command::Summary => {
@@ -262,6 +251,58 @@ async fn execute(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Each account with its key's expiry and, from the account-status topic, its last successful call.
+async fn accounts_table(config: &Config) -> String {
+    let today = etl_core::time::now_kst().date_naive();
+    let statuses = if config.kafka.brokers.is_empty() {
+        Err("no kafka.brokers configured".to_string())
+    } else {
+        coupang_ingest::account_statuses(&config.kafka, std::time::Duration::from_secs(5))
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let mut out = format!(
+        "{:<16} {:<10} {:<12} {:>9}  {:<20}  state\n",
+        "alias", "vendor", "key expires", "days left", "last successful call"
+    );
+    for account in &config.accounts {
+        let (days, mut state) = match account.key_health(today) {
+            KeyHealth::Valid { days_left } => (days_left, "ok".to_string()),
+            KeyHealth::ReissueWindow { days_left } => {
+                (days_left, "reissue the key now (window open)".to_string())
+            }
+            KeyHealth::Expired { days_ago } => (-days_ago, "EXPIRED: reissue in WING".to_string()),
+        };
+        let status = statuses.as_ref().ok().and_then(|s| s.get(&account.alias));
+        let last = match (status, &statuses) {
+            (Some(status), _) => status
+                .last_success_at
+                .map(|t| {
+                    t.with_timezone(&etl_core::time::kst())
+                        .format("%Y-%m-%d %H:%M KST")
+                        .to_string()
+                })
+                .unwrap_or_else(|| "never".into()),
+            (None, Ok(_)) => "never".into(),
+            (None, Err(_)) => "unknown".into(),
+        };
+        if let Some(error) = status.and_then(|s| s.error.as_ref()) {
+            state = format!("STOPPED: {error}");
+        }
+        out.push_str(&format!(
+            "{:<16} {:<10} {:<12} {:>9}  {last:<20}  {state}\n",
+            account.alias,
+            account.vendor_id,
+            account.key_expires_on().to_string(),
+            days
+        ));
+    }
+    if let Err(error) = statuses {
+        out.push_str(&format!("(last successful calls unknown: {error})\n"));
+    }
+    out
 }
 
 fn vendor_list(config: &Config) -> String {
@@ -298,9 +339,9 @@ fn print_ingest_report(report: &coupang_ingest::IngestReport) {
     }
 }
 
-async fn run_demo(mut config: Config, shutdown: &Shutdown) -> Result<()> {
+async fn run_demo(mut config: Config, database: String, shutdown: &Shutdown) -> Result<()> {
     // The demo keeps to its own database and topics, so it never mixes with real data.
-    config.clickhouse.database = "coupang_demo".into();
+    config.clickhouse.database = database;
     config.kafka.topic_prefix = "coupang-demo.".into();
     let _embedded = if config.kafka.brokers.is_empty() {
         let cluster =
@@ -308,11 +349,7 @@ async fn run_demo(mut config: Config, shutdown: &Shutdown) -> Result<()> {
         config.kafka.brokers = cluster.bootstrap_servers();
         // The mock broker has no CreateTopics API: make the topics through its own interface.
         let topics = config.kafka.topics();
-        for topic in [
-            &topics.raw_order_sheets,
-            &topics.payment_facts,
-            &topics.dead_letter,
-        ] {
+        for topic in topics.all() {
             cluster
                 .create_topic(topic, config.kafka.partitions, 1)
                 .context("creating embedded topics")?;

@@ -5,7 +5,7 @@
 //! is how `coupang-etl run --from … --to …`, the demo and the end-to-end tests know they are done.
 
 use chrono::NaiveDate;
-use coupang_ingest::IngestReport;
+use coupang_ingest::{AccountSource, IngestReport};
 use coupang_load::MigrationReport;
 use etl_core::kafka::{ensure_topics, group_lag, KafkaSetupError};
 use etl_core::Shutdown;
@@ -168,17 +168,17 @@ async fn drained(config: &Config) -> Result<bool, PipelineError> {
     Ok(group_lag(&config.kafka, &config.load.group_id, &topics.payment_facts).await? == 0)
 }
 
-/// Follow mode: all three stages run until shutdown.
-pub async fn run_follow(config: &Config, shutdown: Shutdown) -> Result<(), PipelineError> {
+/// Follow mode: all three stages run until shutdown; ingest takes the accounts from `accounts` at
+/// every sweep.
+pub async fn run_follow(
+    config: &Config,
+    accounts: AccountSource,
+    shutdown: Shutdown,
+) -> Result<(), PipelineError> {
     prepare(config).await?;
     let (transform, load) = spawn_stages(config, &shutdown);
-    let ingest = coupang_ingest::run(
-        &config.ingest,
-        &config.kafka,
-        &config.accounts,
-        shutdown.clone(),
-    )
-    .await;
+    let ingest =
+        coupang_ingest::run(&config.ingest, &config.kafka, accounts, shutdown.clone()).await;
     shutdown.cancel();
     let (t, l) = (
         join_stage(transform, "transform").await,

@@ -82,6 +82,20 @@ pub struct Topics {
     pub payment_facts: String,
     /// Records a stage could not process, with the reason in headers.
     pub dead_letter: String,
+    /// Compacted: the latest status of each linked account (last successful call, last error), JSON.
+    pub account_status: String,
+}
+
+impl Topics {
+    /// Every topic of the pipeline.
+    pub fn all(&self) -> [&str; 4] {
+        [
+            &self.raw_order_sheets,
+            &self.payment_facts,
+            &self.dead_letter,
+            &self.account_status,
+        ]
+    }
 }
 
 impl KafkaConfig {
@@ -91,6 +105,7 @@ impl KafkaConfig {
             raw_order_sheets: format!("{p}raw.ordersheets"),
             payment_facts: format!("{p}facts.payments"),
             dead_letter: format!("{p}deadletter"),
+            account_status: format!("{p}ingest.accounts"),
         }
     }
 
@@ -163,6 +178,22 @@ pub enum KafkaSetupError {
 /// found through metadata first, so brokers without the CreateTopics API (rdkafka's MockCluster) work
 /// when their topics were made another way.
 pub async fn ensure_topics(config: &KafkaConfig, names: &[&str]) -> Result<(), KafkaSetupError> {
+    create_missing_topics(config, names, false).await
+}
+
+/// Like [`ensure_topics`], for topics that keep only the latest record per key (`cleanup.policy=compact`).
+pub async fn ensure_compacted_topics(
+    config: &KafkaConfig,
+    names: &[&str],
+) -> Result<(), KafkaSetupError> {
+    create_missing_topics(config, names, true).await
+}
+
+async fn create_missing_topics(
+    config: &KafkaConfig,
+    names: &[&str],
+    compacted: bool,
+) -> Result<(), KafkaSetupError> {
     let existing = existing_topics(config).await?;
     let missing: Vec<&str> = names
         .iter()
@@ -179,11 +210,16 @@ pub async fn ensure_topics(config: &KafkaConfig, names: &[&str]) -> Result<(), K
     let new_topics: Vec<NewTopic> = missing
         .iter()
         .map(|name| {
-            NewTopic::new(
+            let topic = NewTopic::new(
                 name,
                 config.partitions,
                 TopicReplication::Fixed(config.replication_factor),
-            )
+            );
+            if compacted {
+                topic.set("cleanup.policy", "compact")
+            } else {
+                topic
+            }
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
@@ -274,6 +310,71 @@ pub async fn group_lag(
             lag += (high - done).max(0);
         }
         Ok(lag)
+    })
+    .await
+    .map_err(|_| KafkaSetupError::Join)?
+}
+
+/// The latest payload of every key in `topic` (a compacted topic read as a table), read from the
+/// beginning without a consumer group. Returns what it has read when `timeout` runs out.
+pub async fn latest_by_key(
+    config: &KafkaConfig,
+    topic: &str,
+    timeout: Duration,
+) -> Result<HashMap<String, Vec<u8>>, KafkaSetupError> {
+    // librdkafka wants a group id even for assigned partitions; this reader never commits to it.
+    let mut client_config = config.client_config();
+    client_config
+        .set("group.id", "coupang-etl-reader")
+        .set("enable.auto.commit", "false");
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        let offsets_error = |source| KafkaSetupError::Offsets {
+            topic: topic.clone(),
+            source,
+        };
+        let consumer: BaseConsumer = client_config.create().map_err(KafkaSetupError::Client)?;
+        let deadline = std::time::Instant::now() + timeout;
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), timeout)
+            .map_err(offsets_error)?;
+        let mut assignment = TopicPartitionList::new();
+        let mut ends = HashMap::new();
+        for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            let (low, high) = consumer
+                .fetch_watermarks(&topic, partition.id(), timeout)
+                .map_err(offsets_error)?;
+            if high > low {
+                ends.insert(partition.id(), high);
+                assignment
+                    .add_partition_offset(&topic, partition.id(), Offset::Offset(low))
+                    .map_err(offsets_error)?;
+            }
+        }
+        let mut latest = HashMap::new();
+        if ends.is_empty() {
+            return Ok(latest);
+        }
+        consumer.assign(&assignment).map_err(offsets_error)?;
+        while !ends.is_empty() && std::time::Instant::now() < deadline {
+            let Some(received) = consumer.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let message = received.map_err(offsets_error)?;
+            if let Some(key) = message.key() {
+                latest.insert(
+                    String::from_utf8_lossy(key).into_owned(),
+                    message.payload().unwrap_or_default().to_vec(),
+                );
+            }
+            if ends
+                .get(&message.partition())
+                .is_some_and(|&end| message.offset() + 1 >= end)
+            {
+                ends.remove(&message.partition());
+            }
+        }
+        Ok(latest)
     })
     .await
     .map_err(|_| KafkaSetupError::Join)?

@@ -1,16 +1,26 @@
 //! The ingest stage: per account, sweep order sheets of every status over API-legal windows and
 //! produce one raw event per shipment box, waiting for the broker's acknowledgement.
+//!
+//! Accounts are independent: a rejected or expired key stops its account alone, loudly, and the
+//! account stays stopped until its keys change in the config, which follow mode re-reads every sweep,
+//! so a re-linked key takes effect without a restart. Each sweep publishes every account's status
+//! (last successful call, last error) to a compacted topic for `coupang-etl accounts`.
 
-use chrono::{NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use coupang_schemas::encode;
 use etl_core::account::{AccountConfig, KeyHealth};
-use etl_core::kafka::{ensure_topics, DeadLetter, KafkaConfig, KafkaSetupError, Topics};
+use etl_core::kafka::{
+    ensure_compacted_topics, ensure_topics, DeadLetter, KafkaConfig, KafkaSetupError, Topics,
+};
+use etl_core::secret::Secret;
 use etl_core::time::now_kst;
 use etl_core::Shutdown;
 use futures::StreamExt;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use std::collections::BTreeMap;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::client::{ClientError, CoupangClient, MAX_WINDOW_DAYS};
@@ -59,6 +69,26 @@ pub struct IngestReport {
     pub accounts: BTreeMap<String, AccountReport>,
 }
 
+/// An account's status as published to the account-status topic (JSON, keyed by alias).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountStatus {
+    pub alias: String,
+    pub vendor_id: String,
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// The error that stopped the account; `None` while it works.
+    pub error: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Where follow mode gets the linked accounts from at every sweep. The CLI re-reads the config file,
+/// so keys can be re-linked (or accounts added) without a restart.
+pub type AccountSource = Arc<dyn Fn() -> Vec<AccountConfig> + Send + Sync>;
+
+/// A fixed list of accounts.
+pub fn fixed_accounts(accounts: Vec<AccountConfig>) -> AccountSource {
+    Arc::new(move || accounts.clone())
+}
+
 struct Sink {
     producer: FutureProducer,
     topics: Topics,
@@ -69,6 +99,7 @@ impl Sink {
     async fn connect(kafka: &KafkaConfig) -> Result<Sink, IngestError> {
         let topics = kafka.topics();
         ensure_topics(kafka, &[&topics.raw_order_sheets, &topics.dead_letter]).await?;
+        ensure_compacted_topics(kafka, &[&topics.account_status]).await?;
         let producer: FutureProducer = kafka.producer_config().create()?;
         let dead_letter = DeadLetter::new(producer.clone(), topics.dead_letter.clone(), "ingest");
         Ok(Sink {
@@ -76,6 +107,46 @@ impl Sink {
             topics,
             dead_letter,
         })
+    }
+
+    async fn publish_status(&self, status: &AccountStatus) -> Result<(), IngestError> {
+        let payload = serde_json::to_vec(status).map_err(|e| IngestError::Config(e.to_string()))?;
+        let record = FutureRecord::to(&self.topics.account_status)
+            .key(&status.alias)
+            .payload(&payload);
+        self.producer
+            .send(record, Duration::from_secs(60))
+            .await
+            .map_err(|(error, _)| error)?;
+        Ok(())
+    }
+}
+
+/// What ingest remembers about accounts between sweeps.
+#[derive(Default)]
+struct AccountTracker {
+    last_success: HashMap<String, DateTime<Utc>>,
+    /// Accounts stopped by a rejected key, with the key that was rejected and why.
+    stopped: HashMap<String, (String, Secret, String)>,
+    /// The day each account's expiry warning was last logged.
+    warned_on: HashMap<String, NaiveDate>,
+}
+
+impl AccountTracker {
+    /// The reason an account is still stopped: its key was rejected and has not changed since.
+    fn still_stopped(&self, account: &AccountConfig) -> Option<&str> {
+        let (access_key, secret, error) = self.stopped.get(&account.alias)?;
+        (*access_key == account.access_key && *secret == account.secret_key)
+            .then_some(error.as_str())
+    }
+
+    fn stop(&mut self, account: &AccountConfig, error: &str) {
+        let key = (
+            account.access_key.clone(),
+            account.secret_key.clone(),
+            error.to_string(),
+        );
+        self.stopped.insert(account.alias.clone(), key);
     }
 }
 
@@ -92,22 +163,34 @@ pub async fn collect_range(
 ) -> Result<IngestReport, IngestError> {
     config.validate().map_err(IngestError::Config)?;
     let sink = Sink::connect(kafka).await?;
-    sweep(config, &sink, accounts, from, to, shutdown).await
+    let mut tracker = AccountTracker::default();
+    sweep(config, &sink, accounts, from, to, &mut tracker, shutdown).await
 }
 
-/// Follow mode: every `poll_interval_secs`, sweeps the last `lookback_days` days until shutdown.
+/// Follow mode: every `poll_interval_secs`, sweeps the last `lookback_days` days until shutdown,
+/// with the accounts `accounts` gives at that moment.
 pub async fn run(
     config: &IngestConfig,
     kafka: &KafkaConfig,
-    accounts: &[AccountConfig],
+    accounts: AccountSource,
     shutdown: Shutdown,
 ) -> Result<(), IngestError> {
     config.validate().map_err(IngestError::Config)?;
     let sink = Sink::connect(kafka).await?;
+    let mut tracker = AccountTracker::default();
     while !shutdown.is_cancelled() {
         let today = now_kst().date_naive();
         let from = today - chrono::Duration::days(i64::from(config.lookback_days));
-        let report = sweep(config, &sink, accounts, from, today, &shutdown).await?;
+        let report = sweep(
+            config,
+            &sink,
+            &accounts(),
+            from,
+            today,
+            &mut tracker,
+            &shutdown,
+        )
+        .await?;
         for (alias, account) in &report.accounts {
             tracing::info!(account = %alias, boxes = account.boxes, events = account.events,
                 bad_records = account.bad_records, error = account.error.as_deref().unwrap_or(""), "sweep done");
@@ -126,39 +209,89 @@ async fn sweep(
     accounts: &[AccountConfig],
     from: NaiveDate,
     to: NaiveDate,
+    tracker: &mut AccountTracker,
     shutdown: &Shutdown,
 ) -> Result<IngestReport, IngestError> {
     let today = now_kst().date_naive();
-    let sweeps = accounts.iter().map(|account| async move {
-        let mut report = AccountReport { vendor_id: account.vendor_id.clone(), ..AccountReport::default() };
-        match account.key_health(today) {
-            KeyHealth::Expired { .. } => {
-                let message = format!(
-                    "account {}: the Open API key expired on {}; reissue it in WING and update the config",
-                    account.alias,
-                    account.key_expires_on()
-                );
-                tracing::error!("{message}");
-                report.error = Some(message);
-                return Ok((account.alias.clone(), report));
-            }
-            KeyHealth::ReissueWindow { days_left } => tracing::warn!(
-                account = %account.alias, days_left,
-                "the Open API key expires on {}: reissue it in WING (the button is open now)", account.key_expires_on()
-            ),
-            KeyHealth::Valid { .. } => {}
-        }
-        let client = CoupangClient::new(config, account.clone()).map_err(|e| IngestError::Config(e.to_string()))?;
-        if let Err(error) = sweep_account(&client, sink, from, to, shutdown, &mut report).await? {
-            tracing::error!(account = %account.alias, "{error}");
-            report.error = Some(error.to_string());
-        }
-        Ok::<_, IngestError>((account.alias.clone(), report))
-    });
+    let mut runnable = Vec::new();
     let mut result = IngestReport::default();
+    for account in accounts {
+        let report = AccountReport {
+            vendor_id: account.vendor_id.clone(),
+            ..AccountReport::default()
+        };
+        let refusal = match account.key_health(today) {
+            KeyHealth::Expired { .. } => Some(format!(
+                "account {}: the Open API key expired on {}; reissue it in WING and update the config",
+                account.alias,
+                account.key_expires_on()
+            )),
+            KeyHealth::ReissueWindow { days_left } => {
+                if tracker.warned_on.insert(account.alias.clone(), today) != Some(today) {
+                    tracing::warn!(account = %account.alias, days_left,
+                        "the Open API key expires on {}: reissue it in WING (the button is open now) and update the config",
+                        account.key_expires_on());
+                }
+                None
+            }
+            KeyHealth::Valid { .. } => None,
+        }
+        .or_else(|| {
+            tracker.still_stopped(account).map(|e| format!("{e} (stopped until its keys change in the config)"))
+        });
+        match refusal {
+            Some(error) => {
+                tracing::error!("{error}");
+                result.accounts.insert(
+                    account.alias.clone(),
+                    AccountReport {
+                        error: Some(error),
+                        ..report
+                    },
+                );
+            }
+            None => {
+                let client = CoupangClient::new(config, account.clone())
+                    .map_err(|e| IngestError::Config(e.to_string()))?;
+                runnable.push((client, report));
+            }
+        }
+    }
+
+    let sweeps = runnable.into_iter().map(|(client, mut report)| async move {
+        let outcome = sweep_account(&client, sink, from, to, shutdown, &mut report).await?;
+        Ok::<_, IngestError>((client, report, outcome.err()))
+    });
     for outcome in futures::future::join_all(sweeps).await {
-        let (alias, report) = outcome?;
-        result.accounts.insert(alias, report);
+        let (client, mut report, error) = outcome?;
+        let account = client.account();
+        if let Some(success) = client.last_success() {
+            tracker.last_success.insert(account.alias.clone(), success);
+        }
+        if let Some(error) = error {
+            tracing::error!(account = %account.alias, "{error}");
+            if error.stops_account() {
+                tracker.stop(account, &error.to_string());
+            }
+            report.error = Some(error.to_string());
+        } else {
+            tracker.stopped.remove(&account.alias);
+        }
+        result.accounts.insert(account.alias.clone(), report);
+    }
+
+    for account in accounts {
+        let Some(report) = result.accounts.get(&account.alias) else {
+            continue;
+        };
+        let status = AccountStatus {
+            alias: account.alias.clone(),
+            vendor_id: account.vendor_id.clone(),
+            last_success_at: tracker.last_success.get(&account.alias).copied(),
+            error: report.error.clone(),
+            updated_at: Utc::now(),
+        };
+        sink.publish_status(&status).await?;
     }
     Ok(result)
 }
@@ -235,6 +368,23 @@ async fn sweep_account(
     Ok(Ok(()))
 }
 
+/// The latest published status of every account (for `coupang-etl accounts`), by alias.
+pub async fn account_statuses(
+    kafka: &KafkaConfig,
+    timeout: Duration,
+) -> Result<HashMap<String, AccountStatus>, IngestError> {
+    let topic = kafka.topics().account_status;
+    let raw = etl_core::kafka::latest_by_key(kafka, &topic, timeout).await?;
+    Ok(raw
+        .into_iter()
+        .filter_map(|(alias, payload)| {
+            serde_json::from_slice(&payload)
+                .ok()
+                .map(|status| (alias, status))
+        })
+        .collect())
+}
+
 /// Splits `from..=to` into API-legal windows of at most 31 days.
 pub fn windows(from: NaiveDate, to: NaiveDate) -> Vec<(NaiveDate, NaiveDate)> {
     let mut out = Vec::new();
@@ -275,5 +425,29 @@ mod tests {
     #[test]
     fn empty_when_reversed() {
         assert!(windows(day(5), day(4)).is_empty());
+    }
+
+    fn account(access: &str, secret: &str) -> AccountConfig {
+        AccountConfig {
+            alias: "brand-a".into(),
+            vendor_id: "A00012345".into(),
+            access_key: access.into(),
+            secret_key: Secret::new(secret),
+            key_issued_on: day(0),
+        }
+    }
+
+    #[test]
+    fn a_stopped_account_resumes_only_when_its_keys_change() {
+        let mut tracker = AccountTracker::default();
+        let old = account("ak", "sk");
+        tracker.stop(&old, "account brand-a: Coupang rejected the key (HTTP 401)");
+        assert!(tracker.still_stopped(&old).is_some());
+        assert!(tracker
+            .still_stopped(&account("ak", "new-secret"))
+            .is_none());
+        assert!(tracker
+            .still_stopped(&account("new-ak", "new-secret"))
+            .is_none());
     }
 }

@@ -155,3 +155,57 @@ pub async fn drop_database(config: &ClickHouseConfig) {
         .send()
         .await;
 }
+
+/// Polls `check` every 300 ms until it returns true or `timeout` passes; returns the last answer.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Writes `config`'s Kafka, ClickHouse and accounts to a TOML file for running the real binary.
+pub fn write_config_file(config: &Config, name: &str) -> std::path::PathBuf {
+    let mut text = format!(
+        "[kafka]\nbrokers = {:?}\ntopic_prefix = {:?}\n\n[clickhouse]\nurl = {:?}\ndatabase = {:?}\n",
+        config.kafka.brokers, config.kafka.topic_prefix, config.clickhouse.url, config.clickhouse.database
+    );
+    for account in &config.accounts {
+        text.push_str(&format!(
+            "\n[[accounts]]\nalias = {:?}\nvendor_id = {:?}\naccess_key = {:?}\nsecret_key = {:?}\nkey_issued_on = {}\n",
+            account.alias,
+            account.vendor_id,
+            account.access_key,
+            account.secret_key.expose(),
+            account.key_issued_on
+        ));
+    }
+    let path = std::env::temp_dir().join(format!("{}.toml", unique(name)));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs the real `coupang-etl` binary and returns its stdout (asserting success).
+pub fn coupang_etl(args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_coupang-etl"))
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "coupang-etl {args:?} failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}

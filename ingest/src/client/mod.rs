@@ -128,6 +128,7 @@ pub struct CoupangClient {
     account: Arc<AccountConfig>,
     limiter: Arc<RateLimiter>,
     max_attempts: u32,
+    last_success: Arc<std::sync::Mutex<Option<chrono::DateTime<Utc>>>>,
 }
 
 impl CoupangClient {
@@ -149,11 +150,17 @@ impl CoupangClient {
             limiter: RateLimiter::for_vendor(&account.vendor_id, config.requests_per_second),
             account: Arc::new(account),
             max_attempts: config.max_attempts,
+            last_success: Arc::default(),
         })
     }
 
     pub fn account(&self) -> &AccountConfig {
         &self.account
+    }
+
+    /// When Coupang last answered a call of this client with success.
+    pub fn last_success(&self) -> Option<chrono::DateTime<Utc>> {
+        *self.last_success.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// This vendor's shared pacer (its current rate and slow-downs are observable).
@@ -253,6 +260,8 @@ impl CoupangClient {
                         .map(|b| b.to_vec())
                         .unwrap_or_default();
                     if status.is_success() {
+                        *self.last_success.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(Utc::now());
                         return Ok(body);
                     }
                     let message = error_message(&body);
