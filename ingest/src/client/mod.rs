@@ -805,4 +805,38 @@ mod tests {
             .unwrap();
         assert!(err.to_string().contains("24 hours"), "{err}");
     }
+
+    #[test]
+    fn one_bad_record_is_named_and_the_rest_of_the_page_still_decodes() {
+        let body = serde_json::json!({
+            "code": "200", "message": "OK", "nextToken": "",
+            "data": [
+                {"shipmentBoxId": 1, "orderId": 11, "paidAt": "2025-07-29T10:11:12+09:00", "status": "ACCEPT",
+                 "orderItems": [{"vendorItemId": 7, "shippingCount": 1, "salesPrice": 100, "orderPrice": 100}]},
+                {"shipmentBoxId": 2, "orderId": 12, "status": "ACCEPT", "orderItems": [],
+                 "receiver": {"name": "홍길동", "addr1": "서울"}}
+            ]
+        });
+        let page = client()
+            .decode_page::<OrderSheet>("ordersheets", body.to_string().as_bytes(), "shipmentBoxId")
+            .unwrap();
+        assert_eq!(page.next_token, None);
+        assert_eq!(page.records.len(), 2);
+        assert_eq!(page.records[0].as_ref().unwrap().order_id, 11);
+        match &page.records[1] {
+            Err(ClientError::BadRecord { alias, endpoint, record_id, reason, raw }) => {
+                assert_eq!((alias.as_str(), *endpoint, record_id.as_str()), ("brand-a", "ordersheets", "shipmentBoxId=2"));
+                assert!(reason.contains("paidAt"), "{reason}");
+                assert!(!raw.contains("홍길동") && !raw.contains("receiver"), "personal data is dropped: {raw}");
+            }
+            other => panic!("expected a bad record, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn akamai_block_pages_are_recognised() {
+        assert!(looks_like_html(b"<HTML><HEAD><TITLE>Access Denied</TITLE></HEAD>"));
+        assert!(looks_like_html(b"\n  <!DOCTYPE html><html>"));
+        assert!(!looks_like_html(br#"{"code":"ERROR","message":"Not allowed IP"}"#));
+    }
 }
