@@ -824,10 +824,22 @@ mod tests {
         assert_eq!(page.records.len(), 2);
         assert_eq!(page.records[0].as_ref().unwrap().order_id, 11);
         match &page.records[1] {
-            Err(ClientError::BadRecord { alias, endpoint, record_id, reason, raw }) => {
-                assert_eq!((alias.as_str(), *endpoint, record_id.as_str()), ("brand-a", "ordersheets", "shipmentBoxId=2"));
+            Err(ClientError::BadRecord {
+                alias,
+                endpoint,
+                record_id,
+                reason,
+                raw,
+            }) => {
+                assert_eq!(
+                    (alias.as_str(), *endpoint, record_id.as_str()),
+                    ("brand-a", "ordersheets", "shipmentBoxId=2")
+                );
                 assert!(reason.contains("paidAt"), "{reason}");
-                assert!(!raw.contains("홍길동") && !raw.contains("receiver"), "personal data is dropped: {raw}");
+                assert!(
+                    !raw.contains("홍길동") && !raw.contains("receiver"),
+                    "personal data is dropped: {raw}"
+                );
             }
             other => panic!("expected a bad record, got {other:?}"),
         }
@@ -835,8 +847,12 @@ mod tests {
 
     #[test]
     fn akamai_block_pages_are_recognised() {
-        assert!(looks_like_html(b"<HTML><HEAD><TITLE>Access Denied</TITLE></HEAD>"));
+        assert!(looks_like_html(
+            b"<HTML><HEAD><TITLE>Access Denied</TITLE></HEAD>"
+        ));
         assert!(looks_like_html(b"\n  <!DOCTYPE html><html>"));
-        assert!(!looks_like_html(br#"{"code":"ERROR","message":"Not allowed IP"}"#));
+        assert!(!looks_like_html(
+            br#"{"code":"ERROR","message":"Not allowed IP"}"#
+        ));
     }
 }
