@@ -46,10 +46,11 @@ async fn a_key_relinked_mid_run_stops_then_resumes_its_account_without_duplicate
             .await
             .is_ok_and(|daily| compare(&daily, &truth).is_empty())
     };
-    assert!(
-        eventually(Duration::from_secs(90), exact).await,
-        "the first sweeps load everything"
-    );
+    let loaded = eventually(Duration::from_secs(90), exact).await;
+    if !loaded && pipeline.is_finished() {
+        panic!("the pipeline stopped: {:?}", pipeline.await);
+    }
+    assert!(loaded, "the first sweeps load everything");
 
     // Reissue in WING: the old key stops working at once. That account stops, loudly; the others go on.
     let relinked = config.accounts[1].clone();
