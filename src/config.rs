@@ -58,10 +58,7 @@ impl Config {
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         let (text, origin) = match path {
             Some(path) => (
-                std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.into(),
-                    source,
-                })?,
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?,
                 path.display().to_string(),
             ),
             None => (String::new(), "(defaults)".to_string()),
@@ -74,32 +71,18 @@ impl Config {
         origin: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let parse_error = |message: String| ConfigError::Parse {
-            origin: origin.to_string(),
-            message,
-        };
-        let mut table: toml::Table =
-            toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
-        let mut overrides: Vec<(String, String)> = env
-            .into_iter()
-            .filter(|(name, _)| name.starts_with(ENV_PREFIX))
-            .collect();
+        let parse_error = |message: String| ConfigError::Parse { origin: origin.to_string(), message };
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
+        let mut overrides: Vec<(String, String)> =
+            env.into_iter().filter(|(name, _)| name.starts_with(ENV_PREFIX)).collect();
         overrides.sort();
         for (name, value) in overrides {
-            let path: Vec<String> = name[ENV_PREFIX.len()..]
-                .split("__")
-                .map(|p| p.to_ascii_lowercase())
-                .collect();
-            set_path(&mut table, &path, env_value(&value)).map_err(|message| {
-                ConfigError::Parse {
-                    origin: format!("environment {name}"),
-                    message,
-                }
-            })?;
+            let path: Vec<String> = name[ENV_PREFIX.len()..].split("__").map(|p| p.to_ascii_lowercase()).collect();
+            set_path(&mut table, &path, env_value(&value))
+                .map_err(|message| ConfigError::Parse { origin: format!("environment {name}"), message })?;
         }
-        let config: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| parse_error(e.to_string()))?;
+        let config: Config =
+            toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| parse_error(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
@@ -147,24 +130,16 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
         table.insert(first.clone(), value);
         return Ok(());
     }
-    let child = table
-        .entry(first.clone())
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let child = table.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
     set_value_path(child, rest, value)
 }
 
-fn set_value_path(
-    node: &mut toml::Value,
-    path: &[String],
-    value: toml::Value,
-) -> Result<(), String> {
+fn set_value_path(node: &mut toml::Value, path: &[String], value: toml::Value) -> Result<(), String> {
     match node {
         toml::Value::Table(table) => set_path(table, path, value),
         toml::Value::Array(items) => {
             let (index, rest) = path.split_first().ok_or("empty setting name")?;
-            let index: usize = index
-                .parse()
-                .map_err(|_| format!("{index:?} is not an array index"))?;
+            let index: usize = index.parse().map_err(|_| format!("{index:?} is not an array index"))?;
             while items.len() <= index {
                 items.push(toml::Value::Table(toml::Table::new()));
             }
@@ -199,10 +174,7 @@ mod tests {
     "#;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -226,28 +198,18 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_errors_naming_the_key() {
-        let err = Config::parse("[kafka]\nbrokerz = \"x\"", "f.toml", env(&[]))
-            .unwrap_err()
-            .to_string();
+        let err = Config::parse("[kafka]\nbrokerz = \"x\"", "f.toml", env(&[])).unwrap_err().to_string();
         assert!(err.contains("brokerz"), "{err}");
-        let err = Config::parse("", "f.toml", env(&[("COUPANG_ETL__LOAD__BATCH", "1")]))
-            .unwrap_err()
-            .to_string();
+        let err = Config::parse("", "f.toml", env(&[("COUPANG_ETL__LOAD__BATCH", "1")])).unwrap_err().to_string();
         assert!(err.contains("batch"), "{err}");
     }
 
     #[test]
     fn invalid_values_are_refused() {
         let bad_vendor = EXAMPLE.replace("A00012345", "12345");
-        assert!(Config::parse(&bad_vendor, "f", env(&[]))
-            .unwrap_err()
-            .to_string()
-            .contains("brand-a"));
+        assert!(Config::parse(&bad_vendor, "f", env(&[])).unwrap_err().to_string().contains("brand-a"));
         let too_fast = env(&[("COUPANG_ETL__INGEST__REQUESTS_PER_SECOND", "50")]);
-        assert!(Config::parse(EXAMPLE, "f", too_fast)
-            .unwrap_err()
-            .to_string()
-            .contains("at most 10"));
+        assert!(Config::parse(EXAMPLE, "f", too_fast).unwrap_err().to_string().contains("at most 10"));
     }
 
     #[test]
@@ -258,8 +220,7 @@ mod tests {
 
     #[test]
     fn the_account_source_rereads_the_file_and_keeps_the_last_good_accounts() {
-        let path =
-            std::env::temp_dir().join(format!("coupang-etl-config-{}.toml", std::process::id()));
+        let path = std::env::temp_dir().join(format!("coupang-etl-config-{}.toml", std::process::id()));
         std::fs::write(&path, EXAMPLE).unwrap();
         let config = Config::load(Some(&path)).unwrap();
         let source = config.account_source(Some(&path));
@@ -277,9 +238,6 @@ mod tests {
         std::env::set_var("COUPANG_SECRET_BRAND_A", "example-secret");
         let config = Config::parse(text, "deploy/coupang-etl.example.toml", env(&[])).unwrap();
         assert_eq!(config.accounts[0].secret_key.expose(), "example-secret");
-        assert_eq!(
-            config.kafka.topics().payment_facts,
-            "coupang.facts.payments"
-        );
+        assert_eq!(config.kafka.topics().payment_facts, "coupang.facts.payments");
     }
 }

@@ -41,20 +41,10 @@ pub struct Mismatch {
 
 /// Compares orders and payment amount per vendor and payment day, exactly.
 pub fn compare(daily: &[DailyPayment], truth: &Truth) -> Vec<Mismatch> {
-    let loaded: BTreeMap<(String, NaiveDate), (u64, i64)> = daily
-        .iter()
-        .map(|d| {
-            (
-                (d.vendor_id.clone(), d.payment_date),
-                (d.orders, d.payment_amount),
-            )
-        })
-        .collect();
-    let expected: BTreeMap<(String, NaiveDate), (u64, i64)> = truth
-        .daily
-        .iter()
-        .map(|(k, d)| (k.clone(), (d.orders, d.payment_amount)))
-        .collect();
+    let loaded: BTreeMap<(String, NaiveDate), (u64, i64)> =
+        daily.iter().map(|d| ((d.vendor_id.clone(), d.payment_date), (d.orders, d.payment_amount))).collect();
+    let expected: BTreeMap<(String, NaiveDate), (u64, i64)> =
+        truth.daily.iter().map(|(k, d)| (k.clone(), (d.orders, d.payment_amount))).collect();
     let mut keys: Vec<&(String, NaiveDate)> = loaded.keys().chain(expected.keys()).collect();
     keys.sort();
     keys.dedup();
@@ -78,9 +68,8 @@ pub struct DemoOutcome {
 /// Runs the simulator and the pipeline over the simulated period; `config.kafka.brokers` must be set
 /// (the CLI starts an embedded broker when it is not).
 pub async fn run(mut config: Config, shutdown: &Shutdown) -> Result<DemoOutcome, PipelineError> {
-    let simulator = Simulator::start(&config.sim, ([127, 0, 0, 1], 0).into())
-        .await
-        .map_err(PipelineError::Simulator)?;
+    let simulator =
+        Simulator::start(&config.sim, ([127, 0, 0, 1], 0).into()).await.map_err(PipelineError::Simulator)?;
     config.ingest.base_url = simulator.base_url();
     if config.accounts.is_empty() {
         config.accounts = sim_accounts(&config, etl_core::time::now_kst().date_naive());
@@ -94,11 +83,7 @@ pub async fn run(mut config: Config, shutdown: &Shutdown) -> Result<DemoOutcome,
     let report = report?;
     let daily = daily_payments(&config.clickhouse).await?;
     let mismatches = compare(&daily, &truth);
-    Ok(DemoOutcome {
-        report,
-        daily,
-        mismatches,
-    })
+    Ok(DemoOutcome { report, daily, mismatches })
 }
 
 fn won(amount: i64) -> String {
@@ -121,11 +106,8 @@ fn won(amount: i64) -> String {
 pub fn render(outcome: &DemoOutcome, database: &str) -> String {
     let mut out = String::new();
     let r = &outcome.report;
-    let _ = writeln!(
-        out,
-        "\nCollected from the simulator (ClickHouse {} at `{database}`):",
-        r.migration.server.version
-    );
+    let _ =
+        writeln!(out, "\nCollected from the simulator (ClickHouse {} at `{database}`):", r.migration.server.version);
     for (alias, account) in &r.ingest.accounts {
         let _ = writeln!(
             out,
@@ -133,26 +115,19 @@ pub fn render(outcome: &DemoOutcome, database: &str) -> String {
             account.vendor_id,
             account.boxes,
             account.events,
-            account
-                .error
-                .as_ref()
-                .map(|e| format!("  ERROR: {e}"))
-                .unwrap_or_default()
+            account.error.as_ref().map(|e| format!("  ERROR: {e}")).unwrap_or_default()
         );
     }
-    let _ = writeln!(out, "\nDaily payment amount (KRW) per account, from `{database}.daily_payments` (current versions, FINAL):");
+    let _ = writeln!(
+        out,
+        "\nDaily payment amount (KRW) per account, from `{database}.daily_payments` (current versions, FINAL):"
+    );
     let mut by_account: BTreeMap<(&str, &str), Vec<&DailyPayment>> = BTreeMap::new();
     for day in &outcome.daily {
-        by_account
-            .entry((&day.account_alias, &day.vendor_id))
-            .or_default()
-            .push(day);
+        by_account.entry((&day.account_alias, &day.vendor_id)).or_default().push(day);
     }
-    let bad: std::collections::HashSet<(&str, NaiveDate)> = outcome
-        .mismatches
-        .iter()
-        .map(|m| (m.vendor_id.as_str(), m.payment_date))
-        .collect();
+    let bad: std::collections::HashSet<(&str, NaiveDate)> =
+        outcome.mismatches.iter().map(|m| (m.vendor_id.as_str(), m.payment_date)).collect();
     for ((alias, vendor), days) in &by_account {
         let _ = writeln!(out, "\n  {alias} ({vendor})");
         let _ = writeln!(
@@ -162,11 +137,7 @@ pub fn render(outcome: &DemoOutcome, database: &str) -> String {
         );
         let (mut orders, mut items, mut amount) = (0, 0, 0);
         for d in days {
-            let mark = if bad.contains(&(*vendor, d.payment_date)) {
-                "✗"
-            } else {
-                "✓"
-            };
+            let mark = if bad.contains(&(*vendor, d.payment_date)) { "✗" } else { "✓" };
             let _ = writeln!(
                 out,
                 "    {:<12} {:>7} {:>7} {:>16} {:>16}  {mark}",
@@ -180,12 +151,7 @@ pub fn render(outcome: &DemoOutcome, database: &str) -> String {
             items += d.items;
             amount += d.payment_amount;
         }
-        let _ = writeln!(
-            out,
-            "    {:<12} {orders:>7} {items:>7} {:>16}",
-            "total",
-            won(amount)
-        );
+        let _ = writeln!(out, "    {:<12} {orders:>7} {items:>7} {:>16}", "total", won(amount));
     }
     if outcome.mismatches.is_empty() {
         let _ = writeln!(
@@ -195,11 +161,8 @@ pub fn render(outcome: &DemoOutcome, database: &str) -> String {
             r.elapsed.as_secs_f64()
         );
     } else {
-        let _ = writeln!(
-            out,
-            "\n✗ {} account-days differ from the simulator's ground truth:",
-            outcome.mismatches.len()
-        );
+        let _ =
+            writeln!(out, "\n✗ {} account-days differ from the simulator's ground truth:", outcome.mismatches.len());
         for m in &outcome.mismatches {
             let _ = writeln!(
                 out,

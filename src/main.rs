@@ -96,9 +96,7 @@ fn shutdown_on_signal() -> Shutdown {
     tokio::spawn(async move {
         #[cfg(unix)]
         let terminate = async {
-            if let Ok(mut term) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            {
+            if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                 term.recv().await;
             }
         };
@@ -134,11 +132,7 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn execute(cli: Cli) -> Result<()> {
-    init_logging(if matches!(cli.command, Command::Demo(_)) {
-        "warn"
-    } else {
-        "info"
-    });
+    init_logging(if matches!(cli.command, Command::Demo(_)) { "warn" } else { "info" });
     let config = Config::load(cli.config.as_deref())?;
     let shutdown = shutdown_on_signal();
     match cli.command {
@@ -176,22 +170,12 @@ async fn execute(cli: Cli) -> Result<()> {
                 }
                 _ => {
                     let accounts = config.account_source(cli.config.as_deref());
-                    Ok(
-                        coupang_ingest::run(&config.ingest, &config.kafka, accounts, shutdown)
-                            .await?,
-                    )
+                    Ok(coupang_ingest::run(&config.ingest, &config.kafka, accounts, shutdown).await?)
                 }
             }
         }
-        Command::Transform => {
-            Ok(coupang_transform::run(&config.transform, &config.kafka, shutdown).await?)
-        }
-        Command::Load => {
-            Ok(
-                coupang_load::run(&config.load, &config.clickhouse, &config.kafka, shutdown)
-                    .await?,
-            )
-        }
+        Command::Transform => Ok(coupang_transform::run(&config.transform, &config.kafka, shutdown).await?),
+        Command::Load => Ok(coupang_load::run(&config.load, &config.clickhouse, &config.kafka, shutdown).await?),
         Command::Migrate => {
             let report = coupang_load::migrate(&config.clickhouse).await?;
             println!(
@@ -201,10 +185,7 @@ async fn execute(cli: Cli) -> Result<()> {
             for (version, name) in &report.applied {
                 println!("  applied {version:>3}  {name}");
             }
-            println!(
-                "  {} migration(s) were already applied",
-                report.already_applied
-            );
+            println!("  {} migration(s) were already applied", report.already_applied);
             Ok(())
         }
         Command::Sim(args) => match args.command {
@@ -270,20 +251,14 @@ async fn accounts_table(config: &Config) -> String {
     for account in &config.accounts {
         let (days, mut state) = match account.key_health(today) {
             KeyHealth::Valid { days_left } => (days_left, "ok".to_string()),
-            KeyHealth::ReissueWindow { days_left } => {
-                (days_left, "reissue the key now (window open)".to_string())
-            }
+            KeyHealth::ReissueWindow { days_left } => (days_left, "reissue the key now (window open)".to_string()),
             KeyHealth::Expired { days_ago } => (-days_ago, "EXPIRED: reissue in WING".to_string()),
         };
         let status = statuses.as_ref().ok().and_then(|s| s.get(&account.alias));
         let last = match (status, &statuses) {
             (Some(status), _) => status
                 .last_success_at
-                .map(|t| {
-                    t.with_timezone(&etl_core::time::kst())
-                        .format("%Y-%m-%d %H:%M KST")
-                        .to_string()
-                })
+                .map(|t| t.with_timezone(&etl_core::time::kst()).format("%Y-%m-%d %H:%M KST").to_string())
                 .unwrap_or_else(|| "never".into()),
             (None, Ok(_)) => "never".into(),
             (None, Err(_)) => "unknown".into(),
@@ -306,13 +281,7 @@ async fn accounts_table(config: &Config) -> String {
 }
 
 fn vendor_list(config: &Config) -> String {
-    config
-        .sim
-        .vendors
-        .iter()
-        .map(|v| format!("{} key {}", v.vendor_id, v.access_key))
-        .collect::<Vec<_>>()
-        .join(", ")
+    config.sim.vendors.iter().map(|v| format!("{} key {}", v.vendor_id, v.access_key)).collect::<Vec<_>>().join(", ")
 }
 
 fn require_accounts(config: &Config) -> Result<()> {
@@ -330,11 +299,7 @@ fn print_ingest_report(report: &coupang_ingest::IngestReport) {
             account.boxes,
             account.events,
             account.bad_records,
-            account
-                .error
-                .as_ref()
-                .map(|e| format!("  ERROR: {e}"))
-                .unwrap_or_default()
+            account.error.as_ref().map(|e| format!("  ERROR: {e}")).unwrap_or_default()
         );
     }
 }
@@ -344,15 +309,12 @@ async fn run_demo(mut config: Config, database: String, shutdown: &Shutdown) -> 
     config.clickhouse.database = database;
     config.kafka.topic_prefix = "coupang-demo.".into();
     let _embedded = if config.kafka.brokers.is_empty() {
-        let cluster =
-            rdkafka::mocking::MockCluster::new(1).context("starting the embedded Kafka")?;
+        let cluster = rdkafka::mocking::MockCluster::new(1).context("starting the embedded Kafka")?;
         config.kafka.brokers = cluster.bootstrap_servers();
         // The mock broker has no CreateTopics API: make the topics through its own interface.
         let topics = config.kafka.topics();
         for topic in topics.all() {
-            cluster
-                .create_topic(topic, config.kafka.partitions, 1)
-                .context("creating embedded topics")?;
+            cluster.create_topic(topic, config.kafka.partitions, 1).context("creating embedded topics")?;
         }
         eprintln!(
             "Kafka: embedded in-process broker at {} (set kafka.brokers to use a real one)",

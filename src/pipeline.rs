@@ -45,32 +45,20 @@ type StageTask = JoinHandle<Result<(), PipelineError>>;
 
 /// Starts transform and load in the background.
 fn spawn_stages(config: &Config, stop: &Shutdown) -> (StageTask, StageTask) {
-    let (transform_config, kafka, token) =
-        (config.transform.clone(), config.kafka.clone(), stop.clone());
+    let (transform_config, kafka, token) = (config.transform.clone(), config.kafka.clone(), stop.clone());
     let transform = tokio::spawn(async move {
-        coupang_transform::run(&transform_config, &kafka, token)
-            .await
-            .map_err(PipelineError::from)
+        coupang_transform::run(&transform_config, &kafka, token).await.map_err(PipelineError::from)
     });
-    let (load_config, clickhouse, kafka, token) = (
-        config.load.clone(),
-        config.clickhouse.clone(),
-        config.kafka.clone(),
-        stop.clone(),
-    );
+    let (load_config, clickhouse, kafka, token) =
+        (config.load.clone(), config.clickhouse.clone(), config.kafka.clone(), stop.clone());
     let load = tokio::spawn(async move {
-        coupang_load::run(&load_config, &clickhouse, &kafka, token)
-            .await
-            .map_err(PipelineError::from)
+        coupang_load::run(&load_config, &clickhouse, &kafka, token).await.map_err(PipelineError::from)
     });
     (transform, load)
 }
 
 /// Why a stage that should still be running ended: its own error, or "stopped unexpectedly".
-fn stage_ended(
-    name: &'static str,
-    ended: Result<Result<(), PipelineError>, tokio::task::JoinError>,
-) -> PipelineError {
+fn stage_ended(name: &'static str, ended: Result<Result<(), PipelineError>, tokio::task::JoinError>) -> PipelineError {
     match ended {
         Ok(Err(error)) => error,
         _ => PipelineError::StageStopped(name),
@@ -84,15 +72,7 @@ async fn join_stage(task: StageTask, name: &'static str) -> Result<(), PipelineE
 async fn prepare(config: &Config) -> Result<MigrationReport, PipelineError> {
     let migration = coupang_load::migrate(&config.clickhouse).await?;
     let topics = config.kafka.topics();
-    ensure_topics(
-        &config.kafka,
-        &[
-            &topics.raw_order_sheets,
-            &topics.payment_facts,
-            &topics.dead_letter,
-        ],
-    )
-    .await?;
+    ensure_topics(&config.kafka, &[&topics.raw_order_sheets, &topics.payment_facts, &topics.dead_letter]).await?;
     Ok(migration)
 }
 
@@ -109,15 +89,8 @@ pub async fn run_range(
     let (mut transform, mut load) = spawn_stages(config, &stages);
 
     let outcome = async {
-        let ingest = coupang_ingest::collect_range(
-            &config.ingest,
-            &config.kafka,
-            &config.accounts,
-            from,
-            to,
-            shutdown,
-        )
-        .await?;
+        let ingest =
+            coupang_ingest::collect_range(&config.ingest, &config.kafka, &config.accounts, from, to, shutdown).await?;
         tracing::info!("ingest done; waiting for transform and load to catch up");
         loop {
             tokio::select! {
@@ -138,11 +111,7 @@ pub async fn run_range(
         Ok(ingest) => {
             join_stage(transform, "transform").await?;
             join_stage(load, "load").await?;
-            Ok(RunReport {
-                migration,
-                ingest,
-                elapsed: started.elapsed(),
-            })
+            Ok(RunReport { migration, ingest, elapsed: started.elapsed() })
         }
         Err(error) => {
             transform.abort();
@@ -155,14 +124,7 @@ pub async fn run_range(
 /// True when transform has committed all raw events and, after that, load has committed all facts.
 async fn drained(config: &Config) -> Result<bool, PipelineError> {
     let topics = config.kafka.topics();
-    if group_lag(
-        &config.kafka,
-        &config.transform.group_id,
-        &topics.raw_order_sheets,
-    )
-    .await?
-        > 0
-    {
+    if group_lag(&config.kafka, &config.transform.group_id, &topics.raw_order_sheets).await? > 0 {
         return Ok(false);
     }
     Ok(group_lag(&config.kafka, &config.load.group_id, &topics.payment_facts).await? == 0)
@@ -170,20 +132,12 @@ async fn drained(config: &Config) -> Result<bool, PipelineError> {
 
 /// Follow mode: all three stages run until shutdown; ingest takes the accounts from `accounts` at
 /// every sweep.
-pub async fn run_follow(
-    config: &Config,
-    accounts: AccountSource,
-    shutdown: Shutdown,
-) -> Result<(), PipelineError> {
+pub async fn run_follow(config: &Config, accounts: AccountSource, shutdown: Shutdown) -> Result<(), PipelineError> {
     prepare(config).await?;
     let (transform, load) = spawn_stages(config, &shutdown);
-    let ingest =
-        coupang_ingest::run(&config.ingest, &config.kafka, accounts, shutdown.clone()).await;
+    let ingest = coupang_ingest::run(&config.ingest, &config.kafka, accounts, shutdown.clone()).await;
     shutdown.cancel();
-    let (t, l) = (
-        join_stage(transform, "transform").await,
-        join_stage(load, "load").await,
-    );
+    let (t, l) = (join_stage(transform, "transform").await, join_stage(load, "load").await);
     ingest?;
     t?;
     l

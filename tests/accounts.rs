@@ -41,11 +41,8 @@ async fn a_key_relinked_mid_run_stops_then_resumes_its_account_without_duplicate
         let (config, shutdown) = (config.clone(), shutdown.clone());
         tokio::spawn(async move { run_follow(&config, source, shutdown).await })
     };
-    let exact = || async {
-        daily_payments(&config.clickhouse)
-            .await
-            .is_ok_and(|daily| compare(&daily, &truth).is_empty())
-    };
+    let exact =
+        || async { daily_payments(&config.clickhouse).await.is_ok_and(|daily| compare(&daily, &truth).is_empty()) };
     let loaded = eventually(Duration::from_secs(90), exact).await;
     if !loaded && pipeline.is_finished() {
         panic!("the pipeline stopped: {:?}", pipeline.await);
@@ -56,37 +53,19 @@ async fn a_key_relinked_mid_run_stops_then_resumes_its_account_without_duplicate
     let relinked = config.accounts[1].clone();
     sim.relink(&relinked.vendor_id, "relinked-access", "relinked-secret");
     let stopped = || async {
-        account_statuses(&config.kafka, Duration::from_secs(5))
-            .await
-            .is_ok_and(|s| {
-                s.get(&relinked.alias)
-                    .is_some_and(|s| s.error.as_deref().is_some_and(|e| e.contains("401")))
-            })
+        account_statuses(&config.kafka, Duration::from_secs(5)).await.is_ok_and(|s| {
+            s.get(&relinked.alias).is_some_and(|s| s.error.as_deref().is_some_and(|e| e.contains("401")))
+        })
     };
-    assert!(
-        eventually(Duration::from_secs(30), stopped).await,
-        "the account reports its rejected key"
-    );
-    let statuses = account_statuses(&config.kafka, Duration::from_secs(5))
-        .await
-        .unwrap();
+    assert!(eventually(Duration::from_secs(30), stopped).await, "the account reports its rejected key");
+    let statuses = account_statuses(&config.kafka, Duration::from_secs(5)).await.unwrap();
     for other in [&config.accounts[0], &config.accounts[2]] {
-        assert_eq!(
-            statuses[&other.alias].error, None,
-            "{} keeps flowing",
-            other.alias
-        );
+        assert_eq!(statuses[&other.alias].error, None, "{} keeps flowing", other.alias);
     }
     let file = write_config_file(&config, "relink-accounts");
     let table = coupang_etl(&["--config", file.to_str().unwrap(), "accounts"]);
-    assert!(
-        table.contains(&relinked.alias) && table.contains("STOPPED") && table.contains("401"),
-        "{table}"
-    );
-    assert!(
-        !table.contains("relinked-secret") && !table.contains(relinked.secret_key.expose()),
-        "{table}"
-    );
+    assert!(table.contains(&relinked.alias) && table.contains("STOPPED") && table.contains("401"), "{table}");
+    assert!(!table.contains("relinked-secret") && !table.contains(relinked.secret_key.expose()), "{table}");
     println!("{table}");
 
     // The user re-links the account with the new key: it resumes without a restart.
@@ -97,25 +76,16 @@ async fn a_key_relinked_mid_run_stops_then_resumes_its_account_without_duplicate
         ..relinked.clone()
     };
     let resumed = || async {
-        account_statuses(&config.kafka, Duration::from_secs(5))
-            .await
-            .is_ok_and(|s| {
-                s.get(&relinked.alias).is_some_and(|s| {
-                    s.error.is_none() && s.last_success_at.is_some_and(|t| t > resumed_after)
-                })
-            })
+        account_statuses(&config.kafka, Duration::from_secs(5)).await.is_ok_and(|s| {
+            s.get(&relinked.alias)
+                .is_some_and(|s| s.error.is_none() && s.last_success_at.is_some_and(|t| t > resumed_after))
+        })
     };
-    assert!(
-        eventually(Duration::from_secs(30), resumed).await,
-        "the re-linked account calls Coupang again"
-    );
+    assert!(eventually(Duration::from_secs(30), resumed).await, "the re-linked account calls Coupang again");
 
     // Every sweep re-emitted the same orders: still exact, still one row per key.
     assert!(eventually(Duration::from_secs(30), exact).await);
-    assert_eq!(
-        fact_counts(&config.clickhouse).await.unwrap().current_rows,
-        expected_rows
-    );
+    assert_eq!(fact_counts(&config.clickhouse).await.unwrap().current_rows, expected_rows);
     shutdown.cancel();
     pipeline.await.unwrap().unwrap();
     sim.stop().await;

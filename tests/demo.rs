@@ -18,31 +18,14 @@ async fn the_demo_runs_end_to_end_and_matches_the_ground_truth() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "demo failed:\n{stdout}\n{stderr}");
-    assert!(
-        stdout.contains("✓ Every account and payment day matches the simulator's ground truth"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("✓ Every account and payment day matches the simulator's ground truth"), "{stdout}");
     assert!(stderr.contains("embedded in-process broker"), "{stderr}");
     assert!(!stdout.contains('✗'), "{stdout}");
-    assert!(
-        !stderr.contains("ERROR"),
-        "a clean run logs no error:\n{stderr}"
-    );
-    for secret in [
-        "sim-secret-for-A00010001",
-        "sim-secret-for-A00010002",
-        "sim-secret-for-C00010003",
-    ] {
-        assert!(
-            !stdout.contains(secret) && !stderr.contains(secret),
-            "a secret leaked"
-        );
+    assert!(!stderr.contains("ERROR"), "a clean run logs no error:\n{stderr}");
+    for secret in ["sim-secret-for-A00010001", "sim-secret-for-A00010002", "sim-secret-for-C00010003"] {
+        assert!(!stdout.contains(secret) && !stderr.contains(secret), "a secret leaked");
     }
     println!("{}", stdout.lines().last().unwrap_or_default());
-    let config = coupang_load::ClickHouseConfig {
-        url: clickhouse_url,
-        database,
-        ..Default::default()
-    };
+    let config = coupang_load::ClickHouseConfig { url: clickhouse_url, database, ..Default::default() };
     drop_database(&config).await;
 }

@@ -24,45 +24,26 @@ async fn the_pipeline_is_exact_and_a_rerun_of_the_same_window_changes_nothing() 
     let shutdown = Shutdown::new();
 
     let first = run_range(&config, from, to, &shutdown).await.unwrap();
-    let boxes: u64 = sim
-        .world()
-        .vendors
-        .values()
-        .map(|v| v.boxes.len() as u64)
-        .sum();
+    let boxes: u64 = sim.world().vendors.values().map(|v| v.boxes.len() as u64).sum();
     let collected: u64 = first.ingest.accounts.values().map(|a| a.events).sum();
     assert_eq!(collected, boxes, "one raw event per shipment box");
 
     let expected_rows: u64 = truth.daily.values().map(|d| d.items).sum();
     let daily = daily_payments(&config.clickhouse).await.unwrap();
-    assert_eq!(
-        compare(&daily, &truth),
-        vec![],
-        "every vendor and payment day matches"
-    );
-    assert_eq!(
-        order_payments(&config.clickhouse).await.unwrap(),
-        truth.orders,
-        "every order matches"
-    );
+    assert_eq!(compare(&daily, &truth), vec![], "every vendor and payment day matches");
+    assert_eq!(order_payments(&config.clickhouse).await.unwrap(), truth.orders, "every order matches");
     let counts = fact_counts(&config.clickhouse).await.unwrap();
     assert_eq!(counts.current_rows, expected_rows);
 
     // The same window again: every event and fact is produced a second time, and nothing changes.
     run_range(&config, from, to, &shutdown).await.unwrap();
     assert_eq!(daily_payments(&config.clickhouse).await.unwrap(), daily);
-    assert_eq!(
-        order_payments(&config.clickhouse).await.unwrap(),
-        truth.orders
-    );
+    assert_eq!(order_payments(&config.clickhouse).await.unwrap(), truth.orders);
     let again = fact_counts(&config.clickhouse).await.unwrap();
     assert_eq!(again.current_rows, expected_rows, "no duplicated row");
     optimize_facts(&config.clickhouse).await.unwrap();
     let merged = fact_counts(&config.clickhouse).await.unwrap();
-    assert_eq!(
-        merged.stored_rows, expected_rows,
-        "after merging, one physical row per key"
-    );
+    assert_eq!(merged.stored_rows, expected_rows, "after merging, one physical row per key");
 
     println!(
         "checked {} vendor-days, {} orders, {} fact rows; rerun stored {} versions, merged back to {}",
@@ -86,18 +67,10 @@ async fn a_rejected_key_stops_its_account_alone_and_names_it() {
     let bad = config.accounts[1].clone();
     let (from, to) = sim_range(&config);
 
-    let report = run_range(&config, from, to, &Shutdown::new())
-        .await
-        .unwrap();
+    let report = run_range(&config, from, to, &Shutdown::new()).await.unwrap();
     let failed = &report.ingest.accounts[&bad.alias];
-    let error = failed
-        .error
-        .as_deref()
-        .expect("the account with a wrong secret reports an error");
-    assert!(
-        error.contains(&bad.alias) && error.contains("401") && error.contains("Invalid signature."),
-        "{error}"
-    );
+    let error = failed.error.as_deref().expect("the account with a wrong secret reports an error");
+    assert!(error.contains(&bad.alias) && error.contains("401") && error.contains("Invalid signature."), "{error}");
     assert!(!error.contains(bad_secret), "{error}");
     assert_eq!(failed.events, 0);
 
@@ -105,41 +78,22 @@ async fn a_rejected_key_stops_its_account_alone_and_names_it() {
     let daily = daily_payments(&config.clickhouse).await.unwrap();
     assert!(daily.iter().all(|d| d.vendor_id != bad.vendor_id));
     let mut others = truth.clone();
-    others
-        .daily
-        .retain(|(vendor, _), _| *vendor != bad.vendor_id);
+    others.daily.retain(|(vendor, _), _| *vendor != bad.vendor_id);
     assert_eq!(compare(&daily, &others), vec![]);
-    println!(
-        "{} stopped with: {error}; {} other vendor-days exact",
-        bad.alias,
-        others.daily.len()
-    );
+    println!("{} stopped with: {error}; {} other vendor-days exact", bad.alias, others.daily.len());
     sim.stop().await;
     drop_database(&config.clickhouse).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_records_go_to_the_dead_letter_topic_and_the_rest_stays_exact() {
-    let mut config = config(
-        "poison",
-        SimConfig {
-            days: 4,
-            ..small_world()
-        },
-    );
+    let mut config = config("poison", SimConfig { days: 4, ..small_world() });
     let sim = with_simulator(&mut config).await;
     let truth = Truth::of(sim.world());
     let topics = config.kafka.topics();
-    ensure_topics(
-        &config.kafka,
-        &[
-            &topics.raw_order_sheets,
-            &topics.payment_facts,
-            &topics.dead_letter,
-        ],
-    )
-    .await
-    .unwrap();
+    ensure_topics(&config.kafka, &[&topics.raw_order_sheets, &topics.payment_facts, &topics.dead_letter])
+        .await
+        .unwrap();
 
     // Garbage, and a well-formed event with an impossible status, in the raw topic; garbage in the facts topic.
     let producer: FutureProducer = config.kafka.producer_config().create().unwrap();
@@ -153,53 +107,26 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_rest_stays_exact() {
     ];
     for (topic, payload) in poison {
         producer
-            .send(
-                FutureRecord::to(topic).key("poison").payload(payload),
-                Duration::from_secs(30),
-            )
+            .send(FutureRecord::to(topic).key("poison").payload(payload), Duration::from_secs(30))
             .await
             .map_err(|(e, _)| e)
             .unwrap();
     }
 
     let (from, to) = sim_range(&config);
-    run_range(&config, from, to, &Shutdown::new())
-        .await
-        .unwrap();
-    assert_eq!(
-        compare(&daily_payments(&config.clickhouse).await.unwrap(), &truth),
-        vec![]
-    );
+    run_range(&config, from, to, &Shutdown::new()).await.unwrap();
+    assert_eq!(compare(&daily_payments(&config.clickhouse).await.unwrap(), &truth), vec![]);
 
     let dead = read_topic(&config.kafka, &topics.dead_letter);
     assert_eq!(dead.len(), 3, "each poison record is dead-lettered once");
-    let reasons: Vec<(&str, &str)> = dead
-        .iter()
-        .map(|m| {
-            (
-                header(m, "dlq.stage").unwrap(),
-                header(m, "dlq.reason").unwrap(),
-            )
-        })
-        .collect();
+    let reasons: Vec<(&str, &str)> =
+        dead.iter().map(|m| (header(m, "dlq.stage").unwrap(), header(m, "dlq.reason").unwrap())).collect();
     assert!(
-        reasons
-            .iter()
-            .any(|(stage, r)| *stage == "transform" && r.contains("not an Avro single-object")),
+        reasons.iter().any(|(stage, r)| *stage == "transform" && r.contains("not an Avro single-object")),
         "{reasons:?}"
     );
-    assert!(
-        reasons
-            .iter()
-            .any(|(stage, r)| *stage == "transform" && r.contains("TELEPORTED")),
-        "{reasons:?}"
-    );
-    assert!(
-        reasons
-            .iter()
-            .any(|(stage, r)| *stage == "load" && r.contains("PaymentFact")),
-        "{reasons:?}"
-    );
+    assert!(reasons.iter().any(|(stage, r)| *stage == "transform" && r.contains("TELEPORTED")), "{reasons:?}");
+    assert!(reasons.iter().any(|(stage, r)| *stage == "load" && r.contains("PaymentFact")), "{reasons:?}");
     println!("dead-lettered: {reasons:?}");
     sim.stop().await;
     drop_database(&config.clickhouse).await;

@@ -37,9 +37,7 @@ impl AccountConfig {
     pub fn key_health(&self, today: NaiveDate) -> KeyHealth {
         let days_left = (self.key_expires_on() - today).num_days();
         if days_left <= 0 {
-            KeyHealth::Expired {
-                days_ago: -days_left,
-            }
+            KeyHealth::Expired { days_ago: -days_left }
         } else if days_left <= KEY_REISSUE_WINDOW_DAYS {
             KeyHealth::ReissueWindow { days_left }
         } else {
@@ -50,10 +48,7 @@ impl AccountConfig {
     /// Checks what can be checked offline; the message names the account by alias only.
     pub fn validate(&self) -> Result<(), String> {
         if self.alias.trim().is_empty() {
-            return Err(format!(
-                "account with vendor_id {:?} has an empty alias",
-                self.vendor_id
-            ));
+            return Err(format!("account with vendor_id {:?} has an empty alias", self.vendor_id));
         }
         if !is_vendor_code(&self.vendor_id) {
             return Err(format!(
@@ -62,10 +57,7 @@ impl AccountConfig {
             ));
         }
         if self.access_key.trim().is_empty() || self.secret_key.expose().trim().is_empty() {
-            return Err(format!(
-                "account {:?}: access_key and secret_key must not be empty",
-                self.alias
-            ));
+            return Err(format!("account {:?}: access_key and secret_key must not be empty", self.alias));
         }
         Ok(())
     }
@@ -110,20 +102,11 @@ mod tests {
     fn key_health_follows_the_180_day_lifetime() {
         let issued = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
         let a = account(issued);
-        assert_eq!(
-            a.key_expires_on(),
-            NaiveDate::from_ymd_opt(2026, 6, 30).unwrap()
-        );
+        assert_eq!(a.key_expires_on(), NaiveDate::from_ymd_opt(2026, 6, 30).unwrap());
         assert_eq!(a.key_health(issued), KeyHealth::Valid { days_left: 180 });
         let in_window = a.key_expires_on() - chrono::Duration::days(14);
-        assert_eq!(
-            a.key_health(in_window),
-            KeyHealth::ReissueWindow { days_left: 14 }
-        );
-        assert_eq!(
-            a.key_health(a.key_expires_on()),
-            KeyHealth::Expired { days_ago: 0 }
-        );
+        assert_eq!(a.key_health(in_window), KeyHealth::ReissueWindow { days_left: 14 });
+        assert_eq!(a.key_health(a.key_expires_on()), KeyHealth::Expired { days_ago: 0 });
     }
 
     #[test]
@@ -140,9 +123,7 @@ mod tests {
         let a = account(NaiveDate::from_ymd_opt(2026, 1, 1).unwrap());
         let mut b = a.clone();
         b.vendor_id = "A00099999".into();
-        assert!(validate_accounts(&[a.clone(), b.clone()])
-            .unwrap_err()
-            .contains("alias"));
+        assert!(validate_accounts(&[a.clone(), b.clone()]).unwrap_err().contains("alias"));
         b.alias = "other".into();
         assert!(validate_accounts(&[a, b]).is_ok());
     }

@@ -89,12 +89,7 @@ pub struct Topics {
 impl Topics {
     /// Every topic of the pipeline.
     pub fn all(&self) -> [&str; 4] {
-        [
-            &self.raw_order_sheets,
-            &self.payment_facts,
-            &self.dead_letter,
-            &self.account_status,
-        ]
+        [&self.raw_order_sheets, &self.payment_facts, &self.dead_letter, &self.account_status]
     }
 }
 
@@ -160,10 +155,7 @@ pub enum KafkaSetupError {
         source: KafkaError,
     },
     #[error("cannot create topic {topic}: {code}")]
-    CreateTopicRefused {
-        topic: String,
-        code: RDKafkaErrorCode,
-    },
+    CreateTopicRefused { topic: String, code: RDKafkaErrorCode },
     #[error("cannot read metadata or offsets of topic {topic}: {source}")]
     Offsets {
         topic: String,
@@ -182,39 +174,21 @@ pub async fn ensure_topics(config: &KafkaConfig, names: &[&str]) -> Result<(), K
 }
 
 /// Like [`ensure_topics`], for topics that keep only the latest record per key (`cleanup.policy=compact`).
-pub async fn ensure_compacted_topics(
-    config: &KafkaConfig,
-    names: &[&str],
-) -> Result<(), KafkaSetupError> {
+pub async fn ensure_compacted_topics(config: &KafkaConfig, names: &[&str]) -> Result<(), KafkaSetupError> {
     create_missing_topics(config, names, true).await
 }
 
-async fn create_missing_topics(
-    config: &KafkaConfig,
-    names: &[&str],
-    compacted: bool,
-) -> Result<(), KafkaSetupError> {
+async fn create_missing_topics(config: &KafkaConfig, names: &[&str], compacted: bool) -> Result<(), KafkaSetupError> {
     let existing = existing_topics(config).await?;
-    let missing: Vec<&str> = names
-        .iter()
-        .copied()
-        .filter(|n| !existing.contains(*n))
-        .collect();
+    let missing: Vec<&str> = names.iter().copied().filter(|n| !existing.contains(*n)).collect();
     if missing.is_empty() {
         return Ok(());
     }
-    let admin: AdminClient<DefaultClientContext> = config
-        .client_config()
-        .create()
-        .map_err(KafkaSetupError::Client)?;
+    let admin: AdminClient<DefaultClientContext> = config.client_config().create().map_err(KafkaSetupError::Client)?;
     let new_topics: Vec<NewTopic> = missing
         .iter()
         .map(|name| {
-            let topic = NewTopic::new(
-                name,
-                config.partitions,
-                TopicReplication::Fixed(config.replication_factor),
-            );
+            let topic = NewTopic::new(name, config.partitions, TopicReplication::Fixed(config.replication_factor));
             if compacted {
                 topic.set("cleanup.policy", "compact")
             } else {
@@ -226,10 +200,7 @@ async fn create_missing_topics(
     let results = admin
         .create_topics(&new_topics, &options)
         .await
-        .map_err(|source| KafkaSetupError::CreateTopic {
-            topic: missing.join(","),
-            source,
-        })?;
+        .map_err(|source| KafkaSetupError::CreateTopic { topic: missing.join(","), source })?;
     for result in results {
         match result {
             Ok(topic) => tracing::info!(%topic, partitions = config.partitions, "topic created"),
@@ -242,23 +213,14 @@ async fn create_missing_topics(
 
 /// Names of all topics in the cluster. Asks for all of them, not for particular ones, so that a broker
 /// with auto-creation on does not create a topic just because we looked.
-async fn existing_topics(
-    config: &KafkaConfig,
-) -> Result<std::collections::HashSet<String>, KafkaSetupError> {
+async fn existing_topics(config: &KafkaConfig) -> Result<std::collections::HashSet<String>, KafkaSetupError> {
     let client_config = config.client_config();
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = client_config.create().map_err(KafkaSetupError::Client)?;
         let metadata = consumer
             .fetch_metadata(None, Duration::from_secs(30))
-            .map_err(|source| KafkaSetupError::Offsets {
-                topic: "(all)".into(),
-                source,
-            })?;
-        Ok(metadata
-            .topics()
-            .iter()
-            .map(|t| t.name().to_string())
-            .collect())
+            .map_err(|source| KafkaSetupError::Offsets { topic: "(all)".into(), source })?;
+        Ok(metadata.topics().iter().map(|t| t.name().to_string()).collect())
     })
     .await
     .map_err(|_| KafkaSetupError::Join)?
@@ -266,44 +228,25 @@ async fn existing_topics(
 
 /// Messages not yet committed by `group_id` on `topic`: high watermark − committed offset, summed over
 /// partitions. Zero means the group has durably processed everything written so far.
-pub async fn group_lag(
-    config: &KafkaConfig,
-    group_id: &str,
-    topic: &str,
-) -> Result<i64, KafkaSetupError> {
+pub async fn group_lag(config: &KafkaConfig, group_id: &str, topic: &str) -> Result<i64, KafkaSetupError> {
     let client_config = config.consumer_config(group_id);
     let topic = topic.to_string();
     tokio::task::spawn_blocking(move || {
-        let offsets_error = |source| KafkaSetupError::Offsets {
-            topic: topic.clone(),
-            source,
-        };
+        let offsets_error = |source| KafkaSetupError::Offsets { topic: topic.clone(), source };
         let consumer: BaseConsumer = client_config.create().map_err(KafkaSetupError::Client)?;
         let timeout = Duration::from_secs(10);
-        let metadata = consumer
-            .fetch_metadata(Some(&topic), timeout)
-            .map_err(offsets_error)?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
+        let metadata = consumer.fetch_metadata(Some(&topic), timeout).map_err(offsets_error)?;
+        let partitions: Vec<i32> =
+            metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
         let mut wanted = TopicPartitionList::new();
         for &partition in &partitions {
             wanted.add_partition(&topic, partition);
         }
-        let committed = consumer
-            .committed_offsets(wanted, timeout)
-            .map_err(offsets_error)?;
+        let committed = consumer.committed_offsets(wanted, timeout).map_err(offsets_error)?;
         let mut lag = 0;
         for &partition in &partitions {
-            let (low, high) = consumer
-                .fetch_watermarks(&topic, partition, timeout)
-                .map_err(offsets_error)?;
-            let done = match committed
-                .find_partition(&topic, partition)
-                .map(|e| e.offset())
-            {
+            let (low, high) = consumer.fetch_watermarks(&topic, partition, timeout).map_err(offsets_error)?;
+            let done = match committed.find_partition(&topic, partition).map(|e| e.offset()) {
                 Some(Offset::Offset(offset)) => offset,
                 _ => low,
             };
@@ -324,31 +267,20 @@ pub async fn latest_by_key(
 ) -> Result<HashMap<String, Vec<u8>>, KafkaSetupError> {
     // librdkafka wants a group id even for assigned partitions; this reader never commits to it.
     let mut client_config = config.client_config();
-    client_config
-        .set("group.id", "coupang-etl-reader")
-        .set("enable.auto.commit", "false");
+    client_config.set("group.id", "coupang-etl-reader").set("enable.auto.commit", "false");
     let topic = topic.to_string();
     tokio::task::spawn_blocking(move || {
-        let offsets_error = |source| KafkaSetupError::Offsets {
-            topic: topic.clone(),
-            source,
-        };
+        let offsets_error = |source| KafkaSetupError::Offsets { topic: topic.clone(), source };
         let consumer: BaseConsumer = client_config.create().map_err(KafkaSetupError::Client)?;
         let deadline = std::time::Instant::now() + timeout;
-        let metadata = consumer
-            .fetch_metadata(Some(&topic), timeout)
-            .map_err(offsets_error)?;
+        let metadata = consumer.fetch_metadata(Some(&topic), timeout).map_err(offsets_error)?;
         let mut assignment = TopicPartitionList::new();
         let mut ends = HashMap::new();
         for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
-            let (low, high) = consumer
-                .fetch_watermarks(&topic, partition.id(), timeout)
-                .map_err(offsets_error)?;
+            let (low, high) = consumer.fetch_watermarks(&topic, partition.id(), timeout).map_err(offsets_error)?;
             if high > low {
                 ends.insert(partition.id(), high);
-                assignment
-                    .add_partition_offset(&topic, partition.id(), Offset::Offset(low))
-                    .map_err(offsets_error)?;
+                assignment.add_partition_offset(&topic, partition.id(), Offset::Offset(low)).map_err(offsets_error)?;
             }
         }
         let mut latest = HashMap::new();
@@ -362,15 +294,10 @@ pub async fn latest_by_key(
             };
             let message = received.map_err(offsets_error)?;
             if let Some(key) = message.key() {
-                latest.insert(
-                    String::from_utf8_lossy(key).into_owned(),
-                    message.payload().unwrap_or_default().to_vec(),
-                );
+                latest
+                    .insert(String::from_utf8_lossy(key).into_owned(), message.payload().unwrap_or_default().to_vec());
             }
-            if ends
-                .get(&message.partition())
-                .is_some_and(|&end| message.offset() + 1 >= end)
-            {
+            if ends.get(&message.partition()).is_some_and(|&end| message.offset() + 1 >= end) {
                 ends.remove(&message.partition());
             }
         }
@@ -404,9 +331,7 @@ pub async fn next_batch(
 pub fn commit_batch(consumer: &StreamConsumer, batch: &[OwnedMessage]) -> Result<(), KafkaError> {
     let mut next: HashMap<(&str, i32), i64> = HashMap::new();
     for message in batch {
-        let slot = next
-            .entry((message.topic(), message.partition()))
-            .or_insert(0);
+        let slot = next.entry((message.topic(), message.partition())).or_insert(0);
         *slot = (*slot).max(message.offset() + 1);
     }
     if next.is_empty() {
@@ -430,11 +355,7 @@ pub struct DeadLetter {
 
 impl DeadLetter {
     pub fn new(producer: FutureProducer, topic: String, stage: &'static str) -> Self {
-        DeadLetter {
-            producer,
-            topic,
-            stage,
-        }
+        DeadLetter { producer, topic, stage }
     }
 
     /// Dead-letters a consumed Kafka record, naming where it came from.
@@ -446,13 +367,7 @@ impl DeadLetter {
             ("dlq.source.partition", partition.as_str()),
             ("dlq.source.offset", offset.as_str()),
         ];
-        self.send_record(
-            original.key(),
-            original.payload().unwrap_or_default(),
-            reason,
-            &source,
-        )
-        .await
+        self.send_record(original.key(), original.payload().unwrap_or_default(), reason, &source).await
     }
 
     /// Dead-letters any record (e.g. an API record ingest could not read), with `source` headers saying
@@ -464,37 +379,17 @@ impl DeadLetter {
         reason: &str,
         source: &[(&str, &str)],
     ) -> Result<(), KafkaError> {
-        tracing::warn!(
-            stage = self.stage,
-            ?source,
-            reason,
-            "record sent to the dead-letter topic"
-        );
+        tracing::warn!(stage = self.stage, ?source, reason, "record sent to the dead-letter topic");
         let mut headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "dlq.stage",
-                value: Some(self.stage),
-            })
-            .insert(Header {
-                key: "dlq.reason",
-                value: Some(reason),
-            });
+            .insert(Header { key: "dlq.stage", value: Some(self.stage) })
+            .insert(Header { key: "dlq.reason", value: Some(reason) });
         for (name, value) in source {
-            headers = headers.insert(Header {
-                key: name,
-                value: Some(*value),
-            });
+            headers = headers.insert(Header { key: name, value: Some(*value) });
         }
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic)
-            .headers(headers)
-            .payload(payload);
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic).headers(headers).payload(payload);
         if let Some(key) = key {
             record = record.key(key);
         }
-        self.producer
-            .send(record, Duration::from_secs(60))
-            .await
-            .map(|_| ())
-            .map_err(|(error, _)| error)
+        self.producer.send(record, Duration::from_secs(60)).await.map(|_| ()).map_err(|(error, _)| error)
     }
 }

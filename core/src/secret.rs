@@ -42,9 +42,8 @@ enum SecretSource {
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         use serde::de::Error;
-        let source = SecretSource::deserialize(deserializer).map_err(|_| {
-            D::Error::custom("a secret must be a string, { env = \"VAR\" } or { file = \"path\" }")
-        })?;
+        let source = SecretSource::deserialize(deserializer)
+            .map_err(|_| D::Error::custom("a secret must be a string, { env = \"VAR\" } or { file = \"path\" }"))?;
         match source {
             SecretSource::Literal(value) => Ok(Secret(value)),
             SecretSource::Env { env } => std::env::var(&env)
@@ -52,9 +51,7 @@ impl<'de> Deserialize<'de> for Secret {
                 .map_err(|_| D::Error::custom(format!("environment variable {env} is not set"))),
             SecretSource::File { file } => std::fs::read_to_string(&file)
                 .map(|s| Secret(s.trim_end_matches(['\r', '\n']).to_string()))
-                .map_err(|e| {
-                    D::Error::custom(format!("cannot read secret file {}: {e}", file.display()))
-                }),
+                .map_err(|e| D::Error::custom(format!("cannot read secret file {}: {e}", file.display()))),
         }
     }
 }
@@ -94,9 +91,7 @@ mod tests {
 
     #[test]
     fn missing_env_names_the_variable_not_a_value() {
-        let err = toml::from_str::<Holder>(r#"key = { env = "ETL_CORE_SURELY_UNSET" }"#)
-            .unwrap_err()
-            .to_string();
+        let err = toml::from_str::<Holder>(r#"key = { env = "ETL_CORE_SURELY_UNSET" }"#).unwrap_err().to_string();
         assert!(err.contains("ETL_CORE_SURELY_UNSET"), "{err}");
     }
 }

@@ -9,9 +9,7 @@ pub fn kst() -> FixedOffset {
 
 /// The Asia/Seoul calendar day of an instant given in epoch milliseconds.
 pub fn kst_date_of_millis(epoch_millis: i64) -> Option<NaiveDate> {
-    Utc.timestamp_millis_opt(epoch_millis)
-        .single()
-        .map(|t| t.with_timezone(&kst()).date_naive())
+    Utc.timestamp_millis_opt(epoch_millis).single().map(|t| t.with_timezone(&kst()).date_naive())
 }
 
 /// Days since 1970-01-01 (ClickHouse `Date`, Avro `date`).
@@ -34,10 +32,7 @@ mod tests {
     #[test]
     fn payment_date_is_the_korean_day() {
         // 2025-07-28 15:30 UTC is 2025-07-29 00:30 in Seoul.
-        let t = Utc
-            .with_ymd_and_hms(2025, 7, 28, 15, 30, 0)
-            .unwrap()
-            .timestamp_millis();
+        let t = Utc.with_ymd_and_hms(2025, 7, 28, 15, 30, 0).unwrap().timestamp_millis();
         assert_eq!(kst_date_of_millis(t), NaiveDate::from_ymd_opt(2025, 7, 29));
     }
 
@@ -45,9 +40,6 @@ mod tests {
     fn day_numbers_round_trip() {
         let d = NaiveDate::from_ymd_opt(2026, 10, 31).unwrap();
         assert_eq!(date_from_days(days_since_epoch(d)), Some(d));
-        assert_eq!(
-            days_since_epoch(NaiveDate::from_ymd_opt(1970, 1, 2).unwrap()),
-            1
-        );
+        assert_eq!(days_since_epoch(NaiveDate::from_ymd_opt(1970, 1, 2).unwrap()), 1);
     }
 }

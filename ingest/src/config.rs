@@ -67,10 +67,7 @@ impl IngestConfig {
             return Err("ingest.max_attempts must be at least 1".into());
         }
         if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
-            return Err(format!(
-                "ingest.base_url {:?} must start with http:// or https://",
-                self.base_url
-            ));
+            return Err(format!("ingest.base_url {:?} must start with http:// or https://", self.base_url));
         }
         Ok(())
     }

@@ -9,9 +9,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use coupang_schemas::encode;
 use etl_core::account::{AccountConfig, KeyHealth};
-use etl_core::kafka::{
-    ensure_compacted_topics, ensure_topics, DeadLetter, KafkaConfig, KafkaSetupError, Topics,
-};
+use etl_core::kafka::{ensure_compacted_topics, ensure_topics, DeadLetter, KafkaConfig, KafkaSetupError, Topics};
 use etl_core::secret::Secret;
 use etl_core::time::now_kst;
 use etl_core::Shutdown;
@@ -28,14 +26,8 @@ use crate::config::IngestConfig;
 use crate::event::order_sheet_event;
 
 /// Order-sheet lists return boxes in their current status, so a full sweep asks for each one.
-pub const ORDER_SHEET_STATUSES: [&str; 6] = [
-    "ACCEPT",
-    "INSTRUCT",
-    "DEPARTURE",
-    "DELIVERING",
-    "FINAL_DELIVERY",
-    "NONE_TRACKING",
-];
+pub const ORDER_SHEET_STATUSES: [&str; 6] =
+    ["ACCEPT", "INSTRUCT", "DEPARTURE", "DELIVERING", "FINAL_DELIVERY", "NONE_TRACKING"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -102,22 +94,13 @@ impl Sink {
         ensure_compacted_topics(kafka, &[&topics.account_status]).await?;
         let producer: FutureProducer = kafka.producer_config().create()?;
         let dead_letter = DeadLetter::new(producer.clone(), topics.dead_letter.clone(), "ingest");
-        Ok(Sink {
-            producer,
-            topics,
-            dead_letter,
-        })
+        Ok(Sink { producer, topics, dead_letter })
     }
 
     async fn publish_status(&self, status: &AccountStatus) -> Result<(), IngestError> {
         let payload = serde_json::to_vec(status).map_err(|e| IngestError::Config(e.to_string()))?;
-        let record = FutureRecord::to(&self.topics.account_status)
-            .key(&status.alias)
-            .payload(&payload);
-        self.producer
-            .send(record, Duration::from_secs(60))
-            .await
-            .map_err(|(error, _)| error)?;
+        let record = FutureRecord::to(&self.topics.account_status).key(&status.alias).payload(&payload);
+        self.producer.send(record, Duration::from_secs(60)).await.map_err(|(error, _)| error)?;
         Ok(())
     }
 }
@@ -136,16 +119,11 @@ impl AccountTracker {
     /// The reason an account is still stopped: its key was rejected and has not changed since.
     fn still_stopped(&self, account: &AccountConfig) -> Option<&str> {
         let (access_key, secret, error) = self.stopped.get(&account.alias)?;
-        (*access_key == account.access_key && *secret == account.secret_key)
-            .then_some(error.as_str())
+        (*access_key == account.access_key && *secret == account.secret_key).then_some(error.as_str())
     }
 
     fn stop(&mut self, account: &AccountConfig, error: &str) {
-        let key = (
-            account.access_key.clone(),
-            account.secret_key.clone(),
-            error.to_string(),
-        );
+        let key = (account.access_key.clone(), account.secret_key.clone(), error.to_string());
         self.stopped.insert(account.alias.clone(), key);
     }
 }
@@ -181,16 +159,7 @@ pub async fn run(
     while !shutdown.is_cancelled() {
         let today = now_kst().date_naive();
         let from = today - chrono::Duration::days(i64::from(config.lookback_days));
-        let report = sweep(
-            config,
-            &sink,
-            &accounts(),
-            from,
-            today,
-            &mut tracker,
-            &shutdown,
-        )
-        .await?;
+        let report = sweep(config, &sink, &accounts(), from, today, &mut tracker, &shutdown).await?;
         for (alias, account) in &report.accounts {
             tracing::info!(account = %alias, boxes = account.boxes, events = account.events,
                 bad_records = account.bad_records, error = account.error.as_deref().unwrap_or(""), "sweep done");
@@ -216,10 +185,7 @@ async fn sweep(
     let mut runnable = Vec::new();
     let mut result = IngestReport::default();
     for account in accounts {
-        let report = AccountReport {
-            vendor_id: account.vendor_id.clone(),
-            ..AccountReport::default()
-        };
+        let report = AccountReport { vendor_id: account.vendor_id.clone(), ..AccountReport::default() };
         let refusal = match account.key_health(today) {
             KeyHealth::Expired { .. } => Some(format!(
                 "account {}: the Open API key expired on {}; reissue it in WING and update the config",
@@ -242,17 +208,11 @@ async fn sweep(
         match refusal {
             Some(error) => {
                 tracing::error!("{error}");
-                result.accounts.insert(
-                    account.alias.clone(),
-                    AccountReport {
-                        error: Some(error),
-                        ..report
-                    },
-                );
+                result.accounts.insert(account.alias.clone(), AccountReport { error: Some(error), ..report });
             }
             None => {
-                let client = CoupangClient::new(config, account.clone())
-                    .map_err(|e| IngestError::Config(e.to_string()))?;
+                let client =
+                    CoupangClient::new(config, account.clone()).map_err(|e| IngestError::Config(e.to_string()))?;
                 runnable.push((client, report));
             }
         }
@@ -308,9 +268,7 @@ async fn sweep_account(
     let account = client.account();
     for (window_from, window_to) in windows(from, to) {
         for status in ORDER_SHEET_STATUSES {
-            let mut records = std::pin::pin!(client
-                .order_sheets(window_from, window_to, status)
-                .chunks(50));
+            let mut records = std::pin::pin!(client.order_sheets(window_from, window_to, status).chunks(50));
             while let Some(chunk) = records.next().await {
                 if shutdown.is_cancelled() {
                     return Ok(Ok(()));
@@ -321,41 +279,22 @@ async fn sweep_account(
                     match record {
                         Ok(sheet) => {
                             report.boxes += 1;
-                            let event = order_sheet_event(
-                                &account.vendor_id,
-                                &account.alias,
-                                collected_at,
-                                &sheet,
-                            );
+                            let event = order_sheet_event(&account.vendor_id, &account.alias, collected_at, &sheet);
                             encoded.push((event.kafka_key(), encode(&event)?));
                         }
-                        Err(ClientError::BadRecord {
-                            alias,
-                            endpoint,
-                            record_id,
-                            reason,
-                            raw,
-                        }) => {
+                        Err(ClientError::BadRecord { alias, endpoint, record_id, reason, raw }) => {
                             report.bad_records += 1;
-                            let reason =
-                                format!("account {alias}: {endpoint} record {record_id}: {reason}");
-                            let source = [
-                                ("dlq.source.account", alias.as_str()),
-                                ("dlq.source.endpoint", endpoint),
-                            ];
+                            let reason = format!("account {alias}: {endpoint} record {record_id}: {reason}");
+                            let source = [("dlq.source.account", alias.as_str()), ("dlq.source.endpoint", endpoint)];
                             let key = account.vendor_id.as_bytes();
-                            sink.dead_letter
-                                .send_record(Some(key), raw.as_bytes(), &reason, &source)
-                                .await?;
+                            sink.dead_letter.send_record(Some(key), raw.as_bytes(), &reason, &source).await?;
                         }
                         Err(error) => return Ok(Err(error)),
                     }
                 }
                 let mut deliveries = Vec::with_capacity(encoded.len());
                 for (key, payload) in &encoded {
-                    let record = FutureRecord::to(&sink.topics.raw_order_sheets)
-                        .key(key)
-                        .payload(payload);
+                    let record = FutureRecord::to(&sink.topics.raw_order_sheets).key(key).payload(payload);
                     deliveries.push(sink.producer.send(record, Duration::from_secs(120)));
                 }
                 for delivery in futures::future::join_all(deliveries).await {
@@ -377,11 +316,7 @@ pub async fn account_statuses(
     let raw = etl_core::kafka::latest_by_key(kafka, &topic, timeout).await?;
     Ok(raw
         .into_iter()
-        .filter_map(|(alias, payload)| {
-            serde_json::from_slice(&payload)
-                .ok()
-                .map(|status| (alias, status))
-        })
+        .filter_map(|(alias, payload)| serde_json::from_slice(&payload).ok().map(|status| (alias, status)))
         .collect())
 }
 
@@ -443,11 +378,7 @@ mod tests {
         let old = account("ak", "sk");
         tracker.stop(&old, "account brand-a: Coupang rejected the key (HTTP 401)");
         assert!(tracker.still_stopped(&old).is_some());
-        assert!(tracker
-            .still_stopped(&account("ak", "new-secret"))
-            .is_none());
-        assert!(tracker
-            .still_stopped(&account("new-ak", "new-secret"))
-            .is_none());
+        assert!(tracker.still_stopped(&account("ak", "new-secret")).is_none());
+        assert!(tracker.still_stopped(&account("new-ak", "new-secret")).is_none());
     }
 }

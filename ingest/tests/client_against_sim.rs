@@ -10,14 +10,7 @@ use etl_core::account::AccountConfig;
 use etl_core::secret::Secret;
 use futures::StreamExt;
 
-const STATUSES: [&str; 6] = [
-    "ACCEPT",
-    "INSTRUCT",
-    "DEPARTURE",
-    "DELIVERING",
-    "FINAL_DELIVERY",
-    "NONE_TRACKING",
-];
+const STATUSES: [&str; 6] = ["ACCEPT", "INSTRUCT", "DEPARTURE", "DELIVERING", "FINAL_DELIVERY", "NONE_TRACKING"];
 
 fn vendor(vendor_id: &str) -> SimVendor {
     SimVendor {
@@ -40,17 +33,11 @@ fn account(alias: &str, vendor_id: &str) -> AccountConfig {
 }
 
 async fn start(config: SimConfig) -> Simulator {
-    Simulator::start(&config, ([127, 0, 0, 1], 0).into())
-        .await
-        .unwrap()
+    Simulator::start(&config, ([127, 0, 0, 1], 0).into()).await.unwrap()
 }
 
 fn client(sim: &Simulator, account: AccountConfig, per_second: f64) -> CoupangClient {
-    let config = IngestConfig {
-        base_url: sim.base_url(),
-        requests_per_second: per_second,
-        ..IngestConfig::default()
-    };
+    let config = IngestConfig { base_url: sim.base_url(), requests_per_second: per_second, ..IngestConfig::default() };
     CoupangClient::new(&config, account).unwrap()
 }
 
@@ -62,8 +49,7 @@ fn day(text: &str) -> NaiveDate {
 async fn all_boxes(client: &CoupangClient) -> Result<Vec<i64>, ClientError> {
     let mut seen = Vec::new();
     for status in STATUSES {
-        let mut stream =
-            std::pin::pin!(client.order_sheets(day("2026-09-30"), day("2026-10-10"), status));
+        let mut stream = std::pin::pin!(client.order_sheets(day("2026-09-30"), day("2026-10-10"), status));
         while let Some(sheet) = stream.next().await {
             seen.push(sheet?.shipment_box_id);
         }
@@ -73,51 +59,28 @@ async fn all_boxes(client: &CoupangClient) -> Result<Vec<i64>, ClientError> {
 }
 
 fn world_boxes(sim: &Simulator, vendor_id: &str) -> Vec<i64> {
-    let mut ids: Vec<i64> = sim.world().vendors[vendor_id]
-        .boxes
-        .iter()
-        .map(|b| b.shipment_box_id)
-        .collect();
+    let mut ids: Vec<i64> = sim.world().vendors[vendor_id].boxes.iter().map(|b| b.shipment_box_id).collect();
     ids.sort();
     ids
 }
 
 fn calls(sim: &Simulator, vendor_id: &str, status: u16) -> u64 {
-    sim.stats()
-        .iter()
-        .filter(|((v, _, s), _)| v == vendor_id && *s == status)
-        .map(|(_, n)| n)
-        .sum()
+    sim.stats().iter().filter(|((v, _, s), _)| v == vendor_id && *s == status).map(|(_, n)| n).sum()
 }
 
 #[tokio::test]
 async fn every_box_of_every_page_arrives_once() {
-    let sim = start(SimConfig {
-        days: 6,
-        orders_per_day: 50,
-        vendors: vec![vendor("A00020001")],
-        ..SimConfig::default()
-    })
-    .await;
+    let sim =
+        start(SimConfig { days: 6, orders_per_day: 50, vendors: vec![vendor("A00020001")], ..SimConfig::default() })
+            .await;
     let client = client(&sim, account("paging", "A00020001"), 10.0);
-    assert_eq!(
-        all_boxes(&client).await.unwrap(),
-        world_boxes(&sim, "A00020001")
-    );
-    assert!(
-        calls(&sim, "A00020001", 200) > 6,
-        "several pages were needed"
-    );
+    assert_eq!(all_boxes(&client).await.unwrap(), world_boxes(&sim, "A00020001"));
+    assert!(calls(&sim, "A00020001", 200) > 6, "several pages were needed");
 }
 
 #[tokio::test]
 async fn a_wrong_secret_is_a_clear_401_naming_the_alias_never_the_secret() {
-    let sim = start(SimConfig {
-        days: 2,
-        vendors: vec![vendor("A00020002")],
-        ..SimConfig::default()
-    })
-    .await;
+    let sim = start(SimConfig { days: 2, vendors: vec![vendor("A00020002")], ..SimConfig::default() }).await;
     let mut wrong = account("brand-a", "A00020002");
     wrong.secret_key = Secret::new("wrong-secret-value");
     let error = client(&sim, wrong, 8.0)
@@ -125,16 +88,10 @@ async fn a_wrong_secret_is_a_clear_401_naming_the_alias_never_the_secret() {
         .await
         .err()
         .unwrap();
-    assert!(
-        matches!(error, ClientError::KeyRejected { status: 401, .. }),
-        "{error}"
-    );
+    assert!(matches!(error, ClientError::KeyRejected { status: 401, .. }), "{error}");
     assert!(error.stops_account());
     let text = format!("{error} {error:?}");
-    assert!(
-        text.contains("brand-a") && text.contains("Invalid signature."),
-        "{text}"
-    );
+    assert!(text.contains("brand-a") && text.contains("Invalid signature."), "{text}");
     assert!(!text.contains("wrong-secret-value"), "{text}");
     // Configuration errors are not retried: exactly one request reached the gateway.
     assert_eq!(sim.stats().values().sum::<u64>(), 1);
@@ -142,13 +99,7 @@ async fn a_wrong_secret_is_a_clear_401_naming_the_alias_never_the_secret() {
 
 #[tokio::test]
 async fn a_429_burst_slows_the_client_down_and_nothing_is_lost() {
-    let faults = FaultConfig {
-        burst_429: Some(Burst {
-            every: 10,
-            length: 3,
-        }),
-        retry_after_secs: Some(1),
-    };
+    let faults = FaultConfig { burst_429: Some(Burst { every: 10, length: 3 }), retry_after_secs: Some(1) };
     let sim = start(SimConfig {
         days: 6,
         orders_per_day: 40,
@@ -158,32 +109,18 @@ async fn a_429_burst_slows_the_client_down_and_nothing_is_lost() {
     })
     .await;
     let client = client(&sim, account("bursty", "A00020003"), 8.0);
-    assert_eq!(
-        all_boxes(&client).await.unwrap(),
-        world_boxes(&sim, "A00020003"),
-        "every box, none twice"
-    );
+    assert_eq!(all_boxes(&client).await.unwrap(), world_boxes(&sim, "A00020003"), "every box, none twice");
     let throttled = calls(&sim, "A00020003", 429);
     assert!(throttled >= 3, "the burst happened: {throttled} × 429");
-    assert!(
-        client.limiter().slowdowns() >= throttled,
-        "each 429 lowered the rate"
-    );
-    println!(
-        "{throttled} × 429 absorbed, {} calls answered 200",
-        calls(&sim, "A00020003", 200)
-    );
+    assert!(client.limiter().slowdowns() >= throttled, "each 429 lowered the rate");
+    println!("{throttled} × 429 absorbed, {} calls answered 200", calls(&sim, "A00020003", 200));
 }
 
 #[tokio::test]
 async fn the_client_never_exceeds_the_configured_rate_even_from_several_tasks() {
-    let sim = start(SimConfig {
-        days: 6,
-        orders_per_day: 60,
-        vendors: vec![vendor("A00020004")],
-        ..SimConfig::default()
-    })
-    .await;
+    let sim =
+        start(SimConfig { days: 6, orders_per_day: 60, vendors: vec![vendor("A00020004")], ..SimConfig::default() })
+            .await;
     let client = client(&sim, account("busy", "A00020004"), 8.0);
     let tasks: Vec<_> = (0..3)
         .map(|_| {
@@ -199,27 +136,15 @@ async fn the_client_never_exceeds_the_configured_rate_even_from_several_tasks() 
     assert_eq!(calls(&sim, "A00020004", 429), 0);
     assert!(total >= 30, "enough calls to measure: {total}");
     assert!(peak <= 8, "peak {peak} calls in one second, configured 8");
-    println!(
-        "{total} calls from 3 tasks, peak {peak} per second (configured 8, Coupang's limit 10)"
-    );
+    println!("{total} calls from 3 tasks, peak {peak} per second (configured 8, Coupang's limit 10)");
 }
 
 #[tokio::test]
 async fn an_expired_key_and_a_foreign_ip_stop_their_accounts_while_another_flows() {
     let today = etl_core::time::now_kst().date_naive();
-    let expired = SimVendor {
-        key_issued_on: Some(today - chrono::Duration::days(181)),
-        ..vendor("A00020006")
-    };
-    let fenced = SimVendor {
-        allowed_ips: vec!["10.255.0.1".parse().unwrap()],
-        ..vendor("A00020007")
-    };
-    let config = SimConfig {
-        days: 4,
-        vendors: vec![vendor("A00020005"), expired, fenced],
-        ..SimConfig::default()
-    };
+    let expired = SimVendor { key_issued_on: Some(today - chrono::Duration::days(181)), ..vendor("A00020006") };
+    let fenced = SimVendor { allowed_ips: vec!["10.255.0.1".parse().unwrap()], ..vendor("A00020007") };
+    let config = SimConfig { days: 4, vendors: vec![vendor("A00020005"), expired, fenced], ..SimConfig::default() };
     let sim = start(config).await;
     let (ok, old, far) = (
         client(&sim, account("flowing", "A00020005"), 8.0),
@@ -230,51 +155,31 @@ async fn an_expired_key_and_a_foreign_ip_stop_their_accounts_while_another_flows
     assert_eq!(flowing.unwrap(), world_boxes(&sim, "A00020005"));
     let expired = expired.unwrap_err();
     assert!(
-        matches!(expired, ClientError::KeyRejected { status: 401, .. })
-            && expired.to_string().contains("expired-key"),
+        matches!(expired, ClientError::KeyRejected { status: 401, .. }) && expired.to_string().contains("expired-key"),
         "{expired}"
     );
     assert!(expired.to_string().contains("expired"), "{expired}");
     let fenced = fenced.unwrap_err();
-    assert!(
-        matches!(fenced, ClientError::KeyRejected { status: 403, .. }),
-        "{fenced}"
-    );
-    assert!(
-        fenced.to_string().contains("wrong-ip") && fenced.to_string().contains("Not allowed IP"),
-        "{fenced}"
-    );
+    assert!(matches!(fenced, ClientError::KeyRejected { status: 403, .. }), "{fenced}");
+    assert!(fenced.to_string().contains("wrong-ip") && fenced.to_string().contains("Not allowed IP"), "{fenced}");
     for error in [&expired, &fenced] {
-        assert!(
-            !format!("{error} {error:?}").contains("secret-A000200"),
-            "{error}"
-        );
+        assert!(!format!("{error} {error:?}").contains("secret-A000200"), "{error}");
     }
     println!("expired: {expired}\nfenced: {fenced}");
 }
 
 #[tokio::test]
 async fn look_ups_minute_windows_returns_and_revenue_history() {
-    let sim = start(SimConfig {
-        days: 20,
-        orders_per_day: 30,
-        vendors: vec![vendor("A00020008")],
-        ..SimConfig::default()
-    })
-    .await;
+    let sim =
+        start(SimConfig { days: 20, orders_per_day: 30, vendors: vec![vendor("A00020008")], ..SimConfig::default() })
+            .await;
     let client = client(&sim, account("lookups", "A00020008"), 10.0);
     let world = &sim.world().vendors["A00020008"];
     let some_box = &world.boxes[7];
 
     let single = client.order_sheet(some_box.shipment_box_id).await.unwrap();
-    assert_eq!(
-        (single.order_id, single.order_items.len()),
-        (some_box.order_id, some_box.lines.len())
-    );
-    let of_order = client
-        .order_sheets_of_order(some_box.order_id)
-        .await
-        .unwrap();
+    assert_eq!((single.order_id, single.order_items.len()), (some_box.order_id, some_box.lines.len()));
+    let of_order = client.order_sheets_of_order(some_box.order_id).await.unwrap();
     assert_eq!(of_order.len(), 1);
 
     // A minute window around the box's creation finds it, unpaged.
@@ -287,34 +192,17 @@ async fn look_ups_minute_windows_returns_and_revenue_history() {
         )
         .await
         .unwrap();
-    assert!(window.iter().any(|s| s
-        .as_ref()
-        .is_ok_and(|s| s.shipment_box_id == some_box.shipment_box_id)));
+    assert!(window.iter().any(|s| s.as_ref().is_ok_and(|s| s.shipment_box_id == some_box.shipment_box_id)));
 
     for which in ReturnQuery::ALL {
-        let receipts: Vec<_> = client
-            .return_requests(day("2026-10-01"), day("2026-10-20"), which)
-            .collect()
-            .await;
-        assert!(
-            receipts.iter().all(Result::is_ok),
-            "{which:?}: {receipts:?}"
-        );
+        let receipts: Vec<_> = client.return_requests(day("2026-10-01"), day("2026-10-20"), which).collect().await;
+        assert!(receipts.iter().all(Result::is_ok), "{which:?}: {receipts:?}");
     }
 
     // Revenue history pages (hasNext/nextToken) over every purchase-confirmed order, once each.
-    let mut expected: Vec<i64> = world
-        .boxes
-        .iter()
-        .filter(|b| b.confirmed_at.is_some())
-        .map(|b| b.order_id)
-        .collect();
+    let mut expected: Vec<i64> = world.boxes.iter().filter(|b| b.confirmed_at.is_some()).map(|b| b.order_id).collect();
     expected.sort();
-    assert!(
-        expected.len() > 50,
-        "several revenue pages: {}",
-        expected.len()
-    );
+    assert!(expected.len() > 50, "several revenue pages: {}", expected.len());
     let mut seen = Vec::new();
     let mut rows = std::pin::pin!(client.revenue_history(day("2026-10-01"), day("2026-10-31")));
     while let Some(row) = rows.next().await {

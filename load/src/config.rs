@@ -28,34 +28,20 @@ fn default_user() -> String {
 
 impl Default for ClickHouseConfig {
     fn default() -> Self {
-        ClickHouseConfig {
-            url: default_url(),
-            database: default_database(),
-            user: default_user(),
-            password: None,
-        }
+        ClickHouseConfig { url: default_url(), database: default_database(), user: default_user(), password: None }
     }
 }
 
 impl ClickHouseConfig {
     pub fn validate(&self) -> Result<(), String> {
         let valid_name = !self.database.is_empty()
-            && self
-                .database
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && self.database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             && !self.database.starts_with(|c: char| c.is_ascii_digit());
         if !valid_name {
-            return Err(format!(
-                "clickhouse.database {:?} must be letters, digits and _ only",
-                self.database
-            ));
+            return Err(format!("clickhouse.database {:?} must be letters, digits and _ only", self.database));
         }
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return Err(format!(
-                "clickhouse.url {:?} must start with http:// or https://",
-                self.url
-            ));
+            return Err(format!("clickhouse.url {:?} must start with http:// or https://", self.url));
         }
         Ok(())
     }

@@ -41,13 +41,8 @@ impl TryFrom<&PaymentFact> for FactRow {
     type Error = RowError;
 
     fn try_from(fact: &PaymentFact) -> Result<Self, RowError> {
-        let out_of_range = |what| RowError {
-            key: fact.kafka_key(),
-            what,
-        };
-        let seconds = |millis: i64, what| {
-            u32::try_from(millis.div_euclid(1_000)).map_err(|_| out_of_range(what))
-        };
+        let out_of_range = |what| RowError { key: fact.kafka_key(), what };
+        let seconds = |millis: i64, what| u32::try_from(millis.div_euclid(1_000)).map_err(|_| out_of_range(what));
         Ok(FactRow {
             vendor_id: fact.vendor_id.clone(),
             account_alias: fact.account_alias.clone(),
@@ -55,8 +50,7 @@ impl TryFrom<&PaymentFact> for FactRow {
             vendor_item_id: fact.vendor_item_id,
             shipment_box_id: fact.shipment_box_id,
             vendor_item_name: fact.vendor_item_name.clone(),
-            payment_date: u16::try_from(fact.payment_date)
-                .map_err(|_| out_of_range("payment_date"))?,
+            payment_date: u16::try_from(fact.payment_date).map_err(|_| out_of_range("payment_date"))?,
             paid_at: seconds(fact.paid_at, "paid_at")?,
             status: fact.status.clone(),
             quantity: fact.quantity,

@@ -18,16 +18,8 @@ pub struct Migration {
 }
 
 pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "payment_facts table",
-        statements: &[PAYMENT_FACTS],
-    },
-    Migration {
-        version: 2,
-        name: "daily_payments view",
-        statements: &[DAILY_PAYMENTS],
-    },
+    Migration { version: 1, name: "payment_facts table", statements: &[PAYMENT_FACTS] },
+    Migration { version: 2, name: "daily_payments view", statements: &[DAILY_PAYMENTS] },
 ];
 
 /// One row per (vendor, order, item), newest version wins. The partition is the payment month, and a
@@ -117,11 +109,7 @@ pub struct ServerInfo {
 impl ServerInfo {
     pub fn parse(version: &str) -> ServerInfo {
         let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-        ServerInfo {
-            version: version.to_string(),
-            major: parts.next().unwrap_or(0),
-            minor: parts.next().unwrap_or(0),
-        }
+        ServerInfo { version: version.to_string(), major: parts.next().unwrap_or(0), minor: parts.next().unwrap_or(0) }
     }
 
     /// `insert_deduplication_token`, `async_insert` and RowBinaryWithNamesAndTypes exist from 22.x on.
@@ -151,55 +139,30 @@ struct AppliedRow {
 }
 
 pub async fn server_info(config: &ClickHouseConfig) -> Result<ServerInfo, SchemaError> {
-    let error = |source| SchemaError::ClickHouse {
-        url: config.url.clone(),
-        source,
-    };
-    let row = config
-        .server_client()
-        .query("SELECT version() AS version")
-        .fetch_one::<VersionRow>()
-        .await
-        .map_err(error)?;
+    let error = |source| SchemaError::ClickHouse { url: config.url.clone(), source };
+    let row =
+        config.server_client().query("SELECT version() AS version").fetch_one::<VersionRow>().await.map_err(error)?;
     Ok(ServerInfo::parse(&row.version))
 }
 
 /// Creates the database and applies the migrations it does not have yet.
 pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrationReport, SchemaError> {
     config.validate().map_err(SchemaError::Config)?;
-    let error = |source| SchemaError::ClickHouse {
-        url: config.url.clone(),
-        source,
-    };
+    let error = |source| SchemaError::ClickHouse { url: config.url.clone(), source };
     let server = server_info(config).await?;
     let db = &config.database;
     let admin = config.server_client();
-    admin
-        .query(&format!("CREATE DATABASE IF NOT EXISTS {db}"))
-        .execute()
-        .await
-        .map_err(error)?;
-    admin
-        .query(&MIGRATIONS_TABLE.replace("{db}", db))
-        .execute()
-        .await
-        .map_err(error)?;
+    admin.query(&format!("CREATE DATABASE IF NOT EXISTS {db}")).execute().await.map_err(error)?;
+    admin.query(&MIGRATIONS_TABLE.replace("{db}", db)).execute().await.map_err(error)?;
     let applied: std::collections::HashSet<u32> = admin
-        .query(&format!(
-            "SELECT DISTINCT version FROM {db}.schema_migrations"
-        ))
+        .query(&format!("SELECT DISTINCT version FROM {db}.schema_migrations"))
         .fetch_all::<AppliedRow>()
         .await
         .map_err(error)?
         .into_iter()
         .map(|r| r.version)
         .collect();
-    let mut report = MigrationReport {
-        server,
-        database: db.clone(),
-        applied: Vec::new(),
-        already_applied: 0,
-    };
+    let mut report = MigrationReport { server, database: db.clone(), applied: Vec::new(), already_applied: 0 };
     for migration in MIGRATIONS {
         if applied.contains(&migration.version) {
             report.already_applied += 1;
@@ -212,16 +175,10 @@ pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrationReport, Schem
             source,
         };
         for statement in migration.statements {
-            admin
-                .query(&statement.replace("{db}", db))
-                .execute()
-                .await
-                .map_err(failed)?;
+            admin.query(&statement.replace("{db}", db)).execute().await.map_err(failed)?;
         }
         admin
-            .query(&format!(
-                "INSERT INTO {db}.schema_migrations (version, name) VALUES (?, ?)"
-            ))
+            .query(&format!("INSERT INTO {db}.schema_migrations (version, name) VALUES (?, ?)"))
             .bind(migration.version)
             .bind(migration.name)
             .execute()

@@ -5,9 +5,7 @@
 //! so memory stays bounded and nothing is lost or reordered.
 
 use coupang_schemas::{decode, PaymentFact};
-use etl_core::kafka::{
-    commit_batch, ensure_topics, next_batch, DeadLetter, KafkaConfig, KafkaSetupError,
-};
+use etl_core::kafka::{commit_batch, ensure_topics, next_batch, DeadLetter, KafkaConfig, KafkaSetupError};
 use etl_core::Shutdown;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -67,10 +65,7 @@ pub async fn run(
 }
 
 /// Decodes a batch; records that are not valid facts go to the dead-letter topic with the reason.
-async fn rows_of(
-    batch: &[OwnedMessage],
-    dead_letter: &DeadLetter,
-) -> Result<Vec<FactRow>, KafkaError> {
+async fn rows_of(batch: &[OwnedMessage], dead_letter: &DeadLetter) -> Result<Vec<FactRow>, KafkaError> {
     let mut rows = Vec::with_capacity(batch.len());
     for message in batch {
         let row = decode::<PaymentFact>(message.payload().unwrap_or_default())
@@ -110,10 +105,7 @@ async fn insert_until_acknowledged(
     }
 }
 
-async fn insert(
-    client: &clickhouse::Client,
-    rows: &[FactRow],
-) -> Result<(), clickhouse::error::Error> {
+async fn insert(client: &clickhouse::Client, rows: &[FactRow]) -> Result<(), clickhouse::error::Error> {
     let mut insert = client.insert::<FactRow>(TABLE).await?;
     for row in rows {
         insert.write(row).await?;

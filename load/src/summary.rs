@@ -43,8 +43,7 @@ pub async fn daily_payments(config: &ClickHouseConfig) -> Result<Vec<DailyPaymen
     Ok(rows
         .into_iter()
         .map(|r| DailyPayment {
-            payment_date: etl_core::time::date_from_days(i32::from(r.payment_date))
-                .unwrap_or_default(),
+            payment_date: etl_core::time::date_from_days(i32::from(r.payment_date)).unwrap_or_default(),
             vendor_id: r.vendor_id,
             account_alias: r.account_alias,
             orders: r.orders,
@@ -72,10 +71,7 @@ pub async fn fact_counts(config: &ClickHouseConfig) -> Result<TableCounts, Schem
         )
         .fetch_one::<TableCounts>()
         .await
-        .map_err(|source| SchemaError::ClickHouse {
-            url: config.url.clone(),
-            source,
-        })
+        .map_err(|source| SchemaError::ClickHouse { url: config.url.clone(), source })
 }
 
 #[derive(Debug, Clone, Row, Deserialize)]
@@ -97,14 +93,8 @@ pub async fn order_payments(
         )
         .fetch_all::<OrderTotalWire>()
         .await
-        .map_err(|source| SchemaError::ClickHouse {
-            url: config.url.clone(),
-            source,
-        })?;
-    Ok(rows
-        .into_iter()
-        .map(|r| ((r.vendor_id, r.order_id), r.payment_amount))
-        .collect())
+        .map_err(|source| SchemaError::ClickHouse { url: config.url.clone(), source })?;
+    Ok(rows.into_iter().map(|r| ((r.vendor_id, r.order_id), r.payment_amount)).collect())
 }
 
 /// Merges every partition now (`OPTIMIZE … FINAL`), so old versions are physically gone. ClickHouse
@@ -115,8 +105,5 @@ pub async fn optimize_facts(config: &ClickHouseConfig) -> Result<(), SchemaError
         .query("OPTIMIZE TABLE payment_facts FINAL")
         .execute()
         .await
-        .map_err(|source| SchemaError::ClickHouse {
-            url: config.url.clone(),
-            source,
-        })
+        .map_err(|source| SchemaError::ClickHouse { url: config.url.clone(), source })
 }

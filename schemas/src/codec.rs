@@ -16,10 +16,7 @@ pub enum CodecError {
     #[error("not an Avro single-object record (missing C3 01 marker, {len} bytes)")]
     NotSingleObject { len: usize },
     #[error("{event}: written with an unknown schema (fingerprint {fingerprint})")]
-    UnknownSchema {
-        event: &'static str,
-        fingerprint: String,
-    },
+    UnknownSchema { event: &'static str, fingerprint: String },
     #[error("{event}: Avro datum does not decode: {reason}")]
     Malformed { event: &'static str, reason: String },
     #[error("{event}: cannot encode: {reason}")]
@@ -49,40 +46,23 @@ fn fingerprint(schema: &Schema) -> [u8; 8] {
 /// failure is a build defect, not a runtime condition.
 fn schemas<T: EventType>() -> &'static Schemas {
     static ALL: OnceLock<Mutex<HashMap<&'static str, &'static Schemas>>> = OnceLock::new();
-    let mut all = ALL
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let mut all = ALL.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
     all.entry(T::NAME).or_insert_with(|| {
         let parsed: Vec<Schema> = T::history()
             .iter()
-            .map(|text| {
-                Schema::parse_str(text).unwrap_or_else(|e| panic!("{}: bad .avsc: {e}", T::NAME))
-            })
+            .map(|text| Schema::parse_str(text).unwrap_or_else(|e| panic!("{}: bad .avsc: {e}", T::NAME)))
             .collect();
-        let current = parsed
-            .last()
-            .cloned()
-            .expect("every event has at least one schema");
+        let current = parsed.last().cloned().expect("every event has at least one schema");
         let by_fingerprint = parsed.into_iter().map(|s| (fingerprint(&s), s)).collect();
-        Box::leak(Box::new(Schemas {
-            current_fingerprint: fingerprint(&current),
-            current,
-            by_fingerprint,
-        }))
+        Box::leak(Box::new(Schemas { current_fingerprint: fingerprint(&current), current, by_fingerprint }))
     })
 }
 
 pub fn encode<T: EventType>(event: &T) -> Result<Vec<u8>, CodecError> {
     let schemas = schemas::<T>();
-    let encode_error = |reason: String| CodecError::Encode {
-        event: T::NAME,
-        reason,
-    };
+    let encode_error = |reason: String| CodecError::Encode { event: T::NAME, reason };
     let value = to_value(event).map_err(|e| encode_error(e.to_string()))?;
-    let value = value
-        .resolve(&schemas.current)
-        .map_err(|e| encode_error(e.to_string()))?;
+    let value = value.resolve(&schemas.current).map_err(|e| encode_error(e.to_string()))?;
     let datum = to_avro_datum(&schemas.current, value).map_err(|e| encode_error(e.to_string()))?;
     let mut out = Vec::with_capacity(HEADER_LEN + datum.len());
     out.extend_from_slice(&MAGIC);
@@ -98,20 +78,13 @@ pub fn decode<T: EventType>(bytes: &[u8]) -> Result<T, CodecError> {
     let schemas = schemas::<T>();
     let mut fp = [0u8; 8];
     fp.copy_from_slice(&bytes[2..HEADER_LEN]);
-    let writer = schemas
-        .by_fingerprint
-        .get(&fp)
-        .ok_or_else(|| CodecError::UnknownSchema {
-            event: T::NAME,
-            fingerprint: fp.iter().map(|b| format!("{b:02x}")).collect(),
-        })?;
-    let malformed = |reason: String| CodecError::Malformed {
+    let writer = schemas.by_fingerprint.get(&fp).ok_or_else(|| CodecError::UnknownSchema {
         event: T::NAME,
-        reason,
-    };
+        fingerprint: fp.iter().map(|b| format!("{b:02x}")).collect(),
+    })?;
+    let malformed = |reason: String| CodecError::Malformed { event: T::NAME, reason };
     let mut datum = &bytes[HEADER_LEN..];
-    let value = from_avro_datum(writer, &mut datum, Some(&schemas.current))
-        .map_err(|e| malformed(e.to_string()))?;
+    let value = from_avro_datum(writer, &mut datum, Some(&schemas.current)).map_err(|e| malformed(e.to_string()))?;
     if !datum.is_empty() {
         return Err(malformed(format!("{} trailing bytes", datum.len())));
     }
@@ -173,27 +146,15 @@ mod tests {
 
     #[test]
     fn garbage_is_a_clear_error_not_a_panic() {
-        assert!(matches!(
-            decode::<OrderSheetEvent>(b"{}"),
-            Err(CodecError::NotSingleObject { .. })
-        ));
+        assert!(matches!(decode::<OrderSheetEvent>(b"{}"), Err(CodecError::NotSingleObject { .. })));
         let mut unknown = encode(&event()).unwrap();
         unknown[5] ^= 0xff;
-        assert!(matches!(
-            decode::<OrderSheetEvent>(&unknown),
-            Err(CodecError::UnknownSchema { .. })
-        ));
+        assert!(matches!(decode::<OrderSheetEvent>(&unknown), Err(CodecError::UnknownSchema { .. })));
         let bytes = encode(&event()).unwrap();
         let truncated = &bytes[..bytes.len() - 3];
-        assert!(matches!(
-            decode::<OrderSheetEvent>(truncated),
-            Err(CodecError::Malformed { .. })
-        ));
+        assert!(matches!(decode::<OrderSheetEvent>(truncated), Err(CodecError::Malformed { .. })));
         // A fact is not an order sheet: the fingerprint tells them apart.
-        assert!(matches!(
-            decode::<PaymentFact>(&bytes),
-            Err(CodecError::UnknownSchema { .. })
-        ));
+        assert!(matches!(decode::<PaymentFact>(&bytes), Err(CodecError::UnknownSchema { .. })));
     }
 
     proptest! {

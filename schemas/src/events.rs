@@ -77,10 +77,7 @@ pub struct PaymentFact {
 
 impl PaymentFact {
     pub fn kafka_key(&self) -> String {
-        format!(
-            "{}:{}:{}",
-            self.vendor_id, self.order_id, self.vendor_item_id
-        )
+        format!("{}:{}:{}", self.vendor_id, self.order_id, self.vendor_item_id)
     }
 }
 

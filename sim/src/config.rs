@@ -88,20 +88,16 @@ fn default_rate_limit_per_second() -> u32 {
 
 /// The demo's three vendors. Their keys exist only in the simulator: they open nothing real.
 pub fn default_vendors() -> Vec<SimVendor> {
-    [
-        ("A00010001", "sim-access-a"),
-        ("A00010002", "sim-access-b"),
-        ("C00010003", "sim-access-c"),
-    ]
-    .into_iter()
-    .map(|(vendor_id, access_key)| SimVendor {
-        vendor_id: vendor_id.into(),
-        access_key: access_key.into(),
-        secret_key: Secret::new(format!("sim-secret-for-{vendor_id}")),
-        key_issued_on: None,
-        allowed_ips: Vec::new(),
-    })
-    .collect()
+    [("A00010001", "sim-access-a"), ("A00010002", "sim-access-b"), ("C00010003", "sim-access-c")]
+        .into_iter()
+        .map(|(vendor_id, access_key)| SimVendor {
+            vendor_id: vendor_id.into(),
+            access_key: access_key.into(),
+            secret_key: Secret::new(format!("sim-secret-for-{vendor_id}")),
+            key_issued_on: None,
+            allowed_ips: Vec::new(),
+        })
+        .collect()
 }
 
 impl Default for SimConfig {

@@ -20,12 +20,9 @@ use crate::config::{FaultConfig, SimConfig};
 use crate::world::{BoxStatus, ShipmentBox, VendorWorld, World};
 
 const ORDERSHEETS_V5: &str = "/v2/providers/openapi/apis/api/v5/vendors/{vendor_id}/ordersheets";
-const ORDERSHEET_V5: &str =
-    "/v2/providers/openapi/apis/api/v5/vendors/{vendor_id}/ordersheets/{shipment_box_id}";
-const ORDER_V5: &str =
-    "/v2/providers/openapi/apis/api/v5/vendors/{vendor_id}/{order_id}/ordersheets";
-const RETURN_REQUESTS_V6: &str =
-    "/v2/providers/openapi/apis/api/v6/vendors/{vendor_id}/returnRequests";
+const ORDERSHEET_V5: &str = "/v2/providers/openapi/apis/api/v5/vendors/{vendor_id}/ordersheets/{shipment_box_id}";
+const ORDER_V5: &str = "/v2/providers/openapi/apis/api/v5/vendors/{vendor_id}/{order_id}/ordersheets";
+const RETURN_REQUESTS_V6: &str = "/v2/providers/openapi/apis/api/v6/vendors/{vendor_id}/returnRequests";
 const REVENUE_HISTORY_V1: &str = "/v2/providers/openapi/apis/api/v1/revenue-history";
 /// Minute windows (`searchType=timeFrame`) may span at most 24 hours.
 const MAX_TIME_FRAME_HOURS: i64 = 24;
@@ -82,12 +79,7 @@ impl Simulator {
         let state = Arc::new(SimState::new(config));
         let shutdown = Shutdown::new();
         let task = tokio::spawn(serve_state(state.clone(), listener, shutdown.clone()));
-        Ok(Simulator {
-            addr,
-            state,
-            shutdown,
-            task,
-        })
+        Ok(Simulator { addr, state, shutdown, task })
     }
 
     pub fn base_url(&self) -> String {
@@ -99,11 +91,7 @@ impl Simulator {
     }
 
     pub fn stats(&self) -> RequestStats {
-        self.state
-            .stats
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.state.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The most calls of `vendor_id` that arrived within any one second (sliding window).
@@ -115,17 +103,10 @@ impl Simulator {
     /// Re-links a vendor with a new key, as a reissue in WING does: the old key stops working at once.
     pub fn relink(&self, vendor_id: &str, access_key: &str, secret_key: &str) {
         let mut keys = self.state.keys.write().unwrap_or_else(|e| e.into_inner());
-        let old = keys
-            .iter()
-            .find(|(_, k)| k.vendor_id == vendor_id)
-            .map(|(a, k)| (a.clone(), k.clone()));
+        let old = keys.iter().find(|(_, k)| k.vendor_id == vendor_id).map(|(a, k)| (a.clone(), k.clone()));
         if let Some((old_access, entry)) = old {
             keys.remove(&old_access);
-            let entry = KeyEntry {
-                secret: secret_key.to_string(),
-                expires_on: None,
-                ..entry
-            };
+            let entry = KeyEntry { secret: secret_key.to_string(), expires_on: None, ..entry };
             keys.insert(access_key.to_string(), entry);
         }
     }
@@ -137,19 +118,11 @@ impl Simulator {
 }
 
 /// Serves the simulator on `listener` until `shutdown` (what `coupang-etl sim` runs).
-pub async fn serve(
-    config: &SimConfig,
-    listener: TcpListener,
-    shutdown: Shutdown,
-) -> std::io::Result<()> {
+pub async fn serve(config: &SimConfig, listener: TcpListener, shutdown: Shutdown) -> std::io::Result<()> {
     serve_state(Arc::new(SimState::new(config)), listener, shutdown).await
 }
 
-async fn serve_state(
-    state: Arc<SimState>,
-    listener: TcpListener,
-    shutdown: Shutdown,
-) -> std::io::Result<()> {
+async fn serve_state(state: Arc<SimState>, listener: TcpListener, shutdown: Shutdown) -> std::io::Result<()> {
     let api = Router::new()
         .route(ORDERSHEETS_V5, get(ordersheets))
         .route(ORDERSHEET_V5, get(ordersheet))
@@ -158,16 +131,10 @@ async fn serve_state(
         .route(REVENUE_HISTORY_V1, get(revenue_history))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), gateway));
-    let app = Router::new()
-        .route("/sim/stats", get(stats))
-        .merge(api)
-        .with_state(state);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
-    .await
+    let app = Router::new().route("/sim/stats", get(stats)).merge(api).with_state(state);
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
 }
 
 impl SimState {
@@ -203,31 +170,21 @@ impl SimState {
         let now = Instant::now();
         let mut traffic = self.traffic.lock().unwrap_or_else(|e| e.into_inner());
         let t = traffic.entry(vendor.to_string()).or_default();
-        while t
-            .recent
-            .front()
-            .is_some_and(|&at| now.duration_since(at) >= Duration::from_secs(1))
-        {
+        while t.recent.front().is_some_and(|&at| now.duration_since(at) >= Duration::from_secs(1)) {
             t.recent.pop_front();
         }
         t.recent.push_back(now);
         t.peak_per_second = t.peak_per_second.max(t.recent.len());
         let call = t.calls;
         t.calls += 1;
-        let in_burst = self
-            .faults
-            .burst_429
-            .is_some_and(|b| b.every > 0 && call % b.every < b.length);
-        let over_rate =
-            self.rate_limit_per_second > 0 && t.recent.len() > self.rate_limit_per_second as usize;
+        let in_burst = self.faults.burst_429.is_some_and(|b| b.every > 0 && call % b.every < b.length);
+        let over_rate = self.rate_limit_per_second > 0 && t.recent.len() > self.rate_limit_per_second as usize;
         in_burst || over_rate
     }
 
     fn count(&self, vendor: &str, endpoint: &str, status: StatusCode) {
         let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
-        *stats
-            .entry((vendor.to_string(), endpoint.to_string(), status.as_u16()))
-            .or_default() += 1;
+        *stats.entry((vendor.to_string(), endpoint.to_string(), status.as_u16())).or_default() += 1;
     }
 }
 
@@ -237,24 +194,13 @@ struct AuthenticatedVendor(String);
 
 /// Gateway auth errors have a string `code` (coupang-api.md §3).
 fn gateway_error(status: StatusCode, message: &str) -> Response {
-    let transaction_id = format!(
-        "sim-{}",
-        Utc::now().timestamp_nanos_opt().unwrap_or_default()
-    );
-    (
-        status,
-        Json(json!({"code": "ERROR", "message": message, "transactionId": transaction_id})),
-    )
-        .into_response()
+    let transaction_id = format!("sim-{}", Utc::now().timestamp_nanos_opt().unwrap_or_default());
+    (status, Json(json!({"code": "ERROR", "message": message, "transactionId": transaction_id}))).into_response()
 }
 
 /// Business errors have a numeric `code`.
 fn business_error(status: StatusCode, message: &str) -> Response {
-    (
-        status,
-        Json(json!({"code": status.as_u16(), "message": message})),
-    )
-        .into_response()
+    (status, Json(json!({"code": status.as_u16(), "message": message}))).into_response()
 }
 
 async fn gateway(
@@ -264,39 +210,24 @@ async fn gateway(
     next: Next,
 ) -> Response {
     let endpoint = endpoint_name(request.uri().path());
-    let (vendor, response) =
-        match authenticate(&state, request.method(), request.uri(), request.headers()) {
-            Err(message) => (
-                "-".to_string(),
-                gateway_error(StatusCode::UNAUTHORIZED, message),
-            ),
-            Ok(key) => {
-                let vendor = key.vendor_id.clone();
-                let today = Utc::now()
-                    .with_timezone(&etl_core::time::kst())
-                    .date_naive();
-                let response =
-                    if !key.allowed_ips.is_empty() && !key.allowed_ips.contains(&peer.ip()) {
-                        gateway_error(
-                            StatusCode::FORBIDDEN,
-                            &format!("Not allowed IP: {}", peer.ip()),
-                        )
-                    } else if key.expires_on.is_some_and(|expiry| today >= expiry) {
-                        gateway_error(
-                            StatusCode::UNAUTHORIZED,
-                            "Request is not authorized. (the access key has expired)",
-                        )
-                    } else if state.over_limit(&vendor) {
-                        too_many_requests(&state.faults)
-                    } else {
-                        request
-                            .extensions_mut()
-                            .insert(AuthenticatedVendor(vendor.clone()));
-                        next.run(request).await
-                    };
-                (vendor, response)
-            }
-        };
+    let (vendor, response) = match authenticate(&state, request.method(), request.uri(), request.headers()) {
+        Err(message) => ("-".to_string(), gateway_error(StatusCode::UNAUTHORIZED, message)),
+        Ok(key) => {
+            let vendor = key.vendor_id.clone();
+            let today = Utc::now().with_timezone(&etl_core::time::kst()).date_naive();
+            let response = if !key.allowed_ips.is_empty() && !key.allowed_ips.contains(&peer.ip()) {
+                gateway_error(StatusCode::FORBIDDEN, &format!("Not allowed IP: {}", peer.ip()))
+            } else if key.expires_on.is_some_and(|expiry| today >= expiry) {
+                gateway_error(StatusCode::UNAUTHORIZED, "Request is not authorized. (the access key has expired)")
+            } else if state.over_limit(&vendor) {
+                too_many_requests(&state.faults)
+            } else {
+                request.extensions_mut().insert(AuthenticatedVendor(vendor.clone()));
+                next.run(request).await
+            };
+            (vendor, response)
+        }
+    };
     state.count(&vendor, endpoint, response.status());
     response
 }
@@ -337,13 +268,7 @@ fn authenticate(
     let Some(auth) = cea::parse_authorization(header) else {
         return unauthorized("HMAC format is invalid.");
     };
-    let Some(key) = state
-        .keys
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&auth.access_key)
-        .cloned()
-    else {
+    let Some(key) = state.keys.read().unwrap_or_else(|e| e.into_inner()).get(&auth.access_key).cloned() else {
         return unauthorized("Invalid signature.");
     };
     let now = Utc::now().timestamp();
@@ -351,25 +276,14 @@ fn authenticate(
         Some(at) if (now - at.timestamp()).abs() <= state.clock_skew_secs => {}
         _ => return unauthorized("Specified signature is expired."),
     }
-    let expected = cea::signature(
-        &key.secret,
-        &auth.signed_date,
-        method.as_str(),
-        uri.path(),
-        uri.query().unwrap_or(""),
-    );
+    let expected =
+        cea::signature(&key.secret, &auth.signed_date, method.as_str(), uri.path(), uri.query().unwrap_or(""));
     if !cea::signatures_equal(&expected, &auth.signature) {
         return unauthorized("Invalid signature.");
     }
-    let mut used = state
-        .used_signatures
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let mut used = state.used_signatures.lock().unwrap_or_else(|e| e.into_inner());
     used.retain(|_, forget_at| *forget_at > now);
-    if used
-        .insert(auth.signature, now + 2 * state.clock_skew_secs + 1)
-        .is_some()
-    {
+    if used.insert(auth.signature, now + 2 * state.clock_skew_secs + 1).is_some() {
         return unauthorized("Specified signature is expired.");
     }
     Ok(key)
@@ -397,22 +311,11 @@ fn parse_day(text: &str) -> Option<NaiveDate> {
 }
 
 /// The signer's vendor world, or the 404 Coupang gives for a path of another vendor.
-fn vendor_world<'a>(
-    state: &'a SimState,
-    path_vendor: &str,
-    signer: &str,
-) -> Result<&'a VendorWorld, Refusal> {
+fn vendor_world<'a>(state: &'a SimState, path_vendor: &str, signer: &str) -> Result<&'a VendorWorld, Refusal> {
     if path_vendor != signer {
-        return Err(Refusal(
-            StatusCode::NOT_FOUND,
-            "vendorId does not belong to this access key.".into(),
-        ));
+        return Err(Refusal(StatusCode::NOT_FOUND, "vendorId does not belong to this access key.".into()));
     }
-    state
-        .world
-        .vendors
-        .get(path_vendor)
-        .ok_or_else(|| Refusal(StatusCode::NOT_FOUND, "Not Found".into()))
+    state.world.vendors.get(path_vendor).ok_or_else(|| Refusal(StatusCode::NOT_FOUND, "Not Found".into()))
 }
 
 /// A business error answer (`{"code":400,"message":…}`), returned with `?` from handlers.
@@ -436,13 +339,10 @@ fn day_range(
     from_key: &str,
     to_key: &str,
 ) -> Result<(NaiveDate, NaiveDate), Refusal> {
-    let (Some(from), Some(to)) = (
-        params.get(from_key).and_then(|s| parse_day(s)),
-        params.get(to_key).and_then(|s| parse_day(s)),
-    ) else {
-        return Err(bad_request(&format!(
-            "{from_key} and {to_key} are required as yyyy-MM-dd."
-        )));
+    let (Some(from), Some(to)) =
+        (params.get(from_key).and_then(|s| parse_day(s)), params.get(to_key).and_then(|s| parse_day(s)))
+    else {
+        return Err(bad_request(&format!("{from_key} and {to_key} are required as yyyy-MM-dd.")));
     };
     if to < from || (to - from).num_days() >= MAX_RANGE_DAYS {
         return Err(bad_request("endTime-startTime range should less than31."));
@@ -465,30 +365,19 @@ fn page_size(params: &HashMap<String, String>) -> Result<usize, Refusal> {
 }
 
 /// Pages `records` (already in a stable order) by a token that is the index of the next record.
-fn page_of<T>(
-    records: Vec<T>,
-    token: Option<&String>,
-    per_page: usize,
-) -> Result<(Vec<T>, String), Refusal> {
+fn page_of<T>(records: Vec<T>, token: Option<&String>, per_page: usize) -> Result<(Vec<T>, String), Refusal> {
     let start = match token.map(String::as_str) {
         None | Some("") => 0,
-        Some(t) => t
-            .parse::<usize>()
-            .map_err(|_| bad_request("nextToken is invalid."))?,
+        Some(t) => t.parse::<usize>().map_err(|_| bad_request("nextToken is invalid."))?,
     };
     let total = records.len();
     let page: Vec<T> = records.into_iter().skip(start).take(per_page).collect();
-    let next = if start + page.len() < total {
-        (start + page.len()).to_string()
-    } else {
-        String::new()
-    };
+    let next = if start + page.len() < total { (start + page.len()).to_string() } else { String::new() };
     Ok((page, next))
 }
 
 fn ok_list(data: Vec<Value>, next_token: &str) -> Response {
-    Json(json!({"code": 200, "message": "OK", "data": data, "nextToken": next_token}))
-        .into_response()
+    Json(json!({"code": 200, "message": "OK", "data": data, "nextToken": next_token})).into_response()
 }
 
 async fn ordersheets(
@@ -499,7 +388,9 @@ async fn ordersheets(
 ) -> Answer {
     let vendor = vendor_world(&state, &vendor_id, &signer)?;
     let Some(status) = params.get("status").and_then(|s| BoxStatus::parse(s)) else {
-        return Err(bad_request("status is required: ACCEPT, INSTRUCT, DEPARTURE, DELIVERING, FINAL_DELIVERY or NONE_TRACKING."));
+        return Err(bad_request(
+            "status is required: ACCEPT, INSTRUCT, DEPARTURE, DELIVERING, FINAL_DELIVERY or NONE_TRACKING.",
+        ));
     };
     let in_status = |b: &&ShipmentBox| b.status == status;
     match params.get("searchType").map(String::as_str) {
@@ -509,14 +400,10 @@ async fn ordersheets(
                 params.get("createdAtFrom").and_then(|s| parse_minute(s)),
                 params.get("createdAtTo").and_then(|s| parse_minute(s)),
             ) else {
-                return Err(bad_request(
-                    "createdAtFrom and createdAtTo are required as yyyy-MM-ddTHH:mm.",
-                ));
+                return Err(bad_request("createdAtFrom and createdAtTo are required as yyyy-MM-ddTHH:mm."));
             };
             if to < from || to - from > chrono::Duration::hours(MAX_TIME_FRAME_HOURS) {
-                return Err(bad_request(
-                    "searchType=timeFrame range should be less than 24 hours.",
-                ));
+                return Err(bad_request("searchType=timeFrame range should be less than 24 hours."));
             }
             let until = to + chrono::Duration::seconds(59);
             let data = vendor
@@ -528,9 +415,7 @@ async fn ordersheets(
                 .collect();
             Ok(ok_list(data, ""))
         }
-        Some(other) => Err(bad_request(&format!(
-            "searchType {other} is not supported."
-        ))),
+        Some(other) => Err(bad_request(&format!("searchType {other} is not supported."))),
         None => {
             let (from, to) = day_range(&params, "createdAtFrom", "createdAtTo")?;
             let per_page = page_size(&params)?;
@@ -547,10 +432,7 @@ async fn ordersheets(
                 b.shipment_box_id > start_after && day >= from && day <= to
             });
             let page: Vec<Value> = matching.by_ref().take(per_page).map(box_json).collect();
-            let next_token = matching
-                .next()
-                .map(|b| b.shipment_box_id.to_string())
-                .unwrap_or_default();
+            let next_token = matching.next().map(|b| b.shipment_box_id.to_string()).unwrap_or_default();
             Ok(ok_list(page, &next_token))
         }
     }
@@ -564,12 +446,8 @@ async fn ordersheet(
     let vendor = vendor_world(&state, &vendor_id, &signer)?;
     let id = shipment_box_id.parse::<i64>().unwrap_or(-1);
     match vendor.boxes.iter().find(|b| b.shipment_box_id == id) {
-        Some(b) => {
-            Ok(Json(json!({"code": 200, "message": "OK", "data": box_json(b)})).into_response())
-        }
-        None => Err(bad_request(&format!(
-            "shipmentBoxId {shipment_box_id} was not found."
-        ))),
+        Some(b) => Ok(Json(json!({"code": 200, "message": "OK", "data": box_json(b)})).into_response()),
+        None => Err(bad_request(&format!("shipmentBoxId {shipment_box_id} was not found."))),
     }
 }
 
@@ -580,12 +458,7 @@ async fn order(
 ) -> Answer {
     let vendor = vendor_world(&state, &vendor_id, &signer)?;
     let id = order_id.parse::<i64>().unwrap_or(-1);
-    let boxes: Vec<Value> = vendor
-        .boxes
-        .iter()
-        .filter(|b| b.order_id == id)
-        .map(box_json)
-        .collect();
+    let boxes: Vec<Value> = vendor.boxes.iter().filter(|b| b.order_id == id).map(box_json).collect();
     if boxes.is_empty() {
         return Err(bad_request(&format!("orderId {order_id} was not found.")));
     }
@@ -603,19 +476,11 @@ async fn return_requests(
     vendor_world(&state, &vendor_id, &signer)?;
     day_range(&params, "createdAtFrom", "createdAtTo")?;
     let status = params.get("status").map(String::as_str);
-    match (
-        params
-            .get("cancelType")
-            .map(String::as_str)
-            .unwrap_or("RETURN"),
-        status,
-    ) {
+    match (params.get("cancelType").map(String::as_str).unwrap_or("RETURN"), status) {
         ("RETURN", Some("RU" | "UC" | "CC" | "PR")) => {}
         ("RETURN", _) => return Err(bad_request("status must be RU, UC, CC or PR.")),
         ("CANCEL", None) => {}
-        ("CANCEL", Some(_)) => {
-            return Err(bad_request("status is not allowed with cancelType=CANCEL."))
-        }
+        ("CANCEL", Some(_)) => return Err(bad_request("status is not allowed with cancelType=CANCEL.")),
         _ => return Err(bad_request("cancelType must be RETURN or CANCEL.")),
     }
     page_size(&params)?;
@@ -631,9 +496,7 @@ async fn revenue_history(
     let vendor_id = params.get("vendorId").cloned().unwrap_or_default();
     let vendor = vendor_world(&state, &vendor_id, &signer)?;
     let (from, to) = day_range(&params, "recognitionDateFrom", "recognitionDateTo")?;
-    let today = Utc::now()
-        .with_timezone(&etl_core::time::kst())
-        .date_naive();
+    let today = Utc::now().with_timezone(&etl_core::time::kst()).date_naive();
     if to >= today {
         return Err(bad_request("recognitionDateTo must be before today."));
     }
@@ -644,26 +507,18 @@ async fn revenue_history(
     let rows: Vec<&ShipmentBox> = vendor
         .boxes
         .iter()
-        .filter(|b| {
-            b.confirmed_at
-                .is_some_and(|c| c.date_naive() >= from && c.date_naive() <= to)
-        })
+        .filter(|b| b.confirmed_at.is_some_and(|c| c.date_naive() >= from && c.date_naive() <= to))
         .collect();
     let (page, next) = page_of(rows, params.get("token"), per_page)?;
     let data: Vec<Value> = page.into_iter().map(revenue_json).collect();
     let has_next = !next.is_empty();
-    Ok(Json(
-        json!({"code": 200, "message": "OK", "data": data, "hasNext": has_next, "nextToken": next}),
-    )
-    .into_response())
+    Ok(Json(json!({"code": 200, "message": "OK", "data": data, "hasNext": has_next, "nextToken": next}))
+        .into_response())
 }
 
 /// A SALE row of revenue-history: plain integer won, recognised on the confirmation day.
 fn revenue_json(b: &ShipmentBox) -> Value {
-    let recognised = b
-        .confirmed_at
-        .map(|c| c.date_naive())
-        .unwrap_or_else(|| b.paid_date());
+    let recognised = b.confirmed_at.map(|c| c.date_naive()).unwrap_or_else(|| b.paid_date());
     let delivery = b.shipping_price + b.remote_price.unwrap_or(0);
     let items: Vec<Value> = b
         .lines

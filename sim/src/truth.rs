@@ -36,17 +36,11 @@ impl Truth {
                 let amount = b.lines.iter().map(|l| l.order_price()).sum::<i64>()
                     + b.shipping_price
                     + b.remote_price.unwrap_or(0);
-                let day = truth
-                    .daily
-                    .entry((vendor.vendor_id.clone(), b.paid_date()))
-                    .or_default();
+                let day = truth.daily.entry((vendor.vendor_id.clone(), b.paid_date())).or_default();
                 day.orders += 1;
                 day.items += b.lines.len() as u64;
                 day.payment_amount += amount;
-                *truth
-                    .orders
-                    .entry((vendor.vendor_id.clone(), b.order_id))
-                    .or_default() += amount;
+                *truth.orders.entry((vendor.vendor_id.clone(), b.order_id)).or_default() += amount;
             }
         }
         truth
@@ -54,25 +48,19 @@ impl Truth {
 
     /// Totals of one vendor over the whole period.
     pub fn vendor_total(&self, vendor_id: &str) -> DayTotal {
-        self.daily.iter().filter(|((v, _), _)| v == vendor_id).fold(
-            DayTotal::default(),
-            |mut acc, (_, d)| {
-                acc.orders += d.orders;
-                acc.items += d.items;
-                acc.payment_amount += d.payment_amount;
-                acc
-            },
-        )
+        self.daily.iter().filter(|((v, _), _)| v == vendor_id).fold(DayTotal::default(), |mut acc, (_, d)| {
+            acc.orders += d.orders;
+            acc.items += d.items;
+            acc.payment_amount += d.payment_amount;
+            acc
+        })
     }
 
     /// The truth as CSV: `vendor_id,payment_date,orders,items,payment_amount`.
     pub fn daily_csv(&self) -> String {
         let mut out = String::from("vendor_id,payment_date,orders,items,payment_amount\n");
         for ((vendor, date), d) in &self.daily {
-            out.push_str(&format!(
-                "{vendor},{date},{},{},{}\n",
-                d.orders, d.items, d.payment_amount
-            ));
+            out.push_str(&format!("{vendor},{date},{},{},{}\n", d.orders, d.items, d.payment_amount));
         }
         out
     }
@@ -85,10 +73,7 @@ mod tests {
 
     #[test]
     fn daily_totals_add_up_to_order_totals() {
-        let world = World::generate(&SimConfig {
-            days: 7,
-            ..SimConfig::default()
-        });
+        let world = World::generate(&SimConfig { days: 7, ..SimConfig::default() });
         let truth = Truth::of(&world);
         let daily_sum: i64 = truth.daily.values().map(|d| d.payment_amount).sum();
         let order_sum: i64 = truth.orders.values().sum();

@@ -136,36 +136,19 @@ impl World {
                 for _ in 0..count {
                     next_order_id += rng.range(1, 40);
                     next_box_id += rng.range(1, 1_000);
-                    boxes.push(order(
-                        &mut rng,
-                        &catalogue,
-                        date,
-                        as_of,
-                        next_order_id,
-                        next_box_id,
-                    ));
+                    boxes.push(order(&mut rng, &catalogue, date, as_of, next_order_id, next_box_id));
                 }
             }
             boxes.sort_by_key(|b| b.shipment_box_id);
-            vendors.insert(
-                vendor.vendor_id.clone(),
-                VendorWorld {
-                    vendor_id: vendor.vendor_id.clone(),
-                    boxes,
-                },
-            );
+            vendors.insert(vendor.vendor_id.clone(), VendorWorld { vendor_id: vendor.vendor_id.clone(), boxes });
         }
         World { as_of, vendors }
     }
 }
 
 fn at_kst(date: NaiveDate, second_of_day: u32) -> DateTime<FixedOffset> {
-    let time = NaiveTime::from_num_seconds_from_midnight_opt(second_of_day, 0)
-        .expect("second within a day");
-    kst()
-        .from_local_datetime(&date.and_time(time))
-        .single()
-        .expect("fixed offset is unambiguous")
+    let time = NaiveTime::from_num_seconds_from_midnight_opt(second_of_day, 0).expect("second within a day");
+    kst().from_local_datetime(&date.and_time(time)).single().expect("fixed offset is unambiguous")
 }
 
 fn catalogue(rng: &mut SplitMix64, vendor_index: u64) -> Vec<Product> {
@@ -209,11 +192,8 @@ fn order(
     let departs = paid_at + Duration::hours(rng.range(6, 30));
     let delivered = departs + Duration::hours(rng.range(20, 70));
     let untracked = rng.chance(0.03);
-    let confirms = if rng.chance(0.4) {
-        delivered + Duration::hours(rng.range(12, 120))
-    } else {
-        delivered + Duration::days(7)
-    };
+    let confirms =
+        if rng.chance(0.4) { delivered + Duration::hours(rng.range(12, 120)) } else { delivered + Duration::days(7) };
     let (status, in_transit_at, delivered_at) = if as_of < paid_at + Duration::hours(3) {
         (BoxStatus::Accept, None, None)
     } else if as_of < departs {
@@ -227,8 +207,7 @@ fn order(
     } else {
         (BoxStatus::FinalDelivery, Some(departs), Some(delivered))
     };
-    let confirmed_at =
-        (status == BoxStatus::FinalDelivery && confirms <= as_of).then_some(confirms);
+    let confirmed_at = (status == BoxStatus::FinalDelivery && confirms <= as_of).then_some(confirms);
     ShipmentBox {
         shipment_box_id,
         order_id,
@@ -252,24 +231,13 @@ mod tests {
 
     #[test]
     fn the_seed_fixes_the_world() {
-        let config = SimConfig {
-            days: 5,
-            ..SimConfig::default()
-        };
+        let config = SimConfig { days: 5, ..SimConfig::default() };
         let a = World::generate(&config);
         let b = World::generate(&config);
         let ids = |w: &World| -> Vec<(i64, i64, &'static str)> {
             w.vendors
                 .values()
-                .flat_map(|v| {
-                    v.boxes.iter().map(|b| {
-                        (
-                            b.shipment_box_id,
-                            b.lines[0].order_price(),
-                            b.status.as_str(),
-                        )
-                    })
-                })
+                .flat_map(|v| v.boxes.iter().map(|b| (b.shipment_box_id, b.lines[0].order_price(), b.status.as_str())))
                 .collect()
         };
         assert_eq!(ids(&a), ids(&b));
@@ -285,10 +253,7 @@ mod tests {
             for b in &vendor.boxes {
                 assert_eq!(b.shipment_box_id.to_string().len(), 18);
                 assert_eq!(b.order_id.to_string().len(), 14);
-                assert!(
-                    seen.insert(b.order_id),
-                    "order ids are unique across vendors"
-                );
+                assert!(seen.insert(b.order_id), "order ids are unique across vendors");
                 assert!(b.ordered_at <= b.paid_at);
             }
         }
@@ -297,17 +262,9 @@ mod tests {
     #[test]
     fn recent_orders_are_still_moving_and_old_ones_delivered() {
         let world = World::generate(&SimConfig::default());
-        let statuses: std::collections::HashSet<BoxStatus> = world
-            .vendors
-            .values()
-            .flat_map(|v| v.boxes.iter().map(|b| b.status))
-            .collect();
-        for status in [
-            BoxStatus::Instruct,
-            BoxStatus::Delivering,
-            BoxStatus::FinalDelivery,
-            BoxStatus::NoneTracking,
-        ] {
+        let statuses: std::collections::HashSet<BoxStatus> =
+            world.vendors.values().flat_map(|v| v.boxes.iter().map(|b| b.status)).collect();
+        for status in [BoxStatus::Instruct, BoxStatus::Delivering, BoxStatus::FinalDelivery, BoxStatus::NoneTracking] {
             assert!(statuses.contains(&status), "{status:?} missing");
         }
     }

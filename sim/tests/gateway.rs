@@ -23,13 +23,7 @@ struct Call<'a> {
 
 impl<'a> Call<'a> {
     fn new(query: &'a str) -> Self {
-        Call {
-            path: path(VENDOR),
-            query,
-            secret: SECRET,
-            signed_at: Utc::now(),
-            separator: ", ",
-        }
+        Call { path: path(VENDOR), query, secret: SECRET, signed_at: Utc::now(), separator: ", " }
     }
 
     fn header(&self) -> String {
@@ -40,12 +34,7 @@ impl<'a> Call<'a> {
 
     async fn send_with(&self, sim: &Simulator, header: &str) -> (u16, Value) {
         let url = format!("{}{}?{}", sim.base_url(), self.path, self.query);
-        let response = reqwest::Client::new()
-            .get(url)
-            .header("Authorization", header)
-            .send()
-            .await
-            .unwrap();
+        let response = reqwest::Client::new().get(url).header("Authorization", header).send().await.unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
@@ -56,17 +45,12 @@ impl<'a> Call<'a> {
 }
 
 async fn simulator() -> Simulator {
-    let config = SimConfig {
-        days: 5,
-        orders_per_day: 60,
-        ..SimConfig::default()
-    };
-    Simulator::start(&config, ([127, 0, 0, 1], 0).into())
-        .await
-        .unwrap()
+    let config = SimConfig { days: 5, orders_per_day: 60, ..SimConfig::default() };
+    Simulator::start(&config, ([127, 0, 0, 1], 0).into()).await.unwrap()
 }
 
-const DAY_QUERY: &str = "createdAtFrom=2026-09-30%2B09:00&createdAtTo=2026-10-05%2B09:00&maxPerPage=50&status=FINAL_DELIVERY";
+const DAY_QUERY: &str =
+    "createdAtFrom=2026-09-30%2B09:00&createdAtTo=2026-10-05%2B09:00&maxPerPage=50&status=FINAL_DELIVERY";
 
 #[tokio::test]
 async fn a_correct_signature_is_accepted_with_either_separator() {
@@ -75,25 +59,16 @@ async fn a_correct_signature_is_accepted_with_either_separator() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["code"], 200);
     assert!(!body["data"].as_array().unwrap().is_empty());
-    let tight = Call {
-        separator: ",",
-        ..Call::new(DAY_QUERY)
-    };
+    let tight = Call { separator: ",", ..Call::new(DAY_QUERY) };
     // A second, distinct signature: a different second of signing.
-    let tight = Call {
-        signed_at: Utc::now() - chrono::Duration::seconds(1),
-        ..tight
-    };
+    let tight = Call { signed_at: Utc::now() - chrono::Duration::seconds(1), ..tight };
     assert_eq!(tight.send(&sim).await.0, 200);
 }
 
 #[tokio::test]
 async fn bad_stale_reused_or_malformed_signatures_get_401_with_coupang_bodies() {
     let sim = simulator().await;
-    let wrong_secret = Call {
-        secret: "not-the-secret",
-        ..Call::new(DAY_QUERY)
-    };
+    let wrong_secret = Call { secret: "not-the-secret", ..Call::new(DAY_QUERY) };
     let (status, body) = wrong_secret.send(&sim).await;
     assert_eq!(
         (status, body["code"].as_str(), body["message"].as_str()),
@@ -101,74 +76,45 @@ async fn bad_stale_reused_or_malformed_signatures_get_401_with_coupang_bodies() 
     );
     assert!(body["transactionId"].is_string());
 
-    let stale = Call {
-        signed_at: Utc::now() - chrono::Duration::minutes(10),
-        ..Call::new(DAY_QUERY)
-    };
-    assert_eq!(
-        stale.send(&sim).await.1["message"],
-        "Specified signature is expired."
-    );
+    let stale = Call { signed_at: Utc::now() - chrono::Duration::minutes(10), ..Call::new(DAY_QUERY) };
+    assert_eq!(stale.send(&sim).await.1["message"], "Specified signature is expired.");
 
     // The query signed must be the query sent: signing `+` but sending `%2B` fails.
     let call = Call::new(DAY_QUERY);
-    let mis_signed = Call { query: "createdAtFrom=2026-09-30+09:00&createdAtTo=2026-10-05+09:00&maxPerPage=50&status=FINAL_DELIVERY", ..Call::new(DAY_QUERY) };
-    assert_eq!(call.send_with(&sim, &mis_signed.header()).await.0, 401);
-
-    let once = Call {
-        signed_at: Utc::now() - chrono::Duration::seconds(3),
+    let mis_signed = Call {
+        query: "createdAtFrom=2026-09-30+09:00&createdAtTo=2026-10-05+09:00&maxPerPage=50&status=FINAL_DELIVERY",
         ..Call::new(DAY_QUERY)
     };
+    assert_eq!(call.send_with(&sim, &mis_signed.header()).await.0, 401);
+
+    let once = Call { signed_at: Utc::now() - chrono::Duration::seconds(3), ..Call::new(DAY_QUERY) };
     let header = once.header();
     assert_eq!(once.send_with(&sim, &header).await.0, 200);
-    assert_eq!(
-        once.send_with(&sim, &header).await.0,
-        401,
-        "a signature works once"
-    );
+    assert_eq!(once.send_with(&sim, &header).await.0, 401, "a signature works once");
 
-    let (status, body) = call
-        .send_with(&sim, "CEA algorithm=HmacSHA256, access-key=x")
-        .await;
-    assert_eq!(
-        (status, body["message"].as_str()),
-        (401, Some("HMAC format is invalid."))
-    );
+    let (status, body) = call.send_with(&sim, "CEA algorithm=HmacSHA256, access-key=x").await;
+    assert_eq!((status, body["message"].as_str()), (401, Some("HMAC format is invalid.")));
     let stats = sim.stats();
-    assert!(
-        stats
-            .get(&("-".into(), "ordersheets".into(), 401))
-            .copied()
-            .unwrap_or(0)
-            >= 4,
-        "{stats:?}"
-    );
+    assert!(stats.get(&("-".into(), "ordersheets".into(), 401)).copied().unwrap_or(0) >= 4, "{stats:?}");
 }
 
 #[tokio::test]
 async fn documented_limits_answer_400() {
     let sim = simulator().await;
     let cases = [
-        ("createdAtFrom=2026-09-01%2B09:00&createdAtTo=2026-10-02%2B09:00&maxPerPage=50&status=ACCEPT", "range should less than31"),
+        (
+            "createdAtFrom=2026-09-01%2B09:00&createdAtTo=2026-10-02%2B09:00&maxPerPage=50&status=ACCEPT",
+            "range should less than31",
+        ),
         ("createdAtFrom=2026-10-01%2B09:00&createdAtTo=2026-10-02%2B09:00&maxPerPage=51&status=ACCEPT", "maxPerPage"),
         ("createdAtFrom=2026-10-01%2B09:00&createdAtTo=2026-10-02%2B09:00&maxPerPage=50", "status is required"),
         ("createdAtTo=2026-10-02%2B09:00&status=ACCEPT", "createdAtFrom"),
     ];
     for (i, (query, message)) in cases.iter().enumerate() {
-        let call = Call {
-            signed_at: Utc::now() - chrono::Duration::seconds(i as i64),
-            ..Call::new(query)
-        };
+        let call = Call { signed_at: Utc::now() - chrono::Duration::seconds(i as i64), ..Call::new(query) };
         let (status, body) = call.send(&sim).await;
-        assert_eq!(
-            (status, body["code"].as_u64()),
-            (400, Some(400)),
-            "{query}: {body}"
-        );
-        assert!(
-            body["message"].as_str().unwrap().contains(message),
-            "{query}: {body}"
-        );
+        assert_eq!((status, body["code"].as_u64()), (400, Some(400)), "{query}: {body}");
+        assert!(body["message"].as_str().unwrap().contains(message), "{query}: {body}");
     }
     // A 31-day window (both ends included) is legal.
     let legal = "createdAtFrom=2026-09-01%2B09:00&createdAtTo=2026-10-01%2B09:00&maxPerPage=50&status=ACCEPT";
@@ -178,10 +124,7 @@ async fn documented_limits_answer_400() {
 #[tokio::test]
 async fn another_vendors_path_is_404() {
     let sim = simulator().await;
-    let call = Call {
-        path: path("A00010002"),
-        ..Call::new(DAY_QUERY)
-    };
+    let call = Call { path: path("A00010002"), ..Call::new(DAY_QUERY) };
     assert_eq!(call.send(&sim).await.0, 404);
 }
 
@@ -194,23 +137,12 @@ async fn paging_returns_every_box_once_in_order() {
         .filter(|b| b.status.as_str() == "FINAL_DELIVERY")
         .map(|b| b.shipment_box_id)
         .collect();
-    assert!(
-        expected.len() > 100,
-        "the scenario needs several pages: {}",
-        expected.len()
-    );
+    assert!(expected.len() > 100, "the scenario needs several pages: {}", expected.len());
     let mut seen = Vec::new();
     let mut token = String::new();
     for page in 0.. {
-        let query = if token.is_empty() {
-            DAY_QUERY.to_string()
-        } else {
-            format!("{DAY_QUERY}&nextToken={token}")
-        };
-        let call = Call {
-            signed_at: Utc::now() - chrono::Duration::seconds(page),
-            ..Call::new(&query)
-        };
+        let query = if token.is_empty() { DAY_QUERY.to_string() } else { format!("{DAY_QUERY}&nextToken={token}") };
+        let call = Call { signed_at: Utc::now() - chrono::Duration::seconds(page), ..Call::new(&query) };
         let (status, body) = call.send(&sim).await;
         assert_eq!(status, 200, "{body}");
         let data = body["data"].as_array().unwrap();
@@ -223,12 +155,8 @@ async fn paging_returns_every_box_once_in_order() {
     }
     assert_eq!(seen, expected);
     // v5 formats: money objects and +09:00 times; personal data present as on the real API.
-    let (_, body) = Call {
-        signed_at: Utc::now() - chrono::Duration::seconds(30),
-        ..Call::new(DAY_QUERY)
-    }
-    .send(&sim)
-    .await;
+    let (_, body) =
+        Call { signed_at: Utc::now() - chrono::Duration::seconds(30), ..Call::new(DAY_QUERY) }.send(&sim).await;
     let first = &body["data"][0];
     assert_eq!(first["shippingPrice"]["currencyCode"], "KRW");
     assert!(first["paidAt"].as_str().unwrap().ends_with("+09:00"));

@@ -30,47 +30,23 @@ pub fn services() -> (String, String) {
 
 /// A name no other test or earlier run uses.
 pub fn unique(test: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{test}_{}_{}",
-        std::process::id(),
-        nanos % 1_000_000_000_000
-    )
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{test}_{}_{}", std::process::id(), nanos % 1_000_000_000_000)
 }
 
 pub fn config(test: &str, sim: SimConfig) -> Config {
     let (brokers, url) = services();
     let id = unique(test);
     Config {
-        kafka: KafkaConfig {
-            brokers,
-            topic_prefix: format!("test.{id}."),
-            partitions: 3,
-            ..KafkaConfig::default()
-        },
-        clickhouse: ClickHouseConfig {
-            url,
-            database: format!("t_{id}"),
-            ..ClickHouseConfig::default()
-        },
-        ingest: IngestConfig {
-            requests_per_second: 10.0,
-            max_attempts: 3,
-            ..IngestConfig::default()
-        },
+        kafka: KafkaConfig { brokers, topic_prefix: format!("test.{id}."), partitions: 3, ..KafkaConfig::default() },
+        clickhouse: ClickHouseConfig { url, database: format!("t_{id}"), ..ClickHouseConfig::default() },
+        ingest: IngestConfig { requests_per_second: 10.0, max_attempts: 3, ..IngestConfig::default() },
         transform: TransformConfig {
             group_id: format!("{id}-transform"),
             batch_wait_ms: 100,
             ..TransformConfig::default()
         },
-        load: LoadConfig {
-            group_id: format!("{id}-load"),
-            batch_wait_ms: 200,
-            ..LoadConfig::default()
-        },
+        load: LoadConfig { group_id: format!("{id}-load"), batch_wait_ms: 200, ..LoadConfig::default() },
         sim,
         accounts: Vec::new(),
     }
@@ -78,52 +54,32 @@ pub fn config(test: &str, sim: SimConfig) -> Config {
 
 /// A small but varied world: three vendors, ten days, several pages per status.
 pub fn small_world() -> SimConfig {
-    SimConfig {
-        days: 10,
-        orders_per_day: 25,
-        ..SimConfig::default()
-    }
+    SimConfig { days: 10, orders_per_day: 25, ..SimConfig::default() }
 }
 
 /// Starts the simulator and points the config's ingest and accounts at it.
 pub async fn with_simulator(config: &mut Config) -> Simulator {
-    let sim = Simulator::start(&config.sim, ([127, 0, 0, 1], 0).into())
-        .await
-        .unwrap();
+    let sim = Simulator::start(&config.sim, ([127, 0, 0, 1], 0).into()).await.unwrap();
     config.ingest.base_url = sim.base_url();
-    config.accounts =
-        coupang_etl::demo::sim_accounts(config, etl_core::time::now_kst().date_naive());
+    config.accounts = coupang_etl::demo::sim_accounts(config, etl_core::time::now_kst().date_naive());
     sim
 }
 
 /// The collection range that covers the simulated payment days (orders can be placed the day before).
 pub fn sim_range(config: &Config) -> (chrono::NaiveDate, chrono::NaiveDate) {
-    (
-        config.sim.start_date - chrono::Duration::days(1),
-        config.sim.end_date(),
-    )
+    (config.sim.start_date - chrono::Duration::days(1), config.sim.end_date())
 }
 
 /// Every message currently in `topic`, read without a consumer group.
 pub fn read_topic(kafka: &KafkaConfig, topic: &str) -> Vec<OwnedMessage> {
-    let consumer: BaseConsumer = kafka
-        .client_config()
-        .set("group.id", unique("reader"))
-        .create()
-        .unwrap();
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
+    let consumer: BaseConsumer = kafka.client_config().set("group.id", unique("reader")).create().unwrap();
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
     let mut assignment = TopicPartitionList::new();
     let mut remaining = 0;
     for partition in metadata.topics()[0].partitions() {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition.id(), Duration::from_secs(10))
-            .unwrap();
+        let (low, high) = consumer.fetch_watermarks(topic, partition.id(), Duration::from_secs(10)).unwrap();
         remaining += high - low;
-        assignment
-            .add_partition_offset(topic, partition.id(), Offset::Beginning)
-            .unwrap();
+        assignment.add_partition_offset(topic, partition.id(), Offset::Beginning).unwrap();
     }
     consumer.assign(&assignment).unwrap();
     let mut out = Vec::new();
@@ -140,11 +96,7 @@ pub fn read_topic(kafka: &KafkaConfig, topic: &str) -> Vec<OwnedMessage> {
 pub fn header<'a>(message: &'a OwnedMessage, name: &str) -> Option<&'a str> {
     use rdkafka::message::Headers;
     let headers = message.headers()?;
-    headers
-        .iter()
-        .find(|h| h.key == name)
-        .and_then(|h| h.value)
-        .and_then(|v| std::str::from_utf8(v).ok())
+    headers.iter().find(|h| h.key == name).and_then(|h| h.value).and_then(|v| std::str::from_utf8(v).ok())
 }
 
 /// Drops the test's database once it passed (a failing test leaves it for inspection).
@@ -197,10 +149,7 @@ pub fn write_config_file(config: &Config, name: &str) -> std::path::PathBuf {
 
 /// Runs the real `coupang-etl` binary and returns its stdout (asserting success).
 pub fn coupang_etl(args: &[&str]) -> String {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_coupang-etl"))
-        .args(args)
-        .output()
-        .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_coupang-etl")).args(args).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),

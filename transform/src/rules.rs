@@ -17,17 +17,9 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RuleError {
     #[error("order {order_id} of vendor {vendor_id}: paid_at {paid_at} is not a valid time")]
-    BadPaymentTime {
-        vendor_id: String,
-        order_id: i64,
-        paid_at: i64,
-    },
+    BadPaymentTime { vendor_id: String, order_id: i64, paid_at: i64 },
     #[error("order {order_id} of vendor {vendor_id}: unknown status {status:?}")]
-    UnknownStatus {
-        vendor_id: String,
-        order_id: i64,
-        status: String,
-    },
+    UnknownStatus { vendor_id: String, order_id: i64, status: String },
 }
 
 /// Lifecycle rank of an order-sheet status: a later status is newer information.
@@ -46,27 +38,21 @@ pub fn status_rank(status: &str) -> Option<i64> {
 /// The newest source timestamp in the record: when Coupang last had something new to say about it.
 pub fn source_time(event: &OrderSheetEvent) -> i64 {
     let item_times = event.items.iter().filter_map(|i| i.confirm_date);
-    [
-        Some(event.paid_at),
-        event.ordered_at,
-        event.in_transit_at,
-        event.delivered_at,
-    ]
-    .into_iter()
-    .flatten()
-    .chain(item_times)
-    .max()
-    .unwrap_or(event.paid_at)
+    [Some(event.paid_at), event.ordered_at, event.in_transit_at, event.delivered_at]
+        .into_iter()
+        .flatten()
+        .chain(item_times)
+        .max()
+        .unwrap_or(event.paid_at)
 }
 
 /// One fact per vendor item of the box.
 pub fn payment_facts(event: &OrderSheetEvent) -> Result<Vec<PaymentFact>, RuleError> {
-    let payment_day =
-        kst_date_of_millis(event.paid_at).ok_or_else(|| RuleError::BadPaymentTime {
-            vendor_id: event.vendor_id.clone(),
-            order_id: event.order_id,
-            paid_at: event.paid_at,
-        })?;
+    let payment_day = kst_date_of_millis(event.paid_at).ok_or_else(|| RuleError::BadPaymentTime {
+        vendor_id: event.vendor_id.clone(),
+        order_id: event.order_id,
+        paid_at: event.paid_at,
+    })?;
     let rank = status_rank(&event.status).ok_or_else(|| RuleError::UnknownStatus {
         vendor_id: event.vendor_id.clone(),
         order_id: event.order_id,
@@ -167,30 +153,11 @@ mod tests {
 
     #[test]
     fn amount_is_order_price_plus_shipping_on_the_korean_payment_day() {
-        let facts = payment_facts(&event(
-            vec![item(7, 2, 9_900), item(3, 1, 15_000)],
-            3_000,
-            3_000,
-        ))
-        .unwrap();
+        let facts = payment_facts(&event(vec![item(7, 2, 9_900), item(3, 1, 15_000)], 3_000, 3_000)).unwrap();
         assert_eq!(facts.len(), 2);
         // Lowest vendorItemId carries the box's shipping and remote-area fee.
-        assert_eq!(
-            (
-                facts[0].vendor_item_id,
-                facts[0].shipping_fee,
-                facts[0].payment_amount
-            ),
-            (3, 6_000, 21_000)
-        );
-        assert_eq!(
-            (
-                facts[1].vendor_item_id,
-                facts[1].shipping_fee,
-                facts[1].payment_amount
-            ),
-            (7, 0, 19_800)
-        );
+        assert_eq!((facts[0].vendor_item_id, facts[0].shipping_fee, facts[0].payment_amount), (3, 6_000, 21_000));
+        assert_eq!((facts[1].vendor_item_id, facts[1].shipping_fee, facts[1].payment_amount), (7, 0, 19_800));
         let day = etl_core::time::date_from_days(facts[0].payment_date).unwrap();
         assert_eq!(day.to_string(), "2026-10-05");
         assert!(facts.iter().all(|f| f.provisional && !f.cancelled));
@@ -213,8 +180,7 @@ mod tests {
 
     #[test]
     fn duplicate_lines_merge_into_one_key() {
-        let facts =
-            payment_facts(&event(vec![item(5, 1, 1_000), item(5, 2, 1_000)], 0, 0)).unwrap();
+        let facts = payment_facts(&event(vec![item(5, 1, 1_000), item(5, 2, 1_000)], 0, 0)).unwrap();
         assert_eq!(facts.len(), 1);
         assert_eq!((facts[0].quantity, facts[0].order_price), (3, 3_000));
     }
@@ -223,16 +189,10 @@ mod tests {
     fn bad_input_is_an_error_naming_the_order() {
         let mut e = event(vec![item(1, 1, 1)], 0, 0);
         e.status = "TELEPORTED".into();
-        assert!(payment_facts(&e)
-            .unwrap_err()
-            .to_string()
-            .contains("24000000000001"));
+        assert!(payment_facts(&e).unwrap_err().to_string().contains("24000000000001"));
         e.status = "ACCEPT".into();
         e.paid_at = i64::MAX;
-        assert!(matches!(
-            payment_facts(&e),
-            Err(RuleError::BadPaymentTime { .. })
-        ));
+        assert!(matches!(payment_facts(&e), Err(RuleError::BadPaymentTime { .. })));
     }
 
     fn any_event() -> impl Strategy<Value = OrderSheetEvent> {
@@ -243,11 +203,7 @@ mod tests {
             0i64..4_000_000_000_000,
         )
             .prop_map(|(lines, shipping, remote, paid_at)| {
-                let mut e = event(
-                    lines.into_iter().map(|(id, n, p)| item(id, n, p)).collect(),
-                    shipping,
-                    remote,
-                );
+                let mut e = event(lines.into_iter().map(|(id, n, p)| item(id, n, p)).collect(), shipping, remote);
                 e.paid_at = paid_at;
                 e
             })

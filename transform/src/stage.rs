@@ -5,9 +5,7 @@
 //! loader's ReplacingMergeTree keeps one row per key: the exactly-once effect needs no transactions.
 
 use coupang_schemas::{decode, encode, OrderSheetEvent};
-use etl_core::kafka::{
-    commit_batch, ensure_topics, next_batch, DeadLetter, KafkaConfig, KafkaSetupError,
-};
+use etl_core::kafka::{commit_batch, ensure_topics, next_batch, DeadLetter, KafkaConfig, KafkaSetupError};
 use etl_core::Shutdown;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -28,21 +26,9 @@ pub enum TransformError {
     Encode(#[from] coupang_schemas::CodecError),
 }
 
-pub async fn run(
-    config: &TransformConfig,
-    kafka: &KafkaConfig,
-    shutdown: Shutdown,
-) -> Result<(), TransformError> {
+pub async fn run(config: &TransformConfig, kafka: &KafkaConfig, shutdown: Shutdown) -> Result<(), TransformError> {
     let topics = kafka.topics();
-    ensure_topics(
-        kafka,
-        &[
-            &topics.raw_order_sheets,
-            &topics.payment_facts,
-            &topics.dead_letter,
-        ],
-    )
-    .await?;
+    ensure_topics(kafka, &[&topics.raw_order_sheets, &topics.payment_facts, &topics.dead_letter]).await?;
     let consumer: StreamConsumer = kafka.consumer_config(&config.group_id).create()?;
     consumer.subscribe(&[&topics.raw_order_sheets])?;
     let producer: FutureProducer = kafka.producer_config().create()?;
@@ -73,23 +59,15 @@ pub async fn run(
         let deliveries: Vec<_> = encoded
             .iter()
             .map(|(key, payload)| {
-                producer.send(
-                    FutureRecord::to(&topics.payment_facts)
-                        .key(key)
-                        .payload(payload),
-                    Duration::from_secs(120),
-                )
+                producer
+                    .send(FutureRecord::to(&topics.payment_facts).key(key).payload(payload), Duration::from_secs(120))
             })
             .collect();
         for delivery in futures::future::join_all(deliveries).await {
             delivery.map_err(|(error, _)| error)?;
         }
         commit_batch(&consumer, &batch)?;
-        tracing::debug!(
-            events = batch.len(),
-            facts = encoded.len(),
-            "batch committed"
-        );
+        tracing::debug!(events = batch.len(), facts = encoded.len(), "batch committed");
     }
     tracing::info!("transform stopped");
     Ok(())

@@ -21,12 +21,7 @@ pub use rate::RateLimiter;
 
 /// Query values are encoded like Coupang's own examples (`2025-07-15%2B09:00`): everything but
 /// unreserved characters and `:`. The signature covers exactly these bytes.
-const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~')
-    .remove(b':');
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b':');
 
 /// Day-query windows may span at most 31 calendar days (coupang-api.md §4).
 pub const MAX_WINDOW_DAYS: i64 = 31;
@@ -61,48 +56,20 @@ const REVENUE_HISTORY: &str = "revenue-history";
 pub enum ClientError {
     /// 401, or 403 for a non-allow-listed IP: the account cannot work until a person fixes its key.
     #[error("account {alias}: Coupang rejected the key (HTTP {status}): {message}")]
-    KeyRejected {
-        alias: String,
-        status: u16,
-        message: String,
-    },
+    KeyRejected { alias: String, status: u16, message: String },
     /// 400/404 and other refusals that retrying cannot fix.
     #[error("account {alias}: {endpoint} refused (HTTP {status}): {message}")]
-    Refused {
-        alias: String,
-        endpoint: &'static str,
-        status: u16,
-        message: String,
-    },
+    Refused { alias: String, endpoint: &'static str, status: u16, message: String },
     #[error("account {alias}: {endpoint} still failing after {attempts} attempts: {last}")]
-    GaveUp {
-        alias: String,
-        endpoint: &'static str,
-        attempts: u32,
-        last: String,
-    },
+    GaveUp { alias: String, endpoint: &'static str, attempts: u32, last: String },
     #[error("account {alias}: {endpoint} answered with something that is not Coupang's envelope: {reason}")]
-    BadEnvelope {
-        alias: String,
-        endpoint: &'static str,
-        reason: String,
-    },
+    BadEnvelope { alias: String, endpoint: &'static str, reason: String },
     /// One record of a page could not be read; `raw` keeps it for the dead-letter topic.
     #[error("account {alias}: {endpoint} record {record_id}: {reason}")]
-    BadRecord {
-        alias: String,
-        endpoint: &'static str,
-        record_id: String,
-        reason: String,
-        raw: String,
-    },
+    BadRecord { alias: String, endpoint: &'static str, record_id: String, reason: String, raw: String },
     /// A request that would break a documented limit, refused before sending.
     #[error("account {alias}: {endpoint}: {reason}")]
-    InvalidRequest {
-        alias: String,
-        endpoint: &'static str,
-        reason: String,
-    },
+    InvalidRequest { alias: String, endpoint: &'static str, reason: String },
     #[error("account {alias}: cannot build a request: {reason}")]
     Request { alias: String, reason: String },
 }
@@ -132,18 +99,12 @@ pub struct CoupangClient {
 }
 
 impl CoupangClient {
-    pub fn new(
-        config: &IngestConfig,
-        account: AccountConfig,
-    ) -> Result<CoupangClient, ClientError> {
+    pub fn new(config: &IngestConfig, account: AccountConfig) -> Result<CoupangClient, ClientError> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(config.request_timeout_secs))
             .connect_timeout(Duration::from_secs(10))
             .build()
-            .map_err(|e| ClientError::Request {
-                alias: account.alias.clone(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| ClientError::Request { alias: account.alias.clone(), reason: e.to_string() })?;
         Ok(CoupangClient {
             http,
             base_url: config.base_url.trim_end_matches('/').to_string(),
@@ -175,19 +136,14 @@ impl CoupangClient {
     /// Builds the URL from already-encoded `query` pairs; the signature covers `url.path()` and
     /// `url.query()`: the very bytes that go on the wire, so no re-encoding can break it.
     fn url(&self, path: &str, query: &[(&str, String)]) -> Result<Url, ClientError> {
-        let encoded: Vec<String> = query
-            .iter()
-            .map(|(name, value)| format!("{name}={}", utf8_percent_encode(value, QUERY_VALUE)))
-            .collect();
+        let encoded: Vec<String> =
+            query.iter().map(|(name, value)| format!("{name}={}", utf8_percent_encode(value, QUERY_VALUE))).collect();
         let mut text = format!("{}{path}", self.base_url);
         if !encoded.is_empty() {
             text.push('?');
             text.push_str(&encoded.join("&"));
         }
-        Url::parse(&text).map_err(|e| ClientError::Request {
-            alias: self.alias(),
-            reason: format!("{text}: {e}"),
-        })
+        Url::parse(&text).map_err(|e| ClientError::Request { alias: self.alias(), reason: format!("{text}: {e}") })
     }
 
     fn signed(&self, url: Url, at: chrono::DateTime<Utc>) -> (reqwest::RequestBuilder, String) {
@@ -202,10 +158,7 @@ impl CoupangClient {
         let request = self
             .http
             .get(url)
-            .header(
-                "Authorization",
-                cea::authorization_header(&self.account.access_key, &signed_date, &signature),
-            )
+            .header("Authorization", cea::authorization_header(&self.account.access_key, &signed_date, &signature))
             .header("Content-Type", "application/json;charset=UTF-8")
             .header("X-Requested-By", &self.account.vendor_id)
             // The gateway cuts list calls at 3 s without it (504).
@@ -235,12 +188,7 @@ impl CoupangClient {
     }
 
     /// GET with rate limiting and bounded retries; returns the body of a 2xx answer.
-    async fn get(
-        &self,
-        endpoint: &'static str,
-        path: &str,
-        query: &[(&str, String)],
-    ) -> Result<Vec<u8>, ClientError> {
+    async fn get(&self, endpoint: &'static str, path: &str, query: &[(&str, String)]) -> Result<Vec<u8>, ClientError> {
         let mut last = String::new();
         for attempt in 1..=self.max_attempts {
             // A fresh signature per attempt: Coupang refuses a re-used one.
@@ -254,14 +202,9 @@ impl CoupangClient {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map(Duration::from_secs);
-                    let body = response
-                        .bytes()
-                        .await
-                        .map(|b| b.to_vec())
-                        .unwrap_or_default();
+                    let body = response.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
                     if status.is_success() {
-                        *self.last_success.lock().unwrap_or_else(|e| e.into_inner()) =
-                            Some(Utc::now());
+                        *self.last_success.lock().unwrap_or_else(|e| e.into_inner()) = Some(Utc::now());
                         return Ok(body);
                     }
                     let message = error_message(&body);
@@ -274,11 +217,7 @@ impl CoupangClient {
                             })
                         }
                         StatusCode::FORBIDDEN if message.contains("Not allowed IP") => {
-                            return Err(ClientError::KeyRejected {
-                                alias: self.alias(),
-                                status: 403,
-                                message,
-                            })
+                            return Err(ClientError::KeyRejected { alias: self.alias(), status: 403, message })
                         }
                         // An HTML 403 is Akamai's temporary block after too many errors: wait it out.
                         StatusCode::FORBIDDEN if looks_like_html(&body) => {
@@ -316,42 +255,22 @@ impl CoupangClient {
                 tokio::time::sleep(wait).await;
             }
         }
-        Err(ClientError::GaveUp {
-            alias: self.alias(),
-            endpoint,
-            attempts: self.max_attempts,
-            last,
-        })
+        Err(ClientError::GaveUp { alias: self.alias(), endpoint, attempts: self.max_attempts, last })
     }
 
     fn invalid(&self, endpoint: &'static str, reason: String) -> ClientError {
-        ClientError::InvalidRequest {
-            alias: self.alias(),
-            endpoint,
-            reason,
-        }
+        ClientError::InvalidRequest { alias: self.alias(), endpoint, reason }
     }
 
-    fn check_day_window(
-        &self,
-        endpoint: &'static str,
-        from: NaiveDate,
-        to: NaiveDate,
-    ) -> Result<(), ClientError> {
+    fn check_day_window(&self, endpoint: &'static str, from: NaiveDate, to: NaiveDate) -> Result<(), ClientError> {
         if to < from || (to - from).num_days() >= MAX_WINDOW_DAYS {
-            return Err(self.invalid(
-                endpoint,
-                format!("window {from}..{to} must be 1 to {MAX_WINDOW_DAYS} days"),
-            ));
+            return Err(self.invalid(endpoint, format!("window {from}..{to} must be 1 to {MAX_WINDOW_DAYS} days")));
         }
         Ok(())
     }
 
     fn vendor_path(&self, version: &str, rest: &str) -> String {
-        format!(
-            "/v2/providers/openapi/apis/api/{version}/vendors/{}{rest}",
-            self.account.vendor_id
-        )
+        format!("/v2/providers/openapi/apis/api/{version}/vendors/{}{rest}", self.account.vendor_id)
     }
 
     /// One page of order sheets created (ordered) on the days `from..=to` (Asia/Seoul), in `status`.
@@ -372,9 +291,7 @@ impl CoupangClient {
         if !next_token.is_empty() {
             query.push(("nextToken", next_token.to_string()));
         }
-        let body = self
-            .get(ORDERSHEETS, &self.vendor_path("v5", "/ordersheets"), &query)
-            .await?;
+        let body = self.get(ORDERSHEETS, &self.vendor_path("v5", "/ordersheets"), &query).await?;
         self.decode_page(ORDERSHEETS, &body, "shipmentBoxId")
     }
 
@@ -385,9 +302,7 @@ impl CoupangClient {
         to: NaiveDate,
         status: &'a str,
     ) -> impl Stream<Item = Result<OrderSheet, ClientError>> + 'a {
-        all_pages(
-            move |token| async move { self.order_sheets_page(from, to, status, &token).await },
-        )
+        all_pages(move |token| async move { self.order_sheets_page(from, to, status, &token).await })
     }
 
     /// Order sheets created in a minute window of at most 24 hours (Korea time), unpaged.
@@ -398,10 +313,7 @@ impl CoupangClient {
         status: &str,
     ) -> Result<Vec<Result<OrderSheet, ClientError>>, ClientError> {
         if to < from || to - from > chrono::Duration::hours(MAX_TIME_FRAME_HOURS) {
-            return Err(self.invalid(
-                ORDERSHEETS,
-                format!("time frame {from}..{to} must be at most 24 hours"),
-            ));
+            return Err(self.invalid(ORDERSHEETS, format!("time frame {from}..{to} must be at most 24 hours")));
         }
         let minute = |t: NaiveDateTime| format!("{}+09:00", t.format("%Y-%m-%dT%H:%M"));
         let query = [
@@ -410,21 +322,15 @@ impl CoupangClient {
             ("searchType", "timeFrame".to_string()),
             ("status", status.to_string()),
         ];
-        let body = self
-            .get(ORDERSHEETS, &self.vendor_path("v5", "/ordersheets"), &query)
-            .await?;
-        Ok(self
-            .decode_page(ORDERSHEETS, &body, "shipmentBoxId")?
-            .records)
+        let body = self.get(ORDERSHEETS, &self.vendor_path("v5", "/ordersheets"), &query).await?;
+        Ok(self.decode_page(ORDERSHEETS, &body, "shipmentBoxId")?.records)
     }
 
     /// One shipment box.
     pub async fn order_sheet(&self, shipment_box_id: i64) -> Result<OrderSheet, ClientError> {
         let path = self.vendor_path("v5", &format!("/ordersheets/{shipment_box_id}"));
         let body = self.get(ORDERSHEETS, &path, &[]).await?;
-        let mut records = self
-            .decode_page::<OrderSheet>(ORDERSHEETS, &body, "shipmentBoxId")?
-            .records;
+        let mut records = self.decode_page::<OrderSheet>(ORDERSHEETS, &body, "shipmentBoxId")?.records;
         match records.len() {
             1 => records.remove(0),
             n => Err(ClientError::BadEnvelope {
@@ -442,9 +348,7 @@ impl CoupangClient {
     ) -> Result<Vec<Result<OrderSheet, ClientError>>, ClientError> {
         let path = self.vendor_path("v5", &format!("/{order_id}/ordersheets"));
         let body = self.get(ORDERSHEETS, &path, &[]).await?;
-        Ok(self
-            .decode_page(ORDERSHEETS, &body, "shipmentBoxId")?
-            .records)
+        Ok(self.decode_page(ORDERSHEETS, &body, "shipmentBoxId")?.records)
     }
 
     /// One page of cancel or return receipts requested on `from..=to`.
@@ -456,10 +360,7 @@ impl CoupangClient {
         next_token: &str,
     ) -> Result<Page<ReturnRequest>, ClientError> {
         self.check_day_window(RETURN_REQUESTS, from, to)?;
-        let mut query = vec![
-            ("createdAtFrom", from.to_string()),
-            ("createdAtTo", to.to_string()),
-        ];
+        let mut query = vec![("createdAtFrom", from.to_string()), ("createdAtTo", to.to_string())];
         match which {
             ReturnQuery::Return(status) => {
                 query.push(("status", status.to_string()));
@@ -472,13 +373,7 @@ impl CoupangClient {
         if !next_token.is_empty() {
             query.push(("nextToken", next_token.to_string()));
         }
-        let body = self
-            .get(
-                RETURN_REQUESTS,
-                &self.vendor_path("v6", "/returnRequests"),
-                &query,
-            )
-            .await?;
+        let body = self.get(RETURN_REQUESTS, &self.vendor_path("v6", "/returnRequests"), &query).await?;
         self.decode_page(RETURN_REQUESTS, &body, "receiptId")
     }
 
@@ -488,9 +383,7 @@ impl CoupangClient {
         to: NaiveDate,
         which: ReturnQuery,
     ) -> impl Stream<Item = Result<ReturnRequest, ClientError>> + '_ {
-        all_pages(
-            move |token| async move { self.return_requests_page(from, to, which, &token).await },
-        )
+        all_pages(move |token| async move { self.return_requests_page(from, to, which, &token).await })
     }
 
     /// One page of revenue rows recognised (purchase-confirmed) on `from..=to`. `to` must be before today
@@ -504,10 +397,7 @@ impl CoupangClient {
         self.check_day_window(REVENUE_HISTORY, from, to)?;
         let today = etl_core::time::now_kst().date_naive();
         if to >= today {
-            return Err(self.invalid(
-                REVENUE_HISTORY,
-                format!("recognitionDateTo {to} must be before today ({today})"),
-            ));
+            return Err(self.invalid(REVENUE_HISTORY, format!("recognitionDateTo {to} must be before today ({today})")));
         }
         let query = [
             ("vendorId", self.account.vendor_id.clone()),
@@ -517,13 +407,7 @@ impl CoupangClient {
             ("token", token.to_string()),
             ("maxPerPage", MAX_PER_PAGE.to_string()),
         ];
-        let body = self
-            .get(
-                REVENUE_HISTORY,
-                "/v2/providers/openapi/apis/api/v1/revenue-history",
-                &query,
-            )
-            .await?;
+        let body = self.get(REVENUE_HISTORY, "/v2/providers/openapi/apis/api/v1/revenue-history", &query).await?;
         self.decode_page(REVENUE_HISTORY, &body, "orderId")
     }
 
@@ -541,13 +425,8 @@ impl CoupangClient {
         body: &[u8],
         id_field: &str,
     ) -> Result<Page<T>, ClientError> {
-        let bad_envelope = |reason: String| ClientError::BadEnvelope {
-            alias: self.alias(),
-            endpoint,
-            reason,
-        };
-        let envelope: Envelope =
-            serde_json::from_slice(body).map_err(|e| bad_envelope(e.to_string()))?;
+        let bad_envelope = |reason: String| ClientError::BadEnvelope { alias: self.alias(), endpoint, reason };
+        let envelope: Envelope = serde_json::from_slice(body).map_err(|e| bad_envelope(e.to_string()))?;
         if !envelope.code.is_ok() {
             let message = envelope.message.clone().unwrap_or_default();
             return Err(bad_envelope(format!("code {}: {message}", envelope.code.0)));
@@ -563,10 +442,7 @@ impl CoupangClient {
         let records = raw
             .into_iter()
             .map(|value| {
-                let record_id = value
-                    .get(id_field)
-                    .map(|v| v.to_string())
-                    .unwrap_or_else(|| "(no id)".into());
+                let record_id = value.get(id_field).map(|v| v.to_string()).unwrap_or_else(|| "(no id)".into());
                 let raw = without_personal_data(&value).to_string();
                 serde_json::from_value::<T>(value).map_err(|e| ClientError::BadRecord {
                     alias: self.alias(),
@@ -577,10 +453,7 @@ impl CoupangClient {
                 })
             })
             .collect();
-        Ok(Page {
-            records,
-            next_token,
-        })
+        Ok(Page { records, next_token })
     }
 }
 
@@ -605,13 +478,10 @@ where
 /// Exponential backoff with jitter: 1 s, 2 s, 4 s … capped at 30 s, plus up to 50%. Never under a
 /// second, so a retry never reuses the previous attempt's signed-date.
 fn backoff(attempt: u32) -> Duration {
-    let base_ms = 1_000u64
-        .saturating_mul(1 << attempt.saturating_sub(1).min(5))
-        .min(30_000);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0) as u64;
+    let base_ms = 1_000u64.saturating_mul(1 << attempt.saturating_sub(1).min(5)).min(30_000);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
+            as u64;
     Duration::from_millis(base_ms + nanos % (base_ms / 2 + 1))
 }
 
@@ -631,9 +501,7 @@ fn without_personal_data(value: &serde_json::Value) -> serde_json::Value {
 
 fn error_message(body: &[u8]) -> String {
     match serde_json::from_slice::<ErrorBody>(body) {
-        Ok(ErrorBody {
-            message: Some(message),
-        }) => message,
+        Ok(ErrorBody { message: Some(message) }) => message,
         _ => String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
     }
 }
@@ -675,10 +543,7 @@ mod tests {
     use etl_core::secret::Secret;
 
     fn client() -> CoupangClient {
-        let config = IngestConfig {
-            base_url: "https://api-gateway.coupang.com".into(),
-            ..IngestConfig::default()
-        };
+        let config = IngestConfig { base_url: "https://api-gateway.coupang.com".into(), ..IngestConfig::default() };
         let account = AccountConfig {
             alias: "brand-a".into(),
             vendor_id: "A00012345".into(),
@@ -691,15 +556,8 @@ mod tests {
 
     fn signed(query: &[(&str, String)], path: &str) -> (String, String) {
         let c = client();
-        let request = c
-            .signed(c.url(path, query).unwrap(), Utc::now())
-            .0
-            .build()
-            .unwrap();
-        let header = request.headers()["Authorization"]
-            .to_str()
-            .unwrap()
-            .to_string();
+        let request = c.signed(c.url(path, query).unwrap(), Utc::now()).0.build().unwrap();
+        let header = request.headers()["Authorization"].to_str().unwrap().to_string();
         (request.url().to_string(), header)
     }
 
@@ -713,17 +571,12 @@ mod tests {
             ("status", "INSTRUCT".to_string()),
         ];
         let (url, header) = signed(&query, path);
-        let wire_query = "createdAtFrom=2025-07-15%2B09:00&createdAtTo=2025-07-25%2B09:00&maxPerPage=50&status=INSTRUCT";
-        assert_eq!(
-            url,
-            format!("https://api-gateway.coupang.com{path}?{wire_query}")
-        );
+        let wire_query =
+            "createdAtFrom=2025-07-15%2B09:00&createdAtTo=2025-07-25%2B09:00&maxPerPage=50&status=INSTRUCT";
+        assert_eq!(url, format!("https://api-gateway.coupang.com{path}?{wire_query}"));
         let auth = cea::parse_authorization(&header).unwrap();
         assert_eq!(auth.access_key, "test-access");
-        assert_eq!(
-            auth.signature,
-            cea::signature("test-secret", &auth.signed_date, "GET", path, wire_query)
-        );
+        assert_eq!(auth.signature, cea::signature("test-secret", &auth.signed_date, "GET", path, wire_query));
     }
 
     #[test]
@@ -737,39 +590,25 @@ mod tests {
             ("maxPerPage", "50".to_string()),
         ];
         let (url, header) = signed(&query, path);
-        let wire = "vendorId=A00012345&recognitionDateFrom=2025-07-01&recognitionDateTo=2025-07-31&token=&maxPerPage=50";
+        let wire =
+            "vendorId=A00012345&recognitionDateFrom=2025-07-01&recognitionDateTo=2025-07-31&token=&maxPerPage=50";
         assert!(url.ends_with(wire), "{url}");
         let auth = cea::parse_authorization(&header).unwrap();
-        assert_eq!(
-            auth.signature,
-            cea::signature("test-secret", &auth.signed_date, "GET", path, wire)
-        );
+        assert_eq!(auth.signature, cea::signature("test-secret", &auth.signed_date, "GET", path, wire));
 
         let path = "/v2/providers/openapi/apis/api/v6/vendors/A00012345/returnRequests";
-        let query = [
-            ("createdAtFrom", "2025-07-29T00:01".to_string()),
-            ("searchType", "timeFrame".to_string()),
-        ];
+        let query = [("createdAtFrom", "2025-07-29T00:01".to_string()), ("searchType", "timeFrame".to_string())];
         let (url, _) = signed(&query, path);
-        assert!(
-            url.ends_with("createdAtFrom=2025-07-29T00:01&searchType=timeFrame"),
-            "{url}"
-        );
+        assert!(url.ends_with("createdAtFrom=2025-07-29T00:01&searchType=timeFrame"), "{url}");
     }
 
     #[test]
     fn the_secret_never_shows_in_debug_or_errors() {
         let c = client();
         assert!(!format!("{:?}", c.account()).contains("test-secret"));
-        let err = ClientError::KeyRejected {
-            alias: "brand-a".into(),
-            status: 401,
-            message: "Invalid signature.".into(),
-        };
-        assert_eq!(
-            err.to_string(),
-            "account brand-a: Coupang rejected the key (HTTP 401): Invalid signature."
-        );
+        let err =
+            ClientError::KeyRejected { alias: "brand-a".into(), status: 401, message: "Invalid signature.".into() };
+        assert_eq!(err.to_string(), "account brand-a: Coupang rejected the key (HTTP 401): Invalid signature.");
     }
 
     #[test]
@@ -783,26 +622,15 @@ mod tests {
     fn too_long_windows_are_refused_before_sending() {
         let c = client();
         let from = NaiveDate::from_ymd_opt(2025, 7, 1).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let err = rt
-            .block_on(c.order_sheets_page(from, from + chrono::Duration::days(31), "ACCEPT", ""))
-            .err()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let err =
+            rt.block_on(c.order_sheets_page(from, from + chrono::Duration::days(31), "ACCEPT", "")).err().unwrap();
         assert!(matches!(err, ClientError::InvalidRequest { .. }), "{err}");
         let today = etl_core::time::now_kst().date_naive();
-        let err = rt
-            .block_on(c.revenue_history_page(today - chrono::Duration::days(3), today, ""))
-            .err()
-            .unwrap();
+        let err = rt.block_on(c.revenue_history_page(today - chrono::Duration::days(3), today, "")).err().unwrap();
         assert!(err.to_string().contains("before today"), "{err}");
         let at = from.and_hms_opt(0, 0, 0).unwrap();
-        let err = rt
-            .block_on(c.order_sheets_time_frame(at, at + chrono::Duration::hours(25), "ACCEPT"))
-            .err()
-            .unwrap();
+        let err = rt.block_on(c.order_sheets_time_frame(at, at + chrono::Duration::hours(25), "ACCEPT")).err().unwrap();
         assert!(err.to_string().contains("24 hours"), "{err}");
     }
 
@@ -817,29 +645,19 @@ mod tests {
                  "receiver": {"name": "홍길동", "addr1": "서울"}}
             ]
         });
-        let page = client()
-            .decode_page::<OrderSheet>("ordersheets", body.to_string().as_bytes(), "shipmentBoxId")
-            .unwrap();
+        let page =
+            client().decode_page::<OrderSheet>("ordersheets", body.to_string().as_bytes(), "shipmentBoxId").unwrap();
         assert_eq!(page.next_token, None);
         assert_eq!(page.records.len(), 2);
         assert_eq!(page.records[0].as_ref().unwrap().order_id, 11);
         match &page.records[1] {
-            Err(ClientError::BadRecord {
-                alias,
-                endpoint,
-                record_id,
-                reason,
-                raw,
-            }) => {
+            Err(ClientError::BadRecord { alias, endpoint, record_id, reason, raw }) => {
                 assert_eq!(
                     (alias.as_str(), *endpoint, record_id.as_str()),
                     ("brand-a", "ordersheets", "shipmentBoxId=2")
                 );
                 assert!(reason.contains("paidAt"), "{reason}");
-                assert!(
-                    !raw.contains("홍길동") && !raw.contains("receiver"),
-                    "personal data is dropped: {raw}"
-                );
+                assert!(!raw.contains("홍길동") && !raw.contains("receiver"), "personal data is dropped: {raw}");
             }
             other => panic!("expected a bad record, got {other:?}"),
         }
@@ -847,12 +665,8 @@ mod tests {
 
     #[test]
     fn akamai_block_pages_are_recognised() {
-        assert!(looks_like_html(
-            b"<HTML><HEAD><TITLE>Access Denied</TITLE></HEAD>"
-        ));
+        assert!(looks_like_html(b"<HTML><HEAD><TITLE>Access Denied</TITLE></HEAD>"));
         assert!(looks_like_html(b"\n  <!DOCTYPE html><html>"));
-        assert!(!looks_like_html(
-            br#"{"code":"ERROR","message":"Not allowed IP"}"#
-        ));
+        assert!(!looks_like_html(br#"{"code":"ERROR","message":"Not allowed IP"}"#));
     }
 }

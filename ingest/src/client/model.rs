@@ -33,10 +33,9 @@ impl<'de> Deserialize<'de> for Won {
         }
         let number = |n: Number| match n {
             Number::Int(v) => Ok(v),
-            Number::Text(t) => t
-                .trim()
-                .parse::<i64>()
-                .map_err(|_| de::Error::custom(format!("amount {t:?} is not a number"))),
+            Number::Text(t) => {
+                t.trim().parse::<i64>().map_err(|_| de::Error::custom(format!("amount {t:?} is not a number")))
+            }
         };
         match Form::deserialize(deserializer)
             .map_err(|_| de::Error::custom("amount is neither a number nor a money object"))?
@@ -63,36 +62,29 @@ impl CoupangTime {
         if let Ok(t) = DateTime::parse_from_rfc3339(text) {
             return Some(CoupangTime(t.timestamp_millis()));
         }
-        [
-            "%Y-%m-%dT%H:%M:%S%.f",
-            "%Y-%m-%d %H:%M:%S%.f",
-            "%Y-%m-%dT%H:%M",
-        ]
-        .iter()
-        .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
-        .and_then(|naive| kst().from_local_datetime(&naive).single())
-        .map(|t| CoupangTime(t.timestamp_millis()))
+        ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
+            .iter()
+            .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+            .and_then(|naive| kst().from_local_datetime(&naive).single())
+            .map(|t| CoupangTime(t.timestamp_millis()))
     }
 }
 
 impl<'de> Deserialize<'de> for CoupangTime {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        CoupangTime::parse(&text)
-            .ok_or_else(|| de::Error::custom(format!("unrecognised time {text:?}")))
+        CoupangTime::parse(&text).ok_or_else(|| de::Error::custom(format!("unrecognised time {text:?}")))
     }
 }
 
 /// Optional times arrive as null, absent or `""` before the event happened.
-fn optional_time<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<CoupangTime>, D::Error> {
+fn optional_time<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<CoupangTime>, D::Error> {
     match Option::<String>::deserialize(deserializer)? {
         None => Ok(None),
         Some(text) if text.trim().is_empty() => Ok(None),
-        Some(text) => CoupangTime::parse(&text)
-            .map(Some)
-            .ok_or_else(|| de::Error::custom(format!("unrecognised time {text:?}"))),
+        Some(text) => {
+            CoupangTime::parse(&text).map(Some).ok_or_else(|| de::Error::custom(format!("unrecognised time {text:?}")))
+        }
     }
 }
 
@@ -111,9 +103,7 @@ impl<'de> Deserialize<'de> for ResponseCode {
         match serde_json::Value::deserialize(deserializer)? {
             serde_json::Value::Number(n) => Ok(ResponseCode(n.to_string())),
             serde_json::Value::String(s) => Ok(ResponseCode(s)),
-            other => Err(de::Error::custom(format!(
-                "code {other} is neither number nor string"
-            ))),
+            other => Err(de::Error::custom(format!("code {other} is neither number nor string"))),
         }
     }
 }
@@ -170,11 +160,7 @@ pub struct OrderSheet {
     #[serde(default)]
     pub remote_area: bool,
     /// Coupang spells it `inTrasitDateTime`.
-    #[serde(
-        default,
-        rename = "inTrasitDateTime",
-        deserialize_with = "optional_time"
-    )]
+    #[serde(default, rename = "inTrasitDateTime", deserialize_with = "optional_time")]
     pub in_transit_at: Option<CoupangTime>,
     #[serde(default, rename = "deliveredDate", deserialize_with = "optional_time")]
     pub delivered_at: Option<CoupangTime>,
@@ -224,9 +210,7 @@ impl<'de> Deserialize<'de> for CoupangDate {
     }
 }
 
-fn optional_date<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<CoupangDate>, D::Error> {
+fn optional_date<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<CoupangDate>, D::Error> {
     match Option::<String>::deserialize(deserializer)? {
         None => Ok(None),
         Some(text) if text.trim().is_empty() => Ok(None),
@@ -426,22 +410,10 @@ mod tests {
         let parse = |v: serde_json::Value| serde_json::from_value::<Won>(v).map(|w| w.0);
         assert_eq!(parse(json!(19900)).unwrap(), 19900);
         assert_eq!(parse(json!("19900")).unwrap(), 19900);
-        assert_eq!(
-            parse(json!({"currencyCode": "KRW", "units": 19900, "nanos": 0})).unwrap(),
-            19900
-        );
-        assert_eq!(
-            parse(json!({"currencyCode": "KRW", "units": "19900", "nanos": 0})).unwrap(),
-            19900
-        );
-        assert_eq!(
-            parse(json!({"units": 10, "nanos": 600_000_000})).unwrap(),
-            11
-        );
-        assert_eq!(
-            parse(json!({"units": -10, "nanos": -600_000_000})).unwrap(),
-            -11
-        );
+        assert_eq!(parse(json!({"currencyCode": "KRW", "units": 19900, "nanos": 0})).unwrap(), 19900);
+        assert_eq!(parse(json!({"currencyCode": "KRW", "units": "19900", "nanos": 0})).unwrap(), 19900);
+        assert_eq!(parse(json!({"units": 10, "nanos": 600_000_000})).unwrap(), 11);
+        assert_eq!(parse(json!({"units": -10, "nanos": -600_000_000})).unwrap(), -11);
         assert!(parse(json!({"currencyCode": "KRW"})).is_err());
         assert!(parse(json!("12a")).is_err());
     }
@@ -462,14 +434,11 @@ mod tests {
 
     #[test]
     fn code_as_number_or_string() {
-        let env: Envelope =
-            serde_json::from_value(json!({"code": "200", "message": "OK", "data": []})).unwrap();
+        let env: Envelope = serde_json::from_value(json!({"code": "200", "message": "OK", "data": []})).unwrap();
         assert!(env.code.is_ok());
-        let env: Envelope =
-            serde_json::from_value(json!({"code": 200, "data": [], "nextToken": ""})).unwrap();
+        let env: Envelope = serde_json::from_value(json!({"code": 200, "data": [], "nextToken": ""})).unwrap();
         assert!(env.code.is_ok());
-        let env: Envelope =
-            serde_json::from_value(json!({"code": "ERROR", "message": "x"})).unwrap();
+        let env: Envelope = serde_json::from_value(json!({"code": "ERROR", "message": "x"})).unwrap();
         assert!(!env.code.is_ok());
     }
 
@@ -518,47 +487,28 @@ mod tests {
         .signed();
         assert_eq!(refund.delivery_fee, -3000);
         let item = &refund.items[0];
-        assert_eq!(
-            (item.quantity, item.sale_price, item.sale_amount),
-            (-2, -19800, -18300)
-        );
-        assert_eq!(
-            (item.coupang_discount_coupon, item.seller_discount_coupon),
-            (-1000, -500)
-        );
+        assert_eq!((item.quantity, item.sale_price, item.sale_amount), (-2, -19800, -18300));
+        assert_eq!((item.coupang_discount_coupon, item.seller_discount_coupon), (-1000, -500));
         let sale = revenue(json!({
             "orderId": 1, "saleType": "SALE", "saleDate": "2025-07-01", "recognitionDate": "2025-07-12",
             "deliveryFee": {"amount": 3000}, "items": [{"vendorItemId": 7, "salePrice": 19800, "quantity": 2}]
         }))
         .signed();
-        assert_eq!(
-            (
-                sale.delivery_fee,
-                sale.items[0].sale_price,
-                sale.items[0].quantity
-            ),
-            (3000, 19800, 2)
-        );
+        assert_eq!((sale.delivery_fee, sale.items[0].sale_price, sale.items[0].quantity), (3000, 19800, 2));
     }
 
     #[test]
     fn empty_item_rows_and_order_zero_adjustments() {
-        let cancelled = revenue(
-            json!({"orderId": 5, "saleType": "SALE", "saleDate": "2025-07-01",
-            "recognitionDate": "2025-07-03", "deliveryFee": {"amount": 0}, "items": []}),
-        );
+        let cancelled = revenue(json!({"orderId": 5, "saleType": "SALE", "saleDate": "2025-07-01",
+            "recognitionDate": "2025-07-03", "deliveryFee": {"amount": 0}, "items": []}));
         assert!(cancelled.items.is_empty() && !cancelled.is_adjustment());
-        let adjustment = revenue(
-            json!({"orderId": 0, "saleType": "SALE", "saleDate": "2025-07-01T00:00:00",
-            "recognitionDate": "2025-07-03"}),
-        );
+        let adjustment = revenue(json!({"orderId": 0, "saleType": "SALE", "saleDate": "2025-07-01T00:00:00",
+            "recognitionDate": "2025-07-03"}));
         assert!(adjustment.is_adjustment());
         assert_eq!(adjustment.signed().delivery_fee, 0);
-        assert!(
-            serde_json::from_value::<RevenueRecord>(json!({"orderId": 1, "saleType": "GIFT",
+        assert!(serde_json::from_value::<RevenueRecord>(json!({"orderId": 1, "saleType": "GIFT",
             "saleDate": "2025-07-01", "recognitionDate": "2025-07-03"}))
-            .is_err()
-        );
+        .is_err());
     }
 
     #[test]

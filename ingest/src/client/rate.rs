@@ -35,10 +35,7 @@ impl RateLimiter {
     pub fn new(per_second: f64) -> Self {
         let per_second = per_second.clamp(0.1, COUPANG_MAX_PER_SECOND);
         RateLimiter {
-            state: Mutex::new(State {
-                next_slot: Instant::now(),
-                per_second,
-            }),
+            state: Mutex::new(State { next_slot: Instant::now(), per_second }),
             configured_per_second: per_second,
             slowdowns: AtomicU64::new(0),
             signatures: Mutex::new((0, Default::default())),
@@ -48,14 +45,8 @@ impl RateLimiter {
     /// The limiter shared by every client of `vendor_id` in this process (created at `per_second`).
     pub fn for_vendor(vendor_id: &str, per_second: f64) -> Arc<RateLimiter> {
         static REGISTRY: OnceLock<Mutex<HashMap<String, Arc<RateLimiter>>>> = OnceLock::new();
-        let mut registry = REGISTRY
-            .get_or_init(Default::default)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        registry
-            .entry(vendor_id.to_string())
-            .or_insert_with(|| Arc::new(RateLimiter::new(per_second)))
-            .clone()
+        let mut registry = REGISTRY.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+        registry.entry(vendor_id.to_string()).or_insert_with(|| Arc::new(RateLimiter::new(per_second))).clone()
     }
 
     /// Waits for this caller's slot. Slots are handed out in order, evenly spaced.
@@ -78,10 +69,7 @@ impl RateLimiter {
     }
 
     pub fn current_rate(&self) -> f64 {
-        self.state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .per_second
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).per_second
     }
 
     /// Claims a signature made at `signed_second` (epoch seconds). False when the same signature was
@@ -138,10 +126,7 @@ mod tests {
 
     #[test]
     fn never_above_coupangs_limit_and_shared_per_vendor() {
-        assert_eq!(
-            RateLimiter::new(50.0).current_rate(),
-            COUPANG_MAX_PER_SECOND
-        );
+        assert_eq!(RateLimiter::new(50.0).current_rate(), COUPANG_MAX_PER_SECOND);
         let a = RateLimiter::for_vendor("A09999991", 5.0);
         let b = RateLimiter::for_vendor("A09999991", 9.0);
         assert!(Arc::ptr_eq(&a, &b));
