@@ -132,6 +132,38 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_rest_stays_exact() {
     drop_database(&config.clickhouse).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_simulator_fault_on_the_numbers_stay_exact() {
+    let faults = coupang_sim::config::FaultConfig::all_at(0.12);
+    let mut config = config("faults", SimConfig { days: 6, faults, ..small_world() });
+    config.ingest.max_attempts = 8;
+    let sim = with_simulator(&mut config).await;
+    let truth = Truth::of(sim.world());
+    let (from, to) = sim_range(&config);
+
+    let report = run_range(&config, from, to, &Shutdown::new()).await.unwrap();
+    for (alias, account) in &report.ingest.accounts {
+        assert_eq!(account.error, None, "{alias} finished");
+        assert_eq!(account.bad_records, 0, "{alias}: every incomplete record came whole when asked alone");
+    }
+    assert_eq!(compare(&daily_payments(&config.clickhouse).await.unwrap(), &truth), vec![]);
+    assert_eq!(order_payments(&config.clickhouse).await.unwrap(), truth.orders);
+    let expected_rows: u64 = truth.daily.values().map(|d| d.items).sum();
+    assert_eq!(fact_counts(&config.clickhouse).await.unwrap().current_rows, expected_rows);
+
+    let injected = sim.faults_injected();
+    let stats = sim.stats();
+    let throttled: u64 = stats.iter().filter(|((_, _, s), _)| *s == 429).map(|(_, n)| n).sum();
+    let repeated: u64 = report.ingest.accounts.values().map(|a| a.repeated).sum();
+    for kind in ["server_error", "slow", "reset", "malformed_json", "missing_field", "repeated_record"] {
+        assert!(injected.get(kind).copied().unwrap_or(0) > 0, "{kind} was injected: {injected:?}");
+    }
+    assert!(throttled > 0 && repeated > 0);
+    println!("exact under faults: {injected:?}, {throttled} × 429; {repeated} repeated records sent once");
+    sim.stop().await;
+    drop_database(&config.clickhouse).await;
+}
+
 fn sample_event() -> OrderSheetEvent {
     OrderSheetEvent {
         vendor_id: "A00099999".into(),

@@ -49,8 +49,10 @@ pub struct AccountReport {
     pub boxes: u64,
     /// Raw events acknowledged by the broker.
     pub events: u64,
-    /// Records that could not be read and went to the dead-letter topic.
+    /// Records that could not be read, even alone, and went to the dead-letter topic.
     pub bad_records: u64,
+    /// Records Coupang listed again within one listing (sent once).
+    pub repeated: u64,
     /// Why the account stopped, when it did (e.g. its key was rejected).
     pub error: Option<String>,
 }
@@ -266,6 +268,7 @@ async fn sweep_account(
     report: &mut AccountReport,
 ) -> Result<Result<(), ClientError>, IngestError> {
     let account = client.account();
+    let mut seen = std::collections::HashSet::new();
     for (window_from, window_to) in windows(from, to) {
         for status in ORDER_SHEET_STATUSES {
             let mut records = std::pin::pin!(client.order_sheets(window_from, window_to, status).chunks(50));
@@ -276,21 +279,35 @@ async fn sweep_account(
                 let collected_at = Utc::now().timestamp_millis();
                 let mut encoded = Vec::with_capacity(chunk.len());
                 for record in chunk {
-                    match record {
-                        Ok(sheet) => {
-                            report.boxes += 1;
-                            let event = order_sheet_event(&account.vendor_id, &account.alias, collected_at, &sheet);
-                            encoded.push((event.kafka_key(), encode(&event)?));
-                        }
+                    let sheet = match record {
+                        Ok(sheet) => sheet,
+                        // Coupang sometimes sends a record incomplete: ask for that box alone before
+                        // giving up on it, and dead-letter it (intact, minus personal data) only then.
                         Err(ClientError::BadRecord { alias, endpoint, record_id, reason, raw }) => {
-                            report.bad_records += 1;
-                            let reason = format!("account {alias}: {endpoint} record {record_id}: {reason}");
-                            let source = [("dlq.source.account", alias.as_str()), ("dlq.source.endpoint", endpoint)];
-                            let key = account.vendor_id.as_bytes();
-                            sink.dead_letter.send_record(Some(key), raw.as_bytes(), &reason, &source).await?;
+                            match refetch(client, &record_id).await {
+                                Some(sheet) => sheet,
+                                None => {
+                                    report.bad_records += 1;
+                                    let reason = format!("account {alias}: {endpoint} record {record_id}: {reason}");
+                                    let source =
+                                        [("dlq.source.account", alias.as_str()), ("dlq.source.endpoint", endpoint)];
+                                    let key = account.vendor_id.as_bytes();
+                                    sink.dead_letter.send_record(Some(key), raw.as_bytes(), &reason, &source).await?;
+                                    continue;
+                                }
+                            }
                         }
                         Err(error) => return Ok(Err(error)),
+                    };
+                    // A box repeated across pages of one listing is sent once (a box that changed
+                    // status meanwhile is new information and is sent again).
+                    if !seen.insert((sheet.shipment_box_id, sheet.status.clone())) {
+                        report.repeated += 1;
+                        continue;
                     }
+                    report.boxes += 1;
+                    let event = order_sheet_event(&account.vendor_id, &account.alias, collected_at, &sheet);
+                    encoded.push((event.kafka_key(), encode(&event)?));
                 }
                 let mut deliveries = Vec::with_capacity(encoded.len());
                 for (key, payload) in &encoded {
@@ -305,6 +322,18 @@ async fn sweep_account(
         }
     }
     Ok(Ok(()))
+}
+
+/// A record that did not decode, asked for alone (`shipmentBoxId=…`); `None` when that fails too.
+async fn refetch(client: &CoupangClient, record_id: &str) -> Option<crate::client::model::OrderSheet> {
+    let id = record_id.strip_prefix("shipmentBoxId=")?.parse::<i64>().ok()?;
+    match client.order_sheet(id).await {
+        Ok(sheet) => Some(sheet),
+        Err(error) => {
+            tracing::warn!(account = %client.account().alias, shipment_box_id = id, "re-fetching a bad record failed: {error}");
+            None
+        }
+    }
 }
 
 /// The latest published status of every account (for `coupang-etl accounts`), by alias.

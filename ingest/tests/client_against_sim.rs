@@ -99,7 +99,11 @@ async fn a_wrong_secret_is_a_clear_401_naming_the_alias_never_the_secret() {
 
 #[tokio::test]
 async fn a_429_burst_slows_the_client_down_and_nothing_is_lost() {
-    let faults = FaultConfig { burst_429: Some(Burst { every: 10, length: 3 }), retry_after_secs: Some(1) };
+    let faults = FaultConfig {
+        burst_429: Some(Burst { every: 10, length: 3 }),
+        retry_after_secs: Some(1),
+        ..Default::default()
+    };
     let sim = start(SimConfig {
         days: 6,
         orders_per_day: 40,

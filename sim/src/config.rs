@@ -34,8 +34,9 @@ pub struct SimConfig {
     pub vendors: Vec<SimVendor>,
 }
 
-/// Faults the simulated gateway injects, deterministically, so tests can rely on them.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Faults the simulated gateway injects. Each is decided from the seed and the vendor's call number,
+/// so a run with the same calls sees the same faults. Rates are per call (per record for record faults).
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultConfig {
     /// 429 bursts: of every `every` calls of a vendor, the first `length` answer 429.
@@ -44,6 +45,66 @@ pub struct FaultConfig {
     /// `Retry-After` seconds sent with 429 answers (none when absent).
     #[serde(default)]
     pub retry_after_secs: Option<u64>,
+    /// Share of calls answered 500/503.
+    #[serde(default)]
+    pub server_error_rate: f64,
+    /// Share of calls answered after `slow_ms`. Over 3 s, a call without `X-EXTENDED-TIMEOUT` gets the
+    /// gateway's 504 at 3 s instead, as on Coupang.
+    #[serde(default)]
+    pub slow_rate: f64,
+    #[serde(default = "default_slow_ms")]
+    pub slow_ms: u64,
+    /// Share of calls whose connection breaks in the middle of the body.
+    #[serde(default)]
+    pub reset_rate: f64,
+    /// Share of calls whose JSON body is cut short.
+    #[serde(default)]
+    pub malformed_json_rate: f64,
+    /// Share of order-sheet records served without their required `paidAt` (per response: the same
+    /// record asked again may come back whole).
+    #[serde(default)]
+    pub missing_field_rate: f64,
+    /// Share of order-sheet pages that repeat the previous page's last record first.
+    #[serde(default)]
+    pub repeated_record_rate: f64,
+}
+
+fn default_slow_ms() -> u64 {
+    1_500
+}
+
+impl Default for FaultConfig {
+    /// No fault at all.
+    fn default() -> Self {
+        FaultConfig {
+            burst_429: None,
+            retry_after_secs: None,
+            server_error_rate: 0.0,
+            slow_rate: 0.0,
+            slow_ms: default_slow_ms(),
+            reset_rate: 0.0,
+            malformed_json_rate: 0.0,
+            missing_field_rate: 0.0,
+            repeated_record_rate: 0.0,
+        }
+    }
+}
+
+impl FaultConfig {
+    /// Every fault at a modest rate: what the fault-tolerance tests run against.
+    pub fn all_at(rate: f64) -> FaultConfig {
+        FaultConfig {
+            burst_429: Some(Burst { every: 25, length: 2 }),
+            retry_after_secs: Some(1),
+            server_error_rate: rate,
+            slow_rate: rate,
+            slow_ms: 400,
+            reset_rate: rate,
+            malformed_json_rate: rate,
+            missing_field_rate: rate / 2.0,
+            repeated_record_rate: rate * 2.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

@@ -31,9 +31,14 @@ impl SplitMix64 {
         lo + (self.next_u64() % ((hi - lo) as u64 + 1)) as i64
     }
 
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
     /// True with probability `p`.
     pub fn chance(&mut self, p: f64) -> bool {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
+        self.unit() < p
     }
 }
 

@@ -35,6 +35,7 @@ pub type RequestStats = BTreeMap<(String, String, u16), u64>;
 
 struct SimState {
     world: World,
+    seed: u64,
     /// access key → the key's vendor and rules. Re-linking replaces a vendor's entry.
     keys: RwLock<HashMap<String, KeyEntry>>,
     clock_skew_secs: i64,
@@ -44,6 +45,7 @@ struct SimState {
     used_signatures: Mutex<HashMap<String, i64>>,
     traffic: Mutex<HashMap<String, VendorTraffic>>,
     stats: Mutex<RequestStats>,
+    faults_injected: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 #[derive(Clone)]
@@ -94,6 +96,12 @@ impl Simulator {
         self.state.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Faults injected so far, by kind (`server_error`, `slow`, `reset`, `malformed_json`,
+    /// `missing_field`, `repeated_record`; 429s are in [`Simulator::stats`]).
+    pub fn faults_injected(&self) -> BTreeMap<&'static str, u64> {
+        self.state.faults_injected.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// The most calls of `vendor_id` that arrived within any one second (sliding window).
     pub fn peak_per_second(&self, vendor_id: &str) -> usize {
         let traffic = self.state.traffic.lock().unwrap_or_else(|e| e.into_inner());
@@ -141,6 +149,7 @@ impl SimState {
     fn new(config: &SimConfig) -> SimState {
         SimState {
             world: World::generate(config),
+            seed: config.seed,
             keys: RwLock::new(
                 config
                     .vendors
@@ -161,12 +170,14 @@ impl SimState {
             faults: config.faults.clone(),
             used_signatures: Mutex::new(HashMap::new()),
             traffic: Mutex::new(HashMap::new()),
+            faults_injected: Mutex::new(BTreeMap::new()),
             stats: Mutex::new(BTreeMap::new()),
         }
     }
 
-    /// Records a vendor's call; true when it must be answered 429 (over the rate, or in a 429 burst).
-    fn over_limit(&self, vendor: &str) -> bool {
+    /// Records a vendor's call: its number, and whether it must be answered 429 (over the rate, or in
+    /// a 429 burst).
+    fn record_call(&self, vendor: &str) -> (u64, bool) {
         let now = Instant::now();
         let mut traffic = self.traffic.lock().unwrap_or_else(|e| e.into_inner());
         let t = traffic.entry(vendor.to_string()).or_default();
@@ -179,7 +190,33 @@ impl SimState {
         t.calls += 1;
         let in_burst = self.faults.burst_429.is_some_and(|b| b.every > 0 && call % b.every < b.length);
         let over_rate = self.rate_limit_per_second > 0 && t.recent.len() > self.rate_limit_per_second as usize;
-        in_burst || over_rate
+        (call, in_burst || over_rate)
+    }
+
+    fn injected(&self, kind: &'static str) {
+        *self.faults_injected.lock().unwrap_or_else(|e| e.into_inner()).entry(kind).or_default() += 1;
+    }
+
+    /// A deterministic draw in `[0, 1)` for one decision about one call.
+    fn roll(&self, vendor: &str, call: u64, decision: u64) -> f64 {
+        let vendor_hash =
+            vendor.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x1000_0000_01b3));
+        crate::prng::SplitMix64::fork(self.seed, &[vendor_hash, call, decision]).unit()
+    }
+
+    /// The fault (if any) this call gets.
+    fn fault(&self, vendor: &str, call: u64) -> Option<Fault> {
+        let f = &self.faults;
+        [
+            (Fault::ServerError, f.server_error_rate),
+            (Fault::Slow, f.slow_rate),
+            (Fault::Reset, f.reset_rate),
+            (Fault::Malformed, f.malformed_json_rate),
+        ]
+        .into_iter()
+        .enumerate()
+        .find(|(i, (_, rate))| *rate > 0.0 && self.roll(vendor, call, *i as u64) < *rate)
+        .map(|(_, (fault, _))| fault)
     }
 
     fn count(&self, vendor: &str, endpoint: &str, status: StatusCode) {
@@ -191,6 +228,21 @@ impl SimState {
 /// The vendor whose key signed the request, handed from the gateway to the handlers.
 #[derive(Clone)]
 struct AuthenticatedVendor(String);
+
+/// The vendor's call number, for record-level faults in handlers.
+#[derive(Clone, Copy)]
+struct CallNumber(u64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    ServerError,
+    Slow,
+    Reset,
+    Malformed,
+}
+
+/// Coupang's gateway gives up on a call after this long unless `X-EXTENDED-TIMEOUT` asks for more.
+const GATEWAY_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Gateway auth errors have a string `code` (coupang-api.md §3).
 fn gateway_error(status: StatusCode, message: &str) -> Response {
@@ -219,17 +271,61 @@ async fn gateway(
                 gateway_error(StatusCode::FORBIDDEN, &format!("Not allowed IP: {}", peer.ip()))
             } else if key.expires_on.is_some_and(|expiry| today >= expiry) {
                 gateway_error(StatusCode::UNAUTHORIZED, "Request is not authorized. (the access key has expired)")
-            } else if state.over_limit(&vendor) {
-                too_many_requests(&state.faults)
             } else {
-                request.extensions_mut().insert(AuthenticatedVendor(vendor.clone()));
-                next.run(request).await
+                let (call, limited) = state.record_call(&vendor);
+                if limited {
+                    too_many_requests(&state.faults)
+                } else {
+                    request.extensions_mut().insert(AuthenticatedVendor(vendor.clone()));
+                    request.extensions_mut().insert(CallNumber(call));
+                    with_fault(&state, state.fault(&vendor, call), request, next).await
+                }
             };
             (vendor, response)
         }
     };
     state.count(&vendor, endpoint, response.status());
     response
+}
+
+/// Runs the handler, spoiling its answer as `fault` says.
+async fn with_fault(state: &SimState, fault: Option<Fault>, request: Request, next: Next) -> Response {
+    if let Some(fault) = fault {
+        state.injected(match fault {
+            Fault::ServerError => "server_error",
+            Fault::Slow => "slow",
+            Fault::Reset => "reset",
+            Fault::Malformed => "malformed_json",
+        });
+    }
+    match fault {
+        None => next.run(request).await,
+        Some(Fault::ServerError) => business_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
+        Some(Fault::Slow) => {
+            let delay = Duration::from_millis(state.faults.slow_ms);
+            if delay > GATEWAY_TIMEOUT && !request.headers().contains_key("x-extended-timeout") {
+                tokio::time::sleep(GATEWAY_TIMEOUT).await;
+                return gateway_error(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout");
+            }
+            tokio::time::sleep(delay).await;
+            next.run(request).await
+        }
+        Some(fault @ (Fault::Reset | Fault::Malformed)) => {
+            let (mut parts, body) = next.run(request).await.into_parts();
+            let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+            let half = bytes.slice(..bytes.len() / 2);
+            let body = if fault == Fault::Reset {
+                // The connection dies mid-body: hyper aborts it when the body stream fails.
+                let chunks: Vec<Result<axum::body::Bytes, std::io::Error>> =
+                    vec![Ok(half), Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset"))];
+                axum::body::Body::from_stream(futures::stream::iter(chunks))
+            } else {
+                axum::body::Body::from(half)
+            };
+            parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+            Response::from_parts(parts, body)
+        }
+    }
 }
 
 fn too_many_requests(faults: &FaultConfig) -> Response {
@@ -384,6 +480,7 @@ async fn ordersheets(
     State(state): State<Arc<SimState>>,
     Path(vendor_id): Path<String>,
     axum::Extension(AuthenticatedVendor(signer)): axum::Extension<AuthenticatedVendor>,
+    axum::Extension(CallNumber(call)): axum::Extension<CallNumber>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Answer {
     let vendor = vendor_world(&state, &vendor_id, &signer)?;
@@ -420,19 +517,43 @@ async fn ordersheets(
             let (from, to) = day_range(&params, "createdAtFrom", "createdAtTo")?;
             let per_page = page_size(&params)?;
             // nextToken is the shipment box id to continue from: stable while statuses change.
-            let start_after = match params.get("nextToken").map(String::as_str) {
+            let start_from = match params.get("nextToken").map(String::as_str) {
                 None | Some("") => i64::MIN,
-                Some(token) => match token.parse::<i64>() {
-                    Ok(id) => id - 1,
-                    Err(_) => return Err(bad_request("nextToken is invalid.")),
-                },
+                Some(token) => token.parse::<i64>().map_err(|_| bad_request("nextToken is invalid."))?,
             };
-            let mut matching = vendor.boxes.iter().filter(in_status).filter(|b| {
-                let day = b.ordered_at.date_naive();
-                b.shipment_box_id > start_after && day >= from && day <= to
-            });
-            let page: Vec<Value> = matching.by_ref().take(per_page).map(box_json).collect();
-            let next_token = matching.next().map(|b| b.shipment_box_id.to_string()).unwrap_or_default();
+            let matching: Vec<&ShipmentBox> = vendor
+                .boxes
+                .iter()
+                .filter(in_status)
+                .filter(|b| (from..=to).contains(&b.ordered_at.date_naive()))
+                .collect();
+            let mut start = matching.partition_point(|b| b.shipment_box_id < start_from);
+            // Fault: a later page starts with the previous page's last record again.
+            let faults = &state.faults;
+            if start > 0
+                && faults.repeated_record_rate > 0.0
+                && state.roll(&vendor_id, call, 100) < faults.repeated_record_rate
+            {
+                start -= 1;
+                state.injected("repeated_record");
+            }
+            let page: Vec<Value> = matching[start..]
+                .iter()
+                .take(per_page)
+                .map(|b| {
+                    let mut record = box_json(b);
+                    // Fault: this response lacks a required field of the record.
+                    let roll = state.roll(&vendor_id, call, b.shipment_box_id as u64);
+                    if faults.missing_field_rate > 0.0 && roll < faults.missing_field_rate {
+                        if let Some(object) = record.as_object_mut() {
+                            object.remove("paidAt");
+                            state.injected("missing_field");
+                        }
+                    }
+                    record
+                })
+                .collect();
+            let next_token = matching.get(start + per_page).map(|b| b.shipment_box_id.to_string()).unwrap_or_default();
             Ok(ok_list(page, &next_token))
         }
     }

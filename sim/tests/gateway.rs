@@ -162,3 +162,44 @@ async fn paging_returns_every_box_once_in_order() {
     assert!(first["paidAt"].as_str().unwrap().ends_with("+09:00"));
     assert!(first["receiver"]["addr1"].is_string());
 }
+
+#[tokio::test]
+async fn slow_calls_get_the_gateways_504_at_3_s_unless_they_ask_for_more_time() {
+    let faults = coupang_sim::config::FaultConfig { slow_rate: 1.0, slow_ms: 3_200, ..Default::default() };
+    let sim = Simulator::start(&SimConfig { days: 2, faults, ..SimConfig::default() }, ([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let call = Call::new(DAY_QUERY);
+    let started = std::time::Instant::now();
+    let (status, body) = call.send(&sim).await;
+    assert_eq!((status, body["message"].as_str()), (504, Some("Gateway Timeout")));
+    assert!(started.elapsed() >= std::time::Duration::from_secs(3));
+
+    let patient = Call { signed_at: Utc::now() - chrono::Duration::seconds(4), ..Call::new(DAY_QUERY) };
+    let url = format!("{}{}?{}", sim.base_url(), patient.path, patient.query);
+    let response = reqwest::Client::new()
+        .get(url)
+        .header("Authorization", patient.header())
+        .header("X-EXTENDED-TIMEOUT", "90000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn server_errors_and_cut_short_bodies_on_demand() {
+    let faults = coupang_sim::config::FaultConfig { server_error_rate: 1.0, ..Default::default() };
+    let sim = Simulator::start(&SimConfig { days: 2, faults, ..SimConfig::default() }, ([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let (status, body) = Call::new(DAY_QUERY).send(&sim).await;
+    assert_eq!((status, body["code"].as_u64()), (500, Some(500)));
+
+    let faults = coupang_sim::config::FaultConfig { malformed_json_rate: 1.0, ..Default::default() };
+    let sim = Simulator::start(&SimConfig { days: 2, faults, ..SimConfig::default() }, ([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let (status, body) = Call::new(DAY_QUERY).send(&sim).await;
+    assert_eq!((status, body), (200, Value::Null), "a 200 whose body is not JSON");
+}

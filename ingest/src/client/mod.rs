@@ -202,45 +202,27 @@ impl CoupangClient {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map(Duration::from_secs);
-                    let body = response.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
-                    if status.is_success() {
-                        *self.last_success.lock().unwrap_or_else(|e| e.into_inner()) = Some(Utc::now());
-                        return Ok(body);
-                    }
-                    let message = error_message(&body);
-                    match status {
-                        StatusCode::UNAUTHORIZED => {
-                            return Err(ClientError::KeyRejected {
-                                alias: self.alias(),
-                                status: status.as_u16(),
-                                message,
-                            })
+                    let body = response.bytes().await.map(|b| b.to_vec());
+                    match (status, body) {
+                        // The connection broke while the body arrived: like any transport error.
+                        (_, Err(error)) => {
+                            last = without_url(&error);
+                            backoff(attempt)
                         }
-                        StatusCode::FORBIDDEN if message.contains("Not allowed IP") => {
-                            return Err(ClientError::KeyRejected { alias: self.alias(), status: 403, message })
+                        // A body cut short or garbled on the way is not Coupang's answer: ask again.
+                        (status, Ok(body))
+                            if status.is_success()
+                                && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() =>
+                        {
+                            last = format!("HTTP {}: the body is not JSON ({} bytes)", status.as_u16(), body.len());
+                            backoff(attempt)
                         }
-                        // An HTML 403 is Akamai's temporary block after too many errors: wait it out.
-                        StatusCode::FORBIDDEN if looks_like_html(&body) => {
-                            self.limiter.slow_down();
-                            last = "HTTP 403 (temporary block page)".into();
-                            Duration::from_secs(30)
+                        (status, Ok(body)) if status.is_success() => {
+                            *self.last_success.lock().unwrap_or_else(|e| e.into_inner()) = Some(Utc::now());
+                            return Ok(body);
                         }
-                        StatusCode::TOO_MANY_REQUESTS => {
-                            self.limiter.slow_down();
-                            last = format!("HTTP 429: {message}");
-                            retry_after.unwrap_or_else(|| backoff(attempt))
-                        }
-                        s if s.is_server_error() => {
-                            last = format!("HTTP {}: {message}", s.as_u16());
-                            retry_after.unwrap_or_else(|| backoff(attempt))
-                        }
-                        s => {
-                            return Err(ClientError::Refused {
-                                alias: self.alias(),
-                                endpoint,
-                                status: s.as_u16(),
-                                message,
-                            })
+                        (status, Ok(body)) => {
+                            self.after_error(endpoint, status, &body, retry_after, attempt, &mut last)?
                         }
                     }
                 }
@@ -256,6 +238,43 @@ impl CoupangClient {
             }
         }
         Err(ClientError::GaveUp { alias: self.alias(), endpoint, attempts: self.max_attempts, last })
+    }
+
+    /// An error answer: configuration errors end the call at once; temporary ones give the wait before
+    /// the next attempt.
+    fn after_error(
+        &self,
+        endpoint: &'static str,
+        status: StatusCode,
+        body: &[u8],
+        retry_after: Option<Duration>,
+        attempt: u32,
+        last: &mut String,
+    ) -> Result<Duration, ClientError> {
+        let message = error_message(body);
+        let alias = self.alias();
+        match status {
+            StatusCode::UNAUTHORIZED => Err(ClientError::KeyRejected { alias, status: 401, message }),
+            StatusCode::FORBIDDEN if message.contains("Not allowed IP") => {
+                Err(ClientError::KeyRejected { alias, status: 403, message })
+            }
+            // An HTML 403 is Akamai's temporary block after too many errors: wait it out.
+            StatusCode::FORBIDDEN if looks_like_html(body) => {
+                self.limiter.slow_down();
+                *last = "HTTP 403 (temporary block page)".into();
+                Ok(Duration::from_secs(30))
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                self.limiter.slow_down();
+                *last = format!("HTTP 429: {message}");
+                Ok(retry_after.unwrap_or_else(|| backoff(attempt)))
+            }
+            s if s.is_server_error() => {
+                *last = format!("HTTP {}: {message}", s.as_u16());
+                Ok(retry_after.unwrap_or_else(|| backoff(attempt)))
+            }
+            s => Err(ClientError::Refused { alias, endpoint, status: s.as_u16(), message }),
+        }
     }
 
     fn invalid(&self, endpoint: &'static str, reason: String) -> ClientError {
