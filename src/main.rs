@@ -39,7 +39,36 @@ enum Command {
     Load,
     /// Create or upgrade the ClickHouse database, tables and views (idempotent).
     Migrate,
-    /// Serve the Coupang API simulator (see the [sim] config section), or print its ground truth.
+    /// Serve the Coupang API simulator, or print its ground truth
+    ///
+    /// The simulator answers the WING Open API paths the pipeline uses (order sheets by day and by minute
+    /// window, one box, one order, on v5 and v4; returnRequests on v6 and v4; revenue-history) with
+    /// Coupang's signature check (both header separators, a clock-skew window, one use per signature),
+    /// limits, envelopes and error bodies, for a seeded world of orders. Point `ingest.base_url` at it.
+    ///
+    /// Knobs, in the config file's [sim] section (or COUPANG_ETL__SIM__<KEY> variables):
+    ///   seed = 20251001             same seed, same world
+    ///   start_date = 2026-10-01     first payment day (Asia/Seoul)
+    ///   days = 31                   length of the simulated period
+    ///   orders_per_day = 40         mean orders per vendor and day (±50%)
+    ///   clock_skew_secs = 300       how far a signed-date may be from the gateway's clock
+    ///   rate_limit_per_second = 10  calls per vendor per second before 429 (0: off)
+    ///   [[sim.vendors]]             vendor_id, access_key, secret_key, key_issued_on (401 from 180 days
+    ///                               later), allowed_ips (403 "Not allowed IP" for others)
+    /// Faults, in [sim.faults] (all off by default; decided from the seed and the call number):
+    ///   burst_429 = { every = 25, length = 2 }   the first `length` of every `every` calls answer 429
+    ///   retry_after_secs = 1        Retry-After sent with 429s
+    ///   server_error_rate = 0.0     share of calls answered 500
+    ///   slow_rate = 0.0, slow_ms = 1500   slow answers; over 3 s without X-EXTENDED-TIMEOUT: 504 at 3 s
+    ///   reset_rate = 0.0            connections broken mid-body
+    ///   malformed_json_rate = 0.0   bodies cut short
+    ///   missing_field_rate = 0.0    order-sheet records without paidAt (per response)
+    ///   repeated_record_rate = 0.0  pages that repeat the previous page's last record
+    ///
+    /// The default vendors are A00010001, A00010002 and C00010003 with access keys sim-access-a/b/c and
+    /// secret keys sim-secret-for-<vendor id>. GET /sim/stats returns the calls answered per vendor,
+    /// endpoint and HTTP status.
+    #[command(verbatim_doc_comment)]
     Sim(SimArgs),
     /// List linked accounts with their key's expiry.
     Accounts,

@@ -217,3 +217,42 @@ async fn look_ups_minute_windows_returns_and_revenue_history() {
     seen.sort();
     assert_eq!(seen, expected);
 }
+
+/// The v4 path of the same box answers in v4 formats (plain won, Korea time without offset); the
+/// client's models read both to the same record.
+#[tokio::test]
+async fn v4_and_v5_answers_of_one_box_decode_to_the_same_record() {
+    use coupang_ingest::client::model::OrderSheet;
+    let sim = start(SimConfig { days: 20, vendors: vec![vendor("A00020009")], ..SimConfig::default() }).await;
+    let world = &sim.world().vendors["A00020009"];
+    let confirmed = world.boxes.iter().find(|b| b.confirmed_at.is_some() && b.remote_price.is_some()).unwrap();
+    let get = |version: &str, second: i64| {
+        let path = format!(
+            "/v2/providers/openapi/apis/api/{version}/vendors/A00020009/ordersheets/{}",
+            confirmed.shipment_box_id
+        );
+        let date = etl_core::cea::signed_date(chrono::Utc::now() - chrono::Duration::seconds(second));
+        let signature = etl_core::cea::signature("secret-A00020009", &date, "GET", &path, "");
+        let header = etl_core::cea::authorization_header("access-A00020009", &date, &signature);
+        let url = format!("{}{path}", sim.base_url());
+        async move {
+            let body: serde_json::Value = reqwest::Client::new()
+                .get(url)
+                .header("Authorization", header)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body["data"].clone()
+        }
+    };
+    let (v4, v5) = (get("v4", 1).await, get("v5", 2).await);
+    assert!(v4["shippingPrice"].is_i64() && v5["shippingPrice"].is_object(), "{v4}\n{v5}");
+    assert!(!v4["paidAt"].as_str().unwrap().contains('+') && v5["paidAt"].as_str().unwrap().ends_with("+09:00"));
+    assert_eq!(v4["orderItems"][0]["confirmDate"].as_str().unwrap().len(), "2025-07-29 10:11:12".len());
+    let (v4, v5): (OrderSheet, OrderSheet) = (serde_json::from_value(v4).unwrap(), serde_json::from_value(v5).unwrap());
+    assert_eq!(format!("{v4:?}"), format!("{v5:?}"));
+    assert_eq!(v5.remote_price.map(|w| w.0), confirmed.remote_price);
+}

@@ -1,7 +1,7 @@
 //! The simulated gateway: CEA signature check, then the order-sheet endpoint with Coupang's
 //! parameters, limits, paging and error bodies (coupang-api.md §1, §3, §4).
 
-use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -23,6 +23,11 @@ const ORDERSHEETS_V5: &str = "/v2/providers/openapi/apis/api/v5/vendors/{vendor_
 const ORDERSHEET_V5: &str = "/v2/providers/openapi/apis/api/v5/vendors/{vendor_id}/ordersheets/{shipment_box_id}";
 const ORDER_V5: &str = "/v2/providers/openapi/apis/api/v5/vendors/{vendor_id}/{order_id}/ordersheets";
 const RETURN_REQUESTS_V6: &str = "/v2/providers/openapi/apis/api/v6/vendors/{vendor_id}/returnRequests";
+// The v4 paths still work on Coupang and answer in the v4 formats (plain won, Korea time without offset).
+const ORDERSHEETS_V4: &str = "/v2/providers/openapi/apis/api/v4/vendors/{vendor_id}/ordersheets";
+const ORDERSHEET_V4: &str = "/v2/providers/openapi/apis/api/v4/vendors/{vendor_id}/ordersheets/{shipment_box_id}";
+const ORDER_V4: &str = "/v2/providers/openapi/apis/api/v4/vendors/{vendor_id}/{order_id}/ordersheets";
+const RETURN_REQUESTS_V4: &str = "/v2/providers/openapi/apis/api/v4/vendors/{vendor_id}/returnRequests";
 const REVENUE_HISTORY_V1: &str = "/v2/providers/openapi/apis/api/v1/revenue-history";
 /// Minute windows (`searchType=timeFrame`) may span at most 24 hours.
 const MAX_TIME_FRAME_HOURS: i64 = 24;
@@ -136,6 +141,10 @@ async fn serve_state(state: Arc<SimState>, listener: TcpListener, shutdown: Shut
         .route(ORDERSHEET_V5, get(ordersheet))
         .route(ORDER_V5, get(order))
         .route(RETURN_REQUESTS_V6, get(return_requests))
+        .route(ORDERSHEETS_V4, get(ordersheets))
+        .route(ORDERSHEET_V4, get(ordersheet))
+        .route(ORDER_V4, get(order))
+        .route(RETURN_REQUESTS_V4, get(return_requests))
         .route(REVENUE_HISTORY_V1, get(revenue_history))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), gateway));
@@ -478,6 +487,7 @@ fn ok_list(data: Vec<Value>, next_token: &str) -> Response {
 
 async fn ordersheets(
     State(state): State<Arc<SimState>>,
+    matched: MatchedPath,
     Path(vendor_id): Path<String>,
     axum::Extension(AuthenticatedVendor(signer)): axum::Extension<AuthenticatedVendor>,
     axum::Extension(CallNumber(call)): axum::Extension<CallNumber>,
@@ -508,7 +518,7 @@ async fn ordersheets(
                 .iter()
                 .filter(in_status)
                 .filter(|b| b.ordered_at >= from && b.ordered_at <= until)
-                .map(box_json)
+                .map(|b| box_json(b, format_of(&matched)))
                 .collect();
             Ok(ok_list(data, ""))
         }
@@ -541,7 +551,7 @@ async fn ordersheets(
                 .iter()
                 .take(per_page)
                 .map(|b| {
-                    let mut record = box_json(b);
+                    let mut record = box_json(b, format_of(&matched));
                     // Fault: this response lacks a required field of the record.
                     let roll = state.roll(&vendor_id, call, b.shipment_box_id as u64);
                     if faults.missing_field_rate > 0.0 && roll < faults.missing_field_rate {
@@ -561,25 +571,30 @@ async fn ordersheets(
 
 async fn ordersheet(
     State(state): State<Arc<SimState>>,
+    matched: MatchedPath,
     Path((vendor_id, shipment_box_id)): Path<(String, String)>,
     axum::Extension(AuthenticatedVendor(signer)): axum::Extension<AuthenticatedVendor>,
 ) -> Answer {
     let vendor = vendor_world(&state, &vendor_id, &signer)?;
     let id = shipment_box_id.parse::<i64>().unwrap_or(-1);
     match vendor.boxes.iter().find(|b| b.shipment_box_id == id) {
-        Some(b) => Ok(Json(json!({"code": 200, "message": "OK", "data": box_json(b)})).into_response()),
+        Some(b) => {
+            Ok(Json(json!({"code": 200, "message": "OK", "data": box_json(b, format_of(&matched))})).into_response())
+        }
         None => Err(bad_request(&format!("shipmentBoxId {shipment_box_id} was not found."))),
     }
 }
 
 async fn order(
     State(state): State<Arc<SimState>>,
+    matched: MatchedPath,
     Path((vendor_id, order_id)): Path<(String, String)>,
     axum::Extension(AuthenticatedVendor(signer)): axum::Extension<AuthenticatedVendor>,
 ) -> Answer {
     let vendor = vendor_world(&state, &vendor_id, &signer)?;
     let id = order_id.parse::<i64>().unwrap_or(-1);
-    let boxes: Vec<Value> = vendor.boxes.iter().filter(|b| b.order_id == id).map(box_json).collect();
+    let boxes: Vec<Value> =
+        vendor.boxes.iter().filter(|b| b.order_id == id).map(|b| box_json(b, format_of(&matched))).collect();
     if boxes.is_empty() {
         return Err(bad_request(&format!("orderId {order_id} was not found.")));
     }
@@ -669,16 +684,51 @@ fn revenue_json(b: &ShipmentBox) -> Value {
     })
 }
 
-fn money(won: i64) -> Value {
-    json!({"currencyCode": "KRW", "units": won, "nanos": 0})
+/// The response formats of Coupang's API versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ApiFormat {
+    /// v5/v6: money objects, ISO-8601 times with offset.
+    Current,
+    /// v4: plain integer won, Korea time without offset.
+    V4,
 }
 
-fn time(t: DateTime<FixedOffset>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%:z").to_string()
+fn format_of(matched: &MatchedPath) -> ApiFormat {
+    if matched.as_str().contains("/api/v4/") {
+        ApiFormat::V4
+    } else {
+        ApiFormat::Current
+    }
 }
 
-/// A v5 order sheet as Coupang serves it, personal data included.
-fn box_json(b: &ShipmentBox) -> Value {
+impl ApiFormat {
+    fn money(self, won: i64) -> Value {
+        match self {
+            ApiFormat::Current => json!({"currencyCode": "KRW", "units": won, "nanos": 0}),
+            ApiFormat::V4 => json!(won),
+        }
+    }
+
+    fn time(self, t: DateTime<FixedOffset>) -> String {
+        match self {
+            ApiFormat::Current => t.format("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+            ApiFormat::V4 => t.format("%Y-%m-%dT%H:%M:%S").to_string(),
+        }
+    }
+
+    /// `confirmDate` is `yyyy-MM-dd HH:mm:ss` in v4.
+    fn confirm_time(self, t: DateTime<FixedOffset>) -> String {
+        match self {
+            ApiFormat::Current => self.time(t),
+            ApiFormat::V4 => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+        }
+    }
+}
+
+/// An order sheet as Coupang serves it in `format`, personal data included.
+fn box_json(b: &ShipmentBox, format: ApiFormat) -> Value {
+    let money = |won| format.money(won);
+    let time = |t| format.time(t);
     let items: Vec<Value> = b
         .lines
         .iter()
@@ -703,7 +753,7 @@ fn box_json(b: &ShipmentBox) -> Value {
                 "cancelCount": 0,
                 "holdCountForCancel": 0,
                 "estimatedShippingDate": b.paid_at.date_naive().succ_opt().map(|d| d.to_string()),
-                "confirmDate": b.confirmed_at.map(time),
+                "confirmDate": b.confirmed_at.map(|t| format.confirm_time(t)),
                 "deliveryChargeTypeName": if b.shipping_price == 0 { "무료" } else { "유료" },
                 "canceled": false,
             })
