@@ -55,6 +55,13 @@ enum Command {
     ///   rate_limit_per_second = 10  calls per vendor per second before 429 (0: off)
     ///   [[sim.vendors]]             vendor_id, access_key, secret_key, key_issued_on (401 from 180 days
     ///                               later), allowed_ips (403 "Not allowed IP" for others)
+    /// Lifecycle, in [sim.lifecycle] (cancels, returns and coupons are off by default until the transform
+    /// stage applies the cancel-to-zero and coupon rules; the demo checks exact totals):
+    ///   cancel_before_dispatch_rate = 0.0   orders cancelled whole while ACCEPT (CANCEL list only)
+    ///   partial_cancel_rate = 0.0   orders with some units of one item cancelled before dispatch
+    ///   return_rate = 0.0           delivered orders returned whole (they leave the order-sheet lists)
+    ///   coupon_rate = 0.0           items bought with coupons, revealed at purchase confirmation
+    ///   buyer_confirm_rate = 0.4    confirmations by the buyer; the rest 7 days after delivery
     /// Faults, in [sim.faults] (all off by default; decided from the seed and the call number):
     ///   burst_429 = { every = 25, length = 2 }   the first `length` of every `every` calls answer 429
     ///   retry_after_secs = 1        Retry-After sent with 429s

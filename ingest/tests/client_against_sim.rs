@@ -256,3 +256,69 @@ async fn v4_and_v5_answers_of_one_box_decode_to_the_same_record() {
     assert_eq!(format!("{v4:?}"), format!("{v5:?}"));
     assert_eq!(v5.remote_price.map(|w| w.0), confirmed.remote_price);
 }
+
+/// With the full lifecycle on: orders cancelled while ACCEPT leave the order-sheet lists and appear only
+/// under cancelType=CANCEL; returns are listed by status; revenue-history carries coupons, SALE rows with
+/// `items: []` for orders undone before confirmation, and REFUND rows that subtract.
+#[tokio::test]
+async fn cancels_returns_refunds_and_coupons_are_served_as_coupang_does() {
+    use coupang_ingest::client::model::SaleType;
+    use coupang_sim::config::LifecycleConfig;
+    let config = SimConfig {
+        days: 25,
+        orders_per_day: 30,
+        lifecycle: LifecycleConfig::realistic(),
+        vendors: vec![vendor("A00020010")],
+        ..SimConfig::default()
+    };
+    let sim = start(config).await;
+    let client = client(&sim, account("lifecycle", "A00020010"), 10.0);
+    let world = &sim.world().vendors["A00020010"];
+    let (from, to) = (day("2026-09-30"), day("2026-10-25"));
+
+    let listed = all_boxes_in(&client, from, to).await;
+    let cancels: Vec<_> = client.return_requests(from, to, ReturnQuery::Cancel).collect().await;
+    let cancels: Vec<_> = cancels.into_iter().map(Result::unwrap).collect();
+    let unlisted: Vec<i64> = world.boxes.iter().filter(|b| !b.listed).map(|b| b.shipment_box_id).collect();
+    assert!(!unlisted.is_empty() && unlisted.iter().all(|id| !listed.contains(id)), "undone boxes leave the lists");
+    let cancelled_orders: Vec<i64> = cancels.iter().map(|r| r.order_id).collect();
+    for b in world.boxes.iter().filter(|b| !b.listed && b.zero_sale_at.is_some() && b.delivered_at.is_none()) {
+        assert!(
+            cancelled_orders.contains(&b.order_id),
+            "order {} cancelled while ACCEPT is in the CANCEL list",
+            b.order_id
+        );
+    }
+    let completed_returns: Vec<_> =
+        client.return_requests(from, day("2026-10-30"), ReturnQuery::Return("CC")).collect().await;
+    assert!(!completed_returns.is_empty());
+    assert!(completed_returns.iter().all(|r| r.as_ref().unwrap().receipt_status == "RETURNS_COMPLETED"));
+
+    let rows: Vec<_> = client.revenue_history(day("2026-10-01"), day("2026-10-31")).collect().await;
+    let rows: Vec<_> = rows.into_iter().map(Result::unwrap).collect();
+    let refunds: Vec<_> = rows.iter().filter(|r| r.sale_type == SaleType::Refund).map(|r| r.signed()).collect();
+    assert!(
+        !refunds.is_empty() && refunds.iter().all(|r| r.delivery_fee <= 0 && r.items.iter().all(|i| i.sale_price < 0))
+    );
+    assert!(rows.iter().any(|r| r.sale_type == SaleType::Sale && r.items.is_empty()), "undone before confirmation");
+    assert!(rows.iter().flat_map(|r| &r.items).any(|i| i.seller_discount_coupon.0 > 0), "coupons at confirmation");
+    println!(
+        "{} listed boxes, {} cancels, {} completed returns, {} revenue rows ({} refunds)",
+        listed.len(),
+        cancels.len(),
+        completed_returns.len(),
+        rows.len(),
+        refunds.len()
+    );
+}
+
+async fn all_boxes_in(client: &CoupangClient, from: NaiveDate, to: NaiveDate) -> Vec<i64> {
+    let mut seen = Vec::new();
+    for status in STATUSES {
+        let mut stream = std::pin::pin!(client.order_sheets(from, to, status));
+        while let Some(sheet) = stream.next().await {
+            seen.push(sheet.unwrap().shipment_box_id);
+        }
+    }
+    seen
+}

@@ -29,9 +29,65 @@ pub struct SimConfig {
     /// Faults on demand; all off by default.
     #[serde(default)]
     pub faults: FaultConfig,
+    /// How orders live after payment: cancels, returns, coupons, confirmations.
+    #[serde(default)]
+    pub lifecycle: LifecycleConfig,
     /// The vendor accounts the simulated gateway knows, with their keys.
     #[serde(default = "default_vendors")]
     pub vendors: Vec<SimVendor>,
+}
+
+/// Order lifecycles. Cancels, returns and coupons are off by default: the transform stage applies the
+/// cancel-to-zero and coupon-at-confirmation rules in a later step, and until then the demo's exact
+/// check would fail by design. Turn them on to see Coupang's full behaviour.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleConfig {
+    /// Share of orders cancelled whole while still ACCEPT (then listed only under cancelType=CANCEL).
+    #[serde(default)]
+    pub cancel_before_dispatch_rate: f64,
+    /// Share of orders with some units of one item cancelled before dispatch.
+    #[serde(default)]
+    pub partial_cancel_rate: f64,
+    /// Share of delivered orders returned whole (the box then drops out of the order-sheet lists).
+    #[serde(default)]
+    pub return_rate: f64,
+    /// Share of order items bought with coupons (seller-funded instant/downloadable, Coupang-funded).
+    #[serde(default)]
+    pub coupon_rate: f64,
+    /// Share of delivered orders the buyer confirms (0.5 to 5 days after delivery); the others are
+    /// confirmed automatically 7 days after delivery.
+    #[serde(default = "default_buyer_confirm_rate")]
+    pub buyer_confirm_rate: f64,
+}
+
+fn default_buyer_confirm_rate() -> f64 {
+    0.4
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig {
+            cancel_before_dispatch_rate: 0.0,
+            partial_cancel_rate: 0.0,
+            return_rate: 0.0,
+            coupon_rate: 0.0,
+            buyer_confirm_rate: default_buyer_confirm_rate(),
+        }
+    }
+}
+
+impl LifecycleConfig {
+    /// Rates like a real shop's, for the statistics tests and for users who want the full behaviour.
+    pub fn realistic() -> LifecycleConfig {
+        LifecycleConfig {
+            cancel_before_dispatch_rate: 0.04,
+            partial_cancel_rate: 0.03,
+            return_rate: 0.05,
+            coupon_rate: 0.3,
+            buyer_confirm_rate: 0.4,
+        }
+    }
 }
 
 /// Faults the simulated gateway injects. Each is decided from the seed and the vendor's call number,
@@ -171,6 +227,7 @@ impl Default for SimConfig {
             clock_skew_secs: default_clock_skew_secs(),
             rate_limit_per_second: default_rate_limit_per_second(),
             faults: FaultConfig::default(),
+            lifecycle: LifecycleConfig::default(),
             vendors: default_vendors(),
         }
     }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
 use crate::config::{FaultConfig, SimConfig};
-use crate::world::{BoxStatus, ShipmentBox, VendorWorld, World};
+use crate::world::{BoxStatus, Receipt, ReceiptKind, ShipmentBox, VendorWorld, World};
 
 const ORDERSHEETS_V5: &str = "/v2/providers/openapi/apis/api/v5/vendors/{vendor_id}/ordersheets";
 const ORDERSHEET_V5: &str = "/v2/providers/openapi/apis/api/v5/vendors/{vendor_id}/ordersheets/{shipment_box_id}";
@@ -517,7 +517,7 @@ async fn ordersheets(
                 .boxes
                 .iter()
                 .filter(in_status)
-                .filter(|b| b.ordered_at >= from && b.ordered_at <= until)
+                .filter(|b| b.listed && b.ordered_at >= from && b.ordered_at <= until)
                 .map(|b| box_json(b, format_of(&matched)))
                 .collect();
             Ok(ok_list(data, ""))
@@ -535,7 +535,7 @@ async fn ordersheets(
                 .boxes
                 .iter()
                 .filter(in_status)
-                .filter(|b| (from..=to).contains(&b.ordered_at.date_naive()))
+                .filter(|b| b.listed && (from..=to).contains(&b.ordered_at.date_naive()))
                 .collect();
             let mut start = matching.partition_point(|b| b.shipment_box_id < start_from);
             // Fault: a later page starts with the previous page's last record again.
@@ -605,22 +605,65 @@ async fn order(
 /// envelopes are Coupang's.
 async fn return_requests(
     State(state): State<Arc<SimState>>,
+    matched: MatchedPath,
     Path(vendor_id): Path<String>,
     axum::Extension(AuthenticatedVendor(signer)): axum::Extension<AuthenticatedVendor>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Answer {
-    vendor_world(&state, &vendor_id, &signer)?;
-    day_range(&params, "createdAtFrom", "createdAtTo")?;
+    let vendor = vendor_world(&state, &vendor_id, &signer)?;
+    let (from, to) = day_range(&params, "createdAtFrom", "createdAtTo")?;
     let status = params.get("status").map(String::as_str);
-    match (params.get("cancelType").map(String::as_str).unwrap_or("RETURN"), status) {
-        ("RETURN", Some("RU" | "UC" | "CC" | "PR")) => {}
+    let wanted = match (params.get("cancelType").map(String::as_str).unwrap_or("RETURN"), status) {
+        ("RETURN", Some(code @ ("RU" | "UC" | "CC" | "PR"))) => (ReceiptKind::Return, Some(code)),
         ("RETURN", _) => return Err(bad_request("status must be RU, UC, CC or PR.")),
-        ("CANCEL", None) => {}
+        // Cancels, including those of orders still ACCEPT, are listed only this way.
+        ("CANCEL", None) => (ReceiptKind::Cancel, None),
         ("CANCEL", Some(_)) => return Err(bad_request("status is not allowed with cancelType=CANCEL.")),
         _ => return Err(bad_request("cancelType must be RETURN or CANCEL.")),
-    }
-    page_size(&params)?;
-    Ok(ok_list(Vec::new(), ""))
+    };
+    let per_page = page_size(&params)?;
+    // Selected by receipt (request) day, not by modification.
+    let receipts: Vec<(&ShipmentBox, &Receipt)> = vendor
+        .boxes
+        .iter()
+        .flat_map(|b| b.receipts.iter().map(move |r| (b, r)))
+        .filter(|(_, r)| r.kind == wanted.0 && wanted.1.is_none_or(|code| r.status_code() == code))
+        .filter(|(_, r)| (from..=to).contains(&r.created_at.date_naive()))
+        .collect();
+    let (page, next) = page_of(receipts, params.get("nextToken"), per_page)?;
+    let format = format_of(&matched);
+    Ok(ok_list(page.into_iter().map(|(b, r)| receipt_json(b, r, format)).collect(), &next))
+}
+
+/// A cancel or return receipt as returnRequests serves it.
+fn receipt_json(b: &ShipmentBox, r: &Receipt, format: ApiFormat) -> Value {
+    let items: Vec<Value> = r
+        .units
+        .iter()
+        .filter_map(|(vendor_item_id, units)| {
+            let line = b.lines.iter().find(|l| l.product.vendor_item_id == *vendor_item_id)?;
+            Some(json!({
+                "vendorItemId": vendor_item_id, "vendorItemName": line.product.name, "purchaseCount": line.quantity,
+                "cancelCount": units, "shipmentBoxId": b.shipment_box_id, "sellerProductId": line.product.seller_product_id,
+            }))
+        })
+        .collect();
+    let kind = if r.kind == ReceiptKind::Cancel { "CANCEL" } else { "RETURN" };
+    json!({
+        "receiptId": r.receipt_id,
+        "orderId": b.order_id,
+        "paymentId": b.order_id + 7_000_000_000_000,
+        "receiptType": kind,
+        "receiptStatus": r.receipt_status(),
+        "createdAt": format.time(r.created_at),
+        "modifiedAt": format.time(r.completed_at.unwrap_or(r.created_at)),
+        "cancelCountSum": r.units.iter().map(|(_, n)| n).sum::<i64>(),
+        "returnItems": items,
+        "faultByType": "CUSTOMER",
+        "reasonCode": if r.kind == ReceiptKind::Cancel { "CHANGEMIND" } else { "DEFECT" },
+        "returnShippingCharge": format.money(if r.kind == ReceiptKind::Return { -5_000 } else { 0 }),
+        "completeConfirmDate": r.completed_at.map(|t| format.time(t)).unwrap_or_default(),
+    })
 }
 
 /// Revenue rows of purchase-confirmed orders, by recognition (confirmation) day.
@@ -640,48 +683,69 @@ async fn revenue_history(
         return Err(bad_request("token is required."));
     }
     let per_page = page_size(&params)?;
-    let rows: Vec<&ShipmentBox> = vendor
-        .boxes
-        .iter()
-        .filter(|b| b.confirmed_at.is_some_and(|c| c.date_naive() >= from && c.date_naive() <= to))
-        .collect();
+    let mut rows: Vec<(NaiveDate, i64, Value)> =
+        vendor.boxes.iter().flat_map(revenue_rows).filter(|(day, _, _)| (from..=to).contains(day)).collect();
+    rows.sort_by_key(|(day, order, _)| (*day, *order));
     let (page, next) = page_of(rows, params.get("token"), per_page)?;
-    let data: Vec<Value> = page.into_iter().map(revenue_json).collect();
+    let data: Vec<Value> = page.into_iter().map(|(_, _, row)| row).collect();
     let has_next = !next.is_empty();
     Ok(Json(json!({"code": 200, "message": "OK", "data": data, "hasNext": has_next, "nextToken": next}))
         .into_response())
 }
 
 /// A SALE row of revenue-history: plain integer won, recognised on the confirmation day.
-fn revenue_json(b: &ShipmentBox) -> Value {
-    let recognised = b.confirmed_at.map(|c| c.date_naive()).unwrap_or_else(|| b.paid_date());
+/// The revenue-history rows an order produces, with their recognition day: a SALE row at purchase
+/// confirmation; a SALE row with `items: []` when it was cancelled or returned whole before confirmation;
+/// a REFUND row (item amounts positive, deliveryFee negative) when it was returned after confirmation.
+fn revenue_rows(b: &ShipmentBox) -> Vec<(NaiveDate, i64, Value)> {
     let delivery = b.shipping_price + b.remote_price.unwrap_or(0);
-    let items: Vec<Value> = b
-        .lines
-        .iter()
-        .map(|line| {
-            let price = line.order_price();
-            let fee = price * 108 / 1000;
-            json!({
-                "taxType": "TAX", "productId": line.product.seller_product_id + 5_000_000_000,
-                "productName": line.product.name, "vendorItemId": line.product.vendor_item_id,
-                "vendorItemName": line.product.name, "salePrice": price, "quantity": line.quantity,
-                "coupangDiscountCoupon": 0, "sellerDiscountCoupon": 0, "downloadableCoupon": 0,
-                "saleAmount": price, "serviceFee": fee, "serviceFeeVat": fee / 10,
-                "settlementAmount": price - fee - fee / 10,
-            })
+    let row = |sale_type: &str, day: NaiveDate, delivery: i64, items: Vec<Value>| {
+        let fee = delivery * 33 / 1000;
+        json!({
+            "orderId": b.order_id,
+            "saleType": sale_type,
+            "saleDate": b.paid_date().to_string(),
+            "recognitionDate": day.to_string(),
+            "settlementDate": (day + chrono::Duration::days(30)).to_string(),
+            "deliveryFee": {"amount": delivery, "fee": fee, "feeVat": fee / 10, "settlementAmount": delivery - fee - fee / 10},
+            "items": items,
         })
-        .collect();
-    json!({
-        "orderId": b.order_id,
-        "saleType": "SALE",
-        "saleDate": b.paid_date().to_string(),
-        "recognitionDate": recognised.to_string(),
-        "settlementDate": (recognised + chrono::Duration::days(30)).to_string(),
-        "deliveryFee": {"amount": delivery, "fee": delivery * 33 / 1000, "feeVat": delivery * 33 / 10_000,
-                        "settlementAmount": delivery - delivery * 33 / 1000 - delivery * 33 / 10_000},
-        "items": items,
-    })
+    };
+    // Units sold at confirmation: ordered minus those cancelled before (returns come later, as REFUND).
+    let items = |units: &dyn Fn(&crate::world::OrderLine) -> i64| -> Vec<Value> {
+        b.lines
+            .iter()
+            .filter(|line| units(line) > 0)
+            .map(|line| {
+                let n = units(line);
+                let price = line.product.unit_price * n;
+                let (seller, downloadable, coupang) =
+                    (line.coupon.instant * n, line.coupon.downloadable * n, line.coupon.coupang * n);
+                let sale = price - seller - downloadable;
+                let fee = sale * 108 / 1000;
+                json!({
+                    "taxType": "TAX", "productId": line.product.seller_product_id + 5_000_000_000,
+                    "productName": line.product.name, "vendorItemId": line.product.vendor_item_id,
+                    "vendorItemName": line.product.name, "salePrice": price, "quantity": n,
+                    "coupangDiscountCoupon": coupang, "sellerDiscountCoupon": seller, "downloadableCoupon": downloadable,
+                    "saleAmount": sale, "serviceFee": fee, "serviceFeeVat": fee / 10,
+                    "settlementAmount": sale - fee - fee / 10,
+                })
+            })
+            .collect()
+    };
+    let mut rows = Vec::new();
+    if let Some(confirmed) = b.confirmed_at {
+        let day = confirmed.date_naive();
+        rows.push((day, b.order_id, row("SALE", day, delivery, items(&|l| l.quantity - l.cancelled))));
+    }
+    if let Some(at) = b.zero_sale_at {
+        rows.push((at.date_naive(), b.order_id, row("SALE", at.date_naive(), 0, Vec::new())));
+    }
+    if let Some(at) = b.refund_at {
+        rows.push((at.date_naive(), b.order_id, row("REFUND", at.date_naive(), -delivery, items(&|l| l.returned))));
+    }
+    rows
 }
 
 /// The response formats of Coupang's API versions.
@@ -729,6 +793,7 @@ impl ApiFormat {
 fn box_json(b: &ShipmentBox, format: ApiFormat) -> Value {
     let money = |won| format.money(won);
     let time = |t| format.time(t);
+    let coupon = |per_unit: i64| if b.confirmed_at.is_some() { per_unit } else { 0 };
     let items: Vec<Value> = b
         .lines
         .iter()
@@ -742,20 +807,21 @@ fn box_json(b: &ShipmentBox, format: ApiFormat) -> Value {
                 "shippingCount": line.quantity,
                 "salesPrice": money(line.product.unit_price),
                 "orderPrice": money(line.order_price()),
-                "discountPrice": money(0),
-                "instantCouponDiscount": money(0),
-                "downloadableCouponDiscount": money(0),
-                "coupangDiscount": money(0),
+                // The simulator reveals coupons with the purchase confirmation, as the domain rules assume.
+                "discountPrice": money(coupon(line.coupon.total()) * line.quantity),
+                "instantCouponDiscount": money(coupon(line.coupon.instant) * line.quantity),
+                "downloadableCouponDiscount": money(coupon(line.coupon.downloadable) * line.quantity),
+                "coupangDiscount": money(coupon(line.coupon.coupang) * line.quantity),
                 "externalVendorSkuCode": "",
                 "sellerProductId": line.product.seller_product_id,
                 "sellerProductName": line.product.name,
                 "sellerProductItemName": "단일상품",
-                "cancelCount": 0,
-                "holdCountForCancel": 0,
+                "cancelCount": line.cancelled,
+                "holdCountForCancel": line.cancel_pending,
                 "estimatedShippingDate": b.paid_at.date_naive().succ_opt().map(|d| d.to_string()),
                 "confirmDate": b.confirmed_at.map(|t| format.confirm_time(t)),
                 "deliveryChargeTypeName": if b.shipping_price == 0 { "무료" } else { "유료" },
-                "canceled": false,
+                "canceled": line.cancelled == line.quantity,
             })
         })
         .collect();

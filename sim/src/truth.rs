@@ -1,8 +1,16 @@
 //! Ground truth: what the pipeline's numbers must be for the simulated world, computed from the
 //! world's own state under domain-rules.md, never by calling pipeline code.
 //!
+//! The rules, as of the world's `as_of`:
+//! - an item's amount is its unit price × the units neither cancelled nor returned (completed ones);
+//! - coupon discounts (seller- and Coupang-funded) are subtracted only once the order is purchase-
+//!   confirmed; before that the amount is provisional;
+//! - a box's shipping fee (with the remote-area fee) counts while any unit of the box remains, and is 0
+//!   once every unit is cancelled or returned;
+//! - everything is attributed to the Asia/Seoul payment day, whenever the change happened.
+//!
 //! Totals per vendor and payment day, and per order, do not depend on how the pipeline spreads a box's
-//! shipping fee over its item rows, so tests compare those exactly.
+//! shipping fee over its item rows, so tests compare those exactly; per item, amounts exclude shipping.
 
 use chrono::NaiveDate;
 use serde::Serialize;
@@ -20,12 +28,34 @@ pub struct DayTotal {
     pub payment_amount: i64,
 }
 
+/// One (vendor, order, item), shipping excluded.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ItemTruth {
+    pub units: i64,
+    pub remaining_units: i64,
+    /// Unit price × remaining units.
+    pub order_price: i64,
+    /// Seller-funded coupons on the remaining units (0 until confirmation).
+    pub seller_coupon: i64,
+    /// Coupang-funded discount on the remaining units (0 until confirmation).
+    pub coupang_coupon: i64,
+    pub provisional: bool,
+}
+
+impl ItemTruth {
+    pub fn payment_amount(&self) -> i64 {
+        self.order_price - self.seller_coupon - self.coupang_coupon
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Truth {
     /// (vendor id, Asia/Seoul payment day) → totals.
     pub daily: BTreeMap<(String, NaiveDate), DayTotal>,
     /// (vendor id, order id) → payment amount of the order.
     pub orders: BTreeMap<(String, i64), i64>,
+    /// (vendor id, order id, vendor item id) → the item, shipping excluded.
+    pub items: BTreeMap<(String, i64, i64), ItemTruth>,
 }
 
 impl Truth {
@@ -33,9 +63,23 @@ impl Truth {
         let mut truth = Truth::default();
         for vendor in world.vendors.values() {
             for b in &vendor.boxes {
-                let amount = b.lines.iter().map(|l| l.order_price()).sum::<i64>()
-                    + b.shipping_price
-                    + b.remote_price.unwrap_or(0);
+                let confirmed = b.confirmed_at.is_some();
+                let mut amount = if b.any_remaining() { b.shipping_price + b.remote_price.unwrap_or(0) } else { 0 };
+                for line in &b.lines {
+                    let remaining = line.remaining();
+                    let coupons = |per_unit: i64| if confirmed { per_unit * remaining } else { 0 };
+                    let item = ItemTruth {
+                        units: line.quantity,
+                        remaining_units: remaining,
+                        order_price: line.product.unit_price * remaining,
+                        seller_coupon: coupons(line.coupon.instant + line.coupon.downloadable),
+                        coupang_coupon: coupons(line.coupon.coupang),
+                        provisional: !confirmed,
+                    };
+                    amount += item.payment_amount();
+                    let key = (vendor.vendor_id.clone(), b.order_id, line.product.vendor_item_id);
+                    truth.items.insert(key, item);
+                }
                 let day = truth.daily.entry((vendor.vendor_id.clone(), b.paid_date())).or_default();
                 day.orders += 1;
                 day.items += b.lines.len() as u64;
@@ -81,5 +125,45 @@ mod tests {
         assert!(daily_sum > 0);
         assert_eq!(truth.daily.len(), 3 * 7, "three vendors, seven days");
         assert!(truth.daily_csv().lines().count() == 1 + 21);
+    }
+
+    #[test]
+    fn cancels_returns_and_coupons_follow_the_rules() {
+        let config =
+            SimConfig { days: 40, lifecycle: crate::config::LifecycleConfig::realistic(), ..SimConfig::default() };
+        let world = World::generate(&config);
+        let truth = Truth::of(&world);
+        let mut seen = (0, 0, 0);
+        for vendor in world.vendors.values() {
+            for b in &vendor.boxes {
+                let order = truth.orders[&(vendor.vendor_id.clone(), b.order_id)];
+                let item = |line: &crate::world::OrderLine| {
+                    truth.items[&(vendor.vendor_id.clone(), b.order_id, line.product.vendor_item_id)].clone()
+                };
+                if !b.any_remaining() {
+                    // Cancelled or returned whole: the payment day's amount is 0, shipping included.
+                    assert_eq!(order, 0, "order {}", b.order_id);
+                    seen.0 += 1;
+                } else if b.lines.iter().any(|l| l.cancelled > 0) {
+                    // Partly cancelled: the item counts its remaining units, shipping stays.
+                    let line = b.lines.iter().find(|l| l.cancelled > 0).unwrap();
+                    assert_eq!(item(line).order_price, line.product.unit_price * (line.quantity - line.cancelled));
+                    seen.1 += 1;
+                }
+                if let (Some(_), Some(line)) =
+                    (b.confirmed_at, b.lines.iter().find(|l| l.coupon.total() > 0 && l.remaining() > 0))
+                {
+                    // Confirmed with coupons: discounts are subtracted and the row is final.
+                    let it = item(line);
+                    assert_eq!(it.seller_coupon + it.coupang_coupon, line.coupon.total() * line.remaining());
+                    assert!(!it.provisional);
+                    seen.2 += 1;
+                }
+                if b.confirmed_at.is_none() {
+                    assert!(b.lines.iter().all(|l| item(l).seller_coupon == 0 && item(l).provisional));
+                }
+            }
+        }
+        assert!(seen.0 > 0 && seen.1 > 0 && seen.2 > 0, "every rule was exercised: {seen:?}");
     }
 }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, FixedOffset, NaiveDate, NaiveTime, TimeZone};
 use etl_core::time::kst;
 use std::collections::BTreeMap;
 
-use crate::config::SimConfig;
+use crate::config::{LifecycleConfig, SimConfig};
 use crate::prng::SplitMix64;
 
 /// Coupang's order-sheet statuses, in lifecycle order.
@@ -59,11 +59,79 @@ pub struct Product {
 pub struct OrderLine {
     pub product: Product,
     pub quantity: i64,
+    /// Units whose cancel completed by `as_of`.
+    pub cancelled: i64,
+    /// Units with a cancel requested but not completed at `as_of`.
+    pub cancel_pending: i64,
+    /// Units whose return completed by `as_of`.
+    pub returned: i64,
+    /// Discounts per unit, known to the seller at purchase confirmation.
+    pub coupon: Coupon,
+}
+
+/// Coupon discounts of one unit, in won.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Coupon {
+    /// Seller-funded, applied at checkout.
+    pub instant: i64,
+    /// Seller-funded, downloaded by the buyer.
+    pub downloadable: i64,
+    /// Coupang-funded (does not reduce the seller's settlement).
+    pub coupang: i64,
+}
+
+impl Coupon {
+    pub fn total(&self) -> i64 {
+        self.instant + self.downloadable + self.coupang
+    }
 }
 
 impl OrderLine {
+    /// Price of every unit ordered.
     pub fn order_price(&self) -> i64 {
         self.product.unit_price * self.quantity
+    }
+
+    /// Units neither cancelled nor returned (completed ones) at `as_of`.
+    pub fn remaining(&self) -> i64 {
+        self.quantity - self.cancelled - self.returned
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptKind {
+    Cancel,
+    Return,
+}
+
+/// A cancel or return receipt (returnRequests).
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    pub receipt_id: i64,
+    pub kind: ReceiptKind,
+    pub created_at: DateTime<FixedOffset>,
+    /// None while it is still being processed at `as_of`.
+    pub completed_at: Option<DateTime<FixedOffset>>,
+    /// (vendor item id, units)
+    pub units: Vec<(i64, i64)>,
+}
+
+impl Receipt {
+    /// The returnRequests status code this receipt is listed under: `UC` received, `CC` completed.
+    pub fn status_code(&self) -> &'static str {
+        if self.completed_at.is_some() {
+            "CC"
+        } else {
+            "UC"
+        }
+    }
+
+    pub fn receipt_status(&self) -> &'static str {
+        if self.completed_at.is_some() {
+            "RETURNS_COMPLETED"
+        } else {
+            "RETURNS_UNCHECKED"
+        }
     }
 }
 
@@ -82,6 +150,14 @@ pub struct ShipmentBox {
     /// Purchase confirmation: by the buyer after delivery, or automatically 7 days after it.
     pub confirmed_at: Option<DateTime<FixedOffset>>,
     pub lines: Vec<OrderLine>,
+    pub receipts: Vec<Receipt>,
+    /// Whether the order-sheet lists show the box: not once it was cancelled whole or its return completed.
+    pub listed: bool,
+    /// Cancelled or returned whole before confirmation: revenue-history recognises a SALE row with
+    /// `items: []` on this day.
+    pub zero_sale_at: Option<DateTime<FixedOffset>>,
+    /// Returned after confirmation: revenue-history recognises a REFUND row on this day.
+    pub refund_at: Option<DateTime<FixedOffset>>,
     /// Personal data the real API returns; the pipeline must never need or keep it.
     pub orderer_name: String,
     pub receiver_address: String,
@@ -90,6 +166,11 @@ pub struct ShipmentBox {
 impl ShipmentBox {
     pub fn paid_date(&self) -> NaiveDate {
         self.paid_at.date_naive()
+    }
+
+    /// Whether any unit of the box is neither cancelled nor returned.
+    pub fn any_remaining(&self) -> bool {
+        self.lines.iter().any(|l| l.remaining() > 0)
     }
 }
 
@@ -136,7 +217,8 @@ impl World {
                 for _ in 0..count {
                     next_order_id += rng.range(1, 40);
                     next_box_id += rng.range(1, 1_000);
-                    boxes.push(order(&mut rng, &catalogue, date, as_of, next_order_id, next_box_id));
+                    let ids = (next_order_id, next_box_id);
+                    boxes.push(order(&mut rng, &config.lifecycle, &catalogue, date, as_of, ids));
                 }
             }
             boxes.sort_by_key(|b| b.shipment_box_id);
@@ -165,11 +247,11 @@ fn catalogue(rng: &mut SplitMix64, vendor_index: u64) -> Vec<Product> {
 
 fn order(
     rng: &mut SplitMix64,
+    lifecycle: &LifecycleConfig,
     catalogue: &[Product],
     date: NaiveDate,
     as_of: DateTime<FixedOffset>,
-    order_id: i64,
-    shipment_box_id: i64,
+    (order_id, shipment_box_id): (i64, i64),
 ) -> ShipmentBox {
     let paid_at = at_kst(date, rng.range(0, 86_399) as u32);
     let ordered_at = paid_at - Duration::seconds(rng.range(5, 300));
@@ -179,6 +261,10 @@ fn order(
         .map(|k| OrderLine {
             product: catalogue[(first + k * 5) % catalogue.len()].clone(),
             quantity: if rng.chance(0.25) { rng.range(2, 4) } else { 1 },
+            cancelled: 0,
+            cancel_pending: 0,
+            returned: 0,
+            coupon: Coupon::default(),
         })
         .collect();
     let shipping_price = match rng.range(0, 9) {
@@ -192,8 +278,11 @@ fn order(
     let departs = paid_at + Duration::hours(rng.range(6, 30));
     let delivered = departs + Duration::hours(rng.range(20, 70));
     let untracked = rng.chance(0.03);
-    let confirms =
-        if rng.chance(0.4) { delivered + Duration::hours(rng.range(12, 120)) } else { delivered + Duration::days(7) };
+    let confirms = if rng.chance(lifecycle.buyer_confirm_rate) {
+        delivered + Duration::hours(rng.range(12, 120))
+    } else {
+        delivered + Duration::days(7)
+    };
     let (status, in_transit_at, delivered_at) = if as_of < paid_at + Duration::hours(3) {
         (BoxStatus::Accept, None, None)
     } else if as_of < departs {
@@ -207,8 +296,7 @@ fn order(
     } else {
         (BoxStatus::FinalDelivery, Some(departs), Some(delivered))
     };
-    let confirmed_at = (status == BoxStatus::FinalDelivery && confirms <= as_of).then_some(confirms);
-    ShipmentBox {
+    let mut b = ShipmentBox {
         shipment_box_id,
         order_id,
         ordered_at,
@@ -218,10 +306,127 @@ fn order(
         remote_price,
         in_transit_at,
         delivered_at,
-        confirmed_at,
+        confirmed_at: (status == BoxStatus::FinalDelivery && confirms <= as_of).then_some(confirms),
         lines,
+        receipts: Vec::new(),
+        listed: true,
+        zero_sale_at: None,
+        refund_at: None,
         orderer_name: format!("구매자{}", order_id % 10_000),
         receiver_address: format!("서울특별시 강남구 테헤란로 {}", order_id % 500),
+    };
+    live(rng, lifecycle, &mut b, as_of, confirms);
+    b
+}
+
+/// Draws only for the lifecycle features that are on, so a world without them is the same as before.
+fn maybe(rng: &mut SplitMix64, rate: f64) -> bool {
+    rate > 0.0 && rng.chance(rate)
+}
+
+/// What happens to an order after payment, as seen at `as_of`: coupons, cancels, returns, and how
+/// they change its listing, confirmation and revenue rows.
+fn live(
+    rng: &mut SplitMix64,
+    lc: &LifecycleConfig,
+    b: &mut ShipmentBox,
+    as_of: DateTime<FixedOffset>,
+    confirms: DateTime<FixedOffset>,
+) {
+    for line in &mut b.lines {
+        if maybe(rng, lc.coupon_rate) {
+            let unit = line.product.unit_price;
+            line.coupon = Coupon {
+                instant: unit * rng.range(5, 15) / 100 / 100 * 100,
+                downloadable: if rng.chance(0.5) { 1_000.min(unit / 2) } else { 0 },
+                coupang: if rng.chance(0.3) { unit * 5 / 100 / 100 * 100 } else { 0 },
+            };
+        }
+    }
+    let receipt_id = b.order_id * 10 + 1;
+    if maybe(rng, lc.cancel_before_dispatch_rate) {
+        // Cancelled whole within its first hours, while ACCEPT.
+        let requested = b.paid_at + Duration::minutes(rng.range(10, 150));
+        let completed = requested + Duration::minutes(rng.range(5, 25));
+        if requested <= as_of {
+            let done = completed <= as_of;
+            let units = b.lines.iter().map(|l| (l.product.vendor_item_id, l.quantity)).collect();
+            b.receipts.push(Receipt {
+                receipt_id,
+                kind: ReceiptKind::Cancel,
+                created_at: requested,
+                completed_at: done.then_some(completed),
+                units,
+            });
+            for line in &mut b.lines {
+                if done {
+                    line.cancelled = line.quantity
+                } else {
+                    line.cancel_pending = line.quantity
+                }
+            }
+            b.status = BoxStatus::Accept;
+            (b.in_transit_at, b.delivered_at, b.confirmed_at) = (None, None, None);
+            if done {
+                b.listed = false;
+                b.zero_sale_at = Some(completed);
+            }
+        }
+    } else if maybe(rng, lc.partial_cancel_rate) {
+        // Some units of one item cancelled before dispatch: one unit of a multi-unit item, or a whole item
+        // of a multi-item order.
+        let target = b.lines.iter().position(|l| l.quantity >= 2).or((b.lines.len() >= 2).then(|| b.lines.len() - 1));
+        let requested = b.paid_at + Duration::minutes(rng.range(60, 300));
+        let completed = requested + Duration::minutes(rng.range(10, 90));
+        if let (Some(index), true) = (target, requested <= as_of) {
+            let line = &mut b.lines[index];
+            let units = if line.quantity >= 2 { 1 } else { line.quantity };
+            let done = completed <= as_of;
+            if done {
+                line.cancelled = units
+            } else {
+                line.cancel_pending = units
+            }
+            let units = vec![(line.product.vendor_item_id, units)];
+            b.receipts.push(Receipt {
+                receipt_id,
+                kind: ReceiptKind::Cancel,
+                created_at: requested,
+                completed_at: done.then_some(completed),
+                units,
+            });
+        }
+    } else if b.delivered_at.is_some() && maybe(rng, lc.return_rate) {
+        // Returned whole after delivery; before confirmation the buyer never confirms.
+        let delivered = b.delivered_at.unwrap_or(as_of);
+        let requested = delivered + Duration::hours(rng.range(12, 140));
+        let completed = requested + Duration::hours(rng.range(24, 96));
+        if requested <= as_of {
+            let done = completed <= as_of;
+            let units = b.lines.iter().map(|l| (l.product.vendor_item_id, l.quantity)).collect();
+            b.receipts.push(Receipt {
+                receipt_id,
+                kind: ReceiptKind::Return,
+                created_at: requested,
+                completed_at: done.then_some(completed),
+                units,
+            });
+            let before_confirmation = requested < confirms;
+            if before_confirmation {
+                b.confirmed_at = None;
+            }
+            if done {
+                for line in &mut b.lines {
+                    line.returned = line.quantity;
+                }
+                b.listed = false;
+                if before_confirmation {
+                    b.zero_sale_at = Some(completed)
+                } else {
+                    b.refund_at = Some(completed)
+                }
+            }
+        }
     }
 }
 
