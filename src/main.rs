@@ -111,8 +111,19 @@ struct SimArgs {
 
 #[derive(Subcommand)]
 enum SimCommand {
-    /// Print the expected payment amount per vendor and payment day as CSV.
-    Truth,
+    /// Print the expected payment amounts (the ground truth of the configured world) as CSV.
+    Truth {
+        /// Per vendor and payment day, per order (shipping included), or per item (shipping excluded).
+        #[arg(long, value_enum, default_value = "daily")]
+        level: TruthLevel,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TruthLevel {
+    Daily,
+    Orders,
+    Items,
 }
 
 fn init_logging(default: &str) {
@@ -225,9 +236,16 @@ async fn execute(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Sim(args) => match args.command {
-            Some(SimCommand::Truth) => {
-                let world = coupang_sim::World::generate(&config.sim);
-                print!("{}", coupang_sim::truth::Truth::of(&world).daily_csv());
+            Some(SimCommand::Truth { level }) => {
+                let truth = coupang_sim::truth::Truth::of(&coupang_sim::World::generate(&config.sim));
+                print!(
+                    "{}",
+                    match level {
+                        TruthLevel::Daily => truth.daily_csv(),
+                        TruthLevel::Orders => truth.orders_csv(),
+                        TruthLevel::Items => truth.items_csv(),
+                    }
+                );
                 Ok(())
             }
             None => {

@@ -100,6 +100,36 @@ impl Truth {
         })
     }
 
+    /// Per order: `vendor_id,order_id,payment_amount` (shipping included).
+    pub fn orders_csv(&self) -> String {
+        let mut out = String::from("vendor_id,order_id,payment_amount\n");
+        for ((vendor, order), amount) in &self.orders {
+            out.push_str(&format!("{vendor},{order},{amount}\n"));
+        }
+        out
+    }
+
+    /// Per item, shipping excluded:
+    /// `vendor_id,order_id,vendor_item_id,units,remaining_units,order_price,seller_coupon,coupang_coupon,payment_amount,provisional`.
+    pub fn items_csv(&self) -> String {
+        let mut out = String::from(
+            "vendor_id,order_id,vendor_item_id,units,remaining_units,order_price,seller_coupon,coupang_coupon,payment_amount,provisional\n",
+        );
+        for ((vendor, order, item), t) in &self.items {
+            out.push_str(&format!(
+                "{vendor},{order},{item},{},{},{},{},{},{},{}\n",
+                t.units,
+                t.remaining_units,
+                t.order_price,
+                t.seller_coupon,
+                t.coupang_coupon,
+                t.payment_amount(),
+                t.provisional
+            ));
+        }
+        out
+    }
+
     /// The truth as CSV: `vendor_id,payment_date,orders,items,payment_amount`.
     pub fn daily_csv(&self) -> String {
         let mut out = String::from("vendor_id,payment_date,orders,items,payment_amount\n");

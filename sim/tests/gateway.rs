@@ -203,3 +203,53 @@ async fn server_errors_and_cut_short_bodies_on_demand() {
     let (status, body) = Call::new(DAY_QUERY).send(&sim).await;
     assert_eq!((status, body), (200, Value::Null), "a 200 whose body is not JSON");
 }
+
+#[tokio::test]
+async fn return_requests_and_revenue_history_limits_answer_400() {
+    let sim = simulator().await;
+    let returns = "/v2/providers/openapi/apis/api/v6/vendors/A00010001/returnRequests";
+    let revenue = "/v2/providers/openapi/apis/api/v1/revenue-history";
+    let today = etl_core::time::now_kst().date_naive();
+    let cases: Vec<(&str, String, &str)> = vec![
+        (returns, "createdAtFrom=2026-09-01&createdAtTo=2026-10-05&status=UC".into(), "range should less than31"),
+        (returns, "createdAtFrom=2026-10-01&createdAtTo=2026-10-05&cancelType=RETURN".into(), "status must be"),
+        (returns, "createdAtFrom=2026-10-01&createdAtTo=2026-10-05&cancelType=CANCEL&status=UC".into(), "not allowed"),
+        (returns, "createdAtFrom=2026-10-01&createdAtTo=2026-10-05&status=UC&maxPerPage=51".into(), "maxPerPage"),
+        (
+            revenue,
+            "vendorId=A00010001&recognitionDateFrom=2026-10-01&recognitionDateTo=2026-10-05".into(),
+            "token is required",
+        ),
+        (
+            revenue,
+            format!(
+                "vendorId=A00010001&recognitionDateFrom={}&recognitionDateTo={today}&token=",
+                today - chrono::Duration::days(3)
+            ),
+            "before today",
+        ),
+        (
+            revenue,
+            "vendorId=A00010001&recognitionDateFrom=2026-08-01&recognitionDateTo=2026-10-05&token=".into(),
+            "range should less than31",
+        ),
+    ];
+    for (i, (path, query, message)) in cases.iter().enumerate() {
+        let call = Call {
+            path: path.to_string(),
+            query,
+            signed_at: Utc::now() - chrono::Duration::seconds(i as i64),
+            ..Call::new("")
+        };
+        let (status, body) = call.send(&sim).await;
+        assert_eq!((status, body["code"].as_u64()), (400, Some(400)), "{query}: {body}");
+        assert!(body["message"].as_str().unwrap().contains(message), "{query}: {body}");
+    }
+    // Another vendor's revenue is not this key's to read.
+    let foreign = Call {
+        path: revenue.into(),
+        query: "vendorId=A00010002&recognitionDateFrom=2026-10-01&recognitionDateTo=2026-10-05&token=",
+        ..Call::new("")
+    };
+    assert_eq!(foreign.send(&sim).await.0, 404);
+}
