@@ -238,15 +238,11 @@ async fn execute(cli: Cli) -> Result<()> {
         Command::Sim(args) => match args.command {
             Some(SimCommand::Truth { level }) => {
                 let truth = coupang_sim::truth::Truth::of(&coupang_sim::World::generate(&config.sim));
-                print!(
-                    "{}",
-                    match level {
-                        TruthLevel::Daily => truth.daily_csv(),
-                        TruthLevel::Orders => truth.orders_csv(),
-                        TruthLevel::Items => truth.items_csv(),
-                    }
-                );
-                Ok(())
+                write_out(&match level {
+                    TruthLevel::Daily => truth.daily_csv(),
+                    TruthLevel::Orders => truth.orders_csv(),
+                    TruthLevel::Items => truth.items_csv(),
+                })
             }
             None => {
                 let listener = tokio::net::TcpListener::bind(args.listen)
@@ -263,7 +259,7 @@ async fn execute(cli: Cli) -> Result<()> {
             }
         },
         Command::Accounts => {
-            print!("{}", accounts_table(&config).await);
+            write_out(&accounts_table(&config).await)?;
             Ok(())
         }
         Command::Summary => {
@@ -334,6 +330,15 @@ async fn accounts_table(config: &Config) -> String {
     out
 }
 
+/// Writes to stdout; a reader that went away (`| head`) ends the output quietly instead of panicking.
+fn write_out(text: &str) -> Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
 fn vendor_list(config: &Config) -> String {
     config.sim.vendors.iter().map(|v| format!("{} key {}", v.vendor_id, v.access_key)).collect::<Vec<_>>().join(", ")
 }
@@ -388,7 +393,7 @@ async fn run_demo(mut config: Config, database: String, shutdown: &Shutdown) -> 
     );
     let database = config.clickhouse.database.clone();
     let outcome = demo::run(config, shutdown).await?;
-    print!("{}", demo::render(&outcome, &database));
+    write_out(&demo::render(&outcome, &database))?;
     if !outcome.mismatches.is_empty() {
         bail!("ClickHouse does not match the simulator's ground truth");
     }
