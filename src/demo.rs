@@ -74,7 +74,7 @@ pub async fn run(mut config: Config, shutdown: &Shutdown) -> Result<DemoOutcome,
     if config.accounts.is_empty() {
         config.accounts = sim_accounts(&config, etl_core::time::now_kst().date_naive());
     }
-    let truth = Truth::of(simulator.world());
+    let truth = Truth::of(&simulator.world());
     // Coupang selects order sheets by creation day, and an order placed just before midnight can be paid
     // on the next day: collect from one day earlier so the first payment day is complete.
     let from = config.sim.start_date - chrono::Duration::days(1);

@@ -51,6 +51,10 @@ enum Command {
     ///   start_date = 2026-10-01     first payment day (Asia/Seoul)
     ///   days = 31                   length of the simulated period
     ///   orders_per_day = 40         mean orders per vendor and day (±50%)
+    ///   time_scale = 0              simulated seconds per real second (0: frozen at 09:00 the day
+    ///                               after the period; 86400: a day per second); GET /sim/clock shows it
+    ///   clock_start = <first day 00:00>   where a running clock starts (Asia/Seoul)
+    ///   visibility_delay_minutes = 10     new orders show in the lists this long after payment
     ///   clock_skew_secs = 300       how far a signed-date may be from the gateway's clock
     ///   rate_limit_per_second = 10  calls per vendor per second before 429 (0: off)
     ///   [[sim.vendors]]             vendor_id, access_key, secret_key, key_issued_on (401 from 180 days

@@ -29,7 +29,7 @@ async fn a_key_relinked_mid_run_stops_then_resumes_its_account_without_duplicate
     config.ingest.lookback_days = 9;
     config.ingest.poll_interval_secs = 1;
     let sim = with_simulator(&mut config).await;
-    let truth = Truth::of(sim.world());
+    let truth = Truth::of(&sim.world());
     let expected_rows: u64 = truth.daily.values().map(|d| d.items).sum();
     let linked: Arc<Mutex<Vec<AccountConfig>>> = Arc::new(Mutex::new(config.accounts.clone()));
     let source: AccountSource = {

@@ -19,7 +19,7 @@ use std::time::Duration;
 async fn the_pipeline_is_exact_and_a_rerun_of_the_same_window_changes_nothing() {
     let mut config = config("exact", small_world());
     let sim = with_simulator(&mut config).await;
-    let truth = Truth::of(sim.world());
+    let truth = Truth::of(&sim.world());
     let (from, to) = sim_range(&config);
     let shutdown = Shutdown::new();
 
@@ -61,7 +61,7 @@ async fn the_pipeline_is_exact_and_a_rerun_of_the_same_window_changes_nothing() 
 async fn a_rejected_key_stops_its_account_alone_and_names_it() {
     let mut config = config("badkey", small_world());
     let sim = with_simulator(&mut config).await;
-    let truth = Truth::of(sim.world());
+    let truth = Truth::of(&sim.world());
     let bad_secret = "definitely-not-the-secret";
     config.accounts[1].secret_key = etl_core::secret::Secret::new(bad_secret);
     let bad = config.accounts[1].clone();
@@ -89,7 +89,7 @@ async fn a_rejected_key_stops_its_account_alone_and_names_it() {
 async fn poison_records_go_to_the_dead_letter_topic_and_the_rest_stays_exact() {
     let mut config = config("poison", SimConfig { days: 4, ..small_world() });
     let sim = with_simulator(&mut config).await;
-    let truth = Truth::of(sim.world());
+    let truth = Truth::of(&sim.world());
     let topics = config.kafka.topics();
     ensure_topics(&config.kafka, &[&topics.raw_order_sheets, &topics.payment_facts, &topics.dead_letter])
         .await
@@ -138,7 +138,7 @@ async fn with_every_simulator_fault_on_the_numbers_stay_exact() {
     let mut config = config("faults", SimConfig { days: 6, faults, ..small_world() });
     config.ingest.max_attempts = 8;
     let sim = with_simulator(&mut config).await;
-    let truth = Truth::of(sim.world());
+    let truth = Truth::of(&sim.world());
     let (from, to) = sim_range(&config);
 
     let report = run_range(&config, from, to, &Shutdown::new()).await.unwrap();

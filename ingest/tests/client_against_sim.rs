@@ -178,7 +178,8 @@ async fn look_ups_minute_windows_returns_and_revenue_history() {
         start(SimConfig { days: 20, orders_per_day: 30, vendors: vec![vendor("A00020008")], ..SimConfig::default() })
             .await;
     let client = client(&sim, account("lookups", "A00020008"), 10.0);
-    let world = &sim.world().vendors["A00020008"];
+    let snapshot = sim.world();
+    let world = &snapshot.vendors["A00020008"];
     let some_box = &world.boxes[7];
 
     let single = client.order_sheet(some_box.shipment_box_id).await.unwrap();
@@ -224,7 +225,8 @@ async fn look_ups_minute_windows_returns_and_revenue_history() {
 async fn v4_and_v5_answers_of_one_box_decode_to_the_same_record() {
     use coupang_ingest::client::model::OrderSheet;
     let sim = start(SimConfig { days: 20, vendors: vec![vendor("A00020009")], ..SimConfig::default() }).await;
-    let world = &sim.world().vendors["A00020009"];
+    let snapshot = sim.world();
+    let world = &snapshot.vendors["A00020009"];
     let confirmed = world.boxes.iter().find(|b| b.confirmed_at.is_some() && b.remote_price.is_some()).unwrap();
     let get = |version: &str, second: i64| {
         let path = format!(
@@ -273,7 +275,8 @@ async fn cancels_returns_refunds_and_coupons_are_served_as_coupang_does() {
     };
     let sim = start(config).await;
     let client = client(&sim, account("lifecycle", "A00020010"), 10.0);
-    let world = &sim.world().vendors["A00020010"];
+    let snapshot = sim.world();
+    let world = &snapshot.vendors["A00020010"];
     let (from, to) = (day("2026-09-30"), day("2026-10-25"));
 
     let listed = all_boxes_in(&client, from, to).await;

@@ -22,6 +22,17 @@ pub struct SimConfig {
     /// How far from the gateway's clock a `signed-date` may be before "Specified signature is expired."
     #[serde(default = "default_clock_skew_secs")]
     pub clock_skew_secs: i64,
+    /// Simulated seconds per real second. 0 (the default) freezes the world at 09:00 the day after the
+    /// period; 86400 lets a day pass every second, so a month passes in half a minute.
+    #[serde(default)]
+    pub time_scale: f64,
+    /// The simulated moment the clock shows when the simulator starts (with a time scale); default:
+    /// the start of the first day (Asia/Seoul).
+    #[serde(default)]
+    pub clock_start: Option<chrono::NaiveDateTime>,
+    /// Minutes after payment before an order shows in the lists (Coupang: about 10).
+    #[serde(default = "default_visibility_delay_minutes")]
+    pub visibility_delay_minutes: i64,
     /// Per-vendor calls per second the gateway accepts before answering 429 (Coupang: about 10).
     /// 0 turns the limit off.
     #[serde(default = "default_rate_limit_per_second")]
@@ -199,6 +210,9 @@ fn default_orders_per_day() -> u32 {
 fn default_clock_skew_secs() -> i64 {
     300
 }
+fn default_visibility_delay_minutes() -> i64 {
+    10
+}
 fn default_rate_limit_per_second() -> u32 {
     10
 }
@@ -225,6 +239,9 @@ impl Default for SimConfig {
             days: default_days(),
             orders_per_day: default_orders_per_day(),
             clock_skew_secs: default_clock_skew_secs(),
+            time_scale: 0.0,
+            clock_start: None,
+            visibility_delay_minutes: default_visibility_delay_minutes(),
             rate_limit_per_second: default_rate_limit_per_second(),
             faults: FaultConfig::default(),
             lifecycle: LifecycleConfig::default(),

@@ -39,7 +39,11 @@ const MAX_RANGE_DAYS: i64 = 31;
 pub type RequestStats = BTreeMap<(String, String, u16), u64>;
 
 struct SimState {
-    world: World,
+    /// The world at the last moment it was generated for; with a time scale it is regenerated as the
+    /// simulated clock advances.
+    world: RwLock<(Arc<World>, Instant)>,
+    config: SimConfig,
+    clock: SimClock,
     seed: u64,
     /// access key → the key's vendor and rules. Re-linking replaces a vendor's entry.
     keys: RwLock<HashMap<String, KeyEntry>>,
@@ -93,8 +97,14 @@ impl Simulator {
         format!("http://{}", self.addr)
     }
 
-    pub fn world(&self) -> &World {
-        &self.state.world
+    /// The world as it stands now (on the simulated clock).
+    pub fn world(&self) -> Arc<World> {
+        self.state.world()
+    }
+
+    /// The simulated clock's time.
+    pub fn now(&self) -> DateTime<FixedOffset> {
+        self.state.clock.now()
     }
 
     pub fn stats(&self) -> RequestStats {
@@ -148,16 +158,57 @@ async fn serve_state(state: Arc<SimState>, listener: TcpListener, shutdown: Shut
         .route(REVENUE_HISTORY_V1, get(revenue_history))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), gateway));
-    let app = Router::new().route("/sim/stats", get(stats)).merge(api).with_state(state);
+    let app =
+        Router::new().route("/sim/stats", get(stats)).route("/sim/clock", get(clock)).merge(api).with_state(state);
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
 }
 
+/// Simulated time: frozen at the world's final moment, or running `scale` times faster than real time
+/// from `start_at`.
+struct SimClock {
+    started: Instant,
+    start_at: DateTime<FixedOffset>,
+    scale: f64,
+}
+
+impl SimClock {
+    fn new(config: &SimConfig) -> SimClock {
+        let start_at = if config.time_scale > 0.0 {
+            let start = config.clock_start.unwrap_or_else(|| config.start_date.and_time(chrono::NaiveTime::MIN));
+            start.and_local_timezone(etl_core::time::kst()).single().unwrap_or_else(|| World::final_moment(config))
+        } else {
+            World::final_moment(config)
+        };
+        SimClock { started: Instant::now(), start_at, scale: config.time_scale.max(0.0) }
+    }
+
+    fn now(&self) -> DateTime<FixedOffset> {
+        let elapsed = self.started.elapsed().as_secs_f64() * self.scale;
+        self.start_at + chrono::Duration::milliseconds((elapsed * 1000.0) as i64)
+    }
+}
+
 impl SimState {
+    /// The world now. Regenerated (same seed, same orders, later states) when the simulated clock has
+    /// moved on, at most every 100 ms of real time.
+    fn world(&self) -> Arc<World> {
+        let (current, generated) = self.world.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if self.clock.scale == 0.0 || generated.elapsed() < Duration::from_millis(100) {
+            return current;
+        }
+        let fresh = Arc::new(World::generate_at(&self.config, self.clock.now()));
+        *self.world.write().unwrap_or_else(|e| e.into_inner()) = (fresh.clone(), Instant::now());
+        fresh
+    }
+
     fn new(config: &SimConfig) -> SimState {
+        let clock = SimClock::new(config);
         SimState {
-            world: World::generate(config),
+            world: RwLock::new((Arc::new(World::generate_at(config, clock.now())), Instant::now())),
+            config: config.clone(),
+            clock,
             seed: config.seed,
             keys: RwLock::new(
                 config
@@ -398,6 +449,11 @@ async fn not_found() -> Response {
     business_error(StatusCode::NOT_FOUND, "Not Found")
 }
 
+/// The simulated clock, for clients that follow simulated time.
+async fn clock(State(state): State<Arc<SimState>>) -> Json<Value> {
+    Json(json!({"now": state.clock.now().to_rfc3339(), "time_scale": state.clock.scale}))
+}
+
 async fn stats(State(state): State<Arc<SimState>>) -> Json<Value> {
     let stats = state.stats.lock().unwrap_or_else(|e| e.into_inner());
     let rows: Vec<Value> = stats
@@ -415,12 +471,29 @@ fn parse_day(text: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(text.get(..10)?, "%Y-%m-%d").ok()
 }
 
-/// The signer's vendor world, or the 404 Coupang gives for a path of another vendor.
-fn vendor_world<'a>(state: &'a SimState, path_vendor: &str, signer: &str) -> Result<&'a VendorWorld, Refusal> {
+/// One vendor's part of a world snapshot.
+struct VendorView {
+    world: Arc<World>,
+    vendor_id: String,
+}
+
+impl std::ops::Deref for VendorView {
+    type Target = VendorWorld;
+    fn deref(&self) -> &VendorWorld {
+        &self.world.vendors[&self.vendor_id]
+    }
+}
+
+/// The signer's vendor world now, or the 404 Coupang gives for a path of another vendor.
+fn vendor_world(state: &SimState, path_vendor: &str, signer: &str) -> Result<VendorView, Refusal> {
     if path_vendor != signer {
         return Err(Refusal(StatusCode::NOT_FOUND, "vendorId does not belong to this access key.".into()));
     }
-    state.world.vendors.get(path_vendor).ok_or_else(|| Refusal(StatusCode::NOT_FOUND, "Not Found".into()))
+    let world = state.world();
+    if !world.vendors.contains_key(path_vendor) {
+        return Err(Refusal(StatusCode::NOT_FOUND, "Not Found".into()));
+    }
+    Ok(VendorView { world, vendor_id: path_vendor.to_string() })
 }
 
 /// A business error answer (`{"code":400,"message":…}`), returned with `?` from handlers.

@@ -199,9 +199,21 @@ const ITEM_NAMES: [&str; 8] = [
 ];
 
 impl World {
+    /// The world as it stands the morning after the last payment day (recent orders still moving).
     pub fn generate(config: &SimConfig) -> World {
-        // The world is observed the morning after the last payment day, so recent orders are still moving.
-        let as_of = at_kst(config.end_date() + Duration::days(1), 9 * 3600);
+        World::generate_at(config, World::final_moment(config))
+    }
+
+    /// The moment [`World::generate`] observes: 09:00 (Seoul) the day after the period.
+    pub fn final_moment(config: &SimConfig) -> DateTime<FixedOffset> {
+        at_kst(config.end_date() + Duration::days(1), 9 * 3600)
+    }
+
+    /// The world as it stands at `as_of`. Every draw is independent of `as_of`, so the same seed gives
+    /// the same orders at every moment, each further along its lifecycle; orders paid less than the
+    /// visibility delay before `as_of` are not there yet (Coupang lists new orders ~10 minutes late).
+    pub fn generate_at(config: &SimConfig, as_of: DateTime<FixedOffset>) -> World {
+        let visible_until = as_of - Duration::minutes(config.visibility_delay_minutes);
         let mut next_order_id: i64 = 24_000_000_000_000;
         let mut next_box_id: i64 = 640_000_000_000_000_000;
         let mut vendors = BTreeMap::new();
@@ -221,6 +233,7 @@ impl World {
                     boxes.push(order(&mut rng, &config.lifecycle, &catalogue, date, as_of, ids));
                 }
             }
+            boxes.retain(|b| b.paid_at <= visible_until);
             boxes.sort_by_key(|b| b.shipment_box_id);
             vendors.insert(vendor.vendor_id.clone(), VendorWorld { vendor_id: vendor.vendor_id.clone(), boxes });
         }
@@ -315,8 +328,16 @@ fn order(
         orderer_name: format!("구매자{}", order_id % 10_000),
         receiver_address: format!("서울특별시 강남구 테헤란로 {}", order_id % 500),
     };
-    live(rng, lifecycle, &mut b, as_of, confirms);
+    let timeline = Timeline { delivered: (!untracked).then_some(delivered), confirms };
+    live(rng, lifecycle, &mut b, as_of, timeline);
     b
+}
+
+/// When things would happen to an order, whether or not they have by `as_of`.
+struct Timeline {
+    /// None for boxes that are never tracked to delivery.
+    delivered: Option<DateTime<FixedOffset>>,
+    confirms: DateTime<FixedOffset>,
 }
 
 /// Draws only for the lifecycle features that are on, so a world without them is the same as before.
@@ -331,8 +352,9 @@ fn live(
     lc: &LifecycleConfig,
     b: &mut ShipmentBox,
     as_of: DateTime<FixedOffset>,
-    confirms: DateTime<FixedOffset>,
+    timeline: Timeline,
 ) {
+    let confirms = timeline.confirms;
     for line in &mut b.lines {
         if maybe(rng, lc.coupon_rate) {
             let unit = line.product.unit_price;
@@ -344,7 +366,11 @@ fn live(
         }
     }
     let receipt_id = b.order_id * 10 + 1;
-    if maybe(rng, lc.cancel_before_dispatch_rate) {
+    // Which fate the order has is drawn first, the same whatever `as_of` is.
+    let cancelled_whole = maybe(rng, lc.cancel_before_dispatch_rate);
+    let partly_cancelled = !cancelled_whole && maybe(rng, lc.partial_cancel_rate);
+    let returned = !cancelled_whole && !partly_cancelled && maybe(rng, lc.return_rate);
+    if cancelled_whole {
         // Cancelled whole within its first hours, while ACCEPT.
         let requested = b.paid_at + Duration::minutes(rng.range(10, 150));
         let completed = requested + Duration::minutes(rng.range(5, 25));
@@ -372,7 +398,7 @@ fn live(
                 b.zero_sale_at = Some(completed);
             }
         }
-    } else if maybe(rng, lc.partial_cancel_rate) {
+    } else if partly_cancelled {
         // Some units of one item cancelled before dispatch: one unit of a multi-unit item, or a whole item
         // of a multi-item order.
         let target = b.lines.iter().position(|l| l.quantity >= 2).or((b.lines.len() >= 2).then(|| b.lines.len() - 1));
@@ -396,9 +422,8 @@ fn live(
                 units,
             });
         }
-    } else if b.delivered_at.is_some() && maybe(rng, lc.return_rate) {
+    } else if let (true, Some(delivered)) = (returned, timeline.delivered) {
         // Returned whole after delivery; before confirmation the buyer never confirms.
-        let delivered = b.delivered_at.unwrap_or(as_of);
         let requested = delivered + Duration::hours(rng.range(12, 140));
         let completed = requested + Duration::hours(rng.range(24, 96));
         if requested <= as_of {
