@@ -75,6 +75,8 @@ pub async fn run(mut config: Config, shutdown: &Shutdown) -> Result<DemoOutcome,
         config.accounts = sim_accounts(&config, etl_core::time::now_kst().date_naive());
     }
     let truth = Truth::of(&simulator.world());
+    // The demo's database is its own: it starts empty, so what it shows is this run's world alone.
+    coupang_load::schema::drop_database(&config.clickhouse).await?;
     // Coupang selects order sheets by creation day, and an order placed just before midnight can be paid
     // on the next day: collect from one day earlier so the first payment day is complete.
     let from = config.sim.start_date - chrono::Duration::days(1);

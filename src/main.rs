@@ -65,6 +65,7 @@ enum Command {
     ///   partial_cancel_rate = 0.0   orders with some units of one item cancelled before dispatch
     ///   return_rate = 0.0           delivered orders returned whole (they leave the order-sheet lists)
     ///   coupon_rate = 0.0           items bought with coupons, revealed at purchase confirmation
+    ///   split_shipping_rate = 0.1   multi-item orders shipped in two boxes (the second without its own fee)
     ///   buyer_confirm_rate = 0.4    confirmations by the buyer; the rest 7 days after delivery
     /// Faults, in [sim.faults] (all off by default; decided from the seed and the call number):
     ///   burst_429 = { every = 25, length = 2 }   the first `length` of every `every` calls answer 429
@@ -89,7 +90,7 @@ enum Command {
 
 #[derive(clap::Args)]
 struct DemoArgs {
-    /// ClickHouse database the demo writes to (created if missing; re-running it changes nothing).
+    /// ClickHouse database the demo writes to; it is dropped and recreated on every run.
     #[arg(long, default_value = "coupang_demo")]
     database: String,
 }

@@ -145,6 +145,17 @@ pub async fn server_info(config: &ClickHouseConfig) -> Result<ServerInfo, Schema
     Ok(ServerInfo::parse(&row.version))
 }
 
+/// Drops the whole database (for the demo's own database, which starts empty on every run).
+pub async fn drop_database(config: &ClickHouseConfig) -> Result<(), SchemaError> {
+    config.validate().map_err(SchemaError::Config)?;
+    config
+        .server_client()
+        .query(&format!("DROP DATABASE IF EXISTS {}", config.database))
+        .execute()
+        .await
+        .map_err(|source| SchemaError::ClickHouse { url: config.url.clone(), source })
+}
+
 /// Creates the database and applies the migrations it does not have yet.
 pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrationReport, SchemaError> {
     config.validate().map_err(SchemaError::Config)?;

@@ -66,6 +66,9 @@ pub struct LifecycleConfig {
     /// Share of order items bought with coupons (seller-funded instant/downloadable, Coupang-funded).
     #[serde(default)]
     pub coupon_rate: f64,
+    /// Share of multi-item orders shipped in two boxes (the second without a shipping fee of its own).
+    #[serde(default = "default_split_shipping_rate")]
+    pub split_shipping_rate: f64,
     /// Share of delivered orders the buyer confirms (0.5 to 5 days after delivery); the others are
     /// confirmed automatically 7 days after delivery.
     #[serde(default = "default_buyer_confirm_rate")]
@@ -75,6 +78,9 @@ pub struct LifecycleConfig {
 fn default_buyer_confirm_rate() -> f64 {
     0.4
 }
+fn default_split_shipping_rate() -> f64 {
+    0.1
+}
 
 impl Default for LifecycleConfig {
     fn default() -> Self {
@@ -83,6 +89,7 @@ impl Default for LifecycleConfig {
             partial_cancel_rate: 0.0,
             return_rate: 0.0,
             coupon_rate: 0.0,
+            split_shipping_rate: default_split_shipping_rate(),
             buyer_confirm_rate: default_buyer_confirm_rate(),
         }
     }
@@ -96,6 +103,7 @@ impl LifecycleConfig {
             partial_cancel_rate: 0.03,
             return_rate: 0.05,
             coupon_rate: 0.3,
+            split_shipping_rate: 0.1,
             buyer_confirm_rate: 0.4,
         }
     }

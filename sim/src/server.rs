@@ -756,8 +756,25 @@ async fn revenue_history(
         return Err(bad_request("token is required."));
     }
     let per_page = page_size(&params)?;
+    // One row per order and sale type: the boxes of a split order are merged back into their order.
+    let mut orders: Vec<ShipmentBox> = Vec::new();
+    let mut position: HashMap<i64, usize> = HashMap::new();
+    for b in &vendor.boxes {
+        match position.get(&b.order_id) {
+            Some(&i) => {
+                let order = &mut orders[i];
+                order.lines.extend(b.lines.iter().cloned());
+                order.shipping_price += b.shipping_price;
+                order.remote_price = order.remote_price.or(b.remote_price);
+            }
+            None => {
+                position.insert(b.order_id, orders.len());
+                orders.push(b.clone());
+            }
+        }
+    }
     let mut rows: Vec<(NaiveDate, i64, Value)> =
-        vendor.boxes.iter().flat_map(revenue_rows).filter(|(day, _, _)| (from..=to).contains(day)).collect();
+        orders.iter().flat_map(revenue_rows).filter(|(day, _, _)| (from..=to).contains(day)).collect();
     rows.sort_by_key(|(day, order, _)| (*day, *order));
     let (page, next) = page_of(rows, params.get("token"), per_page)?;
     let data: Vec<Value> = page.into_iter().map(|(_, _, row)| row).collect();
@@ -909,7 +926,7 @@ fn box_json(b: &ShipmentBox, format: ApiFormat) -> Value {
         "remotePrice": b.remote_price.map(money),
         "remoteArea": b.remote_price.is_some(),
         "parcelPrintMessage": "문 앞",
-        "splitShipping": false,
+        "splitShipping": b.split_shipping,
         "ableSplitShipping": false,
         "receiver": {"name": b.orderer_name, "safeNumber": "0502-0000-0000", "addr1": b.receiver_address, "addr2": "101호", "postCode": "06236"},
         "orderItems": items,

@@ -151,6 +151,8 @@ pub struct ShipmentBox {
     pub confirmed_at: Option<DateTime<FixedOffset>>,
     pub lines: Vec<OrderLine>,
     pub receipts: Vec<Receipt>,
+    /// One of several boxes of its order.
+    pub split_shipping: bool,
     /// Whether the order-sheet lists show the box: not once it was cancelled whole or its return completed.
     pub listed: bool,
     /// Cancelled or returned whole before confirmation: revenue-history recognises a SALE row with
@@ -230,7 +232,13 @@ impl World {
                     next_order_id += rng.range(1, 40);
                     next_box_id += rng.range(1, 1_000);
                     let ids = (next_order_id, next_box_id);
-                    boxes.push(order(&mut rng, &config.lifecycle, &catalogue, date, as_of, ids));
+                    let whole = order(&mut rng, &config.lifecycle, &catalogue, date, as_of, ids);
+                    if whole.lines.len() >= 2 && maybe(&mut rng, config.lifecycle.split_shipping_rate) {
+                        next_box_id += 1;
+                        boxes.extend(split(whole, next_box_id));
+                    } else {
+                        boxes.push(whole);
+                    }
                 }
             }
             boxes.retain(|b| b.paid_at <= visible_until);
@@ -322,6 +330,7 @@ fn order(
         confirmed_at: (status == BoxStatus::FinalDelivery && confirms <= as_of).then_some(confirms),
         lines,
         receipts: Vec::new(),
+        split_shipping: false,
         listed: true,
         zero_sale_at: None,
         refund_at: None,
@@ -338,6 +347,27 @@ struct Timeline {
     /// None for boxes that are never tracked to delivery.
     delivered: Option<DateTime<FixedOffset>>,
     confirms: DateTime<FixedOffset>,
+}
+
+/// Split shipping: the order's last item ships in a second box (its own id, no shipping fee of its
+/// own), sharing the order's timeline and fate; receipts follow their items.
+fn split(whole: ShipmentBox, second_box_id: i64) -> [ShipmentBox; 2] {
+    let mut first = whole;
+    first.split_shipping = true;
+    let mut second = first.clone();
+    second.shipment_box_id = second_box_id;
+    second.shipping_price = 0;
+    second.remote_price = None;
+    second.lines = first.lines.split_off(first.lines.len() - 1);
+    for part in [&mut first, &mut second] {
+        let items: Vec<i64> = part.lines.iter().map(|l| l.product.vendor_item_id).collect();
+        for receipt in &mut part.receipts {
+            receipt.units.retain(|(item, _)| items.contains(item));
+        }
+        part.receipts.retain(|r| !r.units.is_empty());
+        part.listed = part.listed && part.any_remaining();
+    }
+    [first, second]
 }
 
 /// Draws only for the lifecycle features that are on, so a world without them is the same as before.
@@ -478,15 +508,18 @@ mod tests {
     #[test]
     fn ids_have_coupang_shapes_and_are_unique() {
         let world = World::generate(&SimConfig::default());
-        let mut seen = std::collections::HashSet::new();
+        let (mut boxes, mut orders) = (std::collections::HashSet::new(), std::collections::HashMap::new());
         for vendor in world.vendors.values() {
             for b in &vendor.boxes {
                 assert_eq!(b.shipment_box_id.to_string().len(), 18);
                 assert_eq!(b.order_id.to_string().len(), 14);
-                assert!(seen.insert(b.order_id), "order ids are unique across vendors");
+                assert!(boxes.insert(b.shipment_box_id), "box ids are unique");
+                let owner = orders.entry(b.order_id).or_insert(vendor.vendor_id.clone());
+                assert_eq!(owner, &vendor.vendor_id, "an order belongs to one vendor");
                 assert!(b.ordered_at <= b.paid_at);
             }
         }
+        assert!(boxes.len() > orders.len(), "some orders ship in several boxes");
     }
 
     #[test]

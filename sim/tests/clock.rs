@@ -21,12 +21,12 @@ fn one_world_seen_at_several_moments_only_moves_forward() {
             assert!(b.paid_at <= at - Duration::minutes(10), "nothing shows before the visibility delay");
             let price: i64 = b.lines.iter().map(|l| l.order_price()).sum();
             let undone = b.receipts.len();
-            if let Some((status, earlier_price, earlier_receipts)) = previous.get(&b.order_id) {
+            if let Some((status, earlier_price, earlier_receipts)) = previous.get(&b.shipment_box_id) {
                 assert!(b.status >= *status, "order {} went back from {status:?} to {:?}", b.order_id, b.status);
                 assert_eq!(price, *earlier_price, "same order, same amounts");
                 assert!(undone >= *earlier_receipts);
             }
-            previous.insert(b.order_id, (b.status, price, undone));
+            previous.insert(b.shipment_box_id, (b.status, price, undone));
         }
     }
     assert!(sizes.windows(2).all(|w| w[0] <= w[1]) && sizes[0] < sizes[10], "orders accumulate: {sizes:?}");
