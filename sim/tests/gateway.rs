@@ -109,6 +109,10 @@ async fn documented_limits_answer_400() {
         ("createdAtFrom=2026-10-01%2B09:00&createdAtTo=2026-10-02%2B09:00&maxPerPage=51&status=ACCEPT", "maxPerPage"),
         ("createdAtFrom=2026-10-01%2B09:00&createdAtTo=2026-10-02%2B09:00&maxPerPage=50", "status is required"),
         ("createdAtTo=2026-10-02%2B09:00&status=ACCEPT", "createdAtFrom"),
+        (
+            "createdAtFrom=2026-10-01T00:00%2B09:00&createdAtTo=2026-10-02T00:01%2B09:00&searchType=timeFrame&status=ACCEPT",
+            "less than 24 hours",
+        ),
     ];
     for (i, (query, message)) in cases.iter().enumerate() {
         let call = Call { signed_at: Utc::now() - chrono::Duration::seconds(i as i64), ..Call::new(query) };
