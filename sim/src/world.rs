@@ -370,6 +370,26 @@ fn split(whole: ShipmentBox, second_box_id: i64) -> [ShipmentBox; 2] {
     [first, second]
 }
 
+/// Records a receipt covering every unit of the box; true when it completed by `as_of`.
+fn receipt_for_every_unit(
+    b: &mut ShipmentBox,
+    receipt_id: i64,
+    kind: ReceiptKind,
+    (requested, completed): (DateTime<FixedOffset>, DateTime<FixedOffset>),
+    as_of: DateTime<FixedOffset>,
+) -> bool {
+    let done = completed <= as_of;
+    let units = b.lines.iter().map(|l| (l.product.vendor_item_id, l.quantity)).collect();
+    b.receipts.push(Receipt {
+        receipt_id,
+        kind,
+        created_at: requested,
+        completed_at: done.then_some(completed),
+        units,
+    });
+    done
+}
+
 /// Draws only for the lifecycle features that are on, so a world without them is the same as before.
 fn maybe(rng: &mut SplitMix64, rate: f64) -> bool {
     rate > 0.0 && rng.chance(rate)
@@ -405,15 +425,7 @@ fn live(
         let requested = b.paid_at + Duration::minutes(rng.range(10, 150));
         let completed = requested + Duration::minutes(rng.range(5, 25));
         if requested <= as_of {
-            let done = completed <= as_of;
-            let units = b.lines.iter().map(|l| (l.product.vendor_item_id, l.quantity)).collect();
-            b.receipts.push(Receipt {
-                receipt_id,
-                kind: ReceiptKind::Cancel,
-                created_at: requested,
-                completed_at: done.then_some(completed),
-                units,
-            });
+            let done = receipt_for_every_unit(b, receipt_id, ReceiptKind::Cancel, (requested, completed), as_of);
             for line in &mut b.lines {
                 if done {
                     line.cancelled = line.quantity
@@ -457,15 +469,7 @@ fn live(
         let requested = delivered + Duration::hours(rng.range(12, 140));
         let completed = requested + Duration::hours(rng.range(24, 96));
         if requested <= as_of {
-            let done = completed <= as_of;
-            let units = b.lines.iter().map(|l| (l.product.vendor_item_id, l.quantity)).collect();
-            b.receipts.push(Receipt {
-                receipt_id,
-                kind: ReceiptKind::Return,
-                created_at: requested,
-                completed_at: done.then_some(completed),
-                units,
-            });
+            let done = receipt_for_every_unit(b, receipt_id, ReceiptKind::Return, (requested, completed), as_of);
             let before_confirmation = requested < confirms;
             if before_confirmation {
                 b.confirmed_at = None;

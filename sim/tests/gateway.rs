@@ -55,13 +55,13 @@ const DAY_QUERY: &str =
 #[tokio::test]
 async fn a_correct_signature_is_accepted_with_either_separator() {
     let sim = simulator().await;
-    let (status, body) = Call::new(DAY_QUERY).send(&sim).await;
+    let base = Utc::now();
+    let (status, body) = Call { signed_at: base, ..Call::new(DAY_QUERY) }.send(&sim).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["code"], 200);
     assert!(!body["data"].as_array().unwrap().is_empty());
-    let tight = Call { separator: ",", ..Call::new(DAY_QUERY) };
-    // A second, distinct signature: a different second of signing.
-    let tight = Call { signed_at: Utc::now() - chrono::Duration::seconds(1), ..tight };
+    // A second, distinct signature (signed a second apart from the first), with "," separators.
+    let tight = Call { separator: ",", signed_at: base - chrono::Duration::seconds(1), ..Call::new(DAY_QUERY) };
     assert_eq!(tight.send(&sim).await.0, 200);
 }
 
