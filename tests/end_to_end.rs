@@ -154,7 +154,7 @@ async fn with_every_simulator_fault_on_the_numbers_stay_exact() {
     let injected = sim.faults_injected();
     let stats = sim.stats();
     let throttled: u64 = stats.iter().filter(|((_, _, s), _)| *s == 429).map(|(_, n)| n).sum();
-    let repeated: u64 = report.ingest.accounts.values().map(|a| a.repeated).sum();
+    let repeated: u64 = report.ingest.accounts.values().map(|a| a.unchanged).sum();
     for kind in ["server_error", "slow", "reset", "malformed_json", "missing_field", "repeated_record"] {
         assert!(injected.get(kind).copied().unwrap_or(0) > 0, "{kind} was injected: {injected:?}");
     }

@@ -78,6 +78,10 @@ impl fmt::Debug for KafkaConfig {
 pub struct Topics {
     /// Raw order-sheet events from ingest, keyed `vendorId:orderId`.
     pub raw_order_sheets: String,
+    /// Raw cancel/return receipts from ingest, keyed `vendorId:orderId`.
+    pub raw_return_requests: String,
+    /// Raw revenue-history rows from ingest, keyed `vendorId:orderId`.
+    pub raw_revenue: String,
     /// Payment facts from transform, keyed `vendorId:orderId:vendorItemId`.
     pub payment_facts: String,
     /// Records a stage could not process, with the reason in headers.
@@ -88,8 +92,15 @@ pub struct Topics {
 
 impl Topics {
     /// Every topic of the pipeline.
-    pub fn all(&self) -> [&str; 4] {
-        [&self.raw_order_sheets, &self.payment_facts, &self.dead_letter, &self.account_status]
+    pub fn all(&self) -> [&str; 6] {
+        [
+            &self.raw_order_sheets,
+            &self.raw_return_requests,
+            &self.raw_revenue,
+            &self.payment_facts,
+            &self.dead_letter,
+            &self.account_status,
+        ]
     }
 }
 
@@ -98,6 +109,8 @@ impl KafkaConfig {
         let p = &self.topic_prefix;
         Topics {
             raw_order_sheets: format!("{p}raw.ordersheets"),
+            raw_return_requests: format!("{p}raw.returnrequests"),
+            raw_revenue: format!("{p}raw.revenue"),
             payment_facts: format!("{p}facts.payments"),
             dead_letter: format!("{p}deadletter"),
             account_status: format!("{p}ingest.accounts"),

@@ -1,8 +1,11 @@
 //! From Coupang's order sheet to the raw event: the record as collected, minus personal data.
 
-use coupang_schemas::{OrderSheetEvent, OrderSheetItem};
+use coupang_schemas::{
+    OrderSheetEvent, OrderSheetItem, ReturnRequestEvent, ReturnRequestItem, RevenueEvent, RevenueItem,
+};
+use etl_core::time::days_since_epoch;
 
-use crate::client::model::OrderSheet;
+use crate::client::model::{OrderSheet, ReturnRequest, RevenueRecord, SaleType};
 
 pub fn order_sheet_event(
     vendor_id: &str,
@@ -43,6 +46,76 @@ pub fn order_sheet_event(
                 coupang_discount: item.coupang_discount.0,
                 confirm_date: item.confirm_date.map(|t| t.0),
                 canceled: item.canceled,
+            })
+            .collect(),
+    }
+}
+
+pub fn return_request_event(
+    vendor_id: &str,
+    account_alias: &str,
+    collected_at: i64,
+    receipt: &ReturnRequest,
+) -> ReturnRequestEvent {
+    ReturnRequestEvent {
+        vendor_id: vendor_id.to_string(),
+        account_alias: account_alias.to_string(),
+        collected_at,
+        api_version: "v6".into(),
+        receipt_id: receipt.receipt_id,
+        order_id: receipt.order_id,
+        payment_id: receipt.payment_id,
+        receipt_type: receipt.receipt_type.clone(),
+        receipt_status: receipt.receipt_status.clone(),
+        created_at: receipt.created_at.0,
+        modified_at: receipt.modified_at.map(|t| t.0),
+        complete_confirm_date: receipt.complete_confirm_date.map(|t| t.0),
+        cancel_count_sum: receipt.cancel_count_sum,
+        return_shipping_charge: receipt.return_shipping_charge.map_or(0, |w| w.0),
+        fault_by_type: receipt.fault_by_type.clone(),
+        reason_code: receipt.reason_code.clone(),
+        items: receipt
+            .return_items
+            .iter()
+            .map(|item| ReturnRequestItem {
+                vendor_item_id: item.vendor_item_id,
+                vendor_item_name: item.vendor_item_name.clone(),
+                purchase_count: item.purchase_count,
+                cancel_count: item.cancel_count,
+                shipment_box_id: item.shipment_box_id,
+                seller_product_id: item.seller_product_id,
+            })
+            .collect(),
+    }
+}
+
+/// A revenue row with the seller's signs (normalised once, by `RevenueRecord::signed`).
+pub fn revenue_event(vendor_id: &str, account_alias: &str, collected_at: i64, row: &RevenueRecord) -> RevenueEvent {
+    let signed = row.signed();
+    RevenueEvent {
+        vendor_id: vendor_id.to_string(),
+        account_alias: account_alias.to_string(),
+        collected_at,
+        order_id: signed.order_id,
+        sale_type: match signed.sale_type {
+            SaleType::Sale => "SALE".into(),
+            SaleType::Refund => "REFUND".into(),
+        },
+        sale_date: days_since_epoch(signed.sale_date),
+        recognition_date: days_since_epoch(signed.recognition_date),
+        delivery_fee: signed.delivery_fee,
+        items: signed
+            .items
+            .iter()
+            .map(|item| RevenueItem {
+                vendor_item_id: item.vendor_item_id,
+                quantity: item.quantity,
+                sale_price: item.sale_price,
+                seller_discount_coupon: item.seller_discount_coupon,
+                downloadable_coupon: item.downloadable_coupon,
+                coupang_discount_coupon: item.coupang_discount_coupon,
+                sale_amount: item.sale_amount,
+                settlement_amount: item.settlement_amount,
             })
             .collect(),
     }

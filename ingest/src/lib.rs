@@ -11,7 +11,7 @@ mod stage;
 
 pub use client::{ClientError, CoupangClient};
 pub use config::IngestConfig;
-pub use event::order_sheet_event;
+pub use event::{order_sheet_event, return_request_event, revenue_event};
 pub use stage::{
     account_statuses, collect_range, fixed_accounts, run, AccountReport, AccountSource, AccountStatus, IngestError,
     IngestReport,

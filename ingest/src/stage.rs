@@ -21,9 +21,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::client::{ClientError, CoupangClient, MAX_WINDOW_DAYS};
+use crate::client::{ClientError, CoupangClient, ReturnQuery, MAX_WINDOW_DAYS};
 use crate::config::IngestConfig;
-use crate::event::order_sheet_event;
+use crate::event::{order_sheet_event, return_request_event, revenue_event};
 
 /// Order-sheet lists return boxes in their current status, so a full sweep asks for each one.
 pub const ORDER_SHEET_STATUSES: [&str; 6] =
@@ -51,8 +51,13 @@ pub struct AccountReport {
     pub events: u64,
     /// Records that could not be read, even alone, and went to the dead-letter topic.
     pub bad_records: u64,
-    /// Records Coupang listed again within one listing (sent once).
-    pub repeated: u64,
+    /// Cancel/return receipts acknowledged by the broker.
+    pub receipts: u64,
+    /// Revenue rows acknowledged by the broker.
+    pub revenue_rows: u64,
+    /// Records not sent because they had not changed since they were last sent (re-swept windows,
+    /// records repeated across pages).
+    pub unchanged: u64,
     /// Why the account stopped, when it did (e.g. its key was rejected).
     pub error: Option<String>,
 }
@@ -61,6 +66,15 @@ pub struct AccountReport {
 pub struct IngestReport {
     /// By account alias.
     pub accounts: BTreeMap<String, AccountReport>,
+}
+
+impl IngestReport {
+    /// Over all accounts: (boxes read, order-sheet events, receipts, revenue rows) sent.
+    pub fn ingest_totals(&self) -> (u64, u64, u64, u64) {
+        self.accounts
+            .values()
+            .fold((0, 0, 0, 0), |t, a| (t.0 + a.boxes, t.1 + a.events, t.2 + a.receipts, t.3 + a.revenue_rows))
+    }
 }
 
 /// An account's status as published to the account-status topic (JSON, keyed by alias).
@@ -92,7 +106,8 @@ struct Sink {
 impl Sink {
     async fn connect(kafka: &KafkaConfig) -> Result<Sink, IngestError> {
         let topics = kafka.topics();
-        ensure_topics(kafka, &[&topics.raw_order_sheets, &topics.dead_letter]).await?;
+        let raw = [&topics.raw_order_sheets, &topics.raw_return_requests, &topics.raw_revenue, &topics.dead_letter];
+        ensure_topics(kafka, &raw.map(String::as_str)).await?;
         ensure_compacted_topics(kafka, &[&topics.account_status]).await?;
         let producer: FutureProducer = kafka.producer_config().create()?;
         let dead_letter = DeadLetter::new(producer.clone(), topics.dead_letter.clone(), "ingest");
@@ -115,6 +130,8 @@ struct AccountTracker {
     stopped: HashMap<String, (String, Secret, String)>,
     /// The day each account's expiry warning was last logged.
     warned_on: HashMap<String, NaiveDate>,
+    /// What was last sent per account, so unchanged records are not sent again.
+    filters: HashMap<String, ChangeFilter>,
 }
 
 impl AccountTracker {
@@ -215,18 +232,20 @@ async fn sweep(
             None => {
                 let client =
                     CoupangClient::new(config, account.clone()).map_err(|e| IngestError::Config(e.to_string()))?;
-                runnable.push((client, report));
+                let filter = tracker.filters.remove(&account.alias).unwrap_or_default();
+                runnable.push((client, report, filter));
             }
         }
     }
 
-    let sweeps = runnable.into_iter().map(|(client, mut report)| async move {
-        let outcome = sweep_account(&client, sink, from, to, shutdown, &mut report).await?;
-        Ok::<_, IngestError>((client, report, outcome.err()))
+    let sweeps = runnable.into_iter().map(|(client, mut report, mut filter)| async move {
+        let outcome = sweep_account(&client, sink, (from, to), &mut filter, shutdown, &mut report).await?;
+        Ok::<_, IngestError>((client, report, filter, outcome.err()))
     });
     for outcome in futures::future::join_all(sweeps).await {
-        let (client, mut report, error) = outcome?;
+        let (client, mut report, filter, error) = outcome?;
         let account = client.account();
+        tracker.filters.insert(account.alias.clone(), filter);
         if let Some(success) = client.last_success() {
             tracker.last_success.insert(account.alias.clone(), success);
         }
@@ -258,18 +277,78 @@ async fn sweep(
     Ok(result)
 }
 
+/// Remembers what was last sent for each record (a hash of its event, collection time aside), so a
+/// record Coupang lists again unchanged (re-swept windows, repeated pages) is not sent again and the
+/// stages after ingest see only changes. In memory: after a restart every record is sent once more,
+/// which the next stages absorb (same versions).
+#[derive(Default)]
+pub struct ChangeFilter {
+    sent: HashMap<String, u64>,
+}
+
+impl ChangeFilter {
+    /// The encoded event when it differs from the last one sent under `id`; `None` when unchanged.
+    fn encode_if_changed<E: coupang_schemas::EventType + Clone>(
+        &mut self,
+        id: String,
+        event: &E,
+        without_collection_time: impl FnOnce(&mut E),
+    ) -> Result<Option<Vec<u8>>, IngestError> {
+        use std::hash::{Hash, Hasher};
+        let mut timeless = event.clone();
+        without_collection_time(&mut timeless);
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        encode(&timeless)?.hash(&mut hasher);
+        let hash = hasher.finish();
+        if self.sent.insert(id, hash) == Some(hash) {
+            return Ok(None);
+        }
+        Ok(Some(encode(event)?))
+    }
+}
+
+/// Produces `encoded` records to `topic` and waits for every acknowledgement; returns how many.
+async fn send_all(sink: &Sink, topic: &str, encoded: &[(String, Vec<u8>)]) -> Result<u64, IngestError> {
+    let deliveries: Vec<_> = encoded
+        .iter()
+        .map(|(key, payload)| {
+            sink.producer.send(FutureRecord::to(topic).key(key).payload(payload), Duration::from_secs(120))
+        })
+        .collect();
+    for delivery in futures::future::join_all(deliveries).await {
+        delivery.map_err(|(error, _)| error)?;
+    }
+    Ok(encoded.len() as u64)
+}
+
+async fn dead_letter(
+    sink: &Sink,
+    vendor_id: &str,
+    bad: ClientError,
+    report: &mut AccountReport,
+) -> Result<(), IngestError> {
+    if let ClientError::BadRecord { alias, endpoint, record_id, reason, raw } = bad {
+        report.bad_records += 1;
+        let reason = format!("account {alias}: {endpoint} record {record_id}: {reason}");
+        let source = [("dlq.source.account", alias.as_str()), ("dlq.source.endpoint", endpoint)];
+        sink.dead_letter.send_record(Some(vendor_id.as_bytes()), raw.as_bytes(), &reason, &source).await?;
+    }
+    Ok(())
+}
+
 /// Outer `Result`: Kafka failures (stop everything). Inner: the account's own API error (stop this account).
 async fn sweep_account(
     client: &CoupangClient,
     sink: &Sink,
-    from: NaiveDate,
-    to: NaiveDate,
+    (from, to): (NaiveDate, NaiveDate),
+    filter: &mut ChangeFilter,
     shutdown: &Shutdown,
     report: &mut AccountReport,
 ) -> Result<Result<(), ClientError>, IngestError> {
     let account = client.account();
-    let mut seen = std::collections::HashSet::new();
+    let (vendor, alias) = (account.vendor_id.as_str(), account.alias.as_str());
     for (window_from, window_to) in windows(from, to) {
+        // Order sheets: one listing per status, since lists show boxes in their current status.
         for status in ORDER_SHEET_STATUSES {
             let mut records = std::pin::pin!(client.order_sheets(window_from, window_to, status).chunks(50));
             while let Some(chunk) = records.next().await {
@@ -283,42 +362,83 @@ async fn sweep_account(
                         Ok(sheet) => sheet,
                         // Coupang sometimes sends a record incomplete: ask for that box alone before
                         // giving up on it, and dead-letter it (intact, minus personal data) only then.
-                        Err(ClientError::BadRecord { alias, endpoint, record_id, reason, raw }) => {
+                        Err(bad @ ClientError::BadRecord { .. }) => {
+                            let record_id = match &bad {
+                                ClientError::BadRecord { record_id, .. } => record_id.clone(),
+                                _ => String::new(),
+                            };
                             match refetch(client, &record_id).await {
                                 Some(sheet) => sheet,
                                 None => {
-                                    report.bad_records += 1;
-                                    let reason = format!("account {alias}: {endpoint} record {record_id}: {reason}");
-                                    let source =
-                                        [("dlq.source.account", alias.as_str()), ("dlq.source.endpoint", endpoint)];
-                                    let key = account.vendor_id.as_bytes();
-                                    sink.dead_letter.send_record(Some(key), raw.as_bytes(), &reason, &source).await?;
+                                    dead_letter(sink, vendor, bad, report).await?;
                                     continue;
                                 }
                             }
                         }
                         Err(error) => return Ok(Err(error)),
                     };
-                    // A box repeated across pages of one listing is sent once (a box that changed
-                    // status meanwhile is new information and is sent again).
-                    if !seen.insert((sheet.shipment_box_id, sheet.status.clone())) {
-                        report.repeated += 1;
+                    report.boxes += 1;
+                    let event = order_sheet_event(vendor, alias, collected_at, &sheet);
+                    let id = format!("box:{}", sheet.shipment_box_id);
+                    match filter.encode_if_changed(id, &event, |e| e.collected_at = 0)? {
+                        Some(bytes) => encoded.push((event.kafka_key(), bytes)),
+                        None => report.unchanged += 1,
+                    }
+                }
+                report.events += send_all(sink, &sink.topics.raw_order_sheets, &encoded).await?;
+            }
+        }
+        // Cancels and returns, by request day.
+        for which in ReturnQuery::ALL {
+            let mut records = std::pin::pin!(client.return_requests(window_from, window_to, which).chunks(50));
+            while let Some(chunk) = records.next().await {
+                let collected_at = Utc::now().timestamp_millis();
+                let mut encoded = Vec::with_capacity(chunk.len());
+                for record in chunk {
+                    let receipt = match record {
+                        Ok(receipt) => receipt,
+                        Err(bad @ ClientError::BadRecord { .. }) => {
+                            dead_letter(sink, vendor, bad, report).await?;
+                            continue;
+                        }
+                        Err(error) => return Ok(Err(error)),
+                    };
+                    let event = return_request_event(vendor, alias, collected_at, &receipt);
+                    match filter
+                        .encode_if_changed(format!("receipt:{}", receipt.receipt_id), &event, |e| e.collected_at = 0)?
+                    {
+                        Some(bytes) => encoded.push((event.kafka_key(), bytes)),
+                        None => report.unchanged += 1,
+                    }
+                }
+                report.receipts += send_all(sink, &sink.topics.raw_return_requests, &encoded).await?;
+            }
+        }
+    }
+    // Revenue rows, by recognition day; Coupang serves days before today only.
+    let yesterday = now_kst().date_naive() - chrono::Duration::days(1);
+    for (window_from, window_to) in windows(from, to.min(yesterday)) {
+        let mut records = std::pin::pin!(client.revenue_history(window_from, window_to).chunks(50));
+        while let Some(chunk) = records.next().await {
+            let collected_at = Utc::now().timestamp_millis();
+            let mut encoded = Vec::with_capacity(chunk.len());
+            for record in chunk {
+                let row = match record {
+                    Ok(row) => row,
+                    Err(bad @ ClientError::BadRecord { .. }) => {
+                        dead_letter(sink, vendor, bad, report).await?;
                         continue;
                     }
-                    report.boxes += 1;
-                    let event = order_sheet_event(&account.vendor_id, &account.alias, collected_at, &sheet);
-                    encoded.push((event.kafka_key(), encode(&event)?));
-                }
-                let mut deliveries = Vec::with_capacity(encoded.len());
-                for (key, payload) in &encoded {
-                    let record = FutureRecord::to(&sink.topics.raw_order_sheets).key(key).payload(payload);
-                    deliveries.push(sink.producer.send(record, Duration::from_secs(120)));
-                }
-                for delivery in futures::future::join_all(deliveries).await {
-                    delivery.map_err(|(error, _)| error)?;
-                    report.events += 1;
+                    Err(error) => return Ok(Err(error)),
+                };
+                let event = revenue_event(vendor, alias, collected_at, &row);
+                let id = format!("revenue:{}:{}:{}", event.order_id, event.sale_type, event.recognition_date);
+                match filter.encode_if_changed(id, &event, |e| e.collected_at = 0)? {
+                    Some(bytes) => encoded.push((event.kafka_key(), bytes)),
+                    None => report.unchanged += 1,
                 }
             }
+            report.revenue_rows += send_all(sink, &sink.topics.raw_revenue, &encoded).await?;
         }
     }
     Ok(Ok(()))

@@ -94,3 +94,89 @@ impl EventType for PaymentFact {
         &[include_str!("../avro/payment_fact.v1.avsc")]
     }
 }
+
+/// One cancel or return receipt as ingest saw it at one poll (`avro/return_request_event.v1.avsc`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReturnRequestEvent {
+    pub vendor_id: String,
+    pub account_alias: String,
+    pub collected_at: i64,
+    pub api_version: String,
+    pub receipt_id: i64,
+    pub order_id: i64,
+    pub payment_id: Option<i64>,
+    pub receipt_type: String,
+    pub receipt_status: String,
+    pub created_at: i64,
+    pub modified_at: Option<i64>,
+    pub complete_confirm_date: Option<i64>,
+    pub cancel_count_sum: i32,
+    pub return_shipping_charge: i64,
+    pub fault_by_type: Option<String>,
+    pub reason_code: Option<String>,
+    pub items: Vec<ReturnRequestItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReturnRequestItem {
+    pub vendor_item_id: i64,
+    pub vendor_item_name: String,
+    pub purchase_count: i32,
+    pub cancel_count: i32,
+    pub shipment_box_id: Option<i64>,
+    pub seller_product_id: Option<i64>,
+}
+
+/// One revenue-history row with seller-perspective signs (`avro/revenue_event.v1.avsc`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevenueEvent {
+    pub vendor_id: String,
+    pub account_alias: String,
+    pub collected_at: i64,
+    pub order_id: i64,
+    pub sale_type: String,
+    /// Days since 1970-01-01.
+    pub sale_date: i32,
+    pub recognition_date: i32,
+    pub delivery_fee: i64,
+    pub items: Vec<RevenueItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevenueItem {
+    pub vendor_item_id: i64,
+    pub quantity: i32,
+    pub sale_price: i64,
+    pub seller_discount_coupon: i64,
+    pub downloadable_coupon: i64,
+    pub coupang_discount_coupon: i64,
+    pub sale_amount: i64,
+    pub settlement_amount: i64,
+}
+
+impl ReturnRequestEvent {
+    /// Same key as the order's other events: one partition, in order.
+    pub fn kafka_key(&self) -> String {
+        format!("{}:{}", self.vendor_id, self.order_id)
+    }
+}
+
+impl RevenueEvent {
+    pub fn kafka_key(&self) -> String {
+        format!("{}:{}", self.vendor_id, self.order_id)
+    }
+}
+
+impl EventType for ReturnRequestEvent {
+    const NAME: &'static str = "ReturnRequestEvent";
+    fn history() -> &'static [&'static str] {
+        &[include_str!("../avro/return_request_event.v1.avsc")]
+    }
+}
+
+impl EventType for RevenueEvent {
+    const NAME: &'static str = "RevenueEvent";
+    fn history() -> &'static [&'static str] {
+        &[include_str!("../avro/revenue_event.v1.avsc")]
+    }
+}

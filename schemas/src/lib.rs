@@ -12,4 +12,6 @@ mod codec;
 mod events;
 
 pub use codec::{decode, encode, CodecError, EventType};
-pub use events::{OrderSheetEvent, OrderSheetItem, PaymentFact};
+pub use events::{
+    OrderSheetEvent, OrderSheetItem, PaymentFact, ReturnRequestEvent, ReturnRequestItem, RevenueEvent, RevenueItem,
+};

@@ -703,9 +703,31 @@ async fn return_requests(
         .filter(|(_, r)| r.kind == wanted.0 && wanted.1.is_none_or(|code| r.status_code() == code))
         .filter(|(_, r)| (from..=to).contains(&r.created_at.date_naive()))
         .collect();
-    let (page, next) = page_of(receipts, params.get("nextToken"), per_page)?;
+    // One receipt per id: an order split over two boxes has one receipt whose items name their boxes.
     let format = format_of(&matched);
-    Ok(ok_list(page.into_iter().map(|(b, r)| receipt_json(b, r, format)).collect(), &next))
+    let mut merged: Vec<Value> = Vec::new();
+    let mut position: HashMap<i64, usize> = HashMap::new();
+    for (b, r) in receipts {
+        let json = receipt_json(b, r, format);
+        match position.get(&r.receipt_id) {
+            Some(&i) => {
+                let extra_units = json["cancelCountSum"].as_i64().unwrap_or(0);
+                let target = &mut merged[i];
+                if let (Some(items), Some(more)) =
+                    (target["returnItems"].as_array_mut(), json["returnItems"].as_array())
+                {
+                    items.extend(more.iter().cloned());
+                }
+                target["cancelCountSum"] = json!(target["cancelCountSum"].as_i64().unwrap_or(0) + extra_units);
+            }
+            None => {
+                position.insert(r.receipt_id, merged.len());
+                merged.push(json);
+            }
+        }
+    }
+    let (page, next) = page_of(merged, params.get("nextToken"), per_page)?;
+    Ok(ok_list(page, &next))
 }
 
 /// A cancel or return receipt as returnRequests serves it.

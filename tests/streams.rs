@@ -1,0 +1,116 @@
+//! Ingest's three streams against the real broker: order sheets, cancel/return receipts and revenue rows.
+
+mod common;
+
+use common::*;
+use coupang_ingest::{account_statuses, collect_range, fixed_accounts};
+use coupang_schemas::{decode, ReturnRequestEvent, RevenueEvent};
+use coupang_sim::config::LifecycleConfig;
+use coupang_sim::SimConfig;
+use etl_core::kafka::group_lag;
+use etl_core::Shutdown;
+use std::collections::HashSet;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_receipt_and_revenue_row_is_emitted_once() {
+    let sim =
+        SimConfig { days: 12, orders_per_day: 25, lifecycle: LifecycleConfig::realistic(), ..SimConfig::default() };
+    let mut config = config("streams", sim);
+    let sim = with_simulator(&mut config).await;
+    let world = sim.world();
+    // Confirmations run past the period's end, up to the world's moment the next morning.
+    let (from, to) =
+        (config.sim.start_date - chrono::Duration::days(1), config.sim.end_date() + chrono::Duration::days(1));
+    let report =
+        collect_range(&config.ingest, &config.kafka, &config.accounts, from, to, &Shutdown::new()).await.unwrap();
+
+    let expected_receipts: HashSet<i64> = world
+        .vendors
+        .values()
+        .flat_map(|v| v.boxes.iter().flat_map(|b| b.receipts.iter().map(|r| r.receipt_id)))
+        .collect();
+    let mut expected_revenue = HashSet::new();
+    for vendor in world.vendors.values() {
+        for b in &vendor.boxes {
+            let day = |t: chrono::DateTime<chrono::FixedOffset>| etl_core::time::days_since_epoch(t.date_naive());
+            for (kind, at) in [("SALE", b.confirmed_at), ("SALE", b.zero_sale_at), ("REFUND", b.refund_at)] {
+                if let Some(at) = at {
+                    expected_revenue.insert((vendor.vendor_id.clone(), b.order_id, kind, day(at)));
+                }
+            }
+        }
+    }
+    let topics = config.kafka.topics();
+    let receipts: Vec<ReturnRequestEvent> =
+        read_topic(&config.kafka, &topics.raw_return_requests).iter().map(|m| decode(payload(m)).unwrap()).collect();
+    let revenue: Vec<RevenueEvent> =
+        read_topic(&config.kafka, &topics.raw_revenue).iter().map(|m| decode(payload(m)).unwrap()).collect();
+
+    let got_receipts: HashSet<i64> = receipts.iter().map(|r| r.receipt_id).collect();
+    assert_eq!(receipts.len(), got_receipts.len(), "each receipt once");
+    assert_eq!(got_receipts, expected_receipts);
+    let got_revenue: HashSet<_> = revenue
+        .iter()
+        .map(|r| {
+            (r.vendor_id.clone(), r.order_id, if r.sale_type == "SALE" { "SALE" } else { "REFUND" }, r.recognition_date)
+        })
+        .collect();
+    assert_eq!(revenue.len(), got_revenue.len(), "each revenue row once");
+    assert_eq!(got_revenue, expected_revenue);
+    assert!(revenue.iter().filter(|r| r.sale_type == "REFUND").all(|r| r.items.iter().all(|i| i.sale_price < 0)));
+    let totals = report.ingest_totals();
+    println!(
+        "{} boxes, {} receipts, {} revenue rows emitted ({} refunds)",
+        totals.0,
+        receipts.len(),
+        revenue.len(),
+        revenue.iter().filter(|r| r.sale_type == "REFUND").count()
+    );
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeping_an_unchanged_world_again_sends_nothing() {
+    let today = etl_core::time::now_kst().date_naive();
+    let sim = SimConfig {
+        start_date: today - chrono::Duration::days(5),
+        days: 5,
+        orders_per_day: 15,
+        ..SimConfig::default()
+    };
+    let mut config = config("unchanged", sim);
+    config.ingest.lookback_days = 7;
+    config.ingest.poll_interval_secs = 1;
+    let sim = with_simulator(&mut config).await;
+    let boxes: i64 = sim.world().vendors.values().map(|v| v.boxes.len() as i64).sum();
+    let shutdown = Shutdown::new();
+    let ingest = {
+        let (config, shutdown) = (config.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            coupang_ingest::run(&config.ingest, &config.kafka, fixed_accounts(config.accounts.clone()), shutdown).await
+        })
+    };
+    let topic = config.kafka.topics().raw_order_sheets;
+    let messages = || async { group_lag(&config.kafka, &unique("count"), &topic).await.unwrap_or(0) };
+    assert!(eventually(Duration::from_secs(60), || async { messages().await == boxes }).await, "first sweep");
+    // Wait for two more sweeps of every account to finish.
+    for _ in 0..2 {
+        let before = account_statuses(&config.kafka, Duration::from_secs(5)).await.unwrap();
+        let swept_again = || async {
+            let now = account_statuses(&config.kafka, Duration::from_secs(5)).await.unwrap_or_default();
+            before.iter().all(|(alias, s)| now.get(alias).is_some_and(|n| n.updated_at > s.updated_at))
+        };
+        assert!(eventually(Duration::from_secs(60), swept_again).await);
+    }
+    assert_eq!(messages().await, boxes, "unchanged boxes were not sent again");
+    shutdown.cancel();
+    ingest.await.unwrap().unwrap();
+    println!("{boxes} boxes sent once over three sweeps");
+    sim.stop().await;
+}
+
+fn payload(message: &rdkafka::message::OwnedMessage) -> &[u8] {
+    use rdkafka::Message;
+    message.payload().unwrap_or_default()
+}
