@@ -114,3 +114,63 @@ fn payload(message: &rdkafka::message::OwnedMessage) -> &[u8] {
     use rdkafka::Message;
     message.payload().unwrap_or_default()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_downtime_longer_than_the_look_back_the_checkpoint_closes_the_gap() {
+    let today = etl_core::time::now_kst().date_naive();
+    let sim = SimConfig {
+        start_date: today - chrono::Duration::days(12),
+        days: 12,
+        orders_per_day: 10,
+        ..SimConfig::default()
+    };
+    let mut config = config("downtime", sim);
+    // The look-back alone covers 2 days; the process was last running 11 days ago.
+    config.ingest.lookback_days = 2;
+    config.ingest.poll_interval_secs = 1;
+    let sim = with_simulator(&mut config).await;
+    let boxes: i64 = sim.world().vendors.values().map(|v| v.boxes.len() as i64).sum();
+    let topics = config.kafka.topics();
+    etl_core::kafka::ensure_compacted_topics(&config.kafka, &[&topics.checkpoints]).await.unwrap();
+    let producer: rdkafka::producer::FutureProducer = config.kafka.producer_config().create().unwrap();
+    for account in &config.accounts {
+        for stream in ["ordersheets", "returnrequests", "revenue"] {
+            let checkpoint = coupang_ingest::Checkpoint {
+                alias: account.alias.clone(),
+                vendor_id: account.vendor_id.clone(),
+                stream: stream.into(),
+                swept_from: today - chrono::Duration::days(20),
+                swept_through: today - chrono::Duration::days(11),
+                completed_at: chrono::Utc::now() - chrono::Duration::days(11),
+            };
+            let payload = serde_json::to_vec(&checkpoint).unwrap();
+            let key = format!("{}:{stream}", account.alias);
+            let record = rdkafka::producer::FutureRecord::to(&topics.checkpoints).key(&key).payload(&payload);
+            producer.send(record, Duration::from_secs(30)).await.map_err(|(e, _)| e).unwrap();
+        }
+    }
+
+    let shutdown = Shutdown::new();
+    let ingest = {
+        let (config, shutdown) = (config.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            coupang_ingest::run(&config.ingest, &config.kafka, fixed_accounts(config.accounts.clone()), shutdown).await
+        })
+    };
+    let messages = || async { group_lag(&config.kafka, &unique("count"), &topics.raw_order_sheets).await.unwrap_or(0) };
+    assert!(
+        eventually(Duration::from_secs(60), || async { messages().await == boxes }).await,
+        "every box of the 12 days was collected, not only the look-back's 2"
+    );
+    let moved = || async {
+        coupang_ingest::load_checkpoints(&config.kafka).await.is_ok_and(|c| {
+            c.values().filter(|c| c.stream == "ordersheets").count() == 3
+                && c.values().filter(|c| c.stream == "ordersheets").all(|c| c.swept_through == today)
+        })
+    };
+    assert!(eventually(Duration::from_secs(30), moved).await, "checkpoints moved to today");
+    shutdown.cancel();
+    ingest.await.unwrap().unwrap();
+    println!("{boxes} boxes over 12 days collected after 11 days of downtime with a 2-day look-back");
+    sim.stop().await;
+}

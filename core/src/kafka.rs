@@ -88,11 +88,13 @@ pub struct Topics {
     pub dead_letter: String,
     /// Compacted: the latest status of each linked account (last successful call, last error), JSON.
     pub account_status: String,
+    /// Compacted: how far each account's streams are collected without a gap, JSON.
+    pub checkpoints: String,
 }
 
 impl Topics {
     /// Every topic of the pipeline.
-    pub fn all(&self) -> [&str; 6] {
+    pub fn all(&self) -> [&str; 7] {
         [
             &self.raw_order_sheets,
             &self.raw_return_requests,
@@ -100,6 +102,7 @@ impl Topics {
             &self.payment_facts,
             &self.dead_letter,
             &self.account_status,
+            &self.checkpoints,
         ]
     }
 }
@@ -114,6 +117,7 @@ impl KafkaConfig {
             payment_facts: format!("{p}facts.payments"),
             dead_letter: format!("{p}deadletter"),
             account_status: format!("{p}ingest.accounts"),
+            checkpoints: format!("{p}ingest.checkpoints"),
         }
     }
 

@@ -58,6 +58,8 @@ pub struct AccountReport {
     /// Records not sent because they had not changed since they were last sent (re-swept windows,
     /// records repeated across pages).
     pub unchanged: u64,
+    /// Per stream, the source time (epoch ms) of the newest change seen: its age is the freshness.
+    pub newest_change: BTreeMap<&'static str, i64>,
     /// Why the account stopped, when it did (e.g. its key was rejected).
     pub error: Option<String>,
 }
@@ -108,15 +110,16 @@ impl Sink {
         let topics = kafka.topics();
         let raw = [&topics.raw_order_sheets, &topics.raw_return_requests, &topics.raw_revenue, &topics.dead_letter];
         ensure_topics(kafka, &raw.map(String::as_str)).await?;
-        ensure_compacted_topics(kafka, &[&topics.account_status]).await?;
+        ensure_compacted_topics(kafka, &[&topics.account_status, &topics.checkpoints]).await?;
         let producer: FutureProducer = kafka.producer_config().create()?;
         let dead_letter = DeadLetter::new(producer.clone(), topics.dead_letter.clone(), "ingest");
         Ok(Sink { producer, topics, dead_letter })
     }
 
-    async fn publish_status(&self, status: &AccountStatus) -> Result<(), IngestError> {
-        let payload = serde_json::to_vec(status).map_err(|e| IngestError::Config(e.to_string()))?;
-        let record = FutureRecord::to(&self.topics.account_status).key(&status.alias).payload(&payload);
+    /// Sends a small JSON state record (status, checkpoint) and waits for its acknowledgement.
+    async fn publish<T: Serialize>(&self, topic: &str, key: &str, value: &T) -> Result<(), IngestError> {
+        let payload = serde_json::to_vec(value).map_err(|e| IngestError::Config(e.to_string()))?;
+        let record = FutureRecord::to(topic).key(key).payload(&payload);
         self.producer.send(record, Duration::from_secs(60)).await.map_err(|(error, _)| error)?;
         Ok(())
     }
@@ -132,6 +135,10 @@ struct AccountTracker {
     warned_on: HashMap<String, NaiveDate>,
     /// What was last sent per account, so unchanged records are not sent again.
     filters: HashMap<String, ChangeFilter>,
+    /// The latest checkpoint per (alias, stream).
+    checkpoints: HashMap<(String, String), Checkpoint>,
+    /// The day each account's revenue was last swept (once a day is enough).
+    revenue_swept_on: HashMap<String, NaiveDate>,
 }
 
 impl AccountTracker {
@@ -147,9 +154,43 @@ impl AccountTracker {
     }
 }
 
-/// Collects the order sheets created on `from..=to` (Asia/Seoul) for every account, once.
-/// An account whose key is rejected or expired stops with its error in the report; the others go on.
-/// Kafka failures are returned as errors: nothing is reported collected that the broker did not acknowledge.
+/// The three things ingest collects per account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stream {
+    OrderSheets,
+    ReturnRequests,
+    Revenue,
+}
+
+impl Stream {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::OrderSheets => "ordersheets",
+            Stream::ReturnRequests => "returnrequests",
+            Stream::Revenue => "revenue",
+        }
+    }
+}
+
+/// How far one stream of one account has been collected without a gap: written to the compacted
+/// checkpoint topic only after every event of the sweep was acknowledged by the broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub alias: String,
+    pub vendor_id: String,
+    pub stream: String,
+    pub swept_from: NaiveDate,
+    pub swept_through: NaiveDate,
+    pub completed_at: DateTime<Utc>,
+}
+
+/// Which days of which streams to collect for one account.
+type Plan = Vec<(Stream, NaiveDate, NaiveDate)>;
+
+/// Collects `from..=to` (Asia/Seoul) for every account, once: order sheets and receipts by creation
+/// day, revenue rows by recognition day (up to yesterday). An account whose key is rejected or expired
+/// stops with its error in the report; the others go on. Kafka failures are returned as errors:
+/// nothing is reported collected that the broker did not acknowledge.
 pub async fn collect_range(
     config: &IngestConfig,
     kafka: &KafkaConfig,
@@ -161,11 +202,20 @@ pub async fn collect_range(
     config.validate().map_err(IngestError::Config)?;
     let sink = Sink::connect(kafka).await?;
     let mut tracker = AccountTracker::default();
-    sweep(config, &sink, accounts, from, to, &mut tracker, shutdown).await
+    let yesterday = now_kst().date_naive() - chrono::Duration::days(1);
+    let plan = |_: &AccountConfig| -> Plan {
+        let mut plan = vec![(Stream::OrderSheets, from, to), (Stream::ReturnRequests, from, to)];
+        if from <= yesterday {
+            plan.push((Stream::Revenue, from, to.min(yesterday)));
+        }
+        plan
+    };
+    sweep(config, &sink, accounts, &plan, &mut tracker, shutdown).await
 }
 
-/// Follow mode: every `poll_interval_secs`, sweeps the last `lookback_days` days until shutdown,
-/// with the accounts `accounts` gives at that moment.
+/// Follow mode: every `poll_interval_secs`, sweeps each account until shutdown, with the accounts
+/// `accounts` gives at that moment. Each stream is swept from `lookback_days` before today, or from
+/// its checkpoint when that is older (after downtime), so nothing is missed; revenue once a day.
 pub async fn run(
     config: &IngestConfig,
     kafka: &KafkaConfig,
@@ -174,14 +224,33 @@ pub async fn run(
 ) -> Result<(), IngestError> {
     config.validate().map_err(IngestError::Config)?;
     let sink = Sink::connect(kafka).await?;
-    let mut tracker = AccountTracker::default();
+    let mut tracker = AccountTracker { checkpoints: load_checkpoints(kafka).await?, ..AccountTracker::default() };
     while !shutdown.is_cancelled() {
         let today = now_kst().date_naive();
-        let from = today - chrono::Duration::days(i64::from(config.lookback_days));
-        let report = sweep(config, &sink, &accounts(), from, today, &mut tracker, &shutdown).await?;
+        let yesterday = today - chrono::Duration::days(1);
+        let lookback = chrono::Duration::days(i64::from(config.lookback_days));
+        let checkpoints = tracker.checkpoints.clone();
+        let revenue_done = tracker.revenue_swept_on.clone();
+        let plan = move |account: &AccountConfig| -> Plan {
+            let start = |stream: Stream, default: NaiveDate| {
+                let key = (account.alias.clone(), stream.name().to_string());
+                // One day of overlap with what was collected before.
+                checkpoints.get(&key).map_or(default, |c| default.min(c.swept_through - chrono::Duration::days(1)))
+            };
+            let mut plan = vec![
+                (Stream::OrderSheets, start(Stream::OrderSheets, today - lookback), today),
+                (Stream::ReturnRequests, start(Stream::ReturnRequests, today - lookback), today),
+            ];
+            if revenue_done.get(&account.alias) != Some(&today) {
+                plan.push((Stream::Revenue, start(Stream::Revenue, yesterday - lookback), yesterday));
+            }
+            plan
+        };
+        let report = sweep(config, &sink, &accounts(), &plan, &mut tracker, &shutdown).await?;
         for (alias, account) in &report.accounts {
-            tracing::info!(account = %alias, boxes = account.boxes, events = account.events,
-                bad_records = account.bad_records, error = account.error.as_deref().unwrap_or(""), "sweep done");
+            tracing::info!(account = %alias, boxes = account.boxes, events = account.events, receipts = account.receipts,
+                revenue_rows = account.revenue_rows, unchanged = account.unchanged, bad_records = account.bad_records,
+                error = account.error.as_deref().unwrap_or(""), "sweep done");
         }
         tokio::select! {
             _ = shutdown.cancelled() => {}
@@ -191,12 +260,22 @@ pub async fn run(
     Ok(())
 }
 
+/// The latest checkpoint of every (alias, stream).
+pub async fn load_checkpoints(kafka: &KafkaConfig) -> Result<HashMap<(String, String), Checkpoint>, IngestError> {
+    let topic = kafka.topics().checkpoints;
+    let raw = etl_core::kafka::latest_by_key(kafka, &topic, Duration::from_secs(30)).await?;
+    Ok(raw
+        .into_values()
+        .filter_map(|payload| serde_json::from_slice::<Checkpoint>(&payload).ok())
+        .map(|c| ((c.alias.clone(), c.stream.clone()), c))
+        .collect())
+}
+
 async fn sweep(
     config: &IngestConfig,
     sink: &Sink,
     accounts: &[AccountConfig],
-    from: NaiveDate,
-    to: NaiveDate,
+    plan: &(dyn Fn(&AccountConfig) -> Plan + Sync),
     tracker: &mut AccountTracker,
     shutdown: &Shutdown,
 ) -> Result<IngestReport, IngestError> {
@@ -233,19 +312,66 @@ async fn sweep(
                 let client =
                     CoupangClient::new(config, account.clone()).map_err(|e| IngestError::Config(e.to_string()))?;
                 let filter = tracker.filters.remove(&account.alias).unwrap_or_default();
-                runnable.push((client, report, filter));
+                runnable.push((client, report, filter, plan(account)));
             }
         }
     }
 
-    let sweeps = runnable.into_iter().map(|(client, mut report, mut filter)| async move {
-        let outcome = sweep_account(&client, sink, (from, to), &mut filter, shutdown, &mut report).await?;
-        Ok::<_, IngestError>((client, report, filter, outcome.err()))
+    let sweeps = runnable.into_iter().map(|(client, mut report, mut filter, plan)| async move {
+        let mut done = Vec::new();
+        let mut error = None;
+        for (stream, from, to) in plan {
+            let outcome = match stream {
+                Stream::OrderSheets => {
+                    sweep_order_sheets(&client, sink, (from, to), &mut filter, shutdown, &mut report).await?
+                }
+                Stream::ReturnRequests => {
+                    sweep_return_requests(&client, sink, (from, to), &mut filter, shutdown, &mut report).await?
+                }
+                Stream::Revenue => sweep_revenue(&client, sink, (from, to), &mut filter, shutdown, &mut report).await?,
+            };
+            match outcome {
+                Outcome::Done => {
+                    let account = client.account();
+                    let checkpoint = Checkpoint {
+                        alias: account.alias.clone(),
+                        vendor_id: account.vendor_id.clone(),
+                        stream: stream.name().to_string(),
+                        swept_from: from,
+                        swept_through: to,
+                        completed_at: Utc::now(),
+                    };
+                    sink.publish(
+                        &sink.topics.checkpoints,
+                        &format!("{}:{}", account.alias, stream.name()),
+                        &checkpoint,
+                    )
+                    .await?;
+                    done.push((stream, checkpoint));
+                }
+                Outcome::Interrupted => break,
+                Outcome::Failed(failure) => {
+                    error = Some(failure);
+                    break;
+                }
+            }
+        }
+        Ok::<_, IngestError>((client, report, filter, done, error))
     });
     for outcome in futures::future::join_all(sweeps).await {
-        let (client, mut report, filter, error) = outcome?;
+        let (client, mut report, filter, done, error) = outcome?;
         let account = client.account();
         tracker.filters.insert(account.alias.clone(), filter);
+        for (stream, checkpoint) in done {
+            if stream == Stream::Revenue {
+                tracker.revenue_swept_on.insert(account.alias.clone(), today);
+            }
+            tracker.checkpoints.insert((account.alias.clone(), stream.name().to_string()), checkpoint);
+        }
+        for (stream, newest) in &report.newest_change {
+            let age = (Utc::now().timestamp_millis() - newest) / 1000;
+            tracing::info!(account = %account.alias, stream, freshness_secs = age, "age of the newest change collected");
+        }
         if let Some(success) = client.last_success() {
             tracker.last_success.insert(account.alias.clone(), success);
         }
@@ -272,9 +398,19 @@ async fn sweep(
             error: report.error.clone(),
             updated_at: Utc::now(),
         };
-        sink.publish_status(&status).await?;
+        sink.publish(&sink.topics.account_status, &status.alias, &status).await?;
     }
     Ok(result)
+}
+
+/// How one stream's sweep ended.
+enum Outcome {
+    /// Every record of the window was read and acknowledged: the checkpoint may move.
+    Done,
+    /// Shutdown was requested: the checkpoint stays.
+    Interrupted,
+    /// The account's own API error (e.g. its key was rejected).
+    Failed(ClientError),
 }
 
 /// Remembers what was last sent for each record (a hash of its event, collection time aside), so a
@@ -336,24 +472,28 @@ async fn dead_letter(
     Ok(())
 }
 
-/// Outer `Result`: Kafka failures (stop everything). Inner: the account's own API error (stop this account).
-async fn sweep_account(
+fn note_newest(report: &mut AccountReport, stream: Stream, at: i64) {
+    let newest = report.newest_change.entry(stream.name()).or_insert(at);
+    *newest = (*newest).max(at);
+}
+
+/// Order sheets created on the window's days, one listing per status (lists show current statuses).
+async fn sweep_order_sheets(
     client: &CoupangClient,
     sink: &Sink,
     (from, to): (NaiveDate, NaiveDate),
     filter: &mut ChangeFilter,
     shutdown: &Shutdown,
     report: &mut AccountReport,
-) -> Result<Result<(), ClientError>, IngestError> {
+) -> Result<Outcome, IngestError> {
     let account = client.account();
     let (vendor, alias) = (account.vendor_id.as_str(), account.alias.as_str());
     for (window_from, window_to) in windows(from, to) {
-        // Order sheets: one listing per status, since lists show boxes in their current status.
         for status in ORDER_SHEET_STATUSES {
             let mut records = std::pin::pin!(client.order_sheets(window_from, window_to, status).chunks(50));
             while let Some(chunk) = records.next().await {
                 if shutdown.is_cancelled() {
-                    return Ok(Ok(()));
+                    return Ok(Outcome::Interrupted);
                 }
                 let collected_at = Utc::now().timestamp_millis();
                 let mut encoded = Vec::with_capacity(chunk.len());
@@ -375,10 +515,13 @@ async fn sweep_account(
                                 }
                             }
                         }
-                        Err(error) => return Ok(Err(error)),
+                        Err(error) => return Ok(Outcome::Failed(error)),
                     };
                     report.boxes += 1;
                     let event = order_sheet_event(vendor, alias, collected_at, &sheet);
+                    let changed_at =
+                        [Some(event.paid_at), event.in_transit_at, event.delivered_at].into_iter().flatten().max();
+                    note_newest(report, Stream::OrderSheets, changed_at.unwrap_or(event.paid_at));
                     let id = format!("box:{}", sheet.shipment_box_id);
                     match filter.encode_if_changed(id, &event, |e| e.collected_at = 0)? {
                         Some(bytes) => encoded.push((event.kafka_key(), bytes)),
@@ -388,10 +531,28 @@ async fn sweep_account(
                 report.events += send_all(sink, &sink.topics.raw_order_sheets, &encoded).await?;
             }
         }
-        // Cancels and returns, by request day.
+    }
+    Ok(Outcome::Done)
+}
+
+/// Cancel and return receipts requested on the window's days.
+async fn sweep_return_requests(
+    client: &CoupangClient,
+    sink: &Sink,
+    (from, to): (NaiveDate, NaiveDate),
+    filter: &mut ChangeFilter,
+    shutdown: &Shutdown,
+    report: &mut AccountReport,
+) -> Result<Outcome, IngestError> {
+    let account = client.account();
+    let (vendor, alias) = (account.vendor_id.as_str(), account.alias.as_str());
+    for (window_from, window_to) in windows(from, to) {
         for which in ReturnQuery::ALL {
             let mut records = std::pin::pin!(client.return_requests(window_from, window_to, which).chunks(50));
             while let Some(chunk) = records.next().await {
+                if shutdown.is_cancelled() {
+                    return Ok(Outcome::Interrupted);
+                }
                 let collected_at = Utc::now().timestamp_millis();
                 let mut encoded = Vec::with_capacity(chunk.len());
                 for record in chunk {
@@ -401,12 +562,12 @@ async fn sweep_account(
                             dead_letter(sink, vendor, bad, report).await?;
                             continue;
                         }
-                        Err(error) => return Ok(Err(error)),
+                        Err(error) => return Ok(Outcome::Failed(error)),
                     };
                     let event = return_request_event(vendor, alias, collected_at, &receipt);
-                    match filter
-                        .encode_if_changed(format!("receipt:{}", receipt.receipt_id), &event, |e| e.collected_at = 0)?
-                    {
+                    note_newest(report, Stream::ReturnRequests, event.modified_at.unwrap_or(event.created_at));
+                    let id = format!("receipt:{}", receipt.receipt_id);
+                    match filter.encode_if_changed(id, &event, |e| e.collected_at = 0)? {
                         Some(bytes) => encoded.push((event.kafka_key(), bytes)),
                         None => report.unchanged += 1,
                     }
@@ -415,11 +576,26 @@ async fn sweep_account(
             }
         }
     }
-    // Revenue rows, by recognition day; Coupang serves days before today only.
-    let yesterday = now_kst().date_naive() - chrono::Duration::days(1);
-    for (window_from, window_to) in windows(from, to.min(yesterday)) {
+    Ok(Outcome::Done)
+}
+
+/// Revenue rows recognised on the window's days (all before today).
+async fn sweep_revenue(
+    client: &CoupangClient,
+    sink: &Sink,
+    (from, to): (NaiveDate, NaiveDate),
+    filter: &mut ChangeFilter,
+    shutdown: &Shutdown,
+    report: &mut AccountReport,
+) -> Result<Outcome, IngestError> {
+    let account = client.account();
+    let (vendor, alias) = (account.vendor_id.as_str(), account.alias.as_str());
+    for (window_from, window_to) in windows(from, to) {
         let mut records = std::pin::pin!(client.revenue_history(window_from, window_to).chunks(50));
         while let Some(chunk) = records.next().await {
+            if shutdown.is_cancelled() {
+                return Ok(Outcome::Interrupted);
+            }
             let collected_at = Utc::now().timestamp_millis();
             let mut encoded = Vec::with_capacity(chunk.len());
             for record in chunk {
@@ -429,9 +605,15 @@ async fn sweep_account(
                         dead_letter(sink, vendor, bad, report).await?;
                         continue;
                     }
-                    Err(error) => return Ok(Err(error)),
+                    Err(error) => return Ok(Outcome::Failed(error)),
                 };
                 let event = revenue_event(vendor, alias, collected_at, &row);
+                if let Some(day) = etl_core::time::date_from_days(event.recognition_date) {
+                    let midnight = day.and_time(chrono::NaiveTime::MIN).and_local_timezone(etl_core::time::kst());
+                    if let Some(at) = midnight.single() {
+                        note_newest(report, Stream::Revenue, at.timestamp_millis());
+                    }
+                }
                 let id = format!("revenue:{}:{}:{}", event.order_id, event.sale_type, event.recognition_date);
                 match filter.encode_if_changed(id, &event, |e| e.collected_at = 0)? {
                     Some(bytes) => encoded.push((event.kafka_key(), bytes)),
@@ -441,7 +623,7 @@ async fn sweep_account(
             report.revenue_rows += send_all(sink, &sink.topics.raw_revenue, &encoded).await?;
         }
     }
-    Ok(Ok(()))
+    Ok(Outcome::Done)
 }
 
 /// A record that did not decode, asked for alone (`shipmentBoxId=…`); `None` when that fails too.
