@@ -33,6 +33,14 @@ enum Command {
     Run(RangeArgs),
     /// Poll Coupang and emit raw events to Kafka: over a day range once (--from/--to), or until Ctrl-C.
     Ingest(RangeArgs),
+    /// Re-collect a historical range of one account, resumably, beside live polling
+    ///
+    /// Collects order sheets and cancel/return receipts created on the days, and revenue rows recognised
+    /// on them (up to yesterday), in API-legal windows at `ingest.backfill_requests_per_second` (the rest
+    /// of the vendor's budget stays with live polling). Every finished window is recorded in Kafka: run
+    /// the same command again after an interruption and it continues where it stopped. Re-collecting
+    /// days that live polling already covered changes nothing downstream.
+    Backfill(BackfillArgs),
     /// Turn raw events into payment facts until Ctrl-C.
     Transform,
     /// Load payment facts into ClickHouse until Ctrl-C.
@@ -93,6 +101,39 @@ struct DemoArgs {
     /// ClickHouse database the demo writes to; it is dropped and recreated on every run.
     #[arg(long, default_value = "coupang_demo")]
     database: String,
+}
+
+#[derive(clap::Args)]
+struct BackfillArgs {
+    /// The account's alias in the config.
+    #[arg(long)]
+    account: String,
+    /// First day (Asia/Seoul, YYYY-MM-DD).
+    #[arg(long)]
+    from: NaiveDate,
+    /// Last day (inclusive).
+    #[arg(long)]
+    to: NaiveDate,
+    /// Which streams (default: all three).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    streams: Vec<StreamArg>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum StreamArg {
+    Ordersheets,
+    Returnrequests,
+    Revenue,
+}
+
+impl From<StreamArg> for coupang_ingest::Stream {
+    fn from(stream: StreamArg) -> Self {
+        match stream {
+            StreamArg::Ordersheets => coupang_ingest::Stream::OrderSheets,
+            StreamArg::Returnrequests => coupang_ingest::Stream::ReturnRequests,
+            StreamArg::Revenue => coupang_ingest::Stream::Revenue,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -226,6 +267,7 @@ async fn execute(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Command::Backfill(args) => run_backfill(&config, args, &shutdown).await,
         Command::Transform => Ok(coupang_transform::run(&config.transform, &config.kafka, shutdown).await?),
         Command::Load => Ok(coupang_load::run(&config.load, &config.clickhouse, &config.kafka, shutdown).await?),
         Command::Migrate => {
@@ -333,6 +375,53 @@ async fn accounts_table(config: &Config) -> String {
         out.push_str(&format!("(last successful calls unknown: {error})\n"));
     }
     out
+}
+
+async fn run_backfill(config: &Config, args: BackfillArgs, shutdown: &Shutdown) -> Result<()> {
+    use coupang_ingest::{BackfillProgress, Stream};
+    let Some(account) = config.account(&args.account) else {
+        bail!("no account with alias {:?} in the config", args.account);
+    };
+    if args.to < args.from {
+        bail!("--to {} is before --from {}", args.to, args.from);
+    }
+    let streams: Vec<Stream> = if args.streams.is_empty() {
+        vec![Stream::OrderSheets, Stream::ReturnRequests, Stream::Revenue]
+    } else {
+        args.streams.iter().map(|s| Stream::from(*s)).collect()
+    };
+    // A progress bar for people at a terminal; plain log lines for everything else.
+    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+        let style = indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} windows · {msg} · {elapsed_precise} elapsed, ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        indicatif::ProgressBar::new(0).with_style(style).with_prefix(format!("backfill {}", account.alias))
+    });
+    let on_progress = |p: &BackfillProgress| match &bar {
+        Some(bar) => {
+            bar.set_length(p.windows_total);
+            bar.set_position(p.windows_done);
+            bar.set_message(format!("{} records", p.records));
+        }
+        None => tracing::info!(
+            account = %account.alias, windows_done = p.windows_done, windows_total = p.windows_total,
+            windows_resumed = p.windows_skipped, records = p.records, "backfill progress"
+        ),
+    };
+    let range = (args.from, args.to);
+    let done =
+        coupang_ingest::backfill(&config.ingest, &config.kafka, account, range, &streams, &on_progress, shutdown)
+            .await?;
+    if let Some(bar) = &bar {
+        bar.finish();
+    }
+    let state = if done.windows_done == done.windows_total { "done" } else { "interrupted: run it again to resume" };
+    println!(
+        "backfill {} {}..{}: {}/{} windows ({} resumed from an earlier run), {} records; {state}",
+        account.alias, args.from, args.to, done.windows_done, done.windows_total, done.windows_skipped, done.records
+    );
+    Ok(())
 }
 
 /// Writes to stdout; a reader that went away (`| head`) ends the output quietly instead of panicking.

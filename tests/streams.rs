@@ -174,3 +174,48 @@ async fn after_downtime_longer_than_the_look_back_the_checkpoint_closes_the_gap(
     println!("{boxes} boxes over 12 days collected after 11 days of downtime with a 2-day look-back");
     sim.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_backfill_resumes_where_it_stopped() {
+    use coupang_ingest::{backfill, BackfillProgress, Stream};
+    let mut config = config("backfill", SimConfig { days: 40, orders_per_day: 10, ..SimConfig::default() });
+    config.ingest.requests_per_second = 5.0;
+    config.ingest.backfill_requests_per_second = 5.0;
+    let sim = with_simulator(&mut config).await;
+    let account = config.accounts[0].clone();
+    let range = (config.sim.start_date - chrono::Duration::days(1), config.sim.end_date());
+    let streams = [Stream::OrderSheets, Stream::ReturnRequests, Stream::Revenue];
+
+    // The first run is stopped after its first window.
+    let stop = Shutdown::new();
+    let stop_after_one = |p: &BackfillProgress| {
+        if p.windows_done >= 1 {
+            stop.cancel();
+        }
+    };
+    let first =
+        backfill(&config.ingest, &config.kafka, &account, range, &streams, &stop_after_one, &stop).await.unwrap();
+    assert!(first.windows_done < first.windows_total, "interrupted: {first:?}");
+
+    let second =
+        backfill(&config.ingest, &config.kafka, &account, range, &streams, &|_| {}, &Shutdown::new()).await.unwrap();
+    assert_eq!(second.windows_done, second.windows_total, "{second:?}");
+    assert!(second.windows_skipped >= first.windows_done, "resumed after the recorded windows: {second:?}");
+
+    let topic = config.kafka.topics().raw_order_sheets;
+    let collected: HashSet<i64> = read_topic(&config.kafka, &topic)
+        .iter()
+        .map(|m| decode::<coupang_schemas::OrderSheetEvent>(payload(m)).unwrap().shipment_box_id)
+        .collect();
+    let expected: HashSet<i64> =
+        sim.world().vendors[&account.vendor_id].boxes.iter().map(|b| b.shipment_box_id).collect();
+    assert_eq!(collected, expected, "every box of the account, none of another");
+    println!(
+        "backfill: first run {}/{} windows, second run resumed {} and finished; {} boxes",
+        first.windows_done,
+        first.windows_total,
+        second.windows_skipped,
+        collected.len()
+    );
+    sim.stop().await;
+}

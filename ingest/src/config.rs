@@ -15,6 +15,10 @@ pub struct IngestConfig {
     /// Requests per second per vendor key; Coupang allows about 10, so the default keeps a margin.
     #[serde(default = "default_requests_per_second")]
     pub requests_per_second: f64,
+    /// Requests per second per vendor key for `coupang-etl backfill`. With live polling running at the
+    /// same time, the two together must stay within Coupang's 10, so live freshness never starves.
+    #[serde(default = "default_backfill_requests_per_second")]
+    pub backfill_requests_per_second: f64,
     /// Attempts per request for retryable failures (429, 5xx, timeouts, connection errors).
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
@@ -35,6 +39,9 @@ fn default_lookback_days() -> u32 {
 fn default_requests_per_second() -> f64 {
     8.0
 }
+fn default_backfill_requests_per_second() -> f64 {
+    2.0
+}
 fn default_max_attempts() -> u32 {
     6
 }
@@ -49,6 +56,7 @@ impl Default for IngestConfig {
             poll_interval_secs: default_poll_interval_secs(),
             lookback_days: default_lookback_days(),
             requests_per_second: default_requests_per_second(),
+            backfill_requests_per_second: default_backfill_requests_per_second(),
             max_attempts: default_max_attempts(),
             request_timeout_secs: default_request_timeout_secs(),
         }
@@ -61,6 +69,13 @@ impl IngestConfig {
             return Err(format!(
                 "ingest.requests_per_second = {} must be above 0 and at most 10 (Coupang's per-vendor limit)",
                 self.requests_per_second
+            ));
+        }
+        let shared = self.requests_per_second + self.backfill_requests_per_second;
+        if !(self.backfill_requests_per_second > 0.0 && shared <= 10.0) {
+            return Err(format!(
+                "ingest.requests_per_second ({}) + ingest.backfill_requests_per_second ({}) must stay within Coupang's 10 per vendor",
+                self.requests_per_second, self.backfill_requests_per_second
             ));
         }
         if self.max_attempts == 0 {

@@ -13,6 +13,6 @@ pub use client::{ClientError, CoupangClient};
 pub use config::IngestConfig;
 pub use event::{order_sheet_event, return_request_event, revenue_event};
 pub use stage::{
-    account_statuses, collect_range, fixed_accounts, load_checkpoints, run, AccountReport, AccountSource,
-    AccountStatus, Checkpoint, IngestError, IngestReport,
+    account_statuses, backfill, collect_range, fixed_accounts, load_checkpoints, run, AccountReport, AccountSource,
+    AccountStatus, BackfillProgress, Checkpoint, IngestError, IngestReport, Stream,
 };

@@ -39,6 +39,9 @@ pub enum IngestError {
     Kafka(#[from] KafkaError),
     #[error("cannot encode an event: {0}")]
     Encode(#[from] coupang_schemas::CodecError),
+    /// The account's own API error (e.g. its key was rejected), when one account is all there is.
+    #[error("{0}")]
+    Account(String),
 }
 
 /// What one account's sweep did.
@@ -187,6 +190,99 @@ pub struct Checkpoint {
 /// Which days of which streams to collect for one account.
 type Plan = Vec<(Stream, NaiveDate, NaiveDate)>;
 
+/// Where a completed stream sweep is recorded. Only follow mode moves the live checkpoints, so a one-off
+/// range or a backfill of old days never moves them backwards.
+#[derive(Debug, Clone, Copy)]
+enum Progress {
+    /// A one-off range: nothing recorded.
+    None,
+    /// Follow mode: `alias:stream`.
+    Live,
+    /// A backfill of `from..=to`: `backfill:alias:stream:from:to`, so an interrupted one resumes.
+    Backfill(NaiveDate, NaiveDate),
+}
+
+impl Progress {
+    fn key(self, alias: &str, stream: Stream) -> Option<String> {
+        match self {
+            Progress::None => None,
+            Progress::Live => Some(format!("{alias}:{}", stream.name())),
+            Progress::Backfill(from, to) => Some(format!("backfill:{alias}:{}:{from}:{to}", stream.name())),
+        }
+    }
+}
+
+/// Backfill's progress after each window, for a progress bar or log lines.
+#[derive(Debug, Clone, Default)]
+pub struct BackfillProgress {
+    pub windows_done: u64,
+    pub windows_total: u64,
+    /// Windows an earlier, interrupted run of the same backfill had completed.
+    pub windows_skipped: u64,
+    /// Records collected so far (order sheets, receipts, revenue rows).
+    pub records: u64,
+}
+
+/// Re-collects `from..=to` of one account's `streams` in API-legal windows, at the backfill rate
+/// (`ingest.backfill_requests_per_second`, leaving the rest of the vendor's budget to live polling).
+/// Each completed window is recorded, so after an interruption the same command resumes where it
+/// stopped; re-collected records are absorbed downstream (same versions).
+pub async fn backfill(
+    config: &IngestConfig,
+    kafka: &KafkaConfig,
+    account: &AccountConfig,
+    (from, to): (NaiveDate, NaiveDate),
+    streams: &[Stream],
+    on_progress: &(dyn Fn(&BackfillProgress) + Sync),
+    shutdown: &Shutdown,
+) -> Result<BackfillProgress, IngestError> {
+    config.validate().map_err(IngestError::Config)?;
+    let paced = IngestConfig { requests_per_second: config.backfill_requests_per_second, ..config.clone() };
+    let sink = Sink::connect(kafka).await?;
+    let progress = Progress::Backfill(from, to);
+    let recorded = load_checkpoints(kafka).await?;
+    let done_through = |stream: Stream| {
+        progress.key(&account.alias, stream).and_then(|key| recorded.get(&key)).map(|c| c.swept_through)
+    };
+    let yesterday = now_kst().date_naive() - chrono::Duration::days(1);
+    let windows_of = |stream: Stream| windows(from, if stream == Stream::Revenue { to.min(yesterday) } else { to });
+    let total: u64 = streams.iter().map(|s| windows_of(*s).len() as u64).sum();
+    let mut state = BackfillProgress { windows_total: total, ..BackfillProgress::default() };
+    let mut tracker = AccountTracker::default();
+    for &stream in streams {
+        let resume_after = done_through(stream);
+        for (window_from, window_to) in windows_of(stream) {
+            if resume_after.is_some_and(|done| window_to <= done) {
+                state.windows_skipped += 1;
+                state.windows_done += 1;
+                on_progress(&state);
+                continue;
+            }
+            if shutdown.is_cancelled() {
+                return Ok(state);
+            }
+            let plan = move |_: &AccountConfig| -> Plan { vec![(stream, window_from, window_to)] };
+            let report =
+                sweep(&paced, &sink, std::slice::from_ref(account), &plan, progress, &mut tracker, shutdown).await?;
+            let account_report = report.accounts.get(&account.alias).cloned().unwrap_or_default();
+            if let Some(error) = account_report.error {
+                return Err(IngestError::Account(error));
+            }
+            if !tracker.checkpoints.contains_key(&(account.alias.clone(), stream.name().to_string()))
+                || shutdown.is_cancelled()
+            {
+                // Interrupted inside the window: it is not recorded and runs again next time.
+                return Ok(state);
+            }
+            tracker.checkpoints.clear();
+            state.records += account_report.boxes + account_report.receipts + account_report.revenue_rows;
+            state.windows_done += 1;
+            on_progress(&state);
+        }
+    }
+    Ok(state)
+}
+
 /// Collects `from..=to` (Asia/Seoul) for every account, once: order sheets and receipts by creation
 /// day, revenue rows by recognition day (up to yesterday). An account whose key is rejected or expired
 /// stops with its error in the report; the others go on. Kafka failures are returned as errors:
@@ -210,7 +306,7 @@ pub async fn collect_range(
         }
         plan
     };
-    sweep(config, &sink, accounts, &plan, &mut tracker, shutdown).await
+    sweep(config, &sink, accounts, &plan, Progress::None, &mut tracker, shutdown).await
 }
 
 /// Follow mode: every `poll_interval_secs`, sweeps each account until shutdown, with the accounts
@@ -224,7 +320,13 @@ pub async fn run(
 ) -> Result<(), IngestError> {
     config.validate().map_err(IngestError::Config)?;
     let sink = Sink::connect(kafka).await?;
-    let mut tracker = AccountTracker { checkpoints: load_checkpoints(kafka).await?, ..AccountTracker::default() };
+    let live: HashMap<(String, String), Checkpoint> = load_checkpoints(kafka)
+        .await?
+        .into_iter()
+        .filter(|(key, c)| *key == format!("{}:{}", c.alias, c.stream))
+        .map(|(_, c)| ((c.alias.clone(), c.stream.clone()), c))
+        .collect();
+    let mut tracker = AccountTracker { checkpoints: live, ..AccountTracker::default() };
     while !shutdown.is_cancelled() {
         let today = now_kst().date_naive();
         let yesterday = today - chrono::Duration::days(1);
@@ -246,7 +348,7 @@ pub async fn run(
             }
             plan
         };
-        let report = sweep(config, &sink, &accounts(), &plan, &mut tracker, &shutdown).await?;
+        let report = sweep(config, &sink, &accounts(), &plan, Progress::Live, &mut tracker, &shutdown).await?;
         for (alias, account) in &report.accounts {
             tracing::info!(account = %alias, boxes = account.boxes, events = account.events, receipts = account.receipts,
                 revenue_rows = account.revenue_rows, unchanged = account.unchanged, bad_records = account.bad_records,
@@ -260,14 +362,14 @@ pub async fn run(
     Ok(())
 }
 
-/// The latest checkpoint of every (alias, stream).
-pub async fn load_checkpoints(kafka: &KafkaConfig) -> Result<HashMap<(String, String), Checkpoint>, IngestError> {
+/// The latest checkpoint under every key: `alias:stream` for follow mode,
+/// `backfill:alias:stream:from:to` for backfills.
+pub async fn load_checkpoints(kafka: &KafkaConfig) -> Result<HashMap<String, Checkpoint>, IngestError> {
     let topic = kafka.topics().checkpoints;
     let raw = etl_core::kafka::latest_by_key(kafka, &topic, Duration::from_secs(30)).await?;
     Ok(raw
-        .into_values()
-        .filter_map(|payload| serde_json::from_slice::<Checkpoint>(&payload).ok())
-        .map(|c| ((c.alias.clone(), c.stream.clone()), c))
+        .into_iter()
+        .filter_map(|(key, payload)| serde_json::from_slice::<Checkpoint>(&payload).ok().map(|c| (key, c)))
         .collect())
 }
 
@@ -276,6 +378,7 @@ async fn sweep(
     sink: &Sink,
     accounts: &[AccountConfig],
     plan: &(dyn Fn(&AccountConfig) -> Plan + Sync),
+    progress: Progress,
     tracker: &mut AccountTracker,
     shutdown: &Shutdown,
 ) -> Result<IngestReport, IngestError> {
@@ -341,12 +444,9 @@ async fn sweep(
                         swept_through: to,
                         completed_at: Utc::now(),
                     };
-                    sink.publish(
-                        &sink.topics.checkpoints,
-                        &format!("{}:{}", account.alias, stream.name()),
-                        &checkpoint,
-                    )
-                    .await?;
+                    if let Some(key) = progress.key(&account.alias, stream) {
+                        sink.publish(&sink.topics.checkpoints, &key, &checkpoint).await?;
+                    }
                     done.push((stream, checkpoint));
                 }
                 Outcome::Interrupted => break,

@@ -40,7 +40,7 @@ pub fn config(test: &str, sim: SimConfig) -> Config {
     Config {
         kafka: KafkaConfig { brokers, topic_prefix: format!("test.{id}."), partitions: 3, ..KafkaConfig::default() },
         clickhouse: ClickHouseConfig { url, database: format!("t_{id}"), ..ClickHouseConfig::default() },
-        ingest: IngestConfig { requests_per_second: 10.0, max_attempts: 3, ..IngestConfig::default() },
+        ingest: IngestConfig { requests_per_second: 8.0, max_attempts: 3, ..IngestConfig::default() },
         transform: TransformConfig {
             group_id: format!("{id}-transform"),
             batch_wait_ms: 100,
