@@ -13,10 +13,16 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_receipt_and_revenue_row_is_emitted_once() {
-    let sim =
-        SimConfig { days: 12, orders_per_day: 25, lifecycle: LifecycleConfig::realistic(), ..SimConfig::default() };
+async fn with_faults_on_every_box_receipt_and_revenue_row_is_emitted_once() {
+    let sim = SimConfig {
+        days: 12,
+        orders_per_day: 25,
+        lifecycle: LifecycleConfig::realistic(),
+        faults: coupang_sim::config::FaultConfig::all_at(0.08),
+        ..SimConfig::default()
+    };
     let mut config = config("streams", sim);
+    config.ingest.max_attempts = 8;
     let sim = with_simulator(&mut config).await;
     let world = sim.world();
     // Confirmations run past the period's end, up to the world's moment the next morning.
@@ -47,9 +53,17 @@ async fn every_receipt_and_revenue_row_is_emitted_once() {
     let revenue: Vec<RevenueEvent> =
         read_topic(&config.kafka, &topics.raw_revenue).iter().map(|m| decode(payload(m)).unwrap()).collect();
 
+    let boxes: HashSet<i64> = read_topic(&config.kafka, &topics.raw_order_sheets)
+        .iter()
+        .map(|m| decode::<coupang_schemas::OrderSheetEvent>(payload(m)).unwrap().shipment_box_id)
+        .collect();
+    // Boxes cancelled whole or returned have left the lists: they reach Kafka as receipts.
+    let expected_boxes: HashSet<i64> =
+        world.vendors.values().flat_map(|v| v.boxes.iter().filter(|b| b.listed).map(|b| b.shipment_box_id)).collect();
+    same(&boxes, &expected_boxes, "listed shipment boxes");
     let got_receipts: HashSet<i64> = receipts.iter().map(|r| r.receipt_id).collect();
     assert_eq!(receipts.len(), got_receipts.len(), "each receipt once");
-    assert_eq!(got_receipts, expected_receipts);
+    same(&got_receipts, &expected_receipts, "receipts");
     let got_revenue: HashSet<_> = revenue
         .iter()
         .map(|r| {
@@ -57,15 +71,20 @@ async fn every_receipt_and_revenue_row_is_emitted_once() {
         })
         .collect();
     assert_eq!(revenue.len(), got_revenue.len(), "each revenue row once");
-    assert_eq!(got_revenue, expected_revenue);
+    same(&got_revenue, &expected_revenue, "revenue rows");
     assert!(revenue.iter().filter(|r| r.sale_type == "REFUND").all(|r| r.items.iter().all(|i| i.sale_price < 0)));
-    let totals = report.ingest_totals();
+    assert!(report.accounts.values().all(|a| a.error.is_none() && a.bad_records == 0), "{report:?}");
+    let calls: u64 = sim.stats().values().sum();
+    let changes = boxes.len() + receipts.len() + revenue.len();
     println!(
-        "{} boxes, {} receipts, {} revenue rows emitted ({} refunds)",
-        totals.0,
+        "under faults {:?}: {} boxes, {} receipts, {} revenue rows ({} refunds) from {calls} API calls \
+         ({:.3} calls per collected record)",
+        sim.faults_injected(),
+        boxes.len(),
         receipts.len(),
         revenue.len(),
-        revenue.iter().filter(|r| r.sale_type == "REFUND").count()
+        revenue.iter().filter(|r| r.sale_type == "REFUND").count(),
+        calls as f64 / changes as f64
     );
     sim.stop().await;
 }
@@ -108,6 +127,13 @@ async fn sweeping_an_unchanged_world_again_sends_nothing() {
     ingest.await.unwrap().unwrap();
     println!("{boxes} boxes sent once over three sweeps");
     sim.stop().await;
+}
+
+/// Set equality that names only the differences.
+fn same<T: std::hash::Hash + Eq + std::fmt::Debug>(got: &HashSet<T>, expected: &HashSet<T>, what: &str) {
+    let missing: Vec<_> = expected.difference(got).take(5).collect();
+    let extra: Vec<_> = got.difference(expected).take(5).collect();
+    assert!(missing.is_empty() && extra.is_empty(), "{what}: missing {missing:?}, unexpected {extra:?} (first 5 each)");
 }
 
 fn payload(message: &rdkafka::message::OwnedMessage) -> &[u8] {
@@ -216,6 +242,67 @@ async fn an_interrupted_backfill_resumes_where_it_stopped() {
         first.windows_total,
         second.windows_skipped,
         collected.len()
+    );
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_changes_of_orders_inside_the_look_back_are_caught() {
+    // The world runs at two simulated hours per real second, starting three days ago.
+    let today = etl_core::time::now_kst().date_naive();
+    let start = today - chrono::Duration::days(3);
+    let sim = SimConfig {
+        start_date: start,
+        days: 4,
+        orders_per_day: 20,
+        time_scale: 7_200.0,
+        clock_start: Some(start.and_hms_opt(6, 0, 0).unwrap()),
+        ..SimConfig::default()
+    };
+    let mut config = config("moving", sim);
+    config.ingest.lookback_days = 5;
+    config.ingest.poll_interval_secs = 1;
+    let sim = with_simulator(&mut config).await;
+    let shutdown = Shutdown::new();
+    let ingest = {
+        let (config, shutdown) = (config.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            coupang_ingest::run(&config.ingest, &config.kafka, fixed_accounts(config.accounts.clone()), shutdown).await
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    shutdown.cancel();
+    ingest.await.unwrap().unwrap();
+    let simulated = sim.now();
+
+    // Events of one box share its key, hence its partition: read in order, its statuses only move on.
+    let mut seen: std::collections::HashMap<i64, Vec<String>> = std::collections::HashMap::new();
+    let events = read_topic(&config.kafka, &config.kafka.topics().raw_order_sheets);
+    for message in &events {
+        let event = decode::<coupang_schemas::OrderSheetEvent>(payload(message)).unwrap();
+        seen.entry(event.shipment_box_id).or_default().push(event.status);
+    }
+    let rank = |s: &str| {
+        ["ACCEPT", "INSTRUCT", "DEPARTURE", "DELIVERING", "NONE_TRACKING", "FINAL_DELIVERY"]
+            .iter()
+            .position(|x| *x == s)
+            .unwrap()
+    };
+    let changed = seen.values().filter(|statuses| statuses.len() > 1).count();
+    for statuses in seen.values() {
+        assert!(
+            statuses.windows(2).all(|w| rank(&w[0]) < rank(&w[1])),
+            "each change sent once, in order: {statuses:?}"
+        );
+    }
+    assert!(changed > 10, "status changes caught: {changed} of {} boxes", seen.len());
+    let calls: u64 = sim.stats().values().sum();
+    println!(
+        "simulated clock reached {simulated}; {} boxes, {changed} caught changing status, {} events from {calls} API calls \
+         ({:.2} calls per collected change)",
+        seen.len(),
+        events.len(),
+        calls as f64 / events.len() as f64
     );
     sim.stop().await;
 }
