@@ -129,8 +129,16 @@ where
 /// Writes `config`'s Kafka, ClickHouse and accounts to a TOML file for running the real binary.
 pub fn write_config_file(config: &Config, name: &str) -> std::path::PathBuf {
     let mut text = format!(
-        "[kafka]\nbrokers = {:?}\ntopic_prefix = {:?}\n\n[clickhouse]\nurl = {:?}\ndatabase = {:?}\n",
-        config.kafka.brokers, config.kafka.topic_prefix, config.clickhouse.url, config.clickhouse.database
+        "[kafka]\nbrokers = {:?}\ntopic_prefix = {:?}\n\n[clickhouse]\nurl = {:?}\ndatabase = {:?}\n\n[ingest]\n\
+         base_url = {:?}\nrequests_per_second = {:?}\nbackfill_requests_per_second = {:?}\nmax_attempts = {}\n",
+        config.kafka.brokers,
+        config.kafka.topic_prefix,
+        config.clickhouse.url,
+        config.clickhouse.database,
+        config.ingest.base_url,
+        config.ingest.requests_per_second,
+        config.ingest.backfill_requests_per_second,
+        config.ingest.max_attempts
     );
     for account in &config.accounts {
         text.push_str(&format!(

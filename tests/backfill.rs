@@ -1,0 +1,90 @@
+//! `coupang-etl backfill` as users run it: a simulated year for two accounts at once, one of them killed
+//! (SIGKILL) half-way and started again.
+
+mod common;
+
+use common::*;
+use coupang_schemas::{decode, OrderSheetEvent};
+use coupang_sim::SimConfig;
+use rdkafka::Message;
+use std::collections::{HashMap, HashSet};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+fn backfill(config_file: &std::path::Path, alias: &str, from: chrono::NaiveDate, to: chrono::NaiveDate) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_coupang-etl"))
+        .args(["--config", config_file.to_str().unwrap(), "backfill", "--account", alias])
+        .args(["--from", &from.to_string(), "--to", &to.to_string()])
+        .env("COUPANG_ETL_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn finish(child: Child, within: Duration) -> String {
+    let started = Instant::now();
+    let output = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < within);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "backfill failed: {stdout}");
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulated_year_for_two_accounts_survives_a_kill_and_never_exceeds_the_rate() {
+    let today = etl_core::time::now_kst().date_naive();
+    let sim = SimConfig {
+        start_date: today - chrono::Duration::days(366),
+        days: 365,
+        orders_per_day: 4,
+        ..SimConfig::default()
+    };
+    let mut config = config("year", sim);
+    config.sim.vendors.truncate(2);
+    config.ingest.requests_per_second = 5.0;
+    config.ingest.backfill_requests_per_second = 5.0;
+    config.ingest.max_attempts = 6;
+    let sim = with_simulator(&mut config).await;
+    let file = write_config_file(&config, "year");
+    let (from, to) = (config.sim.start_date - chrono::Duration::days(1), config.sim.end_date());
+    let (a, b) = (config.accounts[0].clone(), config.accounts[1].clone());
+
+    let first_a = backfill(&file, &a.alias, from, to);
+    let run_b = backfill(&file, &b.alias, from, to);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let mut first_a = first_a;
+    first_a.kill().unwrap(); // SIGKILL: no chance to clean up
+    first_a.wait().unwrap();
+    let resumed = finish(backfill(&file, &a.alias, from, to), Duration::from_secs(300));
+    let other = finish(run_b, Duration::from_secs(300));
+    assert!(resumed.contains("done") && other.contains("done"), "{resumed}\n{other}");
+    assert!(
+        !resumed.contains("(0 resumed"),
+        "the restarted backfill skipped the windows done before the kill: {resumed}"
+    );
+
+    let mut collected: HashMap<String, HashSet<i64>> = HashMap::new();
+    for message in read_topic(&config.kafka, &config.kafka.topics().raw_order_sheets) {
+        let event = decode::<OrderSheetEvent>(message.payload().unwrap_or_default()).unwrap();
+        collected.entry(event.vendor_id).or_default().insert(event.shipment_box_id);
+    }
+    let world = sim.world();
+    for account in [&a, &b] {
+        let expected: HashSet<i64> =
+            world.vendors[&account.vendor_id].boxes.iter().map(|x| x.shipment_box_id).collect();
+        assert_eq!(collected.get(&account.vendor_id), Some(&expected), "{}: every box of the year", account.alias);
+        let peak = sim.peak_per_second(&account.vendor_id);
+        assert!(peak <= 5, "{}: peak {peak} calls in a second at a backfill rate of 5", account.alias);
+    }
+    println!("{}{}", resumed, other);
+    println!(
+        "year backfill: {} + {} boxes, peaks {} and {} calls/s (limit 5), {} calls in all",
+        collected[&a.vendor_id].len(),
+        collected[&b.vendor_id].len(),
+        sim.peak_per_second(&a.vendor_id),
+        sim.peak_per_second(&b.vendor_id),
+        sim.stats().values().sum::<u64>()
+    );
+    std::fs::remove_file(file).unwrap();
+    sim.stop().await;
+}
