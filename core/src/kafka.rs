@@ -179,6 +179,9 @@ pub enum KafkaSetupError {
         #[source]
         source: KafkaError,
     },
+    /// Seen with tansu when a process was killed while creating a topic: the topic exists, unusable.
+    #[error("topic {topic} exists but has no partitions (a creation was interrupted?): delete and recreate it")]
+    TopicWithoutPartitions { topic: String },
     #[error("blocking Kafka call panicked or was cancelled")]
     Join,
 }
@@ -237,6 +240,9 @@ async fn existing_topics(config: &KafkaConfig) -> Result<std::collections::HashS
         let metadata = consumer
             .fetch_metadata(None, Duration::from_secs(30))
             .map_err(|source| KafkaSetupError::Offsets { topic: "(all)".into(), source })?;
+        if let Some(broken) = metadata.topics().iter().find(|t| t.partitions().is_empty() && t.error().is_none()) {
+            return Err(KafkaSetupError::TopicWithoutPartitions { topic: broken.name().to_string() });
+        }
         Ok(metadata.topics().iter().map(|t| t.name().to_string()).collect())
     })
     .await
