@@ -13,6 +13,7 @@ use etl_core::kafka::{ensure_compacted_topics, ensure_topics, DeadLetter, KafkaC
 use etl_core::secret::Secret;
 use etl_core::time::now_kst;
 use etl_core::Shutdown;
+use futures::stream::BoxStream;
 use futures::StreamExt;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -577,6 +578,81 @@ fn note_newest(report: &mut AccountReport, stream: Stream, at: i64) {
     *newest = (*newest).max(at);
 }
 
+/// What one listing did.
+struct Listing {
+    /// Records read (bad ones excluded).
+    seen: u64,
+    /// Records sent (changed ones) and acknowledged.
+    sent: u64,
+    /// Why the listing ended early, if it did.
+    stopped: Option<Outcome>,
+}
+
+/// Turns a record into the source time of its newest change and, when it changed, its key and event.
+type Prepare<'a, R> = dyn FnMut(R, i64) -> Result<(i64, Option<(String, Vec<u8>)>), IngestError> + Send + 'a;
+
+/// Reads one listing chunk by chunk and sends the records that changed, waiting for the broker's
+/// acknowledgement of each chunk. Records that cannot be read are dead-lettered.
+async fn send_changed<R: Send>(
+    records: BoxStream<'_, Result<R, ClientError>>,
+    (sink, topic, stream): (&Sink, &str, Stream),
+    shutdown: &Shutdown,
+    report: &mut AccountReport,
+    prepare: &mut Prepare<'_, R>,
+) -> Result<Listing, IngestError> {
+    let vendor = report.vendor_id.clone();
+    let mut listing = Listing { seen: 0, sent: 0, stopped: None };
+    let mut chunks = records.chunks(50);
+    while let Some(chunk) = chunks.next().await {
+        if shutdown.is_cancelled() {
+            listing.stopped = Some(Outcome::Interrupted);
+            return Ok(listing);
+        }
+        let collected_at = Utc::now().timestamp_millis();
+        let mut encoded = Vec::with_capacity(chunk.len());
+        for record in chunk {
+            let record = match record {
+                Ok(record) => record,
+                Err(bad @ ClientError::BadRecord { .. }) => {
+                    dead_letter(sink, &vendor, bad, report).await?;
+                    continue;
+                }
+                Err(error) => {
+                    listing.stopped = Some(Outcome::Failed(error));
+                    return Ok(listing);
+                }
+            };
+            listing.seen += 1;
+            let (newest, changed) = prepare(record, collected_at)?;
+            note_newest(report, stream, newest);
+            match changed {
+                Some(key_and_bytes) => encoded.push(key_and_bytes),
+                None => report.unchanged += 1,
+            }
+        }
+        listing.sent += send_all(sink, topic, &encoded).await?;
+    }
+    Ok(listing)
+}
+
+/// Coupang sometimes sends a record incomplete: ask for that box alone before giving up on it (it is
+/// dead-lettered, intact minus personal data, only when that fails too).
+async fn with_refetch(
+    client: &CoupangClient,
+    record: Result<crate::client::model::OrderSheet, ClientError>,
+) -> Result<crate::client::model::OrderSheet, ClientError> {
+    match record {
+        Err(bad) => {
+            let again = match &bad {
+                ClientError::BadRecord { record_id, .. } => refetch(client, record_id).await,
+                _ => None,
+            };
+            again.ok_or(bad)
+        }
+        ok => ok,
+    }
+}
+
 /// Order sheets created on the window's days, one listing per status (lists show current statuses).
 async fn sweep_order_sheets(
     client: &CoupangClient,
@@ -588,47 +664,23 @@ async fn sweep_order_sheets(
 ) -> Result<Outcome, IngestError> {
     let account = client.account();
     let (vendor, alias) = (account.vendor_id.as_str(), account.alias.as_str());
+    let mut prepare = |sheet: crate::client::model::OrderSheet, collected_at| {
+        let event = order_sheet_event(vendor, alias, collected_at, &sheet);
+        let changes = [Some(event.paid_at), event.in_transit_at, event.delivered_at];
+        let newest = changes.into_iter().flatten().max().unwrap_or(event.paid_at);
+        let bytes =
+            filter.encode_if_changed(format!("box:{}", sheet.shipment_box_id), &event, |e| e.collected_at = 0)?;
+        Ok((newest, bytes.map(|b| (event.kafka_key(), b))))
+    };
     for (window_from, window_to) in windows(from, to) {
         for status in ORDER_SHEET_STATUSES {
-            let mut records = std::pin::pin!(client.order_sheets(window_from, window_to, status).chunks(50));
-            while let Some(chunk) = records.next().await {
-                if shutdown.is_cancelled() {
-                    return Ok(Outcome::Interrupted);
-                }
-                let collected_at = Utc::now().timestamp_millis();
-                let mut encoded = Vec::with_capacity(chunk.len());
-                for record in chunk {
-                    let sheet = match record {
-                        Ok(sheet) => sheet,
-                        // Coupang sometimes sends a record incomplete: ask for that box alone before
-                        // giving up on it, and dead-letter it (intact, minus personal data) only then.
-                        Err(bad @ ClientError::BadRecord { .. }) => {
-                            let record_id = match &bad {
-                                ClientError::BadRecord { record_id, .. } => record_id.clone(),
-                                _ => String::new(),
-                            };
-                            match refetch(client, &record_id).await {
-                                Some(sheet) => sheet,
-                                None => {
-                                    dead_letter(sink, vendor, bad, report).await?;
-                                    continue;
-                                }
-                            }
-                        }
-                        Err(error) => return Ok(Outcome::Failed(error)),
-                    };
-                    report.boxes += 1;
-                    let event = order_sheet_event(vendor, alias, collected_at, &sheet);
-                    let changed_at =
-                        [Some(event.paid_at), event.in_transit_at, event.delivered_at].into_iter().flatten().max();
-                    note_newest(report, Stream::OrderSheets, changed_at.unwrap_or(event.paid_at));
-                    let id = format!("box:{}", sheet.shipment_box_id);
-                    match filter.encode_if_changed(id, &event, |e| e.collected_at = 0)? {
-                        Some(bytes) => encoded.push((event.kafka_key(), bytes)),
-                        None => report.unchanged += 1,
-                    }
-                }
-                report.events += send_all(sink, &sink.topics.raw_order_sheets, &encoded).await?;
+            let records = client.order_sheets(window_from, window_to, status).then(|r| with_refetch(client, r)).boxed();
+            let target = (sink, sink.topics.raw_order_sheets.as_str(), Stream::OrderSheets);
+            let listing = send_changed(records, target, shutdown, report, &mut prepare).await?;
+            report.boxes += listing.seen;
+            report.events += listing.sent;
+            if let Some(outcome) = listing.stopped {
+                return Ok(outcome);
             }
         }
     }
@@ -646,33 +698,21 @@ async fn sweep_return_requests(
 ) -> Result<Outcome, IngestError> {
     let account = client.account();
     let (vendor, alias) = (account.vendor_id.as_str(), account.alias.as_str());
+    let mut prepare = |receipt: crate::client::model::ReturnRequest, collected_at| {
+        let event = return_request_event(vendor, alias, collected_at, &receipt);
+        let newest = event.modified_at.unwrap_or(event.created_at);
+        let bytes =
+            filter.encode_if_changed(format!("receipt:{}", receipt.receipt_id), &event, |e| e.collected_at = 0)?;
+        Ok((newest, bytes.map(|b| (event.kafka_key(), b))))
+    };
     for (window_from, window_to) in windows(from, to) {
         for which in ReturnQuery::ALL {
-            let mut records = std::pin::pin!(client.return_requests(window_from, window_to, which).chunks(50));
-            while let Some(chunk) = records.next().await {
-                if shutdown.is_cancelled() {
-                    return Ok(Outcome::Interrupted);
-                }
-                let collected_at = Utc::now().timestamp_millis();
-                let mut encoded = Vec::with_capacity(chunk.len());
-                for record in chunk {
-                    let receipt = match record {
-                        Ok(receipt) => receipt,
-                        Err(bad @ ClientError::BadRecord { .. }) => {
-                            dead_letter(sink, vendor, bad, report).await?;
-                            continue;
-                        }
-                        Err(error) => return Ok(Outcome::Failed(error)),
-                    };
-                    let event = return_request_event(vendor, alias, collected_at, &receipt);
-                    note_newest(report, Stream::ReturnRequests, event.modified_at.unwrap_or(event.created_at));
-                    let id = format!("receipt:{}", receipt.receipt_id);
-                    match filter.encode_if_changed(id, &event, |e| e.collected_at = 0)? {
-                        Some(bytes) => encoded.push((event.kafka_key(), bytes)),
-                        None => report.unchanged += 1,
-                    }
-                }
-                report.receipts += send_all(sink, &sink.topics.raw_return_requests, &encoded).await?;
+            let records = client.return_requests(window_from, window_to, which).boxed();
+            let target = (sink, sink.topics.raw_return_requests.as_str(), Stream::ReturnRequests);
+            let listing = send_changed(records, target, shutdown, report, &mut prepare).await?;
+            report.receipts += listing.sent;
+            if let Some(outcome) = listing.stopped {
+                return Ok(outcome);
             }
         }
     }
@@ -690,37 +730,23 @@ async fn sweep_revenue(
 ) -> Result<Outcome, IngestError> {
     let account = client.account();
     let (vendor, alias) = (account.vendor_id.as_str(), account.alias.as_str());
+    let mut prepare = |row: crate::client::model::RevenueRecord, collected_at| {
+        let event = revenue_event(vendor, alias, collected_at, &row);
+        // A revenue row's change is its recognition: midnight of that day, Korea time.
+        let recognised = etl_core::time::date_from_days(event.recognition_date)
+            .and_then(|day| day.and_time(chrono::NaiveTime::MIN).and_local_timezone(etl_core::time::kst()).single())
+            .map_or(collected_at, |at| at.timestamp_millis());
+        let id = format!("revenue:{}:{}:{}", event.order_id, event.sale_type, event.recognition_date);
+        let bytes = filter.encode_if_changed(id, &event, |e| e.collected_at = 0)?;
+        Ok((recognised, bytes.map(|b| (event.kafka_key(), b))))
+    };
     for (window_from, window_to) in windows(from, to) {
-        let mut records = std::pin::pin!(client.revenue_history(window_from, window_to).chunks(50));
-        while let Some(chunk) = records.next().await {
-            if shutdown.is_cancelled() {
-                return Ok(Outcome::Interrupted);
-            }
-            let collected_at = Utc::now().timestamp_millis();
-            let mut encoded = Vec::with_capacity(chunk.len());
-            for record in chunk {
-                let row = match record {
-                    Ok(row) => row,
-                    Err(bad @ ClientError::BadRecord { .. }) => {
-                        dead_letter(sink, vendor, bad, report).await?;
-                        continue;
-                    }
-                    Err(error) => return Ok(Outcome::Failed(error)),
-                };
-                let event = revenue_event(vendor, alias, collected_at, &row);
-                if let Some(day) = etl_core::time::date_from_days(event.recognition_date) {
-                    let midnight = day.and_time(chrono::NaiveTime::MIN).and_local_timezone(etl_core::time::kst());
-                    if let Some(at) = midnight.single() {
-                        note_newest(report, Stream::Revenue, at.timestamp_millis());
-                    }
-                }
-                let id = format!("revenue:{}:{}:{}", event.order_id, event.sale_type, event.recognition_date);
-                match filter.encode_if_changed(id, &event, |e| e.collected_at = 0)? {
-                    Some(bytes) => encoded.push((event.kafka_key(), bytes)),
-                    None => report.unchanged += 1,
-                }
-            }
-            report.revenue_rows += send_all(sink, &sink.topics.raw_revenue, &encoded).await?;
+        let records = client.revenue_history(window_from, window_to).boxed();
+        let target = (sink, sink.topics.raw_revenue.as_str(), Stream::Revenue);
+        let listing = send_changed(records, target, shutdown, report, &mut prepare).await?;
+        report.revenue_rows += listing.sent;
+        if let Some(outcome) = listing.stopped {
+            return Ok(outcome);
         }
     }
     Ok(Outcome::Done)
