@@ -8,7 +8,6 @@ use coupang_etl::pipeline::run_follow;
 use coupang_ingest::{account_statuses, AccountSource};
 use coupang_load::summary::{daily_payments, fact_counts};
 use coupang_sim::truth::Truth;
-use coupang_sim::SimConfig;
 use etl_core::account::AccountConfig;
 use etl_core::secret::Secret;
 use etl_core::Shutdown;
@@ -18,16 +17,8 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_relinked_mid_run_stops_then_resumes_its_account_without_duplicates() {
     // A recent world, so follow mode's look-back window (today − 9 days … today) covers it.
-    let today = etl_core::time::now_kst().date_naive();
-    let sim = SimConfig {
-        start_date: today - chrono::Duration::days(7),
-        days: 7,
-        orders_per_day: 15,
-        ..SimConfig::default()
-    };
-    let mut config = config("relink", sim);
-    config.ingest.lookback_days = 9;
-    config.ingest.poll_interval_secs = 1;
+    let mut config = config("relink", recent_world(7, 0, 15));
+    follow(&mut config, 9);
     let sim = with_simulator(&mut config).await;
     let truth = Truth::of(&sim.world());
     let expected_rows: u64 = truth.daily.values().map(|d| d.items).sum();

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use coupang_ingest::{account_statuses, collect_range, fixed_accounts};
+use coupang_ingest::{account_statuses, collect_range};
 use coupang_schemas::{decode, ReturnRequestEvent, RevenueEvent};
 use coupang_sim::config::LifecycleConfig;
 use coupang_sim::SimConfig;
@@ -91,25 +91,11 @@ async fn with_faults_on_every_box_receipt_and_revenue_row_is_emitted_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sweeping_an_unchanged_world_again_sends_nothing() {
-    let today = etl_core::time::now_kst().date_naive();
-    let sim = SimConfig {
-        start_date: today - chrono::Duration::days(5),
-        days: 5,
-        orders_per_day: 15,
-        ..SimConfig::default()
-    };
-    let mut config = config("unchanged", sim);
-    config.ingest.lookback_days = 7;
-    config.ingest.poll_interval_secs = 1;
+    let mut config = config("unchanged", recent_world(5, 0, 15));
+    follow(&mut config, 7);
     let sim = with_simulator(&mut config).await;
     let boxes: i64 = sim.world().vendors.values().map(|v| v.boxes.len() as i64).sum();
-    let shutdown = Shutdown::new();
-    let ingest = {
-        let (config, shutdown) = (config.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            coupang_ingest::run(&config.ingest, &config.kafka, fixed_accounts(config.accounts.clone()), shutdown).await
-        })
-    };
+    let (shutdown, ingest) = spawn_ingest(&config);
     let topic = config.kafka.topics().raw_order_sheets;
     let messages = || async { group_lag(&config.kafka, &unique("count"), &topic).await.unwrap_or(0) };
     assert!(eventually(Duration::from_secs(60), || async { messages().await == boxes }).await, "first sweep");
@@ -144,16 +130,9 @@ fn payload(message: &rdkafka::message::OwnedMessage) -> &[u8] {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_downtime_longer_than_the_look_back_the_checkpoint_closes_the_gap() {
     let today = etl_core::time::now_kst().date_naive();
-    let sim = SimConfig {
-        start_date: today - chrono::Duration::days(12),
-        days: 12,
-        orders_per_day: 10,
-        ..SimConfig::default()
-    };
-    let mut config = config("downtime", sim);
+    let mut config = config("downtime", recent_world(12, 0, 10));
     // The look-back alone covers 2 days; the process was last running 11 days ago.
-    config.ingest.lookback_days = 2;
-    config.ingest.poll_interval_secs = 1;
+    follow(&mut config, 2);
     let sim = with_simulator(&mut config).await;
     let boxes: i64 = sim.world().vendors.values().map(|v| v.boxes.len() as i64).sum();
     let topics = config.kafka.topics();
@@ -176,13 +155,7 @@ async fn after_downtime_longer_than_the_look_back_the_checkpoint_closes_the_gap(
         }
     }
 
-    let shutdown = Shutdown::new();
-    let ingest = {
-        let (config, shutdown) = (config.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            coupang_ingest::run(&config.ingest, &config.kafka, fixed_accounts(config.accounts.clone()), shutdown).await
-        })
-    };
+    let (shutdown, ingest) = spawn_ingest(&config);
     let messages = || async { group_lag(&config.kafka, &unique("count"), &topics.raw_order_sheets).await.unwrap_or(0) };
     assert!(
         eventually(Duration::from_secs(60), || async { messages().await == boxes }).await,
@@ -263,13 +236,7 @@ async fn status_changes_of_orders_inside_the_look_back_are_caught() {
     config.ingest.lookback_days = 5;
     config.ingest.poll_interval_secs = 1;
     let sim = with_simulator(&mut config).await;
-    let shutdown = Shutdown::new();
-    let ingest = {
-        let (config, shutdown) = (config.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            coupang_ingest::run(&config.ingest, &config.kafka, fixed_accounts(config.accounts.clone()), shutdown).await
-        })
-    };
+    let (shutdown, ingest) = spawn_ingest(&config);
     tokio::time::sleep(Duration::from_secs(15)).await;
     shutdown.cancel();
     ingest.await.unwrap().unwrap();

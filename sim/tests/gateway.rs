@@ -179,7 +179,8 @@ async fn slow_calls_get_the_gateways_504_at_3_s_unless_they_ask_for_more_time() 
     assert_eq!((status, body["message"].as_str()), (504, Some("Gateway Timeout")));
     assert!(started.elapsed() >= std::time::Duration::from_secs(3));
 
-    let patient = Call { signed_at: Utc::now() - chrono::Duration::seconds(4), ..Call::new(DAY_QUERY) };
+    // Signed from the first call's own time, so the two signatures can never share a second.
+    let patient = Call { signed_at: call.signed_at - chrono::Duration::seconds(4), ..Call::new(DAY_QUERY) };
     let url = format!("{}{}?{}", sim.base_url(), patient.path, patient.query);
     let response = reqwest::Client::new()
         .get(url)

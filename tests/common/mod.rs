@@ -166,3 +166,30 @@ pub fn coupang_etl(args: &[&str]) -> String {
     );
     stdout
 }
+
+/// A simulated world of the last `days` days before today, ending `ends_days_ago` days ago, so that
+/// follow mode's look-back window (based on today) covers it.
+pub fn recent_world(days: u32, ends_days_ago: i64, orders_per_day: u32) -> SimConfig {
+    let today = etl_core::time::now_kst().date_naive();
+    let start = today - chrono::Duration::days(i64::from(days) + ends_days_ago);
+    SimConfig { start_date: start, days, orders_per_day, ..SimConfig::default() }
+}
+
+/// Follow-mode settings for tests: sweep every second over `lookback_days`.
+pub fn follow(config: &mut Config, lookback_days: u32) {
+    config.ingest.lookback_days = lookback_days;
+    config.ingest.poll_interval_secs = 1;
+}
+
+/// Starts ingest in follow mode over the config's accounts; cancel the token to stop it.
+pub fn spawn_ingest(
+    config: &Config,
+) -> (etl_core::Shutdown, tokio::task::JoinHandle<Result<(), coupang_ingest::IngestError>>) {
+    let shutdown = etl_core::Shutdown::new();
+    let (config, token) = (config.clone(), shutdown.clone());
+    let task = tokio::spawn(async move {
+        let accounts = coupang_ingest::fixed_accounts(config.accounts.clone());
+        coupang_ingest::run(&config.ingest, &config.kafka, accounts, token).await
+    });
+    (shutdown, task)
+}
