@@ -72,7 +72,9 @@ async fn join_stage(task: StageTask, name: &'static str) -> Result<(), PipelineE
 async fn prepare(config: &Config) -> Result<MigrationReport, PipelineError> {
     let migration = coupang_load::migrate(&config.clickhouse).await?;
     let topics = config.kafka.topics();
-    ensure_topics(&config.kafka, &[&topics.raw_order_sheets, &topics.payment_facts, &topics.dead_letter]).await?;
+    let raw = [&topics.raw_order_sheets, &topics.raw_return_requests, &topics.raw_revenue];
+    ensure_topics(&config.kafka, &[raw[0], raw[1], raw[2], &topics.payment_facts, &topics.dead_letter]).await?;
+    etl_core::kafka::ensure_compacted_topics(&config.kafka, &[&topics.transform_state]).await?;
     Ok(migration)
 }
 
@@ -124,8 +126,10 @@ pub async fn run_range(
 /// True when transform has committed all raw events and, after that, load has committed all facts.
 async fn drained(config: &Config) -> Result<bool, PipelineError> {
     let topics = config.kafka.topics();
-    if group_lag(&config.kafka, &config.transform.group_id, &topics.raw_order_sheets).await? > 0 {
-        return Ok(false);
+    for raw in [&topics.raw_order_sheets, &topics.raw_return_requests, &topics.raw_revenue] {
+        if group_lag(&config.kafka, &config.transform.group_id, raw).await? > 0 {
+            return Ok(false);
+        }
     }
     Ok(group_lag(&config.kafka, &config.load.group_id, &topics.payment_facts).await? == 0)
 }

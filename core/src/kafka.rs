@@ -7,7 +7,7 @@
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -90,11 +90,14 @@ pub struct Topics {
     pub account_status: String,
     /// Compacted: how far each account's streams are collected without a gap, JSON.
     pub checkpoints: String,
+    /// Compacted: the transform stage's state of each order (its changelog), keyed `vendorId:orderId`,
+    /// partitioned like the raw topics.
+    pub transform_state: String,
 }
 
 impl Topics {
     /// Every topic of the pipeline.
-    pub fn all(&self) -> [&str; 7] {
+    pub fn all(&self) -> [&str; 8] {
         [
             &self.raw_order_sheets,
             &self.raw_return_requests,
@@ -103,6 +106,7 @@ impl Topics {
             &self.dead_letter,
             &self.account_status,
             &self.checkpoints,
+            &self.transform_state,
         ]
     }
 }
@@ -118,6 +122,7 @@ impl KafkaConfig {
             dead_letter: format!("{p}deadletter"),
             account_status: format!("{p}ingest.accounts"),
             checkpoints: format!("{p}ingest.checkpoints"),
+            transform_state: format!("{p}transform.state"),
         }
     }
 
@@ -332,8 +337,8 @@ pub async fn latest_by_key(
 
 /// Waits up to `max_wait` for up to `max_messages`, returning early on shutdown. An empty batch
 /// means nothing arrived in time (or shutdown was requested).
-pub async fn next_batch(
-    consumer: &StreamConsumer,
+pub async fn next_batch<C: ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
     max_messages: usize,
     max_wait: Duration,
     shutdown: &Shutdown,
@@ -351,7 +356,10 @@ pub async fn next_batch(
 }
 
 /// Commits, synchronously, the position after the last message of each partition in `batch`.
-pub fn commit_batch(consumer: &StreamConsumer, batch: &[OwnedMessage]) -> Result<(), KafkaError> {
+pub fn commit_batch<C: ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
+    batch: &[OwnedMessage],
+) -> Result<(), KafkaError> {
     let mut next: HashMap<(&str, i32), i64> = HashMap::new();
     for message in batch {
         let slot = next.entry((message.topic(), message.partition())).or_insert(0);

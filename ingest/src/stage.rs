@@ -18,7 +18,7 @@ use futures::StreamExt;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,6 +59,8 @@ pub struct AccountReport {
     pub receipts: u64,
     /// Revenue rows acknowledged by the broker.
     pub revenue_rows: u64,
+    /// Orders asked for alone because a receipt named them and their boxes were no longer listed.
+    pub orders_fetched: u64,
     /// Records not sent because they had not changed since they were last sent (re-swept windows,
     /// records repeated across pages).
     pub unchanged: u64,
@@ -521,6 +523,10 @@ enum Outcome {
 #[derive(Default)]
 pub struct ChangeFilter {
     sent: HashMap<String, u64>,
+    /// Orders whose order sheet this process has read: a receipt for any other order makes ingest
+    /// ask for that order alone (cancelled or returned boxes leave the lists, and without the order
+    /// sheet the pipeline has no price or payment time for them).
+    orders_seen: HashSet<i64>,
 }
 
 impl ChangeFilter {
@@ -588,8 +594,11 @@ struct Listing {
     stopped: Option<Outcome>,
 }
 
+/// The source time of a record's newest change and, when it changed, its key and encoded event.
+type Prepared = Result<(i64, Option<(String, Vec<u8>)>), IngestError>;
+
 /// Turns a record into the source time of its newest change and, when it changed, its key and event.
-type Prepare<'a, R> = dyn FnMut(R, i64) -> Result<(i64, Option<(String, Vec<u8>)>), IngestError> + Send + 'a;
+type Prepare<'a, R> = dyn FnMut(R, i64) -> Prepared + Send + 'a;
 
 /// Reads one listing chunk by chunk and sends the records that changed, waiting for the broker's
 /// acknowledgement of each chunk. Records that cannot be read are dead-lettered.
@@ -653,6 +662,24 @@ async fn with_refetch(
     }
 }
 
+/// Turns order sheets into events, sending only changed ones, and remembers their orders.
+fn order_sheet_preparation<'a>(
+    client: &'a CoupangClient,
+    filter: &'a mut ChangeFilter,
+) -> impl FnMut(crate::client::model::OrderSheet, i64) -> Prepared + Send + 'a {
+    let account = client.account();
+    let (vendor, alias) = (account.vendor_id.as_str(), account.alias.as_str());
+    move |sheet: crate::client::model::OrderSheet, collected_at| {
+        filter.orders_seen.insert(sheet.order_id);
+        let event = order_sheet_event(vendor, alias, collected_at, &sheet);
+        let changes = [Some(event.paid_at), event.in_transit_at, event.delivered_at];
+        let newest = changes.into_iter().flatten().max().unwrap_or(event.paid_at);
+        let bytes =
+            filter.encode_if_changed(format!("box:{}", sheet.shipment_box_id), &event, |e| e.collected_at = 0)?;
+        Ok((newest, bytes.map(|b| (event.kafka_key(), b))))
+    }
+}
+
 /// Order sheets created on the window's days, one listing per status (lists show current statuses).
 async fn sweep_order_sheets(
     client: &CoupangClient,
@@ -662,16 +689,7 @@ async fn sweep_order_sheets(
     shutdown: &Shutdown,
     report: &mut AccountReport,
 ) -> Result<Outcome, IngestError> {
-    let account = client.account();
-    let (vendor, alias) = (account.vendor_id.as_str(), account.alias.as_str());
-    let mut prepare = |sheet: crate::client::model::OrderSheet, collected_at| {
-        let event = order_sheet_event(vendor, alias, collected_at, &sheet);
-        let changes = [Some(event.paid_at), event.in_transit_at, event.delivered_at];
-        let newest = changes.into_iter().flatten().max().unwrap_or(event.paid_at);
-        let bytes =
-            filter.encode_if_changed(format!("box:{}", sheet.shipment_box_id), &event, |e| e.collected_at = 0)?;
-        Ok((newest, bytes.map(|b| (event.kafka_key(), b))))
-    };
+    let mut prepare = order_sheet_preparation(client, filter);
     for (window_from, window_to) in windows(from, to) {
         for status in ORDER_SHEET_STATUSES {
             let records = client.order_sheets(window_from, window_to, status).then(|r| with_refetch(client, r)).boxed();
@@ -698,7 +716,11 @@ async fn sweep_return_requests(
 ) -> Result<Outcome, IngestError> {
     let account = client.account();
     let (vendor, alias) = (account.vendor_id.as_str(), account.alias.as_str());
+    let mut unseen = BTreeSet::new();
     let mut prepare = |receipt: crate::client::model::ReturnRequest, collected_at| {
+        if !filter.orders_seen.contains(&receipt.order_id) {
+            unseen.insert(receipt.order_id);
+        }
         let event = return_request_event(vendor, alias, collected_at, &receipt);
         let newest = event.modified_at.unwrap_or(event.created_at);
         let bytes =
@@ -716,7 +738,43 @@ async fn sweep_return_requests(
             }
         }
     }
-    Ok(Outcome::Done)
+    fetch_unlisted_orders(client, sink, unseen, filter, shutdown, report).await
+}
+
+/// Asks for the orders named by receipts whose order sheets were never read (a box cancelled or
+/// returned whole leaves the lists), one call per order. A failure only skips that order: the next
+/// sweep asks again, since it is still unseen.
+async fn fetch_unlisted_orders(
+    client: &CoupangClient,
+    sink: &Sink,
+    orders: BTreeSet<i64>,
+    filter: &mut ChangeFilter,
+    shutdown: &Shutdown,
+    report: &mut AccountReport,
+) -> Result<Outcome, IngestError> {
+    let orders: Vec<i64> = orders.into_iter().filter(|id| !filter.orders_seen.contains(id)).collect();
+    if orders.is_empty() {
+        return Ok(Outcome::Done);
+    }
+    report.orders_fetched += orders.len() as u64;
+    let records = futures::stream::iter(orders)
+        .then(|order_id| async move {
+            match client.order_sheets_of_order(order_id).await {
+                Ok(records) => records,
+                Err(error) => {
+                    tracing::warn!(account = %client.account().alias, order_id, "cannot read the order of a receipt: {error}");
+                    Vec::new()
+                }
+            }
+        })
+        .flat_map(futures::stream::iter)
+        .boxed();
+    let mut prepare = order_sheet_preparation(client, filter);
+    let target = (sink, sink.topics.raw_order_sheets.as_str(), Stream::OrderSheets);
+    let listing = send_changed(records, target, shutdown, report, &mut prepare).await?;
+    report.boxes += listing.seen;
+    report.events += listing.sent;
+    Ok(listing.stopped.unwrap_or(Outcome::Done))
 }
 
 /// Revenue rows recognised on the window's days (all before today).

@@ -180,3 +180,49 @@ impl EventType for RevenueEvent {
         &[include_str!("../avro/revenue_event.v1.avsc")]
     }
 }
+
+/// The transform stage's changelog record of one order (`avro/order_state.v1.avsc`). Each element is a
+/// raw event in its own single-object encoding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderStateRecord {
+    pub vendor_id: String,
+    pub order_id: i64,
+    pub source_time: i64,
+    #[serde(with = "byte_lists")]
+    pub boxes: Vec<Vec<u8>>,
+    #[serde(with = "byte_lists")]
+    pub receipts: Vec<Vec<u8>>,
+    #[serde(with = "byte_lists")]
+    pub revenue: Vec<Vec<u8>>,
+}
+
+impl EventType for OrderStateRecord {
+    const NAME: &'static str = "OrderState";
+    fn history() -> &'static [&'static str] {
+        &[include_str!("../avro/order_state.v1.avsc")]
+    }
+}
+
+/// Avro `bytes` elements: serde would otherwise write a `Vec<u8>` as an array of ints.
+mod byte_lists {
+    use serde::de::Deserializer;
+    use serde::ser::{SerializeSeq, Serializer};
+    use serde::Deserialize;
+
+    #[derive(serde::Serialize)]
+    struct Bytes<'a>(#[serde(with = "apache_avro::serde_avro_bytes")] &'a [u8]);
+    #[derive(Deserialize)]
+    struct OwnedBytes(#[serde(with = "apache_avro::serde_avro_bytes")] Vec<u8>);
+
+    pub fn serialize<S: Serializer>(lists: &[Vec<u8>], serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(lists.len()))?;
+        for bytes in lists {
+            seq.serialize_element(&Bytes(bytes))?;
+        }
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Vec<u8>>, D::Error> {
+        Ok(Vec::<OwnedBytes>::deserialize(deserializer)?.into_iter().map(|b| b.0).collect())
+    }
+}

@@ -13,5 +13,6 @@ mod events;
 
 pub use codec::{decode, encode, CodecError, EventType};
 pub use events::{
-    OrderSheetEvent, OrderSheetItem, PaymentFact, ReturnRequestEvent, ReturnRequestItem, RevenueEvent, RevenueItem,
+    OrderSheetEvent, OrderSheetItem, OrderStateRecord, PaymentFact, ReturnRequestEvent, ReturnRequestItem,
+    RevenueEvent, RevenueItem,
 };

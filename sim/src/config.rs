@@ -48,23 +48,22 @@ pub struct SimConfig {
     pub vendors: Vec<SimVendor>,
 }
 
-/// Order lifecycles. Cancels, returns and coupons are off by default: the transform stage applies the
-/// cancel-to-zero and coupon-at-confirmation rules in a later step, and until then the demo's exact
-/// check would fail by design. Turn them on to see Coupang's full behaviour.
+/// Order lifecycles. The defaults are a real shop's rates ([`LifecycleConfig::realistic`]); set a rate
+/// to 0 to switch that behaviour off.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LifecycleConfig {
     /// Share of orders cancelled whole while still ACCEPT (then listed only under cancelType=CANCEL).
-    #[serde(default)]
+    #[serde(default = "default_cancel_before_dispatch_rate")]
     pub cancel_before_dispatch_rate: f64,
     /// Share of orders with some units of one item cancelled before dispatch.
-    #[serde(default)]
+    #[serde(default = "default_partial_cancel_rate")]
     pub partial_cancel_rate: f64,
     /// Share of delivered orders returned whole (the box then drops out of the order-sheet lists).
-    #[serde(default)]
+    #[serde(default = "default_return_rate")]
     pub return_rate: f64,
     /// Share of order items bought with coupons (seller-funded instant/downloadable, Coupang-funded).
-    #[serde(default)]
+    #[serde(default = "default_coupon_rate")]
     pub coupon_rate: f64,
     /// Share of multi-item orders shipped in two boxes (the second without a shipping fee of its own).
     #[serde(default = "default_split_shipping_rate")]
@@ -75,6 +74,18 @@ pub struct LifecycleConfig {
     pub buyer_confirm_rate: f64,
 }
 
+fn default_cancel_before_dispatch_rate() -> f64 {
+    0.04
+}
+fn default_partial_cancel_rate() -> f64 {
+    0.03
+}
+fn default_return_rate() -> f64 {
+    0.05
+}
+fn default_coupon_rate() -> f64 {
+    0.3
+}
 fn default_buyer_confirm_rate() -> f64 {
     0.4
 }
@@ -85,10 +96,10 @@ fn default_split_shipping_rate() -> f64 {
 impl Default for LifecycleConfig {
     fn default() -> Self {
         LifecycleConfig {
-            cancel_before_dispatch_rate: 0.0,
-            partial_cancel_rate: 0.0,
-            return_rate: 0.0,
-            coupon_rate: 0.0,
+            cancel_before_dispatch_rate: default_cancel_before_dispatch_rate(),
+            partial_cancel_rate: default_partial_cancel_rate(),
+            return_rate: default_return_rate(),
+            coupon_rate: default_coupon_rate(),
             split_shipping_rate: default_split_shipping_rate(),
             buyer_confirm_rate: default_buyer_confirm_rate(),
         }
@@ -96,15 +107,19 @@ impl Default for LifecycleConfig {
 }
 
 impl LifecycleConfig {
-    /// Rates like a real shop's, for the statistics tests and for users who want the full behaviour.
+    /// Rates like a real shop's (the defaults).
     pub fn realistic() -> LifecycleConfig {
+        LifecycleConfig::default()
+    }
+
+    /// Every order is paid, shipped and confirmed without coupons: the plainest world.
+    pub fn plain() -> LifecycleConfig {
         LifecycleConfig {
-            cancel_before_dispatch_rate: 0.04,
-            partial_cancel_rate: 0.03,
-            return_rate: 0.05,
-            coupon_rate: 0.3,
-            split_shipping_rate: 0.1,
-            buyer_confirm_rate: 0.4,
+            cancel_before_dispatch_rate: 0.0,
+            partial_cancel_rate: 0.0,
+            return_rate: 0.0,
+            coupon_rate: 0.0,
+            ..LifecycleConfig::default()
         }
     }
 }

@@ -4,7 +4,7 @@
 //! The rules, as of the world's `as_of`:
 //! - an item's amount is its unit price × the units neither cancelled nor returned (completed ones);
 //! - coupon discounts (seller- and Coupang-funded) are subtracted only once the order is purchase-
-//!   confirmed; before that the amount is provisional;
+//!   confirmed; before that the amount is provisional (unless no unit remains: then it is final at 0);
 //! - a box's shipping fee (with the remote-area fee) counts while any unit of the box remains, and is 0
 //!   once every unit is cancelled or returned;
 //! - everything is attributed to the Asia/Seoul payment day, whenever the change happened.
@@ -75,7 +75,8 @@ impl Truth {
                         order_price: line.product.unit_price * remaining,
                         seller_coupon: coupons(line.coupon.instant + line.coupon.downloadable),
                         coupang_coupon: coupons(line.coupon.coupang),
-                        provisional: !confirmed,
+                        // Nothing left to confirm means nothing left to change: a row undone whole is final.
+                        provisional: !confirmed && remaining > 0,
                     };
                     amount += item.payment_amount();
                     let key = (vendor.vendor_id.clone(), b.order_id, line.product.vendor_item_id);

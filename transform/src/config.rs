@@ -12,6 +12,15 @@ pub struct TransformConfig {
     /// Longest wait for a batch to fill, milliseconds.
     #[serde(default = "default_batch_wait_ms")]
     pub batch_wait_ms: u64,
+    /// Finished orders (confirmed, cancelled or returned) whose newest event is this many days older
+    /// than the partition's newest leave memory; their state is read back from the changelog when a
+    /// late event (a refund, say) arrives.
+    #[serde(default = "default_state_horizon_days")]
+    pub state_horizon_days: u32,
+}
+
+fn default_state_horizon_days() -> u32 {
+    30
 }
 
 fn default_group_id() -> String {
@@ -30,6 +39,7 @@ impl Default for TransformConfig {
             group_id: default_group_id(),
             batch_size: default_batch_size(),
             batch_wait_ms: default_batch_wait_ms(),
+            state_horizon_days: default_state_horizon_days(),
         }
     }
 }

@@ -1,11 +1,16 @@
-//! Transform: raw order-sheet events in, payment facts out.
+//! Transform: raw order-sheet, receipt and revenue events in, versioned payment facts out.
 //!
-//! The business rules are pure functions in [`rules`]; [`run`] is the Kafka edge around them
-//! (consume a batch, produce its facts, wait for the broker, then commit the batch's offsets).
+//! - [`order`]: what is known about one order, folded from events in any order (pure);
+//! - [`rules`]: the business rules, a pure function from an order's state to its facts;
+//! - [`store`]: that state per partition, backed by a compacted changelog topic;
+//! - [`run`]: the Kafka edge (consume a batch, produce its facts and states, wait for the broker, then
+//!   commit the batch's offsets).
 
 pub mod config;
+pub mod order;
 pub mod rules;
 mod stage;
+pub mod store;
 
 pub use config::TransformConfig;
-pub use stage::{run, TransformError};
+pub use stage::{run, BatchReport, TransformError};

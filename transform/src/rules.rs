@@ -1,230 +1,660 @@
-//! Business rules as pure functions (domain-rules.md).
+//! The business rules (`domain-rules.md`) as a pure function of an order's state.
 //!
-//! Walking-skeleton scope: the payment amount of each (vendor, order, item) from one order sheet —
-//! order price plus shipping fee, attributed to the Asia/Seoul payment day. Coupon-on-confirmation and
-//! cancel-to-zero come with the transform issue and will fold several events per order.
+//! For each (vendor, order, vendor item) the order sheets show:
+//! - **payment amount** = order price of the units that remain + the shipping fee the row carries −
+//!   coupon discounts, on the Asia/Seoul payment day of `paidAt`;
+//! - **coupon on confirmation**: coupons count only once the order is purchase-confirmed (a revenue
+//!   SALE row with items, or `confirmDate` on a line); until then the row is *provisional*. The
+//!   revenue row's figures win over the order sheet's, and seller-funded (instant + downloadable) and
+//!   Coupang-funded parts are kept apart;
+//! - **cancel to zero**: completed cancels and returns take units away from the original payment day,
+//!   never a negative row elsewhere. Units undone are the larger of what the order sheet's
+//!   `cancelCount` and the completed CANCEL receipts say (they report the same cancels), plus the larger
+//!   of completed RETURN receipts and REFUND rows (the same returns). A SALE row with `items: []` means
+//!   the whole order was undone before confirmation;
+//! - a box's shipping fee (with the remote-area fee) is carried by the box's lowest vendorItemId that
+//!   still has a unit, and goes to 0 only when no unit of the box remains.
 //!
-//! Conventions fixed here:
-//! - A box's shipping fee (incl. the remote-area fee) is carried by the box's item with the lowest
-//!   vendorItemId, so daily and per-order sums are exact and each fee is counted once.
-//! - `version` comes from the source record only (its newest timestamp and its lifecycle status), never
-//!   from processing time, so a replay yields identical rows and an older snapshot never wins.
+//! Amounts for partial quantities are proportional: line price × remaining ÷ ordered, and coupons ×
+//! remaining ÷ the units they were given for. A coupon never takes a row below zero (seller-funded
+//! first, then Coupang-funded). Items known only from receipts or revenue rows get a fact once an
+//! order sheet gives their price and payment time.
 
-use coupang_schemas::{OrderSheetEvent, OrderSheetItem, PaymentFact};
+use coupang_schemas::PaymentFact;
 use etl_core::time::{days_since_epoch, kst_date_of_millis};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RuleError {
-    #[error("order {order_id} of vendor {vendor_id}: paid_at {paid_at} is not a valid time")]
-    BadPaymentTime { vendor_id: String, order_id: i64, paid_at: i64 },
-    #[error("order {order_id} of vendor {vendor_id}: unknown status {status:?}")]
-    UnknownStatus { vendor_id: String, order_id: i64, status: String },
+use crate::order::{receipt_completed, OrderState};
+
+/// What the order sheets say about one vendor item of the order (lines merged across boxes).
+#[derive(Debug, Default)]
+struct ItemLines {
+    shipment_box_id: i64,
+    name: String,
+    ordered: i64,
+    order_price: i64,
+    cancelled_on_sheet: i64,
+    /// Fees of the boxes this item carries (lowest vendorItemId) that still have a unit left.
+    shipping_fee: i64,
+    sheet_coupons: Option<(i64, i64)>,
+    status: String,
 }
 
-/// Lifecycle rank of an order-sheet status: a later status is newer information.
-pub fn status_rank(status: &str) -> Option<i64> {
-    Some(match status {
-        "ACCEPT" => 0,
-        "INSTRUCT" => 1,
-        "DEPARTURE" => 2,
-        "DELIVERING" => 3,
-        "NONE_TRACKING" => 4,
-        "FINAL_DELIVERY" => 5,
-        _ => return None,
-    })
-}
-
-/// The newest source timestamp in the record: when Coupang last had something new to say about it.
-pub fn source_time(event: &OrderSheetEvent) -> i64 {
-    let item_times = event.items.iter().filter_map(|i| i.confirm_date);
-    [Some(event.paid_at), event.ordered_at, event.in_transit_at, event.delivered_at]
-        .into_iter()
-        .flatten()
-        .chain(item_times)
-        .max()
-        .unwrap_or(event.paid_at)
-}
-
-/// One fact per vendor item of the box.
-pub fn payment_facts(event: &OrderSheetEvent) -> Result<Vec<PaymentFact>, RuleError> {
-    let payment_day = kst_date_of_millis(event.paid_at).ok_or_else(|| RuleError::BadPaymentTime {
-        vendor_id: event.vendor_id.clone(),
-        order_id: event.order_id,
-        paid_at: event.paid_at,
-    })?;
-    let rank = status_rank(&event.status).ok_or_else(|| RuleError::UnknownStatus {
-        vendor_id: event.vendor_id.clone(),
-        order_id: event.order_id,
-        status: event.status.clone(),
-    })?;
-    let event_time = source_time(event);
-    // Time first, status second: 8 status slots below each millisecond.
-    let version = event_time.saturating_mul(8).saturating_add(rank);
-
-    // The same vendor item listed twice in a box is one fact key: merge the lines.
-    let mut lines: BTreeMap<i64, OrderSheetItem> = BTreeMap::new();
-    for item in &event.items {
-        lines
-            .entry(item.vendor_item_id)
-            .and_modify(|line| {
-                line.shipping_count += item.shipping_count;
-                line.cancel_count += item.cancel_count;
-                line.order_price += item.order_price;
-            })
-            .or_insert_with(|| item.clone());
+/// The facts of one order as of its state, sorted by vendor item id.
+pub fn payment_facts(state: &OrderState) -> Vec<PaymentFact> {
+    let Some(first_box) = state.boxes.values().next() else {
+        return Vec::new();
+    };
+    let Some(payment_day) = kst_date_of_millis(first_box.paid_at) else {
+        return Vec::new();
+    };
+    let mut items: BTreeMap<i64, ItemLines> = BTreeMap::new();
+    for sheet in state.boxes.values() {
+        for line in &sheet.items {
+            let item = items.entry(line.vendor_item_id).or_insert_with(|| ItemLines {
+                shipment_box_id: sheet.shipment_box_id,
+                name: line.vendor_item_name.clone(),
+                status: sheet.status.clone(),
+                ..ItemLines::default()
+            });
+            item.ordered += i64::from(line.shipping_count);
+            item.order_price += line.order_price;
+            item.cancelled_on_sheet += i64::from(line.cancel_count);
+            if line.confirm_date.is_some() {
+                let (seller, coupang) = item.sheet_coupons.unwrap_or_default();
+                item.sheet_coupons = Some((
+                    seller + line.instant_coupon_discount + line.downloadable_coupon_discount,
+                    coupang + line.coupang_discount,
+                ));
+            }
+        }
     }
-    let box_shipping = event.shipping_price + event.remote_price;
-    Ok(lines
-        .into_values()
-        .enumerate()
-        .map(|(index, line)| {
-            let shipping_fee = if index == 0 { box_shipping } else { 0 };
+
+    // Completed receipts, per item.
+    let mut cancelled_by_receipt: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut returned_by_receipt: BTreeMap<i64, i64> = BTreeMap::new();
+    for receipt in state.receipts.values().filter(|r| receipt_completed(r)) {
+        let counter =
+            if receipt.receipt_type == "CANCEL" { &mut cancelled_by_receipt } else { &mut returned_by_receipt };
+        for line in &receipt.items {
+            *counter.entry(line.vendor_item_id).or_default() += i64::from(line.cancel_count);
+        }
+    }
+    // Revenue rows: coupons of confirmed sales (with the units they cover), refunded units.
+    let mut sold: BTreeMap<i64, (i64, i64, i64)> = BTreeMap::new();
+    let mut refunded: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut zero_sale = false;
+    for ((sale_type, _), row) in &state.revenue {
+        match sale_type.as_str() {
+            "SALE" if row.items.is_empty() => zero_sale = true,
+            "SALE" => {
+                for item in &row.items {
+                    let entry = sold.entry(item.vendor_item_id).or_default();
+                    entry.0 += i64::from(item.quantity).abs();
+                    entry.1 += item.seller_discount_coupon.abs() + item.downloadable_coupon.abs();
+                    entry.2 += item.coupang_discount_coupon.abs();
+                }
+            }
+            _ => {
+                for item in &row.items {
+                    *refunded.entry(item.vendor_item_id).or_default() += i64::from(item.quantity).abs();
+                }
+            }
+        }
+    }
+    let confirmed_by_revenue = !sold.is_empty();
+    let whole_order_undone = zero_sale && !confirmed_by_revenue;
+    let confirmed = confirmed_by_revenue || items.values().any(|i| i.sheet_coupons.is_some());
+
+    // Remaining units per item first: a box keeps its shipping fee while any of its units remains.
+    let remaining: BTreeMap<i64, (i64, i64, i64)> = items
+        .iter()
+        .map(|(id, item)| {
+            let cancelled = item.cancelled_on_sheet.max(cancelled_by_receipt.get(id).copied().unwrap_or(0));
+            let returned =
+                returned_by_receipt.get(id).copied().unwrap_or(0).max(refunded.get(id).copied().unwrap_or(0));
+            let (cancelled, returned) = if whole_order_undone {
+                (item.ordered - returned.min(item.ordered), returned.min(item.ordered))
+            } else {
+                let cancelled = cancelled.min(item.ordered);
+                (cancelled, returned.min(item.ordered - cancelled))
+            };
+            (*id, (item.ordered - cancelled - returned, cancelled, returned))
+        })
+        .collect();
+    for sheet in state.boxes.values() {
+        // The box's fee rides on its lowest vendorItemId that still has a unit; with none left, it is 0.
+        let left_in_box = |id: &i64| remaining.get(id).is_some_and(|r| r.0 > 0);
+        let carrier = sheet.items.iter().map(|line| line.vendor_item_id).filter(left_in_box).min();
+        if let Some(item) = carrier.and_then(|id| items.get_mut(&id)) {
+            item.shipping_fee += sheet.shipping_price + sheet.remote_price;
+        }
+    }
+
+    let alias = newest_alias(state);
+    let version = state.version();
+    items
+        .into_iter()
+        .map(|(vendor_item_id, item)| {
+            let (left, cancelled, returned) = remaining.get(&vendor_item_id).copied().unwrap_or_default();
+            let share = |won: i64, of_units: i64| if of_units > 0 { won * left.min(of_units) / of_units } else { 0 };
+            let order_price = share(item.order_price, item.ordered);
+            let (seller, coupang) = match (sold.get(&vendor_item_id), item.sheet_coupons) {
+                (Some(&(units, seller, coupang)), _) => (share(seller, units), share(coupang, units)),
+                (None, Some((seller, coupang))) if confirmed => {
+                    (share(seller, item.ordered), share(coupang, item.ordered))
+                }
+                _ => (0, 0),
+            };
+            let seller = if confirmed { seller.clamp(0, order_price) } else { 0 };
+            let coupang = if confirmed { coupang.clamp(0, order_price - seller) } else { 0 };
+            let shipping_fee = item.shipping_fee;
+            let fully_undone = item.ordered > 0 && left == 0 && cancelled + returned > 0;
+            let status = if fully_undone {
+                if returned > 0 { "RETURNED" } else { "CANCELLED" }.to_string()
+            } else if confirmed {
+                "CONFIRMED".to_string()
+            } else {
+                item.status.clone()
+            };
             PaymentFact {
-                vendor_id: event.vendor_id.clone(),
-                account_alias: event.account_alias.clone(),
-                order_id: event.order_id,
-                vendor_item_id: line.vendor_item_id,
-                shipment_box_id: event.shipment_box_id,
-                vendor_item_name: line.vendor_item_name,
+                vendor_id: first_box.vendor_id.clone(),
+                account_alias: alias.clone(),
+                order_id: first_box.order_id,
+                vendor_item_id,
+                shipment_box_id: item.shipment_box_id,
+                vendor_item_name: item.name,
                 payment_date: days_since_epoch(payment_day),
-                paid_at: event.paid_at,
-                status: event.status.clone(),
-                quantity: line.shipping_count,
-                cancelled_quantity: line.cancel_count,
-                order_price: line.order_price,
+                paid_at: first_box.paid_at,
+                status,
+                quantity: clamp_i32(item.ordered),
+                cancelled_quantity: clamp_i32(cancelled + returned),
+                order_price,
                 shipping_fee,
-                seller_coupon_discount: 0,
-                coupang_coupon_discount: 0,
-                payment_amount: line.order_price + shipping_fee,
-                provisional: true,
-                cancelled: false,
-                event_time,
+                seller_coupon_discount: seller,
+                coupang_coupon_discount: coupang,
+                payment_amount: order_price + shipping_fee - seller - coupang,
+                provisional: !confirmed && left > 0,
+                cancelled: fully_undone,
+                event_time: state.source_time,
                 version,
             }
         })
-        .collect())
+        .collect()
+}
+
+fn clamp_i32(n: i64) -> i32 {
+    n.clamp(0, i64::from(i32::MAX)) as i32
+}
+
+/// The alias of the most recently collected record: a renamed account shows its new name on the
+/// order's next change.
+fn newest_alias(state: &OrderState) -> String {
+    let sheets = state.boxes.values().map(|e| (e.collected_at, &e.account_alias));
+    let receipts = state.receipts.values().map(|e| (e.collected_at, &e.account_alias));
+    let revenue = state.revenue.values().map(|e| (e.collected_at, &e.account_alias));
+    sheets.chain(receipts).chain(revenue).max().map(|(_, alias)| alias.clone()).unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
+    use crate::order::tests::{line, receipt, revenue, sheet, PAID_AT};
+    use crate::order::RawEvent;
+    use coupang_schemas::{OrderSheetEvent, ReturnRequestEvent, RevenueEvent};
 
-    fn item(id: i64, count: i32, unit: i64) -> OrderSheetItem {
-        OrderSheetItem {
-            vendor_item_id: id,
-            vendor_item_name: format!("item {id}"),
-            seller_product_id: 1,
-            shipping_count: count,
-            cancel_count: 0,
-            hold_count_for_cancel: 0,
-            sales_price: unit,
-            order_price: unit * i64::from(count),
-            discount_price: 0,
-            instant_coupon_discount: 0,
-            downloadable_coupon_discount: 0,
-            coupang_discount: 0,
-            confirm_date: None,
-            canceled: false,
+    fn facts_of(events: &[RawEvent]) -> Vec<PaymentFact> {
+        let mut state = OrderState::default();
+        for event in events {
+            event.validate().unwrap();
+            state.fold(event);
         }
+        payment_facts(&state)
     }
 
-    fn event(items: Vec<OrderSheetItem>, shipping: i64, remote: i64) -> OrderSheetEvent {
-        OrderSheetEvent {
-            vendor_id: "A00012345".into(),
-            account_alias: "brand-a".into(),
-            collected_at: 1,
-            api_version: "v5".into(),
-            shipment_box_id: 640_000_000_000_000_001,
-            order_id: 24_000_000_000_001,
-            status: "INSTRUCT".into(),
-            ordered_at: None,
-            // 2026-10-04 23:30 UTC = 2026-10-05 08:30 in Seoul.
-            paid_at: 1_791_156_600_000,
-            shipping_price: shipping,
-            remote_price: remote,
-            remote_area: remote > 0,
-            in_transit_at: None,
-            delivered_at: None,
-            items,
-        }
+    fn s(e: OrderSheetEvent) -> RawEvent {
+        RawEvent::OrderSheet(e)
+    }
+    fn r(e: ReturnRequestEvent) -> RawEvent {
+        RawEvent::ReturnRequest(e)
+    }
+    fn v(e: RevenueEvent) -> RawEvent {
+        RawEvent::Revenue(e)
     }
 
-    #[test]
-    fn amount_is_order_price_plus_shipping_on_the_korean_payment_day() {
-        let facts = payment_facts(&event(vec![item(7, 2, 9_900), item(3, 1, 15_000)], 3_000, 3_000)).unwrap();
-        assert_eq!(facts.len(), 2);
-        // Lowest vendorItemId carries the box's shipping and remote-area fee.
-        assert_eq!((facts[0].vendor_item_id, facts[0].shipping_fee, facts[0].payment_amount), (3, 6_000, 21_000));
-        assert_eq!((facts[1].vendor_item_id, facts[1].shipping_fee, facts[1].payment_amount), (7, 0, 19_800));
-        let day = etl_core::time::date_from_days(facts[0].payment_date).unwrap();
-        assert_eq!(day.to_string(), "2026-10-05");
-        assert!(facts.iter().all(|f| f.provisional && !f.cancelled));
-    }
-
-    #[test]
-    fn later_lifecycle_gives_a_higher_version_and_collection_time_does_not_matter() {
-        let mut e = event(vec![item(1, 1, 1_000)], 0, 0);
-        let v_instruct = payment_facts(&e).unwrap()[0].version;
-        e.collected_at = 999_999_999;
-        assert_eq!(payment_facts(&e).unwrap()[0].version, v_instruct);
-        e.status = "DEPARTURE".into();
-        e.in_transit_at = Some(e.paid_at + 3_600_000);
-        let v_departed = payment_facts(&e).unwrap()[0].version;
-        assert!(v_departed > v_instruct);
-        e.status = "FINAL_DELIVERY".into();
-        e.delivered_at = Some(e.paid_at + 7_200_000);
-        assert!(payment_facts(&e).unwrap()[0].version > v_departed);
-    }
-
-    #[test]
-    fn duplicate_lines_merge_into_one_key() {
-        let facts = payment_facts(&event(vec![item(5, 1, 1_000), item(5, 2, 1_000)], 0, 0)).unwrap();
-        assert_eq!(facts.len(), 1);
-        assert_eq!((facts[0].quantity, facts[0].order_price), (3, 3_000));
-    }
-
-    #[test]
-    fn bad_input_is_an_error_naming_the_order() {
-        let mut e = event(vec![item(1, 1, 1)], 0, 0);
-        e.status = "TELEPORTED".into();
-        assert!(payment_facts(&e).unwrap_err().to_string().contains("24000000000001"));
-        e.status = "ACCEPT".into();
-        e.paid_at = i64::MAX;
-        assert!(matches!(payment_facts(&e), Err(RuleError::BadPaymentTime { .. })));
-    }
-
-    fn any_event() -> impl Strategy<Value = OrderSheetEvent> {
-        (
-            proptest::collection::vec((1i64..20, 1i32..5, 0i64..100_000), 0..6),
-            prop_oneof![Just(0i64), Just(2_500), Just(3_000)],
-            prop_oneof![Just(0i64), Just(3_000)],
-            0i64..4_000_000_000_000,
-        )
-            .prop_map(|(lines, shipping, remote, paid_at)| {
-                let mut e = event(lines.into_iter().map(|(id, n, p)| item(id, n, p)).collect(), shipping, remote);
-                e.paid_at = paid_at;
-                e
+    /// (vendor item, payment amount, shipping fee, provisional, cancelled, status)
+    fn rows(facts: &[PaymentFact]) -> Vec<(i64, i64, i64, bool, bool, &str)> {
+        facts
+            .iter()
+            .map(|f| {
+                (f.vendor_item_id, f.payment_amount, f.shipping_fee, f.provisional, f.cancelled, f.status.as_str())
             })
+            .collect()
     }
 
-    proptest! {
-        #[test]
-        fn totals_are_preserved_and_shipping_counted_once(e in any_event()) {
-            let facts = payment_facts(&e).unwrap();
-            let items: i64 = e.items.iter().map(|i| i.order_price).sum();
-            let total: i64 = facts.iter().map(|f| f.payment_amount).sum();
-            let expected = if e.items.is_empty() { 0 } else { items + e.shipping_price + e.remote_price };
-            prop_assert_eq!(total, expected);
-            prop_assert!(facts.iter().filter(|f| f.shipping_fee != 0).count() <= 1);
-            let keys: std::collections::HashSet<_> = facts.iter().map(|f| f.kafka_key()).collect();
-            prop_assert_eq!(keys.len(), facts.len());
+    fn with_confirmation(mut e: OrderSheetEvent, seller_per_unit: i64, coupang_per_unit: i64) -> OrderSheetEvent {
+        for item in &mut e.items {
+            let units = i64::from(item.shipping_count);
+            item.instant_coupon_discount = seller_per_unit * units;
+            item.coupang_discount = coupang_per_unit * units;
+            item.confirm_date = Some(PAID_AT + 9 * 86_400_000);
+        }
+        e
+    }
+
+    #[test]
+    fn before_confirmation_the_amount_is_price_plus_shipping_and_provisional() {
+        let facts = facts_of(&[s(sheet(1, "INSTRUCT", vec![line(7, 2, 9_900), line(3, 1, 15_000)], 3_000))]);
+        assert_eq!(
+            rows(&facts),
+            vec![(3, 18_000, 3_000, true, false, "INSTRUCT"), (7, 19_800, 0, true, false, "INSTRUCT")]
+        );
+        let day = etl_core::time::date_from_days(facts[0].payment_date).unwrap();
+        assert_eq!(day.to_string(), "2026-10-05", "paid 08:30 in Seoul on Oct 5 (23:30 UTC the day before)");
+    }
+
+    #[test]
+    fn a_revenue_sale_row_brings_the_coupons_apart_and_clears_provisional() {
+        let order = s(sheet(1, "FINAL_DELIVERY", vec![line(7, 2, 10_000)], 3_000));
+        let sale = v(revenue("SALE", 10, &[(7, 2, 10_000, 1_000, 500)]));
+        let facts = facts_of(&[order, sale]);
+        let f = &facts[0];
+        assert_eq!((f.seller_coupon_discount, f.coupang_coupon_discount), (2_000, 1_000));
+        assert_eq!(f.payment_amount, 20_000 + 3_000 - 3_000);
+        assert!(!f.provisional);
+        assert_eq!(f.status, "CONFIRMED");
+        assert_eq!(etl_core::time::date_from_days(f.payment_date).unwrap().to_string(), "2026-10-05");
+    }
+
+    #[test]
+    fn a_confirm_date_on_the_order_sheet_confirms_too() {
+        let confirmed = with_confirmation(sheet(1, "FINAL_DELIVERY", vec![line(7, 2, 10_000)], 0), 1_000, 500);
+        let f = &facts_of(&[s(confirmed)])[0];
+        assert_eq!(
+            (f.payment_amount, f.seller_coupon_discount, f.coupang_coupon_discount, f.provisional),
+            (17_000, 2_000, 1_000, false)
+        );
+    }
+
+    #[test]
+    fn a_cancel_while_accept_zeroes_the_original_payment_day() {
+        let paid = sheet(1, "ACCEPT", vec![line(7, 2, 10_000), line(8, 1, 5_000)], 3_000);
+        let cancel = receipt(11, "CANCEL", true, &[(7, 2), (8, 1)]);
+        let facts = facts_of(&[s(paid), r(cancel)]);
+        assert_eq!(rows(&facts), vec![(7, 0, 0, false, true, "CANCELLED"), (8, 0, 0, false, true, "CANCELLED")]);
+        assert!(facts.iter().all(|f| f.payment_date == facts[0].payment_date && f.cancelled_quantity == f.quantity));
+    }
+
+    #[test]
+    fn a_pending_cancel_changes_nothing_yet() {
+        let mut paid = sheet(1, "ACCEPT", vec![line(7, 2, 10_000)], 3_000);
+        paid.items[0].hold_count_for_cancel = 2;
+        let facts = facts_of(&[s(paid), r(receipt(11, "CANCEL", false, &[(7, 2)]))]);
+        assert_eq!(rows(&facts), vec![(7, 23_000, 3_000, true, false, "ACCEPT")]);
+    }
+
+    #[test]
+    fn a_partial_cancel_is_proportional_and_keeps_the_shipping_fee() {
+        let paid = sheet(1, "INSTRUCT", vec![line(7, 3, 10_000)], 3_000);
+        let facts = facts_of(&[s(paid), r(receipt(11, "CANCEL", true, &[(7, 1)]))]);
+        assert_eq!(rows(&facts), vec![(7, 23_000, 3_000, true, false, "INSTRUCT")]);
+        assert_eq!((facts[0].quantity, facts[0].cancelled_quantity), (3, 1));
+    }
+
+    #[test]
+    fn cancelling_the_fee_carrying_item_moves_the_fee_to_the_next_item() {
+        let mut paid = sheet(1, "INSTRUCT", vec![line(3, 1, 5_000), line(7, 1, 10_000)], 3_000);
+        paid.items[0].cancel_count = 1;
+        let facts = facts_of(&[s(paid)]);
+        assert_eq!(
+            rows(&facts),
+            vec![(3, 0, 0, false, true, "CANCELLED"), (7, 13_000, 3_000, true, false, "INSTRUCT")]
+        );
+    }
+
+    #[test]
+    fn a_return_after_confirmation_zeroes_the_row_and_stays_confirmed() {
+        let events = [
+            s(sheet(1, "FINAL_DELIVERY", vec![line(7, 1, 10_000)], 3_000)),
+            v(revenue("SALE", 9, &[(7, 1, 10_000, 1_000, 0)])),
+            v(revenue("REFUND", 14, &[(7, 1, 10_000, 1_000, 0)])),
+            r(receipt(12, "RETURN", true, &[(7, 1)])),
+        ];
+        let facts = facts_of(&events);
+        assert_eq!(rows(&facts), vec![(7, 0, 0, false, true, "RETURNED")]);
+        // The REFUND row alone is enough, before the receipt shows up.
+        assert_eq!(rows(&facts_of(&events[..3])), vec![(7, 0, 0, false, true, "RETURNED")]);
+    }
+
+    #[test]
+    fn a_sale_row_without_items_means_the_whole_order_was_undone() {
+        let events = [s(sheet(1, "FINAL_DELIVERY", vec![line(7, 2, 10_000)], 3_000)), v(revenue("SALE", 6, &[]))];
+        let facts = facts_of(&events);
+        assert_eq!((facts[0].payment_amount, facts[0].cancelled, facts[0].provisional), (0, true, false));
+    }
+
+    #[test]
+    fn a_confirmation_before_the_order_sheet_waits_for_it_and_ends_the_same() {
+        let sale = v(revenue("SALE", 10, &[(7, 2, 10_000, 1_000, 500)]));
+        let order = s(sheet(1, "FINAL_DELIVERY", vec![line(7, 2, 10_000)], 3_000));
+        assert!(facts_of(std::slice::from_ref(&sale)).is_empty(), "no price or payment time without an order sheet");
+        assert_eq!(facts_of(&[sale.clone(), order.clone()]), facts_of(&[order, sale]));
+    }
+
+    #[test]
+    fn a_coupon_larger_than_the_price_never_makes_a_row_negative() {
+        let order = s(sheet(1, "FINAL_DELIVERY", vec![line(7, 1, 1_000)], 2_500));
+        let facts = facts_of(&[order, v(revenue("SALE", 10, &[(7, 1, 1_000, 800, 700)]))]);
+        let f = &facts[0];
+        assert_eq!((f.seller_coupon_discount, f.coupang_coupon_discount, f.payment_amount), (800, 200, 2_500));
+    }
+
+    #[test]
+    fn zero_price_items_are_rows_of_zero() {
+        let facts = facts_of(&[s(sheet(1, "INSTRUCT", vec![line(4, 1, 0), line(9, 2, 0)], 0))]);
+        assert_eq!(rows(&facts), vec![(4, 0, 0, true, false, "INSTRUCT"), (9, 0, 0, true, false, "INSTRUCT")]);
+    }
+
+    #[test]
+    fn a_split_order_keeps_each_boxs_fee_with_its_own_items() {
+        let first = sheet(1, "INSTRUCT", vec![line(3, 1, 5_000)], 3_000);
+        let mut second = sheet(2, "INSTRUCT", vec![line(7, 1, 10_000)], 0);
+        second.remote_price = 3_000;
+        let facts = facts_of(&[s(second), s(first), r(receipt(11, "CANCEL", true, &[(3, 1)]))]);
+        assert_eq!(
+            rows(&facts),
+            vec![(3, 0, 0, false, true, "CANCELLED"), (7, 13_000, 3_000, true, false, "INSTRUCT")]
+        );
+    }
+
+    #[test]
+    fn every_change_raises_the_version_and_replays_keep_it() {
+        let steps = [
+            s(sheet(1, "ACCEPT", vec![line(7, 2, 10_000)], 3_000)),
+            s(sheet(1, "INSTRUCT", vec![line(7, 2, 10_000)], 3_000)),
+            r(receipt(11, "CANCEL", false, &[(7, 1)])),
+            r(receipt(11, "CANCEL", true, &[(7, 1)])),
+            s(sheet(1, "FINAL_DELIVERY", vec![line(7, 2, 10_000)], 3_000)),
+            v(revenue("SALE", 10, &[(7, 1, 10_000, 1_000, 0)])),
+        ];
+        let mut last = i64::MIN;
+        for n in 1..=steps.len() {
+            let version = facts_of(&steps[..n])[0].version;
+            assert!(version > last, "step {n}: {version} after {last}");
+            last = version;
+        }
+        let mut replayed = steps.to_vec();
+        replayed.extend(steps[..3].iter().cloned());
+        assert_eq!(facts_of(&replayed), facts_of(&steps));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::BTreeMap;
+
+        /// One generated order: its lines (vendor item, units, unit price, seller and Coupang coupon per
+        /// unit), fees, fate and payment time, plus every event Coupang would show for it.
+        #[derive(Debug, Clone)]
+        struct Order {
+            order_id: i64,
+            paid_at: i64,
+            lines: Vec<(i64, i32, i64, i64, i64)>,
+            shipping: i64,
+            fate: Fate,
         }
 
-        #[test]
-        fn deterministic(e in any_event()) {
-            prop_assert_eq!(payment_facts(&e).unwrap(), payment_facts(&e.clone()).unwrap());
+        #[derive(Debug, Clone, Copy, PartialEq)]
+        enum Fate {
+            Open,
+            Confirmed,
+            CancelledWhole,
+            PartlyCancelled,
+            ReturnedBeforeConfirmation,
+            ReturnedAfterConfirmation,
+        }
+
+        const DAY: i64 = 86_400_000;
+
+        fn order_strategy(order_id: i64) -> impl Strategy<Value = Order> {
+            let line = (1i64..6, 1i32..4, 0i64..60_000, 0i64..100, 0i64..100);
+            (
+                proptest::collection::vec(line, 1..4),
+                prop_oneof![Just(0i64), Just(2_500), Just(3_000), Just(6_000)],
+                0usize..6,
+                0i64..(3 * DAY),
+            )
+                .prop_map(move |(raw_lines, shipping, fate, offset)| {
+                    let mut seen = std::collections::BTreeSet::new();
+                    let lines = raw_lines
+                        .into_iter()
+                        .filter(|(id, ..)| seen.insert(*id))
+                        .map(|(id, n, unit, seller_pct, coupang_pct)| {
+                            let seller = unit * seller_pct / 100 / 2;
+                            (id, n, unit, seller, unit * coupang_pct / 100 / 2)
+                        })
+                        .collect();
+                    let fate = [
+                        Fate::Open,
+                        Fate::Confirmed,
+                        Fate::CancelledWhole,
+                        Fate::PartlyCancelled,
+                        Fate::ReturnedBeforeConfirmation,
+                        Fate::ReturnedAfterConfirmation,
+                    ][fate];
+                    Order { order_id, paid_at: PAID_AT + offset, lines, shipping, fate }
+                })
+        }
+
+        impl Order {
+            fn owned<T>(&self, mut e: T, set: impl Fn(&mut T, i64, i64)) -> T {
+                set(&mut e, self.order_id, self.paid_at);
+                e
+            }
+
+            fn sheet(&self, status: &str, cancelled_first: i32, confirmed: bool) -> RawEvent {
+                let items = self
+                    .lines
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &(id, n, unit, seller, coupang))| {
+                        let mut l = line(id, n, unit);
+                        if i == 0 {
+                            l.cancel_count = cancelled_first;
+                        }
+                        if confirmed {
+                            l.instant_coupon_discount = seller * i64::from(n);
+                            l.coupang_discount = coupang * i64::from(n);
+                            l.confirm_date = Some(self.paid_at + 9 * DAY);
+                        }
+                        l
+                    })
+                    .collect();
+                let e = sheet(self.order_id % 1_000 + 1, status, items, self.shipping);
+                s(self.owned(e, |e, order, paid| {
+                    let shift = paid - e.paid_at;
+                    e.order_id = order;
+                    e.paid_at = paid;
+                    e.ordered_at = e.ordered_at.map(|t| t + shift);
+                    e.in_transit_at = e.in_transit_at.map(|t| t + shift);
+                    e.delivered_at = e.delivered_at.map(|t| t + shift);
+                }))
+            }
+
+            fn receipt(&self, kind: &str, completed: bool, units: &[(i64, i32)]) -> RawEvent {
+                let e = receipt(self.order_id * 10 + 1, kind, completed, units);
+                r(self.owned(e, |e, order, paid| {
+                    let shift = paid - PAID_AT;
+                    e.order_id = order;
+                    e.created_at += shift;
+                    e.modified_at = e.modified_at.map(|t| t + shift);
+                    e.complete_confirm_date = e.complete_confirm_date.map(|t| t + shift);
+                }))
+            }
+
+            fn revenue(&self, sale_type: &str, day: i32, units_of: impl Fn(usize, i32) -> i32) -> RawEvent {
+                let items: Vec<_> = self
+                    .lines
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &(id, n, unit, seller, coupang))| (id, units_of(i, n), unit, seller, coupang))
+                    .filter(|item| item.1 > 0)
+                    .collect();
+                let e = revenue(sale_type, day, &items);
+                v(self.owned(e, |e, order, paid| {
+                    e.order_id = order;
+                    let day = etl_core::time::days_since_epoch(etl_core::time::kst_date_of_millis(paid).unwrap());
+                    e.recognition_date += day - e.sale_date;
+                    e.sale_date = day;
+                }))
+            }
+
+            fn all_units(&self) -> Vec<(i64, i32)> {
+                self.lines.iter().map(|l| (l.0, l.1)).collect()
+            }
+
+            /// Every event of the order's life, in the order Coupang would show them.
+            fn events(&self) -> Vec<RawEvent> {
+                let mut events = vec![self.sheet("ACCEPT", 0, false), self.sheet("INSTRUCT", 0, false)];
+                let delivered = |events: &mut Vec<RawEvent>| {
+                    events.push(self.sheet("DEPARTURE", 0, false));
+                    events.push(self.sheet("FINAL_DELIVERY", 0, false));
+                };
+                let first = self.lines[0];
+                match self.fate {
+                    Fate::Open => delivered(&mut events),
+                    Fate::Confirmed => {
+                        delivered(&mut events);
+                        events.push(self.sheet("FINAL_DELIVERY", 0, true));
+                        events.push(self.revenue("SALE", 9, |_, n| n));
+                    }
+                    Fate::CancelledWhole => {
+                        events.push(self.receipt("CANCEL", false, &self.all_units()));
+                        events.push(self.receipt("CANCEL", true, &self.all_units()));
+                        events.push(self.revenue("SALE", 1, |_, _| 0));
+                    }
+                    Fate::PartlyCancelled => {
+                        events.push(self.receipt("CANCEL", true, &[(first.0, 1)]));
+                        events.push(self.sheet("INSTRUCT", 1, false));
+                        events.push(self.sheet("FINAL_DELIVERY", 1, true));
+                        events.push(self.revenue("SALE", 9, |i, n| if i == 0 { n - 1 } else { n }));
+                    }
+                    Fate::ReturnedBeforeConfirmation => {
+                        delivered(&mut events);
+                        events.push(self.receipt("RETURN", false, &self.all_units()));
+                        events.push(self.receipt("RETURN", true, &self.all_units()));
+                        events.push(self.revenue("SALE", 5, |_, _| 0));
+                    }
+                    Fate::ReturnedAfterConfirmation => {
+                        delivered(&mut events);
+                        events.push(self.sheet("FINAL_DELIVERY", 0, true));
+                        events.push(self.revenue("SALE", 9, |_, n| n));
+                        events.push(self.receipt("RETURN", true, &self.all_units()));
+                        events.push(self.revenue("REFUND", 13, |_, n| n));
+                    }
+                }
+                events
+            }
+
+            /// The payment amount under the rules, computed from the order's parameters alone.
+            fn expected_amount(&self) -> i64 {
+                let confirmed = matches!(self.fate, Fate::Confirmed | Fate::PartlyCancelled);
+                let mut total = 0;
+                let mut any_left = false;
+                for (i, &(_, n, unit, seller, coupang)) in self.lines.iter().enumerate() {
+                    let left = match self.fate {
+                        Fate::CancelledWhole | Fate::ReturnedBeforeConfirmation | Fate::ReturnedAfterConfirmation => 0,
+                        Fate::PartlyCancelled if i == 0 => i64::from(n) - 1,
+                        _ => i64::from(n),
+                    };
+                    any_left |= left > 0;
+                    let coupons = if confirmed { (seller + coupang).min(unit) * left } else { 0 };
+                    total += unit * left - coupons;
+                }
+                total + if any_left { self.shipping } else { 0 }
+            }
+        }
+
+        fn orders() -> impl Strategy<Value = Vec<Order>> {
+            (1usize..5).prop_flat_map(|n| {
+                (0..n).map(|i| order_strategy(24_000_000_000_000 + 17 * i as i64)).collect::<Vec<_>>()
+            })
+        }
+
+        /// Folds the events per order key, as the stage does, and returns the final facts by key.
+        fn run(events: &[RawEvent]) -> BTreeMap<String, PaymentFact> {
+            let mut states: BTreeMap<String, OrderState> = BTreeMap::new();
+            let mut out = BTreeMap::new();
+            for event in events {
+                event.validate().unwrap();
+                let state = states.entry(event.order_key()).or_default();
+                let before = payment_facts(state);
+                if state.fold(event) {
+                    let after = payment_facts(state);
+                    if after != before {
+                        for fact in after {
+                            // The loader's rule: the highest version wins.
+                            let slot = out.entry(fact.kafka_key()).or_insert_with(|| fact.clone());
+                            if fact.version >= slot.version {
+                                *slot = fact;
+                            }
+                        }
+                    }
+                }
+            }
+            out
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(200))]
+
+            #[test]
+            fn any_order_and_any_duplication_give_the_same_facts(
+                orders in orders(),
+                shuffle_seed in any::<u64>(),
+                duplicates in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
+            ) {
+                let events: Vec<RawEvent> = orders.iter().flat_map(Order::events).collect();
+                let reference = run(&events);
+                let mut mixed = events.clone();
+                for index in &duplicates {
+                    mixed.push(events[index.index(events.len())].clone());
+                }
+                // A deterministic Fisher-Yates from the seed.
+                let mut x = shuffle_seed | 1;
+                for i in (1..mixed.len()).rev() {
+                    x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+                    mixed.swap(i, (x % (i as u64 + 1)) as usize);
+                }
+                prop_assert_eq!(run(&mixed), reference);
+            }
+
+            #[test]
+            fn sums_per_payment_day_match_a_reference_computed_from_the_orders(orders in orders()) {
+                let events: Vec<RawEvent> = orders.iter().flat_map(Order::events).collect();
+                let mut actual: BTreeMap<i32, i64> = BTreeMap::new();
+                for fact in run(&events).values() {
+                    *actual.entry(fact.payment_date).or_default() += fact.payment_amount;
+                }
+                let mut expected: BTreeMap<i32, i64> = BTreeMap::new();
+                for order in &orders {
+                    let day = etl_core::time::days_since_epoch(etl_core::time::kst_date_of_millis(order.paid_at).unwrap());
+                    *expected.entry(day).or_default() += order.expected_amount();
+                }
+                prop_assert_eq!(actual, expected);
+            }
+
+            #[test]
+            fn no_row_is_ever_negative_and_cancelled_rows_are_zero(orders in orders()) {
+                let events: Vec<RawEvent> = orders.iter().flat_map(Order::events).collect();
+                for fact in run(&events).values() {
+                    prop_assert!(fact.payment_amount >= 0);
+                    if fact.cancelled {
+                        prop_assert_eq!(fact.payment_amount, 0);
+                    }
+                    prop_assert_eq!(fact.payment_amount, fact.order_price + fact.shipping_fee - fact.seller_coupon_discount - fact.coupang_coupon_discount);
+                }
+            }
         }
     }
 }

@@ -1,20 +1,37 @@
-//! The transform stage's Kafka edge: at-least-once in, idempotent facts out.
+//! The transform stage's Kafka edge: raw events in (three co-partitioned topics), facts and state out.
 //!
-//! A batch's offsets are committed only after every fact it produced is acknowledged. A crash before
-//! the commit replays the batch, which yields byte-identical facts with the same versions, so the
-//! loader's ReplacingMergeTree keeps one row per key: the exactly-once effect needs no transactions.
+//! Per batch: decode and validate each event (poison → dead-letter topic), fold it into its order's
+//! state, and when the order's facts change, emit them all with the order's new version. Then, in this
+//! order, wait for the broker to acknowledge (1) the facts, (2) the changed states in the changelog,
+//! and only then (3) commit the input offsets. A crash anywhere replays the batch against the last
+//! durable state; folding is idempotent and versions come from the events, so the replay emits nothing
+//! new or byte-identical facts, and the loader's ReplacingMergeTree keeps one row per key. No Kafka
+//! transactions are involved.
+//!
+//! Partitions are assigned with the eager `range` strategy, which gives one process the same partition
+//! number of all three input topics (they must have equal partition counts, which is checked). After
+//! any rebalance the current batch is dropped, positions go back to the committed offsets, and state is
+//! restored from the changelog for partitions this process did not own a moment ago (or whose changelog
+//! moved on while another process held them).
 
-use coupang_schemas::{decode, encode, OrderSheetEvent};
-use etl_core::kafka::{commit_batch, ensure_topics, next_batch, DeadLetter, KafkaConfig, KafkaSetupError};
+use coupang_schemas::{decode, encode, OrderSheetEvent, PaymentFact, ReturnRequestEvent, RevenueEvent};
+use etl_core::kafka::{
+    commit_batch, ensure_compacted_topics, ensure_topics, next_batch, DeadLetter, KafkaConfig, KafkaSetupError,
+};
 use etl_core::Shutdown;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::config::TransformConfig;
+use crate::order::RawEvent;
 use crate::rules::payment_facts;
+use crate::store::{to_record, Changelog, PartitionState, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransformError {
@@ -22,53 +39,274 @@ pub enum TransformError {
     Setup(#[from] KafkaSetupError),
     #[error("Kafka: {0}")]
     Kafka(#[from] KafkaError),
-    #[error("cannot encode a fact: {0}")]
+    #[error("cannot encode: {0}")]
     Encode(#[from] coupang_schemas::CodecError),
+    #[error(transparent)]
+    State(#[from] StoreError),
+    #[error(
+        "input topics are not co-partitioned ({counts}): every raw topic and the state topic need the same \
+         number of partitions, or one order's events would be split across processes"
+    )]
+    NotCoPartitioned { counts: String },
+}
+
+/// What a rebalance did, recorded by the consumer's context and acted on between batches.
+#[derive(Debug, Default)]
+struct RebalanceLog {
+    happened: Mutex<bool>,
+}
+
+impl ClientContext for RebalanceLog {}
+
+impl ConsumerContext for RebalanceLog {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let what = match rebalance {
+            Rebalance::Assign(list) => format!("assigned {}", list.count()),
+            Rebalance::Revoke(list) => format!("revoked {}", list.count()),
+            Rebalance::Error(error) => format!("error {error}"),
+        };
+        tracing::info!("transform rebalance: {what} topic partitions");
+        *self.happened.lock().unwrap_or_else(|e| e.into_inner()) = true;
+    }
+}
+
+impl RebalanceLog {
+    fn take(&self) -> bool {
+        std::mem::take(&mut *self.happened.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+type Consumer3 = StreamConsumer<RebalanceLog>;
+
+/// Counters of one batch, for logs and tests.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BatchReport {
+    pub events: usize,
+    pub facts: usize,
+    pub states: usize,
+    pub dead_letters: usize,
 }
 
 pub async fn run(config: &TransformConfig, kafka: &KafkaConfig, shutdown: Shutdown) -> Result<(), TransformError> {
     let topics = kafka.topics();
-    ensure_topics(kafka, &[&topics.raw_order_sheets, &topics.payment_facts, &topics.dead_letter]).await?;
-    let consumer: StreamConsumer = kafka.consumer_config(&config.group_id).create()?;
-    consumer.subscribe(&[&topics.raw_order_sheets])?;
+    let inputs = [topics.raw_order_sheets.clone(), topics.raw_return_requests.clone(), topics.raw_revenue.clone()];
+    ensure_topics(kafka, &[&inputs[0], &inputs[1], &inputs[2], &topics.payment_facts, &topics.dead_letter]).await?;
+    ensure_compacted_topics(kafka, &[&topics.transform_state]).await?;
+    check_co_partitioned(kafka, &[&inputs[0], &inputs[1], &inputs[2], &topics.transform_state]).await?;
+
+    let mut consumer_config = kafka.consumer_config(&config.group_id);
+    consumer_config.set("partition.assignment.strategy", "range");
+    let consumer: Consumer3 = consumer_config.create_with_context(RebalanceLog::default())?;
+    consumer.subscribe(&[&inputs[0], &inputs[1], &inputs[2]])?;
     let producer: FutureProducer = kafka.producer_config().create()?;
     let dead_letter = DeadLetter::new(producer.clone(), topics.dead_letter.clone(), "transform");
+    let changelog = Changelog::new(kafka, topics.transform_state.clone());
+    let horizon_ms = i64::from(config.state_horizon_days) * 86_400_000;
     let wait = Duration::from_millis(config.batch_wait_ms);
-    tracing::info!(group = %config.group_id, topic = %topics.raw_order_sheets, "transform started");
+    let mut owned: BTreeMap<i32, PartitionState> = BTreeMap::new();
+    let mut batches: u64 = 0;
+    tracing::info!(group = %config.group_id, "transform started");
 
     while !shutdown.is_cancelled() {
         let batch = next_batch(&consumer, config.batch_size, wait, &shutdown).await?;
+        if consumer.context().take() {
+            rewind_to_committed(&consumer)?;
+            adopt_assignment(&consumer, &changelog, &mut owned, horizon_ms).await?;
+            continue;
+        }
         if batch.is_empty() {
             continue;
         }
-        let mut encoded = Vec::new();
-        for message in &batch {
-            let facts = decode::<OrderSheetEvent>(message.payload().unwrap_or_default())
-                .map_err(|e| e.to_string())
-                .and_then(|event| payment_facts(&event).map_err(|e| e.to_string()));
-            match facts {
-                Ok(facts) => {
-                    for fact in facts {
-                        encoded.push((fact.kafka_key(), encode(&fact)?));
-                    }
-                }
-                // A poison record must not block its partition: park it with the reason and go on.
-                Err(reason) => dead_letter.send(message, &reason).await?,
+        let report = process(&batch, &mut owned, &changelog, &producer, &dead_letter, &topics).await?;
+        commit_batch_of(&consumer, &batch)?;
+        batches += 1;
+        if batches % 64 == 0 {
+            let evicted: usize = owned.values_mut().map(|p| p.evict(horizon_ms)).sum();
+            if evicted > 0 {
+                tracing::debug!(evicted, "finished orders moved out of memory");
             }
         }
-        let deliveries: Vec<_> = encoded
-            .iter()
-            .map(|(key, payload)| {
-                producer
-                    .send(FutureRecord::to(&topics.payment_facts).key(key).payload(payload), Duration::from_secs(120))
-            })
-            .collect();
-        for delivery in futures::future::join_all(deliveries).await {
-            delivery.map_err(|(error, _)| error)?;
-        }
-        commit_batch(&consumer, &batch)?;
-        tracing::debug!(events = batch.len(), facts = encoded.len(), "batch committed");
+        tracing::debug!(?report, "batch committed");
     }
     tracing::info!("transform stopped");
+    Ok(())
+}
+
+fn commit_batch_of(consumer: &Consumer3, batch: &[OwnedMessage]) -> Result<(), KafkaError> {
+    commit_batch(consumer, batch)
+}
+
+/// Folds a batch, then makes its effect durable in order: facts, state, (the caller) offsets.
+async fn process(
+    batch: &[OwnedMessage],
+    owned: &mut BTreeMap<i32, PartitionState>,
+    changelog: &Changelog,
+    producer: &FutureProducer,
+    dead_letter: &DeadLetter,
+    topics: &etl_core::kafka::Topics,
+) -> Result<BatchReport, TransformError> {
+    let mut report = BatchReport { events: batch.len(), ..BatchReport::default() };
+    let mut facts: Vec<PaymentFact> = Vec::new();
+    let mut dirty: BTreeSet<(i32, String)> = BTreeSet::new();
+    for message in batch {
+        let event = match read_event(message, topics) {
+            Ok(Some(event)) => event,
+            Ok(None) => continue,
+            Err(reason) => {
+                // A poison record must not block its partition: park it with the reason and go on.
+                dead_letter.send(message, &reason).await?;
+                report.dead_letters += 1;
+                continue;
+            }
+        };
+        let partition = message.partition();
+        let store = owned.entry(partition).or_default();
+        store.note_source_time(event.source_time());
+        let key = event.order_key();
+        let state = changelog.state(partition, store, &key).await?;
+        let before = payment_facts(state);
+        if state.fold(&event) {
+            dirty.insert((partition, key));
+            let after = payment_facts(state);
+            if after != before {
+                facts.extend(after);
+            }
+        }
+    }
+    // 1. Facts, acknowledged.
+    let encoded: Vec<(String, Vec<u8>)> =
+        facts.iter().map(|f| Ok((f.kafka_key(), encode(f)?))).collect::<Result<_, TransformError>>()?;
+    let deliveries = encoded.iter().map(|(key, payload)| {
+        producer.send(FutureRecord::to(&topics.payment_facts).key(key).payload(payload), Duration::from_secs(120))
+    });
+    for delivery in futures::future::join_all(deliveries).await {
+        delivery.map_err(|(error, _)| error)?;
+    }
+    report.facts = encoded.len();
+    // 2. The changed states, each to its input partition's changelog partition, acknowledged.
+    let mut states = Vec::with_capacity(dirty.len());
+    for (partition, key) in &dirty {
+        let Some(store) = owned.get_mut(partition) else { continue };
+        let state = changelog.state(*partition, store, key).await?;
+        let (vendor_id, order_id) = split_key(key);
+        states.push((*partition, key.clone(), encode(&to_record(vendor_id, order_id, state)?)?));
+    }
+    let deliveries = states.iter().map(|(partition, key, payload)| {
+        let record = FutureRecord::to(&topics.transform_state).partition(*partition).key(key).payload(payload);
+        producer.send(record, Duration::from_secs(120))
+    });
+    let written = futures::future::join_all(deliveries).await;
+    for ((partition, key, _), delivery) in states.iter().zip(written) {
+        let offset = delivery.map_err(|(error, _)| error)?.offset;
+        if let Some(store) = owned.get_mut(partition) {
+            store.note_written(key, offset);
+        }
+    }
+    report.states = states.len();
+    Ok(report)
+}
+
+fn split_key(key: &str) -> (&str, i64) {
+    match key.rsplit_once(':') {
+        Some((vendor, order)) => (vendor, order.parse().unwrap_or(0)),
+        None => (key, 0),
+    }
+}
+
+/// The event in a raw message; `Ok(None)` for records that belong to no order (revenue adjustments
+/// with `orderId = 0`), `Err(reason)` for poison.
+fn read_event(message: &OwnedMessage, topics: &etl_core::kafka::Topics) -> Result<Option<RawEvent>, String> {
+    let payload = message.payload().unwrap_or_default();
+    let topic = message.topic();
+    let event = if topic == topics.raw_order_sheets {
+        RawEvent::OrderSheet(decode::<OrderSheetEvent>(payload).map_err(|e| e.to_string())?)
+    } else if topic == topics.raw_return_requests {
+        RawEvent::ReturnRequest(decode::<ReturnRequestEvent>(payload).map_err(|e| e.to_string())?)
+    } else if topic == topics.raw_revenue {
+        let row = decode::<RevenueEvent>(payload).map_err(|e| e.to_string())?;
+        if row.order_id == 0 {
+            tracing::debug!(vendor = %row.vendor_id, "revenue adjustment without an order skipped");
+            return Ok(None);
+        }
+        RawEvent::Revenue(row)
+    } else {
+        return Err(format!("unexpected topic {topic}"));
+    };
+    event.validate().map_err(|e| e.to_string())?;
+    Ok(Some(event))
+}
+
+/// After a rebalance the fetch positions may be past messages of a dropped batch: go back to the
+/// committed offsets (the start when nothing was committed yet).
+fn rewind_to_committed(consumer: &Consumer3) -> Result<(), KafkaError> {
+    let assignment = consumer.assignment()?;
+    if assignment.count() == 0 {
+        return Ok(());
+    }
+    let committed = consumer.committed_offsets(assignment, Duration::from_secs(30))?;
+    for element in committed.elements() {
+        let offset = match element.offset() {
+            Offset::Offset(at) => Offset::Offset(at),
+            _ => Offset::Beginning,
+        };
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(element.topic(), element.partition(), offset)?;
+        // Seeking right after an assignment can fail while the fetcher starts; the position then is
+        // already the committed offset, which is what we want.
+        if let Err(error) = consumer.seek_partitions(list, Duration::from_secs(10)) {
+            tracing::debug!(partition = element.partition(), "seek after rebalance: {error}");
+        }
+    }
+    Ok(())
+}
+
+/// Drops the state of partitions no longer owned and restores those newly owned (or changed meanwhile).
+async fn adopt_assignment(
+    consumer: &Consumer3,
+    changelog: &Changelog,
+    owned: &mut BTreeMap<i32, PartitionState>,
+    horizon_ms: i64,
+) -> Result<(), TransformError> {
+    let assigned: BTreeSet<i32> = consumer.assignment()?.elements().iter().map(|e| e.partition()).collect();
+    owned.retain(|partition, _| assigned.contains(partition));
+    for &partition in &assigned {
+        let end = changelog.end_offset(partition).await?;
+        if owned.get(&partition).is_some_and(|held| held.changelog_end == end) {
+            continue;
+        }
+        let restored = changelog.restore(partition, horizon_ms).await?;
+        tracing::info!(
+            partition,
+            orders = restored.in_memory(),
+            evicted = restored.evicted(),
+            changelog_end = restored.changelog_end,
+            "state restored from the changelog"
+        );
+        owned.insert(partition, restored);
+    }
+    Ok(())
+}
+
+async fn check_co_partitioned(kafka: &KafkaConfig, names: &[&str]) -> Result<(), TransformError> {
+    let config = kafka.client_config();
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let counts = tokio::task::spawn_blocking(move || -> Result<Vec<(String, usize)>, KafkaError> {
+        let client: BaseConsumer = config.create()?;
+        names
+            .into_iter()
+            .map(|name| {
+                let metadata = client.fetch_metadata(Some(&name), Duration::from_secs(30))?;
+                let count = metadata.topics().iter().map(|t| t.partitions().len()).sum();
+                Ok((name, count))
+            })
+            .collect()
+    })
+    .await
+    .map_err(|_| KafkaSetupError::Join)??;
+    let distinct: HashMap<usize, ()> = counts.iter().map(|(_, n)| (*n, ())).collect();
+    if distinct.len() > 1 {
+        let counts = counts.iter().map(|(name, n)| format!("{name}: {n}")).collect::<Vec<_>>().join(", ");
+        return Err(TransformError::NotCoPartitioned { counts });
+    }
     Ok(())
 }

@@ -1,0 +1,485 @@
+//! What the pipeline knows about one order: the newest snapshot of each of its shipment boxes, of each
+//! cancel/return receipt and of each revenue-history row, folded from raw events in any order.
+//!
+//! The fold is a *join*: for every component it keeps the greater of the known and the incoming
+//! record under a total order that ranks lifecycle progress first, source time second and the
+//! record's own bytes last. Folding a set of events therefore gives the same state whatever their
+//! order, duplicates and replays included, and a stale event can never replace newer knowledge.
+
+use coupang_schemas::{encode, OrderSheetEvent, ReturnRequestEvent, RevenueEvent};
+use etl_core::time::{date_from_days, kst};
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+/// One raw event of any of the three input streams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawEvent {
+    OrderSheet(OrderSheetEvent),
+    ReturnRequest(ReturnRequestEvent),
+    Revenue(RevenueEvent),
+}
+
+/// A raw event that cannot be folded: it names the record so the dead-letter entry can be traced.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{record} of vendor {vendor_id}: {problem}")]
+pub struct InvalidEvent {
+    pub vendor_id: String,
+    pub record: String,
+    pub problem: String,
+}
+
+/// The state of one (vendor, order).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderState {
+    /// Newest snapshot of each shipment box, by shipment box id.
+    pub boxes: BTreeMap<i64, OrderSheetEvent>,
+    /// Newest snapshot of each cancel/return receipt, by receipt id.
+    pub receipts: BTreeMap<i64, ReturnRequestEvent>,
+    /// Revenue-history rows, by (sale type, recognition day).
+    pub revenue: BTreeMap<(String, i32), RevenueEvent>,
+    /// The newest source time of every event folded so far (kept even when the event lost its slot).
+    pub source_time: i64,
+}
+
+/// Lifecycle rank of an order-sheet status: a later status is newer information.
+pub fn status_rank(status: &str) -> Option<i64> {
+    Some(match status {
+        "ACCEPT" => 0,
+        "INSTRUCT" => 1,
+        "DEPARTURE" => 2,
+        "DELIVERING" => 3,
+        "NONE_TRACKING" => 4,
+        "FINAL_DELIVERY" => 5,
+        _ => return None,
+    })
+}
+
+/// Rank of a receipt status; a completed receipt outranks every open one.
+pub fn receipt_rank(status: &str) -> Option<i64> {
+    Some(match status {
+        "RELEASE_STOP_UNCHECKED" => 0,
+        "RETURNS_UNCHECKED" => 1,
+        "VENDOR_WAREHOUSE_CONFIRM" => 2,
+        "REQUEST_COUPANG_CHECK" => 3,
+        "RETURNS_COMPLETED" => 4,
+        _ => return None,
+    })
+}
+
+/// Whether the receipt's cancel or return is done (its units no longer count).
+pub fn receipt_completed(receipt: &ReturnRequestEvent) -> bool {
+    receipt.receipt_status == "RETURNS_COMPLETED" || receipt.complete_confirm_date.is_some()
+}
+
+impl RawEvent {
+    pub fn vendor_id(&self) -> &str {
+        match self {
+            RawEvent::OrderSheet(e) => &e.vendor_id,
+            RawEvent::ReturnRequest(e) => &e.vendor_id,
+            RawEvent::Revenue(e) => &e.vendor_id,
+        }
+    }
+
+    pub fn order_id(&self) -> i64 {
+        match self {
+            RawEvent::OrderSheet(e) => e.order_id,
+            RawEvent::ReturnRequest(e) => e.order_id,
+            RawEvent::Revenue(e) => e.order_id,
+        }
+    }
+
+    /// `vendorId:orderId`, the key every raw stream is partitioned by.
+    pub fn order_key(&self) -> String {
+        format!("{}:{}", self.vendor_id(), self.order_id())
+    }
+
+    /// When and under which alias ingest fetched the record: the last tie-breaker, so that even
+    /// re-collections of the same record fold the same way in every order.
+    pub fn collection(&self) -> (i64, &str) {
+        match self {
+            RawEvent::OrderSheet(e) => (e.collected_at, &e.account_alias),
+            RawEvent::ReturnRequest(e) => (e.collected_at, &e.account_alias),
+            RawEvent::Revenue(e) => (e.collected_at, &e.account_alias),
+        }
+    }
+
+    /// Names the record for errors and dead letters.
+    pub fn describe(&self) -> String {
+        match self {
+            RawEvent::OrderSheet(e) => format!("order {} shipment box {}", e.order_id, e.shipment_box_id),
+            RawEvent::ReturnRequest(e) => format!("order {} receipt {}", e.order_id, e.receipt_id),
+            RawEvent::Revenue(e) => {
+                format!("order {} revenue {} recognised on day {}", e.order_id, e.sale_type, e.recognition_date)
+            }
+        }
+    }
+
+    /// When Coupang last had something new to say in this record (never the collection time).
+    pub fn source_time(&self) -> i64 {
+        match self {
+            RawEvent::OrderSheet(e) => {
+                let confirmed = e.items.iter().filter_map(|i| i.confirm_date);
+                [Some(e.paid_at), e.ordered_at, e.in_transit_at, e.delivered_at]
+                    .into_iter()
+                    .flatten()
+                    .chain(confirmed)
+                    .max()
+                    .unwrap_or(e.paid_at)
+            }
+            RawEvent::ReturnRequest(e) => {
+                [Some(e.created_at), e.modified_at, e.complete_confirm_date].into_iter().flatten().max().unwrap_or(0)
+            }
+            // A revenue row only has days: its change is midnight of the recognition day, Korea time.
+            RawEvent::Revenue(e) => midnight_kst(e.recognition_date).unwrap_or(0),
+        }
+    }
+
+    /// Lifecycle progress the record reports, so that a later snapshot outranks an earlier one even
+    /// when Coupang's timestamps did not move (a cancel counted, a line confirmed).
+    pub fn progress(&self) -> i64 {
+        match self {
+            RawEvent::OrderSheet(e) => {
+                let lines: i64 = e
+                    .items
+                    .iter()
+                    .map(|i| {
+                        i64::from(i.hold_count_for_cancel)
+                            + 2 * i64::from(i.cancel_count)
+                            + 2 * i64::from(i.confirm_date.is_some())
+                    })
+                    .sum();
+                status_rank(&e.status).unwrap_or(0) + lines
+            }
+            RawEvent::ReturnRequest(e) => {
+                1 + receipt_rank(&e.receipt_status).unwrap_or(0) + i64::from(e.complete_confirm_date.is_some())
+            }
+            RawEvent::Revenue(_) => 1,
+        }
+    }
+
+    /// Rejects records no rule can make sense of. Checked before folding, so a poison record never
+    /// reaches the state.
+    pub fn validate(&self) -> Result<(), InvalidEvent> {
+        let invalid = |problem: String| InvalidEvent {
+            vendor_id: self.vendor_id().to_string(),
+            record: self.describe(),
+            problem,
+        };
+        if self.vendor_id().is_empty() {
+            return Err(invalid("no vendor id".into()));
+        }
+        match self {
+            RawEvent::OrderSheet(e) => {
+                if etl_core::time::kst_date_of_millis(e.paid_at).is_none() {
+                    return Err(invalid(format!("paid_at {} is not a valid time", e.paid_at)));
+                }
+                if status_rank(&e.status).is_none() {
+                    return Err(invalid(format!("unknown status {:?}", e.status)));
+                }
+                if e.shipping_price < 0 || e.remote_price < 0 {
+                    return Err(invalid(format!("negative shipping fee {} + {}", e.shipping_price, e.remote_price)));
+                }
+                for item in &e.items {
+                    let counts = [item.shipping_count, item.cancel_count, item.hold_count_for_cancel];
+                    if counts.iter().any(|&n| n < 0) || item.cancel_count > item.shipping_count {
+                        return Err(invalid(format!(
+                            "vendor item {}: impossible quantities (ordered {}, cancelled {}, held {})",
+                            item.vendor_item_id, item.shipping_count, item.cancel_count, item.hold_count_for_cancel
+                        )));
+                    }
+                    let money = [
+                        item.order_price,
+                        item.sales_price,
+                        item.instant_coupon_discount,
+                        item.downloadable_coupon_discount,
+                        item.coupang_discount,
+                    ];
+                    if money.iter().any(|&won| won < 0) {
+                        return Err(invalid(format!("vendor item {}: negative amount", item.vendor_item_id)));
+                    }
+                }
+            }
+            RawEvent::ReturnRequest(e) => {
+                if receipt_rank(&e.receipt_status).is_none() {
+                    return Err(invalid(format!("unknown receipt status {:?}", e.receipt_status)));
+                }
+                if e.receipt_type != "RETURN" && e.receipt_type != "CANCEL" {
+                    return Err(invalid(format!("unknown receipt type {:?}", e.receipt_type)));
+                }
+                if let Some(item) = e.items.iter().find(|i| i.cancel_count < 0 || i.purchase_count < 0) {
+                    return Err(invalid(format!("vendor item {}: negative quantity", item.vendor_item_id)));
+                }
+            }
+            RawEvent::Revenue(e) => {
+                if e.sale_type != "SALE" && e.sale_type != "REFUND" {
+                    return Err(invalid(format!("unknown sale type {:?}", e.sale_type)));
+                }
+                if midnight_kst(e.recognition_date).is_none() || date_from_days(e.sale_date).is_none() {
+                    return Err(invalid("sale or recognition day out of range".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn midnight_kst(days: i32) -> Option<i64> {
+    let day = date_from_days(days)?;
+    Some(day.and_time(chrono::NaiveTime::MIN).and_local_timezone(kst()).single()?.timestamp_millis())
+}
+
+/// The total order of two snapshots of the same slot: progress, then source time, then the record's
+/// bytes without the collection-side fields, then those fields (alias and collection time), so ties
+/// break the same way in every process.
+fn newer(incoming: &RawEvent, known: &RawEvent) -> Ordering {
+    (incoming.progress(), incoming.source_time())
+        .cmp(&(known.progress(), known.source_time()))
+        .then_with(|| content(incoming).cmp(&content(known)))
+        .then_with(|| incoming.collection().cmp(&known.collection()))
+}
+
+/// Canonical bytes of a record: what Coupang said, not when or under which alias ingest fetched it.
+fn content(event: &RawEvent) -> Vec<u8> {
+    let encoded = match event.clone() {
+        RawEvent::OrderSheet(mut e) => {
+            (e.collected_at, e.account_alias) = (0, String::new());
+            encode(&e)
+        }
+        RawEvent::ReturnRequest(mut e) => {
+            (e.collected_at, e.account_alias) = (0, String::new());
+            encode(&e)
+        }
+        RawEvent::Revenue(mut e) => {
+            (e.collected_at, e.account_alias) = (0, String::new());
+            encode(&e)
+        }
+    };
+    // The schemas are compiled in and tested; a failure here is a defect, and comparing by the empty
+    // slice still gives a total order.
+    encoded.unwrap_or_default()
+}
+
+fn keep_newer<K: Ord, E: Clone>(
+    slots: &mut BTreeMap<K, E>,
+    key: K,
+    incoming: &E,
+    wrap: impl Fn(&E) -> RawEvent,
+) -> bool {
+    match slots.get(&key) {
+        Some(known) if newer(&wrap(incoming), &wrap(known)) != Ordering::Greater => false,
+        _ => {
+            slots.insert(key, incoming.clone());
+            true
+        }
+    }
+}
+
+impl OrderState {
+    /// Folds one validated event in; true when the state changed.
+    pub fn fold(&mut self, event: &RawEvent) -> bool {
+        let time = event.source_time();
+        let time_moved = time > self.source_time;
+        self.source_time = self.source_time.max(time);
+        let slot_changed = match event {
+            RawEvent::OrderSheet(e) => {
+                keep_newer(&mut self.boxes, e.shipment_box_id, e, |e| RawEvent::OrderSheet(e.clone()))
+            }
+            RawEvent::ReturnRequest(e) => {
+                keep_newer(&mut self.receipts, e.receipt_id, e, |e| RawEvent::ReturnRequest(e.clone()))
+            }
+            RawEvent::Revenue(e) => keep_newer(&mut self.revenue, (e.sale_type.clone(), e.recognition_date), e, |e| {
+                RawEvent::Revenue(e.clone())
+            }),
+        };
+        slot_changed || time_moved
+    }
+
+    /// Lifecycle progress of everything known, summed over the slots.
+    pub fn progress(&self) -> i64 {
+        let boxes = self.boxes.values().map(|e| RawEvent::OrderSheet(e.clone()).progress());
+        let receipts = self.receipts.values().map(|e| RawEvent::ReturnRequest(e.clone()).progress());
+        boxes.chain(receipts).sum::<i64>() + self.revenue.len() as i64
+    }
+
+    /// The version of every fact derived from this state: newest source time first, lifecycle
+    /// progress below it. Folding only ever raises both, so a fact built from more knowledge always
+    /// carries a version at least as high, and the same events always give the same version.
+    pub fn version(&self) -> i64 {
+        const PROGRESS_SLOTS: i64 = 1 << 16;
+        self.source_time.saturating_mul(PROGRESS_SLOTS).saturating_add(self.progress().clamp(0, PROGRESS_SLOTS - 1))
+    }
+
+    /// Whether nothing more is expected: every unit is confirmed, cancelled or returned. Such orders
+    /// may leave memory (their state stays in the changelog and is read back on demand).
+    pub fn finished(&self) -> bool {
+        let confirmed = self.revenue.iter().any(|((sale_type, _), row)| sale_type == "SALE" && !row.items.is_empty());
+        let undone = self.revenue.keys().any(|(sale_type, _)| sale_type == "REFUND")
+            || self.revenue.iter().any(|((sale_type, _), row)| sale_type == "SALE" && row.items.is_empty());
+        confirmed || undone
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use coupang_schemas::{OrderSheetItem, ReturnRequestItem, RevenueItem};
+
+    pub const PAID_AT: i64 = 1_791_156_600_000; // 2026-10-05 08:30 in Seoul
+    pub const HOUR: i64 = 3_600_000;
+
+    pub fn line(id: i64, count: i32, unit: i64) -> OrderSheetItem {
+        OrderSheetItem {
+            vendor_item_id: id,
+            vendor_item_name: format!("item {id}"),
+            seller_product_id: 1,
+            shipping_count: count,
+            cancel_count: 0,
+            hold_count_for_cancel: 0,
+            sales_price: unit,
+            order_price: unit * i64::from(count),
+            discount_price: 0,
+            instant_coupon_discount: 0,
+            downloadable_coupon_discount: 0,
+            coupang_discount: 0,
+            confirm_date: None,
+            canceled: false,
+        }
+    }
+
+    pub fn sheet(box_id: i64, status: &str, items: Vec<OrderSheetItem>, shipping: i64) -> OrderSheetEvent {
+        OrderSheetEvent {
+            vendor_id: "A00012345".into(),
+            account_alias: "brand-a".into(),
+            collected_at: 1,
+            api_version: "v5".into(),
+            shipment_box_id: box_id,
+            order_id: 24_000_000_000_001,
+            status: status.into(),
+            ordered_at: Some(PAID_AT - 60_000),
+            paid_at: PAID_AT,
+            shipping_price: shipping,
+            remote_price: 0,
+            remote_area: false,
+            in_transit_at: (status_rank(status).unwrap_or(0) >= 2).then_some(PAID_AT + 20 * HOUR),
+            delivered_at: (status == "FINAL_DELIVERY").then_some(PAID_AT + 40 * HOUR),
+            items,
+        }
+    }
+
+    pub fn receipt(id: i64, kind: &str, completed: bool, units: &[(i64, i32)]) -> ReturnRequestEvent {
+        ReturnRequestEvent {
+            vendor_id: "A00012345".into(),
+            account_alias: "brand-a".into(),
+            collected_at: 2,
+            api_version: "v6".into(),
+            receipt_id: id,
+            order_id: 24_000_000_000_001,
+            payment_id: None,
+            receipt_type: kind.into(),
+            receipt_status: if completed { "RETURNS_COMPLETED" } else { "RETURNS_UNCHECKED" }.into(),
+            created_at: PAID_AT + 2 * HOUR,
+            modified_at: Some(PAID_AT + if completed { 3 } else { 2 } * HOUR),
+            complete_confirm_date: completed.then_some(PAID_AT + 3 * HOUR),
+            cancel_count_sum: units.iter().map(|(_, n)| n).sum(),
+            return_shipping_charge: 0,
+            fault_by_type: None,
+            reason_code: None,
+            items: units
+                .iter()
+                .map(|&(id, n)| ReturnRequestItem {
+                    vendor_item_id: id,
+                    vendor_item_name: format!("item {id}"),
+                    purchase_count: n,
+                    cancel_count: n,
+                    shipment_box_id: None,
+                    seller_product_id: None,
+                })
+                .collect(),
+        }
+    }
+
+    /// A revenue row; `items` are (vendor item, quantity, unit price, seller coupon/unit, Coupang coupon/unit).
+    pub fn revenue(sale_type: &str, day_offset: i32, items: &[(i64, i32, i64, i64, i64)]) -> RevenueEvent {
+        let sign = if sale_type == "REFUND" { -1 } else { 1 };
+        let sale_date = etl_core::time::days_since_epoch(chrono::NaiveDate::from_ymd_opt(2026, 10, 5).unwrap());
+        RevenueEvent {
+            vendor_id: "A00012345".into(),
+            account_alias: "brand-a".into(),
+            collected_at: 3,
+            order_id: 24_000_000_000_001,
+            sale_type: sale_type.into(),
+            sale_date,
+            recognition_date: sale_date + day_offset,
+            delivery_fee: 0,
+            items: items
+                .iter()
+                .map(|&(id, n, unit, seller, coupang)| RevenueItem {
+                    vendor_item_id: id,
+                    quantity: sign * n,
+                    sale_price: sign as i64 * unit * i64::from(n),
+                    seller_discount_coupon: sign as i64 * seller * i64::from(n),
+                    downloadable_coupon: 0,
+                    coupang_discount_coupon: sign as i64 * coupang * i64::from(n),
+                    sale_amount: sign as i64 * (unit - seller) * i64::from(n),
+                    settlement_amount: 0,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_later_snapshot_wins_and_an_earlier_one_never_replaces_it() {
+        let early = RawEvent::OrderSheet(sheet(1, "INSTRUCT", vec![line(7, 1, 1_000)], 0));
+        let late = RawEvent::OrderSheet(sheet(1, "FINAL_DELIVERY", vec![line(7, 1, 1_000)], 0));
+        let mut state = OrderState::default();
+        assert!(state.fold(&late));
+        assert!(!state.fold(&early));
+        assert_eq!(state.boxes[&1].status, "FINAL_DELIVERY");
+        let mut other = OrderState::default();
+        other.fold(&early);
+        other.fold(&late);
+        assert_eq!(state, other);
+    }
+
+    #[test]
+    fn a_cancel_count_is_progress_even_when_no_time_moved() {
+        let open = sheet(1, "ACCEPT", vec![line(7, 2, 1_000)], 0);
+        let mut cancelled = open.clone();
+        cancelled.items[0].cancel_count = 1;
+        let mut state = OrderState::default();
+        state.fold(&RawEvent::OrderSheet(open.clone()));
+        let before = state.version();
+        assert!(state.fold(&RawEvent::OrderSheet(cancelled)));
+        assert!(state.version() > before);
+        assert!(!state.fold(&RawEvent::OrderSheet(open)));
+    }
+
+    #[test]
+    fn collection_time_and_alias_never_change_the_state_or_the_version() {
+        let a = sheet(1, "ACCEPT", vec![line(7, 2, 1_000)], 0);
+        let mut b = a.clone();
+        (b.collected_at, b.account_alias) = (99_999, "renamed".into());
+        let (mut one, mut two) = (OrderState::default(), OrderState::default());
+        one.fold(&RawEvent::OrderSheet(a));
+        two.fold(&RawEvent::OrderSheet(b));
+        assert_eq!(one.version(), two.version());
+    }
+
+    #[test]
+    fn poison_records_are_rejected_with_their_name() {
+        let mut bad = sheet(5, "ACCEPT", vec![line(7, 1, 1_000)], 0);
+        bad.items[0].cancel_count = 3;
+        let error = RawEvent::OrderSheet(bad).validate().unwrap_err();
+        assert!(error.to_string().contains("shipment box 5"), "{error}");
+        assert!(error.to_string().contains("impossible quantities"), "{error}");
+        let mut unknown = receipt(9, "CANCEL", true, &[(7, 1)]);
+        unknown.receipt_status = "TELEPORTED".into();
+        assert!(RawEvent::ReturnRequest(unknown).validate().is_err());
+        let mut odd = revenue("SALE", 10, &[]);
+        odd.sale_type = "GIFT".into();
+        assert!(RawEvent::Revenue(odd).validate().is_err());
+        let mut timeless = sheet(5, "ACCEPT", vec![], 0);
+        timeless.paid_at = i64::MAX;
+        assert!(RawEvent::OrderSheet(timeless).validate().is_err());
+    }
+}
