@@ -302,8 +302,16 @@ pub async fn collect_range(
     let sink = Sink::connect(kafka).await?;
     let mut tracker = AccountTracker::default();
     let yesterday = now_kst().date_naive() - chrono::Duration::days(1);
+    let today = yesterday + chrono::Duration::days(1);
+    // A cancel or return can be requested weeks after the payment day, and a box cancelled or returned
+    // whole leaves the order-sheet lists: receipts are read for a month past the range.
+    let receipts_until = (to + chrono::Duration::days(MAX_WINDOW_DAYS)).min(today).max(to);
+    for account in accounts {
+        let filter = ChangeFilter { paid_until: Some(to), ..ChangeFilter::default() };
+        tracker.filters.insert(account.alias.clone(), filter);
+    }
     let plan = |_: &AccountConfig| -> Plan {
-        let mut plan = vec![(Stream::OrderSheets, from, to), (Stream::ReturnRequests, from, to)];
+        let mut plan = vec![(Stream::OrderSheets, from, to), (Stream::ReturnRequests, from, receipts_until)];
         if from <= yesterday {
             plan.push((Stream::Revenue, from, to.min(yesterday)));
         }
@@ -527,6 +535,24 @@ pub struct ChangeFilter {
     /// ask for that order alone (cancelled or returned boxes leave the lists, and without the order
     /// sheet the pipeline has no price or payment time for them).
     orders_seen: HashSet<i64>,
+    /// Shipment boxes read, for receipts that name their boxes (a split order's second box can leave
+    /// the lists while the first stays).
+    boxes_seen: HashSet<i64>,
+    /// For a range collection: orders read alone are kept only when paid by this day, so days after
+    /// the range never show partial totals.
+    paid_until: Option<NaiveDate>,
+}
+
+impl ChangeFilter {
+    /// Whether a receipt names a box (or, without box ids, an order) whose order sheet was never read.
+    fn misses_order_of(&self, receipt: &crate::client::model::ReturnRequest) -> bool {
+        let boxes: Vec<i64> = receipt.return_items.iter().filter_map(|item| item.shipment_box_id).collect();
+        if boxes.is_empty() {
+            !self.orders_seen.contains(&receipt.order_id)
+        } else {
+            boxes.iter().any(|id| !self.boxes_seen.contains(id))
+        }
+    }
 }
 
 impl ChangeFilter {
@@ -671,6 +697,7 @@ fn order_sheet_preparation<'a>(
     let (vendor, alias) = (account.vendor_id.as_str(), account.alias.as_str());
     move |sheet: crate::client::model::OrderSheet, collected_at| {
         filter.orders_seen.insert(sheet.order_id);
+        filter.boxes_seen.insert(sheet.shipment_box_id);
         let event = order_sheet_event(vendor, alias, collected_at, &sheet);
         let changes = [Some(event.paid_at), event.in_transit_at, event.delivered_at];
         let newest = changes.into_iter().flatten().max().unwrap_or(event.paid_at);
@@ -718,7 +745,7 @@ async fn sweep_return_requests(
     let (vendor, alias) = (account.vendor_id.as_str(), account.alias.as_str());
     let mut unseen = BTreeSet::new();
     let mut prepare = |receipt: crate::client::model::ReturnRequest, collected_at| {
-        if !filter.orders_seen.contains(&receipt.order_id) {
+        if filter.misses_order_of(&receipt) {
             unseen.insert(receipt.order_id);
         }
         let event = return_request_event(vendor, alias, collected_at, &receipt);
@@ -752,7 +779,8 @@ async fn fetch_unlisted_orders(
     shutdown: &Shutdown,
     report: &mut AccountReport,
 ) -> Result<Outcome, IngestError> {
-    let orders: Vec<i64> = orders.into_iter().filter(|id| !filter.orders_seen.contains(id)).collect();
+    let orders: Vec<i64> = orders.into_iter().collect();
+    let paid_until = filter.paid_until;
     if orders.is_empty() {
         return Ok(Outcome::Done);
     }
@@ -768,6 +796,13 @@ async fn fetch_unlisted_orders(
             }
         })
         .flat_map(futures::stream::iter)
+        .filter(move |sheet| {
+            let in_range = match (paid_until, sheet) {
+                (Some(until), Ok(sheet)) => sheet.paid_at.0 <= end_of_day_millis(until),
+                _ => true,
+            };
+            futures::future::ready(in_range)
+        })
         .boxed();
     let mut prepare = order_sheet_preparation(client, filter);
     let target = (sink, sink.topics.raw_order_sheets.as_str(), Stream::OrderSheets);
@@ -833,6 +868,12 @@ pub async fn account_statuses(
         .into_iter()
         .filter_map(|(alias, payload)| serde_json::from_slice(&payload).ok().map(|status| (alias, status)))
         .collect())
+}
+
+/// The last millisecond of a Korean day.
+fn end_of_day_millis(day: NaiveDate) -> i64 {
+    let next = (day + chrono::Duration::days(1)).and_time(chrono::NaiveTime::MIN);
+    next.and_local_timezone(etl_core::time::kst()).single().map_or(i64::MAX, |t| t.timestamp_millis() - 1)
 }
 
 /// Splits `from..=to` into API-legal windows of at most 31 days.

@@ -4,6 +4,7 @@
 use chrono::NaiveDate;
 use coupang_ingest::client::ReturnQuery;
 use coupang_ingest::{ClientError, CoupangClient, IngestConfig};
+use coupang_sim::config::LifecycleConfig;
 use coupang_sim::config::{Burst, FaultConfig, SimVendor};
 use coupang_sim::{SimConfig, Simulator};
 use etl_core::account::AccountConfig;
@@ -70,9 +71,14 @@ fn calls(sim: &Simulator, vendor_id: &str, status: u16) -> u64 {
 
 #[tokio::test]
 async fn every_box_of_every_page_arrives_once() {
-    let sim =
-        start(SimConfig { days: 6, orders_per_day: 50, vendors: vec![vendor("A00020001")], ..SimConfig::default() })
-            .await;
+    let sim = start(SimConfig {
+        days: 6,
+        orders_per_day: 50,
+        vendors: vec![vendor("A00020001")],
+        lifecycle: LifecycleConfig::plain(),
+        ..SimConfig::default()
+    })
+    .await;
     let client = client(&sim, account("paging", "A00020001"), 10.0);
     assert_eq!(all_boxes(&client).await.unwrap(), world_boxes(&sim, "A00020001"));
     assert!(calls(&sim, "A00020001", 200) > 6, "several pages were needed");
@@ -80,7 +86,13 @@ async fn every_box_of_every_page_arrives_once() {
 
 #[tokio::test]
 async fn a_wrong_secret_is_a_clear_401_naming_the_alias_never_the_secret() {
-    let sim = start(SimConfig { days: 2, vendors: vec![vendor("A00020002")], ..SimConfig::default() }).await;
+    let sim = start(SimConfig {
+        days: 2,
+        vendors: vec![vendor("A00020002")],
+        lifecycle: LifecycleConfig::plain(),
+        ..SimConfig::default()
+    })
+    .await;
     let mut wrong = account("brand-a", "A00020002");
     wrong.secret_key = Secret::new("wrong-secret-value");
     let error = client(&sim, wrong, 8.0)
@@ -109,6 +121,7 @@ async fn a_429_burst_slows_the_client_down_and_nothing_is_lost() {
         orders_per_day: 40,
         faults,
         vendors: vec![vendor("A00020003")],
+        lifecycle: LifecycleConfig::plain(),
         ..SimConfig::default()
     })
     .await;
@@ -122,9 +135,14 @@ async fn a_429_burst_slows_the_client_down_and_nothing_is_lost() {
 
 #[tokio::test]
 async fn the_client_never_exceeds_the_configured_rate_even_from_several_tasks() {
-    let sim =
-        start(SimConfig { days: 6, orders_per_day: 60, vendors: vec![vendor("A00020004")], ..SimConfig::default() })
-            .await;
+    let sim = start(SimConfig {
+        days: 6,
+        orders_per_day: 60,
+        vendors: vec![vendor("A00020004")],
+        lifecycle: LifecycleConfig::plain(),
+        ..SimConfig::default()
+    })
+    .await;
     let client = client(&sim, account("busy", "A00020004"), 8.0);
     let tasks: Vec<_> = (0..3)
         .map(|_| {
@@ -148,7 +166,12 @@ async fn an_expired_key_and_a_foreign_ip_stop_their_accounts_while_another_flows
     let today = etl_core::time::now_kst().date_naive();
     let expired = SimVendor { key_issued_on: Some(today - chrono::Duration::days(181)), ..vendor("A00020006") };
     let fenced = SimVendor { allowed_ips: vec!["10.255.0.1".parse().unwrap()], ..vendor("A00020007") };
-    let config = SimConfig { days: 4, vendors: vec![vendor("A00020005"), expired, fenced], ..SimConfig::default() };
+    let config = SimConfig {
+        days: 4,
+        vendors: vec![vendor("A00020005"), expired, fenced],
+        lifecycle: LifecycleConfig::plain(),
+        ..SimConfig::default()
+    };
     let sim = start(config).await;
     let (ok, old, far) = (
         client(&sim, account("flowing", "A00020005"), 8.0),
@@ -174,9 +197,14 @@ async fn an_expired_key_and_a_foreign_ip_stop_their_accounts_while_another_flows
 
 #[tokio::test]
 async fn look_ups_minute_windows_returns_and_revenue_history() {
-    let sim =
-        start(SimConfig { days: 20, orders_per_day: 30, vendors: vec![vendor("A00020008")], ..SimConfig::default() })
-            .await;
+    let sim = start(SimConfig {
+        days: 20,
+        orders_per_day: 30,
+        vendors: vec![vendor("A00020008")],
+        lifecycle: LifecycleConfig::plain(),
+        ..SimConfig::default()
+    })
+    .await;
     let client = client(&sim, account("lookups", "A00020008"), 10.0);
     let snapshot = sim.world();
     let world = &snapshot.vendors["A00020008"];
@@ -226,7 +254,13 @@ async fn look_ups_minute_windows_returns_and_revenue_history() {
 #[tokio::test]
 async fn v4_and_v5_answers_of_one_box_decode_to_the_same_record() {
     use coupang_ingest::client::model::OrderSheet;
-    let sim = start(SimConfig { days: 20, vendors: vec![vendor("A00020009")], ..SimConfig::default() }).await;
+    let sim = start(SimConfig {
+        days: 20,
+        vendors: vec![vendor("A00020009")],
+        lifecycle: LifecycleConfig::plain(),
+        ..SimConfig::default()
+    })
+    .await;
     let snapshot = sim.world();
     let world = &snapshot.vendors["A00020009"];
     let confirmed = world.boxes.iter().find(|b| b.confirmed_at.is_some() && b.remote_price.is_some()).unwrap();
@@ -267,7 +301,6 @@ async fn v4_and_v5_answers_of_one_box_decode_to_the_same_record() {
 #[tokio::test]
 async fn cancels_returns_refunds_and_coupons_are_served_as_coupang_does() {
     use coupang_ingest::client::model::SaleType;
-    use coupang_sim::config::LifecycleConfig;
     let config = SimConfig {
         days: 25,
         orders_per_day: 30,

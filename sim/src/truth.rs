@@ -197,7 +197,10 @@ mod tests {
                     seen.2 += 1;
                 }
                 if b.confirmed_at.is_none() {
-                    assert!(b.lines.iter().all(|l| item(l).seller_coupon == 0 && item(l).provisional));
+                    assert!(b
+                        .lines
+                        .iter()
+                        .all(|l| item(l).seller_coupon == 0 && item(l).provisional == (l.remaining() > 0)));
                 }
             }
         }
