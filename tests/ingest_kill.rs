@@ -61,8 +61,11 @@ async fn killing_ingest_at_random_moments_loses_nothing() {
     let mut last = ingest();
 
     let world = sim.world();
-    let boxes: HashSet<i64> =
-        world.vendors.values().flat_map(|v| v.boxes.iter().filter(|b| b.listed || !b.receipts.is_empty()).map(|b| b.shipment_box_id)).collect();
+    let boxes: HashSet<i64> = world
+        .vendors
+        .values()
+        .flat_map(|v| v.boxes.iter().filter(|b| b.listed || !b.receipts.is_empty()).map(|b| b.shipment_box_id))
+        .collect();
     let receipts: HashSet<i64> = world
         .vendors
         .values()

@@ -58,8 +58,11 @@ async fn with_faults_on_every_box_receipt_and_revenue_row_is_emitted_once() {
         .map(|m| decode::<coupang_schemas::OrderSheetEvent>(payload(m)).unwrap().shipment_box_id)
         .collect();
     // Boxes cancelled whole or returned have left the lists: they reach Kafka as receipts.
-    let expected_boxes: HashSet<i64> =
-        world.vendors.values().flat_map(|v| v.boxes.iter().filter(|b| b.listed || !b.receipts.is_empty()).map(|b| b.shipment_box_id)).collect();
+    let expected_boxes: HashSet<i64> = world
+        .vendors
+        .values()
+        .flat_map(|v| v.boxes.iter().filter(|b| b.listed || !b.receipts.is_empty()).map(|b| b.shipment_box_id))
+        .collect();
     same(&boxes, &expected_boxes, "shipment boxes (listed, or read alone through a receipt)");
     let got_receipts: HashSet<i64> = receipts.iter().map(|r| r.receipt_id).collect();
     assert_eq!(receipts.len(), got_receipts.len(), "each receipt once");

@@ -203,6 +203,16 @@ pub async fn ensure_compacted_topics(config: &KafkaConfig, names: &[&str]) -> Re
     create_missing_topics(config, names, true).await
 }
 
+/// Like [`ensure_compacted_topics`], with a given partition count (a changelog must match its inputs).
+pub async fn ensure_compacted_topics_with(
+    config: &KafkaConfig,
+    names: &[&str],
+    partitions: i32,
+) -> Result<(), KafkaSetupError> {
+    let config = KafkaConfig { partitions, ..config.clone() };
+    create_missing_topics(&config, names, true).await
+}
+
 async fn create_missing_topics(config: &KafkaConfig, names: &[&str], compacted: bool) -> Result<(), KafkaSetupError> {
     let existing = existing_topics(config).await?;
     let missing: Vec<&str> = names.iter().copied().filter(|n| !existing.contains(*n)).collect();

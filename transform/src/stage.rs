@@ -10,20 +10,21 @@
 //!
 //! Partitions are assigned with the eager `range` strategy, which gives one process the same partition
 //! number of all three input topics (they must have equal partition counts, which is checked). After
-//! any rebalance the current batch is dropped, positions go back to the committed offsets, and state is
-//! restored from the changelog for partitions this process did not own a moment ago (or whose changelog
-//! moved on while another process held them).
+//! a rebalance, state is restored from the changelog for partitions this process did not own a moment
+//! ago (or whose changelog moved on while another process held them), and messages of partitions that
+//! moved away are left to their new owner. Processing happens only between polls, and an eager
+//! rebalance completes only when this process polls again, so no partition changes hands mid-batch.
 
 use coupang_schemas::{decode, encode, OrderSheetEvent, PaymentFact, ReturnRequestEvent, RevenueEvent};
 use etl_core::kafka::{
-    commit_batch, ensure_compacted_topics, ensure_topics, next_batch, DeadLetter, KafkaConfig, KafkaSetupError,
+    commit_batch, ensure_compacted_topics_with, ensure_topics, next_batch, DeadLetter, KafkaConfig, KafkaSetupError,
 };
 use etl_core::Shutdown;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::ClientContext;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -91,7 +92,9 @@ pub async fn run(config: &TransformConfig, kafka: &KafkaConfig, shutdown: Shutdo
     let topics = kafka.topics();
     let inputs = [topics.raw_order_sheets.clone(), topics.raw_return_requests.clone(), topics.raw_revenue.clone()];
     ensure_topics(kafka, &[&inputs[0], &inputs[1], &inputs[2], &topics.payment_facts, &topics.dead_letter]).await?;
-    ensure_compacted_topics(kafka, &[&topics.transform_state]).await?;
+    // The changelog is partitioned like the inputs (whatever `kafka.partitions` says now).
+    let input_partitions = check_co_partitioned(kafka, &[&inputs[0], &inputs[1], &inputs[2]]).await?;
+    ensure_compacted_topics_with(kafka, &[&topics.transform_state], input_partitions).await?;
     check_co_partitioned(kafka, &[&inputs[0], &inputs[1], &inputs[2], &topics.transform_state]).await?;
 
     let mut consumer_config = kafka.consumer_config(&config.group_id);
@@ -108,11 +111,12 @@ pub async fn run(config: &TransformConfig, kafka: &KafkaConfig, shutdown: Shutdo
     tracing::info!(group = %config.group_id, "transform started");
 
     while !shutdown.is_cancelled() {
-        let batch = next_batch(&consumer, config.batch_size, wait, &shutdown).await?;
+        let mut batch = next_batch(&consumer, config.batch_size, wait, &shutdown).await?;
         if consumer.context().take() {
-            rewind_to_committed(&consumer)?;
             adopt_assignment(&consumer, &changelog, &mut owned, horizon_ms).await?;
-            continue;
+            // Messages of partitions that moved away are the new owner's; those of partitions still
+            // (or again) ours may come once more from the committed offset, which folding absorbs.
+            batch.retain(|m| owned.contains_key(&m.partition()));
         }
         if batch.is_empty() {
             continue;
@@ -160,7 +164,7 @@ async fn process(
             }
         };
         let partition = message.partition();
-        let store = owned.entry(partition).or_default();
+        let Some(store) = owned.get_mut(&partition) else { continue };
         store.note_source_time(event.source_time());
         let key = event.order_key();
         let state = changelog.state(partition, store, &key).await?;
@@ -236,30 +240,6 @@ fn read_event(message: &OwnedMessage, topics: &etl_core::kafka::Topics) -> Resul
     Ok(Some(event))
 }
 
-/// After a rebalance the fetch positions may be past messages of a dropped batch: go back to the
-/// committed offsets (the start when nothing was committed yet).
-fn rewind_to_committed(consumer: &Consumer3) -> Result<(), KafkaError> {
-    let assignment = consumer.assignment()?;
-    if assignment.count() == 0 {
-        return Ok(());
-    }
-    let committed = consumer.committed_offsets(assignment, Duration::from_secs(30))?;
-    for element in committed.elements() {
-        let offset = match element.offset() {
-            Offset::Offset(at) => Offset::Offset(at),
-            _ => Offset::Beginning,
-        };
-        let mut list = TopicPartitionList::new();
-        list.add_partition_offset(element.topic(), element.partition(), offset)?;
-        // Seeking right after an assignment can fail while the fetcher starts; the position then is
-        // already the committed offset, which is what we want.
-        if let Err(error) = consumer.seek_partitions(list, Duration::from_secs(10)) {
-            tracing::debug!(partition = element.partition(), "seek after rebalance: {error}");
-        }
-    }
-    Ok(())
-}
-
 /// Drops the state of partitions no longer owned and restores those newly owned (or changed meanwhile).
 async fn adopt_assignment(
     consumer: &Consumer3,
@@ -287,7 +267,8 @@ async fn adopt_assignment(
     Ok(())
 }
 
-async fn check_co_partitioned(kafka: &KafkaConfig, names: &[&str]) -> Result<(), TransformError> {
+/// The common partition count of `names`, or an error naming each count when they differ.
+async fn check_co_partitioned(kafka: &KafkaConfig, names: &[&str]) -> Result<i32, TransformError> {
     let config = kafka.client_config();
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     let counts = tokio::task::spawn_blocking(move || -> Result<Vec<(String, usize)>, KafkaError> {
@@ -308,5 +289,5 @@ async fn check_co_partitioned(kafka: &KafkaConfig, names: &[&str]) -> Result<(),
         let counts = counts.iter().map(|(name, n)| format!("{name}: {n}")).collect::<Vec<_>>().join(", ");
         return Err(TransformError::NotCoPartitioned { counts });
     }
-    Ok(())
+    Ok(counts.first().map_or(1, |(_, n)| *n as i32))
 }

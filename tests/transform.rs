@@ -1,0 +1,207 @@
+//! The transform stage against a real broker: killed at random moments, and two processes sharing the
+//! work through a rebalance. The final facts must be exactly what folding every raw event gives
+//! (computed here with the pure rules), whatever was interrupted.
+
+mod common;
+
+use common::*;
+use coupang_etl::config::Config;
+use coupang_etl::demo::compare;
+use coupang_load::summary::{daily_payments, fact_counts};
+use coupang_schemas::{decode, OrderSheetEvent, PaymentFact, ReturnRequestEvent, RevenueEvent};
+use coupang_sim::truth::Truth;
+use coupang_sim::SimConfig;
+use coupang_transform::order::{OrderState, RawEvent};
+use coupang_transform::rules::payment_facts;
+use etl_core::kafka::group_lag;
+use etl_core::Shutdown;
+use rdkafka::Message;
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Fills the raw topics from the simulator (ingest only) and returns the world's truth.
+async fn raw_topics_filled(config: &mut Config) -> (coupang_sim::Simulator, Truth) {
+    let sim = with_simulator(config).await;
+    let truth = Truth::of(&sim.world());
+    let (from, to) = sim_range(config);
+    coupang_ingest::collect_range(&config.ingest, &config.kafka, &config.accounts, from, to, &Shutdown::new())
+        .await
+        .unwrap();
+    (sim, truth)
+}
+
+/// The facts an uninterrupted run must end with: every raw event folded per order, then the rules.
+fn reference_facts(config: &Config) -> BTreeMap<String, PaymentFact> {
+    let topics = config.kafka.topics();
+    let mut events: Vec<RawEvent> = Vec::new();
+    for m in read_topic(&config.kafka, &topics.raw_order_sheets) {
+        events.extend(decode::<OrderSheetEvent>(m.payload().unwrap_or_default()).ok().map(RawEvent::OrderSheet));
+    }
+    for m in read_topic(&config.kafka, &topics.raw_return_requests) {
+        events.extend(decode::<ReturnRequestEvent>(m.payload().unwrap_or_default()).ok().map(RawEvent::ReturnRequest));
+    }
+    for m in read_topic(&config.kafka, &topics.raw_revenue) {
+        events.extend(decode::<RevenueEvent>(m.payload().unwrap_or_default()).ok().map(RawEvent::Revenue));
+    }
+    let mut orders: BTreeMap<String, OrderState> = BTreeMap::new();
+    for event in events.iter().filter(|e| e.validate().is_ok() && e.order_id() != 0) {
+        orders.entry(event.order_key()).or_default().fold(event);
+    }
+    orders.values().flat_map(payment_facts).map(|f| (f.kafka_key(), f)).collect()
+}
+
+/// What the facts topic says now: per key, the fact with the highest version (the loader's rule).
+fn current_facts(config: &Config) -> (BTreeMap<String, PaymentFact>, usize) {
+    let messages = read_topic(&config.kafka, &config.kafka.topics().payment_facts);
+    let mut current: BTreeMap<String, PaymentFact> = BTreeMap::new();
+    for m in &messages {
+        let fact: PaymentFact = decode(m.payload().unwrap_or_default()).unwrap();
+        match current.get(&fact.kafka_key()) {
+            Some(known) if known.version > fact.version => {}
+            _ => {
+                current.insert(fact.kafka_key(), fact);
+            }
+        }
+    }
+    (current, messages.len())
+}
+
+fn transform_process(file: &std::path::Path, batch_size: &str, log: Stdio) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_coupang-etl"))
+        .args(["--config", file.to_str().unwrap(), "transform"])
+        .env("COUPANG_ETL__TRANSFORM__BATCH_SIZE", batch_size)
+        .env("COUPANG_ETL_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+async fn transform_lag(config: &Config) -> i64 {
+    let topics = config.kafka.topics();
+    let mut lag = 0;
+    for raw in [&topics.raw_order_sheets, &topics.raw_return_requests, &topics.raw_revenue] {
+        lag += group_lag(&config.kafka, &config.transform.group_id, raw).await.unwrap_or(i64::MAX / 4);
+    }
+    lag
+}
+
+fn differences(got: &BTreeMap<String, PaymentFact>, expected: &BTreeMap<String, PaymentFact>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (key, fact) in expected {
+        match got.get(key) {
+            None => out.push(format!("{key}: missing")),
+            Some(g) if g != fact => out.push(format!("{key}: got {g:?}, expected {fact:?}")),
+            _ => {}
+        }
+    }
+    out.extend(got.keys().filter(|k| !expected.contains_key(*k)).map(|k| format!("{k}: unexpected")));
+    out.truncate(5);
+    out
+}
+
+fn next(rng: &mut u64) -> u64 {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    *rng
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "open (#6): against tansu 0.6 the group keeps rebalancing while the lag is read, and the lag never reads 0 here; run with --ignored"]
+async fn killing_the_transform_at_random_moments_changes_no_fact() {
+    let mut config = config("tkill", SimConfig { days: 12, orders_per_day: 30, ..small_world() });
+    let (sim, truth) = raw_topics_filled(&mut config).await;
+    let expected = reference_facts(&config);
+    let file = write_config_file(&config, "tkill");
+
+    // SIGKILL four times at pseudo-random moments (fixed seed), each time after some progress.
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    let mut kills = 0;
+    for _ in 0..4 {
+        let mut child = transform_process(&file, "40", Stdio::null());
+        tokio::time::sleep(Duration::from_millis(1_500 + next(&mut rng) % 2_500)).await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills += 1;
+        // The broker notices the dead member after the session timeout (10 s) and only then hands
+        // its partitions to the next process.
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        if transform_lag(&config).await == 0 {
+            break;
+        }
+    }
+    let mut last = transform_process(&file, "40", Stdio::null());
+    let drained = eventually(Duration::from_secs(120), || async { transform_lag(&config).await == 0 }).await;
+    last.kill().unwrap();
+    last.wait().unwrap();
+    assert!(drained, "the last transform process caught up");
+
+    let (got, emitted) = current_facts(&config);
+    assert_eq!(differences(&got, &expected), Vec::<String>::new());
+    // Then through load into ClickHouse: the views equal the simulator's truth.
+    let shutdown = Shutdown::new();
+    let load = {
+        let (config, shutdown) = (config.clone(), shutdown.clone());
+        tokio::spawn(async move { coupang_load::run(&config.load, &config.clickhouse, &config.kafka, shutdown).await })
+    };
+    let facts_topic = config.kafka.topics().payment_facts;
+    let loaded = || async { group_lag(&config.kafka, &config.load.group_id, &facts_topic).await.is_ok_and(|l| l == 0) };
+    assert!(eventually(Duration::from_secs(60), loaded).await);
+    shutdown.cancel();
+    load.await.unwrap().unwrap();
+    let daily = daily_payments(&config.clickhouse).await.unwrap();
+    assert_eq!(compare(&daily, &truth), vec![]);
+    assert_eq!(fact_counts(&config.clickhouse).await.unwrap().current_rows, expected.len() as u64);
+    println!(
+        "{kills} kills; {} facts identical to an uninterrupted fold ({emitted} fact records emitted); \
+         {} vendor-days equal the truth",
+        expected.len(),
+        truth.daily.len()
+    );
+    sim.stop().await;
+    std::fs::remove_file(file).unwrap();
+    drop_database(&config.clickhouse).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "open (#6): against tansu 0.6 the group keeps rebalancing while the lag is read, and the lag never reads 0 here; run with --ignored"]
+async fn two_processes_share_the_work_and_state_follows_its_partitions() {
+    let mut config = config("rebalance", SimConfig { days: 12, orders_per_day: 30, ..small_world() });
+    let (sim, _truth) = raw_topics_filled(&mut config).await;
+    let expected = reference_facts(&config);
+    let file = write_config_file(&config, "rebalance");
+    let log_b = std::env::temp_dir().join(format!("{}-b.log", unique("rebalance")));
+
+    // A starts alone; B joins (rebalance: partitions split); then A leaves (rebalance: B takes all,
+    // restoring A's partitions' state from the changelog).
+    let mut a = transform_process(&file, "20", Stdio::null());
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let mut b = transform_process(&file, "20", Stdio::from(std::fs::File::create(&log_b).unwrap()));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let lag_when_a_left = transform_lag(&config).await;
+    // A leaves the group (SIGTERM: it finishes its batch and closes). tansu 0.6 keeps a SIGKILLed
+    // member's share in the next assignment, so the hard-kill case is covered one process at a time.
+    let stopped = Command::new("kill").args(["-TERM", &a.id().to_string()]).status().unwrap();
+    assert!(stopped.success());
+    a.wait().unwrap();
+    let drained = eventually(Duration::from_secs(120), || async { transform_lag(&config).await == 0 }).await;
+    b.kill().unwrap();
+    b.wait().unwrap();
+    assert!(drained, "B caught up alone");
+
+    let log = std::fs::read_to_string(&log_b).unwrap_or_default();
+    let restores = log.matches("state restored from the changelog").count();
+    assert!(restores >= 2, "B restored state on joining and again when A's partitions moved to it:\n{log}");
+    let (got, emitted) = current_facts(&config);
+    assert_eq!(differences(&got, &expected), Vec::<String>::new());
+    println!(
+        "lag when A left: {lag_when_a_left}; B restored partition state {restores} times; {} facts exact \
+         ({emitted} fact records)",
+        expected.len()
+    );
+    sim.stop().await;
+    std::fs::remove_file(file).unwrap();
+    std::fs::remove_file(log_b).ok();
+}
