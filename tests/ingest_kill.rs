@@ -24,6 +24,7 @@ async fn killing_ingest_at_random_moments_loses_nothing() {
     let mut config = config("kill", sim);
     let sim = with_simulator(&mut config).await;
     let file = write_config_file(&config, "kill");
+    let log = std::env::temp_dir().join(format!("{}.log", unique("ingest-kill")));
     let ingest = || {
         Command::new(env!("CARGO_BIN_EXE_coupang-etl"))
             .args(["--config", file.to_str().unwrap(), "ingest"])
@@ -31,7 +32,7 @@ async fn killing_ingest_at_random_moments_loses_nothing() {
             .env("COUPANG_ETL__INGEST__LOOKBACK_DAYS", "10")
             .env("COUPANG_ETL_LOG", "warn")
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())
             .spawn()
             .unwrap()
     };
@@ -111,9 +112,11 @@ async fn killing_ingest_at_random_moments_loses_nothing() {
     last.wait().unwrap();
     assert!(
         complete,
-        "after three kills and a restart every box, receipt and revenue row is in Kafka: {}",
-        last_seen.lock().unwrap()
+        "after three kills and a restart every box, receipt and revenue row is in Kafka: {}\n(ingest's log, last lines)\n{}",
+        last_seen.lock().unwrap(),
+        tail(&std::fs::read_to_string(&log).unwrap_or_default(), 20)
     );
+    std::fs::remove_file(&log).ok();
     println!(
         "killed 3 times: {} boxes, {} receipts, {} orders with revenue rows all collected",
         boxes.len(),
@@ -122,4 +125,9 @@ async fn killing_ingest_at_random_moments_loses_nothing() {
     );
     std::fs::remove_file(file).unwrap();
     sim.stop().await;
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }

@@ -126,15 +126,20 @@ where
     }
 }
 
-/// Writes `config`'s Kafka, ClickHouse and accounts to a TOML file for running the real binary.
+/// Writes `config`'s Kafka, ClickHouse, stage groups and accounts to a TOML file for running the real
+/// binary (the processes must share the test's topics, partition count and consumer groups).
 pub fn write_config_file(config: &Config, name: &str) -> std::path::PathBuf {
     let mut text = format!(
-        "[kafka]\nbrokers = {:?}\ntopic_prefix = {:?}\n\n[clickhouse]\nurl = {:?}\ndatabase = {:?}\n\n[ingest]\n\
+        "[kafka]\nbrokers = {:?}\ntopic_prefix = {:?}\npartitions = {}\n\n[clickhouse]\nurl = {:?}\ndatabase = {:?}\n\n\
+         [transform]\ngroup_id = {:?}\n\n[load]\ngroup_id = {:?}\n\n[ingest]\n\
          base_url = {:?}\nrequests_per_second = {:?}\nbackfill_requests_per_second = {:?}\nmax_attempts = {}\n",
         config.kafka.brokers,
         config.kafka.topic_prefix,
+        config.kafka.partitions,
         config.clickhouse.url,
         config.clickhouse.database,
+        config.transform.group_id,
+        config.load.group_id,
         config.ingest.base_url,
         config.ingest.requests_per_second,
         config.ingest.backfill_requests_per_second,

@@ -61,12 +61,18 @@ impl ClientContext for RebalanceLog {}
 
 impl ConsumerContext for RebalanceLog {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let partitions = |list: &rdkafka::TopicPartitionList| {
+            let mut numbers: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
+            numbers.sort_unstable();
+            numbers.dedup();
+            format!("{} topic partitions (partitions {numbers:?})", list.count())
+        };
         let what = match rebalance {
-            Rebalance::Assign(list) => format!("assigned {}", list.count()),
-            Rebalance::Revoke(list) => format!("revoked {}", list.count()),
+            Rebalance::Assign(list) => format!("assigned {}", partitions(list)),
+            Rebalance::Revoke(list) => format!("revoked {}", partitions(list)),
             Rebalance::Error(error) => format!("error {error}"),
         };
-        tracing::info!("transform rebalance: {what} topic partitions");
+        tracing::info!("transform rebalance: {what}");
         *self.happened.lock().unwrap_or_else(|e| e.into_inner()) = true;
     }
 }

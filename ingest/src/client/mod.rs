@@ -254,6 +254,13 @@ impl CoupangClient {
         let message = error_message(body);
         let alias = self.alias();
         match status {
+            // Not the key: the signature's time was off, or the same signature was already used (another
+            // process sent the identical request within the same second). A fresh signature in the next
+            // second fixes the latter; if it keeps failing, the machine's clock is wrong.
+            StatusCode::UNAUTHORIZED if message.contains("signature is expired") => {
+                *last = format!("HTTP 401: {message} (re-signed; if this persists, check this machine's clock)");
+                Ok(Duration::from_millis(1_000 + u64::from(attempt) * 250))
+            }
             StatusCode::UNAUTHORIZED => Err(ClientError::KeyRejected { alias, status: 401, message }),
             StatusCode::FORBIDDEN if message.contains("Not allowed IP") => {
                 Err(ClientError::KeyRejected { alias, status: 403, message })
