@@ -91,18 +91,19 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_rest_stays_exact() {
     let sim = with_simulator(&mut config).await;
     let truth = Truth::of(&sim.world());
     let topics = config.kafka.topics();
-    ensure_topics(&config.kafka, &[&topics.raw_order_sheets, &topics.payment_facts, &topics.dead_letter])
-        .await
-        .unwrap();
+    let raw = [&topics.raw_order_sheets, &topics.raw_return_requests, &topics.raw_revenue];
+    ensure_topics(&config.kafka, &[raw[0], raw[1], raw[2], &topics.payment_facts, &topics.dead_letter]).await.unwrap();
 
-    // Garbage, and a well-formed event with an impossible status, in the raw topic; garbage in the facts topic.
+    // Garbage, and a well-formed event with an impossible status, in the raw topics; garbage in the facts topic.
     let producer: FutureProducer = config.kafka.producer_config().create().unwrap();
     let mut impossible: OrderSheetEvent = sample_event();
     impossible.status = "TELEPORTED".into();
     let impossible = encode(&impossible).unwrap();
-    let poison: [(&str, &[u8]); 3] = [
+    let poison: [(&str, &[u8]); 5] = [
         (&topics.raw_order_sheets, b"{\"not\": \"avro\"}"),
         (&topics.raw_order_sheets, &impossible),
+        (&topics.raw_return_requests, b"\xc3\x01\x00\x00\x00\x00\x00\x00\x00\x00 unknown schema"),
+        (&topics.raw_revenue, b"\xc3\x01"),
         (&topics.payment_facts, b"\xc3\x01garbage!"),
     ];
     for (topic, payload) in poison {
@@ -118,7 +119,7 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_rest_stays_exact() {
     assert_eq!(compare(&daily_payments(&config.clickhouse).await.unwrap(), &truth), vec![]);
 
     let dead = read_topic(&config.kafka, &topics.dead_letter);
-    assert_eq!(dead.len(), 3, "each poison record is dead-lettered once");
+    assert_eq!(dead.len(), 5, "each poison record is dead-lettered once");
     let reasons: Vec<(&str, &str)> =
         dead.iter().map(|m| (header(m, "dlq.stage").unwrap(), header(m, "dlq.reason").unwrap())).collect();
     assert!(
@@ -126,6 +127,11 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_rest_stays_exact() {
         "{reasons:?}"
     );
     assert!(reasons.iter().any(|(stage, r)| *stage == "transform" && r.contains("TELEPORTED")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|(_, r)| r.contains("ReturnRequestEvent: written with an unknown schema")),
+        "{reasons:?}"
+    );
+    assert!(reasons.iter().any(|(_, r)| r.contains("got 2 bytes")), "{reasons:?}");
     assert!(reasons.iter().any(|(stage, r)| *stage == "load" && r.contains("PaymentFact")), "{reasons:?}");
     println!("dead-lettered: {reasons:?}");
     sim.stop().await;

@@ -67,10 +67,12 @@ fn current_facts(config: &Config) -> (BTreeMap<String, PaymentFact>, usize) {
     (current, messages.len())
 }
 
-fn transform_process(file: &std::path::Path, batch_size: &str, log: Stdio) -> Child {
+/// A `coupang-etl transform` process; `horizon_days` sets how soon finished orders leave memory.
+fn transform_process(file: &std::path::Path, batch_size: &str, horizon_days: &str, log: Stdio) -> Child {
     Command::new(env!("CARGO_BIN_EXE_coupang-etl"))
         .args(["--config", file.to_str().unwrap(), "transform"])
         .env("COUPANG_ETL__TRANSFORM__BATCH_SIZE", batch_size)
+        .env("COUPANG_ETL__TRANSFORM__STATE_HORIZON_DAYS", horizon_days)
         .env("COUPANG_ETL_LOG", "info")
         .stdout(Stdio::null())
         .stderr(log)
@@ -119,7 +121,8 @@ async fn killing_the_transform_at_random_moments_changes_no_fact() {
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
     let mut kills = 0;
     for _ in 0..4 {
-        let mut child = transform_process(&file, "10", Stdio::null());
+        // Horizon 0: every finished order leaves memory as soon as it can, so the read-back path runs.
+        let mut child = transform_process(&file, "10", "0", Stdio::null());
         tokio::time::sleep(Duration::from_millis(1_000 + next(&mut rng) % 2_000)).await;
         child.kill().unwrap();
         child.wait().unwrap();
@@ -131,7 +134,7 @@ async fn killing_the_transform_at_random_moments_changes_no_fact() {
             break;
         }
     }
-    let mut last = transform_process(&file, "10", Stdio::null());
+    let mut last = transform_process(&file, "10", "0", Stdio::null());
     let drained = eventually(Duration::from_secs(120), || async { transform_lag(&config).await == 0 }).await;
     last.kill().unwrap();
     last.wait().unwrap();
@@ -175,9 +178,9 @@ async fn two_processes_share_the_work_and_state_follows_its_partitions() {
     // A starts alone; B joins (rebalance: partitions split); then A leaves (rebalance: B takes all,
     // restoring A's partitions' state from the changelog).
     // Tiny batches, so that A still has work in its partitions when it leaves.
-    let mut a = transform_process(&file, "2", Stdio::null());
+    let mut a = transform_process(&file, "2", "30", Stdio::null());
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let mut b = transform_process(&file, "2", Stdio::from(std::fs::File::create(&log_b).unwrap()));
+    let mut b = transform_process(&file, "2", "30", Stdio::from(std::fs::File::create(&log_b).unwrap()));
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     let lag_when_a_left = transform_lag(&config).await;
     // A is stopped (SIGTERM: it ends its batch and leaves the group), and B takes over. The hard-kill

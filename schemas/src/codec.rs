@@ -13,7 +13,7 @@ const HEADER_LEN: usize = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
-    #[error("not an Avro single-object record (missing C3 01 marker, {len} bytes)")]
+    #[error("not an Avro single-object record (it needs the C3 01 marker and an 8-byte schema fingerprint; got {len} bytes)")]
     NotSingleObject { len: usize },
     #[error("{event}: written with an unknown schema (fingerprint {fingerprint})")]
     UnknownSchema { event: &'static str, fingerprint: String },
