@@ -20,7 +20,75 @@ pub struct Migration {
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "payment_facts table", statements: &[PAYMENT_FACTS] },
     Migration { version: 2, name: "daily_payments view", statements: &[DAILY_PAYMENTS] },
+    Migration {
+        version: 3,
+        name: "item and order views; daily_payments with coupons and cancellations broken out",
+        statements: &[ITEM_PAYMENTS, ORDER_PAYMENTS, "DROP TABLE IF EXISTS {db}.daily_payments", DAILY_PAYMENTS_V3],
+    },
 ];
+
+/// Current state of every (vendor, order, item): one row per key, as BI should read the facts.
+const ITEM_PAYMENTS: &str = "
+CREATE VIEW IF NOT EXISTS {db}.item_payments AS
+SELECT vendor_id, account_alias, order_id, vendor_item_id, shipment_box_id, vendor_item_name, payment_date,
+       paid_at, status, quantity, cancelled_quantity, order_price, shipping_fee, seller_coupon_discount,
+       coupang_coupon_discount, payment_amount, provisional, cancelled, event_time, version
+FROM {db}.payment_facts FINAL";
+
+/// Current state of every order: its items summed. `provisional` while any item awaits confirmation;
+/// `cancelled` when every item was cancelled or returned.
+const ORDER_PAYMENTS: &str = "
+CREATE VIEW IF NOT EXISTS {db}.order_payments AS
+SELECT
+    vendor_id,
+    argMax(alias, ver) AS account_alias,
+    order_id,
+    min(day) AS payment_date,
+    min(paid) AS paid_at,
+    count() AS items,
+    sum(units) AS quantity,
+    sum(undone) AS cancelled_quantity,
+    sum(price) AS order_price,
+    sum(fee) AS shipping_fee,
+    sum(seller) AS seller_coupon_discount,
+    sum(coupang) AS coupang_coupon_discount,
+    sum(amount) AS payment_amount,
+    max(is_provisional) AS provisional,
+    min(is_cancelled) AS cancelled,
+    max(changed) AS event_time
+FROM (
+    SELECT vendor_id, account_alias AS alias, version AS ver, order_id, payment_date AS day, paid_at AS paid,
+           quantity AS units, cancelled_quantity AS undone, order_price AS price, shipping_fee AS fee,
+           seller_coupon_discount AS seller, coupang_coupon_discount AS coupang, payment_amount AS amount,
+           provisional AS is_provisional, cancelled AS is_cancelled, event_time AS changed
+    FROM {db}.payment_facts FINAL
+)
+GROUP BY vendor_id, order_id";
+
+/// Payment amount per account and payment day, current versions only, with what is still provisional,
+/// the coupons and the cancellations broken out.
+const DAILY_PAYMENTS_V3: &str = "
+CREATE VIEW IF NOT EXISTS {db}.daily_payments AS
+SELECT
+    vendor_id,
+    argMax(alias, paid) AS account_alias,
+    payment_date,
+    uniqExact(order) AS orders,
+    count() AS items,
+    sum(amount) AS payment_amount,
+    sumIf(amount, is_provisional = 1) AS provisional_amount,
+    sumIf(amount, is_provisional = 0) AS confirmed_amount,
+    sum(seller) AS seller_coupon_discount,
+    sum(coupang) AS coupang_coupon_discount,
+    sum(undone) AS cancelled_quantity,
+    countIf(is_cancelled = 1) AS cancelled_items
+FROM (
+    SELECT vendor_id, account_alias AS alias, paid_at AS paid, payment_date, order_id AS order,
+           payment_amount AS amount, provisional AS is_provisional, cancelled AS is_cancelled,
+           seller_coupon_discount AS seller, coupang_coupon_discount AS coupang, cancelled_quantity AS undone
+    FROM {db}.payment_facts FINAL
+)
+GROUP BY vendor_id, payment_date";
 
 /// One row per (vendor, order, item), newest version wins. The partition is the payment month, and a
 /// key's payment date never changes, so all versions of a row meet in one partition and merge.
@@ -34,7 +102,7 @@ CREATE TABLE IF NOT EXISTS {db}.payment_facts (
     vendor_item_name String COMMENT 'Item name as ordered',
     payment_date Date COMMENT 'Payment day in Korea time (Asia/Seoul): the day this amount belongs to, also after cancels and coupons',
     paid_at DateTime('Asia/Seoul') COMMENT 'Payment time',
-    status String COMMENT 'Latest order-sheet status: ACCEPT, INSTRUCT, DEPARTURE, DELIVERING, FINAL_DELIVERY or NONE_TRACKING',
+    status String COMMENT 'CONFIRMED, CANCELLED or RETURNED once known, else the order-sheet status (ACCEPT, INSTRUCT, DEPARTURE, DELIVERING, FINAL_DELIVERY, NONE_TRACKING)',
     quantity Int32 COMMENT 'Units ordered',
     cancelled_quantity Int32 COMMENT 'Units cancelled or returned',
     order_price Int64 COMMENT 'KRW: price of the units that remain',

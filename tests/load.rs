@@ -1,0 +1,158 @@
+//! The loader against real Kafka (tansu) and ClickHouse 18.16: facts loaded twice, older versions
+//! arriving after newer ones, and ClickHouse stopped for 30 seconds mid-run. This file is its own test
+//! binary because it restarts the shared ClickHouse (binaries run one after another).
+
+mod common;
+
+use common::*;
+use coupang_etl::config::Config;
+use coupang_load::summary::fact_counts;
+use coupang_schemas::{encode, PaymentFact};
+use coupang_sim::SimConfig;
+use etl_core::kafka::{ensure_topics, group_lag};
+use etl_core::Shutdown;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A fact of item `item` of order `order` at `version`; the amount tells versions apart.
+fn fact(order: i64, item: i64, version: i64) -> PaymentFact {
+    let amount = 1_000 * item + version;
+    PaymentFact {
+        vendor_id: "A00077777".into(),
+        account_alias: "load-test".into(),
+        order_id: order,
+        vendor_item_id: item,
+        shipment_box_id: order * 10,
+        vendor_item_name: format!("item {item}"),
+        payment_date: 20_400 + (order % 20) as i32,
+        paid_at: 1_762_560_000_000 + order * 60_000,
+        status: "INSTRUCT".into(),
+        quantity: 1,
+        cancelled_quantity: 0,
+        order_price: amount,
+        shipping_fee: 0,
+        seller_coupon_discount: 0,
+        coupang_coupon_discount: 0,
+        payment_amount: amount,
+        provisional: version < 3,
+        cancelled: false,
+        event_time: 1_762_560_000_000 + version * 1_000,
+        version,
+    }
+}
+
+async fn produce(config: &Config, facts: &[PaymentFact]) {
+    let producer: FutureProducer = config.kafka.producer_config().create().unwrap();
+    let topic = config.kafka.topics().payment_facts;
+    for f in facts {
+        let payload = encode(f).unwrap();
+        producer
+            .send(FutureRecord::to(&topic).key(&f.kafka_key()).payload(&payload), Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct CurrentRow {
+    order_id: i64,
+    vendor_item_id: i64,
+    payment_amount: i64,
+    version: u64,
+}
+
+/// What `item_payments` shows, by key.
+async fn current(config: &Config) -> BTreeMap<(i64, i64), (i64, u64)> {
+    let client = clickhouse::Client::default()
+        .with_url(&config.clickhouse.url)
+        .with_database(&config.clickhouse.database)
+        .with_validation(false);
+    client
+        .query("SELECT order_id, vendor_item_id, payment_amount, version FROM item_payments")
+        .fetch_all::<CurrentRow>()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| ((r.order_id, r.vendor_item_id), (r.payment_amount, r.version)))
+        .collect()
+}
+
+fn newest(facts: &[PaymentFact]) -> BTreeMap<(i64, i64), (i64, u64)> {
+    let mut out: BTreeMap<(i64, i64), (i64, u64)> = BTreeMap::new();
+    for f in facts {
+        let slot = out.entry((f.order_id, f.vendor_item_id)).or_insert((f.payment_amount, f.version as u64));
+        if f.version as u64 >= slot.1 {
+            *slot = (f.payment_amount, f.version as u64);
+        }
+    }
+    out
+}
+
+fn spawn_load(config: &Config) -> (Shutdown, tokio::task::JoinHandle<Result<(), coupang_load::LoadError>>) {
+    let shutdown = Shutdown::new();
+    let handle = {
+        let (config, shutdown) = (config.clone(), shutdown.clone());
+        tokio::spawn(async move { coupang_load::run(&config.load, &config.clickhouse, &config.kafka, shutdown).await })
+    };
+    (shutdown, handle)
+}
+
+async fn loaded(config: &Config) -> bool {
+    let topic = config.kafka.topics().payment_facts;
+    group_lag(&config.kafka, &config.load.group_id, &topic).await.is_ok_and(|lag| lag == 0)
+}
+
+fn services_script(args: &[&str]) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/services.sh");
+    let status = std::process::Command::new("bash").arg(script).args(args).status().unwrap();
+    assert!(status.success(), "deploy/services.sh {args:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_stopped_for_30_seconds_loses_and_duplicates_nothing_and_late_old_versions_never_win() {
+    let mut config = config("load", SimConfig::default());
+    config.load.batch_rows = 500;
+    let topics = config.kafka.topics();
+    ensure_topics(&config.kafka, &[&topics.payment_facts, &topics.dead_letter]).await.unwrap();
+    let (shutdown, load) = spawn_load(&config);
+
+    // Round 1: 300 keys at versions 2, then the same facts again (a replay).
+    let keys: Vec<(i64, i64)> =
+        (0..100).flat_map(|order| (1..=3).map(move |item| (24_000_000 + order, item))).collect();
+    let round1: Vec<PaymentFact> = keys.iter().map(|&(o, i)| fact(o, i, 2)).collect();
+    produce(&config, &round1).await;
+    produce(&config, &round1).await;
+    assert!(eventually(Duration::from_secs(60), || loaded(&config)).await, "round 1 loaded");
+    assert_eq!(current(&config).await, newest(&round1));
+
+    // ClickHouse goes away; meanwhile newer versions (3) arrive, and older ones (1) after them.
+    services_script(&["stop", "clickhouse"]);
+    let round2: Vec<PaymentFact> = keys.iter().map(|&(o, i)| fact(o, i, 3)).collect();
+    let late_old: Vec<PaymentFact> = keys.iter().map(|&(o, i)| fact(o, i, 1)).collect();
+    produce(&config, &round2).await;
+    produce(&config, &late_old).await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(!loaded(&config).await, "nothing can be committed while ClickHouse is down");
+    services_script(&["start", "clickhouse"]);
+    assert!(eventually(Duration::from_secs(120), || loaded(&config)).await, "everything loaded after the restart");
+
+    let all: Vec<PaymentFact> = round1.iter().chain(&round2).chain(&late_old).cloned().collect();
+    let expected = newest(&all);
+    assert_eq!(current(&config).await, expected, "the newest version of every key, and only that");
+    let counts = fact_counts(&config.clickhouse).await.unwrap();
+    assert_eq!(counts.current_rows, keys.len() as u64, "one current row per key");
+    shutdown.cancel();
+    load.await.unwrap().unwrap();
+    println!(
+        "{} keys; {} fact records ({} after a 30 s ClickHouse outage); {} stored versions, {} current rows",
+        keys.len(),
+        all.len() + round1.len(),
+        round2.len() + late_old.len(),
+        counts.stored_rows,
+        counts.current_rows
+    );
+    drop_database(&config.clickhouse).await;
+}
