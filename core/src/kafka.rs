@@ -353,13 +353,28 @@ pub async fn next_batch<C: ConsumerContext + 'static>(
     max_wait: Duration,
     shutdown: &Shutdown,
 ) -> Result<Vec<OwnedMessage>, KafkaError> {
+    next_batch_within(consumer, (max_messages, usize::MAX, max_wait), shutdown).await
+}
+
+/// Like [`next_batch`], also ending the batch once its payloads reach `max_bytes` (the message that
+/// crosses the limit is kept, so a single large message still makes progress).
+pub async fn next_batch_within<C: ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
+    (max_messages, max_bytes, max_wait): (usize, usize, Duration),
+    shutdown: &Shutdown,
+) -> Result<Vec<OwnedMessage>, KafkaError> {
     let mut batch = Vec::new();
+    let mut bytes = 0usize;
     let deadline = tokio::time::Instant::now() + max_wait;
-    while batch.len() < max_messages {
+    while batch.len() < max_messages && bytes < max_bytes {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep_until(deadline) => break,
-            received = consumer.recv() => batch.push(received?.detach()),
+            received = consumer.recv() => {
+                let message = received?.detach();
+                bytes += message.payload().map_or(0, <[u8]>::len);
+                batch.push(message);
+            }
         }
     }
     Ok(batch)

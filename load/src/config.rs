@@ -73,6 +73,9 @@ pub struct LoadConfig {
     /// Most facts per INSERT.
     #[serde(default = "default_batch_rows")]
     pub batch_rows: usize,
+    /// Most encoded fact bytes per INSERT (a batch ends at whichever of rows, bytes or wait comes first).
+    #[serde(default = "default_batch_bytes")]
+    pub batch_bytes: usize,
     /// Longest wait for a batch to fill, milliseconds.
     #[serde(default = "default_batch_wait_ms")]
     pub batch_wait_ms: u64,
@@ -90,6 +93,9 @@ fn default_batch_rows() -> usize {
 fn default_batch_wait_ms() -> u64 {
     500
 }
+fn default_batch_bytes() -> usize {
+    16 << 20
+}
 fn default_max_backoff_secs() -> u64 {
     30
 }
@@ -100,6 +106,7 @@ impl Default for LoadConfig {
             group_id: default_group_id(),
             batch_rows: default_batch_rows(),
             batch_wait_ms: default_batch_wait_ms(),
+            batch_bytes: default_batch_bytes(),
             max_backoff_secs: default_max_backoff_secs(),
         }
     }

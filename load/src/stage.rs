@@ -5,7 +5,7 @@
 //! so memory stays bounded and nothing is lost or reordered.
 
 use coupang_schemas::{decode, PaymentFact};
-use etl_core::kafka::{commit_batch, ensure_topics, next_batch, DeadLetter, KafkaConfig, KafkaSetupError};
+use etl_core::kafka::{commit_batch, ensure_topics, next_batch_within, DeadLetter, KafkaConfig, KafkaSetupError};
 use etl_core::Shutdown;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -48,7 +48,7 @@ pub async fn run(
     tracing::info!(group = %config.group_id, topic = %topics.payment_facts, "load started");
 
     while !shutdown.is_cancelled() {
-        let batch = next_batch(&consumer, config.batch_rows, wait, &shutdown).await?;
+        let batch = next_batch_within(&consumer, (config.batch_rows, config.batch_bytes, wait), &shutdown).await?;
         if batch.is_empty() {
             continue;
         }

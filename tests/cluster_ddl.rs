@@ -1,0 +1,62 @@
+//! The cluster variant of the DDL (`deploy/clickhouse-cluster.sql`) is kept honest by what this machine
+//! can check: every statement, with the cluster parts taken out, runs on the local ClickHouse, and the
+//! local table it makes has exactly the columns of the table `coupang-etl migrate` creates.
+
+mod common;
+
+use common::*;
+use coupang_sim::SimConfig;
+
+async fn query(url: &str, sql: &str) -> String {
+    let response = reqwest::Client::new().post(url).body(sql.to_string()).send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert!(status.is_success(), "{sql}\n→ {text}");
+    text
+}
+
+#[tokio::test]
+async fn the_cluster_ddl_parses_and_matches_the_single_server_table() {
+    let config = config("cluster_ddl", SimConfig::default());
+    let url = &config.clickhouse.url;
+    // The cluster tables in a database of their own, beside the single-server schema.
+    let db = &format!("{}_cluster", config.clickhouse.database);
+    let sql = include_str!("../deploy/clickhouse-cluster.sql");
+    let without_comments: String =
+        sql.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
+    let statements: Vec<&str> = without_comments.split(';').filter(|s| !s.trim().is_empty()).collect();
+    assert_eq!(statements.len(), 3, "database, local table, distributed table");
+    // One server, no ZooKeeper: drop ON CLUSTER, make the replicated engine a plain one, and point the
+    // Distributed table at this server's own test cluster.
+    for statement in &statements {
+        let local = statement
+            .replace(" ON CLUSTER {cluster}", "")
+            .replace("{db}", db)
+            .replace(
+                &format!("ReplicatedReplacingMergeTree('/clickhouse/tables/{{shard}}/{db}/payment_facts_local', '{{replica}}', version)"),
+                "ReplacingMergeTree(version)",
+            )
+            .replace("Distributed({cluster},", "Distributed(test_shard_localhost,");
+        if local.contains("Distributed(test_shard_localhost") {
+            // This server has no cluster configured: the statement must parse; the missing cluster may
+            // be the only complaint.
+            let response = reqwest::Client::new().post(url.as_str()).body(local.clone()).send().await.unwrap();
+            let text = response.text().await.unwrap();
+            assert!(!text.contains("Syntax error"), "{local}\n→ {text}");
+        } else {
+            query(url, &local).await;
+        }
+    }
+    coupang_load::migrate(&config.clickhouse).await.unwrap();
+    let columns_of = |database: &str, table: &str| {
+        format!(
+            "SELECT name, type FROM system.columns WHERE database = '{database}' AND table = '{table}' ORDER BY name FORMAT TSV"
+        )
+    };
+    let local = query(url, &columns_of(db, "payment_facts_local")).await;
+    let single = query(url, &columns_of(&config.clickhouse.database, "payment_facts")).await;
+    assert!(single.contains("payment_amount\tInt64"), "{single}");
+    assert_eq!(local, single, "the cluster's local table has the single-server table's columns");
+    drop_database(&config.clickhouse).await;
+    query(url, &format!("DROP DATABASE IF EXISTS {db}")).await;
+}
