@@ -7,7 +7,7 @@ use common::*;
 use coupang_etl::demo::compare;
 use coupang_etl::pipeline::run_range;
 use coupang_load::summary::{daily_payments, fact_counts, optimize_facts, order_payments};
-use coupang_schemas::{encode, OrderSheetEvent};
+use coupang_schemas::{encode, OrderSheetEvent, PaymentFact};
 use coupang_sim::truth::Truth;
 use coupang_sim::SimConfig;
 use etl_core::kafka::ensure_topics;
@@ -99,12 +99,38 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_rest_stays_exact() {
     let mut impossible: OrderSheetEvent = sample_event();
     impossible.status = "TELEPORTED".into();
     let impossible = encode(&impossible).unwrap();
-    let poison: [(&str, &[u8]); 5] = [
+    // A well-formed fact no rule could produce: more units undone than ordered. Only ClickHouse's own
+    // check on the table refuses it.
+    let impossible_fact = encode(&PaymentFact {
+        vendor_id: "A00099999".into(),
+        account_alias: "nobody".into(),
+        order_id: 1,
+        vendor_item_id: 1,
+        shipment_box_id: 1,
+        vendor_item_name: "impossible".into(),
+        payment_date: 20_400,
+        paid_at: 1_762_560_000_000,
+        status: "CANCELLED".into(),
+        quantity: 1,
+        cancelled_quantity: 5,
+        order_price: 0,
+        shipping_fee: 0,
+        seller_coupon_discount: 0,
+        coupang_coupon_discount: 0,
+        payment_amount: 0,
+        provisional: false,
+        cancelled: true,
+        event_time: 1_762_560_000_000,
+        version: 1,
+    })
+    .unwrap();
+    let poison: [(&str, &[u8]); 6] = [
         (&topics.raw_order_sheets, b"{\"not\": \"avro\"}"),
         (&topics.raw_order_sheets, &impossible),
         (&topics.raw_return_requests, b"\xc3\x01\x00\x00\x00\x00\x00\x00\x00\x00 unknown schema"),
         (&topics.raw_revenue, b"\xc3\x01"),
         (&topics.payment_facts, b"\xc3\x01garbage!"),
+        (&topics.payment_facts, &impossible_fact),
     ];
     for (topic, payload) in poison {
         producer
@@ -119,7 +145,7 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_rest_stays_exact() {
     assert_eq!(compare(&daily_payments(&config.clickhouse).await.unwrap(), &truth), vec![]);
 
     let dead = read_topic(&config.kafka, &topics.dead_letter);
-    assert_eq!(dead.len(), 5, "each poison record is dead-lettered once");
+    assert_eq!(dead.len(), 6, "each poison record is dead-lettered once");
     let reasons: Vec<(&str, &str)> =
         dead.iter().map(|m| (header(m, "dlq.stage").unwrap(), header(m, "dlq.reason").unwrap())).collect();
     assert!(
@@ -133,6 +159,12 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_rest_stays_exact() {
     );
     assert!(reasons.iter().any(|(_, r)| r.contains("got 2 bytes")), "{reasons:?}");
     assert!(reasons.iter().any(|(stage, r)| *stage == "load" && r.contains("PaymentFact")), "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|(stage, r)| *stage == "load" && r.contains("ClickHouse rejected the row") && r.contains("395")),
+        "the server's own message: {reasons:?}"
+    );
     println!("dead-lettered: {reasons:?}");
     sim.stop().await;
     drop_database(&config.clickhouse).await;

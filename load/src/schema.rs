@@ -15,17 +15,38 @@ pub struct Migration {
     pub name: &'static str,
     /// Statements with `{db}` standing for the database.
     pub statements: &'static [&'static str],
+    /// (table, column): the migration adds this column and is skipped when it is already there (old
+    /// servers have no `ADD COLUMN IF NOT EXISTS`).
+    pub adds_column: Option<(&'static str, &'static str)>,
 }
 
 pub const MIGRATIONS: &[Migration] = &[
-    Migration { version: 1, name: "payment_facts table", statements: &[PAYMENT_FACTS] },
-    Migration { version: 2, name: "daily_payments view", statements: &[DAILY_PAYMENTS] },
+    Migration { version: 1, name: "payment_facts table", statements: &[PAYMENT_FACTS], adds_column: None },
+    Migration { version: 2, name: "daily_payments view", statements: &[DAILY_PAYMENTS], adds_column: None },
     Migration {
         version: 3,
         name: "item and order views; daily_payments with coupons and cancellations broken out",
         statements: &[ITEM_PAYMENTS, ORDER_PAYMENTS, "DROP TABLE IF EXISTS {db}.daily_payments", DAILY_PAYMENTS_V3],
+        adds_column: None,
+    },
+    Migration {
+        version: 4,
+        name: "payment_facts refuses impossible rows",
+        statements: &[ROW_CHECK],
+        adds_column: Some(("payment_facts", "row_check")),
     },
 ];
+
+/// The table's own guard: an INSERT with an impossible row fails with ClickHouse's error (code 395),
+/// whoever writes it; the loader then isolates the row and dead-letters it with that message. A
+/// MATERIALIZED column works on 18.16 and on current servers alike (CHECK constraints need 19.14+).
+const ROW_CHECK: &str = "
+ALTER TABLE {db}.payment_facts ADD COLUMN row_check UInt8 MATERIALIZED throwIf(
+    quantity < 0 OR cancelled_quantity < 0 OR cancelled_quantity > quantity
+    OR order_price < 0 OR shipping_fee < 0 OR seller_coupon_discount < 0 OR coupang_coupon_discount < 0
+    OR payment_amount < 0
+    OR payment_amount != order_price + shipping_fee - seller_coupon_discount - coupang_coupon_discount)
+COMMENT 'Always 0: computed on INSERT, where an impossible row (negative amounts or quantities, more units undone than ordered, an amount that is not price + fee - coupons) makes the INSERT fail'";
 
 /// Current state of every (vendor, order, item): one row per key, as BI should read the facts.
 const ITEM_PAYMENTS: &str = "
@@ -202,6 +223,11 @@ struct VersionRow {
 }
 
 #[derive(Row, Deserialize)]
+struct CountRow {
+    n: u64,
+}
+
+#[derive(Row, Deserialize)]
 struct AppliedRow {
     version: u32,
 }
@@ -253,8 +279,25 @@ pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrationReport, Schem
             name: migration.name,
             source,
         };
-        for statement in migration.statements {
-            admin.query(&statement.replace("{db}", db)).execute().await.map_err(failed)?;
+        let present = match migration.adds_column {
+            Some((table, column)) => {
+                admin
+                    .query("SELECT count() AS n FROM system.columns WHERE database = ? AND table = ? AND name = ?")
+                    .bind(db.as_str())
+                    .bind(table)
+                    .bind(column)
+                    .fetch_one::<CountRow>()
+                    .await
+                    .map_err(failed)?
+                    .n
+                    > 0
+            }
+            None => false,
+        };
+        if !present {
+            for statement in migration.statements {
+                admin.query(&statement.replace("{db}", db)).execute().await.map_err(failed)?;
+            }
         }
         admin
             .query(&format!("INSERT INTO {db}.schema_migrations (version, name) VALUES (?, ?)"))

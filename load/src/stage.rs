@@ -43,7 +43,7 @@ pub async fn run(
     consumer.subscribe(&[&topics.payment_facts])?;
     let producer: FutureProducer = kafka.producer_config().create()?;
     let dead_letter = DeadLetter::new(producer, topics.dead_letter.clone(), "load");
-    let client = clickhouse.client();
+    let target = Target { client: clickhouse.client(), modern: report.server.is_modern() };
     let wait = Duration::from_millis(config.batch_wait_ms);
     tracing::info!(group = %config.group_id, topic = %topics.payment_facts, "load started");
 
@@ -53,62 +53,189 @@ pub async fn run(
             continue;
         }
         let rows = rows_of(&batch, &dead_letter).await?;
-        if !insert_until_acknowledged(&client, &rows, config, &shutdown).await {
+        let Some(rejected) = insert_until_acknowledged(&target, &rows, &batch, config, &shutdown).await else {
             // Shut down mid-retry: leave the batch uncommitted; the next run loads it again.
             break;
+        };
+        for (index, reason) in &rejected {
+            let message = &batch[rows[*index].1];
+            tracing::error!(key = %String::from_utf8_lossy(message.key().unwrap_or_default()), "{reason}");
+            dead_letter.send(message, reason).await?;
         }
         commit_batch(&consumer, &batch)?;
-        tracing::debug!(rows = rows.len(), "batch loaded and committed");
+        tracing::debug!(rows = rows.len(), rejected = rejected.len(), "batch loaded and committed");
     }
     tracing::info!("load stopped");
     Ok(())
 }
 
-/// Decodes a batch; records that are not valid facts go to the dead-letter topic with the reason.
-async fn rows_of(batch: &[OwnedMessage], dead_letter: &DeadLetter) -> Result<Vec<FactRow>, KafkaError> {
+/// Decodes a batch into rows, each with its message's index; records that are not valid facts go to
+/// the dead-letter topic with the reason.
+async fn rows_of(batch: &[OwnedMessage], dead_letter: &DeadLetter) -> Result<Vec<(FactRow, usize)>, KafkaError> {
     let mut rows = Vec::with_capacity(batch.len());
-    for message in batch {
+    for (index, message) in batch.iter().enumerate() {
         let row = decode::<PaymentFact>(message.payload().unwrap_or_default())
             .map_err(|e| e.to_string())
             .and_then(|fact| FactRow::try_from(&fact).map_err(|e| e.to_string()));
         match row {
-            Ok(row) => rows.push(row),
+            Ok(row) => rows.push((row, index)),
             Err(reason) => dead_letter.send(message, &reason).await?,
         }
     }
     Ok(rows)
 }
 
-/// Retries until ClickHouse acknowledges the INSERT (true) or shutdown is requested (false).
-async fn insert_until_acknowledged(
-    client: &clickhouse::Client,
-    rows: &[FactRow],
-    config: &LoadConfig,
-    shutdown: &Shutdown,
-) -> bool {
-    if rows.is_empty() {
-        return true;
-    }
-    let mut pause = Duration::from_millis(500);
-    loop {
-        match insert(client, rows).await {
-            Ok(()) => return true,
-            Err(error) => {
-                tracing::warn!(rows = rows.len(), retry_in = ?pause, "ClickHouse insert failed: {error}");
-            }
+/// How an INSERT failed: the data (retrying the same rows cannot help), or anything else (ClickHouse
+/// down, slow, overloaded: retry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InsertFailure {
+    Rejected(String),
+    Transient(String),
+}
+
+/// ClickHouse exception codes that blame the rows themselves.
+const DATA_ERROR_CODES: &[u32] = &[
+    6,   // CANNOT_PARSE_TEXT
+    26,  // CANNOT_PARSE_QUOTED_STRING
+    27,  // CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    33,  // CANNOT_READ_ALL_DATA
+    38,  // CANNOT_PARSE_DATE
+    41,  // CANNOT_PARSE_DATETIME
+    53,  // TYPE_MISMATCH
+    69,  // ARGUMENT_OUT_OF_BOUND
+    70,  // CANNOT_CONVERT_TYPE
+    72,  // CANNOT_PARSE_NUMBER
+    117, // INCORRECT_DATA
+    131, // TOO_LARGE_STRING_SIZE
+    395, // FUNCTION_THROW_IF_VALUE_IS_NON_ZERO (the table's row_check)
+    469, // VIOLATED_CONSTRAINT
+];
+
+pub fn classify(error: &clickhouse::error::Error) -> InsertFailure {
+    let text = error.to_string();
+    let code = text
+        .split("Code: ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|digits| digits.parse::<u32>().ok());
+    match (error, code) {
+        (clickhouse::error::Error::BadResponse(_), Some(395)) => InsertFailure::Rejected(format!(
+            "{text} (the table's row_check: a negative amount or quantity, more units undone than ordered, or \
+             payment_amount ≠ order_price + shipping_fee − coupons)"
+        )),
+        (clickhouse::error::Error::BadResponse(_), Some(code)) if DATA_ERROR_CODES.contains(&code) => {
+            InsertFailure::Rejected(text)
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => return false,
-            _ = tokio::time::sleep(pause) => {}
-        }
-        pause = (pause * 2).min(Duration::from_secs(config.max_backoff_secs.max(1)));
+        _ => InsertFailure::Transient(text),
     }
 }
 
-async fn insert(client: &clickhouse::Client, rows: &[FactRow]) -> Result<(), clickhouse::error::Error> {
+/// Inserts the rows until ClickHouse has acknowledged every one it accepts. Transient failures are
+/// retried with growing pauses (reading nothing new meanwhile, so memory stays bounded); when
+/// ClickHouse rejects the data, the batch is halved until the offending rows are alone, and those are
+/// returned (row index, ClickHouse's message) for the dead-letter topic. `None` on shutdown.
+async fn insert_until_acknowledged(
+    target: &Target,
+    rows: &[(FactRow, usize)],
+    batch: &[OwnedMessage],
+    config: &LoadConfig,
+    shutdown: &Shutdown,
+) -> Option<Vec<(usize, String)>> {
+    let mut rejected = Vec::new();
+    let mut pending = vec![(0, rows.len())];
+    while let Some((start, end)) = pending.pop() {
+        if start >= end {
+            continue;
+        }
+        let mut pause = Duration::from_millis(500);
+        loop {
+            let failure = match insert(target, &rows[start..end], batch).await {
+                Ok(()) => break,
+                Err(error) => classify(&error),
+            };
+            match failure {
+                InsertFailure::Rejected(message) if end - start == 1 => {
+                    rejected.push((start, format!("ClickHouse rejected the row: {message}")));
+                    break;
+                }
+                InsertFailure::Rejected(_) => {
+                    // Re-inserting rows of the accepted half later is harmless: same versions.
+                    let middle = start + (end - start) / 2;
+                    pending.push((middle, end));
+                    pending.push((start, middle));
+                    break;
+                }
+                InsertFailure::Transient(message) => {
+                    tracing::warn!(rows = end - start, retry_in = ?pause, "ClickHouse insert failed: {message}");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return None,
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(config.max_backoff_secs.max(1)));
+                }
+            }
+        }
+    }
+    Some(rejected)
+}
+
+/// Where rows go, and what the server can do.
+struct Target {
+    client: clickhouse::Client,
+    /// ≥ 22.8: the INSERT carries an `insert_deduplication_token` naming exactly the Kafka records it
+    /// holds, so a retried INSERT that already landed is dropped by the server (replicated tables, or
+    /// `non_replicated_deduplication_window`). 18.16 does not know the setting; there, and anyway,
+    /// a repeat is harmless because versions decide. Untested here (no newer server on this machine).
+    modern: bool,
+}
+
+async fn insert(
+    target: &Target,
+    rows: &[(FactRow, usize)],
+    batch: &[OwnedMessage],
+) -> Result<(), clickhouse::error::Error> {
+    let client = if target.modern {
+        target.client.clone().with_setting("insert_deduplication_token", deduplication_token(rows, batch))
+    } else {
+        target.client.clone()
+    };
     let mut insert = client.insert::<FactRow>(TABLE).await?;
-    for row in rows {
+    for (row, _) in rows {
         insert.write(row).await?;
     }
     insert.end().await
+}
+
+/// Names the Kafka records behind `rows`, compactly and the same way in every process: per partition,
+/// the first and last offset and how many records (`topic;p:first-last#n;…`).
+fn deduplication_token(rows: &[(FactRow, usize)], batch: &[OwnedMessage]) -> String {
+    let mut ranges: std::collections::BTreeMap<i32, (i64, i64, usize)> = std::collections::BTreeMap::new();
+    for message in rows.iter().filter_map(|(_, index)| batch.get(*index)) {
+        let range = ranges.entry(message.partition()).or_insert((message.offset(), message.offset(), 0));
+        range.0 = range.0.min(message.offset());
+        range.1 = range.1.max(message.offset());
+        range.2 += 1;
+    }
+    let mut token = batch.first().map(|m| m.topic().to_string()).unwrap_or_default();
+    for (partition, (first, last, count)) in ranges {
+        token.push_str(&format!(";{partition}:{first}-{last}#{count}"));
+    }
+    token
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_errors_are_rejections_and_the_rest_is_retried() {
+        let bad = clickhouse::error::Error::BadResponse(
+            "Code: 395, e.displayText() = DB::Exception: Value passed to 'throwIf' function is non zero".into(),
+        );
+        assert!(matches!(classify(&bad), InsertFailure::Rejected(m) if m.contains("throwIf")));
+        let busy = clickhouse::error::Error::BadResponse("Code: 252, e.displayText() = Too many parts".into());
+        assert!(matches!(classify(&busy), InsertFailure::Transient(_)));
+        let down = clickhouse::error::Error::Custom("connection refused".into());
+        assert!(matches!(classify(&down), InsertFailure::Transient(_)));
+    }
 }
