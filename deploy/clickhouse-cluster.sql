@@ -33,7 +33,12 @@ CREATE TABLE IF NOT EXISTS {db}.payment_facts_local ON CLUSTER {cluster} (
     cancelled UInt8,
     event_time DateTime('Asia/Seoul'),
     version UInt64,
-    loaded_at DateTime DEFAULT now()
+    loaded_at DateTime DEFAULT now(),
+    row_check UInt8 MATERIALIZED throwIf(
+        quantity < 0 OR cancelled_quantity < 0 OR cancelled_quantity > quantity
+        OR order_price < 0 OR shipping_fee < 0 OR seller_coupon_discount < 0 OR coupang_coupon_discount < 0
+        OR payment_amount < 0
+        OR payment_amount != order_price + shipping_fee - seller_coupon_discount - coupang_coupon_discount)
 ) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{db}/payment_facts_local', '{replica}', version)
 PARTITION BY toYYYYMM(payment_date)
 ORDER BY (vendor_id, order_id, vendor_item_id);

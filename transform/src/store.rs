@@ -249,7 +249,8 @@ fn read_range(
     let mut assignment = TopicPartitionList::new();
     assignment.add_partition_offset(topic, partition, Offset::Offset(start))?;
     consumer.assign(&assignment)?;
-    let deadline = std::time::Instant::now() + timeout;
+    // Gives up only when nothing arrives for `timeout`: a long changelog may take longer than that.
+    let mut deadline = std::time::Instant::now() + timeout;
     let mut position = start;
     while position < stop {
         if std::time::Instant::now() > deadline {
@@ -259,6 +260,7 @@ fn read_range(
             continue;
         };
         let message = received?;
+        deadline = std::time::Instant::now() + timeout;
         position = message.offset() + 1;
         if let Some(key) = message.key() {
             let payload = message.payload().unwrap_or_default().to_vec();
