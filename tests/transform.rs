@@ -1,4 +1,4 @@
-//! The transform stage against a real broker: killed at random moments, and two processes sharing the
+//! The transform and load stages against a real broker: killed at random moments, and two transforms sharing the
 //! work through a rebalance. The final facts must be exactly what folding every raw event gives
 //! (computed here with the pure rules), whatever was interrupted.
 
@@ -232,4 +232,63 @@ async fn two_processes_share_the_work_and_state_follows_its_partitions() {
     sim.stop().await;
     std::fs::remove_file(file).unwrap();
     std::fs::remove_file(log_b).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_loader_at_random_moments_loses_and_duplicates_nothing() {
+    let mut config = config("lkill", SimConfig { days: 12, orders_per_day: 30, ..small_world() });
+    let (sim, truth) = raw_topics_filled(&mut config).await;
+    let expected = reference_facts(&config);
+    // Facts first (transform in-process), then the loader as a real process, killed with SIGKILL.
+    let shutdown = Shutdown::new();
+    let transform = {
+        let (config, shutdown) = (config.clone(), shutdown.clone());
+        tokio::spawn(async move { coupang_transform::run(&config.transform, &config.kafka, shutdown).await })
+    };
+    assert!(eventually(Duration::from_secs(120), || async { transform_lag(&config).await == 0 }).await);
+    shutdown.cancel();
+    transform.await.unwrap().unwrap();
+    let file = write_config_file(&config, "lkill");
+    let loader = || {
+        Command::new(env!("CARGO_BIN_EXE_coupang-etl"))
+            .args(["--config", file.to_str().unwrap(), "load"])
+            .env("COUPANG_ETL__LOAD__BATCH_ROWS", "10")
+            .env("COUPANG_ETL_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let facts_topic = config.kafka.topics().payment_facts;
+    let load_lag = || async { group_lag(&config.kafka, &config.load.group_id, &facts_topic).await.unwrap_or(i64::MAX) };
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    let mut kills = 0;
+    for _ in 0..3 {
+        let mut child = loader();
+        // Joining the group takes about 3 s: kill while it loads.
+        tokio::time::sleep(Duration::from_millis(3_500 + next(&mut rng) % 2_500)).await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills += 1;
+        // A killed member's partitions move on when its session expires (tansu: at the next join).
+        tokio::time::sleep(Duration::from_secs(12)).await;
+    }
+    let mut last = loader();
+    let loaded = eventually(Duration::from_secs(180), || async { load_lag().await == 0 }).await;
+    last.kill().unwrap();
+    last.wait().unwrap();
+    assert!(loaded, "the last loader caught up");
+    let daily = daily_payments(&config.clickhouse).await.unwrap();
+    assert_eq!(compare(&daily, &truth), vec![]);
+    let counts = fact_counts(&config.clickhouse).await.unwrap();
+    assert_eq!(counts.current_rows, expected.len() as u64, "one current row per key");
+    println!(
+        "loader killed {kills} times: {} vendor-days exact, {} current rows ({} stored versions)",
+        truth.daily.len(),
+        counts.current_rows,
+        counts.stored_rows
+    );
+    sim.stop().await;
+    std::fs::remove_file(file).unwrap();
+    drop_database(&config.clickhouse).await;
 }
