@@ -21,6 +21,11 @@ pub fn date_from_days(days: i32) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(1970, 1, 1)?.checked_add_signed(chrono::Duration::days(days as i64))
 }
 
+/// Epoch milliseconds of midnight starting a Korean day.
+pub fn kst_midnight_millis(day: NaiveDate) -> Option<i64> {
+    Some(day.and_time(chrono::NaiveTime::MIN).and_local_timezone(kst()).single()?.timestamp_millis())
+}
+
 pub fn now_kst() -> DateTime<FixedOffset> {
     Utc::now().with_timezone(&kst())
 }

@@ -827,8 +827,8 @@ async fn sweep_revenue(
         let event = revenue_event(vendor, alias, collected_at, &row);
         // A revenue row's change is its recognition: midnight of that day, Korea time.
         let recognised = etl_core::time::date_from_days(event.recognition_date)
-            .and_then(|day| day.and_time(chrono::NaiveTime::MIN).and_local_timezone(etl_core::time::kst()).single())
-            .map_or(collected_at, |at| at.timestamp_millis());
+            .and_then(etl_core::time::kst_midnight_millis)
+            .unwrap_or(collected_at);
         let id = format!("revenue:{}:{}:{}", event.order_id, event.sale_type, event.recognition_date);
         let bytes = filter.encode_if_changed(id, &event, |e| e.collected_at = 0)?;
         Ok((recognised, bytes.map(|b| (event.kafka_key(), b))))
@@ -872,8 +872,7 @@ pub async fn account_statuses(
 
 /// The last millisecond of a Korean day.
 fn end_of_day_millis(day: NaiveDate) -> i64 {
-    let next = (day + chrono::Duration::days(1)).and_time(chrono::NaiveTime::MIN);
-    next.and_local_timezone(etl_core::time::kst()).single().map_or(i64::MAX, |t| t.timestamp_millis() - 1)
+    etl_core::time::kst_midnight_millis(day + chrono::Duration::days(1)).map_or(i64::MAX, |next| next - 1)
 }
 
 /// Splits `from..=to` into API-legal windows of at most 31 days.

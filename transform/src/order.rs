@@ -7,7 +7,7 @@
 //! order, duplicates and replays included, and a stale event can never replace newer knowledge.
 
 use coupang_schemas::{encode, OrderSheetEvent, ReturnRequestEvent, RevenueEvent};
-use etl_core::time::{date_from_days, kst};
+use etl_core::time::date_from_days;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
@@ -224,8 +224,7 @@ impl RawEvent {
 }
 
 fn midnight_kst(days: i32) -> Option<i64> {
-    let day = date_from_days(days)?;
-    Some(day.and_time(chrono::NaiveTime::MIN).and_local_timezone(kst()).single()?.timestamp_millis())
+    etl_core::time::kst_midnight_millis(date_from_days(days)?)
 }
 
 /// The total order of two snapshots of the same slot: progress, then source time, then the record's

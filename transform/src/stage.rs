@@ -26,7 +26,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientContext;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::config::TransformConfig;
@@ -54,7 +54,7 @@ pub enum TransformError {
 /// What a rebalance did, recorded by the consumer's context and acted on between batches.
 #[derive(Debug, Default)]
 struct RebalanceLog {
-    happened: Mutex<bool>,
+    happened: AtomicBool,
 }
 
 impl ClientContext for RebalanceLog {}
@@ -73,13 +73,13 @@ impl ConsumerContext for RebalanceLog {
             Rebalance::Error(error) => format!("error {error}"),
         };
         tracing::info!("transform rebalance: {what}");
-        *self.happened.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.happened.store(true, Ordering::SeqCst);
     }
 }
 
 impl RebalanceLog {
     fn take(&self) -> bool {
-        std::mem::take(&mut *self.happened.lock().unwrap_or_else(|e| e.into_inner()))
+        self.happened.swap(false, Ordering::SeqCst)
     }
 }
 
@@ -128,7 +128,7 @@ pub async fn run(config: &TransformConfig, kafka: &KafkaConfig, shutdown: Shutdo
             continue;
         }
         let report = process(&batch, &mut owned, &changelog, &producer, &dead_letter, &topics).await?;
-        commit_batch_of(&consumer, &batch)?;
+        commit_batch(&consumer, &batch)?;
         batches += 1;
         if batches % 64 == 0 {
             let evicted: usize = owned.values_mut().map(|p| p.evict(horizon_ms)).sum();
@@ -140,10 +140,6 @@ pub async fn run(config: &TransformConfig, kafka: &KafkaConfig, shutdown: Shutdo
     }
     tracing::info!("transform stopped");
     Ok(())
-}
-
-fn commit_batch_of(consumer: &Consumer3, batch: &[OwnedMessage]) -> Result<(), KafkaError> {
-    commit_batch(consumer, batch)
 }
 
 /// Folds a batch, then makes its effect durable in order: facts, state, (the caller) offsets.
