@@ -139,10 +139,29 @@ async fn drained(config: &Config) -> Result<bool, PipelineError> {
 pub async fn run_follow(config: &Config, accounts: AccountSource, shutdown: Shutdown) -> Result<(), PipelineError> {
     prepare(config).await?;
     let (transform, load) = spawn_stages(config, &shutdown);
-    let ingest = coupang_ingest::run(&config.ingest, &config.kafka, accounts, shutdown.clone()).await;
+    let ingest = {
+        let (ingest, kafka, token) = (config.ingest.clone(), config.kafka.clone(), shutdown.clone());
+        tokio::spawn(
+            async move { coupang_ingest::run(&ingest, &kafka, accounts, token).await.map_err(PipelineError::from) },
+        )
+    };
+    let mut stages = [("ingest", ingest), ("transform", transform), ("load", load)];
+    // Every stage rides out what it can (API faults, broker and ClickHouse outages). One that ends
+    // before shutdown could not, and the whole pipeline stops with its error rather than run half.
+    let (ended, first, _) = futures::future::select_all(stages.iter_mut().map(|(_, task)| task)).await;
+    let on_its_own = !shutdown.is_cancelled();
     shutdown.cancel();
-    let (t, l) = (join_stage(transform, "transform").await, join_stage(load, "load").await);
-    ingest?;
-    t?;
-    l
+    let name = stages[first].0;
+    let mut outcome = match ended {
+        Ok(Ok(())) if on_its_own => Err(PipelineError::StageStopped(name)),
+        Ok(Ok(())) => Ok(()),
+        other => Err(stage_ended(name, other)),
+    };
+    for (index, (name, task)) in stages.into_iter().enumerate() {
+        if index != first {
+            let ended = join_stage(task, name).await;
+            outcome = outcome.and(ended);
+        }
+    }
+    outcome
 }

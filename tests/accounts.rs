@@ -1,4 +1,5 @@
-//! Account lifecycle end to end: a key re-linked mid-run, with the pipeline in follow mode.
+//! Account lifecycle end to end, with the pipeline in follow mode: a key re-linked mid-run; a key that
+//! expires and a secret that turns wrong mid-run.
 
 mod common;
 
@@ -81,5 +82,76 @@ async fn a_key_relinked_mid_run_stops_then_resumes_its_account_without_duplicate
     pipeline.await.unwrap().unwrap();
     sim.stop().await;
     std::fs::remove_file(file).unwrap();
-    drop_database(&config.clickhouse).await;
+    finish(&config).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_expiring_and_a_secret_turning_wrong_mid_run_stop_those_accounts_alone() {
+    let mut config = config("expiry", recent_world(7, 0, 15));
+    follow(&mut config, 9);
+    config.ingest.requests_per_second = 3.0;
+    let sim = with_simulator(&mut config).await;
+    let truth = Truth::of(&sim.world());
+    let (expiring, steady, wrong) =
+        (config.accounts[0].clone(), config.accounts[1].clone(), config.accounts[2].clone());
+    let shutdown = Shutdown::new();
+    let pipeline = {
+        let (config, shutdown) = (config.clone(), shutdown.clone());
+        let accounts = coupang_ingest::fixed_accounts(config.accounts.clone());
+        tokio::spawn(async move { run_follow(&config, accounts, shutdown).await })
+    };
+
+    // Once the first rows are in ClickHouse, one key reaches its expiry and another account's secret
+    // changes in WING (so the configured one is wrong).
+    let some_loaded = || async { fact_counts(&config.clickhouse).await.is_ok_and(|c| c.current_rows > 0) };
+    assert!(eventually(Duration::from_secs(60), some_loaded).await, "the first rows arrive");
+    sim.expire_key(&expiring.vendor_id);
+    sim.relink(&wrong.vendor_id, &wrong.access_key, "a-secret-the-config-does-not-have");
+    let stopped_at = chrono::Utc::now();
+    let error_of = |alias: String| {
+        let kafka = config.kafka.clone();
+        async move {
+            let statuses = account_statuses(&kafka, Duration::from_secs(5)).await.ok()?;
+            statuses.get(&alias)?.error.clone()
+        }
+    };
+    let both_stopped = || async {
+        let expired = error_of(expiring.alias.clone()).await.is_some_and(|e| e.contains("expired"));
+        let rejected = error_of(wrong.alias.clone()).await.is_some_and(|e| e.contains("401"));
+        expired && rejected
+    };
+    assert!(eventually(Duration::from_secs(60), both_stopped).await, "both accounts report why they stopped");
+    let (expired_error, wrong_error) =
+        (error_of(expiring.alias.clone()).await.unwrap(), error_of(wrong.alias.clone()).await.unwrap());
+    assert!(expired_error.contains(&expiring.alias), "{expired_error}");
+    assert!(wrong_error.contains(&wrong.alias) && wrong_error.contains("Invalid signature."), "{wrong_error}");
+
+    // The third account goes on to the exact numbers, and keeps calling Coupang after the others stopped.
+    let mut others = truth.clone();
+    others.daily.retain(|(vendor, _), _| *vendor == steady.vendor_id);
+    let steady_exact = || async {
+        daily_payments(&config.clickhouse).await.is_ok_and(|daily| {
+            let mine: Vec<_> = daily.into_iter().filter(|d| d.vendor_id == steady.vendor_id).collect();
+            compare(&mine, &others).is_empty()
+        })
+    };
+    assert!(eventually(Duration::from_secs(120), steady_exact).await, "{} exact", steady.alias);
+    let still_calling = || async {
+        account_statuses(&config.kafka, Duration::from_secs(5)).await.is_ok_and(|s| {
+            s.get(&steady.alias).is_some_and(|s| s.error.is_none() && s.last_success_at.is_some_and(|t| t > stopped_at))
+        })
+    };
+    assert!(eventually(Duration::from_secs(30), still_calling).await, "{} keeps flowing", steady.alias);
+    assert!(!pipeline.is_finished(), "two stopped accounts do not stop the pipeline");
+    shutdown.cancel();
+    pipeline.await.unwrap().unwrap();
+    println!(
+        "mid-run: {} stopped with: {expired_error}; {} stopped with: {wrong_error}; {} stayed exact over {} vendor-days",
+        expiring.alias,
+        wrong.alias,
+        steady.alias,
+        others.daily.len()
+    );
+    sim.stop().await;
+    finish(&config).await;
 }

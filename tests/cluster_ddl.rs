@@ -57,6 +57,6 @@ async fn the_cluster_ddl_parses_and_matches_the_single_server_table() {
     let single = query(url, &columns_of(&config.clickhouse.database, "payment_facts")).await;
     assert!(single.contains("payment_amount\tInt64"), "{single}");
     assert_eq!(local, single, "the cluster's local table has the single-server table's columns");
-    drop_database(&config.clickhouse).await;
+    finish(&config).await;
     query(url, &format!("DROP DATABASE IF EXISTS {db}")).await;
 }

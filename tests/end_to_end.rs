@@ -54,7 +54,7 @@ async fn the_pipeline_is_exact_and_a_rerun_of_the_same_window_changes_nothing() 
         merged.stored_rows
     );
     sim.stop().await;
-    drop_database(&config.clickhouse).await;
+    finish(&config).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,7 +82,7 @@ async fn a_rejected_key_stops_its_account_alone_and_names_it() {
     assert_eq!(compare(&daily, &others), vec![]);
     println!("{} stopped with: {error}; {} other vendor-days exact", bad.alias, others.daily.len());
     sim.stop().await;
-    drop_database(&config.clickhouse).await;
+    finish(&config).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,7 +167,7 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_rest_stays_exact() {
     );
     println!("dead-lettered: {reasons:?}");
     sim.stop().await;
-    drop_database(&config.clickhouse).await;
+    finish(&config).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,7 +199,7 @@ async fn with_every_simulator_fault_on_the_numbers_stay_exact() {
     assert!(throttled > 0 && repeated > 0);
     println!("exact under faults: {injected:?}, {throttled} × 429; {repeated} repeated records sent once");
     sim.stop().await;
-    drop_database(&config.clickhouse).await;
+    finish(&config).await;
 }
 
 fn sample_event() -> OrderSheetEvent {

@@ -154,5 +154,5 @@ async fn clickhouse_stopped_for_30_seconds_loses_and_duplicates_nothing_and_late
         counts.stored_rows,
         counts.current_rows
     );
-    drop_database(&config.clickhouse).await;
+    finish(&config).await;
 }

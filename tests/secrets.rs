@@ -46,7 +46,7 @@ async fn no_secret_appears_in_any_output_even_at_trace_level() {
     );
     sim.stop().await;
     std::fs::remove_file(file).unwrap();
-    drop_database(&config.clickhouse).await;
+    finish(&config).await;
 }
 
 fn tail(text: &str) -> String {

@@ -165,7 +165,7 @@ async fn killing_the_transform_at_random_moments_changes_no_fact() {
     );
     sim.stop().await;
     std::fs::remove_file(file).unwrap();
-    drop_database(&config.clickhouse).await;
+    finish(&config).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,5 +290,5 @@ async fn killing_the_loader_at_random_moments_loses_and_duplicates_nothing() {
     );
     sim.stop().await;
     std::fs::remove_file(file).unwrap();
-    drop_database(&config.clickhouse).await;
+    finish(&config).await;
 }

@@ -370,14 +370,58 @@ pub async fn next_batch_within<C: ConsumerContext + 'static>(
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep_until(deadline) => break,
-            received = consumer.recv() => {
-                let message = received?.detach();
-                bytes += message.payload().map_or(0, <[u8]>::len);
-                batch.push(message);
+            received = consumer.recv() => match received {
+                Ok(message) => {
+                    let message = message.detach();
+                    bytes += message.payload().map_or(0, <[u8]>::len);
+                    batch.push(message);
+                }
+                // A broker restart or a lost connection: librdkafka reconnects (and rejoins the
+                // group) by itself, so the batch just waits for it.
+                Err(KafkaError::MessageConsumption(code)) => {
+                    tracing::warn!(error = %code, "Kafka consumer: transient error, librdkafka retries");
+                }
+                Err(error) => return Err(error),
             }
         }
     }
     Ok(batch)
+}
+
+/// Runs a stage's consume–process–commit loop and, when Kafka fails under it (a broker restart can
+/// leave an idempotent producer or a commit failed for good), starts it again with new clients after
+/// a growing pause (1 s up to 30 s). The stage resumes from its committed offsets exactly as after a
+/// crash, which the stages are built for. Other errors, and shutdown, end it.
+pub async fn restart_on_kafka_failure<E, F, Fut>(
+    stage: &str,
+    shutdown: &Shutdown,
+    is_kafka_failure: impl Fn(&E) -> bool,
+    mut run_once: F,
+) -> Result<(), E>
+where
+    E: fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+{
+    let mut pause = Duration::from_secs(1);
+    loop {
+        let started = std::time::Instant::now();
+        match run_once().await {
+            Err(error) if is_kafka_failure(&error) && !shutdown.is_cancelled() => {
+                if started.elapsed() > Duration::from_secs(60) {
+                    pause = Duration::from_secs(1);
+                }
+                tracing::error!(stage, %error, restart_in = ?pause,
+                    "Kafka failed under the stage; starting it again from the committed offsets");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(Duration::from_secs(30));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Commits, synchronously, the position after the last message of each partition in `batch`.

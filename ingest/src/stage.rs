@@ -330,7 +330,7 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> Result<(), IngestError> {
     config.validate().map_err(IngestError::Config)?;
-    let sink = Sink::connect(kafka).await?;
+    let mut sink = Sink::connect(kafka).await?;
     let live: HashMap<(String, String), Checkpoint> = load_checkpoints(kafka)
         .await?
         .into_iter()
@@ -359,7 +359,23 @@ pub async fn run(
             }
             plan
         };
-        let report = sweep(config, &sink, &accounts(), &plan, Progress::Live, &mut tracker, &shutdown).await?;
+        let report = match sweep(config, &sink, &accounts(), &plan, Progress::Live, &mut tracker, &shutdown).await {
+            Ok(report) => report,
+            Err(IngestError::Kafka(error)) => {
+                // A broker restart or failover can fail deliveries (and leave an idempotent producer
+                // unusable). Checkpoints only move after acknowledgements, so nothing is lost; what the
+                // change filters believe was sent may not have arrived, so they start over, and a new
+                // producer sends it all again (downstream versions make the repeats harmless).
+                tracing::error!(%error, "Kafka did not acknowledge a record; reconnecting and sweeping again");
+                tracker.filters.clear();
+                match reconnect(kafka, &shutdown).await {
+                    Some(new_sink) => sink = new_sink,
+                    None => break,
+                }
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
         for (alias, account) in &report.accounts {
             tracing::info!(account = %alias, boxes = account.boxes, events = account.events, receipts = account.receipts,
                 revenue_rows = account.revenue_rows, unchanged = account.unchanged, bad_records = account.bad_records,
@@ -371,6 +387,22 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// A new sink once the broker answers again, retried with growing pauses (up to 30 s); None at shutdown.
+async fn reconnect(kafka: &KafkaConfig, shutdown: &Shutdown) -> Option<Sink> {
+    let mut pause = Duration::from_secs(1);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(pause) => {}
+        }
+        match Sink::connect(kafka).await {
+            Ok(sink) => return Some(sink),
+            Err(error) => tracing::warn!(%error, retry_in = ?pause, "Kafka is not reachable yet"),
+        }
+        pause = (pause * 2).min(Duration::from_secs(30));
+    }
 }
 
 /// The latest checkpoint under every key: `alias:stream` for follow mode,

@@ -5,7 +5,9 @@
 //! so memory stays bounded and nothing is lost or reordered.
 
 use coupang_schemas::{decode, PaymentFact};
-use etl_core::kafka::{commit_batch, ensure_topics, next_batch_within, DeadLetter, KafkaConfig, KafkaSetupError};
+use etl_core::kafka::{
+    commit_batch, ensure_topics, next_batch_within, restart_on_kafka_failure, DeadLetter, KafkaConfig, KafkaSetupError,
+};
 use etl_core::Shutdown;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -34,6 +36,16 @@ pub async fn run(
     clickhouse: &ClickHouseConfig,
     kafka: &KafkaConfig,
     shutdown: Shutdown,
+) -> Result<(), LoadError> {
+    let is_kafka = |e: &LoadError| matches!(e, LoadError::Kafka(_));
+    restart_on_kafka_failure("load", &shutdown, is_kafka, || run_once(config, clickhouse, kafka, &shutdown)).await
+}
+
+async fn run_once(
+    config: &LoadConfig,
+    clickhouse: &ClickHouseConfig,
+    kafka: &KafkaConfig,
+    shutdown: &Shutdown,
 ) -> Result<(), LoadError> {
     let report = migrate(clickhouse).await?;
     tracing::info!(server = %report.server.version, database = %report.database, "ClickHouse schema is current");

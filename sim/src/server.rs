@@ -134,6 +134,15 @@ impl Simulator {
         }
     }
 
+    /// Makes a vendor's key expire now, as its 180th day does: every call with it is refused (401).
+    pub fn expire_key(&self, vendor_id: &str) {
+        let today = Utc::now().with_timezone(&etl_core::time::kst()).date_naive();
+        let mut keys = self.state.keys.write().unwrap_or_else(|e| e.into_inner());
+        for entry in keys.values_mut().filter(|k| k.vendor_id == vendor_id) {
+            entry.expires_on = Some(today);
+        }
+    }
+
     pub async fn stop(self) {
         self.shutdown.cancel();
         let _ = self.task.await;

@@ -12,6 +12,7 @@ use etl_core::kafka::KafkaConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Addresses of the broker and ClickHouse started by `deploy/services.sh` (the README's test command
@@ -35,6 +36,7 @@ pub fn unique(test: &str) -> String {
 }
 
 pub fn config(test: &str, sim: SimConfig) -> Config {
+    captured_logs();
     let (brokers, url) = services();
     let id = unique(test);
     Config {
@@ -97,6 +99,67 @@ pub fn header<'a>(message: &'a OwnedMessage, name: &str) -> Option<&'a str> {
     use rdkafka::message::Headers;
     let headers = message.headers()?;
     headers.iter().find(|h| h.key == name).and_then(|h| h.value).and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// Everything the test process logged (every test of the binary, `tracing` and the `log` records of
+/// librdkafka), kept to search for secrets. `COUPANG_ETL_TEST_LOG` sets the filter (default `debug`)
+/// and also echoes the logs to stderr, for debugging a test.
+fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let echo = std::env::var("COUPANG_ETL_TEST_LOG").ok();
+        let filter = tracing_subscriber::EnvFilter::new(echo.as_deref().unwrap_or("debug"));
+        let writer = {
+            let buffer = buffer.clone();
+            move || LogWriter { buffer: buffer.clone(), echo: echo.is_some() }
+        };
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(writer).try_init();
+        buffer
+    })
+}
+
+struct LogWriter {
+    buffer: Arc<Mutex<Vec<u8>>>,
+    echo: bool,
+}
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buffer.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(bytes);
+        if self.echo {
+            std::io::stderr().write_all(bytes)?;
+        }
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every secret of `config`: the accounts' secret keys and the ClickHouse password.
+pub fn secrets_of(config: &Config) -> Vec<String> {
+    let mut secrets: Vec<String> = config.accounts.iter().map(|a| a.secret_key.expose().to_string()).collect();
+    secrets.extend(config.clickhouse.password.iter().map(|p| p.expose().to_string()));
+    secrets.retain(|s| !s.is_empty());
+    secrets
+}
+
+/// Asserts that none of `secrets` appears in `output`; returns how many lines were searched.
+pub fn assert_no_secret_in(output: &str, secrets: &[String], whose: &str) -> usize {
+    for secret in secrets {
+        assert!(!output.contains(secret.as_str()), "a secret leaked into {whose}");
+    }
+    output.lines().count()
+}
+
+/// The end of every end-to-end test: no secret of the config appeared in anything this test process
+/// logged so far, and the test's database is dropped (a failing test leaves it for inspection).
+pub async fn finish(config: &Config) {
+    let logs = String::from_utf8_lossy(&captured_logs().lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    let lines = assert_no_secret_in(&logs, &secrets_of(config), "the test process's logs");
+    println!("secrets: none of {} in {lines} log lines of this test process", secrets_of(config).len());
+    drop_database(&config.clickhouse).await;
 }
 
 /// Drops the test's database once it passed (a failing test leaves it for inspection).
@@ -197,4 +260,54 @@ pub fn spawn_ingest(
         coupang_ingest::run(&config.ingest, &config.kafka, accounts, token).await
     });
     (shutdown, task)
+}
+
+/// How much longer the soak variants run: `COUPANG_ETL_SOAK=N` multiplies the simulated period, the
+/// kills and the restarts of the end-to-end tests by N (default 1, the CI size).
+pub fn soak_factor() -> u32 {
+    std::env::var("COUPANG_ETL_SOAK").ok().and_then(|v| v.parse().ok()).filter(|n| *n >= 1).unwrap_or(1)
+}
+
+#[derive(Debug, clickhouse::Row, serde::Deserialize)]
+struct ItemRow {
+    vendor_id: String,
+    order_id: i64,
+    vendor_item_id: i64,
+    quantity: i64,
+    cancelled_quantity: i64,
+    order_price: i64,
+    seller_coupon_discount: i64,
+    coupang_coupon_discount: i64,
+    provisional: u8,
+}
+
+/// Every current fact in ClickHouse's `item_payments` view, by fact key, in the ground truth's terms
+/// (shipping excluded: the truth does not say which item row carries a box's fee).
+pub async fn item_payments(
+    config: &ClickHouseConfig,
+) -> std::collections::BTreeMap<(String, i64, i64), coupang_sim::truth::ItemTruth> {
+    let client =
+        clickhouse::Client::default().with_url(&config.url).with_database(&config.database).with_validation(false);
+    let rows = client
+        .query(
+            "SELECT vendor_id, order_id, vendor_item_id, toInt64(quantity) AS quantity, \
+             toInt64(cancelled_quantity) AS cancelled_quantity, order_price, seller_coupon_discount, \
+             coupang_coupon_discount, toUInt8(provisional) AS provisional FROM item_payments",
+        )
+        .fetch_all::<ItemRow>()
+        .await
+        .unwrap();
+    rows.into_iter()
+        .map(|r| {
+            let item = coupang_sim::truth::ItemTruth {
+                units: r.quantity,
+                remaining_units: r.quantity - r.cancelled_quantity,
+                order_price: r.order_price,
+                seller_coupon: r.seller_coupon_discount,
+                coupang_coupon: r.coupang_coupon_discount,
+                provisional: r.provisional != 0,
+            };
+            ((r.vendor_id, r.order_id, r.vendor_item_id), item)
+        })
+        .collect()
 }

@@ -17,7 +17,8 @@
 
 use coupang_schemas::{decode, encode, OrderSheetEvent, PaymentFact, ReturnRequestEvent, RevenueEvent};
 use etl_core::kafka::{
-    commit_batch, ensure_compacted_topics_with, ensure_topics, next_batch, DeadLetter, KafkaConfig, KafkaSetupError,
+    commit_batch, ensure_compacted_topics_with, ensure_topics, next_batch, restart_on_kafka_failure, DeadLetter,
+    KafkaConfig, KafkaSetupError,
 };
 use etl_core::Shutdown;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -95,6 +96,11 @@ pub struct BatchReport {
 }
 
 pub async fn run(config: &TransformConfig, kafka: &KafkaConfig, shutdown: Shutdown) -> Result<(), TransformError> {
+    let is_kafka = |e: &TransformError| matches!(e, TransformError::Kafka(_));
+    restart_on_kafka_failure("transform", &shutdown, is_kafka, || run_once(config, kafka, &shutdown)).await
+}
+
+async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shutdown) -> Result<(), TransformError> {
     let topics = kafka.topics();
     let inputs = [topics.raw_order_sheets.clone(), topics.raw_return_requests.clone(), topics.raw_revenue.clone()];
     ensure_topics(kafka, &[&inputs[0], &inputs[1], &inputs[2], &topics.payment_facts, &topics.dead_letter]).await?;
