@@ -123,7 +123,7 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
     tracing::info!(group = %config.group_id, "transform started");
 
     while !shutdown.is_cancelled() {
-        let mut batch = next_batch(&consumer, config.batch_size, wait, &shutdown).await?;
+        let mut batch = next_batch(&consumer, config.batch_size, wait, shutdown).await?;
         if consumer.context().take() {
             adopt_assignment(&consumer, &changelog, &mut owned, horizon_ms).await?;
             // Messages of partitions that moved away are the new owner's; those of partitions still
