@@ -60,12 +60,12 @@ async fn run_once(
     tracing::info!(group = %config.group_id, topic = %topics.payment_facts, "load started");
 
     while !shutdown.is_cancelled() {
-        let batch = next_batch_within(&consumer, (config.batch_rows, config.batch_bytes, wait), &shutdown).await?;
+        let batch = next_batch_within(&consumer, (config.batch_rows, config.batch_bytes, wait), shutdown).await?;
         if batch.is_empty() {
             continue;
         }
         let rows = rows_of(&batch, &dead_letter).await?;
-        let Some(rejected) = insert_until_acknowledged(&target, &rows, &batch, config, &shutdown).await else {
+        let Some(rejected) = insert_until_acknowledged(&target, &rows, &batch, config, shutdown).await else {
             // Shut down mid-retry: leave the batch uncommitted; the next run loads it again.
             break;
         };
