@@ -124,7 +124,9 @@ pub async fn run_range(
 }
 
 /// True when transform has committed all raw events and, after that, load has committed all facts.
-async fn drained(config: &Config) -> Result<bool, PipelineError> {
+/// Whether transform has committed every raw event and load every fact produced so far (checked in
+/// that order, so facts made from the last raw events are counted).
+pub async fn drained(config: &Config) -> Result<bool, PipelineError> {
     let topics = config.kafka.topics();
     for raw in [&topics.raw_order_sheets, &topics.raw_return_requests, &topics.raw_revenue] {
         if group_lag(&config.kafka, &config.transform.group_id, raw).await? > 0 {

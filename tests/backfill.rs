@@ -1,5 +1,6 @@
 //! `coupang-etl backfill` as users run it: a simulated year for two accounts at once, one of them killed
-//! (SIGKILL) half-way and started again.
+//! (SIGKILL) half-way and started again; and a backfill over days live polling already covered, which
+//! must change nothing.
 
 mod common;
 
@@ -21,7 +22,7 @@ fn backfill(config_file: &std::path::Path, alias: &str, from: chrono::NaiveDate,
         .unwrap()
 }
 
-fn finish(child: Child, within: Duration) -> String {
+fn finish_backfill(child: Child, within: Duration) -> String {
     let started = Instant::now();
     let output = child.wait_with_output().unwrap();
     assert!(started.elapsed() < within);
@@ -55,8 +56,8 @@ async fn a_simulated_year_for_two_accounts_survives_a_kill_and_never_exceeds_the
     let mut first_a = first_a;
     first_a.kill().unwrap(); // SIGKILL: no chance to clean up
     first_a.wait().unwrap();
-    let resumed = finish(backfill(&file, &a.alias, from, to), Duration::from_secs(300));
-    let other = finish(run_b, Duration::from_secs(300));
+    let resumed = finish_backfill(backfill(&file, &a.alias, from, to), Duration::from_secs(300));
+    let other = finish_backfill(run_b, Duration::from_secs(300));
     assert!(resumed.contains("done") && other.contains("done"), "{resumed}\n{other}");
     assert!(
         !resumed.contains("(0 resumed"),
@@ -87,4 +88,70 @@ async fn a_simulated_year_for_two_accounts_survives_a_kill_and_never_exceeds_the
     );
     std::fs::remove_file(file).unwrap();
     sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_over_days_live_polling_covered_changes_nothing() {
+    use coupang_etl::demo::compare;
+    use coupang_etl::pipeline::{drained, run_follow};
+    use coupang_load::summary::{daily_payments, fact_counts, order_payments};
+    use coupang_sim::truth::Truth;
+
+    let mut config = config("overlap", recent_world(7, 0, 15));
+    follow(&mut config, 9);
+    let sim = with_simulator(&mut config).await;
+    let truth = Truth::of(&sim.world());
+    let shutdown = etl_core::Shutdown::new();
+    let pipeline = {
+        let (config, shutdown) = (config.clone(), shutdown.clone());
+        let accounts = coupang_ingest::fixed_accounts(config.accounts.clone());
+        tokio::spawn(async move { run_follow(&config, accounts, shutdown).await })
+    };
+    let exact =
+        || async { daily_payments(&config.clickhouse).await.is_ok_and(|daily| compare(&daily, &truth).is_empty()) };
+    assert!(eventually(Duration::from_secs(90), exact).await, "live polling loads everything");
+    let before = (
+        daily_payments(&config.clickhouse).await.unwrap(),
+        order_payments(&config.clickhouse).await.unwrap(),
+        item_payments(&config.clickhouse).await,
+        fact_counts(&config.clickhouse).await.unwrap().current_rows,
+    );
+    let raw_before = read_topic(&config.kafka, &config.kafka.topics().raw_order_sheets).len();
+
+    // Every account backfilled over the whole period while live polling goes on.
+    let file = write_config_file(&config, "overlap");
+    let (from, to) = sim_range(&config);
+    let runs: Vec<Child> = config.accounts.iter().map(|a| backfill(&file, &a.alias, from, to)).collect();
+    for run in runs {
+        finish_backfill(run, Duration::from_secs(300));
+    }
+    let raw_after = read_topic(&config.kafka, &config.kafka.topics().raw_order_sheets).len();
+    assert!(raw_after > raw_before, "the backfill sent the order sheets again");
+    let settled = || async { drained(&config).await.unwrap_or(false) };
+    assert!(eventually(Duration::from_secs(120), settled).await, "transform and load caught up");
+    let after = (
+        daily_payments(&config.clickhouse).await.unwrap(),
+        order_payments(&config.clickhouse).await.unwrap(),
+        item_payments(&config.clickhouse).await,
+        fact_counts(&config.clickhouse).await.unwrap().current_rows,
+    );
+    assert_eq!(after.0, before.0, "every vendor-day unchanged");
+    assert_eq!(after.1, before.1, "every order unchanged");
+    assert_eq!(after.2, before.2, "every fact key unchanged");
+    assert_eq!(after.3, before.3, "no duplicated row");
+    assert_eq!(after.2, truth.items, "and every fact key is the truth");
+    shutdown.cancel();
+    pipeline.await.unwrap().unwrap();
+    println!(
+        "backfilled {} accounts over {from}..{to} on top of live polling: {} order-sheet events sent again; \
+         {} vendor-days, {} orders, {} fact keys unchanged",
+        config.accounts.len(),
+        raw_after - raw_before,
+        before.0.len(),
+        before.1.len(),
+        before.3
+    );
+    std::fs::remove_file(file).unwrap();
+    sim.stop().await;
+    finish(&config).await;
 }

@@ -16,10 +16,15 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_pipeline_is_exact_and_a_rerun_of_the_same_window_changes_nothing() {
-    let mut config = config("exact", small_world());
+async fn a_simulated_month_is_exact_and_a_rerun_of_the_same_window_changes_nothing() {
+    let world = SimConfig { days: 30 * soak_factor(), orders_per_day: 10, ..small_world() };
+    let mut config = config("exact", world);
     let sim = with_simulator(&mut config).await;
     let truth = Truth::of(&sim.world());
+    let lifecycle = lifecycle_counts(&sim.world());
+    for (what, count) in &lifecycle {
+        assert!(*count > 0, "the month has {what}: {lifecycle:?}");
+    }
     let (from, to) = sim_range(&config);
     let shutdown = Shutdown::new();
 
@@ -32,6 +37,7 @@ async fn the_pipeline_is_exact_and_a_rerun_of_the_same_window_changes_nothing() 
     let daily = daily_payments(&config.clickhouse).await.unwrap();
     assert_eq!(compare(&daily, &truth), vec![], "every vendor and payment day matches");
     assert_eq!(order_payments(&config.clickhouse).await.unwrap(), truth.orders, "every order matches");
+    assert_eq!(item_payments(&config.clickhouse).await, truth.items, "every fact key matches");
     let counts = fact_counts(&config.clickhouse).await.unwrap();
     assert_eq!(counts.current_rows, expected_rows);
 
@@ -46,7 +52,7 @@ async fn the_pipeline_is_exact_and_a_rerun_of_the_same_window_changes_nothing() 
     assert_eq!(merged.stored_rows, expected_rows, "after merging, one physical row per key");
 
     println!(
-        "checked {} vendor-days, {} orders, {} fact rows; rerun stored {} versions, merged back to {}",
+        "checked {} vendor-days, {} orders, {} fact keys ({lifecycle:?}); rerun stored {} versions, merged back to {}",
         truth.daily.len(),
         truth.orders.len(),
         expected_rows,
@@ -220,4 +226,17 @@ fn sample_event() -> OrderSheetEvent {
         delivered_at: None,
         items: Vec::new(),
     }
+}
+
+/// How many boxes of the world went through each part of the lifecycle the rules care about.
+fn lifecycle_counts(world: &coupang_sim::world::World) -> Vec<(&'static str, usize)> {
+    use coupang_sim::world::ReceiptKind;
+    let boxes: Vec<_> = world.vendors.values().flat_map(|v| v.boxes.iter()).collect();
+    let with = |kind: ReceiptKind| boxes.iter().filter(|b| b.receipts.iter().any(|r| r.kind == kind)).count();
+    vec![
+        ("cancels", with(ReceiptKind::Cancel)),
+        ("returns", with(ReceiptKind::Return)),
+        ("confirmations", boxes.iter().filter(|b| b.confirmed_at.is_some()).count()),
+        ("coupons", boxes.iter().filter(|b| b.lines.iter().any(|l| l.coupon.instant + l.coupon.downloadable + l.coupon.coupang > 0)).count()),
+    ]
 }
