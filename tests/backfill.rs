@@ -12,12 +12,18 @@ use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-fn backfill(config_file: &std::path::Path, alias: &str, from: chrono::NaiveDate, to: chrono::NaiveDate) -> Child {
+fn backfill(
+    config_file: &std::path::Path,
+    alias: &str,
+    (from, to): (chrono::NaiveDate, chrono::NaiveDate),
+    logs: &ProcessLogs,
+) -> Child {
     Command::new(env!("CARGO_BIN_EXE_coupang-etl"))
         .args(["--config", config_file.to_str().unwrap(), "backfill", "--account", alias])
         .args(["--from", &from.to_string(), "--to", &to.to_string()])
-        .env("COUPANG_ETL_LOG", "warn")
+        .env("COUPANG_ETL_LOG", "debug")
         .stdout(std::process::Stdio::piped())
+        .stderr(logs.stdio())
         .spawn()
         .unwrap()
 }
@@ -50,13 +56,14 @@ async fn a_simulated_year_for_two_accounts_survives_a_kill_and_never_exceeds_the
     let (from, to) = (config.sim.start_date - chrono::Duration::days(1), config.sim.end_date());
     let (a, b) = (config.accounts[0].clone(), config.accounts[1].clone());
 
-    let first_a = backfill(&file, &a.alias, from, to);
-    let run_b = backfill(&file, &b.alias, from, to);
+    let logs = ProcessLogs::new("year");
+    let first_a = backfill(&file, &a.alias, (from, to), &logs);
+    let run_b = backfill(&file, &b.alias, (from, to), &logs);
     tokio::time::sleep(Duration::from_secs(8)).await;
     let mut first_a = first_a;
     first_a.kill().unwrap(); // SIGKILL: no chance to clean up
     first_a.wait().unwrap();
-    let resumed = finish_backfill(backfill(&file, &a.alias, from, to), Duration::from_secs(300));
+    let resumed = finish_backfill(backfill(&file, &a.alias, (from, to), &logs), Duration::from_secs(300));
     let other = finish_backfill(run_b, Duration::from_secs(300));
     assert!(resumed.contains("done") && other.contains("done"), "{resumed}\n{other}");
     assert!(
@@ -86,6 +93,7 @@ async fn a_simulated_year_for_two_accounts_survives_a_kill_and_never_exceeds_the
         sim.peak_per_second(&b.vendor_id),
         sim.stats().values().sum::<u64>()
     );
+    logs.assert_no_secret(&config);
     std::fs::remove_file(file).unwrap();
     sim.stop().await;
 }
@@ -121,7 +129,8 @@ async fn a_backfill_over_days_live_polling_covered_changes_nothing() {
     // Every account backfilled over the whole period while live polling goes on.
     let file = write_config_file(&config, "overlap");
     let (from, to) = sim_range(&config);
-    let runs: Vec<Child> = config.accounts.iter().map(|a| backfill(&file, &a.alias, from, to)).collect();
+    let logs = ProcessLogs::new("overlap");
+    let runs: Vec<Child> = config.accounts.iter().map(|a| backfill(&file, &a.alias, (from, to), &logs)).collect();
     for run in runs {
         finish_backfill(run, Duration::from_secs(300));
     }
@@ -151,6 +160,7 @@ async fn a_backfill_over_days_live_polling_covered_changes_nothing() {
         before.1.len(),
         before.3
     );
+    logs.assert_no_secret(&config);
     std::fs::remove_file(file).unwrap();
     sim.stop().await;
     finish(&config).await;

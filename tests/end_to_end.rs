@@ -179,7 +179,7 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_rest_stays_exact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_every_simulator_fault_on_the_numbers_stay_exact() {
     let faults = coupang_sim::config::FaultConfig::all_at(0.12);
-    let mut config = config("faults", SimConfig { days: 6, faults, ..small_world() });
+    let mut config = config("faults", SimConfig { days: 6 * soak_factor(), faults, ..small_world() });
     config.ingest.max_attempts = 8;
     let sim = with_simulator(&mut config).await;
     let truth = Truth::of(&sim.world());
@@ -237,6 +237,12 @@ fn lifecycle_counts(world: &coupang_sim::world::World) -> Vec<(&'static str, usi
         ("cancels", with(ReceiptKind::Cancel)),
         ("returns", with(ReceiptKind::Return)),
         ("confirmations", boxes.iter().filter(|b| b.confirmed_at.is_some()).count()),
-        ("coupons", boxes.iter().filter(|b| b.lines.iter().any(|l| l.coupon.instant + l.coupon.downloadable + l.coupon.coupang > 0)).count()),
+        (
+            "coupons",
+            boxes
+                .iter()
+                .filter(|b| b.lines.iter().any(|l| l.coupon.instant + l.coupon.downloadable + l.coupon.coupang > 0))
+                .count(),
+        ),
     ]
 }

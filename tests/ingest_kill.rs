@@ -24,15 +24,15 @@ async fn killing_ingest_at_random_moments_loses_nothing() {
     let mut config = config("kill", sim);
     let sim = with_simulator(&mut config).await;
     let file = write_config_file(&config, "kill");
-    let log = std::env::temp_dir().join(format!("{}.log", unique("ingest-kill")));
+    let logs = ProcessLogs::new("ingest-kill");
     let ingest = || {
         Command::new(env!("CARGO_BIN_EXE_coupang-etl"))
             .args(["--config", file.to_str().unwrap(), "ingest"])
             .env("COUPANG_ETL__INGEST__POLL_INTERVAL_SECS", "1")
             .env("COUPANG_ETL__INGEST__LOOKBACK_DAYS", "10")
-            .env("COUPANG_ETL_LOG", "warn")
+            .env("COUPANG_ETL_LOG", "debug")
             .stdout(std::process::Stdio::null())
-            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())
+            .stderr(logs.stdio())
             .spawn()
             .unwrap()
     };
@@ -48,14 +48,12 @@ async fn killing_ingest_at_random_moments_loses_nothing() {
     etl_core::kafka::ensure_compacted_topics(&config.kafka, &[&topics.account_status, &topics.checkpoints])
         .await
         .unwrap();
-    // Kill it three times at pseudo-random moments (fixed seed: the test is repeatable), then let it run.
+    // Kill it three times (× the soak factor) at pseudo-random moments (fixed seed: the test is repeatable), then let it run.
     let mut rng = 0x9E37_79B9_7F4A_7C15u64;
-    for _ in 0..3 {
+    let kills = 3 * soak_factor();
+    for _ in 0..kills {
         let mut child = ingest();
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        tokio::time::sleep(Duration::from_millis(500 + rng % 2_500)).await;
+        tokio::time::sleep(Duration::from_millis(500 + xorshift(&mut rng) % 2_500)).await;
         child.kill().unwrap();
         child.wait().unwrap();
     }
@@ -112,22 +110,44 @@ async fn killing_ingest_at_random_moments_loses_nothing() {
     last.wait().unwrap();
     assert!(
         complete,
-        "after three kills and a restart every box, receipt and revenue row is in Kafka: {}\n(ingest's log, last lines)\n{}",
+        "after the kills and a restart every box, receipt and revenue row is in Kafka: {}\n(ingest's log, last lines)\n{}",
         last_seen.lock().unwrap(),
-        tail(&std::fs::read_to_string(&log).unwrap_or_default(), 20)
+        logs.tail(20)
     );
-    std::fs::remove_file(&log).ok();
+    logs.assert_no_secret(&config);
+
+    // Transform and load what the killed ingest left: ClickHouse equals the ground truth.
+    let truth = coupang_sim::truth::Truth::of(&world);
+    let shutdown = etl_core::Shutdown::new();
+    let stages = {
+        let (config, token) = (config.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let transform = coupang_transform::run(&config.transform, &config.kafka, token.clone());
+            let load = coupang_load::run(&config.load, &config.clickhouse, &config.kafka, token.clone());
+            let (t, l) = tokio::join!(transform, load);
+            t.unwrap();
+            l.unwrap();
+        })
+    };
+    let exact = || async {
+        coupang_load::summary::daily_payments(&config.clickhouse)
+            .await
+            .is_ok_and(|daily| coupang_etl::demo::compare(&daily, &truth).is_empty())
+    };
+    assert!(eventually(Duration::from_secs(120), exact).await, "every vendor-day exact");
+    assert_eq!(item_payments(&config.clickhouse).await, truth.items, "every fact key exact");
+    shutdown.cancel();
+    stages.await.unwrap();
     println!(
-        "killed 3 times: {} boxes, {} receipts, {} orders with revenue rows all collected",
+        "ingest killed {kills} times: {} boxes, {} receipts, {} orders with revenue rows all collected; \
+         {} vendor-days and {} fact keys exact",
         boxes.len(),
         receipts.len(),
-        revenue_orders.len()
+        revenue_orders.len(),
+        truth.daily.len(),
+        truth.items.len()
     );
     std::fs::remove_file(file).unwrap();
     sim.stop().await;
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    finish(&config).await;
 }

@@ -103,27 +103,21 @@ fn differences(got: &BTreeMap<String, PaymentFact>, expected: &BTreeMap<String, 
     out
 }
 
-fn next(rng: &mut u64) -> u64 {
-    *rng ^= *rng << 13;
-    *rng ^= *rng >> 7;
-    *rng ^= *rng << 17;
-    *rng
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_transform_at_random_moments_changes_no_fact() {
-    let mut config = config("tkill", SimConfig { days: 12, orders_per_day: 30, ..small_world() });
+    let mut config = config("tkill", SimConfig { days: 12 * soak_factor(), orders_per_day: 30, ..small_world() });
     let (sim, truth) = raw_topics_filled(&mut config).await;
     let expected = reference_facts(&config);
     let file = write_config_file(&config, "tkill");
+    let logs = ProcessLogs::new("tkill");
 
     // SIGKILL four times at pseudo-random moments (fixed seed), each time after some progress.
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
     let mut kills = 0;
-    for _ in 0..4 {
+    for _ in 0..4 * soak_factor() {
         // Horizon 0: every finished order leaves memory as soon as it can, so the read-back path runs.
-        let mut child = transform_process(&file, "10", "0", Stdio::null());
-        tokio::time::sleep(Duration::from_millis(1_000 + next(&mut rng) % 2_000)).await;
+        let mut child = transform_process(&file, "10", "0", logs.stdio());
+        tokio::time::sleep(Duration::from_millis(1_000 + xorshift(&mut rng) % 2_000)).await;
         child.kill().unwrap();
         child.wait().unwrap();
         kills += 1;
@@ -134,7 +128,7 @@ async fn killing_the_transform_at_random_moments_changes_no_fact() {
             break;
         }
     }
-    let mut last = transform_process(&file, "10", "0", Stdio::null());
+    let mut last = transform_process(&file, "10", "0", logs.stdio());
     // Generous: with horizon 0 every late event for a finished order reads its state back first.
     let drained = eventually(Duration::from_secs(400), || async { transform_lag(&config).await == 0 }).await;
     last.kill().unwrap();
@@ -163,6 +157,7 @@ async fn killing_the_transform_at_random_moments_changes_no_fact() {
         expected.len(),
         truth.daily.len()
     );
+    logs.assert_no_secret(&config);
     sim.stop().await;
     std::fs::remove_file(file).unwrap();
     finish(&config).await;
@@ -236,7 +231,7 @@ async fn two_processes_share_the_work_and_state_follows_its_partitions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_loader_at_random_moments_loses_and_duplicates_nothing() {
-    let mut config = config("lkill", SimConfig { days: 12, orders_per_day: 30, ..small_world() });
+    let mut config = config("lkill", SimConfig { days: 12 * soak_factor(), orders_per_day: 30, ..small_world() });
     let (sim, truth) = raw_topics_filled(&mut config).await;
     let expected = reference_facts(&config);
     // Facts first (transform in-process), then the loader as a real process, killed with SIGKILL.
@@ -249,13 +244,14 @@ async fn killing_the_loader_at_random_moments_loses_and_duplicates_nothing() {
     shutdown.cancel();
     transform.await.unwrap().unwrap();
     let file = write_config_file(&config, "lkill");
+    let logs = ProcessLogs::new("lkill");
     let loader = || {
         Command::new(env!("CARGO_BIN_EXE_coupang-etl"))
             .args(["--config", file.to_str().unwrap(), "load"])
             .env("COUPANG_ETL__LOAD__BATCH_ROWS", "10")
-            .env("COUPANG_ETL_LOG", "warn")
+            .env("COUPANG_ETL_LOG", "debug")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(logs.stdio())
             .spawn()
             .unwrap()
     };
@@ -263,10 +259,10 @@ async fn killing_the_loader_at_random_moments_loses_and_duplicates_nothing() {
     let load_lag = || async { group_lag(&config.kafka, &config.load.group_id, &facts_topic).await.unwrap_or(i64::MAX) };
     let mut rng = 0x9E37_79B9_7F4A_7C15u64;
     let mut kills = 0;
-    for _ in 0..3 {
+    for _ in 0..3 * soak_factor() {
         let mut child = loader();
         // Joining the group takes about 3 s: kill while it loads.
-        tokio::time::sleep(Duration::from_millis(3_500 + next(&mut rng) % 2_500)).await;
+        tokio::time::sleep(Duration::from_millis(3_500 + xorshift(&mut rng) % 2_500)).await;
         child.kill().unwrap();
         child.wait().unwrap();
         kills += 1;
@@ -288,6 +284,7 @@ async fn killing_the_loader_at_random_moments_loses_and_duplicates_nothing() {
         counts.current_rows,
         counts.stored_rows
     );
+    logs.assert_no_secret(&config);
     sim.stop().await;
     std::fs::remove_file(file).unwrap();
     finish(&config).await;

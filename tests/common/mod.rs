@@ -208,6 +208,11 @@ pub fn write_config_file(config: &Config, name: &str) -> std::path::PathBuf {
         config.ingest.backfill_requests_per_second,
         config.ingest.max_attempts
     );
+    if let Some(password) = &config.clickhouse.password {
+        let section = format!("database = {:?}\n", config.clickhouse.database);
+        let with_login = format!("{section}user = {:?}\npassword = {:?}\n", config.clickhouse.user, password.expose());
+        text = text.replacen(&section, &with_login, 1);
+    }
     for account in &config.accounts {
         text.push_str(&format!(
             "\n[[accounts]]\nalias = {:?}\nvendor_id = {:?}\naccess_key = {:?}\nsecret_key = {:?}\nkey_issued_on = {}\n",
@@ -310,4 +315,44 @@ pub async fn item_payments(
             ((r.vendor_id, r.order_id, r.vendor_item_id), item)
         })
         .collect()
+}
+
+/// The next number of a seeded xorshift sequence: the tests' "random" moments, repeatable run to run.
+pub fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// One file collecting the stderr of every `coupang-etl` process a test starts (appended, so killed
+/// and restarted processes all land there), searched for secrets at the end like the test's own logs.
+pub struct ProcessLogs {
+    pub path: std::path::PathBuf,
+}
+
+impl ProcessLogs {
+    pub fn new(test: &str) -> ProcessLogs {
+        ProcessLogs { path: std::env::temp_dir().join(format!("{}.log", unique(test))) }
+    }
+
+    /// A handle for a child's stderr.
+    pub fn stdio(&self) -> std::process::Stdio {
+        std::fs::OpenOptions::new().create(true).append(true).open(&self.path).unwrap().into()
+    }
+
+    pub fn tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Asserts that no secret of `config` is in the processes' logs, prints how much was searched, and
+    /// removes the file.
+    pub fn assert_no_secret(self, config: &Config) {
+        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        let lines = assert_no_secret_in(&text, &secrets_of(config), "a coupang-etl process's logs");
+        println!("secrets: none of {} in {lines} log lines of the coupang-etl processes", secrets_of(config).len());
+        std::fs::remove_file(&self.path).ok();
+    }
 }
