@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs and starts ClickHouse and the tansu Kafka broker
-# (building tansu takes ~10 minutes, once per machine), checks formatting and lints, then runs every test,
-# the end-to-end ones against those real services.
+# (building tansu takes ~10 minutes, once per machine), checks formatting and lints, runs every test,
+# the end-to-end ones against those real services, and ends with a short fuzz run of the decoders.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 deploy/services.sh start
@@ -12,3 +12,5 @@ echo "[test] cargo clippy" >&2
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "[test] cargo test (Kafka $COUPANG_ETL_TEST_KAFKA, ClickHouse $COUPANG_ETL_TEST_CLICKHOUSE)" >&2
 cargo test --workspace
+echo "[test] fuzz smoke run (30 s per decoder target)" >&2
+deploy/fuzz.sh 30

@@ -71,7 +71,16 @@ pub fn encode<T: EventType>(event: &T) -> Result<Vec<u8>, CodecError> {
     Ok(out)
 }
 
+/// The most apache-avro may allocate for one string, byte array or array length while decoding.
+/// Kafka messages are at most about 1 MB, so no honest length is larger; without the bound a poison
+/// message claiming a 400-million-item array made the decoder reserve 29 GB and abort the process
+/// (found by the `avro_events` fuzz target). Array items still cost up to ~80 bytes each, so a lie
+/// costs at most a short-lived ~80 MB.
+const MAX_ALLOCATION_BYTES: usize = 1 << 20;
+
 pub fn decode<T: EventType>(bytes: &[u8]) -> Result<T, CodecError> {
+    // The limit is process-wide and set once; the first decode sets it.
+    apache_avro::util::max_allocation_bytes(MAX_ALLOCATION_BYTES);
     if bytes.len() < HEADER_LEN || bytes[..2] != MAGIC {
         return Err(CodecError::NotSingleObject { len: bytes.len() });
     }

@@ -451,36 +451,49 @@ impl CoupangClient {
         body: &[u8],
         id_field: &str,
     ) -> Result<Page<T>, ClientError> {
-        let bad_envelope = |reason: String| ClientError::BadEnvelope { alias: self.alias(), endpoint, reason };
-        let envelope: Envelope = serde_json::from_slice(body).map_err(|e| bad_envelope(e.to_string()))?;
-        if !envelope.code.is_ok() {
-            let message = envelope.message.clone().unwrap_or_default();
-            return Err(bad_envelope(format!("code {}: {message}", envelope.code.0)));
-        }
-        let next_token = envelope.next_page();
-        let raw = match envelope.data {
-            Some(serde_json::Value::Array(items)) => items,
-            // Single-record endpoints answer with an object.
-            Some(object @ serde_json::Value::Object(_)) => vec![object],
-            None | Some(serde_json::Value::Null) => Vec::new(),
-            Some(other) => return Err(bad_envelope(format!("data is {}", json_kind(&other)))),
-        };
-        let records = raw
-            .into_iter()
-            .map(|value| {
-                let record_id = value.get(id_field).map(|v| v.to_string()).unwrap_or_else(|| "(no id)".into());
-                let raw = without_personal_data(&value).to_string();
-                serde_json::from_value::<T>(value).map_err(|e| ClientError::BadRecord {
-                    alias: self.alias(),
-                    endpoint,
-                    record_id: format!("{id_field}={record_id}"),
-                    reason: e.to_string(),
-                    raw,
-                })
-            })
-            .collect();
-        Ok(Page { records, next_token })
+        decode_page(&self.account.alias, endpoint, body, id_field)
     }
+}
+
+/// One page of `endpoint`'s answer for account `alias`: the envelope, then each record on its own (a
+/// record that does not decode is an error of its own, named by its `id_field`, kept without personal
+/// data). Pure, so it is what the fuzzer feeds arbitrary bytes.
+pub fn decode_page<T: serde::de::DeserializeOwned>(
+    alias: &str,
+    endpoint: &'static str,
+    body: &[u8],
+    id_field: &str,
+) -> Result<Page<T>, ClientError> {
+    let alias = || alias.to_string();
+    let bad_envelope = |reason: String| ClientError::BadEnvelope { alias: alias(), endpoint, reason };
+    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| bad_envelope(e.to_string()))?;
+    if !envelope.code.is_ok() {
+        let message = envelope.message.clone().unwrap_or_default();
+        return Err(bad_envelope(format!("code {}: {message}", envelope.code.0)));
+    }
+    let next_token = envelope.next_page();
+    let raw = match envelope.data {
+        Some(serde_json::Value::Array(items)) => items,
+        // Single-record endpoints answer with an object.
+        Some(object @ serde_json::Value::Object(_)) => vec![object],
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(other) => return Err(bad_envelope(format!("data is {}", json_kind(&other)))),
+    };
+    let records = raw
+        .into_iter()
+        .map(|value| {
+            let record_id = value.get(id_field).map(|v| v.to_string()).unwrap_or_else(|| "(no id)".into());
+            let raw = without_personal_data(&value).to_string();
+            serde_json::from_value::<T>(value).map_err(|e| ClientError::BadRecord {
+                alias: alias(),
+                endpoint,
+                record_id: format!("{id_field}={record_id}"),
+                reason: e.to_string(),
+                raw,
+            })
+        })
+        .collect();
+    Ok(Page { records, next_token })
 }
 
 /// Every record of a paged list endpoint: `fetch(token)` gets one page (`""` for the first). A page

@@ -1,0 +1,35 @@
+//! Arbitrary bytes as a Kafka message payload (what a poison message looks like to transform and load):
+//! every decoder refuses or accepts without panicking, and what it accepts goes on through the rules.
+#![no_main]
+
+use coupang_etl_fuzz::check_events;
+use coupang_schemas::{decode, OrderSheetEvent, OrderStateRecord, PaymentFact, ReturnRequestEvent, RevenueEvent};
+use coupang_transform::order::RawEvent;
+use coupang_transform::store::from_record;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let mut events = Vec::new();
+    if let Ok(e) = decode::<OrderSheetEvent>(data) {
+        events.push(RawEvent::OrderSheet(e));
+    }
+    if let Ok(e) = decode::<ReturnRequestEvent>(data) {
+        events.push(RawEvent::ReturnRequest(e));
+    }
+    if let Ok(e) = decode::<RevenueEvent>(data) {
+        events.push(RawEvent::Revenue(e));
+    }
+    check_events(&events);
+    // Load only decodes facts; ClickHouse's row check judges them, so there is nothing more to hold.
+    let _ = decode::<PaymentFact>(data);
+    // A changelog record (transform's own state topic): read back without panicking; its events are
+    // held to the same checks as events from the raw topics.
+    if let Ok(record) = decode::<OrderStateRecord>(data) {
+        if let Ok(state) = from_record(&record) {
+            let boxes = state.boxes.values().cloned().map(RawEvent::OrderSheet);
+            let receipts = state.receipts.values().cloned().map(RawEvent::ReturnRequest);
+            let revenue = state.revenue.values().cloned().map(RawEvent::Revenue);
+            check_events(&boxes.chain(receipts).chain(revenue).collect::<Vec<_>>());
+        }
+    }
+});

@@ -1,0 +1,14 @@
+//! Inputs the fuzzers found, kept as regressions: each must be refused with an error, never crash the
+//! process (a poison message goes to the dead-letter topic; the stage goes on).
+
+use coupang_schemas::*;
+
+#[test]
+fn a_state_record_claiming_a_400_million_item_array_is_refused_not_an_abort() {
+    let bytes = include_bytes!("poison/state-with-a-400-million-item-array.bin");
+    let error = decode::<OrderStateRecord>(bytes).unwrap_err().to_string();
+    assert!(error.contains("OrderState") && error.contains("allocate"), "{error}");
+    // The same bytes read as any other event are refused just as cleanly.
+    assert!(decode::<OrderSheetEvent>(bytes).is_err());
+    assert!(decode::<PaymentFact>(bytes).is_err());
+}
