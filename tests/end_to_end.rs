@@ -130,13 +130,24 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_rest_stays_exact() {
         version: 1,
     })
     .unwrap();
-    let poison: [(&str, &[u8]); 6] = [
+    // The bookkeeping topics too: the transform's changelog (dead-lettered when restored) and ingest's
+    // checkpoints and account statuses (skipped with a warning).
+    etl_core::kafka::ensure_compacted_topics(
+        &config.kafka,
+        &[&topics.transform_state, &topics.checkpoints, &topics.account_status],
+    )
+    .await
+    .unwrap();
+    let poison: [(&str, &[u8]); 9] = [
         (&topics.raw_order_sheets, b"{\"not\": \"avro\"}"),
         (&topics.raw_order_sheets, &impossible),
         (&topics.raw_return_requests, b"\xc3\x01\x00\x00\x00\x00\x00\x00\x00\x00 unknown schema"),
         (&topics.raw_revenue, b"\xc3\x01"),
         (&topics.payment_facts, b"\xc3\x01garbage!"),
         (&topics.payment_facts, &impossible_fact),
+        (&topics.transform_state, b"\xc3\x01not a state"),
+        (&topics.checkpoints, b"{\"swept_through\": 7}"),
+        (&topics.account_status, b"\x00\x01"),
     ];
     for (topic, payload) in poison {
         producer
@@ -151,7 +162,7 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_rest_stays_exact() {
     assert_eq!(compare(&daily_payments(&config.clickhouse).await.unwrap(), &truth), vec![]);
 
     let dead = read_topic(&config.kafka, &topics.dead_letter);
-    assert_eq!(dead.len(), 6, "each poison record is dead-lettered once");
+    assert_eq!(dead.len(), 7, "each poison record of a data topic or the changelog is dead-lettered once");
     let reasons: Vec<(&str, &str)> =
         dead.iter().map(|m| (header(m, "dlq.stage").unwrap(), header(m, "dlq.reason").unwrap())).collect();
     assert!(
@@ -165,6 +176,10 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_rest_stays_exact() {
     );
     assert!(reasons.iter().any(|(_, r)| r.contains("got 2 bytes")), "{reasons:?}");
     assert!(reasons.iter().any(|(stage, r)| *stage == "load" && r.contains("PaymentFact")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|(stage, r)| *stage == "transform" && r.contains("changelog") && r.contains("poison")),
+        "{reasons:?}"
+    );
     assert!(
         reasons
             .iter()

@@ -410,10 +410,22 @@ async fn reconnect(kafka: &KafkaConfig, shutdown: &Shutdown) -> Option<Sink> {
 pub async fn load_checkpoints(kafka: &KafkaConfig) -> Result<HashMap<String, Checkpoint>, IngestError> {
     let topic = kafka.topics().checkpoints;
     let raw = etl_core::kafka::latest_by_key(kafka, &topic, Duration::from_secs(30)).await?;
-    Ok(raw
-        .into_iter()
-        .filter_map(|(key, payload)| serde_json::from_slice::<Checkpoint>(&payload).ok().map(|c| (key, c)))
-        .collect())
+    Ok(readable(raw, &topic))
+}
+
+/// The records of a compacted bookkeeping topic that decode. Anything else is not ours (only ingest
+/// writes these topics): it is skipped with a warning, so the stream falls back to its look-back
+/// window (checkpoints) or the account shows no status yet.
+fn readable<T: serde::de::DeserializeOwned>(raw: HashMap<String, Vec<u8>>, topic: &str) -> HashMap<String, T> {
+    raw.into_iter()
+        .filter_map(|(key, payload)| match serde_json::from_slice::<T>(&payload) {
+            Ok(value) => Some((key, value)),
+            Err(error) => {
+                tracing::warn!(topic, key, %error, "record skipped: not one ingest wrote");
+                None
+            }
+        })
+        .collect()
 }
 
 async fn sweep(
@@ -896,10 +908,7 @@ pub async fn account_statuses(
 ) -> Result<HashMap<String, AccountStatus>, IngestError> {
     let topic = kafka.topics().account_status;
     let raw = etl_core::kafka::latest_by_key(kafka, &topic, timeout).await?;
-    Ok(raw
-        .into_iter()
-        .filter_map(|(alias, payload)| serde_json::from_slice(&payload).ok().map(|status| (alias, status)))
-        .collect())
+    Ok(readable(raw, &topic))
 }
 
 /// The last millisecond of a Korean day.

@@ -125,7 +125,7 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
     while !shutdown.is_cancelled() {
         let mut batch = next_batch(&consumer, config.batch_size, wait, shutdown).await?;
         if consumer.context().take() {
-            adopt_assignment(&consumer, &changelog, &mut owned, horizon_ms).await?;
+            adopt_assignment(&consumer, &changelog, &mut owned, horizon_ms, &dead_letter).await?;
             // Messages of partitions that moved away are the new owner's; those of partitions still
             // (or again) ours may come once more from the committed offset, which folding absorbs.
             batch.retain(|m| owned.contains_key(&m.partition()));
@@ -254,6 +254,7 @@ async fn adopt_assignment(
     changelog: &Changelog,
     owned: &mut BTreeMap<i32, PartitionState>,
     horizon_ms: i64,
+    dead_letter: &DeadLetter,
 ) -> Result<(), TransformError> {
     let assigned: BTreeSet<i32> = consumer.assignment()?.elements().iter().map(|e| e.partition()).collect();
     owned.retain(|partition, _| assigned.contains(partition));
@@ -262,7 +263,18 @@ async fn adopt_assignment(
         if owned.get(&partition).is_some_and(|held| held.changelog_end == end) {
             continue;
         }
-        let restored = changelog.restore(partition, horizon_ms).await?;
+        let mut restored = changelog.restore(partition, horizon_ms).await?;
+        // Dead-lettered at every restore until a state of the same key supersedes it (compaction).
+        for bad in std::mem::take(&mut restored.corrupt) {
+            let (partition, offset) = (partition.to_string(), bad.offset.to_string());
+            let source = [
+                ("dlq.source.topic", changelog.topic.as_str()),
+                ("dlq.source.partition", &partition),
+                ("dlq.source.offset", &offset),
+            ];
+            tracing::error!(key = %bad.key, "{}", bad.reason);
+            dead_letter.send_record(Some(bad.key.as_bytes()), &bad.payload, &bad.reason, &source).await?;
+        }
         tracing::info!(
             partition,
             orders = restored.in_memory(),

@@ -91,6 +91,18 @@ pub struct PartitionState {
     newest: i64,
     /// The changelog's end offset after this process's last write or restore.
     pub changelog_end: i64,
+    /// Records of the changelog that did not decode, met by the last restore (for the dead-letter
+    /// topic): each was skipped, and its key kept its previous state.
+    pub corrupt: Vec<CorruptRecord>,
+}
+
+/// A changelog record that is not a state this stage wrote (e.g. injected by hand).
+#[derive(Debug)]
+pub struct CorruptRecord {
+    pub offset: i64,
+    pub key: String,
+    pub payload: Vec<u8>,
+    pub reason: String,
 }
 
 impl PartitionState {
@@ -162,7 +174,15 @@ impl Changelog {
             .map_err(self.error(partition))?;
         let mut restored = PartitionState { changelog_end: records.end, ..PartitionState::default() };
         for (offset, key, payload) in records.records {
-            let state = self.decode(partition, offset, &key, &payload)?;
+            let state = match self.decode(partition, offset, &key, &payload) {
+                Ok(state) => state,
+                Err(error) => {
+                    // Only this stage writes the changelog, so this is foreign data; one bad record
+                    // must not stop the stage. The key keeps the state it had before the record.
+                    restored.corrupt.push(CorruptRecord { offset, key, payload, reason: error.to_string() });
+                    continue;
+                }
+            };
             restored.newest = restored.newest.max(state.source_time);
             restored.entries.insert(key, Entry { state: Some(state), offset: Some(offset) });
             if restored.entries.len() % 10_000 == 0 {
