@@ -5,10 +5,11 @@
 mod common;
 
 use common::*;
+use coupang_load::summary::{daily_payments, fact_counts, order_payments, DailyPayment};
 use coupang_schemas::{decode, OrderSheetEvent};
 use coupang_sim::SimConfig;
 use rdkafka::Message;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -98,11 +99,22 @@ async fn a_simulated_year_for_two_accounts_survives_a_kill_and_never_exceeds_the
     sim.stop().await;
 }
 
+/// What ClickHouse shows: every vendor-day, every order, every fact key, and the current row count.
+async fn snapshot(config: &coupang_etl::Config) -> (Vec<DailyPayment>, BTreeMap<(String, i64), i64>, Items, u64) {
+    (
+        daily_payments(&config.clickhouse).await.unwrap(),
+        order_payments(&config.clickhouse).await.unwrap(),
+        item_payments(&config.clickhouse).await,
+        fact_counts(&config.clickhouse).await.unwrap().current_rows,
+    )
+}
+
+type Items = BTreeMap<(String, i64, i64), coupang_sim::truth::ItemTruth>;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backfill_over_days_live_polling_covered_changes_nothing() {
     use coupang_etl::demo::compare;
     use coupang_etl::pipeline::{drained, run_follow};
-    use coupang_load::summary::{daily_payments, fact_counts, order_payments};
     use coupang_sim::truth::Truth;
 
     let mut config = config("overlap", recent_world(7, 0, 15));
@@ -118,12 +130,7 @@ async fn a_backfill_over_days_live_polling_covered_changes_nothing() {
     let exact =
         || async { daily_payments(&config.clickhouse).await.is_ok_and(|daily| compare(&daily, &truth).is_empty()) };
     assert!(eventually(Duration::from_secs(90), exact).await, "live polling loads everything");
-    let before = (
-        daily_payments(&config.clickhouse).await.unwrap(),
-        order_payments(&config.clickhouse).await.unwrap(),
-        item_payments(&config.clickhouse).await,
-        fact_counts(&config.clickhouse).await.unwrap().current_rows,
-    );
+    let before = snapshot(&config).await;
     let raw_before = read_topic(&config.kafka, &config.kafka.topics().raw_order_sheets).len();
 
     // Every account backfilled over the whole period while live polling goes on.
@@ -138,12 +145,7 @@ async fn a_backfill_over_days_live_polling_covered_changes_nothing() {
     assert!(raw_after > raw_before, "the backfill sent the order sheets again");
     let settled = || async { drained(&config).await.unwrap_or(false) };
     assert!(eventually(Duration::from_secs(120), settled).await, "transform and load caught up");
-    let after = (
-        daily_payments(&config.clickhouse).await.unwrap(),
-        order_payments(&config.clickhouse).await.unwrap(),
-        item_payments(&config.clickhouse).await,
-        fact_counts(&config.clickhouse).await.unwrap().current_rows,
-    );
+    let after = snapshot(&config).await;
     assert_eq!(after.0, before.0, "every vendor-day unchanged");
     assert_eq!(after.1, before.1, "every order unchanged");
     assert_eq!(after.2, before.2, "every fact key unchanged");

@@ -30,6 +30,19 @@ async fn days_off(config: &coupang_etl::Config, truth: &Truth) -> usize {
     }
 }
 
+/// Stops `service` for `seconds` and starts it again; says when, and how far the pipeline had got.
+async fn outage(service: &str, seconds: u64, config: &coupang_etl::Config, truth: &Truth, started: Instant) -> String {
+    let off = days_off(config, truth).await;
+    services_script(&["stop", service]);
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    services_script(&["start", service]);
+    format!(
+        "{service} down {seconds} s at {:.0?} ({off} of {} vendor-days not yet exact)",
+        started.elapsed(),
+        truth.daily.len()
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_and_clickhouse_restarted_mid_run_lose_and_duplicate_nothing() {
     let scale = soak_factor();
@@ -52,27 +65,10 @@ async fn broker_and_clickhouse_restarted_mid_run_lose_and_duplicate_nothing() {
     // The broker goes away for 8 s once the first rows are in ClickHouse.
     let some_loaded = || async { fact_counts(&config.clickhouse).await.is_ok_and(|c| c.current_rows > 0) };
     assert!(eventually(Duration::from_secs(60), some_loaded).await, "the first rows arrive");
-    let off = days_off(&config, &truth).await;
-    services_script(&["stop", "kafka"]);
-    tokio::time::sleep(Duration::from_secs(8)).await;
-    services_script(&["start", "kafka"]);
-    report.push(format!(
-        "broker down 8 s at {:.0?} ({off} of {} vendor-days not yet exact)",
-        started.elapsed(),
-        truth.daily.len()
-    ));
-
+    report.push(outage("kafka", 8, &config, &truth, started).await);
     // Then ClickHouse, for 10 s.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let off = days_off(&config, &truth).await;
-    services_script(&["stop", "clickhouse"]);
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    services_script(&["start", "clickhouse"]);
-    report.push(format!(
-        "ClickHouse down 10 s at {:.0?} ({off} of {} vendor-days not yet exact)",
-        started.elapsed(),
-        truth.daily.len()
-    ));
+    report.push(outage("clickhouse", 10, &config, &truth, started).await);
 
     let exact = || async { days_off(&config, &truth).await == 0 };
     let done = eventually(Duration::from_secs(180), exact).await;
