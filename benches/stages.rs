@@ -1,0 +1,309 @@
+//! Each stage's throughput beside its physical limit, measured in one run on one machine
+//! (issue #9; method and figures in BENCHMARKS.md).
+//!
+//! ```sh
+//! deploy/services.sh start && eval "$(deploy/services.sh env)"
+//! cargo build --release --bin coupang-etl
+//! cargo bench --bench stages -- [--broker tansu|mock] [--days N] [--orders-per-day N]
+//! ```
+//!
+//! One run:
+//! 1. **ingest**: the simulator (rate limit off, faults off) is collected into the raw topics by
+//!    `collect_range`: records/s and API calls per record.
+//! 2. **raw read** (the broker's delivery limit): a bare rdkafka consumer that only counts the three raw
+//!    topics' messages and bytes.
+//! 3. **transform**: `coupang-etl transform` as its own process over the same topics, until its group
+//!    has no lag: events/s of wall time and per CPU-second of the process, and its peak RSS.
+//! 4. **load**: `coupang-etl load` over the facts the transform made: facts/s and peak RSS.
+//! 5. **raw insert** (ClickHouse's limit): the same rows, exported as RowBinary, inserted by
+//!    `clickhouse-client` into a fresh table.
+
+use coupang_etl::Config;
+use coupang_sim::{SimConfig, Simulator};
+use etl_core::kafka::{ensure_compacted_topics, ensure_topics, group_lag, KafkaConfig};
+use etl_core::Shutdown;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Args {
+    broker: String,
+    days: u32,
+    orders_per_day: u32,
+}
+
+fn args() -> Args {
+    let mut args = Args { broker: "tansu".into(), days: 10, orders_per_day: 2_000 };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--broker" => args.broker = it.next().expect("--broker tansu|mock"),
+            "--days" => args.days = it.next().and_then(|v| v.parse().ok()).expect("--days N"),
+            "--orders-per-day" => {
+                args.orders_per_day = it.next().and_then(|v| v.parse().ok()).expect("--orders-per-day N")
+            }
+            _ => {} // cargo bench passes --bench
+        }
+    }
+    args
+}
+
+/// CPU seconds (user + system) and peak RSS (MiB) of a process, from /proc.
+fn cpu_and_peak(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which ends with ')'): utime and stime are the 12th and 13th.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let cpu = (ticks(11) + ticks(12)) / 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let peak_kib = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    (cpu, peak_kib / 1024.0)
+}
+
+fn self_cpu() -> f64 {
+    cpu_and_peak(std::process::id()).0
+}
+
+fn write_config(config: &Config) -> std::path::PathBuf {
+    let text = format!(
+        "[kafka]\nbrokers = {:?}\ntopic_prefix = {:?}\npartitions = {}\n\n[clickhouse]\nurl = {:?}\ndatabase = {:?}\n\n\
+         [transform]\ngroup_id = {:?}\n\n[load]\ngroup_id = {:?}\n",
+        config.kafka.brokers,
+        config.kafka.topic_prefix,
+        config.kafka.partitions,
+        config.clickhouse.url,
+        config.clickhouse.database,
+        config.transform.group_id,
+        config.load.group_id,
+    );
+    let path = std::env::temp_dir().join(format!("bench-{}.toml", std::process::id()));
+    std::fs::write(&path, text).expect("write the bench config");
+    path
+}
+
+fn stage(config_file: &std::path::Path, stage: &str) -> Child {
+    let binary = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/coupang-etl");
+    Command::new(binary)
+        .args(["--config", config_file.to_str().unwrap_or_default(), stage])
+        .env("COUPANG_ETL_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{binary}: {e} (run `cargo build --release --bin coupang-etl` first)"))
+}
+
+/// Runs a stage process until its group has consumed everything; returns (wall s, CPU s, peak MiB).
+async fn run_stage(
+    config: &Config,
+    file: &std::path::Path,
+    name: &str,
+    group: &str,
+    topics: &[&str],
+) -> (f64, f64, f64) {
+    let started = Instant::now();
+    let mut child = stage(file, name);
+    let pid = child.id();
+    let usage = loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut lag = 0;
+        for topic in topics {
+            lag += group_lag(&config.kafka, group, topic).await.unwrap_or(i64::MAX / 8);
+        }
+        // Read before the process is stopped: /proc forgets it once it is reaped.
+        let usage = cpu_and_peak(pid);
+        if lag == 0 {
+            break usage;
+        }
+        assert!(child.try_wait().ok().flatten().is_none(), "{name} exited early");
+    };
+    let wall = started.elapsed().as_secs_f64();
+    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = child.wait();
+    (wall, usage.0, usage.1)
+}
+
+/// Reads every message of `topics` with a bare consumer; returns (messages, bytes, wall s, CPU s).
+fn raw_read(kafka: &KafkaConfig, topics: &[&str]) -> (u64, u64, f64, f64) {
+    let consumer: BaseConsumer = kafka
+        .client_config()
+        .set("group.id", "bench-raw-read")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = 0i64;
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+        for partition in metadata.topics()[0].partitions() {
+            let (low, high) =
+                consumer.fetch_watermarks(topic, partition.id(), Duration::from_secs(10)).expect("watermarks");
+            remaining += high - low;
+            assignment.add_partition_offset(topic, partition.id(), Offset::Beginning).expect("assign");
+        }
+    }
+    let (cpu0, started) = (self_cpu(), Instant::now());
+    consumer.assign(&assignment).expect("assign");
+    let (mut messages, mut bytes) = (0u64, 0u64);
+    while (messages as i64) < remaining {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(500)) {
+            messages += 1;
+            bytes += message.payload().map_or(0, |p| p.len() as u64);
+        }
+    }
+    (messages, bytes, started.elapsed().as_secs_f64(), self_cpu() - cpu0)
+}
+
+fn clickhouse(query: &str, input: Option<&std::path::Path>) -> (Vec<u8>, f64) {
+    let mut command = Command::new("clickhouse-client");
+    command.args(["--host", "127.0.0.1", "--query", query]);
+    if let Some(path) = input {
+        command.stdin(std::fs::File::open(path).expect("input file"));
+    }
+    let started = Instant::now();
+    let output = command.output().expect("clickhouse-client");
+    assert!(output.status.success(), "{query}: {}", String::from_utf8_lossy(&output.stderr));
+    (output.stdout, started.elapsed().as_secs_f64())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args = args();
+    let clickhouse_url =
+        std::env::var("COUPANG_ETL_TEST_CLICKHOUSE").unwrap_or_else(|_| "http://127.0.0.1:8123".into());
+    let id = std::process::id();
+    let mut config = Config::default();
+    config.kafka.topic_prefix = format!("bench.{id}.");
+    config.kafka.partitions = 3;
+    config.clickhouse.url = clickhouse_url;
+    config.clickhouse.database = format!("bench_{id}");
+    config.transform.group_id = format!("bench-{id}-transform");
+    config.load.group_id = format!("bench-{id}-load");
+    let _mock = if args.broker == "mock" {
+        let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+        config.kafka.brokers = cluster.bootstrap_servers();
+        for topic in config.kafka.topics().all() {
+            cluster.create_topic(topic, config.kafka.partitions, 1).expect("mock topic");
+        }
+        Some(cluster)
+    } else {
+        config.kafka.brokers = std::env::var("COUPANG_ETL_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
+        None
+    };
+    let topics = config.kafka.topics();
+    ensure_topics(
+        &config.kafka,
+        &[
+            &topics.raw_order_sheets,
+            &topics.raw_return_requests,
+            &topics.raw_revenue,
+            &topics.payment_facts,
+            &topics.dead_letter,
+        ],
+    )
+    .await
+    .expect("topics");
+    ensure_compacted_topics(&config.kafka, &[&topics.transform_state, &topics.account_status, &topics.checkpoints])
+        .await
+        .expect("topics");
+    coupang_load::migrate(&config.clickhouse).await.expect("migrate");
+
+    // 1. Ingest from the simulator, its rate limit off.
+    let today = etl_core::time::now_kst().date_naive();
+    config.sim = SimConfig {
+        start_date: today - chrono::Duration::days(i64::from(args.days) + 40),
+        days: args.days,
+        orders_per_day: args.orders_per_day,
+        rate_limit_per_second: 0,
+        ..SimConfig::default()
+    };
+    let generated = Instant::now();
+    let sim = Simulator::start(&config.sim, ([127, 0, 0, 1], 0).into()).await.expect("simulator");
+    let items: usize = sim.world().vendors.values().flat_map(|v| v.boxes.iter().map(|b| b.lines.len())).sum();
+    let generated = generated.elapsed().as_secs_f64();
+    config.ingest.base_url = sim.base_url();
+    config.ingest.requests_per_second = 1_000.0;
+    config.ingest.backfill_requests_per_second = 1_000.0;
+    config.accounts = coupang_etl::demo::sim_accounts(&config, today);
+    let (from, to) = (config.sim.start_date - chrono::Duration::days(1), config.sim.end_date());
+    let (cpu0, started) = (self_cpu(), Instant::now());
+    let report =
+        coupang_ingest::collect_range(&config.ingest, &config.kafka, &config.accounts, from, to, &Shutdown::new())
+            .await
+            .expect("ingest");
+    let ingest_wall = started.elapsed().as_secs_f64();
+    let ingest_cpu = self_cpu() - cpu0;
+    let (boxes, sheets, receipts, revenue) = report.ingest_totals();
+    let records = sheets + receipts + revenue;
+    let calls: u64 = sim.stats().values().sum();
+    sim.stop().await;
+
+    // 2. The broker's delivery limit.
+    let raw = [topics.raw_order_sheets.as_str(), topics.raw_return_requests.as_str(), topics.raw_revenue.as_str()];
+    let (messages, bytes, read_wall, read_cpu) = tokio::task::spawn_blocking({
+        let kafka = config.kafka.clone();
+        let raw = raw.map(String::from);
+        move || raw_read(&kafka, &[&raw[0], &raw[1], &raw[2]])
+    })
+    .await
+    .expect("raw read");
+
+    // 3. Transform, 4. load, as their own processes.
+    let file = write_config(&config);
+    let (t_wall, t_cpu, t_peak) = run_stage(&config, &file, "transform", &config.transform.group_id, &raw).await;
+    let (facts, _, _, _) = tokio::task::spawn_blocking({
+        let kafka = config.kafka.clone();
+        let topic = topics.payment_facts.clone();
+        move || raw_read(&kafka, &[&topic])
+    })
+    .await
+    .expect("facts read");
+    let (l_wall, l_cpu, l_peak) =
+        run_stage(&config, &file, "load", &config.load.group_id, &[&topics.payment_facts]).await;
+
+    // 5. ClickHouse's own insert rate for the same rows.
+    let db = &config.clickhouse.database;
+    let dump = std::env::temp_dir().join(format!("bench-{id}.rowbinary"));
+    let (rows, _) = clickhouse(&format!("SELECT * FROM {db}.payment_facts FORMAT RowBinary"), None);
+    std::fs::write(&dump, &rows).expect("dump");
+    let stored: u64 = String::from_utf8_lossy(&clickhouse(&format!("SELECT count() FROM {db}.payment_facts"), None).0)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    let raw_db = format!("bench_raw_{id}");
+    let mut raw_config = config.clickhouse.clone();
+    raw_config.database = raw_db.clone();
+    coupang_load::migrate(&raw_config).await.expect("migrate");
+    let (_, insert_wall) = clickhouse(&format!("INSERT INTO {raw_db}.payment_facts FORMAT RowBinary"), Some(&dump));
+
+    let per = |n: u64, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
+    println!(
+        "coupang-etl stage benchmark: broker {}, {} vendors × {} days × ~{} orders/day",
+        args.broker,
+        config.accounts.len(),
+        args.days,
+        args.orders_per_day
+    );
+    println!("  world: {boxes} boxes, {items} order items (generated in {generated:.1} s)");
+    println!("  ingest        {records:>9} records in {ingest_wall:>6.1} s = {:>9.0} records/s ({:.0}/CPU-s of bench process incl. simulator); {calls} API calls = {:.3} calls/record", per(records, ingest_wall), per(records, ingest_cpu), calls as f64 / records.max(1) as f64);
+    println!(
+        "  raw read      {messages:>9} messages ({:.1} MB) in {read_wall:>6.2} s = {:>9.0} msg/s ({:.0}/CPU-s)",
+        bytes as f64 / 1e6,
+        per(messages, read_wall),
+        per(messages, read_cpu)
+    );
+    println!("  transform     {messages:>9} events in {t_wall:>6.2} s = {:>9.0} events/s, {:.0} events/CPU-s, peak RSS {t_peak:.0} MiB; {:.0}% of the raw read rate", per(messages, t_wall), per(messages, t_cpu), 100.0 * per(messages, t_wall) / per(messages, read_wall).max(1.0));
+    println!("  load          {facts:>9} facts  in {l_wall:>6.2} s = {:>9.0} facts/s, {:.0} facts/CPU-s, peak RSS {l_peak:.0} MiB", per(facts, l_wall), per(facts, l_cpu));
+    println!("  raw insert    {stored:>9} rows   in {insert_wall:>6.2} s = {:>9.0} rows/s (clickhouse-client, RowBinary, {:.1} MB); load = {:.0}% of it", per(stored, insert_wall), rows.len() as f64 / 1e6, 100.0 * per(facts, l_wall) / per(stored, insert_wall).max(1.0));
+
+    let _ = std::fs::remove_file(&dump);
+    let _ = std::fs::remove_file(&file);
+    for db in [db.as_str(), raw_db.as_str()] {
+        clickhouse(&format!("DROP DATABASE IF EXISTS {db}"), None);
+    }
+}
