@@ -4,7 +4,8 @@
 //! ```sh
 //! deploy/services.sh start && eval "$(deploy/services.sh env)"
 //! cargo build --release --bin coupang-etl
-//! cargo bench --bench stages -- [--broker tansu|mock] [--days N] [--orders-per-day N]
+//! cargo bench --bench stages -- [--broker tansu|mock] [--days N] [--orders-per-day N] [--dump FILE]
+//! cargo bench --bench stages -- --cpu FILE     # the transform's CPU work alone, over dumped events
 //! ```
 //!
 //! One run:
@@ -19,11 +20,16 @@
 //!    `clickhouse-client` into a fresh table.
 
 use coupang_etl::Config;
+use coupang_schemas::encode;
 use coupang_sim::{SimConfig, Simulator};
+use coupang_transform::order::{OrderState, RawEvent, RawStream};
+use coupang_transform::rules::apply;
+use coupang_transform::store::to_record;
 use etl_core::kafka::{ensure_compacted_topics, ensure_topics, group_lag, KafkaConfig};
 use etl_core::Shutdown;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
+use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -31,10 +37,14 @@ struct Args {
     broker: String,
     days: u32,
     orders_per_day: u32,
+    /// Write the raw events to this file (for `--cpu`).
+    dump: Option<std::path::PathBuf>,
+    /// Only the transform's CPU work over a dumped file: no broker, no ClickHouse.
+    cpu: Option<std::path::PathBuf>,
 }
 
 fn args() -> Args {
-    let mut args = Args { broker: "tansu".into(), days: 10, orders_per_day: 2_000 };
+    let mut args = Args { broker: "tansu".into(), days: 10, orders_per_day: 2_000, dump: None, cpu: None };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
@@ -43,6 +53,8 @@ fn args() -> Args {
             "--orders-per-day" => {
                 args.orders_per_day = it.next().and_then(|v| v.parse().ok()).expect("--orders-per-day N")
             }
+            "--dump" => args.dump = it.next().map(Into::into),
+            "--cpu" => args.cpu = it.next().map(Into::into),
             _ => {} // cargo bench passes --bench
         }
     }
@@ -128,8 +140,12 @@ async fn run_stage(
     (wall, usage.0, usage.1)
 }
 
-/// Reads every message of `topics` with a bare consumer; returns (messages, bytes, wall s, CPU s).
-fn raw_read(kafka: &KafkaConfig, topics: &[&str]) -> (u64, u64, f64, f64) {
+/// Messages, bytes, wall seconds, CPU seconds.
+type ReadStats = (u64, u64, f64, f64);
+
+/// Reads every message of `topics` with a bare consumer; returns (messages, bytes, wall s, CPU s),
+/// and the payloads with their topic's index when `keep`.
+fn raw_read(kafka: &KafkaConfig, topics: &[&str], keep: bool) -> (ReadStats, Vec<(u8, Vec<u8>)>) {
     let consumer: BaseConsumer = kafka
         .client_config()
         .set("group.id", "bench-raw-read")
@@ -149,14 +165,87 @@ fn raw_read(kafka: &KafkaConfig, topics: &[&str]) -> (u64, u64, f64, f64) {
     }
     let (cpu0, started) = (self_cpu(), Instant::now());
     consumer.assign(&assignment).expect("assign");
-    let (mut messages, mut bytes) = (0u64, 0u64);
+    let (mut messages, mut bytes, mut kept) = (0u64, 0u64, Vec::new());
     while (messages as i64) < remaining {
         if let Some(Ok(message)) = consumer.poll(Duration::from_millis(500)) {
             messages += 1;
             bytes += message.payload().map_or(0, |p| p.len() as u64);
+            if keep {
+                let index = topics.iter().position(|t| *t == message.topic()).unwrap_or(0) as u8;
+                kept.push((index, message.payload().unwrap_or_default().to_vec()));
+            }
         }
     }
-    (messages, bytes, started.elapsed().as_secs_f64(), self_cpu() - cpu0)
+    ((messages, bytes, started.elapsed().as_secs_f64(), self_cpu() - cpu0), kept)
+}
+
+/// The raw events as `[stream u8][length u32 LE][payload]` records.
+fn write_events(path: &std::path::Path, events: &[(u8, Vec<u8>)]) {
+    let mut out = Vec::new();
+    for (stream, payload) in events {
+        out.push(*stream);
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(payload);
+    }
+    std::fs::write(path, out).expect("write the events file");
+}
+
+fn read_events(path: &std::path::Path) -> Vec<(RawStream, Vec<u8>)> {
+    let bytes = std::fs::read(path).expect("read the events file");
+    let mut events = Vec::new();
+    let mut rest = bytes.as_slice();
+    while rest.len() >= 5 {
+        let stream = [RawStream::OrderSheets, RawStream::ReturnRequests, RawStream::Revenue][usize::from(rest[0] % 3)];
+        let len = u32::from_le_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+        let end = (5 + len).min(rest.len());
+        events.push((stream, rest[5..end].to_vec()));
+        rest = &rest[end..];
+    }
+    events
+}
+
+/// The transform stage's CPU work without Kafka: decode, validate, fold, rules, then per batch of 500
+/// the facts and changed states encoded as the stage produces them. Returns (facts, states) written.
+fn transform_core(events: &[(RawStream, Vec<u8>)]) -> (usize, usize) {
+    let mut states: HashMap<String, OrderState> = HashMap::new();
+    let (mut facts_written, mut states_written) = (0, 0);
+    for batch in events.chunks(500) {
+        let mut facts = Vec::new();
+        let mut dirty: BTreeMap<String, (String, i64)> = BTreeMap::new();
+        for (stream, payload) in batch {
+            let Ok(Some(event)) = RawEvent::read(*stream, payload) else { continue };
+            let key = event.order_key();
+            let applied = apply(states.entry(key.clone()).or_default(), &event);
+            if applied.state_changed {
+                dirty.insert(key, (event.vendor_id().to_string(), event.order_id()));
+            }
+            facts.extend(applied.facts.into_iter().flatten());
+        }
+        for fact in &facts {
+            std::hint::black_box((fact.kafka_key(), encode(fact).expect("encode a fact")));
+        }
+        for (key, (vendor, order)) in &dirty {
+            let record = to_record(vendor, *order, &states[key]).expect("state record");
+            std::hint::black_box(encode(&record).expect("encode a state"));
+        }
+        facts_written += facts.len();
+        states_written += dirty.len();
+    }
+    (facts_written, states_written)
+}
+
+fn cpu_only(path: &std::path::Path) {
+    let events = read_events(path);
+    let bytes: usize = events.iter().map(|(_, p)| p.len()).sum();
+    let (cpu0, started) = (self_cpu(), Instant::now());
+    let (facts, states) = transform_core(&events);
+    let (wall, cpu) = (started.elapsed().as_secs_f64(), self_cpu() - cpu0);
+    println!(
+        "transform CPU work: {} events ({:.1} MB) in {wall:.2} s (CPU {cpu:.2} s) = {:.0} events/s on one core; {facts} facts and {states} state records encoded",
+        events.len(),
+        bytes as f64 / 1e6,
+        events.len() as f64 / wall
+    );
 }
 
 fn clickhouse(query: &str, input: Option<&std::path::Path>) -> (Vec<u8>, f64) {
@@ -174,6 +263,10 @@ fn clickhouse(query: &str, input: Option<&std::path::Path>) -> (Vec<u8>, f64) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args = args();
+    if let Some(path) = &args.cpu {
+        cpu_only(path);
+        return;
+    }
     let clickhouse_url =
         std::env::var("COUPANG_ETL_TEST_CLICKHOUSE").unwrap_or_else(|_| "http://127.0.0.1:8123".into());
     let id = std::process::id();
@@ -245,21 +338,26 @@ async fn main() {
 
     // 2. The broker's delivery limit.
     let raw = [topics.raw_order_sheets.as_str(), topics.raw_return_requests.as_str(), topics.raw_revenue.as_str()];
-    let (messages, bytes, read_wall, read_cpu) = tokio::task::spawn_blocking({
+    let keep = args.dump.is_some();
+    let ((messages, bytes, read_wall, read_cpu), kept) = tokio::task::spawn_blocking({
         let kafka = config.kafka.clone();
         let raw = raw.map(String::from);
-        move || raw_read(&kafka, &[&raw[0], &raw[1], &raw[2]])
+        move || raw_read(&kafka, &[&raw[0], &raw[1], &raw[2]], keep)
     })
     .await
     .expect("raw read");
+    if let Some(path) = &args.dump {
+        write_events(path, &kept);
+    }
+    drop(kept);
 
     // 3. Transform, 4. load, as their own processes.
     let file = write_config(&config);
     let (t_wall, t_cpu, t_peak) = run_stage(&config, &file, "transform", &config.transform.group_id, &raw).await;
-    let (facts, _, _, _) = tokio::task::spawn_blocking({
+    let ((facts, _, _, _), _) = tokio::task::spawn_blocking({
         let kafka = config.kafka.clone();
         let topic = topics.payment_facts.clone();
-        move || raw_read(&kafka, &[&topic])
+        move || raw_read(&kafka, &[&topic], false)
     })
     .await
     .expect("facts read");

@@ -6,7 +6,7 @@
 //! record's own bytes last. Folding a set of events therefore gives the same state whatever their
 //! order, duplicates and replays included, and a stale event can never replace newer knowledge.
 
-use coupang_schemas::{encode, OrderSheetEvent, ReturnRequestEvent, RevenueEvent};
+use coupang_schemas::{decode, encode, OrderSheetEvent, ReturnRequestEvent, RevenueEvent};
 use etl_core::time::date_from_days;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -17,6 +17,34 @@ pub enum RawEvent {
     OrderSheet(OrderSheetEvent),
     ReturnRequest(ReturnRequestEvent),
     Revenue(RevenueEvent),
+}
+
+/// The raw topic a payload came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawStream {
+    OrderSheets,
+    ReturnRequests,
+    Revenue,
+}
+
+impl RawEvent {
+    /// Decodes and validates a payload of `stream`: `Ok(None)` for records that belong to no order
+    /// (revenue adjustments with `orderId = 0`), `Err(reason)` for poison.
+    pub fn read(stream: RawStream, payload: &[u8]) -> Result<Option<RawEvent>, String> {
+        let event = match stream {
+            RawStream::OrderSheets => RawEvent::OrderSheet(decode(payload).map_err(|e| e.to_string())?),
+            RawStream::ReturnRequests => RawEvent::ReturnRequest(decode(payload).map_err(|e| e.to_string())?),
+            RawStream::Revenue => {
+                let row: RevenueEvent = decode(payload).map_err(|e| e.to_string())?;
+                if row.order_id == 0 {
+                    return Ok(None);
+                }
+                RawEvent::Revenue(row)
+            }
+        };
+        event.validate().map_err(|e| e.to_string())?;
+        Ok(Some(event))
+    }
 }
 
 /// A raw event that cannot be folded: it names the record so the dead-letter entry can be traced.

@@ -24,7 +24,7 @@ use coupang_schemas::PaymentFact;
 use etl_core::time::{days_since_epoch, kst_date_of_millis};
 use std::collections::BTreeMap;
 
-use crate::order::{receipt_completed, OrderState};
+use crate::order::{receipt_completed, OrderState, RawEvent};
 
 /// What the order sheets say about one vendor item of the order (lines merged across boxes).
 #[derive(Debug, Default)]
@@ -38,6 +38,24 @@ struct ItemLines {
     shipping_fee: i64,
     sheet_coupons: Option<(i64, i64)>,
     status: String,
+}
+
+/// What one event did to its order: whether the state changed (it must be written to the changelog),
+/// and the order's facts when they changed (they must be emitted).
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub state_changed: bool,
+    pub facts: Option<Vec<PaymentFact>>,
+}
+
+/// Folds a validated `event` into its order's `state` and says what changed.
+pub fn apply(state: &mut OrderState, event: &RawEvent) -> Applied {
+    let before = payment_facts(state);
+    if !state.fold(event) {
+        return Applied::default();
+    }
+    let after = payment_facts(state);
+    Applied { state_changed: true, facts: (after != before).then_some(after) }
 }
 
 /// The facts of one order as of its state, sorted by vendor item id.

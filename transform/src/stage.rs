@@ -15,7 +15,7 @@
 //! moved away are left to their new owner. Processing happens only between polls, and an eager
 //! rebalance completes only when this process polls again, so no partition changes hands mid-batch.
 
-use coupang_schemas::{decode, encode, OrderSheetEvent, PaymentFact, ReturnRequestEvent, RevenueEvent};
+use coupang_schemas::{encode, PaymentFact};
 use etl_core::kafka::{
     commit_batch, ensure_compacted_topics_with, ensure_topics, next_batch, restart_on_kafka_failure, DeadLetter,
     KafkaConfig, KafkaSetupError,
@@ -31,8 +31,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::config::TransformConfig;
-use crate::order::RawEvent;
-use crate::rules::payment_facts;
+use crate::order::{RawEvent, RawStream};
+use crate::rules::apply;
 use crate::store::{to_record, Changelog, PartitionState, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -176,14 +176,11 @@ async fn process(
         store.note_source_time(event.source_time());
         let key = event.order_key();
         let state = changelog.state(partition, store, &key).await?;
-        let before = payment_facts(state);
-        if state.fold(&event) {
+        let applied = apply(state, &event);
+        if applied.state_changed {
             dirty.insert((partition, key));
-            let after = payment_facts(state);
-            if after != before {
-                facts.extend(after);
-            }
         }
+        facts.extend(applied.facts.into_iter().flatten());
     }
     // 1. Facts, acknowledged.
     let encoded: Vec<(String, Vec<u8>)> =
@@ -228,24 +225,21 @@ fn split_key(key: &str) -> (&str, i64) {
 /// The event in a raw message; `Ok(None)` for records that belong to no order (revenue adjustments
 /// with `orderId = 0`), `Err(reason)` for poison.
 fn read_event(message: &OwnedMessage, topics: &etl_core::kafka::Topics) -> Result<Option<RawEvent>, String> {
-    let payload = message.payload().unwrap_or_default();
     let topic = message.topic();
-    let event = if topic == topics.raw_order_sheets {
-        RawEvent::OrderSheet(decode::<OrderSheetEvent>(payload).map_err(|e| e.to_string())?)
+    let stream = if topic == topics.raw_order_sheets {
+        RawStream::OrderSheets
     } else if topic == topics.raw_return_requests {
-        RawEvent::ReturnRequest(decode::<ReturnRequestEvent>(payload).map_err(|e| e.to_string())?)
+        RawStream::ReturnRequests
     } else if topic == topics.raw_revenue {
-        let row = decode::<RevenueEvent>(payload).map_err(|e| e.to_string())?;
-        if row.order_id == 0 {
-            tracing::debug!(vendor = %row.vendor_id, "revenue adjustment without an order skipped");
-            return Ok(None);
-        }
-        RawEvent::Revenue(row)
+        RawStream::Revenue
     } else {
         return Err(format!("unexpected topic {topic}"));
     };
-    event.validate().map_err(|e| e.to_string())?;
-    Ok(Some(event))
+    let event = RawEvent::read(stream, message.payload().unwrap_or_default())?;
+    if event.is_none() {
+        tracing::debug!(topic, "revenue adjustment without an order skipped");
+    }
+    Ok(event)
 }
 
 /// Drops the state of partitions no longer owned and restores those newly owned (or changed meanwhile).
