@@ -41,10 +41,19 @@ struct Args {
     dump: Option<std::path::PathBuf>,
     /// Only the transform's CPU work over a dumped file: no broker, no ClickHouse.
     cpu: Option<std::path::PathBuf>,
+    /// Freshness of new orders for this many minutes, with the simulator's clock running in real time.
+    freshness_minutes: Option<u64>,
 }
 
 fn args() -> Args {
-    let mut args = Args { broker: "tansu".into(), days: 10, orders_per_day: 2_000, dump: None, cpu: None };
+    let mut args = Args {
+        broker: "tansu".into(),
+        days: 10,
+        orders_per_day: 2_000,
+        dump: None,
+        cpu: None,
+        freshness_minutes: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
@@ -55,6 +64,7 @@ fn args() -> Args {
             }
             "--dump" => args.dump = it.next().map(Into::into),
             "--cpu" => args.cpu = it.next().map(Into::into),
+            "--freshness" => args.freshness_minutes = it.next().and_then(|v| v.parse().ok()),
             _ => {} // cargo bench passes --bench
         }
     }
@@ -305,6 +315,10 @@ async fn main() {
         .await
         .expect("topics");
     coupang_load::migrate(&config.clickhouse).await.expect("migrate");
+    if let Some(minutes) = args.freshness_minutes {
+        freshness(config, minutes).await;
+        return;
+    }
 
     // 1. Ingest from the simulator, its rate limit off.
     let today = etl_core::time::now_kst().date_naive();
@@ -404,4 +418,79 @@ async fn main() {
     for db in [db.as_str(), raw_db.as_str()] {
         clickhouse(&format!("DROP DATABASE IF EXISTS {db}"), None);
     }
+}
+
+#[derive(Debug, clickhouse::Row, serde::Deserialize)]
+struct OrderSeen {
+    vendor_id: String,
+    order_id: i64,
+}
+
+/// Freshness: how long after an order becomes visible in the API (the simulator's clock runs in real
+/// time, orders show 10 minutes after payment) it is current in ClickHouse, with follow mode at its
+/// default poll interval. ClickHouse is polled every second for orders not seen before.
+async fn freshness(mut config: Config, minutes: u64) {
+    let now = etl_core::time::now_kst();
+    config.sim = SimConfig {
+        start_date: now.date_naive() - chrono::Duration::days(1),
+        days: 2,
+        orders_per_day: 20_000,
+        time_scale: 1.0,
+        clock_start: Some(now.naive_local()),
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start(&config.sim, ([127, 0, 0, 1], 0).into()).await.expect("simulator");
+    config.ingest.base_url = sim.base_url();
+    config.accounts = coupang_etl::demo::sim_accounts(&config, now.date_naive());
+    let poll_interval = config.ingest.poll_interval_secs;
+    let started = chrono::Utc::now();
+    let shutdown = Shutdown::new();
+    let pipeline = {
+        let (config, shutdown) = (config.clone(), shutdown.clone());
+        let accounts = coupang_ingest::fixed_accounts(config.accounts.clone());
+        tokio::spawn(async move { coupang_etl::pipeline::run_follow(&config, accounts, shutdown).await })
+    };
+    let client = config.clickhouse.client();
+    let mut first_seen: HashMap<(String, i64), chrono::DateTime<chrono::Utc>> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(minutes * 60);
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Ok(rows) =
+            client.query("SELECT DISTINCT vendor_id, order_id FROM item_payments").fetch_all::<OrderSeen>().await
+        else {
+            continue;
+        };
+        let seen_at = chrono::Utc::now();
+        for row in rows {
+            first_seen.entry((row.vendor_id, row.order_id)).or_insert(seen_at);
+        }
+    }
+    shutdown.cancel();
+    let _ = pipeline.await;
+    // Visible in the API 10 minutes after payment; only orders that became visible after the start.
+    let visibility = chrono::Duration::minutes(config.sim.visibility_delay_minutes);
+    let world = sim.world();
+    let mut ages: Vec<f64> = world
+        .vendors
+        .values()
+        .flat_map(|v| v.boxes.iter().map(move |b| ((v.vendor_id.clone(), b.order_id), b.paid_at)))
+        .filter_map(|(key, paid_at)| {
+            let visible = paid_at.with_timezone(&chrono::Utc) + visibility;
+            let seen = first_seen.get(&key)?;
+            (visible > started).then(|| (*seen - visible).num_milliseconds() as f64 / 1000.0)
+        })
+        .collect();
+    sim.stop().await;
+    ages.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| ages.get(((ages.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
+    println!(
+        "freshness over {minutes} min at the default poll interval ({poll_interval} s): {} orders became visible and were loaded; \
+         p50 {:.0} s, p90 {:.0} s, p99 {:.0} s, max {:.0} s",
+        ages.len(),
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        ages.last().copied().unwrap_or(f64::NAN)
+    );
+    clickhouse(&format!("DROP DATABASE IF EXISTS {}", config.clickhouse.database), None);
 }

@@ -60,7 +60,8 @@ impl ClickHouseConfig {
         client
     }
 
-    pub(crate) fn client(&self) -> clickhouse::Client {
+    /// A client of the pipeline's database (validation off, password set when configured).
+    pub fn client(&self) -> clickhouse::Client {
         self.server_client().with_database(&self.database)
     }
 }
