@@ -288,6 +288,8 @@ async fn main() {
     config.transform.group_id = format!("bench-{id}-transform");
     config.load.group_id = format!("bench-{id}-load");
     let _mock = if args.broker == "mock" {
+        // The mock broker keeps only ~5 MiB per partition: spread the data wider.
+        config.kafka.partitions = 12;
         let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
         config.kafka.brokers = cluster.bootstrap_servers();
         for topic in config.kafka.topics().all() {

@@ -65,14 +65,23 @@ impl Default for IngestConfig {
 
 impl IngestConfig {
     pub fn validate(&self) -> Result<(), String> {
-        if !(self.requests_per_second > 0.0 && self.requests_per_second <= 10.0) {
+        if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
+            return Err(format!("ingest.base_url {:?} must start with http:// or https://", self.base_url));
+        }
+        if self.on_loopback() {
+            // A simulator on this machine (benchmarks): Coupang's per-vendor limit does not apply.
+            if !(self.requests_per_second > 0.0 && self.backfill_requests_per_second > 0.0) {
+                return Err("ingest.requests_per_second and backfill_requests_per_second must be above 0".into());
+            }
+        } else if !(self.requests_per_second > 0.0 && self.requests_per_second <= 10.0) {
             return Err(format!(
                 "ingest.requests_per_second = {} must be above 0 and at most 10 (Coupang's per-vendor limit)",
                 self.requests_per_second
             ));
         }
         let shared = self.requests_per_second + self.backfill_requests_per_second;
-        if !(self.backfill_requests_per_second > 0.0 && shared <= 10.0) {
+        let within_coupang = self.backfill_requests_per_second > 0.0 && shared <= 10.0;
+        if !self.on_loopback() && !within_coupang {
             return Err(format!(
                 "ingest.requests_per_second ({}) + ingest.backfill_requests_per_second ({}) must stay within Coupang's 10 per vendor",
                 self.requests_per_second, self.backfill_requests_per_second
@@ -81,9 +90,38 @@ impl IngestConfig {
         if self.max_attempts == 0 {
             return Err("ingest.max_attempts must be at least 1".into());
         }
-        if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
-            return Err(format!("ingest.base_url {:?} must start with http:// or https://", self.base_url));
-        }
         Ok(())
+    }
+
+    /// Whether `base_url` is this machine (127.0.0.1, localhost or [::1]): the simulator, not Coupang.
+    pub fn on_loopback(&self) -> bool {
+        let authority = self.base_url.split_once("://").map_or("", |(_, rest)| rest).split('/').next().unwrap_or("");
+        let host = match authority.split_once(']') {
+            Some((v6, _)) => &authority[..=v6.len()],
+            None => authority.split(':').next().unwrap_or(""),
+        };
+        matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(base_url: &str, rate: f64) -> IngestConfig {
+        IngestConfig { base_url: base_url.into(), requests_per_second: rate, ..IngestConfig::default() }
+    }
+
+    #[test]
+    fn coupang_s_limit_holds_except_for_a_simulator_on_this_machine() {
+        assert!(with("https://api-gateway.coupang.com", 11.0).validate().is_err());
+        assert!(with("https://api-gateway.coupang.com", 8.0).validate().is_ok());
+        for local in ["http://127.0.0.1:8080", "http://localhost:1/x", "http://[::1]:9000"] {
+            assert!(with(local, 1_000.0).on_loopback(), "{local}");
+            assert!(with(local, 1_000.0).validate().is_ok(), "{local}");
+        }
+        assert!(!with("http://127.0.0.1.example.com", 8.0).on_loopback());
+        assert!(with("http://127.0.0.1.example.com", 1_000.0).validate().is_err());
+        assert!(with("http://localhost", 0.0).validate().is_err());
     }
 }

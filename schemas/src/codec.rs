@@ -1,7 +1,7 @@
 //! Avro single-object encoding over serde types.
 
 use apache_avro::rabin::Rabin;
-use apache_avro::{from_avro_datum, from_value, to_avro_datum, to_value, Schema};
+use apache_avro::{from_avro_datum, from_value, write_avro_datum_ref, GenericSingleObjectReader, Schema};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -32,6 +32,9 @@ pub trait EventType: Serialize + DeserializeOwned {
 struct Schemas {
     current: Schema,
     current_fingerprint: [u8; 8],
+    /// Reads records of the current schema with its names resolved once (`from_avro_datum` resolves
+    /// them again on every call).
+    current_reader: GenericSingleObjectReader,
     by_fingerprint: HashMap<[u8; 8], Schema>,
 }
 
@@ -54,20 +57,26 @@ fn schemas<T: EventType>() -> &'static Schemas {
             .collect();
         let current = parsed.last().cloned().expect("every event has at least one schema");
         let by_fingerprint = parsed.into_iter().map(|s| (fingerprint(&s), s)).collect();
-        Box::leak(Box::new(Schemas { current_fingerprint: fingerprint(&current), current, by_fingerprint }))
+        let current_reader =
+            GenericSingleObjectReader::new(current.clone()).unwrap_or_else(|e| panic!("{}: bad .avsc: {e}", T::NAME));
+        Box::leak(Box::new(Schemas {
+            current_fingerprint: fingerprint(&current),
+            current,
+            current_reader,
+            by_fingerprint,
+        }))
     })
 }
 
 pub fn encode<T: EventType>(event: &T) -> Result<Vec<u8>, CodecError> {
     let schemas = schemas::<T>();
-    let encode_error = |reason: String| CodecError::Encode { event: T::NAME, reason };
-    let value = to_value(event).map_err(|e| encode_error(e.to_string()))?;
-    let value = value.resolve(&schemas.current).map_err(|e| encode_error(e.to_string()))?;
-    let datum = to_avro_datum(&schemas.current, value).map_err(|e| encode_error(e.to_string()))?;
-    let mut out = Vec::with_capacity(HEADER_LEN + datum.len());
+    let mut out = Vec::with_capacity(256);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&schemas.current_fingerprint);
-    out.extend_from_slice(&datum);
+    // Serialized straight against the schema: no intermediate `Value` tree and no per-call schema
+    // resolution (they were two thirds of the transform's CPU time). The bytes are the same.
+    write_avro_datum_ref(&schemas.current, event, &mut out)
+        .map_err(|e| CodecError::Encode { event: T::NAME, reason: e.to_string() })?;
     Ok(out)
 }
 
@@ -93,7 +102,16 @@ pub fn decode<T: EventType>(bytes: &[u8]) -> Result<T, CodecError> {
     })?;
     let malformed = |reason: String| CodecError::Malformed { event: T::NAME, reason };
     let mut datum = &bytes[HEADER_LEN..];
-    let value = from_avro_datum(writer, &mut datum, Some(&schemas.current)).map_err(|e| malformed(e.to_string()))?;
+    let value = if fp == schemas.current_fingerprint {
+        let mut whole = bytes;
+        let value = schemas.current_reader.read_value(&mut whole);
+        datum = whole;
+        value
+    } else {
+        // Written with an older schema: resolved against the current one.
+        from_avro_datum(writer, &mut datum, Some(&schemas.current))
+    }
+    .map_err(|e| malformed(e.to_string()))?;
     if !datum.is_empty() {
         return Err(malformed(format!("{} trailing bytes", datum.len())));
     }
@@ -153,6 +171,30 @@ mod tests {
         assert_eq!(decode::<OrderSheetEvent>(&bytes).unwrap(), e);
     }
 
+    /// The encoder before it serialized straight against the schema: through a resolved `Value` tree.
+    fn encode_via_value<T: EventType>(event: &T) -> Vec<u8> {
+        let schemas = schemas::<T>();
+        let value = apache_avro::to_value(event).unwrap().resolve(&schemas.current).unwrap();
+        let datum = apache_avro::to_avro_datum(&schemas.current, value).unwrap();
+        [&MAGIC[..], &schemas.current_fingerprint[..], &datum[..]].concat()
+    }
+
+    #[test]
+    fn the_direct_encoder_writes_the_same_bytes_as_the_value_tree() {
+        let mut e = event();
+        e.items[1].confirm_date = Some(1_760_200_000_000);
+        assert_eq!(encode(&e).unwrap(), encode_via_value(&e));
+        let state = crate::OrderStateRecord {
+            vendor_id: "A00012345".into(),
+            order_id: 7,
+            source_time: 9,
+            boxes: vec![encode(&e).unwrap()],
+            receipts: vec![],
+            revenue: vec![vec![1, 2, 3]],
+        };
+        assert_eq!(encode(&state).unwrap(), encode_via_value(&state));
+    }
+
     #[test]
     fn garbage_is_a_clear_error_not_a_panic() {
         assert!(matches!(decode::<OrderSheetEvent>(b"{}"), Err(CodecError::NotSingleObject { .. })));
@@ -178,6 +220,7 @@ mod tests {
                 seller_coupon_discount: 0, coupang_coupon_discount: 0, payment_amount: amount,
                 provisional, cancelled: false, event_time: 2, version: 3,
             };
+            prop_assert_eq!(encode(&fact).unwrap(), encode_via_value(&fact));
             prop_assert_eq!(decode::<PaymentFact>(&encode(&fact).unwrap()).unwrap(), fact);
         }
 

@@ -47,6 +47,69 @@ impl RawEvent {
     }
 }
 
+/// A raw event borrowed from wherever it is kept (an incoming message or a state's slot).
+#[derive(Debug, Clone, Copy)]
+pub enum EventRef<'a> {
+    OrderSheet(&'a OrderSheetEvent),
+    ReturnRequest(&'a ReturnRequestEvent),
+    Revenue(&'a RevenueEvent),
+}
+
+impl<'a> EventRef<'a> {
+    /// When and under which alias ingest fetched the record: the last tie-breaker, so that even
+    /// re-collections of the same record fold the same way in every order.
+    pub fn collection(&self) -> (i64, &'a str) {
+        match *self {
+            EventRef::OrderSheet(e) => (e.collected_at, &e.account_alias),
+            EventRef::ReturnRequest(e) => (e.collected_at, &e.account_alias),
+            EventRef::Revenue(e) => (e.collected_at, &e.account_alias),
+        }
+    }
+
+    /// When Coupang last had something new to say in this record (never the collection time).
+    pub fn source_time(&self) -> i64 {
+        match *self {
+            EventRef::OrderSheet(e) => {
+                let confirmed = e.items.iter().filter_map(|i| i.confirm_date);
+                [Some(e.paid_at), e.ordered_at, e.in_transit_at, e.delivered_at]
+                    .into_iter()
+                    .flatten()
+                    .chain(confirmed)
+                    .max()
+                    .unwrap_or(e.paid_at)
+            }
+            EventRef::ReturnRequest(e) => {
+                [Some(e.created_at), e.modified_at, e.complete_confirm_date].into_iter().flatten().max().unwrap_or(0)
+            }
+            // A revenue row only has days: its change is midnight of the recognition day, Korea time.
+            EventRef::Revenue(e) => midnight_kst(e.recognition_date).unwrap_or(0),
+        }
+    }
+
+    /// Lifecycle progress the record reports, so that a later snapshot outranks an earlier one even
+    /// when Coupang's timestamps did not move (a cancel counted, a line confirmed).
+    pub fn progress(&self) -> i64 {
+        match *self {
+            EventRef::OrderSheet(e) => {
+                let lines: i64 = e
+                    .items
+                    .iter()
+                    .map(|i| {
+                        i64::from(i.hold_count_for_cancel)
+                            + 2 * i64::from(i.cancel_count)
+                            + 2 * i64::from(i.confirm_date.is_some())
+                    })
+                    .sum();
+                status_rank(&e.status).unwrap_or(0) + lines
+            }
+            EventRef::ReturnRequest(e) => {
+                1 + receipt_rank(&e.receipt_status).unwrap_or(0) + i64::from(e.complete_confirm_date.is_some())
+            }
+            EventRef::Revenue(_) => 1,
+        }
+    }
+}
+
 /// A raw event that cannot be folded: it names the record so the dead-letter entry can be traced.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{record} of vendor {vendor_id}: {problem}")]
@@ -121,16 +184,6 @@ impl RawEvent {
         format!("{}:{}", self.vendor_id(), self.order_id())
     }
 
-    /// When and under which alias ingest fetched the record: the last tie-breaker, so that even
-    /// re-collections of the same record fold the same way in every order.
-    pub fn collection(&self) -> (i64, &str) {
-        match self {
-            RawEvent::OrderSheet(e) => (e.collected_at, &e.account_alias),
-            RawEvent::ReturnRequest(e) => (e.collected_at, &e.account_alias),
-            RawEvent::Revenue(e) => (e.collected_at, &e.account_alias),
-        }
-    }
-
     /// Names the record for errors and dead letters.
     pub fn describe(&self) -> String {
         match self {
@@ -142,47 +195,25 @@ impl RawEvent {
         }
     }
 
-    /// When Coupang last had something new to say in this record (never the collection time).
-    pub fn source_time(&self) -> i64 {
+    /// A view of the record that borrows it (the state's comparisons need no copies).
+    pub fn as_ref(&self) -> EventRef<'_> {
         match self {
-            RawEvent::OrderSheet(e) => {
-                let confirmed = e.items.iter().filter_map(|i| i.confirm_date);
-                [Some(e.paid_at), e.ordered_at, e.in_transit_at, e.delivered_at]
-                    .into_iter()
-                    .flatten()
-                    .chain(confirmed)
-                    .max()
-                    .unwrap_or(e.paid_at)
-            }
-            RawEvent::ReturnRequest(e) => {
-                [Some(e.created_at), e.modified_at, e.complete_confirm_date].into_iter().flatten().max().unwrap_or(0)
-            }
-            // A revenue row only has days: its change is midnight of the recognition day, Korea time.
-            RawEvent::Revenue(e) => midnight_kst(e.recognition_date).unwrap_or(0),
+            RawEvent::OrderSheet(e) => EventRef::OrderSheet(e),
+            RawEvent::ReturnRequest(e) => EventRef::ReturnRequest(e),
+            RawEvent::Revenue(e) => EventRef::Revenue(e),
         }
     }
 
-    /// Lifecycle progress the record reports, so that a later snapshot outranks an earlier one even
-    /// when Coupang's timestamps did not move (a cancel counted, a line confirmed).
+    pub fn collection(&self) -> (i64, &str) {
+        self.as_ref().collection()
+    }
+
+    pub fn source_time(&self) -> i64 {
+        self.as_ref().source_time()
+    }
+
     pub fn progress(&self) -> i64 {
-        match self {
-            RawEvent::OrderSheet(e) => {
-                let lines: i64 = e
-                    .items
-                    .iter()
-                    .map(|i| {
-                        i64::from(i.hold_count_for_cancel)
-                            + 2 * i64::from(i.cancel_count)
-                            + 2 * i64::from(i.confirm_date.is_some())
-                    })
-                    .sum();
-                status_rank(&e.status).unwrap_or(0) + lines
-            }
-            RawEvent::ReturnRequest(e) => {
-                1 + receipt_rank(&e.receipt_status).unwrap_or(0) + i64::from(e.complete_confirm_date.is_some())
-            }
-            RawEvent::Revenue(_) => 1,
-        }
+        self.as_ref().progress()
     }
 
     /// Rejects records no rule can make sense of. Checked before folding, so a poison record never
@@ -258,7 +289,7 @@ fn midnight_kst(days: i32) -> Option<i64> {
 /// The total order of two snapshots of the same slot: progress, then source time, then the record's
 /// bytes without the collection-side fields, then those fields (alias and collection time), so ties
 /// break the same way in every process.
-fn newer(incoming: &RawEvent, known: &RawEvent) -> Ordering {
+fn newer(incoming: EventRef<'_>, known: EventRef<'_>) -> Ordering {
     (incoming.progress(), incoming.source_time())
         .cmp(&(known.progress(), known.source_time()))
         .then_with(|| content(incoming).cmp(&content(known)))
@@ -266,17 +297,20 @@ fn newer(incoming: &RawEvent, known: &RawEvent) -> Ordering {
 }
 
 /// Canonical bytes of a record: what Coupang said, not when or under which alias ingest fetched it.
-fn content(event: &RawEvent) -> Vec<u8> {
-    let encoded = match event.clone() {
-        RawEvent::OrderSheet(mut e) => {
+fn content(event: EventRef<'_>) -> Vec<u8> {
+    let encoded = match event {
+        EventRef::OrderSheet(e) => {
+            let mut e = e.clone();
             (e.collected_at, e.account_alias) = (0, String::new());
             encode(&e)
         }
-        RawEvent::ReturnRequest(mut e) => {
+        EventRef::ReturnRequest(e) => {
+            let mut e = e.clone();
             (e.collected_at, e.account_alias) = (0, String::new());
             encode(&e)
         }
-        RawEvent::Revenue(mut e) => {
+        EventRef::Revenue(e) => {
+            let mut e = e.clone();
             (e.collected_at, e.account_alias) = (0, String::new());
             encode(&e)
         }
@@ -290,10 +324,10 @@ fn keep_newer<K: Ord, E: Clone>(
     slots: &mut BTreeMap<K, E>,
     key: K,
     incoming: &E,
-    wrap: impl Fn(&E) -> RawEvent,
+    wrap: impl for<'x> Fn(&'x E) -> EventRef<'x>,
 ) -> bool {
     match slots.get(&key) {
-        Some(known) if newer(&wrap(incoming), &wrap(known)) != Ordering::Greater => false,
+        Some(known) if newer(wrap(incoming), wrap(known)) != Ordering::Greater => false,
         _ => {
             slots.insert(key, incoming.clone());
             true
@@ -309,22 +343,22 @@ impl OrderState {
         self.source_time = self.source_time.max(time);
         let slot_changed = match event {
             RawEvent::OrderSheet(e) => {
-                keep_newer(&mut self.boxes, e.shipment_box_id, e, |e| RawEvent::OrderSheet(e.clone()))
+                keep_newer(&mut self.boxes, e.shipment_box_id, e, |e: &OrderSheetEvent| EventRef::OrderSheet(e))
             }
             RawEvent::ReturnRequest(e) => {
-                keep_newer(&mut self.receipts, e.receipt_id, e, |e| RawEvent::ReturnRequest(e.clone()))
+                keep_newer(&mut self.receipts, e.receipt_id, e, |e: &ReturnRequestEvent| EventRef::ReturnRequest(e))
             }
-            RawEvent::Revenue(e) => keep_newer(&mut self.revenue, (e.sale_type.clone(), e.recognition_date), e, |e| {
-                RawEvent::Revenue(e.clone())
-            }),
+            RawEvent::Revenue(e) => {
+                keep_newer(&mut self.revenue, (e.sale_type.clone(), e.recognition_date), e, |e| EventRef::Revenue(e))
+            }
         };
         slot_changed || time_moved
     }
 
     /// Lifecycle progress of everything known, summed over the slots.
     pub fn progress(&self) -> i64 {
-        let boxes = self.boxes.values().map(|e| RawEvent::OrderSheet(e.clone()).progress());
-        let receipts = self.receipts.values().map(|e| RawEvent::ReturnRequest(e.clone()).progress());
+        let boxes = self.boxes.values().map(|e| EventRef::OrderSheet(e).progress());
+        let receipts = self.receipts.values().map(|e| EventRef::ReturnRequest(e).progress());
         boxes.chain(receipts).sum::<i64>() + self.revenue.len() as i64
     }
 
