@@ -41,6 +41,8 @@ struct Args {
     dump: Option<std::path::PathBuf>,
     /// Only the transform's CPU work over a dumped file: no broker, no ClickHouse.
     cpu: Option<std::path::PathBuf>,
+    /// Partitions per topic (default: 3 on tansu, 12 on the mock broker, which keeps ~5 MiB each).
+    partitions: Option<i32>,
     /// Freshness of new orders for this many minutes, with the simulator's clock running in real time.
     freshness_minutes: Option<u64>,
 }
@@ -52,6 +54,7 @@ fn args() -> Args {
         orders_per_day: 2_000,
         dump: None,
         cpu: None,
+        partitions: None,
         freshness_minutes: None,
     };
     let mut it = std::env::args().skip(1);
@@ -64,6 +67,7 @@ fn args() -> Args {
             }
             "--dump" => args.dump = it.next().map(Into::into),
             "--cpu" => args.cpu = it.next().map(Into::into),
+            "--partitions" => args.partitions = it.next().and_then(|v| v.parse().ok()),
             "--freshness" => args.freshness_minutes = it.next().and_then(|v| v.parse().ok()),
             _ => {} // cargo bench passes --bench
         }
@@ -121,33 +125,44 @@ fn stage(config_file: &std::path::Path, stage: &str) -> Child {
 }
 
 /// Runs a stage process until its group has consumed everything; returns (wall s, CPU s, peak MiB).
-async fn run_stage(
-    config: &Config,
-    file: &std::path::Path,
-    name: &str,
-    group: &str,
-    topics: &[&str],
-) -> (f64, f64, f64) {
+async fn run_stage(config: &Config, file: &std::path::Path, name: &str, group: &str, topics: &[&str]) -> StageRun {
     let started = Instant::now();
     let mut child = stage(file, name);
     let pid = child.id();
+    let mut first: Option<(Instant, i64)> = None;
+    let mut initial = None;
     let usage = loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let mut lag = 0;
         for topic in topics {
             lag += group_lag(&config.kafka, group, topic).await.unwrap_or(i64::MAX / 8);
         }
         // Read before the process is stopped: /proc forgets it once it is reaped.
         let usage = cpu_and_peak(pid);
+        let initial = *initial.get_or_insert(lag);
+        if first.is_none() && lag < initial {
+            first = Some((Instant::now(), lag));
+        }
         if lag == 0 {
             break usage;
         }
         assert!(child.try_wait().ok().flatten().is_none(), "{name} exited early");
     };
     let wall = started.elapsed().as_secs_f64();
+    let steady = first.map_or(0.0, |(at, lag)| lag as f64 / at.elapsed().as_secs_f64().max(1e-3));
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     let _ = child.wait();
-    (wall, usage.0, usage.1)
+    StageRun { wall, cpu: usage.0, peak_mib: usage.1, steady_per_s: steady }
+}
+
+/// One stage process's run over a backlog.
+struct StageRun {
+    /// From start (group join included) until nothing is left.
+    wall: f64,
+    cpu: f64,
+    peak_mib: f64,
+    /// Records per second from the first commit to the end (the steady rate, start-up excluded).
+    steady_per_s: f64,
 }
 
 /// Messages, bytes, wall seconds, CPU seconds.
@@ -289,7 +304,7 @@ async fn main() {
     config.load.group_id = format!("bench-{id}-load");
     let _mock = if args.broker == "mock" {
         // The mock broker keeps only ~5 MiB per partition: spread the data wider.
-        config.kafka.partitions = 12;
+        config.kafka.partitions = args.partitions.unwrap_or(12);
         let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
         config.kafka.brokers = cluster.bootstrap_servers();
         for topic in config.kafka.topics().all() {
@@ -298,6 +313,7 @@ async fn main() {
         Some(cluster)
     } else {
         config.kafka.brokers = std::env::var("COUPANG_ETL_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
+        config.kafka.partitions = args.partitions.unwrap_or(3);
         None
     };
     let topics = config.kafka.topics();
@@ -369,7 +385,7 @@ async fn main() {
 
     // 3. Transform, 4. load, as their own processes.
     let file = write_config(&config);
-    let (t_wall, t_cpu, t_peak) = run_stage(&config, &file, "transform", &config.transform.group_id, &raw).await;
+    let t = run_stage(&config, &file, "transform", &config.transform.group_id, &raw).await;
     let ((facts, _, _, _), _) = tokio::task::spawn_blocking({
         let kafka = config.kafka.clone();
         let topic = topics.payment_facts.clone();
@@ -377,8 +393,7 @@ async fn main() {
     })
     .await
     .expect("facts read");
-    let (l_wall, l_cpu, l_peak) =
-        run_stage(&config, &file, "load", &config.load.group_id, &[&topics.payment_facts]).await;
+    let l = run_stage(&config, &file, "load", &config.load.group_id, &[&topics.payment_facts]).await;
 
     // 5. ClickHouse's own insert rate for the same rows.
     let db = &config.clickhouse.database;
@@ -411,9 +426,24 @@ async fn main() {
         per(messages, read_wall),
         per(messages, read_cpu)
     );
-    println!("  transform     {messages:>9} events in {t_wall:>6.2} s = {:>9.0} events/s, {:.0} events/CPU-s, peak RSS {t_peak:.0} MiB; {:.0}% of the raw read rate", per(messages, t_wall), per(messages, t_cpu), 100.0 * per(messages, t_wall) / per(messages, read_wall).max(1.0));
-    println!("  load          {facts:>9} facts  in {l_wall:>6.2} s = {:>9.0} facts/s, {:.0} facts/CPU-s, peak RSS {l_peak:.0} MiB", per(facts, l_wall), per(facts, l_cpu));
-    println!("  raw insert    {stored:>9} rows   in {insert_wall:>6.2} s = {:>9.0} rows/s (clickhouse-client, RowBinary, {:.1} MB); load = {:.0}% of it", per(stored, insert_wall), rows.len() as f64 / 1e6, 100.0 * per(facts, l_wall) / per(stored, insert_wall).max(1.0));
+    println!(
+        "  transform     {messages:>9} events in {:>6.2} s (start-up included) = {:>9.0} events/s; steady {:>9.0} events/s; {:.0} events/CPU-s; peak RSS {:.0} MiB; steady = {:.0}% of the raw read rate",
+        t.wall,
+        per(messages, t.wall),
+        t.steady_per_s,
+        per(messages, t.cpu),
+        t.peak_mib,
+        100.0 * t.steady_per_s / per(messages, read_wall).max(1.0)
+    );
+    println!(
+        "  load          {facts:>9} facts  in {:>6.2} s (start-up included) = {:>9.0} facts/s; steady {:>9.0} facts/s; {:.0} facts/CPU-s; peak RSS {:.0} MiB",
+        l.wall,
+        per(facts, l.wall),
+        l.steady_per_s,
+        per(facts, l.cpu),
+        l.peak_mib
+    );
+    println!("  raw insert    {stored:>9} rows   in {insert_wall:>6.2} s = {:>9.0} rows/s (clickhouse-client, RowBinary, {:.1} MB); steady load = {:.0}% of it", per(stored, insert_wall), rows.len() as f64 / 1e6, 100.0 * l.steady_per_s / per(stored, insert_wall).max(1.0));
 
     let _ = std::fs::remove_file(&dump);
     let _ = std::fs::remove_file(&file);

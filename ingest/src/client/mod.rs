@@ -108,7 +108,11 @@ impl CoupangClient {
         Ok(CoupangClient {
             http,
             base_url: config.base_url.trim_end_matches('/').to_string(),
-            limiter: RateLimiter::for_vendor(&account.vendor_id, config.requests_per_second),
+            limiter: if config.on_loopback() {
+                RateLimiter::for_vendor_up_to(&account.vendor_id, config.requests_per_second, f64::INFINITY)
+            } else {
+                RateLimiter::for_vendor(&account.vendor_id, config.requests_per_second)
+            },
             account: Arc::new(account),
             max_attempts: config.max_attempts,
             last_success: Arc::default(),

@@ -33,7 +33,13 @@ struct State {
 
 impl RateLimiter {
     pub fn new(per_second: f64) -> Self {
-        let per_second = per_second.clamp(0.1, COUPANG_MAX_PER_SECOND);
+        Self::with_ceiling(per_second, COUPANG_MAX_PER_SECOND)
+    }
+
+    /// A limiter whose rate may go up to `ceiling` (only a simulator on loopback lifts it above
+    /// Coupang's limit).
+    pub fn with_ceiling(per_second: f64, ceiling: f64) -> Self {
+        let per_second = per_second.clamp(0.1, ceiling.max(0.1));
         RateLimiter {
             state: Mutex::new(State { next_slot: Instant::now(), per_second }),
             configured_per_second: per_second,
@@ -44,9 +50,15 @@ impl RateLimiter {
 
     /// The limiter shared by every client of `vendor_id` in this process (created at `per_second`).
     pub fn for_vendor(vendor_id: &str, per_second: f64) -> Arc<RateLimiter> {
+        Self::for_vendor_up_to(vendor_id, per_second, COUPANG_MAX_PER_SECOND)
+    }
+
+    /// Like [`for_vendor`](Self::for_vendor), with the rate allowed up to `ceiling`.
+    pub fn for_vendor_up_to(vendor_id: &str, per_second: f64, ceiling: f64) -> Arc<RateLimiter> {
         static REGISTRY: OnceLock<Mutex<HashMap<String, Arc<RateLimiter>>>> = OnceLock::new();
         let mut registry = REGISTRY.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-        registry.entry(vendor_id.to_string()).or_insert_with(|| Arc::new(RateLimiter::new(per_second))).clone()
+        let create = || Arc::new(RateLimiter::with_ceiling(per_second, ceiling));
+        registry.entry(vendor_id.to_string()).or_insert_with(create).clone()
     }
 
     /// Waits for this caller's slot. Slots are handed out in order, evenly spaced.
