@@ -41,6 +41,8 @@ struct Args {
     dump: Option<std::path::PathBuf>,
     /// Only the transform's CPU work over a dumped file: no broker, no ClickHouse.
     cpu: Option<std::path::PathBuf>,
+    /// Skip ingest: produce copies of a dumped events file (`--from-dump FILE --copies N`).
+    from_dump: Option<(std::path::PathBuf, u32)>,
     /// Partitions per topic (default: 3 on tansu, 12 on the mock broker, which keeps ~5 MiB each).
     partitions: Option<i32>,
     /// Freshness of new orders for this many minutes, with the simulator's clock running in real time.
@@ -55,6 +57,7 @@ fn args() -> Args {
         dump: None,
         cpu: None,
         partitions: None,
+        from_dump: None,
         freshness_minutes: None,
     };
     let mut it = std::env::args().skip(1);
@@ -67,6 +70,11 @@ fn args() -> Args {
             }
             "--dump" => args.dump = it.next().map(Into::into),
             "--cpu" => args.cpu = it.next().map(Into::into),
+            "--from-dump" => args.from_dump = it.next().map(|p| (p.into(), 1)),
+            "--copies" => {
+                let copies = it.next().and_then(|v| v.parse().ok()).expect("--copies N");
+                args.from_dump = args.from_dump.take().map(|(p, _)| (p, copies));
+            }
             "--partitions" => args.partitions = it.next().and_then(|v| v.parse().ok()),
             "--freshness" => args.freshness_minutes = it.next().and_then(|v| v.parse().ok()),
             _ => {} // cargo bench passes --bench
@@ -285,6 +293,97 @@ fn clickhouse(query: &str, input: Option<&std::path::Path>) -> (Vec<u8>, f64) {
     (output.stdout, started.elapsed().as_secs_f64())
 }
 
+/// Collects a simulated world into the raw topics; returns the lines describing the world and ingest.
+async fn ingest_from_simulator(config: &mut Config, args: &Args) -> (String, String) {
+    let today = etl_core::time::now_kst().date_naive();
+    config.sim = SimConfig {
+        start_date: today - chrono::Duration::days(i64::from(args.days) + 40),
+        days: args.days,
+        orders_per_day: args.orders_per_day,
+        rate_limit_per_second: 0,
+        ..SimConfig::default()
+    };
+    let generated = Instant::now();
+    let sim = Simulator::start(&config.sim, ([127, 0, 0, 1], 0).into()).await.expect("simulator");
+    let items: usize = sim.world().vendors.values().flat_map(|v| v.boxes.iter().map(|b| b.lines.len())).sum();
+    let generated = generated.elapsed().as_secs_f64();
+    config.ingest.base_url = sim.base_url();
+    config.ingest.requests_per_second = 1_000.0;
+    config.ingest.backfill_requests_per_second = 1_000.0;
+    config.accounts = coupang_etl::demo::sim_accounts(config, today);
+    let (from, to) = (config.sim.start_date - chrono::Duration::days(1), config.sim.end_date());
+    let (cpu0, started) = (self_cpu(), Instant::now());
+    let report =
+        coupang_ingest::collect_range(&config.ingest, &config.kafka, &config.accounts, from, to, &Shutdown::new())
+            .await
+            .expect("ingest");
+    let ingest_wall = started.elapsed().as_secs_f64();
+    let ingest_cpu = self_cpu() - cpu0;
+    let (boxes, sheets, receipts, revenue) = report.ingest_totals();
+    let records = sheets + receipts + revenue;
+    let calls: u64 = sim.stats().values().sum();
+    sim.stop().await;
+    let per = |n: u64, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
+    (
+        format!("{boxes} boxes, {items} order items (generated in {generated:.1} s)"),
+        format!(
+            "{records:>9} records in {ingest_wall:>6.1} s = {:>9.0} records/s ({:.0}/CPU-s of bench process incl. simulator); {calls} API calls = {:.3} calls/record",
+            per(records, ingest_wall),
+            per(records, ingest_cpu),
+            calls as f64 / records.max(1) as f64
+        ),
+    )
+}
+
+/// Produces `copies` copies of the dumped raw events, each copy under other vendor ids (so they are
+/// other orders): 10 copies put 10× the data in flight without a 10× simulator.
+async fn produce_copies(config: &Config, path: &std::path::Path, copies: u32) -> (String, String) {
+    use coupang_schemas::{decode, OrderSheetEvent, ReturnRequestEvent, RevenueEvent};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let events = read_events(path);
+    let producer: FutureProducer = config.kafka.producer_config().create().expect("producer");
+    let topics = config.kafka.topics();
+    let started = Instant::now();
+    let mut sent = 0u64;
+    for copy in 0..copies {
+        let vendor = |v: &str| format!("{v}{copy:02}");
+        let mut records = Vec::new();
+        for (stream, payload) in &events {
+            let (topic, key, bytes) = match stream {
+                RawStream::OrderSheets => {
+                    let Ok(mut e) = decode::<OrderSheetEvent>(payload) else { continue };
+                    e.vendor_id = vendor(&e.vendor_id);
+                    (&topics.raw_order_sheets, format!("{}:{}", e.vendor_id, e.order_id), encode(&e))
+                }
+                RawStream::ReturnRequests => {
+                    let Ok(mut e) = decode::<ReturnRequestEvent>(payload) else { continue };
+                    e.vendor_id = vendor(&e.vendor_id);
+                    (&topics.raw_return_requests, format!("{}:{}", e.vendor_id, e.order_id), encode(&e))
+                }
+                RawStream::Revenue => {
+                    let Ok(mut e) = decode::<RevenueEvent>(payload) else { continue };
+                    e.vendor_id = vendor(&e.vendor_id);
+                    (&topics.raw_revenue, format!("{}:{}", e.vendor_id, e.order_id), encode(&e))
+                }
+            };
+            records.push((topic.clone(), key, bytes.expect("encode a copy")));
+        }
+        for chunk in records.chunks(10_000) {
+            let deliveries = chunk.iter().map(|(topic, key, bytes)| {
+                producer.send(FutureRecord::to(topic).key(key).payload(bytes), Duration::from_secs(120))
+            });
+            for delivery in futures::future::join_all(deliveries).await {
+                delivery.map_err(|(e, _)| e).expect("produce a copy");
+            }
+        }
+        sent += records.len() as u64;
+    }
+    (
+        format!("{} dumped raw events × {copies} copies under other vendor ids", events.len()),
+        format!("{sent:>9} records produced directly in {:.1} s (no ingest)", started.elapsed().as_secs_f64()),
+    )
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args = args();
@@ -338,35 +437,11 @@ async fn main() {
         return;
     }
 
-    // 1. Ingest from the simulator, its rate limit off.
-    let today = etl_core::time::now_kst().date_naive();
-    config.sim = SimConfig {
-        start_date: today - chrono::Duration::days(i64::from(args.days) + 40),
-        days: args.days,
-        orders_per_day: args.orders_per_day,
-        rate_limit_per_second: 0,
-        ..SimConfig::default()
+    // 1. Ingest from the simulator, its rate limit off; or copies of dumped events, produced directly.
+    let (world_line, ingest_line) = match &args.from_dump {
+        Some((path, copies)) => produce_copies(&config, path, *copies).await,
+        None => ingest_from_simulator(&mut config, &args).await,
     };
-    let generated = Instant::now();
-    let sim = Simulator::start(&config.sim, ([127, 0, 0, 1], 0).into()).await.expect("simulator");
-    let items: usize = sim.world().vendors.values().flat_map(|v| v.boxes.iter().map(|b| b.lines.len())).sum();
-    let generated = generated.elapsed().as_secs_f64();
-    config.ingest.base_url = sim.base_url();
-    config.ingest.requests_per_second = 1_000.0;
-    config.ingest.backfill_requests_per_second = 1_000.0;
-    config.accounts = coupang_etl::demo::sim_accounts(&config, today);
-    let (from, to) = (config.sim.start_date - chrono::Duration::days(1), config.sim.end_date());
-    let (cpu0, started) = (self_cpu(), Instant::now());
-    let report =
-        coupang_ingest::collect_range(&config.ingest, &config.kafka, &config.accounts, from, to, &Shutdown::new())
-            .await
-            .expect("ingest");
-    let ingest_wall = started.elapsed().as_secs_f64();
-    let ingest_cpu = self_cpu() - cpu0;
-    let (boxes, sheets, receipts, revenue) = report.ingest_totals();
-    let records = sheets + receipts + revenue;
-    let calls: u64 = sim.stats().values().sum();
-    sim.stop().await;
 
     // 2. The broker's delivery limit.
     let raw = [topics.raw_order_sheets.as_str(), topics.raw_return_requests.as_str(), topics.raw_revenue.as_str()];
@@ -418,8 +493,8 @@ async fn main() {
         args.days,
         args.orders_per_day
     );
-    println!("  world: {boxes} boxes, {items} order items (generated in {generated:.1} s)");
-    println!("  ingest        {records:>9} records in {ingest_wall:>6.1} s = {:>9.0} records/s ({:.0}/CPU-s of bench process incl. simulator); {calls} API calls = {:.3} calls/record", per(records, ingest_wall), per(records, ingest_cpu), calls as f64 / records.max(1) as f64);
+    println!("  world: {world_line}");
+    println!("  ingest        {ingest_line}");
     println!(
         "  raw read      {messages:>9} messages ({:.1} MB) in {read_wall:>6.2} s = {:>9.0} msg/s ({:.0}/CPU-s)",
         bytes as f64 / 1e6,
