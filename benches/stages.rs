@@ -163,6 +163,20 @@ async fn run_stage(config: &Config, file: &std::path::Path, name: &str, group: &
     StageRun { wall, cpu: usage.0, peak_mib: usage.1, steady_per_s: steady }
 }
 
+impl StageRun {
+    fn describe(&self, count: u64, unit: &str) -> String {
+        format!(
+            "{count:>9} {unit} in {:>6.2} s (start-up included) = {:>9.0} {unit}/s; steady {:>9.0} {unit}/s; \
+             {:.0} {unit}/CPU-s; peak RSS {:.0} MiB",
+            self.wall,
+            count as f64 / self.wall.max(1e-3),
+            self.steady_per_s,
+            count as f64 / self.cpu.max(1e-3),
+            self.peak_mib
+        )
+    }
+}
+
 /// One stage process's run over a backlog.
 struct StageRun {
     /// From start (group join included) until nothing is left.
@@ -502,22 +516,11 @@ async fn main() {
         per(messages, read_cpu)
     );
     println!(
-        "  transform     {messages:>9} events in {:>6.2} s (start-up included) = {:>9.0} events/s; steady {:>9.0} events/s; {:.0} events/CPU-s; peak RSS {:.0} MiB; steady = {:.0}% of the raw read rate",
-        t.wall,
-        per(messages, t.wall),
-        t.steady_per_s,
-        per(messages, t.cpu),
-        t.peak_mib,
+        "  transform     {}; steady = {:.0}% of the raw read rate",
+        t.describe(messages, "events"),
         100.0 * t.steady_per_s / per(messages, read_wall).max(1.0)
     );
-    println!(
-        "  load          {facts:>9} facts  in {:>6.2} s (start-up included) = {:>9.0} facts/s; steady {:>9.0} facts/s; {:.0} facts/CPU-s; peak RSS {:.0} MiB",
-        l.wall,
-        per(facts, l.wall),
-        l.steady_per_s,
-        per(facts, l.cpu),
-        l.peak_mib
-    );
+    println!("  load          {}", l.describe(facts, "facts"));
     println!("  raw insert    {stored:>9} rows   in {insert_wall:>6.2} s = {:>9.0} rows/s (clickhouse-client, RowBinary, {:.1} MB); steady load = {:.0}% of it", per(stored, insert_wall), rows.len() as f64 / 1e6, 100.0 * l.steady_per_s / per(stored, insert_wall).max(1.0));
 
     let _ = std::fs::remove_file(&dump);
@@ -535,13 +538,15 @@ struct OrderSeen {
 
 /// Freshness: how long after an order becomes visible in the API (the simulator's clock runs in real
 /// time, orders show 10 minutes after payment) it is current in ClickHouse, with follow mode at its
-/// default poll interval. ClickHouse is polled every second for orders not seen before.
+/// default poll interval. ClickHouse is polled every second for orders not seen before. The world is
+/// kept small (3,000 orders a day per vendor): with a running clock the simulator regenerates it on
+/// every call, and a large one would slow the API, not the pipeline.
 async fn freshness(mut config: Config, minutes: u64) {
     let now = etl_core::time::now_kst();
     config.sim = SimConfig {
         start_date: now.date_naive() - chrono::Duration::days(1),
         days: 2,
-        orders_per_day: 20_000,
+        orders_per_day: 3_000,
         time_scale: 1.0,
         clock_start: Some(now.naive_local()),
         ..SimConfig::default()
