@@ -105,12 +105,6 @@ async fn loaded(config: &Config) -> bool {
     group_lag(&config.kafka, &config.load.group_id, &topic).await.is_ok_and(|lag| lag == 0)
 }
 
-fn services_script(args: &[&str]) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/services.sh");
-    let status = std::process::Command::new("bash").arg(script).args(args).status().unwrap();
-    assert!(status.success(), "deploy/services.sh {args:?}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clickhouse_stopped_for_30_seconds_loses_and_duplicates_nothing_and_late_old_versions_never_win() {
     let mut config = config("load", SimConfig::default());

@@ -16,12 +16,6 @@ use etl_core::Shutdown;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn services_script(args: &[&str]) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/services.sh");
-    let status = std::process::Command::new("bash").arg(script).args(args).status().unwrap();
-    assert!(status.success(), "deploy/services.sh {args:?}");
-}
-
 /// How many vendor-days still differ from the truth (all of them while the views cannot be read).
 async fn days_off(config: &coupang_etl::Config, truth: &Truth) -> usize {
     match daily_payments(&config.clickhouse).await {

@@ -267,6 +267,19 @@ pub fn spawn_ingest(
     (shutdown, task)
 }
 
+/// The last `lines` lines of `text`, for failure messages.
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Runs `deploy/services.sh` with `args` (the tests that stop and start the shared services).
+pub fn services_script(args: &[&str]) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/services.sh");
+    let status = std::process::Command::new("bash").arg(script).args(args).status().unwrap();
+    assert!(status.success(), "deploy/services.sh {args:?}");
+}
+
 /// How much longer the soak variants run: `COUPANG_ETL_SOAK=N` multiplies the simulated period, the
 /// kills and the restarts of the end-to-end tests by N (default 1, the CI size).
 pub fn soak_factor() -> u32 {
@@ -342,9 +355,7 @@ impl ProcessLogs {
     }
 
     pub fn tail(&self, lines: usize) -> String {
-        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        tail(&std::fs::read_to_string(&self.path).unwrap_or_default(), lines)
     }
 
     /// Asserts that no secret of `config` is in the processes' logs, prints how much was searched, and
