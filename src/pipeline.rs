@@ -123,7 +123,6 @@ pub async fn run_range(
     }
 }
 
-/// True when transform has committed all raw events and, after that, load has committed all facts.
 /// Whether transform has committed every raw event and load every fact produced so far (checked in
 /// that order, so facts made from the last raw events are counted).
 pub async fn drained(config: &Config) -> Result<bool, PipelineError> {
