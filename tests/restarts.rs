@@ -25,11 +25,15 @@ async fn days_off(config: &coupang_etl::Config, truth: &Truth) -> usize {
 }
 
 /// Stops `service` for `seconds` and starts it again; says when, and how far the pipeline had got.
-async fn outage(service: &str, seconds: u64, config: &coupang_etl::Config, truth: &Truth, started: Instant) -> String {
+async fn outage(
+    service: &'static str,
+    seconds: u64,
+    config: &coupang_etl::Config,
+    truth: &Truth,
+    started: Instant,
+) -> String {
     let off = days_off(config, truth).await;
-    services_script(&["stop", service]);
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    services_script(&["start", service]);
+    service_outage(service, Duration::from_secs(seconds)).await;
     format!(
         "{service} down {seconds} s at {:.0?} ({off} of {} vendor-days not yet exact)",
         started.elapsed(),

@@ -441,7 +441,46 @@ pub fn commit_batch<C: ConsumerContext + 'static>(
     for ((topic, partition), offset) in next {
         list.add_partition_offset(topic, partition, Offset::Offset(offset))?;
     }
-    consumer.commit(&list, CommitMode::Sync)
+    blocking(|| consumer.commit(&list, CommitMode::Sync))
+}
+
+/// Runs a blocking librdkafka call (a synchronous commit, closing a group consumer) so that it cannot
+/// stall the async runtime: while the broker is away such a call waits for the group coordinator,
+/// and two of them on two workers would stop every timer, every other task and the reconnect itself.
+/// On a multi-threaded runtime the worker hands its tasks to another thread first; elsewhere (a
+/// current-thread runtime, or no runtime) the call simply runs.
+pub fn blocking<T>(call: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(call)
+        }
+        _ => call(),
+    }
+}
+
+/// A Kafka client that is closed through [`blocking`] when dropped: a group consumer's close waits for
+/// the coordinator (to leave the group), which must not hold an async worker while the broker is down.
+pub struct ClosedOffWorker<T>(Option<T>);
+
+impl<T> ClosedOffWorker<T> {
+    pub fn new(client: T) -> Self {
+        ClosedOffWorker(Some(client))
+    }
+}
+
+impl<T> std::ops::Deref for ClosedOffWorker<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.0.as_ref().expect("only taken in drop")
+    }
+}
+
+impl<T> Drop for ClosedOffWorker<T> {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            blocking(move || drop(client));
+        }
+    }
 }
 
 /// Sends records a stage cannot process to the dead-letter topic, intact, with the reason in headers,

@@ -6,7 +6,8 @@
 
 use coupang_schemas::{decode, PaymentFact};
 use etl_core::kafka::{
-    commit_batch, ensure_topics, next_batch_within, restart_on_kafka_failure, DeadLetter, KafkaConfig, KafkaSetupError,
+    commit_batch, ensure_topics, next_batch_within, restart_on_kafka_failure, ClosedOffWorker, DeadLetter, KafkaConfig,
+    KafkaSetupError,
 };
 use etl_core::Shutdown;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -51,7 +52,8 @@ async fn run_once(
     tracing::info!(server = %report.server.version, database = %report.database, "ClickHouse schema is current");
     let topics = kafka.topics();
     ensure_topics(kafka, &[&topics.payment_facts, &topics.dead_letter]).await?;
-    let consumer: StreamConsumer = kafka.consumer_config(&config.group_id).create()?;
+    let consumer: ClosedOffWorker<StreamConsumer> =
+        ClosedOffWorker::new(kafka.consumer_config(&config.group_id).create()?);
     consumer.subscribe(&[&topics.payment_facts])?;
     let producer: FutureProducer = kafka.producer_config().create()?;
     let dead_letter = DeadLetter::new(producer, topics.dead_letter.clone(), "load");

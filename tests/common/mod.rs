@@ -37,6 +37,7 @@ pub fn unique(test: &str) -> String {
 
 pub fn config(test: &str, sim: SimConfig) -> Config {
     captured_logs();
+    watchdog(test, Duration::from_secs(600 * u64::from(soak_factor())));
     let (brokers, url) = services();
     let id = unique(test);
     Config {
@@ -278,6 +279,34 @@ pub fn services_script(args: &[&str]) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/services.sh");
     let status = std::process::Command::new("bash").arg(script).args(args).status().unwrap();
     assert!(status.success(), "deploy/services.sh {args:?}");
+}
+
+/// Stops `service` (`kafka` or `clickhouse`) for `down` and starts it again, on a thread of its own:
+/// the outage ends on time whatever the pipeline under test is doing to the async runtime.
+pub async fn service_outage(service: &'static str, down: Duration) {
+    tokio::task::spawn_blocking(move || {
+        services_script(&["stop", service]);
+        std::thread::sleep(down);
+        services_script(&["start", service]);
+    })
+    .await
+    .unwrap();
+}
+
+/// Ends the whole test process if `test` is still running after `limit`, with the tail of what it
+/// logged: a hang then fails this test binary in minutes, naming the test, instead of eating CI's
+/// time budget in silence.
+fn watchdog(test: &str, limit: Duration) {
+    let test = test.to_string();
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        let logs = match captured_logs().try_lock() {
+            Ok(buffer) => tail(&String::from_utf8_lossy(&buffer), 60),
+            Err(_) => "(the log buffer is locked)".to_string(),
+        };
+        eprintln!("test {test}: still running after {limit:?}; it hangs. Its last log lines:\n{logs}");
+        std::process::exit(101);
+    });
 }
 
 /// How much longer the soak variants run: `COUPANG_ETL_SOAK=N` multiplies the simulated period, the

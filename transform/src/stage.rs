@@ -17,8 +17,8 @@
 
 use coupang_schemas::{encode, PaymentFact};
 use etl_core::kafka::{
-    commit_batch, ensure_compacted_topics_with, ensure_topics, next_batch, restart_on_kafka_failure, DeadLetter,
-    KafkaConfig, KafkaSetupError,
+    commit_batch, ensure_compacted_topics_with, ensure_topics, next_batch, restart_on_kafka_failure, ClosedOffWorker,
+    DeadLetter, KafkaConfig, KafkaSetupError,
 };
 use etl_core::Shutdown;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -111,7 +111,8 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
 
     let mut consumer_config = kafka.consumer_config(&config.group_id);
     consumer_config.set("partition.assignment.strategy", "range");
-    let consumer: Consumer3 = consumer_config.create_with_context(RebalanceLog::default())?;
+    let consumer: ClosedOffWorker<Consumer3> =
+        ClosedOffWorker::new(consumer_config.create_with_context(RebalanceLog::default())?);
     consumer.subscribe(&[&inputs[0], &inputs[1], &inputs[2]])?;
     let producer: FutureProducer = kafka.producer_config().create()?;
     let dead_letter = DeadLetter::new(producer.clone(), topics.dead_letter.clone(), "transform");
