@@ -9,7 +9,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::Duration;
 
+use crate::metrics::{metrics, StageLabel};
 use crate::Shutdown;
 
 #[derive(Clone, Deserialize)]
@@ -303,6 +304,38 @@ pub async fn latest_by_key(
     topic: &str,
     timeout: Duration,
 ) -> Result<HashMap<String, Vec<u8>>, KafkaSetupError> {
+    read_topic(config, topic, timeout, HashMap::new(), |latest, message| {
+        if let Some(key) = message.key() {
+            latest.insert(String::from_utf8_lossy(key).into_owned(), message.payload().unwrap_or_default().to_vec());
+        }
+    })
+    .await
+}
+
+/// Records in the dead-letter topic per stage that sent them (its `dlq.stage` header).
+pub async fn dead_letters_by_stage(
+    config: &KafkaConfig,
+    timeout: Duration,
+) -> Result<BTreeMap<String, u64>, KafkaSetupError> {
+    read_topic(config, &config.topics().dead_letter, timeout, BTreeMap::new(), |counts, message| {
+        let stage = message
+            .headers()
+            .and_then(|headers| headers.iter().find(|h| h.key == "dlq.stage").and_then(|h| h.value))
+            .map_or_else(|| "unknown".to_string(), |v| String::from_utf8_lossy(v).into_owned());
+        *counts.entry(stage).or_insert(0) += 1;
+    })
+    .await
+}
+
+/// Folds every record of `topic` present now, from the beginning, without a consumer group. Returns
+/// what it has folded when `timeout` runs out.
+async fn read_topic<T: Send + 'static>(
+    config: &KafkaConfig,
+    topic: &str,
+    timeout: Duration,
+    mut folded: T,
+    fold: impl Fn(&mut T, &rdkafka::message::BorrowedMessage<'_>) + Send + 'static,
+) -> Result<T, KafkaSetupError> {
     // librdkafka wants a group id even for assigned partitions; this reader never commits to it.
     let mut client_config = config.client_config();
     client_config.set("group.id", "coupang-etl-reader").set("enable.auto.commit", "false");
@@ -321,9 +354,8 @@ pub async fn latest_by_key(
                 assignment.add_partition_offset(&topic, partition.id(), Offset::Offset(low)).map_err(offsets_error)?;
             }
         }
-        let mut latest = HashMap::new();
         if ends.is_empty() {
-            return Ok(latest);
+            return Ok(folded);
         }
         consumer.assign(&assignment).map_err(offsets_error)?;
         while !ends.is_empty() && std::time::Instant::now() < deadline {
@@ -331,15 +363,12 @@ pub async fn latest_by_key(
                 continue;
             };
             let message = received.map_err(offsets_error)?;
-            if let Some(key) = message.key() {
-                latest
-                    .insert(String::from_utf8_lossy(key).into_owned(), message.payload().unwrap_or_default().to_vec());
-            }
+            fold(&mut folded, &message);
             if ends.get(&message.partition()).is_some_and(|&end| message.offset() + 1 >= end) {
                 ends.remove(&message.partition());
             }
         }
-        Ok(latest)
+        Ok(folded)
     })
     .await
     .map_err(|_| KafkaSetupError::Join)?
@@ -393,7 +422,7 @@ pub async fn next_batch_within<C: ConsumerContext + 'static>(
 /// a growing pause (1 s up to 30 s). The stage resumes from its committed offsets exactly as after a
 /// crash, which the stages are built for. Other errors, and shutdown, end it.
 pub async fn restart_on_kafka_failure<E, F, Fut>(
-    stage: &str,
+    stage: &'static str,
     shutdown: &Shutdown,
     is_kafka_failure: impl Fn(&E) -> bool,
     mut run_once: F,
@@ -408,6 +437,8 @@ where
         let started = std::time::Instant::now();
         match run_once().await {
             Err(error) if is_kafka_failure(&error) && !shutdown.is_cancelled() => {
+                metrics().set_ready(stage, false);
+                metrics().restarts.get_or_create(&StageLabel { stage }).inc();
                 if started.elapsed() > Duration::from_secs(60) {
                     pause = Duration::from_secs(1);
                 }
@@ -529,6 +560,8 @@ impl DeadLetter {
         if let Some(key) = key {
             record = record.key(key);
         }
-        self.producer.send(record, Duration::from_secs(60)).await.map(|_| ()).map_err(|(error, _)| error)
+        self.producer.send(record, Duration::from_secs(60)).await.map_err(|(error, _)| error)?;
+        metrics().dead_letters.get_or_create(&StageLabel { stage: self.stage }).inc();
+        Ok(())
     }
 }

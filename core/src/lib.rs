@@ -3,6 +3,7 @@
 pub mod account;
 pub mod cea;
 pub mod kafka;
+pub mod metrics;
 pub mod secret;
 pub mod time;
 

@@ -10,6 +10,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use coupang_schemas::encode;
 use etl_core::account::{AccountConfig, KeyHealth};
 use etl_core::kafka::{ensure_compacted_topics, ensure_topics, DeadLetter, KafkaConfig, KafkaSetupError, Topics};
+use etl_core::metrics::{metrics, AccountLabel, StageLabel};
 use etl_core::secret::Secret;
 use etl_core::time::now_kst;
 use etl_core::Shutdown;
@@ -48,6 +49,7 @@ pub enum IngestError {
 /// What one account's sweep did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct AccountReport {
+    pub alias: String,
     pub vendor_id: String,
     /// Shipment boxes read from the API.
     pub boxes: u64,
@@ -91,6 +93,10 @@ pub struct AccountStatus {
     pub alias: String,
     pub vendor_id: String,
     pub last_success_at: Option<DateTime<Utc>>,
+    /// When each endpoint (`ordersheets`, `returnRequests`, `revenue-history`) last answered with
+    /// success (absent in statuses written before it existed).
+    #[serde(default)]
+    pub last_success_by_endpoint: BTreeMap<String, DateTime<Utc>>,
     /// The error that stopped the account; `None` while it works.
     pub error: Option<String>,
     pub updated_at: DateTime<Utc>,
@@ -134,7 +140,8 @@ impl Sink {
 /// What ingest remembers about accounts between sweeps.
 #[derive(Default)]
 struct AccountTracker {
-    last_success: HashMap<String, DateTime<Utc>>,
+    /// Per account, when each endpoint last answered with success.
+    last_success: HashMap<String, BTreeMap<String, DateTime<Utc>>>,
     /// Accounts stopped by a rejected key, with the key that was rejected and why.
     stopped: HashMap<String, (String, Secret, String)>,
     /// The day each account's expiry warning was last logged.
@@ -330,7 +337,9 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> Result<(), IngestError> {
     config.validate().map_err(IngestError::Config)?;
+    metrics().register_stage("ingest");
     let mut sink = Sink::connect(kafka).await?;
+    metrics().set_ready("ingest", true);
     let live: HashMap<(String, String), Checkpoint> = load_checkpoints(kafka)
         .await?
         .into_iter()
@@ -368,10 +377,13 @@ pub async fn run(
                 // producer sends it all again (downstream versions make the repeats harmless).
                 tracing::error!(%error, "Kafka did not acknowledge a record; reconnecting and sweeping again");
                 tracker.filters.clear();
+                metrics().set_ready("ingest", false);
+                metrics().restarts.get_or_create(&StageLabel { stage: "ingest" }).inc();
                 match reconnect(kafka, &shutdown).await {
                     Some(new_sink) => sink = new_sink,
                     None => break,
                 }
+                metrics().set_ready("ingest", true);
                 continue;
             }
             Err(error) => return Err(error),
@@ -441,7 +453,13 @@ async fn sweep(
     let mut runnable = Vec::new();
     let mut result = IngestReport::default();
     for account in accounts {
-        let report = AccountReport { vendor_id: account.vendor_id.clone(), ..AccountReport::default() };
+        let report = AccountReport {
+            alias: account.alias.clone(),
+            vendor_id: account.vendor_id.clone(),
+            ..AccountReport::default()
+        };
+        let days_left = (account.key_expires_on() - today).num_days();
+        metrics().key_days_left.get_or_create(&AccountLabel { account: account.alias.clone() }).set(days_left);
         let refusal = match account.key_health(today) {
             KeyHealth::Expired { .. } => Some(format!(
                 "account {}: the Open API key expired on {}; reissue it in WING and update the config",
@@ -527,8 +545,9 @@ async fn sweep(
             let age = (Utc::now().timestamp_millis() - newest) / 1000;
             tracing::info!(account = %account.alias, stream, freshness_secs = age, "age of the newest change collected");
         }
-        if let Some(success) = client.last_success() {
-            tracker.last_success.insert(account.alias.clone(), success);
+        let successes = tracker.last_success.entry(account.alias.clone()).or_default();
+        for (endpoint, at) in client.last_successes() {
+            successes.insert(endpoint.to_string(), at);
         }
         if let Some(error) = error {
             tracing::error!(account = %account.alias, "{error}");
@@ -549,7 +568,8 @@ async fn sweep(
         let status = AccountStatus {
             alias: account.alias.clone(),
             vendor_id: account.vendor_id.clone(),
-            last_success_at: tracker.last_success.get(&account.alias).copied(),
+            last_success_at: tracker.last_success.get(&account.alias).and_then(|s| s.values().max().copied()),
+            last_success_by_endpoint: tracker.last_success.get(&account.alias).cloned().unwrap_or_default(),
             error: report.error.clone(),
             updated_at: Utc::now(),
         };
@@ -689,6 +709,7 @@ async fn send_changed<R: Send>(
         }
         let collected_at = Utc::now().timestamp_millis();
         let mut encoded = Vec::with_capacity(chunk.len());
+        let seen_before = listing.seen;
         for record in chunk {
             let record = match record {
                 Ok(record) => record,
@@ -709,7 +730,10 @@ async fn send_changed<R: Send>(
                 None => report.unchanged += 1,
             }
         }
-        listing.sent += send_all(sink, topic, &encoded).await?;
+        metrics().record_in("ingest", &report.alias, listing.seen - seen_before);
+        let sent = send_all(sink, topic, &encoded).await?;
+        metrics().record_out("ingest", &report.alias, sent);
+        listing.sent += sent;
     }
     Ok(listing)
 }

@@ -9,11 +9,13 @@ use etl_core::kafka::{
     commit_batch, ensure_topics, next_batch_within, restart_on_kafka_failure, ClosedOffWorker, DeadLetter, KafkaConfig,
     KafkaSetupError,
 };
+use etl_core::metrics::{metrics, report_lag, AbortOnDrop, AccountLabel, PerAccount};
 use etl_core::Shutdown;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::config::{ClickHouseConfig, LoadConfig};
@@ -39,7 +41,7 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> Result<(), LoadError> {
     let is_kafka = |e: &LoadError| matches!(e, LoadError::Kafka(_));
-    restart_on_kafka_failure("load", &shutdown, is_kafka, || run_once(config, clickhouse, kafka, &shutdown)).await
+    restart_on_kafka_failure(STAGE, &shutdown, is_kafka, || run_once(config, clickhouse, kafka, &shutdown)).await
 }
 
 async fn run_once(
@@ -48,6 +50,7 @@ async fn run_once(
     kafka: &KafkaConfig,
     shutdown: &Shutdown,
 ) -> Result<(), LoadError> {
+    metrics().register_stage(STAGE);
     let report = migrate(clickhouse).await?;
     tracing::info!(server = %report.server.version, database = %report.database, "ClickHouse schema is current");
     let topics = kafka.topics();
@@ -59,6 +62,10 @@ async fn run_once(
     let dead_letter = DeadLetter::new(producer, topics.dead_letter.clone(), "load");
     let target = Target { client: clickhouse.client(), modern: report.server.is_modern() };
     let wait = Duration::from_millis(config.batch_wait_ms);
+    let lag = vec![topics.payment_facts.clone()];
+    let _lag =
+        AbortOnDrop(report_lag(kafka.clone(), STAGE, config.group_id.clone(), lag, LAG_INTERVAL, shutdown.clone()));
+    metrics().set_ready(STAGE, true);
     tracing::info!(group = %config.group_id, topic = %topics.payment_facts, "load started");
 
     while !shutdown.is_cancelled() {
@@ -77,10 +84,39 @@ async fn run_once(
             dead_letter.send(message, reason).await?;
         }
         commit_batch(&consumer, &batch)?;
+        record_loaded(&rows, &rejected, batch.len());
         tracing::debug!(rows = rows.len(), rejected = rejected.len(), "batch loaded and committed");
     }
     tracing::info!("load stopped");
     Ok(())
+}
+
+const STAGE: &str = "load";
+/// How often the consumer lag metric is refreshed.
+const LAG_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Metrics of a committed batch: facts taken in and rows loaded per account, and how fresh they are.
+fn record_loaded(rows: &[(FactRow, usize)], rejected: &[(usize, String)], batch_len: usize) {
+    metrics().batch(STAGE, batch_len);
+    let now = chrono::Utc::now().timestamp();
+    let (mut taken, mut loaded) = (PerAccount::default(), PerAccount::default());
+    let mut newest: BTreeMap<&str, u32> = BTreeMap::new();
+    for (index, (row, _)) in rows.iter().enumerate() {
+        taken.add(&row.account_alias, 1);
+        if rejected.iter().any(|(r, _)| *r == index) {
+            continue;
+        }
+        loaded.add(&row.account_alias, 1);
+        metrics().freshness_seconds.observe((now - i64::from(row.event_time)).max(0) as f64);
+        let slot = newest.entry(row.account_alias.as_str()).or_insert(0);
+        *slot = (*slot).max(row.event_time);
+    }
+    taken.record_in(STAGE);
+    loaded.record_out(STAGE);
+    for (account, event_time) in newest {
+        let gauge = metrics().newest_change_loaded.get_or_create(&AccountLabel { account: account.to_string() });
+        gauge.set(gauge.get().max(i64::from(event_time)));
+    }
 }
 
 /// Decodes a batch into rows, each with its message's index; records that are not valid facts go to
@@ -163,8 +199,12 @@ async fn insert_until_acknowledged(
         }
         let mut pause = Duration::from_millis(500);
         loop {
+            let started = std::time::Instant::now();
             let failure = match insert(target, &rows[start..end], batch).await {
-                Ok(()) => break,
+                Ok(()) => {
+                    metrics().insert_seconds.observe(started.elapsed().as_secs_f64());
+                    break;
+                }
                 Err(error) => classify(&error),
             };
             match failure {

@@ -20,6 +20,7 @@ use etl_core::kafka::{
     commit_batch, ensure_compacted_topics_with, ensure_topics, next_batch, restart_on_kafka_failure, ClosedOffWorker,
     DeadLetter, KafkaConfig, KafkaSetupError,
 };
+use etl_core::metrics::{metrics, report_lag, AbortOnDrop, PerAccount};
 use etl_core::Shutdown;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -86,6 +87,10 @@ impl RebalanceLog {
 
 type Consumer3 = StreamConsumer<RebalanceLog>;
 
+const STAGE: &str = "transform";
+/// How often the consumer lag metric is refreshed.
+const LAG_INTERVAL: Duration = Duration::from_secs(15);
+
 /// Counters of one batch, for logs and tests.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct BatchReport {
@@ -97,10 +102,11 @@ pub struct BatchReport {
 
 pub async fn run(config: &TransformConfig, kafka: &KafkaConfig, shutdown: Shutdown) -> Result<(), TransformError> {
     let is_kafka = |e: &TransformError| matches!(e, TransformError::Kafka(_));
-    restart_on_kafka_failure("transform", &shutdown, is_kafka, || run_once(config, kafka, &shutdown)).await
+    restart_on_kafka_failure(STAGE, &shutdown, is_kafka, || run_once(config, kafka, &shutdown)).await
 }
 
 async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shutdown) -> Result<(), TransformError> {
+    metrics().register_stage(STAGE);
     let topics = kafka.topics();
     let inputs = [topics.raw_order_sheets.clone(), topics.raw_return_requests.clone(), topics.raw_revenue.clone()];
     ensure_topics(kafka, &[&inputs[0], &inputs[1], &inputs[2], &topics.payment_facts, &topics.dead_letter]).await?;
@@ -121,6 +127,10 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
     let wait = Duration::from_millis(config.batch_wait_ms);
     let mut owned: BTreeMap<i32, PartitionState> = BTreeMap::new();
     let mut batches: u64 = 0;
+    let lag =
+        report_lag(kafka.clone(), STAGE, config.group_id.clone(), inputs.to_vec(), LAG_INTERVAL, shutdown.clone());
+    let _lag = AbortOnDrop(lag);
+    metrics().set_ready(STAGE, true);
     tracing::info!(group = %config.group_id, "transform started");
 
     while !shutdown.is_cancelled() {
@@ -136,6 +146,7 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
         }
         let report = process(&batch, &mut owned, &changelog, &producer, &dead_letter, &topics).await?;
         commit_batch(&consumer, &batch)?;
+        metrics().batch(STAGE, batch.len());
         batches += 1;
         if batches % 64 == 0 {
             let evicted: usize = owned.values_mut().map(|p| p.evict(horizon_ms)).sum();
@@ -161,6 +172,7 @@ async fn process(
     let mut report = BatchReport { events: batch.len(), ..BatchReport::default() };
     let mut facts: Vec<PaymentFact> = Vec::new();
     let mut dirty: BTreeSet<(i32, String)> = BTreeSet::new();
+    let mut events_in = PerAccount::default();
     for message in batch {
         let event = match read_event(message, topics) {
             Ok(Some(event)) => event,
@@ -172,6 +184,7 @@ async fn process(
                 continue;
             }
         };
+        events_in.add(event.as_ref().collection().1, 1);
         let partition = message.partition();
         let Some(store) = owned.get_mut(&partition) else { continue };
         store.note_source_time(event.source_time());
@@ -193,6 +206,10 @@ async fn process(
         delivery.map_err(|(error, _)| error)?;
     }
     report.facts = encoded.len();
+    let mut facts_out = PerAccount::default();
+    facts.iter().for_each(|fact| facts_out.add(&fact.account_alias, 1));
+    events_in.record_in(STAGE);
+    facts_out.record_out(STAGE);
     // 2. The changed states, each to its input partition's changelog partition, acknowledged.
     let mut states = Vec::with_capacity(dirty.len());
     for (partition, key) in &dirty {

@@ -9,9 +9,11 @@ mod rate;
 use chrono::{NaiveDate, NaiveDateTime, Utc};
 use etl_core::account::AccountConfig;
 use etl_core::cea;
+use etl_core::metrics::{metrics, AccountLabel, ApiCall};
 use futures::stream::{self, Stream, StreamExt};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::{StatusCode, Url};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,7 +97,8 @@ pub struct CoupangClient {
     account: Arc<AccountConfig>,
     limiter: Arc<RateLimiter>,
     max_attempts: u32,
-    last_success: Arc<std::sync::Mutex<Option<chrono::DateTime<Utc>>>>,
+    /// When each endpoint last answered with success.
+    last_success: Arc<std::sync::Mutex<BTreeMap<&'static str, chrono::DateTime<Utc>>>>,
 }
 
 impl CoupangClient {
@@ -125,7 +128,19 @@ impl CoupangClient {
 
     /// When Coupang last answered a call of this client with success.
     pub fn last_success(&self) -> Option<chrono::DateTime<Utc>> {
-        *self.last_success.lock().unwrap_or_else(|e| e.into_inner())
+        self.last_successes().into_values().max()
+    }
+
+    /// When each endpoint (`ordersheets`, `returnRequests`, `revenue-history`) last answered with success.
+    pub fn last_successes(&self) -> BTreeMap<&'static str, chrono::DateTime<Utc>> {
+        self.last_success.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Counts one call's outcome: its HTTP status, or `transport` when no answer came.
+    fn count_call(&self, endpoint: &'static str, status: Option<StatusCode>) {
+        let status = status.map_or_else(|| "transport".to_string(), |s| s.as_u16().to_string());
+        let labels = ApiCall { account: self.account.alias.clone(), endpoint, status };
+        metrics().api_calls.get_or_create(&labels).inc();
     }
 
     /// This vendor's shared pacer (its current rate and slow-downs are observable).
@@ -180,7 +195,13 @@ impl CoupangClient {
     ) -> Result<reqwest::RequestBuilder, ClientError> {
         let url = self.url(path, query)?;
         loop {
+            let waiting = std::time::Instant::now();
             self.limiter.acquire().await;
+            let waited = waiting.elapsed().as_secs_f64();
+            if waited > 0.0 {
+                let labels = AccountLabel { account: self.account.alias.clone() };
+                metrics().rate_limit_wait_seconds.get_or_create(&labels).inc_by(waited);
+            }
             let now = Utc::now();
             let (request, signature) = self.signed(url.clone(), now);
             if self.limiter.claim_signature(now.timestamp(), &signature) {
@@ -200,6 +221,7 @@ impl CoupangClient {
             let wait = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
+                    self.count_call(endpoint, Some(status));
                     let retry_after = response
                         .headers()
                         .get("retry-after")
@@ -222,7 +244,7 @@ impl CoupangClient {
                             backoff(attempt)
                         }
                         (status, Ok(body)) if status.is_success() => {
-                            *self.last_success.lock().unwrap_or_else(|e| e.into_inner()) = Some(Utc::now());
+                            self.last_success.lock().unwrap_or_else(|e| e.into_inner()).insert(endpoint, Utc::now());
                             return Ok(body);
                         }
                         (status, Ok(body)) => {
@@ -231,6 +253,7 @@ impl CoupangClient {
                     }
                 }
                 Err(error) => {
+                    self.count_call(endpoint, None);
                     // Timeouts and connection errors: the request may not have arrived; GETs are safe to repeat.
                     last = without_url(&error);
                     backoff(attempt)

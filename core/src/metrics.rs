@@ -1,0 +1,320 @@
+//! The pipeline's own metrics, in Prometheus' text format, and its health.
+//!
+//! One process-wide set of metric families ([`metrics()`]), recorded by the stages where the work
+//! happens and served by [`serve`] at `/metrics`, with `/health/live` and `/health/ready` beside it.
+//! Label values are account aliases, stage and topic names, API endpoints and HTTP statuses: a small,
+//! bounded set (never order ids).
+
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+use crate::Shutdown;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageAccount {
+    pub stage: &'static str,
+    pub account: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AccountLabel {
+    pub account: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabel {
+    pub stage: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageTopic {
+    pub stage: &'static str,
+    pub topic: String,
+}
+
+/// One API call's outcome: `status` is the HTTP status, or `transport` when no answer came (timeout,
+/// reset, refused).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiCall {
+    pub account: String,
+    pub endpoint: &'static str,
+    pub status: String,
+}
+
+type FloatCounter = Counter<f64, AtomicU64>;
+
+/// Every metric family of a coupang-etl process.
+pub struct Metrics {
+    registry: Registry,
+    /// Records a stage took in: API records (ingest), raw events (transform), facts (load).
+    pub records_in: Family<StageAccount, Counter>,
+    /// Records a stage delivered: raw events acknowledged (ingest), facts acknowledged (transform), rows
+    /// acknowledged by ClickHouse (load).
+    pub records_out: Family<StageAccount, Counter>,
+    pub api_calls: Family<ApiCall, Counter>,
+    pub rate_limit_wait_seconds: Family<AccountLabel, FloatCounter>,
+    pub consumer_lag: Family<StageTopic, Gauge>,
+    pub batch_records: Family<StageLabel, Histogram>,
+    pub insert_seconds: Histogram,
+    /// Per loaded fact: load time minus the source time of its newest change.
+    pub freshness_seconds: Histogram,
+    /// Per account, the source time (unix seconds) of the newest change current in ClickHouse:
+    /// `time() - …` is how stale the account's numbers can be.
+    pub newest_change_loaded: Family<AccountLabel, Gauge>,
+    pub key_days_left: Family<AccountLabel, Gauge>,
+    pub dead_letters: Family<StageLabel, Counter>,
+    pub restarts: Family<StageLabel, Counter>,
+    /// 1 while the stage is connected and working, 0 while it starts or restarts after a failure.
+    pub stage_ready: Family<StageLabel, Gauge>,
+    /// Stages this process runs (readiness needs every one of them).
+    stages: Mutex<Vec<&'static str>>,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("coupang_etl");
+        let metrics = Metrics {
+            records_in: Family::default(),
+            records_out: Family::default(),
+            api_calls: Family::default(),
+            rate_limit_wait_seconds: Family::default(),
+            consumer_lag: Family::default(),
+            batch_records: Family::new_with_constructor(|| Histogram::new(exponential_buckets(1.0, 4.0, 9))),
+            insert_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
+            freshness_seconds: Histogram::new(exponential_buckets(1.0, 2.0, 20)),
+            newest_change_loaded: Family::default(),
+            key_days_left: Family::default(),
+            dead_letters: Family::default(),
+            restarts: Family::default(),
+            stage_ready: Family::default(),
+            stages: Mutex::new(Vec::new()),
+            registry: Registry::default(),
+        };
+        registry.register("records_in", "Records a stage took in, by stage and account", metrics.records_in.clone());
+        registry.register(
+            "records_out",
+            "Records a stage delivered downstream, by stage and account",
+            metrics.records_out.clone(),
+        );
+        registry.register(
+            "api_calls",
+            "Coupang API calls by account, endpoint and HTTP status",
+            metrics.api_calls.clone(),
+        );
+        registry.register(
+            "rate_limit_wait_seconds",
+            "Time spent waiting for the per-vendor API rate limit",
+            metrics.rate_limit_wait_seconds.clone(),
+        );
+        registry.register(
+            "consumer_lag",
+            "Messages not yet committed, by stage and topic",
+            metrics.consumer_lag.clone(),
+        );
+        registry.register("batch_records", "Records per processed batch", metrics.batch_records.clone());
+        registry.register(
+            "clickhouse_insert_seconds",
+            "Latency of acknowledged INSERTs",
+            metrics.insert_seconds.clone(),
+        );
+        registry.register(
+            "freshness_seconds",
+            "Per loaded fact, source time of its newest change to load (backfills show as old)",
+            metrics.freshness_seconds.clone(),
+        );
+        registry.register(
+            "newest_change_loaded_timestamp_seconds",
+            "Source time of the newest change current in ClickHouse, by account",
+            metrics.newest_change_loaded.clone(),
+        );
+        registry.register("key_days_left", "Days until the account's API key expires", metrics.key_days_left.clone());
+        registry.register(
+            "dead_letters",
+            "Records sent to the dead-letter topic, by stage",
+            metrics.dead_letters.clone(),
+        );
+        registry.register("stage_restarts", "Stage restarts after a Kafka failure", metrics.restarts.clone());
+        registry.register("stage_ready", "1 while the stage is connected and working", metrics.stage_ready.clone());
+        Metrics { registry, ..metrics }
+    }
+
+    /// Text exposition of every family.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+
+    /// Marks `stage` as run by this process (not ready until [`Metrics::set_ready`]).
+    pub fn register_stage(&self, stage: &'static str) {
+        let mut stages = self.stages.lock().unwrap_or_else(|e| e.into_inner());
+        if !stages.contains(&stage) {
+            stages.push(stage);
+        }
+        self.stage_ready.get_or_create(&StageLabel { stage }).set(0);
+    }
+
+    pub fn set_ready(&self, stage: &'static str, ready: bool) {
+        self.stage_ready.get_or_create(&StageLabel { stage }).set(i64::from(ready));
+    }
+
+    /// Each stage of this process (by name) and whether it is ready.
+    pub fn readiness(&self) -> Vec<(&'static str, bool)> {
+        let mut stages = self.stages.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        stages.sort_unstable();
+        stages
+            .into_iter()
+            .map(|stage| (stage, self.stage_ready.get_or_create(&StageLabel { stage }).get() == 1))
+            .collect()
+    }
+
+    pub fn record_in(&self, stage: &'static str, account: &str, count: u64) {
+        self.records_in.get_or_create(&StageAccount { stage, account: account.to_string() }).inc_by(count);
+    }
+
+    pub fn record_out(&self, stage: &'static str, account: &str, count: u64) {
+        self.records_out.get_or_create(&StageAccount { stage, account: account.to_string() }).inc_by(count);
+    }
+
+    pub fn batch(&self, stage: &'static str, records: usize) {
+        self.batch_records.get_or_create(&StageLabel { stage }).observe(records as f64);
+    }
+}
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+    &METRICS
+}
+
+/// Counts records per account alias, then adds them to a family in one go (one label lookup per
+/// account and batch, not per record).
+#[derive(Default)]
+pub struct PerAccount(std::collections::BTreeMap<String, u64>);
+
+impl PerAccount {
+    pub fn add(&mut self, account: &str, count: u64) {
+        match self.0.get_mut(account) {
+            Some(total) => *total += count,
+            None => {
+                self.0.insert(account.to_string(), count);
+            }
+        }
+    }
+
+    pub fn record_in(&self, stage: &'static str) {
+        self.0.iter().for_each(|(account, count)| metrics().record_in(stage, account, *count));
+    }
+
+    pub fn record_out(&self, stage: &'static str) {
+        self.0.iter().for_each(|(account, count)| metrics().record_out(stage, account, *count));
+    }
+}
+
+/// Serves `/metrics`, `/health/live` and `/health/ready` on `listener` until shutdown.
+pub async fn serve(listener: tokio::net::TcpListener, shutdown: Shutdown) -> std::io::Result<()> {
+    let app = axum::Router::new()
+        .route("/metrics", get(metrics_page))
+        .route("/health/live", get(|| async { "live\n" }))
+        .route("/health/ready", get(ready_page))
+        .route("/health", get(ready_page));
+    axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+}
+
+/// Binds `address` for [`serve`], naming it in the error.
+pub async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| format!("cannot serve metrics on {address}: {e} (set observability.metrics_listen)"))
+}
+
+async fn metrics_page() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics().render())
+}
+
+async fn ready_page() -> impl IntoResponse {
+    let stages = metrics().readiness();
+    let ready = stages.iter().all(|(_, ready)| *ready);
+    let body: String = stages
+        .iter()
+        .map(|(stage, ready)| format!("{stage}: {}\n", if *ready { "ready" } else { "starting" }))
+        .collect();
+    (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, body)
+}
+
+/// Every `interval`, sets `consumer_lag{stage, topic}` from the group's committed offsets, until
+/// shutdown (or the returned task is aborted).
+pub fn report_lag(
+    kafka: crate::kafka::KafkaConfig,
+    stage: &'static str,
+    group_id: String,
+    topics: Vec<String>,
+    interval: Duration,
+    shutdown: Shutdown,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            for topic in &topics {
+                if let Ok(lag) = crate::kafka::group_lag(&kafka, &group_id, topic).await {
+                    metrics().consumer_lag.get_or_create(&StageTopic { stage, topic: topic.clone() }).set(lag);
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    })
+}
+
+/// Aborts a background task when dropped (a stage's lag reporter ends with the stage's run).
+pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_render_with_labels_and_the_prefix() {
+        let m = Metrics::new();
+        m.record_in("transform", "shop-a", 3);
+        m.api_calls
+            .get_or_create(&ApiCall { account: "shop-a".into(), endpoint: "ordersheets", status: "429".into() })
+            .inc();
+        m.insert_seconds.observe(0.02);
+        let text = m.render();
+        assert!(text.contains(r#"coupang_etl_records_in_total{stage="transform",account="shop-a"} 3"#), "{text}");
+        assert!(text.contains(r#"coupang_etl_api_calls_total{account="shop-a",endpoint="ordersheets",status="429"} 1"#));
+        assert!(text.contains("coupang_etl_clickhouse_insert_seconds_count 1"));
+    }
+
+    #[test]
+    fn ready_only_when_every_registered_stage_is() {
+        let m = Metrics::new();
+        assert!(m.readiness().is_empty());
+        m.register_stage("transform");
+        m.register_stage("load");
+        m.set_ready("transform", true);
+        assert_eq!(m.readiness(), vec![("load", false), ("transform", true)]);
+        m.set_ready("load", true);
+        assert!(m.readiness().iter().all(|(_, r)| *r));
+    }
+}
