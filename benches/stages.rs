@@ -108,7 +108,7 @@ fn self_cpu() -> f64 {
 fn write_config(config: &Config) -> std::path::PathBuf {
     let text = format!(
         "[kafka]\nbrokers = {:?}\ntopic_prefix = {:?}\npartitions = {}\n\n[clickhouse]\nurl = {:?}\ndatabase = {:?}\n\n\
-         [transform]\ngroup_id = {:?}\n\n[load]\ngroup_id = {:?}\n",
+         [transform]\ngroup_id = {:?}\n\n[load]\ngroup_id = {:?}\n\n[observability]\nmetrics_listen = \"127.0.0.1:0\"\n",
         config.kafka.brokers,
         config.kafka.topic_prefix,
         config.kafka.partitions,

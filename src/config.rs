@@ -37,6 +37,54 @@ pub struct Config {
     /// Linked Coupang vendor accounts.
     #[serde(default)]
     pub accounts: Vec<AccountConfig>,
+    /// Metrics, health and logs of the process.
+    #[serde(default)]
+    pub observability: ObservabilityConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ObservabilityConfig {
+    /// Where `/metrics`, `/health/live` and `/health/ready` are served (`host:port`; port 0 picks a
+    /// free one, logged at start); `""` turns them off. Processes on one host need one port each.
+    #[serde(default = "default_metrics_listen")]
+    pub metrics_listen: String,
+    /// `pretty` (human-readable lines) or `json` (one object per line, for log shippers).
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+fn default_metrics_listen() -> String {
+    "127.0.0.1:9464".into()
+}
+
+impl Default for ObservabilityConfig {
+    fn default() -> Self {
+        ObservabilityConfig { metrics_listen: default_metrics_listen(), log_format: LogFormat::default() }
+    }
+}
+
+impl ObservabilityConfig {
+    /// The metrics address, `None` when turned off.
+    pub fn metrics_address(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        if self.metrics_listen.trim().is_empty() {
+            return Ok(None);
+        }
+        self.metrics_listen.trim().parse().map(Some).map_err(|_| {
+            ConfigError::Invalid(format!(
+                "observability.metrics_listen {:?} must be host:port (e.g. 127.0.0.1:9464) or \"\" for off",
+                self.metrics_listen
+            ))
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +139,53 @@ impl Config {
         validate_accounts(&self.accounts).map_err(ConfigError::Invalid)?;
         self.ingest.validate().map_err(ConfigError::Invalid)?;
         self.clickhouse.validate().map_err(ConfigError::Invalid)?;
+        self.observability.metrics_address()?;
         Ok(())
+    }
+
+    /// What the stages would use, for `coupang-etl validate` (a dry run: nothing is contacted).
+    /// Secrets show only as "set".
+    pub fn describe(&self, today: chrono::NaiveDate) -> String {
+        let kafka = &self.kafka;
+        let brokers = if kafka.brokers.is_empty() { "(embedded: demo only)" } else { kafka.brokers.as_str() };
+        let mut out = format!(
+            "kafka          {brokers}; topics {}* ({} partitions, replication {})\n",
+            kafka.topic_prefix, kafka.partitions, kafka.replication_factor
+        );
+        let ch = &self.clickhouse;
+        let password = if ch.password.is_some() { "password set" } else { "no password" };
+        out += &format!("clickhouse     {}, database {}, user {}, {password}\n", ch.url, ch.database, ch.user);
+        let ingest = &self.ingest;
+        out += &format!(
+            "ingest         {} every {} s over the last {} days, {} calls/s per vendor ({} for backfills)\n",
+            ingest.base_url,
+            ingest.poll_interval_secs,
+            ingest.lookback_days,
+            ingest.requests_per_second,
+            ingest.backfill_requests_per_second
+        );
+        out += &format!("transform      group {}\n", self.transform.group_id);
+        out +=
+            &format!("load           group {}, up to {} rows per INSERT\n", self.load.group_id, self.load.batch_rows);
+        let metrics = match self.observability.metrics_address() {
+            Ok(Some(address)) => format!("http://{address}/metrics and /health/ready"),
+            _ => "off".to_string(),
+        };
+        out += &format!("observability  metrics {metrics}; {:?} logs\n", self.observability.log_format);
+        if self.accounts.is_empty() {
+            out += "accounts       none (ingest, run and backfill need at least one)\n";
+        }
+        for account in &self.accounts {
+            let days = (account.key_expires_on() - today).num_days();
+            let key = if days < 0 { format!("EXPIRED {} days ago", -days) } else { format!("{days} days left") };
+            out += &format!(
+                "account        {} (vendor {}): key expires {} ({key}), secret set\n",
+                account.alias,
+                account.vendor_id,
+                account.key_expires_on()
+            );
+        }
+        out
     }
 
     pub fn account(&self, alias: &str) -> Option<&AccountConfig> {

@@ -63,6 +63,8 @@ pub struct DemoOutcome {
     pub report: RunReport,
     pub daily: Vec<DailyPayment>,
     pub mismatches: Vec<Mismatch>,
+    /// The `coupang-etl status` screen at the end of the run.
+    pub status: crate::status::StatusReport,
 }
 
 /// Runs the simulator and the pipeline over the simulated period; `config.kafka.brokers` must be set
@@ -85,7 +87,8 @@ pub async fn run(mut config: Config, shutdown: &Shutdown) -> Result<DemoOutcome,
     let report = report?;
     let daily = daily_payments(&config.clickhouse).await?;
     let mismatches = compare(&daily, &truth);
-    Ok(DemoOutcome { report, daily, mismatches })
+    let status = crate::status::gather(&config).await;
+    Ok(DemoOutcome { report, daily, mismatches, status })
 }
 
 fn won(amount: i64) -> String {

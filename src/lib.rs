@@ -4,5 +4,6 @@
 pub mod config;
 pub mod demo;
 pub mod pipeline;
+pub mod status;
 
 pub use config::{Config, ConfigError};

@@ -3,6 +3,7 @@
 use anyhow::{bail, Context, Result};
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
+use coupang_etl::config::LogFormat;
 use coupang_etl::{demo, pipeline, Config};
 use etl_core::account::KeyHealth;
 use etl_core::Shutdown;
@@ -47,6 +48,12 @@ enum Command {
     Load,
     /// Create or upgrade the ClickHouse database, tables and views (idempotent).
     Migrate,
+    /// Check the config without contacting anything (a dry run) and print what the stages would use
+    ///
+    /// Parses the file and the COUPANG_ETL__… overrides, resolves every secret ({ env } and { file }),
+    /// validates every setting, and prints the result with secrets shown only as "set". Exits non-zero,
+    /// naming the setting, when anything is wrong: deploy scripts and systemd's ExecStartPre use it.
+    Validate,
     /// Serve the Coupang API simulator, or print its ground truth
     ///
     /// The simulator answers the WING Open API paths the pipeline uses (order sheets by day and by minute
@@ -90,6 +97,12 @@ enum Command {
     /// endpoint and HTTP status.
     #[command(verbatim_doc_comment)]
     Sim(SimArgs),
+    /// One screen per account: key days left, last successful calls, checkpoints, how current its
+    /// numbers in ClickHouse are; then consumer lag per stage and dead letters
+    ///
+    /// Reads what the stages leave in Kafka and ClickHouse, so it works from any machine that reaches
+    /// them, while the pipeline runs or not. A source that cannot be read is named; the rest is shown.
+    Status,
     /// List linked accounts with their key's expiry.
     Accounts,
     /// Print daily payment amounts per account from ClickHouse.
@@ -172,14 +185,43 @@ enum TruthLevel {
     Items,
 }
 
-fn init_logging(default: &str) {
+fn init_logging(default: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("COUPANG_ETL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Pretty => logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        LogFormat::Json => logs.json().with_current_span(false).init(),
+    }
+}
+
+/// Serves `/metrics` and `/health/*` for the commands that run stages, when configured (the default
+/// is 127.0.0.1:9464). A port already taken stops the stage commands, and only warns for the demo.
+async fn serve_metrics(config: &Config, command: &Command, shutdown: &Shutdown) -> Result<Option<SocketAddr>> {
+    let runs_stages = matches!(
+        command,
+        Command::Demo(_)
+            | Command::Run(_)
+            | Command::Ingest(_)
+            | Command::Backfill(_)
+            | Command::Transform
+            | Command::Load
+    );
+    let Some(address) = config.observability.metrics_address()?.filter(|_| runs_stages) else {
+        return Ok(None);
+    };
+    let listener = match etl_core::metrics::bind(address).await {
+        Ok(listener) => listener,
+        Err(error) if matches!(command, Command::Demo(_)) => {
+            tracing::warn!("{error}; the demo runs without it");
+            return Ok(None);
+        }
+        Err(error) => bail!(error),
+    };
+    let bound = listener.local_addr()?;
+    tracing::info!("metrics on http://{bound}/metrics, health on http://{bound}/health/ready");
+    tokio::spawn(etl_core::metrics::serve(listener, shutdown.clone()));
+    Ok(Some(bound))
 }
 
 /// A shutdown token cancelled by Ctrl-C or SIGTERM.
@@ -225,11 +267,23 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn execute(cli: Cli) -> Result<()> {
-    init_logging(if matches!(cli.command, Command::Demo(_)) { "warn" } else { "info" });
     let config = Config::load(cli.config.as_deref())?;
+    let quiet = matches!(cli.command, Command::Demo(_) | Command::Status | Command::Validate);
+    init_logging(if quiet { "warn" } else { "info" }, config.observability.log_format);
     let shutdown = shutdown_on_signal();
+    let metrics = serve_metrics(&config, &cli.command, &shutdown).await?;
     match cli.command {
-        Command::Demo(args) => run_demo(config, args.database, &shutdown).await,
+        Command::Demo(args) => run_demo(config, args.database, metrics, &shutdown).await,
+        Command::Validate => {
+            let origin = cli.config.as_deref().map_or_else(|| "(defaults)".into(), |p| p.display().to_string());
+            println!("config {origin}: valid");
+            print!("{}", config.describe(etl_core::time::now_kst().date_naive()));
+            Ok(())
+        }
+        Command::Status => {
+            print!("{}", coupang_etl::status::gather(&config).await.render());
+            Ok(())
+        }
         Command::Run(range) => {
             require_accounts(&config)?;
             match (range.from, range.to) {
@@ -457,7 +511,12 @@ fn print_ingest_report(report: &coupang_ingest::IngestReport) {
     }
 }
 
-async fn run_demo(mut config: Config, database: String, shutdown: &Shutdown) -> Result<()> {
+async fn run_demo(
+    mut config: Config,
+    database: String,
+    metrics: Option<SocketAddr>,
+    shutdown: &Shutdown,
+) -> Result<()> {
     // The demo keeps to its own database and topics, so it never mixes with real data.
     config.clickhouse.database = database;
     config.kafka.topic_prefix = "coupang-demo.".into();
@@ -488,6 +547,14 @@ async fn run_demo(mut config: Config, database: String, shutdown: &Shutdown) -> 
     let database = config.clickhouse.database.clone();
     let outcome = demo::run(config, shutdown).await?;
     write_out(&demo::render(&outcome, &database))?;
+    let mut after = format!("\n`coupang-etl status` (run it beside a running pipeline):\n{}", outcome.status.render());
+    if let Some(address) = metrics {
+        after.push_str(&format!(
+            "\nMetrics were served at http://{address}/metrics and health at http://{address}/health/ready \
+             while the pipeline ran (observability.metrics_listen).\n"
+        ));
+    }
+    write_out(&after)?;
     if !outcome.mismatches.is_empty() {
         bail!("ClickHouse does not match the simulator's ground truth");
     }

@@ -107,3 +107,28 @@ pub async fn optimize_facts(config: &ClickHouseConfig) -> Result<(), SchemaError
         .await
         .map_err(|source| SchemaError::ClickHouse { url: config.url.clone(), source })
 }
+
+/// How current one account's numbers in ClickHouse are.
+#[derive(Debug, Clone, PartialEq, Eq, Row, Deserialize)]
+pub struct AccountFreshness {
+    pub account_alias: String,
+    /// Stored fact rows, every version included.
+    pub stored_rows: u64,
+    /// Source time (unix seconds) of the newest change loaded.
+    pub newest_change: u32,
+    /// When the loader last inserted a row of this account (unix seconds).
+    pub last_load: u32,
+}
+
+/// Per account: the newest change and the last load in `payment_facts` (cheap: no FINAL).
+pub async fn account_freshness(config: &ClickHouseConfig) -> Result<Vec<AccountFreshness>, SchemaError> {
+    config
+        .client()
+        .query(
+            "SELECT account_alias, count() AS stored_rows, toUInt32(max(event_time)) AS newest_change, \
+             toUInt32(max(loaded_at)) AS last_load FROM payment_facts GROUP BY account_alias ORDER BY account_alias",
+        )
+        .fetch_all::<AccountFreshness>()
+        .await
+        .map_err(|source| SchemaError::ClickHouse { url: config.url.clone(), source })
+}

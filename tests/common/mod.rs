@@ -52,6 +52,7 @@ pub fn config(test: &str, sim: SimConfig) -> Config {
         load: LoadConfig { group_id: format!("{id}-load"), batch_wait_ms: 200, ..LoadConfig::default() },
         sim,
         accounts: Vec::new(),
+        observability: Default::default(),
     }
 }
 
@@ -196,7 +197,8 @@ pub fn write_config_file(config: &Config, name: &str) -> std::path::PathBuf {
     let mut text = format!(
         "[kafka]\nbrokers = {:?}\ntopic_prefix = {:?}\npartitions = {}\n\n[clickhouse]\nurl = {:?}\ndatabase = {:?}\n\n\
          [transform]\ngroup_id = {:?}\n\n[load]\ngroup_id = {:?}\n\n[ingest]\n\
-         base_url = {:?}\nrequests_per_second = {:?}\nbackfill_requests_per_second = {:?}\nmax_attempts = {}\n",
+         base_url = {:?}\nrequests_per_second = {:?}\nbackfill_requests_per_second = {:?}\nmax_attempts = {}\n\n\
+         [observability]\nmetrics_listen = \"127.0.0.1:0\"\n",
         config.kafka.brokers,
         config.kafka.topic_prefix,
         config.kafka.partitions,

@@ -1,0 +1,264 @@
+//! `coupang-etl status`: one screen per account (key, last successful calls, checkpoints, how current
+//! its numbers in ClickHouse are) and the pipeline's consumer lag and dead letters.
+//!
+//! Everything is read from where the stages leave it (the account-status and checkpoint topics, the
+//! consumer groups' committed offsets, the dead-letter topic, `payment_facts`), so it works from any
+//! machine that reaches Kafka and ClickHouse, while the pipeline runs or not. Each source that cannot
+//! be read is shown as such; the rest is still printed.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use coupang_ingest::{AccountStatus, Checkpoint};
+use coupang_load::summary::AccountFreshness;
+use etl_core::account::KeyHealth;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
+use std::time::Duration;
+
+use crate::Config;
+
+/// What `status` found; rendered by [`StatusReport::render`].
+#[derive(Debug, Clone)]
+pub struct StatusReport {
+    pub now: DateTime<Utc>,
+    pub accounts: Vec<AccountView>,
+    pub statuses: Result<(), String>,
+    pub clickhouse: Result<(), String>,
+    /// Per stage, the messages its consumer group has not committed yet, over its input topics.
+    pub lag: Vec<(&'static str, Result<i64, String>)>,
+    /// Per stage that sent any, the records in the dead-letter topic.
+    pub dead_letters: Result<BTreeMap<String, u64>, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccountView {
+    pub alias: String,
+    pub vendor_id: String,
+    pub key_expires_on: NaiveDate,
+    pub key: KeyHealth,
+    pub status: Option<AccountStatus>,
+    /// Live checkpoints by stream name.
+    pub checkpoints: BTreeMap<String, Checkpoint>,
+    pub loaded: Option<AccountFreshness>,
+}
+
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads every source (in parallel); failures are kept per source.
+pub async fn gather(config: &Config) -> StatusReport {
+    let kafka = &config.kafka;
+    let topics = kafka.topics();
+    let no_broker = || Err::<(), String>("no kafka.brokers configured".into());
+    let statuses = async {
+        if kafka.brokers.is_empty() {
+            return no_broker().map(|_| HashMap::new());
+        }
+        coupang_ingest::account_statuses(kafka, READ_TIMEOUT).await.map_err(|e| e.to_string())
+    };
+    let checkpoints = async {
+        if kafka.brokers.is_empty() {
+            return no_broker().map(|_| HashMap::new());
+        }
+        coupang_ingest::load_checkpoints(kafka).await.map_err(|e| e.to_string())
+    };
+    let freshness =
+        async { coupang_load::summary::account_freshness(&config.clickhouse).await.map_err(|e| e.to_string()) };
+    let lag_of = |group: String, inputs: Vec<String>| async move {
+        if kafka.brokers.is_empty() {
+            return Err("no kafka.brokers configured".to_string());
+        }
+        let mut total = 0;
+        for topic in &inputs {
+            total += etl_core::kafka::group_lag(kafka, &group, topic).await.map_err(|e| e.to_string())?;
+        }
+        Ok(total)
+    };
+    let raw = vec![topics.raw_order_sheets.clone(), topics.raw_return_requests.clone(), topics.raw_revenue.clone()];
+    let transform_lag = lag_of(config.transform.group_id.clone(), raw);
+    let load_lag = lag_of(config.load.group_id.clone(), vec![topics.payment_facts.clone()]);
+    let dead_letters = async {
+        if kafka.brokers.is_empty() {
+            return Err("no kafka.brokers configured".to_string());
+        }
+        etl_core::kafka::dead_letters_by_stage(kafka, READ_TIMEOUT).await.map_err(|e| e.to_string())
+    };
+    let (statuses, checkpoints, freshness, transform_lag, load_lag, dead_letters) =
+        futures::join!(statuses, checkpoints, freshness, transform_lag, load_lag, dead_letters);
+
+    let today = etl_core::time::now_kst().date_naive();
+    let accounts = config
+        .accounts
+        .iter()
+        .map(|account| AccountView {
+            alias: account.alias.clone(),
+            vendor_id: account.vendor_id.clone(),
+            key_expires_on: account.key_expires_on(),
+            key: account.key_health(today),
+            status: statuses.as_ref().ok().and_then(|s| s.get(&account.alias)).cloned(),
+            checkpoints: checkpoints
+                .as_ref()
+                .map(|all| {
+                    all.iter()
+                        .filter(|(key, c)| c.alias == account.alias && **key == format!("{}:{}", c.alias, c.stream))
+                        .map(|(_, c)| (c.stream.clone(), c.clone()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            loaded: freshness.as_ref().ok().and_then(|f| f.iter().find(|r| r.account_alias == account.alias)).cloned(),
+        })
+        .collect();
+    StatusReport {
+        now: Utc::now(),
+        accounts,
+        statuses: statuses.map(|_| ()).and(checkpoints.map(|_| ())),
+        clickhouse: freshness.map(|_| ()),
+        lag: vec![("transform", transform_lag), ("load", load_lag)],
+        dead_letters,
+    }
+}
+
+impl StatusReport {
+    /// The screen: a block per account, then the pipeline.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let kst = |t: DateTime<Utc>| t.with_timezone(&etl_core::time::kst()).format("%Y-%m-%d %H:%M:%S").to_string();
+        let _ = writeln!(out, "coupang-etl status at {} KST", kst(self.now));
+        for account in &self.accounts {
+            let state = match (&account.key, account.status.as_ref().and_then(|s| s.error.as_ref())) {
+                (KeyHealth::Expired { .. }, _) => "STOPPED: key expired, reissue it in WING".to_string(),
+                (_, Some(error)) => format!("STOPPED: {error}"),
+                (KeyHealth::ReissueWindow { .. }, None) => "ok, but reissue the key now (window open)".into(),
+                (KeyHealth::Valid { .. }, None) => "ok".into(),
+            };
+            let _ = writeln!(out, "\n{} (vendor {}): {state}", account.alias, account.vendor_id);
+            let days = match account.key {
+                KeyHealth::Valid { days_left } | KeyHealth::ReissueWindow { days_left } => {
+                    format!("{days_left} days left")
+                }
+                KeyHealth::Expired { days_ago } => format!("expired {days_ago} days ago"),
+            };
+            let _ = writeln!(out, "  key             expires {}, {days}", account.key_expires_on);
+            let calls: Vec<String> = match &account.status {
+                Some(status) if !status.last_success_by_endpoint.is_empty() => status
+                    .last_success_by_endpoint
+                    .iter()
+                    .map(|(endpoint, at)| format!("{endpoint} {}", self.ago(*at)))
+                    .collect(),
+                Some(AccountStatus { last_success_at: Some(at), .. }) => vec![format!("any {}", self.ago(*at))],
+                _ if self.statuses.is_err() => vec!["unknown (see below)".into()],
+                _ => vec!["never".into()],
+            };
+            let _ = writeln!(out, "  last success    {}", calls.join(" · "));
+            let swept: Vec<String> = account
+                .checkpoints
+                .values()
+                .map(|c| format!("{} through {} ({})", c.stream, c.swept_through, self.ago(c.completed_at)))
+                .collect();
+            let swept = if swept.is_empty() { "none yet".to_string() } else { swept.join(" · ") };
+            let _ = writeln!(out, "  checkpoints     {swept}");
+            let loaded = match &account.loaded {
+                Some(f) => format!(
+                    "newest change {} · last load {} · {} stored rows",
+                    self.ago_secs(f.newest_change),
+                    self.ago_secs(f.last_load),
+                    f.stored_rows
+                ),
+                None if self.clickhouse.is_err() => "unknown (see below)".into(),
+                None => "nothing loaded yet".into(),
+            };
+            let _ = writeln!(out, "  in ClickHouse   {loaded}");
+        }
+        let _ = writeln!(out, "\npipeline");
+        let lag: Vec<String> = self
+            .lag
+            .iter()
+            .map(|(stage, lag)| match lag {
+                Ok(lag) => format!("{stage} {lag}"),
+                Err(_) => format!("{stage} unknown"),
+            })
+            .collect();
+        let _ = writeln!(out, "  consumer lag    {} (messages not yet committed)", lag.join(" · "));
+        let dead = match &self.dead_letters {
+            Ok(counts) if counts.is_empty() => "none".to_string(),
+            Ok(counts) => counts.iter().map(|(stage, n)| format!("{stage} {n}")).collect::<Vec<_>>().join(" · "),
+            Err(_) => "unknown".into(),
+        };
+        let _ = writeln!(out, "  dead letters    {dead}");
+        let problems = [("Kafka", &self.statuses), ("ClickHouse", &self.clickhouse)];
+        for (source, result) in problems {
+            if let Err(error) = result {
+                let _ = writeln!(out, "  ({source} could not be read: {error})");
+            }
+        }
+        if let Some((stage, Err(error))) = self.lag.iter().find(|(_, lag)| lag.is_err()) {
+            let _ = writeln!(out, "  ({stage} lag could not be read: {error})");
+        }
+        out
+    }
+
+    fn ago(&self, at: DateTime<Utc>) -> String {
+        let local = at.with_timezone(&etl_core::time::kst()).format("%m-%d %H:%M:%S");
+        format!("{local}, {} ago", human((self.now - at).num_seconds()))
+    }
+
+    fn ago_secs(&self, unix: u32) -> String {
+        DateTime::from_timestamp(i64::from(unix), 0).map_or_else(|| "never".into(), |at| self.ago(at))
+    }
+}
+
+/// `42 s`, `5 min`, `3 h`, `2 d`.
+fn human(seconds: i64) -> String {
+    let s = seconds.max(0);
+    match s {
+        0..=119 => format!("{s} s"),
+        120..=7_199 => format!("{} min", s / 60),
+        7_200..=172_799 => format!("{} h", s / 3_600),
+        _ => format!("{} d", s / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_naturally() {
+        assert_eq!(human(-3), "0 s");
+        assert_eq!(human(59), "59 s");
+        assert_eq!(human(600), "10 min");
+        assert_eq!(human(3 * 3_600), "3 h");
+        assert_eq!(human(3 * 86_400), "3 d");
+    }
+
+    #[test]
+    fn unreadable_sources_are_named_and_the_rest_still_shows() {
+        let now = Utc::now();
+        let report = StatusReport {
+            now,
+            accounts: vec![AccountView {
+                alias: "shop-a".into(),
+                vendor_id: "A00012345".into(),
+                key_expires_on: NaiveDate::from_ymd_opt(2027, 4, 1).unwrap(),
+                key: KeyHealth::Valid { days_left: 129 },
+                status: None,
+                checkpoints: BTreeMap::new(),
+                loaded: Some(AccountFreshness {
+                    account_alias: "shop-a".into(),
+                    stored_rows: 12,
+                    newest_change: (now.timestamp() - 300) as u32,
+                    last_load: (now.timestamp() - 20) as u32,
+                }),
+            }],
+            statuses: Err("broker down".into()),
+            clickhouse: Ok(()),
+            lag: vec![("transform", Err("broker down".into())), ("load", Ok(0))],
+            dead_letters: Err("broker down".into()),
+        };
+        let text = report.render();
+        assert!(text.contains("shop-a (vendor A00012345): ok"), "{text}");
+        assert!(text.contains("expires 2027-04-01, 129 days left"), "{text}");
+        assert!(text.contains("last success    unknown (see below)"), "{text}");
+        assert!(text.contains("newest change") && text.contains("5 min ago") && text.contains("20 s ago"), "{text}");
+        assert!(text.contains("transform unknown · load 0"), "{text}");
+        assert!(text.contains("(Kafka could not be read: broker down)"), "{text}");
+    }
+}
