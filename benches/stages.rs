@@ -122,11 +122,25 @@ fn write_config(config: &Config) -> std::path::PathBuf {
     path
 }
 
+/// Where the stage process under measurement serves its metrics (one stage runs at a time).
+const STAGE_METRICS: &str = "127.0.0.1:19464";
+
+/// The sum of a metric's samples in the stage's own `/metrics` (0 when it cannot be read).
+async fn stage_metric(name: &str) -> f64 {
+    let Ok(response) = reqwest::get(format!("http://{STAGE_METRICS}/metrics")).await else { return 0.0 };
+    let text = response.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|line| line.split([' ', '{']).next() == Some(name))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 fn stage(config_file: &std::path::Path, stage: &str) -> Child {
     let binary = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/coupang-etl");
     Command::new(binary)
         .args(["--config", config_file.to_str().unwrap_or_default(), stage])
         .env("COUPANG_ETL_LOG", "warn")
+        .env("COUPANG_ETL__OBSERVABILITY__METRICS_LISTEN", STAGE_METRICS)
         .stdout(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("{binary}: {e} (run `cargo build --release --bin coupang-etl` first)"))
@@ -158,22 +172,39 @@ async fn run_stage(config: &Config, file: &std::path::Path, name: &str, group: &
     };
     let wall = started.elapsed().as_secs_f64();
     let steady = first.map_or(0.0, |(at, lag)| lag as f64 / at.elapsed().as_secs_f64().max(1e-3));
+    // Where the time went, from the stage's own metrics.
+    let inserts = (
+        stage_metric("coupang_etl_clickhouse_insert_seconds_count").await,
+        stage_metric("coupang_etl_clickhouse_insert_seconds_sum").await,
+    );
+    let batches = stage_metric("coupang_etl_batch_records_count").await;
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     let _ = child.wait();
-    StageRun { wall, cpu: usage.0, peak_mib: usage.1, steady_per_s: steady }
+    StageRun { wall, cpu: usage.0, peak_mib: usage.1, steady_per_s: steady, batches, inserts }
 }
 
 impl StageRun {
     fn describe(&self, count: u64, unit: &str) -> String {
-        format!(
+        let mut line = format!(
             "{count:>9} {unit} in {:>6.2} s (start-up included) = {:>9.0} {unit}/s; steady {:>9.0} {unit}/s; \
-             {:.0} {unit}/CPU-s; peak RSS {:.0} MiB",
+             {:.0} {unit}/CPU-s; peak RSS {:.0} MiB; {:.0} batches of {:.0} on average",
             self.wall,
             count as f64 / self.wall.max(1e-3),
             self.steady_per_s,
             count as f64 / self.cpu.max(1e-3),
-            self.peak_mib
-        )
+            self.peak_mib,
+            self.batches,
+            count as f64 / self.batches.max(1.0)
+        );
+        let (inserts, insert_s) = self.inserts;
+        if inserts > 0.0 {
+            line += &format!(
+                "; {inserts:.0} INSERTs, {:.0} ms each, {:.0}% of the wall time",
+                1000.0 * insert_s / inserts,
+                100.0 * insert_s / self.wall.max(1e-3)
+            );
+        }
+        line
     }
 }
 
@@ -185,6 +216,10 @@ struct StageRun {
     peak_mib: f64,
     /// Records per second from the first commit to the end (the steady rate, start-up excluded).
     steady_per_s: f64,
+    /// Batches committed, from the stage's metrics.
+    batches: f64,
+    /// Acknowledged INSERTs and their total seconds (load), from the stage's metrics.
+    inserts: (f64, f64),
 }
 
 /// Messages, bytes, wall seconds, CPU seconds.

@@ -198,18 +198,18 @@ fn init_logging(default: &str, format: LogFormat) {
 /// Serves `/metrics` and `/health/*` for the commands that run stages, when configured (the default
 /// is 127.0.0.1:9464). A port already taken stops the stage commands, and only warns for the demo.
 async fn serve_metrics(config: &Config, command: &Command, shutdown: &Shutdown) -> Result<Option<SocketAddr>> {
-    let runs_stages = matches!(
-        command,
-        Command::Demo(_)
-            | Command::Run(_)
-            | Command::Ingest(_)
-            | Command::Backfill(_)
-            | Command::Transform
-            | Command::Load
-    );
-    let Some(address) = config.observability.metrics_address()?.filter(|_| runs_stages) else {
+    // The stages this command runs: readiness waits for every one of them.
+    let stages: &[&'static str] = match command {
+        Command::Demo(_) | Command::Run(_) => &["ingest", "transform", "load"],
+        Command::Ingest(_) | Command::Backfill(_) => &["ingest"],
+        Command::Transform => &["transform"],
+        Command::Load => &["load"],
+        _ => &[],
+    };
+    let Some(address) = config.observability.metrics_address()?.filter(|_| !stages.is_empty()) else {
         return Ok(None);
     };
+    stages.iter().for_each(|stage| etl_core::metrics::metrics().register_stage(stage));
     let listener = match etl_core::metrics::bind(address).await {
         Ok(listener) => listener,
         Err(error) if matches!(command, Command::Demo(_)) => {

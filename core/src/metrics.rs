@@ -246,11 +246,13 @@ async fn metrics_page() -> impl IntoResponse {
 
 async fn ready_page() -> impl IntoResponse {
     let stages = metrics().readiness();
-    let ready = stages.iter().all(|(_, ready)| *ready);
+    // Not ready before a stage has registered: the server starts before the stages do.
+    let ready = !stages.is_empty() && stages.iter().all(|(_, ready)| *ready);
     let body: String = stages
         .iter()
         .map(|(stage, ready)| format!("{stage}: {}\n", if *ready { "ready" } else { "starting" }))
         .collect();
+    let body = if stages.is_empty() { "starting\n".to_string() } else { body };
     (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, body)
 }
 

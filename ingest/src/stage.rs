@@ -125,6 +125,8 @@ impl Sink {
         ensure_compacted_topics(kafka, &[&topics.account_status, &topics.checkpoints]).await?;
         let producer: FutureProducer = kafka.producer_config().create()?;
         let dead_letter = DeadLetter::new(producer.clone(), topics.dead_letter.clone(), "ingest");
+        // Connected: the stage is ready (every mode connects through here, and reconnects too).
+        metrics().set_ready("ingest", true);
         Ok(Sink { producer, topics, dead_letter })
     }
 
@@ -337,9 +339,7 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> Result<(), IngestError> {
     config.validate().map_err(IngestError::Config)?;
-    metrics().register_stage("ingest");
     let mut sink = Sink::connect(kafka).await?;
-    metrics().set_ready("ingest", true);
     let live: HashMap<(String, String), Checkpoint> = load_checkpoints(kafka)
         .await?
         .into_iter()
@@ -383,7 +383,6 @@ pub async fn run(
                     Some(new_sink) => sink = new_sink,
                     None => break,
                 }
-                metrics().set_ready("ingest", true);
                 continue;
             }
             Err(error) => return Err(error),
