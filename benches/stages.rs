@@ -154,7 +154,8 @@ async fn run_stage(config: &Config, file: &std::path::Path, name: &str, group: &
     let mut first: Option<(Instant, i64)> = None;
     let mut initial = None;
     let usage = loop {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Not more often: each look at the lag is a few requests to the broker under measurement.
+        tokio::time::sleep(Duration::from_millis(250)).await;
         let mut lag = 0;
         for topic in topics {
             lag += group_lag(&config.kafka, group, topic).await.unwrap_or(i64::MAX / 8);
@@ -177,7 +178,10 @@ async fn run_stage(config: &Config, file: &std::path::Path, name: &str, group: &
         stage_metric("coupang_etl_clickhouse_insert_seconds_count").await,
         stage_metric("coupang_etl_clickhouse_insert_seconds_sum").await,
     );
-    let batches = stage_metric("coupang_etl_batch_records_count").await;
+    let batches = (
+        stage_metric("coupang_etl_batch_records_count").await,
+        stage_metric("coupang_etl_fetch_wait_seconds_total").await,
+    );
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     let _ = child.wait();
     StageRun { wall, cpu: usage.0, peak_mib: usage.1, steady_per_s: steady, batches, inserts }
@@ -193,9 +197,17 @@ impl StageRun {
             self.steady_per_s,
             count as f64 / self.cpu.max(1e-3),
             self.peak_mib,
-            self.batches,
-            count as f64 / self.batches.max(1.0)
+            self.batches.0,
+            count as f64 / self.batches.0.max(1.0)
         );
+        if self.batches.1 > 0.0 {
+            let busy = (self.wall - self.batches.1).max(1e-3);
+            line += &format!(
+                "; waited {:.2} s for records; not waiting: {:.0} {unit}/s",
+                self.batches.1,
+                count as f64 / busy
+            );
+        }
         let (inserts, insert_s) = self.inserts;
         if inserts > 0.0 {
             line += &format!(
@@ -216,8 +228,8 @@ struct StageRun {
     peak_mib: f64,
     /// Records per second from the first commit to the end (the steady rate, start-up excluded).
     steady_per_s: f64,
-    /// Batches committed, from the stage's metrics.
-    batches: f64,
+    /// Batches committed, and the seconds the stage waited for records, from the stage's metrics.
+    batches: (f64, f64),
     /// Acknowledged INSERTs and their total seconds (load), from the stage's metrics.
     inserts: (f64, f64),
 }

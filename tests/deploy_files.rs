@@ -212,7 +212,7 @@ fn the_grafana_dashboard_queries_only_exported_metrics() {
     m.api_calls.get_or_create(&ApiCall { account: "a".into(), endpoint: "ordersheets", status: "200".into() }).inc();
     m.rate_limit_wait_seconds.get_or_create(&account).inc();
     m.consumer_lag.get_or_create(&StageTopic { stage: "load", topic: "t".into() }).set(1);
-    m.batch("load", 1);
+    m.batch("load", 1, std::time::Instant::now());
     m.key_days_left.get_or_create(&account).set(1);
     m.newest_change_loaded.get_or_create(&account).set(1);
     m.dead_letters.get_or_create(&stage).inc();

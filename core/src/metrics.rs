@@ -66,6 +66,10 @@ pub struct Metrics {
     pub rate_limit_wait_seconds: Family<AccountLabel, FloatCounter>,
     pub consumer_lag: Family<StageTopic, Gauge>,
     pub batch_records: Family<StageLabel, Histogram>,
+    /// Time from a batch in hand to its commit: the work, without the wait for records to arrive.
+    pub batch_seconds: Family<StageLabel, Histogram>,
+    /// Time spent waiting for records to arrive (idle or starved by the broker).
+    pub fetch_wait_seconds: Family<StageLabel, FloatCounter>,
     pub insert_seconds: Histogram,
     /// Per loaded fact: load time minus the source time of its newest change.
     pub freshness_seconds: Histogram,
@@ -91,6 +95,8 @@ impl Metrics {
             rate_limit_wait_seconds: Family::default(),
             consumer_lag: Family::default(),
             batch_records: Family::new_with_constructor(|| Histogram::new(exponential_buckets(1.0, 4.0, 9))),
+            batch_seconds: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 16))),
+            fetch_wait_seconds: Family::default(),
             insert_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             freshness_seconds: Histogram::new(exponential_buckets(1.0, 2.0, 20)),
             newest_change_loaded: Family::default(),
@@ -123,6 +129,16 @@ impl Metrics {
             metrics.consumer_lag.clone(),
         );
         registry.register("batch_records", "Records per processed batch", metrics.batch_records.clone());
+        registry.register(
+            "batch_seconds",
+            "Time from a batch in hand to its commit (the stage's work, without waiting for records)",
+            metrics.batch_seconds.clone(),
+        );
+        registry.register(
+            "fetch_wait_seconds",
+            "Time a stage waited for records to arrive (idle, or starved by the broker)",
+            metrics.fetch_wait_seconds.clone(),
+        );
         registry.register(
             "clickhouse_insert_seconds",
             "Latency of acknowledged INSERTs",
@@ -188,8 +204,15 @@ impl Metrics {
         self.records_out.get_or_create(&StageAccount { stage, account: account.to_string() }).inc_by(count);
     }
 
-    pub fn batch(&self, stage: &'static str, records: usize) {
+    /// A committed batch of `records`, `started` when it was in hand.
+    /// Time spent in a wait for the next batch.
+    pub fn fetch_wait(&self, stage: &'static str, started: std::time::Instant) {
+        self.fetch_wait_seconds.get_or_create(&StageLabel { stage }).inc_by(started.elapsed().as_secs_f64());
+    }
+
+    pub fn batch(&self, stage: &'static str, records: usize, started: std::time::Instant) {
         self.batch_records.get_or_create(&StageLabel { stage }).observe(records as f64);
+        self.batch_seconds.get_or_create(&StageLabel { stage }).observe(started.elapsed().as_secs_f64());
     }
 }
 

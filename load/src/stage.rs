@@ -16,7 +16,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::{ClickHouseConfig, LoadConfig};
 use crate::row::FactRow;
@@ -30,6 +30,8 @@ pub enum LoadError {
     Kafka(#[from] KafkaError),
     #[error(transparent)]
     Schema(#[from] SchemaError),
+    #[error("{0}")]
+    Insert(String),
 }
 
 const TABLE: &str = "payment_facts";
@@ -68,27 +70,79 @@ async fn run_once(
     metrics().set_ready(STAGE, true);
     tracing::info!(group = %config.group_id, topic = %topics.payment_facts, "load started");
 
-    while !shutdown.is_cancelled() {
-        let batch = next_batch_within(&consumer, (config.batch_rows, config.batch_bytes, wait), shutdown).await?;
-        if batch.is_empty() {
-            continue;
-        }
-        let rows = rows_of(&batch, &dead_letter).await?;
-        let Some(rejected) = insert_until_acknowledged(&target, &rows, &batch, config, shutdown).await else {
-            // Shut down mid-retry: leave the batch uncommitted; the next run loads it again.
-            break;
+    // Two batches at a time: while ClickHouse works on one INSERT (its own task, so on the other core),
+    // the next batch is fetched and decoded. Offsets stay in order: a batch is committed only once its
+    // INSERT was acknowledged, and before the next batch is.
+    let mut in_flight: Option<InsertTask> = None;
+    loop {
+        let next = if shutdown.is_cancelled() {
+            None
+        } else {
+            let waiting = Instant::now();
+            let batch = next_batch_within(&consumer, (config.batch_rows, config.batch_bytes, wait), shutdown).await?;
+            metrics().fetch_wait(STAGE, waiting);
+            let in_hand = Instant::now();
+            let rows = rows_of(&batch, &dead_letter).await?;
+            (!batch.is_empty()).then_some(Decoded { batch, rows, in_hand })
         };
-        for (index, reason) in &rejected {
-            let message = &batch[rows[*index].1];
-            tracing::error!(key = %String::from_utf8_lossy(message.key().unwrap_or_default()), "{reason}");
-            dead_letter.send(message, reason).await?;
+        if let Some(task) = in_flight.take() {
+            let (done, rejected) = task.finish().await?;
+            let Some(rejected) = rejected else {
+                // Shut down mid-retry: leave the batch uncommitted; the next run loads it again.
+                break;
+            };
+            for (index, reason) in &rejected {
+                let message = &done.batch[done.rows[*index].1];
+                tracing::error!(key = %String::from_utf8_lossy(message.key().unwrap_or_default()), "{reason}");
+                dead_letter.send(message, reason).await?;
+            }
+            commit_batch(&consumer, &done.batch)?;
+            record_loaded(&done.rows, &rejected, done.batch.len(), done.in_hand);
+            tracing::debug!(rows = done.rows.len(), rejected = rejected.len(), "batch loaded and committed");
         }
-        commit_batch(&consumer, &batch)?;
-        record_loaded(&rows, &rejected, batch.len());
-        tracing::debug!(rows = rows.len(), rejected = rejected.len(), "batch loaded and committed");
+        match next {
+            Some(decoded) => in_flight = Some(InsertTask::start(decoded, &target, config, shutdown)),
+            None if shutdown.is_cancelled() => break,
+            None => {}
+        }
     }
     tracing::info!("load stopped");
     Ok(())
+}
+
+/// A batch in hand: its messages and the rows decoded from them (each with its message's index).
+struct Decoded {
+    batch: Vec<OwnedMessage>,
+    rows: Vec<(FactRow, usize)>,
+    in_hand: Instant,
+}
+
+/// A batch's INSERT, retried until acknowledged, on a task of its own (aborted if dropped unfinished:
+/// its batch is then not committed and is loaded again, which versions make harmless).
+struct InsertTask(tokio::task::JoinHandle<(Decoded, Option<Rejected>)>);
+
+/// Rows ClickHouse refused (by index in the batch's rows), with its reason.
+type Rejected = Vec<(usize, String)>;
+
+impl InsertTask {
+    fn start(decoded: Decoded, target: &Target, config: &LoadConfig, shutdown: &Shutdown) -> InsertTask {
+        let (target, config, shutdown) = (target.clone(), config.clone(), shutdown.clone());
+        InsertTask(tokio::spawn(async move {
+            let rejected = insert_until_acknowledged(&target, &decoded.rows, &decoded.batch, &config, &shutdown).await;
+            (decoded, rejected)
+        }))
+    }
+
+    /// The batch and, once acknowledged, the rows ClickHouse rejected (`None`: shut down mid-retry).
+    async fn finish(mut self) -> Result<(Decoded, Option<Rejected>), LoadError> {
+        (&mut self.0).await.map_err(|e| LoadError::Insert(format!("the INSERT task failed: {e}")))
+    }
+}
+
+impl Drop for InsertTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 const STAGE: &str = "load";
@@ -96,8 +150,8 @@ const STAGE: &str = "load";
 const LAG_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Metrics of a committed batch: facts taken in and rows loaded per account, and how fresh they are.
-fn record_loaded(rows: &[(FactRow, usize)], rejected: &[(usize, String)], batch_len: usize) {
-    metrics().batch(STAGE, batch_len);
+fn record_loaded(rows: &[(FactRow, usize)], rejected: &Rejected, batch_len: usize, in_hand: Instant) {
+    metrics().batch(STAGE, batch_len, in_hand);
     let now = chrono::Utc::now().timestamp();
     let (mut taken, mut loaded) = (PerAccount::default(), PerAccount::default());
     let mut newest: BTreeMap<&str, u32> = BTreeMap::new();
@@ -199,7 +253,7 @@ async fn insert_until_acknowledged(
         }
         let mut pause = Duration::from_millis(500);
         loop {
-            let started = std::time::Instant::now();
+            let started = Instant::now();
             let failure = match insert(target, &rows[start..end], batch).await {
                 Ok(()) => {
                     metrics().insert_seconds.observe(started.elapsed().as_secs_f64());
@@ -234,6 +288,7 @@ async fn insert_until_acknowledged(
 }
 
 /// Where rows go, and what the server can do.
+#[derive(Clone)]
 struct Target {
     client: clickhouse::Client,
     /// ≥ 22.8: the INSERT carries an `insert_deduplication_token` naming exactly the Kafka records it

@@ -134,7 +134,9 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
     tracing::info!(group = %config.group_id, "transform started");
 
     while !shutdown.is_cancelled() {
+        let waiting = std::time::Instant::now();
         let mut batch = next_batch(&consumer, config.batch_size, wait, shutdown).await?;
+        metrics().fetch_wait(STAGE, waiting);
         if consumer.context().take() {
             adopt_assignment(&consumer, &changelog, &mut owned, horizon_ms, &dead_letter).await?;
             // Messages of partitions that moved away are the new owner's; those of partitions still
@@ -144,9 +146,10 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
         if batch.is_empty() {
             continue;
         }
+        let in_hand = std::time::Instant::now();
         let report = process(&batch, &mut owned, &changelog, &producer, &dead_letter, &topics).await?;
         commit_batch(&consumer, &batch)?;
-        metrics().batch(STAGE, batch.len());
+        metrics().batch(STAGE, batch.len(), in_hand);
         batches += 1;
         if batches % 64 == 0 {
             let evicted: usize = owned.values_mut().map(|p| p.evict(horizon_ms)).sum();
