@@ -1,14 +1,33 @@
 //! Arbitrary bytes as a Kafka message payload (what a poison message looks like to transform and load):
-//! every decoder refuses or accepts without panicking, and what it accepts goes on through the rules.
+//! every decoder refuses or accepts without panicking, the datum reader agrees with apache-avro, and
+//! what is accepted goes on through the rules.
 #![no_main]
 
 use coupang_etl_fuzz::check_events;
-use coupang_schemas::{decode, OrderSheetEvent, OrderStateRecord, PaymentFact, ReturnRequestEvent, RevenueEvent};
+use coupang_schemas::{
+    decode, decode_with_apache_avro, EventType, OrderSheetEvent, OrderStateRecord, PaymentFact, ReturnRequestEvent,
+    RevenueEvent,
+};
 use coupang_transform::order::RawEvent;
 use coupang_transform::store::from_record;
 use libfuzzer_sys::fuzz_target;
 
+/// The datum reader (`decode`) and apache-avro's `Value` tree read the same bytes the same way: both
+/// refuse them, or both give the same event.
+fn same_as_apache_avro<T: EventType + PartialEq + std::fmt::Debug>(data: &[u8]) {
+    match (decode::<T>(data), decode_with_apache_avro::<T>(data)) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b),
+        (Err(_), Err(_)) => {}
+        (a, b) => panic!("{}: the datum reader gives {a:?}, apache-avro {b:?}", T::NAME),
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
+    same_as_apache_avro::<OrderSheetEvent>(data);
+    same_as_apache_avro::<ReturnRequestEvent>(data);
+    same_as_apache_avro::<RevenueEvent>(data);
+    same_as_apache_avro::<PaymentFact>(data);
+    same_as_apache_avro::<OrderStateRecord>(data);
     let mut events = Vec::new();
     if let Ok(e) = decode::<OrderSheetEvent>(data) {
         events.push(RawEvent::OrderSheet(e));

@@ -9,9 +9,10 @@
 //! widened unions); every version ever released stays in [`EventType::history`] so old records decode.
 
 mod codec;
+mod datum;
 mod events;
 
-pub use codec::{decode, encode, CodecError, EventType};
+pub use codec::{decode, decode_with_apache_avro, encode, CodecError, EventType};
 pub use events::{
     OrderSheetEvent, OrderSheetItem, OrderStateRecord, PaymentFact, ReturnRequestEvent, ReturnRequestItem,
     RevenueEvent, RevenueItem,
