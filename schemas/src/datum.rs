@@ -1,4 +1,5 @@
-//! Avro binary datums read straight into serde types, driven by the writer's schema.
+//! Avro binary datums read straight into serde types, and written straight from them, driven by the
+//! schema.
 //!
 //! apache-avro 0.21 decodes a datum into a `Value` tree, cloning every field name, and serde then
 //! reads the tree: for the transform and the loader that was most of their CPU time (see
@@ -25,6 +26,12 @@ impl fmt::Display for DatumError {
 impl std::error::Error for DatumError {}
 
 impl de::Error for DatumError {
+    fn custom<T: fmt::Display>(message: T) -> Self {
+        DatumError(message.to_string())
+    }
+}
+
+impl serde::ser::Error for DatumError {
     fn custom<T: fmt::Display>(message: T) -> Self {
         DatumError(message.to_string())
     }
@@ -244,5 +251,296 @@ impl<'de> MapAccess<'de> for Fields<'_, '_, '_, '_> {
             self.fields.get(self.next).ok_or_else(|| DatumError("a value after the record's last field".into()))?;
         self.next += 1;
         seed.deserialize(Datum { schema: &field.schema, reader: self.reader })
+    }
+}
+
+/// Writes `value` as one datum of `schema` to `out`: the same bytes as apache-avro's
+/// `write_avro_datum_ref` (tested), without its per-field name lookups. Refuses (with an error, and
+/// `out` possibly partly written) values whose shape does not follow the schema field by field.
+pub fn to_datum<T: serde::Serialize>(
+    value: &T,
+    schema: &Schema,
+    names: &Names,
+    out: &mut Vec<u8>,
+) -> Result<(), DatumError> {
+    value.serialize(DatumWriter { schema, names, out })
+}
+
+/// apache-avro writes arrays in blocks of at most this many items (its serializer's buffer limit + 1).
+const BLOCK_ITEMS: usize = 1025;
+
+fn write_long(out: &mut Vec<u8>, value: i64) {
+    let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
+    while zigzag >= 0x80 {
+        out.push((zigzag as u8) | 0x80);
+        zigzag >>= 7;
+    }
+    out.push(zigzag as u8);
+}
+
+struct DatumWriter<'s, 'o> {
+    schema: &'s Schema,
+    names: &'s Names,
+    out: &'o mut Vec<u8>,
+}
+
+impl<'s, 'o> DatumWriter<'s, 'o> {
+    fn schema(&self) -> Result<&'s Schema, DatumError> {
+        resolve(self.names, self.schema)
+    }
+
+    fn integer(self, value: i64) -> Result<(), DatumError> {
+        match self.schema()? {
+            Schema::Int | Schema::Date | Schema::TimeMillis => {
+                i32::try_from(value).map_err(|_| DatumError(format!("{value} does not fit an int")))?;
+                write_long(self.out, value);
+                Ok(())
+            }
+            Schema::Long
+            | Schema::TimestampMillis
+            | Schema::TimestampMicros
+            | Schema::TimestampNanos
+            | Schema::LocalTimestampMillis
+            | Schema::LocalTimestampMicros
+            | Schema::TimeMicros => {
+                write_long(self.out, value);
+                Ok(())
+            }
+            other => fail(format!("an integer for schema {other:?}")),
+        }
+    }
+
+    fn length_prefixed(self, bytes: &[u8], expected: &Schema) -> Result<(), DatumError> {
+        let schema = self.schema()?;
+        if std::mem::discriminant(schema) != std::mem::discriminant(expected) {
+            return fail(format!("{expected:?} for schema {schema:?}"));
+        }
+        write_long(self.out, bytes.len() as i64);
+        self.out.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+fn unsupported<T>(what: &str) -> Result<T, DatumError> {
+    fail(format!("{what} is not supported by the datum writer"))
+}
+
+impl<'s, 'o> serde::Serializer for DatumWriter<'s, 'o> {
+    type Ok = ();
+    type Error = DatumError;
+    type SerializeSeq = ItemsWriter<'s, 'o>;
+    type SerializeTuple = serde::ser::Impossible<(), DatumError>;
+    type SerializeTupleStruct = serde::ser::Impossible<(), DatumError>;
+    type SerializeTupleVariant = serde::ser::Impossible<(), DatumError>;
+    type SerializeMap = serde::ser::Impossible<(), DatumError>;
+    type SerializeStruct = FieldsWriter<'s, 'o>;
+    type SerializeStructVariant = serde::ser::Impossible<(), DatumError>;
+
+    fn serialize_bool(self, v: bool) -> Result<(), DatumError> {
+        match self.schema()? {
+            Schema::Boolean => {
+                self.out.push(u8::from(v));
+                Ok(())
+            }
+            other => fail(format!("a boolean for schema {other:?}")),
+        }
+    }
+    fn serialize_i8(self, v: i8) -> Result<(), DatumError> {
+        self.integer(i64::from(v))
+    }
+    fn serialize_i16(self, v: i16) -> Result<(), DatumError> {
+        self.integer(i64::from(v))
+    }
+    fn serialize_i32(self, v: i32) -> Result<(), DatumError> {
+        self.integer(i64::from(v))
+    }
+    fn serialize_i64(self, v: i64) -> Result<(), DatumError> {
+        self.integer(v)
+    }
+    fn serialize_u8(self, v: u8) -> Result<(), DatumError> {
+        self.integer(i64::from(v))
+    }
+    fn serialize_u16(self, v: u16) -> Result<(), DatumError> {
+        self.integer(i64::from(v))
+    }
+    fn serialize_u32(self, v: u32) -> Result<(), DatumError> {
+        self.integer(i64::from(v))
+    }
+    fn serialize_u64(self, _: u64) -> Result<(), DatumError> {
+        unsupported("u64")
+    }
+    fn serialize_f32(self, _: f32) -> Result<(), DatumError> {
+        unsupported("f32")
+    }
+    fn serialize_f64(self, _: f64) -> Result<(), DatumError> {
+        unsupported("f64")
+    }
+    fn serialize_char(self, _: char) -> Result<(), DatumError> {
+        unsupported("char")
+    }
+    fn serialize_str(self, v: &str) -> Result<(), DatumError> {
+        self.length_prefixed(v.as_bytes(), &Schema::String)
+    }
+    fn serialize_bytes(self, v: &[u8]) -> Result<(), DatumError> {
+        self.length_prefixed(v, &Schema::Bytes)
+    }
+    fn serialize_none(self) -> Result<(), DatumError> {
+        match self.schema()? {
+            Schema::Union(union) => match union.variants().iter().position(|v| matches!(v, Schema::Null)) {
+                Some(index) => {
+                    write_long(self.out, index as i64);
+                    Ok(())
+                }
+                None => fail("None for a union without null"),
+            },
+            Schema::Null => Ok(()),
+            other => fail(format!("None for schema {other:?}")),
+        }
+    }
+    fn serialize_some<T: ?Sized + serde::Serialize>(self, value: &T) -> Result<(), DatumError> {
+        match self.schema()? {
+            // As apache-avro does: the union's first variant that is not null.
+            Schema::Union(union) => match union.variants().iter().position(|v| !matches!(v, Schema::Null)) {
+                Some(index) => {
+                    write_long(self.out, index as i64);
+                    let schema = &union.variants()[index];
+                    value.serialize(DatumWriter { schema, names: self.names, out: self.out })
+                }
+                None => fail("a value for a union of null alone"),
+            },
+            _ => value.serialize(self),
+        }
+    }
+    fn serialize_unit(self) -> Result<(), DatumError> {
+        unsupported("unit")
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), DatumError> {
+        unsupported("unit struct")
+    }
+    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result<(), DatumError> {
+        unsupported("enum")
+    }
+    fn serialize_newtype_struct<T: ?Sized + serde::Serialize>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), DatumError> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: ?Sized + serde::Serialize>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), DatumError> {
+        unsupported("enum")
+    }
+    fn serialize_seq(self, len: Option<usize>) -> Result<ItemsWriter<'s, 'o>, DatumError> {
+        let (Schema::Array(array), Some(len)) = (self.schema()?, len) else {
+            return fail("a sequence of unknown length, or for a schema that is not an array");
+        };
+        Ok(ItemsWriter { items: &array.items, names: self.names, out: self.out, len, written: 0 })
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, DatumError> {
+        unsupported("tuple")
+    }
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, DatumError> {
+        unsupported("tuple struct")
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, DatumError> {
+        unsupported("enum")
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, DatumError> {
+        unsupported("map")
+    }
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<FieldsWriter<'s, 'o>, DatumError> {
+        match self.schema()? {
+            Schema::Record(record) => {
+                Ok(FieldsWriter { fields: &record.fields, names: self.names, out: self.out, next: 0 })
+            }
+            other => fail(format!("a struct for schema {other:?}")),
+        }
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, DatumError> {
+        unsupported("enum")
+    }
+}
+
+/// An array's items, in apache-avro's blocks, then the closing zero count.
+struct ItemsWriter<'s, 'o> {
+    items: &'s Schema,
+    names: &'s Names,
+    out: &'o mut Vec<u8>,
+    len: usize,
+    written: usize,
+}
+
+impl serde::ser::SerializeSeq for ItemsWriter<'_, '_> {
+    type Ok = ();
+    type Error = DatumError;
+
+    fn serialize_element<T: ?Sized + serde::Serialize>(&mut self, value: &T) -> Result<(), DatumError> {
+        if self.written >= self.len {
+            return fail("more items than announced");
+        }
+        if self.written % BLOCK_ITEMS == 0 {
+            write_long(self.out, BLOCK_ITEMS.min(self.len - self.written) as i64);
+        }
+        self.written += 1;
+        value.serialize(DatumWriter { schema: self.items, names: self.names, out: self.out })
+    }
+
+    fn end(self) -> Result<(), DatumError> {
+        if self.written != self.len {
+            return fail("fewer items than announced");
+        }
+        self.out.push(0);
+        Ok(())
+    }
+}
+
+/// A record's fields, which must come in the schema's order and under its names.
+struct FieldsWriter<'s, 'o> {
+    fields: &'s [apache_avro::schema::RecordField],
+    names: &'s Names,
+    out: &'o mut Vec<u8>,
+    next: usize,
+}
+
+impl serde::ser::SerializeStruct for FieldsWriter<'_, '_> {
+    type Ok = ();
+    type Error = DatumError;
+
+    fn serialize_field<T: ?Sized + serde::Serialize>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), DatumError> {
+        let field = match self.fields.get(self.next) {
+            Some(field) if field.name == key => field,
+            _ => return fail(format!("field {key} is not the schema's field number {}", self.next + 1)),
+        };
+        self.next += 1;
+        value.serialize(DatumWriter { schema: &field.schema, names: self.names, out: self.out })
+    }
+
+    fn end(self) -> Result<(), DatumError> {
+        match self.fields.get(self.next) {
+            Some(missing) => fail(format!("field {} was not written", missing.name)),
+            None => Ok(()),
+        }
     }
 }
