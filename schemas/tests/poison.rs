@@ -17,3 +17,14 @@ fn a_state_record_claiming_a_400_million_item_array_is_refused_not_an_abort() {
     assert!(decode::<OrderSheetEvent>(bytes).is_err());
     assert!(decode::<PaymentFact>(bytes).is_err());
 }
+
+#[test]
+fn a_ten_byte_varint_reads_as_apache_avro_reads_it() {
+    // Found by the avro_events fuzz target: a varint whose 10th byte carries bits past the 64th. The
+    // datum reader refused it while apache-avro dropped the extra bits; both now read it the same way.
+    let bytes = include_bytes!("poison/receipt-with-a-10-byte-varint.bin");
+    let fast = decode::<ReturnRequestEvent>(bytes).map_err(|e| e.to_string());
+    let reference = decode_with_apache_avro::<ReturnRequestEvent>(bytes).map_err(|e| e.to_string());
+    assert_eq!(fast.is_ok(), reference.is_ok(), "{fast:?} / {reference:?}");
+    assert_eq!(fast.ok(), reference.ok());
+}

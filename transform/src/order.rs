@@ -27,6 +27,14 @@ pub enum RawStream {
     Revenue,
 }
 
+/// The largest amount, in won, any one line, fee or coupon of a real order can have: 10 trillion won.
+/// Beyond it a record is corrupt, and sums of such amounts could overflow.
+const MAX_PLAUSIBLE_WON: i64 = 10_000_000_000_000;
+
+fn plausible_won(amounts: &[i64]) -> bool {
+    amounts.iter().all(|won| won.unsigned_abs() <= MAX_PLAUSIBLE_WON as u64)
+}
+
 impl RawEvent {
     /// Decodes and validates a payload of `stream`: `Ok(None)` for records that belong to no order
     /// (revenue adjustments with `orderId = 0`), `Err(reason)` for poison.
@@ -216,8 +224,9 @@ impl RawEvent {
         self.as_ref().progress()
     }
 
-    /// Rejects records no rule can make sense of. Checked before folding, so a poison record never
-    /// reaches the state.
+    /// Rejects records no rule can make sense of: unknown statuses, invalid times, impossible
+    /// quantities, amounts no real order has (so the rules' arithmetic cannot overflow). Checked before
+    /// folding, so a poison record never reaches the state.
     pub fn validate(&self) -> Result<(), InvalidEvent> {
         let invalid = |problem: String| InvalidEvent {
             vendor_id: self.vendor_id().to_string(),
@@ -238,6 +247,12 @@ impl RawEvent {
                 if e.shipping_price < 0 || e.remote_price < 0 {
                     return Err(invalid(format!("negative shipping fee {} + {}", e.shipping_price, e.remote_price)));
                 }
+                if !plausible_won(&[e.shipping_price, e.remote_price]) {
+                    return Err(invalid(format!(
+                        "shipping fee {} + {} beyond any real order",
+                        e.shipping_price, e.remote_price
+                    )));
+                }
                 for item in &e.items {
                     let counts = [item.shipping_count, item.cancel_count, item.hold_count_for_cancel];
                     if counts.iter().any(|&n| n < 0) || item.cancel_count > item.shipping_count {
@@ -255,6 +270,12 @@ impl RawEvent {
                     ];
                     if money.iter().any(|&won| won < 0) {
                         return Err(invalid(format!("vendor item {}: negative amount", item.vendor_item_id)));
+                    }
+                    if !plausible_won(&money) {
+                        return Err(invalid(format!(
+                            "vendor item {}: amount beyond any real order",
+                            item.vendor_item_id
+                        )));
                     }
                 }
             }
@@ -275,6 +296,18 @@ impl RawEvent {
                 }
                 if midnight_kst(e.recognition_date).is_none() || date_from_days(e.sale_date).is_none() {
                     return Err(invalid("sale or recognition day out of range".into()));
+                }
+                let amounts = e.items.iter().flat_map(|i| {
+                    [
+                        i.sale_price,
+                        i.seller_discount_coupon,
+                        i.downloadable_coupon,
+                        i.coupang_discount_coupon,
+                        i.sale_amount,
+                    ]
+                });
+                if !plausible_won(&[e.delivery_fee]) || !plausible_won(&amounts.collect::<Vec<_>>()) {
+                    return Err(invalid("an amount beyond any real order".into()));
                 }
             }
         }
@@ -486,6 +519,20 @@ pub(crate) mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn amounts_no_real_order_has_are_refused() {
+        // Found by the avro_events fuzz target: sums of such amounts overflowed in the rules.
+        let mut huge = sheet(1, "ACCEPT", vec![line(7, 1, 1_000)], 0);
+        huge.items[0].order_price = i64::MAX / 2;
+        assert!(RawEvent::OrderSheet(huge).validate().unwrap_err().problem.contains("beyond any real order"));
+        let mut fee = sheet(1, "ACCEPT", vec![line(7, 1, 1_000)], 0);
+        fee.shipping_price = MAX_PLAUSIBLE_WON + 1;
+        assert!(RawEvent::OrderSheet(fee).validate().is_err());
+        let refund = revenue("REFUND", 1, &[(7, 1, -(MAX_PLAUSIBLE_WON + 1), 0, 0)]);
+        assert!(RawEvent::Revenue(refund).validate().is_err());
+        assert!(RawEvent::OrderSheet(sheet(1, "ACCEPT", vec![line(7, 1, MAX_PLAUSIBLE_WON)], 0)).validate().is_ok());
     }
 
     #[test]
