@@ -279,17 +279,19 @@ async fn ready_page() -> impl IntoResponse {
     (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, body)
 }
 
-/// Every `interval`, sets `consumer_lag{stage, topic}` from the group's committed offsets, until
-/// shutdown (or the returned task is aborted).
+/// How often a stage refreshes its `consumer_lag`.
+const LAG_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Every 15 s, sets `consumer_lag{stage, topic}` from the group's committed offsets, until shutdown or
+/// until the returned guard is dropped (with the stage's run).
 pub fn report_lag(
     kafka: crate::kafka::KafkaConfig,
     stage: &'static str,
     group_id: String,
     topics: Vec<String>,
-    interval: Duration,
     shutdown: Shutdown,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+) -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(async move {
         loop {
             for topic in &topics {
                 if let Ok(lag) = crate::kafka::group_lag(&kafka, &group_id, topic).await {
@@ -298,16 +300,17 @@ pub fn report_lag(
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(interval) => {}
+                _ = tokio::time::sleep(LAG_INTERVAL) => {}
             }
         }
-    })
+    }))
 }
 
-/// Aborts a background task when dropped (a stage's lag reporter ends with the stage's run).
-pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+/// Aborts a task when dropped unfinished: a stage's lag reporter ends with the stage's run, the
+/// loader's INSERT with the loader.
+pub struct AbortOnDrop<T = ()>(pub tokio::task::JoinHandle<T>);
 
-impl Drop for AbortOnDrop {
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }

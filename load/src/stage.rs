@@ -52,7 +52,6 @@ async fn run_once(
     kafka: &KafkaConfig,
     shutdown: &Shutdown,
 ) -> Result<(), LoadError> {
-    metrics().register_stage(STAGE);
     let report = migrate(clickhouse).await?;
     tracing::info!(server = %report.server.version, database = %report.database, "ClickHouse schema is current");
     let topics = kafka.topics();
@@ -65,8 +64,7 @@ async fn run_once(
     let target = Target { client: clickhouse.client(), modern: report.server.is_modern() };
     let wait = Duration::from_millis(config.batch_wait_ms);
     let lag = vec![topics.payment_facts.clone()];
-    let _lag =
-        AbortOnDrop(report_lag(kafka.clone(), STAGE, config.group_id.clone(), lag, LAG_INTERVAL, shutdown.clone()));
+    let _lag = report_lag(kafka.clone(), STAGE, config.group_id.clone(), lag, shutdown.clone());
     metrics().set_ready(STAGE, true);
     tracing::info!(group = %config.group_id, topic = %topics.payment_facts, "load started");
 
@@ -119,7 +117,7 @@ struct Decoded {
 
 /// A batch's INSERT, retried until acknowledged, on a task of its own (aborted if dropped unfinished:
 /// its batch is then not committed and is loaded again, which versions make harmless).
-struct InsertTask(tokio::task::JoinHandle<(Decoded, Option<Rejected>)>);
+struct InsertTask(AbortOnDrop<(Decoded, Option<Rejected>)>);
 
 /// Rows ClickHouse refused (by index in the batch's rows), with its reason.
 type Rejected = Vec<(usize, String)>;
@@ -127,27 +125,19 @@ type Rejected = Vec<(usize, String)>;
 impl InsertTask {
     fn start(decoded: Decoded, target: &Target, config: &LoadConfig, shutdown: &Shutdown) -> InsertTask {
         let (target, config, shutdown) = (target.clone(), config.clone(), shutdown.clone());
-        InsertTask(tokio::spawn(async move {
+        InsertTask(AbortOnDrop(tokio::spawn(async move {
             let rejected = insert_until_acknowledged(&target, &decoded.rows, &decoded.batch, &config, &shutdown).await;
             (decoded, rejected)
-        }))
+        })))
     }
 
     /// The batch and, once acknowledged, the rows ClickHouse rejected (`None`: shut down mid-retry).
     async fn finish(mut self) -> Result<(Decoded, Option<Rejected>), LoadError> {
-        (&mut self.0).await.map_err(|e| LoadError::Insert(format!("the INSERT task failed: {e}")))
-    }
-}
-
-impl Drop for InsertTask {
-    fn drop(&mut self) {
-        self.0.abort();
+        (&mut self.0 .0).await.map_err(|e| LoadError::Insert(format!("the INSERT task failed: {e}")))
     }
 }
 
 const STAGE: &str = "load";
-/// How often the consumer lag metric is refreshed.
-const LAG_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Metrics of a committed batch: facts taken in and rows loaded per account, and how fresh they are.
 fn record_loaded(rows: &[(FactRow, usize)], rejected: &Rejected, batch_len: usize, in_hand: Instant) {

@@ -20,7 +20,7 @@ use etl_core::kafka::{
     commit_batch, ensure_compacted_topics_with, ensure_topics, next_batch, restart_on_kafka_failure, ClosedOffWorker,
     DeadLetter, KafkaConfig, KafkaSetupError,
 };
-use etl_core::metrics::{metrics, report_lag, AbortOnDrop, PerAccount};
+use etl_core::metrics::{metrics, report_lag, PerAccount};
 use etl_core::Shutdown;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -88,8 +88,6 @@ impl RebalanceLog {
 type Consumer3 = StreamConsumer<RebalanceLog>;
 
 const STAGE: &str = "transform";
-/// How often the consumer lag metric is refreshed.
-const LAG_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Counters of one batch, for logs and tests.
 #[derive(Debug, Default, Clone, Copy)]
@@ -106,7 +104,6 @@ pub async fn run(config: &TransformConfig, kafka: &KafkaConfig, shutdown: Shutdo
 }
 
 async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shutdown) -> Result<(), TransformError> {
-    metrics().register_stage(STAGE);
     let topics = kafka.topics();
     let inputs = [topics.raw_order_sheets.clone(), topics.raw_return_requests.clone(), topics.raw_revenue.clone()];
     ensure_topics(kafka, &[&inputs[0], &inputs[1], &inputs[2], &topics.payment_facts, &topics.dead_letter]).await?;
@@ -127,9 +124,7 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
     let wait = Duration::from_millis(config.batch_wait_ms);
     let mut owned: BTreeMap<i32, PartitionState> = BTreeMap::new();
     let mut batches: u64 = 0;
-    let lag =
-        report_lag(kafka.clone(), STAGE, config.group_id.clone(), inputs.to_vec(), LAG_INTERVAL, shutdown.clone());
-    let _lag = AbortOnDrop(lag);
+    let _lag = report_lag(kafka.clone(), STAGE, config.group_id.clone(), inputs.to_vec(), shutdown.clone());
     metrics().set_ready(STAGE, true);
     tracing::info!(group = %config.group_id, "transform started");
 
