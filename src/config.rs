@@ -176,8 +176,7 @@ impl Config {
             out += "accounts       none (ingest, run and backfill need at least one)\n";
         }
         for account in &self.accounts {
-            let days = (account.key_expires_on() - today).num_days();
-            let key = if days < 0 { format!("EXPIRED {} days ago", -days) } else { format!("{days} days left") };
+            let key = account.key_health(today).days_left_text();
             out += &format!(
                 "account        {} (vendor {}): key expires {} ({key}), secret set\n",
                 account.alias,

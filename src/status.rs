@@ -126,12 +126,7 @@ impl StatusReport {
                 (KeyHealth::Valid { .. }, None) => "ok".into(),
             };
             let _ = writeln!(out, "\n{} (vendor {}): {state}", account.alias, account.vendor_id);
-            let days = match account.key {
-                KeyHealth::Valid { days_left } | KeyHealth::ReissueWindow { days_left } => {
-                    format!("{days_left} days left")
-                }
-                KeyHealth::Expired { days_ago } => format!("expired {days_ago} days ago"),
-            };
+            let days = account.key.days_left_text();
             let _ = writeln!(out, "  key             expires {}, {days}", account.key_expires_on);
             let calls: Vec<String> = match &account.status {
                 Some(status) if !status.last_success_by_endpoint.is_empty() => status

@@ -29,6 +29,16 @@ pub enum KeyHealth {
     Expired { days_ago: i64 },
 }
 
+impl KeyHealth {
+    /// `129 days left`, `expired 3 days ago` (for people).
+    pub fn days_left_text(&self) -> String {
+        match self {
+            KeyHealth::Valid { days_left } | KeyHealth::ReissueWindow { days_left } => format!("{days_left} days left"),
+            KeyHealth::Expired { days_ago } => format!("expired {days_ago} days ago"),
+        }
+    }
+}
+
 impl AccountConfig {
     pub fn key_expires_on(&self) -> NaiveDate {
         self.key_issued_on + chrono::Duration::days(KEY_VALIDITY_DAYS)
@@ -107,6 +117,9 @@ mod tests {
         let in_window = a.key_expires_on() - chrono::Duration::days(14);
         assert_eq!(a.key_health(in_window), KeyHealth::ReissueWindow { days_left: 14 });
         assert_eq!(a.key_health(a.key_expires_on()), KeyHealth::Expired { days_ago: 0 });
+        assert_eq!(a.key_health(in_window).days_left_text(), "14 days left");
+        // On the expiry day the key is refused, so no screen says "0 days left".
+        assert_eq!(a.key_health(a.key_expires_on()).days_left_text(), "expired 0 days ago");
     }
 
     #[test]
