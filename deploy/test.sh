@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh machine: installs and starts ClickHouse and the tansu Kafka broker
-# (building tansu takes ~10 minutes, once per machine), checks formatting and lints, runs every test,
+# The whole test suite, from a fresh machine: installs and starts ClickHouse and Apache Kafka (its jars
+# resolved from Maven Central, ~15 s once per machine), checks formatting and lints, runs every test,
 # the end-to-end ones against those real services, and ends with a short fuzz run of the decoders.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
