@@ -4,7 +4,8 @@
 //! ```sh
 //! deploy/services.sh start && eval "$(deploy/services.sh env)"
 //! cargo build --release --bin coupang-etl
-//! cargo bench --bench stages -- [--broker tansu|mock] [--days N] [--orders-per-day N] [--dump FILE]
+//! cargo bench --bench stages -- [--broker kafka|mock] [--days N] [--orders-per-day N] [--dump FILE]
+//! cargo bench --bench stages -- --transactions      # the transform writes each batch in a transaction
 //! cargo bench --bench stages -- --cpu FILE     # the transform's CPU work alone, over dumped events
 //! ```
 //!
@@ -43,15 +44,17 @@ struct Args {
     cpu: Option<std::path::PathBuf>,
     /// Skip ingest: produce copies of a dumped events file (`--from-dump FILE --copies N`).
     from_dump: Option<(std::path::PathBuf, u32)>,
-    /// Partitions per topic (default: 3 on tansu, 12 on the mock broker, which keeps ~5 MiB each).
+    /// Partitions per topic (default: 3 on Kafka, 12 on the mock broker, which keeps ~5 MiB each).
     partitions: Option<i32>,
     /// Freshness of new orders for this many minutes, with the simulator's clock running in real time.
     freshness_minutes: Option<u64>,
+    /// The transform writes each batch in one Kafka transaction (`transform.transactions`).
+    transactions: bool,
 }
 
 fn args() -> Args {
     let mut args = Args {
-        broker: "tansu".into(),
+        broker: "kafka".into(),
         days: 10,
         orders_per_day: 2_000,
         dump: None,
@@ -59,11 +62,12 @@ fn args() -> Args {
         partitions: None,
         from_dump: None,
         freshness_minutes: None,
+        transactions: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
-            "--broker" => args.broker = it.next().expect("--broker tansu|mock"),
+            "--broker" => args.broker = it.next().expect("--broker kafka|mock"),
             "--days" => args.days = it.next().and_then(|v| v.parse().ok()).expect("--days N"),
             "--orders-per-day" => {
                 args.orders_per_day = it.next().and_then(|v| v.parse().ok()).expect("--orders-per-day N")
@@ -77,6 +81,7 @@ fn args() -> Args {
             }
             "--partitions" => args.partitions = it.next().and_then(|v| v.parse().ok()),
             "--freshness" => args.freshness_minutes = it.next().and_then(|v| v.parse().ok()),
+            "--transactions" => args.transactions = true,
             _ => {} // cargo bench passes --bench
         }
     }
@@ -108,13 +113,14 @@ fn self_cpu() -> f64 {
 fn write_config(config: &Config) -> std::path::PathBuf {
     let text = format!(
         "[kafka]\nbrokers = {:?}\ntopic_prefix = {:?}\npartitions = {}\n\n[clickhouse]\nurl = {:?}\ndatabase = {:?}\n\n\
-         [transform]\ngroup_id = {:?}\n\n[load]\ngroup_id = {:?}\n\n[observability]\nmetrics_listen = \"127.0.0.1:0\"\n",
+         [transform]\ngroup_id = {:?}\ntransactions = {}\n\n[load]\ngroup_id = {:?}\n\n[observability]\nmetrics_listen = \"127.0.0.1:0\"\n",
         config.kafka.brokers,
         config.kafka.topic_prefix,
         config.kafka.partitions,
         config.clickhouse.url,
         config.clickhouse.database,
         config.transform.group_id,
+        config.transform.transactions,
         config.load.group_id,
     );
     let path = std::env::temp_dir().join(format!("bench-{}.toml", std::process::id()));
@@ -461,6 +467,7 @@ async fn main() {
     config.clickhouse.url = clickhouse_url;
     config.clickhouse.database = format!("bench_{id}");
     config.transform.group_id = format!("bench-{id}-transform");
+    config.transform.transactions = args.transactions;
     config.load.group_id = format!("bench-{id}-load");
     let _mock = if args.broker == "mock" {
         // The mock broker keeps only ~5 MiB per partition: spread the data wider.
@@ -548,8 +555,9 @@ async fn main() {
 
     let per = |n: u64, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
     println!(
-        "coupang-etl stage benchmark: broker {}, {} vendors × {} days × ~{} orders/day",
+        "coupang-etl stage benchmark: broker {}{}, {} vendors × {} days × ~{} orders/day",
         args.broker,
+        if args.transactions { " (transform in transactions)" } else { "" },
         config.accounts.len(),
         args.days,
         args.orders_per_day

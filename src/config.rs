@@ -164,7 +164,8 @@ impl Config {
             ingest.requests_per_second,
             ingest.backfill_requests_per_second
         );
-        out += &format!("transform      group {}\n", self.transform.group_id);
+        let commits = if self.transform.transactions { "one transaction per batch" } else { "ack then commit" };
+        out += &format!("transform      group {}, {commits}\n", self.transform.group_id);
         out +=
             &format!("load           group {}, up to {} rows per INSERT\n", self.load.group_id, self.load.batch_rows);
         let metrics = match self.observability.metrics_address() {

@@ -1,8 +1,9 @@
 //! Kafka plumbing shared by the stages: client settings, topic creation, batches, offset commits,
 //! consumer lag, and the dead-letter topic.
 //!
-//! Only plain Kafka protocol is used (no transactions, no broker-specific APIs), so the same code runs
-//! against tansu, Apache Kafka, Redpanda and rdkafka's in-process MockCluster.
+//! Only plain Kafka protocol is used (no broker-specific APIs), so the same code runs against Apache
+//! Kafka, Redpanda, MSK and rdkafka's in-process MockCluster. Transactions are optional (the transform's
+//! `transactions` setting): every stage is exact without them.
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -37,6 +38,13 @@ pub struct KafkaConfig {
     /// Extra librdkafka properties (e.g. `security.protocol`), applied to every client.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// Topic settings of the compacted topics this project creates (the transform's changelog, the
+    /// checkpoints, the account status), beside `cleanup.policy=compact`. The defaults roll a segment
+    /// at least hourly, so the cleaner can reach all but the newest hour and a restore reads little
+    /// more than the live keys; broker defaults (1 GiB or 7-day segments) would leave a changelog
+    /// uncompacted for days.
+    #[serde(default = "default_compacted_topic_config")]
+    pub compacted_topic_config: BTreeMap<String, String>,
 }
 
 fn default_topic_prefix() -> String {
@@ -48,6 +56,12 @@ fn default_partitions() -> i32 {
 fn default_replication_factor() -> i32 {
     1
 }
+fn default_compacted_topic_config() -> BTreeMap<String, String> {
+    [("segment.ms", "3600000"), ("segment.bytes", "104857600")]
+        .into_iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect()
+}
 
 impl Default for KafkaConfig {
     fn default() -> Self {
@@ -57,6 +71,7 @@ impl Default for KafkaConfig {
             partitions: default_partitions(),
             replication_factor: default_replication_factor(),
             properties: BTreeMap::new(),
+            compacted_topic_config: default_compacted_topic_config(),
         }
     }
 }
@@ -70,6 +85,7 @@ impl fmt::Debug for KafkaConfig {
             .field("partitions", &self.partitions)
             .field("replication_factor", &self.replication_factor)
             .field("properties", &self.properties.keys().collect::<Vec<_>>())
+            .field("compacted_topic_config", &self.compacted_topic_config)
             .finish()
     }
 }
@@ -133,9 +149,12 @@ impl KafkaConfig {
     }
 
     /// At-least-once consumer: offsets are committed explicitly, only after the batch's effect is durable.
+    /// It sees only committed records of transactional producers (librdkafka's default, stated here
+    /// because the transform's transactions rely on it).
     pub fn consumer_config(&self, group_id: &str) -> ClientConfig {
         self.with_defaults(&[
             ("group.id", group_id),
+            ("isolation.level", "read_committed"),
             ("enable.auto.commit", "false"),
             ("auto.offset.reset", "earliest"),
             ("enable.partition.eof", "false"),
@@ -185,14 +204,18 @@ pub enum KafkaSetupError {
         #[source]
         source: KafkaError,
     },
-    /// Seen with tansu when a process was killed while creating a topic: the topic exists, unusable.
+    /// Seen with a lightweight Kafka-protocol broker when a process was killed while creating a topic: the
+    /// topic exists, unusable.
     #[error("topic {topic} exists but has no partitions (a creation was interrupted?): delete and recreate it")]
     TopicWithoutPartitions { topic: String },
+    #[error("topic {topic} was created but its partitions have no leader after 30 s")]
+    NoLeader { topic: String },
     #[error("blocking Kafka call panicked or was cancelled")]
     Join,
 }
 
-/// Creates the topics that do not exist yet (tansu does not auto-create topics). Existing topics are
+/// Creates the topics that do not exist yet (brokers may have auto-creation off, and an auto-created topic
+/// would get the broker's partitions and cleanup policy). Existing topics are
 /// found through metadata first, so brokers without the CreateTopics API (rdkafka's MockCluster) work
 /// when their topics were made another way.
 pub async fn ensure_topics(config: &KafkaConfig, names: &[&str]) -> Result<(), KafkaSetupError> {
@@ -226,7 +249,10 @@ async fn create_missing_topics(config: &KafkaConfig, names: &[&str], compacted: 
         .map(|name| {
             let topic = NewTopic::new(name, config.partitions, TopicReplication::Fixed(config.replication_factor));
             if compacted {
-                topic.set("cleanup.policy", "compact")
+                config
+                    .compacted_topic_config
+                    .iter()
+                    .fold(topic.set("cleanup.policy", "compact"), |topic, (key, value)| topic.set(key, value))
             } else {
                 topic
             }
@@ -244,7 +270,41 @@ async fn create_missing_topics(config: &KafkaConfig, names: &[&str], compacted: 
             Err((topic, code)) => return Err(KafkaSetupError::CreateTopicRefused { topic, code }),
         }
     }
-    Ok(())
+    wait_for_leaders(config, &missing).await
+}
+
+/// Waits until every partition of `names` has a leader. A broker acknowledges CreateTopics before
+/// the new partitions' leaders are known everywhere (Apache Kafka answers `NotLeaderForPartition`
+/// for a moment), and a stage must not fail on its first read of a topic it just made.
+async fn wait_for_leaders(config: &KafkaConfig, names: &[&str]) -> Result<(), KafkaSetupError> {
+    let client_config = config.client_config();
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = client_config.create().map_err(KafkaSetupError::Client)?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        for name in &names {
+            loop {
+                let metadata = consumer
+                    .fetch_metadata(Some(name), Duration::from_secs(10))
+                    .map_err(|source| KafkaSetupError::Offsets { topic: name.clone(), source })?;
+                let led = metadata.topics().iter().all(|t| {
+                    t.error().is_none()
+                        && !t.partitions().is_empty()
+                        && t.partitions().iter().all(|p| p.leader() >= 0 && p.error().is_none())
+                });
+                if led {
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    return Err(KafkaSetupError::NoLeader { topic: name.clone() });
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|_| KafkaSetupError::Join)?
 }
 
 /// Names of all topics in the cluster. Asks for all of them, not for particular ones, so that a broker
@@ -417,6 +477,12 @@ pub async fn next_batch_within<C: ConsumerContext + 'static>(
     Ok(batch)
 }
 
+/// Whether a Kafka error may pass when the stage starts again with new clients (a broker away, a
+/// producer fenced or failed for good). A client the config cannot make will not get better.
+pub fn worth_a_restart(error: &KafkaError) -> bool {
+    !matches!(error, KafkaError::ClientCreation(_) | KafkaError::ClientConfig(..))
+}
+
 /// Runs a stage's consume–process–commit loop and, when Kafka fails under it (a broker restart can
 /// leave an idempotent producer or a commit failed for good), starts it again with new clients after
 /// a growing pause (1 s up to 30 s). The stage resumes from its committed offsets exactly as after a
@@ -455,24 +521,66 @@ where
     }
 }
 
-/// Commits, synchronously, the position after the last message of each partition in `batch`.
+/// Commits, synchronously, the position after the last message of each partition in `batch`, and
+/// returns what it committed.
 pub fn commit_batch<C: ConsumerContext + 'static>(
     consumer: &StreamConsumer<C>,
     batch: &[OwnedMessage],
+) -> Result<TopicPartitionList, KafkaError> {
+    let list = batch_offsets(batch)?;
+    if list.count() > 0 {
+        blocking(|| consumer.commit(&list, CommitMode::Sync))?;
+    }
+    Ok(list)
+}
+
+/// What a consumer last committed per (topic, partition) in this process.
+pub type CommittedOffsets = HashMap<(String, i32), i64>;
+
+/// Commits an idle consumer's positions where they moved past the last committed offset without a
+/// message: the markers that end Kafka transactions take offsets but are never delivered, so a stage
+/// that commits "after its last message" of a transactional topic would show a lag of one per
+/// partition forever. Call it only when every consumed message's effect is durable (nothing in flight).
+pub fn commit_idle_positions<C: ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
+    committed: &mut CommittedOffsets,
 ) -> Result<(), KafkaError> {
+    let mut list = TopicPartitionList::new();
+    for element in consumer.position()?.elements() {
+        let Offset::Offset(position) = element.offset() else { continue };
+        if committed.get(&(element.topic().to_string(), element.partition())) != Some(&position) {
+            list.add_partition_offset(element.topic(), element.partition(), Offset::Offset(position))?;
+        }
+    }
+    if list.count() == 0 {
+        return Ok(());
+    }
+    blocking(|| consumer.commit(&list, CommitMode::Sync))?;
+    note_committed(&list, committed);
+    Ok(())
+}
+
+/// Records the offsets of a successful commit of `list`.
+pub fn note_committed(list: &TopicPartitionList, committed: &mut CommittedOffsets) {
+    for element in list.elements() {
+        if let Offset::Offset(offset) = element.offset() {
+            committed.insert((element.topic().to_string(), element.partition()), offset);
+        }
+    }
+}
+
+/// The position after the last message of each partition in `batch`: what a commit of the batch stores.
+pub fn batch_offsets(batch: &[OwnedMessage]) -> Result<TopicPartitionList, KafkaError> {
     let mut next: HashMap<(&str, i32), i64> = HashMap::new();
     for message in batch {
         let slot = next.entry((message.topic(), message.partition())).or_insert(0);
         *slot = (*slot).max(message.offset() + 1);
     }
-    if next.is_empty() {
-        return Ok(());
-    }
     let mut list = TopicPartitionList::new();
     for ((topic, partition), offset) in next {
         list.add_partition_offset(topic, partition, Offset::Offset(offset))?;
     }
-    blocking(|| consumer.commit(&list, CommitMode::Sync))
+    Ok(list)
 }
 
 /// Runs a blocking librdkafka call (a synchronous commit, closing a group consumer) so that it cannot

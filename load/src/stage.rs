@@ -6,8 +6,8 @@
 
 use coupang_schemas::{decode, PaymentFact};
 use etl_core::kafka::{
-    commit_batch, ensure_topics, next_batch_within, restart_on_kafka_failure, ClosedOffWorker, DeadLetter, KafkaConfig,
-    KafkaSetupError,
+    commit_batch, commit_idle_positions, ensure_topics, next_batch_within, note_committed, restart_on_kafka_failure,
+    worth_a_restart, ClosedOffWorker, CommittedOffsets, DeadLetter, KafkaConfig, KafkaSetupError,
 };
 use etl_core::metrics::{metrics, report_lag, AbortOnDrop, AccountLabel, PerAccount};
 use etl_core::Shutdown;
@@ -42,7 +42,7 @@ pub async fn run(
     kafka: &KafkaConfig,
     shutdown: Shutdown,
 ) -> Result<(), LoadError> {
-    let is_kafka = |e: &LoadError| matches!(e, LoadError::Kafka(_));
+    let is_kafka = |e: &LoadError| matches!(e, LoadError::Kafka(error) if worth_a_restart(error));
     restart_on_kafka_failure(STAGE, &shutdown, is_kafka, || run_once(config, clickhouse, kafka, &shutdown)).await
 }
 
@@ -72,6 +72,7 @@ async fn run_once(
     // the next batch is fetched and decoded. Offsets stay in order: a batch is committed only once its
     // INSERT was acknowledged, and before the next batch is.
     let mut in_flight: Option<InsertTask> = None;
+    let mut committed = CommittedOffsets::new();
     loop {
         let next = if shutdown.is_cancelled() {
             None
@@ -94,14 +95,15 @@ async fn run_once(
                 tracing::error!(key = %String::from_utf8_lossy(message.key().unwrap_or_default()), "{reason}");
                 dead_letter.send(message, reason).await?;
             }
-            commit_batch(&consumer, &done.batch)?;
+            note_committed(&commit_batch(&consumer, &done.batch)?, &mut committed);
             record_loaded(&done.rows, &rejected, done.batch.len(), done.in_hand);
             tracing::debug!(rows = done.rows.len(), rejected = rejected.len(), "batch loaded and committed");
         }
         match next {
             Some(decoded) => in_flight = Some(InsertTask::start(decoded, &target, config, shutdown)),
             None if shutdown.is_cancelled() => break,
-            None => {}
+            // Idle, everything loaded and committed: commit past the markers of transactional facts.
+            None => commit_idle_positions(&consumer, &mut committed)?,
         }
     }
     tracing::info!("load stopped");

@@ -17,6 +17,13 @@ pub struct TransformConfig {
     /// late event (a refund, say) arrives.
     #[serde(default = "default_state_horizon_days")]
     pub state_horizon_days: u32,
+    /// Writes each batch's facts, changed states and input offsets in one Kafka transaction, instead
+    /// of facts acknowledged, then states, then offsets committed. Both are exact (versions and
+    /// idempotent folding make replays harmless); transactions need a broker that has them (Apache
+    /// Kafka, Redpanda, MSK) and hide a crashed batch's partial output from `read_committed` readers.
+    /// BENCHMARKS.md compares the two.
+    #[serde(default)]
+    pub transactions: bool,
 }
 
 fn default_state_horizon_days() -> u32 {
@@ -40,6 +47,7 @@ impl Default for TransformConfig {
             batch_size: default_batch_size(),
             batch_wait_ms: default_batch_wait_ms(),
             state_horizon_days: default_state_horizon_days(),
+            transactions: false,
         }
     }
 }

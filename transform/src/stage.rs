@@ -1,12 +1,16 @@
 //! The transform stage's Kafka edge: raw events in (three co-partitioned topics), facts and state out.
 //!
 //! Per batch: decode and validate each event (poison → dead-letter topic), fold it into its order's
-//! state, and when the order's facts change, emit them all with the order's new version. Then, in this
-//! order, wait for the broker to acknowledge (1) the facts, (2) the changed states in the changelog,
-//! and only then (3) commit the input offsets. A crash anywhere replays the batch against the last
-//! durable state; folding is idempotent and versions come from the events, so the replay emits nothing
-//! new or byte-identical facts, and the loader's ReplacingMergeTree keeps one row per key. No Kafka
-//! transactions are involved.
+//! state, and when the order's facts change, emit them all with the order's new version. Then, by
+//! default, in this order, wait for the broker to acknowledge (1) the facts, (2) the changed states in
+//! the changelog, and only then (3) commit the input offsets. A crash anywhere replays the batch against
+//! the last durable state; folding is idempotent and versions come from the events, so the replay emits
+//! nothing new or byte-identical facts, and the loader's ReplacingMergeTree keeps one row per key.
+//!
+//! With `transactions = true` the same three writes go into one Kafka transaction per batch (facts and
+//! states sent together, the offsets through `send_offsets_to_transaction`, fenced by the group's
+//! generation): a crashed batch leaves nothing that `read_committed` readers (the loader, a restore)
+//! see. Exactness does not depend on it; BENCHMARKS.md compares both.
 //!
 //! Partitions are assigned with the eager `range` strategy, which gives one process the same partition
 //! number of all three input topics (they must have equal partition counts, which is checked). After
@@ -17,15 +21,15 @@
 
 use coupang_schemas::{encode, PaymentFact};
 use etl_core::kafka::{
-    commit_batch, ensure_compacted_topics_with, ensure_topics, next_batch, restart_on_kafka_failure, ClosedOffWorker,
-    DeadLetter, KafkaConfig, KafkaSetupError,
+    batch_offsets, blocking, commit_batch, ensure_compacted_topics_with, ensure_topics, next_batch,
+    restart_on_kafka_failure, worth_a_restart, ClosedOffWorker, DeadLetter, KafkaConfig, KafkaSetupError,
 };
 use etl_core::metrics::{metrics, report_lag, PerAccount};
 use etl_core::Shutdown;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientContext;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,6 +55,8 @@ pub enum TransformError {
          number of partitions, or one order's events would be split across processes"
     )]
     NotCoPartitioned { counts: String },
+    #[error("Kafka: the consumer has no group metadata to commit offsets in a transaction")]
+    NoGroupMetadata,
 }
 
 /// What a rebalance did, recorded by the consumer's context and acted on between batches.
@@ -99,7 +105,7 @@ pub struct BatchReport {
 }
 
 pub async fn run(config: &TransformConfig, kafka: &KafkaConfig, shutdown: Shutdown) -> Result<(), TransformError> {
-    let is_kafka = |e: &TransformError| matches!(e, TransformError::Kafka(_));
+    let is_kafka = |e: &TransformError| matches!(e, TransformError::Kafka(error) if worth_a_restart(error));
     restart_on_kafka_failure(STAGE, &shutdown, is_kafka, || run_once(config, kafka, &shutdown)).await
 }
 
@@ -117,8 +123,10 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
     let consumer: ClosedOffWorker<Consumer3> =
         ClosedOffWorker::new(consumer_config.create_with_context(RebalanceLog::default())?);
     consumer.subscribe(&[&inputs[0], &inputs[1], &inputs[2]])?;
-    let producer: FutureProducer = kafka.producer_config().create()?;
-    let dead_letter = DeadLetter::new(producer.clone(), topics.dead_letter.clone(), "transform");
+    let producer = output_producer(config, kafka)?;
+    // Dead letters are sent at once, outside any transaction.
+    let dead_letter_producer = if config.transactions { kafka.producer_config().create()? } else { producer.clone() };
+    let dead_letter = DeadLetter::new(dead_letter_producer, topics.dead_letter.clone(), "transform");
     let changelog = Changelog::new(kafka, topics.transform_state.clone());
     let horizon_ms = i64::from(config.state_horizon_days) * 86_400_000;
     let wait = Duration::from_millis(config.batch_wait_ms);
@@ -133,7 +141,8 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
         let mut batch = next_batch(&consumer, config.batch_size, wait, shutdown).await?;
         metrics().fetch_wait(STAGE, waiting);
         if consumer.context().take() {
-            adopt_assignment(&consumer, &changelog, &mut owned, horizon_ms, &dead_letter).await?;
+            let markers = i64::from(config.transactions);
+            adopt_assignment(&consumer, &changelog, &mut owned, (horizon_ms, markers), &dead_letter).await?;
             // Messages of partitions that moved away are the new owner's; those of partitions still
             // (or again) ours may come once more from the committed offset, which folding absorbs.
             batch.retain(|m| owned.contains_key(&m.partition()));
@@ -142,8 +151,19 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
             continue;
         }
         let in_hand = std::time::Instant::now();
-        let report = process(&batch, &mut owned, &changelog, &producer, &dead_letter, &topics).await?;
-        commit_batch(&consumer, &batch)?;
+        let report = if config.transactions {
+            blocking(|| producer.begin_transaction())?;
+            let report = process(&batch, &mut owned, &changelog, &producer, &dead_letter, &topics, false).await?;
+            let offsets = batch_offsets(&batch)?;
+            let group = consumer.group_metadata().ok_or(TransformError::NoGroupMetadata)?;
+            blocking(|| producer.send_offsets_to_transaction(&offsets, &group, TRANSACTION_CALL_TIMEOUT))?;
+            blocking(|| producer.commit_transaction(TRANSACTION_CALL_TIMEOUT))?;
+            report
+        } else {
+            let report = process(&batch, &mut owned, &changelog, &producer, &dead_letter, &topics, true).await?;
+            commit_batch(&consumer, &batch)?;
+            report
+        };
         metrics().batch(STAGE, batch.len(), in_hand);
         batches += 1;
         if batches % 64 == 0 {
@@ -158,7 +178,40 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
     Ok(())
 }
 
-/// Folds a batch, then makes its effect durable in order: facts, state, (the caller) offsets.
+/// How long a transaction call (begin excepted) may wait for the broker before the stage restarts.
+const TRANSACTION_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long the broker keeps a transaction open before aborting it: what a killed process's unfinished
+/// batch holds back `read_committed` readers (the loader, a restore) for, at most. Longer than a short
+/// broker restart, about the group session (10 s) plus the time to rejoin.
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The producer of facts and states: idempotent, and transactional when the config asks for it. The
+/// transactional id is stable within this process, so a restart after a Kafka failure fences and
+/// aborts the transaction the failed run left open; a killed process's open transaction is aborted by
+/// the broker after [`TRANSACTION_TIMEOUT`].
+fn output_producer(config: &TransformConfig, kafka: &KafkaConfig) -> Result<FutureProducer, TransformError> {
+    let mut producer_config = kafka.producer_config();
+    if !config.transactions {
+        return Ok(producer_config.create()?);
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let id = format!("{}-{}-{}", config.group_id, host.trim(), std::process::id());
+    // A delivery may not outlive its transaction (librdkafka refuses the config otherwise).
+    let timeout = TRANSACTION_TIMEOUT.as_millis().to_string();
+    producer_config
+        .set("transactional.id", &id)
+        .set("transaction.timeout.ms", &timeout)
+        .set("message.timeout.ms", &timeout);
+    let producer: FutureProducer = producer_config.create()?;
+    blocking(|| producer.init_transactions(TRANSACTION_CALL_TIMEOUT))?;
+    tracing::info!(transactional_id = %id, "transactions on");
+    Ok(producer)
+}
+
+/// Folds a batch, then sends its facts and changed states. `ordered`: the facts are acknowledged
+/// before the states are sent (the caller then commits the offsets); otherwise both go at once (inside
+/// a transaction, where only the commit makes them visible).
 async fn process(
     batch: &[OwnedMessage],
     owned: &mut BTreeMap<i32, PartitionState>,
@@ -166,6 +219,7 @@ async fn process(
     producer: &FutureProducer,
     dead_letter: &DeadLetter,
     topics: &etl_core::kafka::Topics,
+    ordered: bool,
 ) -> Result<BatchReport, TransformError> {
     let mut report = BatchReport { events: batch.len(), ..BatchReport::default() };
     let mut facts: Vec<PaymentFact> = Vec::new();
@@ -194,21 +248,8 @@ async fn process(
         }
         facts.extend(applied.facts.into_iter().flatten());
     }
-    // 1. Facts, acknowledged.
     let encoded: Vec<(String, Vec<u8>)> =
         facts.iter().map(|f| Ok((f.kafka_key(), encode(f)?))).collect::<Result<_, TransformError>>()?;
-    let deliveries = encoded.iter().map(|(key, payload)| {
-        producer.send(FutureRecord::to(&topics.payment_facts).key(key).payload(payload), Duration::from_secs(120))
-    });
-    for delivery in futures::future::join_all(deliveries).await {
-        delivery.map_err(|(error, _)| error)?;
-    }
-    report.facts = encoded.len();
-    let mut facts_out = PerAccount::default();
-    facts.iter().for_each(|fact| facts_out.add(&fact.account_alias, 1));
-    events_in.record_in(STAGE);
-    facts_out.record_out(STAGE);
-    // 2. The changed states, each to its input partition's changelog partition, acknowledged.
     let mut states = Vec::with_capacity(dirty.len());
     for (partition, key) in &dirty {
         let Some(store) = owned.get_mut(partition) else { continue };
@@ -216,11 +257,34 @@ async fn process(
         let (vendor_id, order_id) = split_key(key);
         states.push((*partition, key.clone(), encode(&to_record(vendor_id, order_id, state)?)?));
     }
-    let deliveries = states.iter().map(|(partition, key, payload)| {
-        let record = FutureRecord::to(&topics.transform_state).partition(*partition).key(key).payload(payload);
-        producer.send(record, Duration::from_secs(120))
-    });
-    let written = futures::future::join_all(deliveries).await;
+    let send_facts = futures::future::join_all(encoded.iter().map(|(key, payload)| {
+        producer.send(FutureRecord::to(&topics.payment_facts).key(key).payload(payload), Duration::from_secs(120))
+    }));
+    // Each state goes to its input partition's changelog partition.
+    let send_states = || {
+        futures::future::join_all(states.iter().map(|(partition, key, payload)| {
+            let record = FutureRecord::to(&topics.transform_state).partition(*partition).key(key).payload(payload);
+            producer.send(record, Duration::from_secs(120))
+        }))
+    };
+    let (facts_sent, written) = if ordered {
+        // 1. Facts, acknowledged; 2. then the changed states, acknowledged.
+        let facts_sent = send_facts.await;
+        for delivery in &facts_sent {
+            delivery.as_ref().map_err(|(error, _)| error.clone())?;
+        }
+        (facts_sent, send_states().await)
+    } else {
+        futures::future::join(send_facts, send_states()).await
+    };
+    for delivery in facts_sent {
+        delivery.map_err(|(error, _)| error)?;
+    }
+    report.facts = encoded.len();
+    let mut facts_out = PerAccount::default();
+    facts.iter().for_each(|fact| facts_out.add(&fact.account_alias, 1));
+    events_in.record_in(STAGE);
+    facts_out.record_out(STAGE);
     for ((partition, key, _), delivery) in states.iter().zip(written) {
         let offset = delivery.map_err(|(error, _)| error)?.offset;
         if let Some(store) = owned.get_mut(partition) {
@@ -263,14 +327,17 @@ async fn adopt_assignment(
     consumer: &Consumer3,
     changelog: &Changelog,
     owned: &mut BTreeMap<i32, PartitionState>,
-    horizon_ms: i64,
+    (horizon_ms, markers): (i64, i64),
     dead_letter: &DeadLetter,
 ) -> Result<(), TransformError> {
     let assigned: BTreeSet<i32> = consumer.assignment()?.elements().iter().map(|e| e.partition()).collect();
     owned.retain(|partition, _| assigned.contains(partition));
     for &partition in &assigned {
         let end = changelog.end_offset(partition).await?;
-        if owned.get(&partition).is_some_and(|held| held.changelog_end == end) {
+        // Still ours, and nobody wrote since: keep it. With transactions our last commit left one marker
+        // after our last record; another owner's writes would add at least a record and a marker.
+        if owned.get(&partition).is_some_and(|held| (held.changelog_end..=held.changelog_end + markers).contains(&end))
+        {
             continue;
         }
         let mut restored = changelog.restore(partition, horizon_ms).await?;

@@ -146,6 +146,10 @@ impl Changelog {
         let mut config = kafka.client_config();
         // librdkafka wants a group id even for assigned partitions; nothing is ever committed to it.
         config.set("group.id", "coupang-etl-state-reader").set("enable.auto.commit", "false");
+        // The end of a partition is the broker's signal, not the high watermark: with transactions the
+        // last offsets are commit markers, never delivered, and records of a transaction still open
+        // (or aborted) are not read at all (`read_committed`).
+        config.set("enable.partition.eof", "true").set("isolation.level", "read_committed");
         Changelog { topic, config, timeout: Duration::from_secs(30) }
     }
 
@@ -276,10 +280,11 @@ fn read_range(
         if std::time::Instant::now() > deadline {
             return Err(KafkaError::MessageConsumption(rdkafka::types::RDKafkaErrorCode::OperationTimedOut));
         }
-        let Some(received) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
+        let message = match consumer.poll(Duration::from_millis(200)) {
+            None => continue,
+            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            Some(received) => received?,
         };
-        let message = received?;
         deadline = std::time::Instant::now() + timeout;
         position = message.offset() + 1;
         if let Some(key) = message.key() {
