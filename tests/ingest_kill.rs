@@ -37,7 +37,7 @@ async fn killing_ingest_at_random_moments_loses_nothing() {
             .unwrap()
     };
     // Topics are made once, at deployment (`coupang-etl migrate`/first start); the kills below target the
-    // collection loop. (tansu can keep a half-made topic if a process dies inside CreateTopics.)
+    // collection loop (a process killed inside CreateTopics is a deployment accident, not a collection one).
     let topics = config.kafka.topics();
     etl_core::kafka::ensure_topics(
         &config.kafka,

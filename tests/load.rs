@@ -1,4 +1,4 @@
-//! The loader against real Kafka (tansu) and ClickHouse 18.16: facts loaded twice, older versions
+//! The loader against Apache Kafka and ClickHouse 18.16: facts loaded twice, older versions
 //! arriving after newer ones, and ClickHouse stopped for 30 seconds mid-run. This file is its own test
 //! binary because it restarts the shared ClickHouse (binaries run one after another).
 

@@ -1,5 +1,5 @@
-//! The transform and load stages against a real broker: killed at random moments, and two transforms sharing the
-//! work through a rebalance. The final facts must be exactly what folding every raw event gives
+//! The transform and load stages against a real broker: killed at random moments, two transforms (and two
+//! loaders) sharing the work until one is SIGKILLed, and the changelog compacted under a restore. The final facts must be exactly what folding every raw event gives
 //! (computed here with the pure rules), whatever was interrupted.
 
 mod common;
@@ -13,8 +13,11 @@ use coupang_sim::truth::Truth;
 use coupang_sim::SimConfig;
 use coupang_transform::order::{OrderState, RawEvent};
 use coupang_transform::rules::payment_facts;
+use coupang_transform::store::Changelog;
 use etl_core::kafka::group_lag;
 use etl_core::Shutdown;
+use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::Message;
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -105,11 +108,22 @@ fn differences(got: &BTreeMap<String, PaymentFact>, expected: &BTreeMap<String, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_transform_at_random_moments_changes_no_fact() {
-    let mut config = config("tkill", SimConfig { days: 12 * soak_factor(), orders_per_day: 30, ..small_world() });
+    transform_killed_at_random_moments(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_transactional_transform_at_random_moments_changes_no_fact() {
+    transform_killed_at_random_moments(true).await;
+}
+
+async fn transform_killed_at_random_moments(transactions: bool) {
+    let name = if transactions { "tkill_tx" } else { "tkill" };
+    let mut config = config(name, SimConfig { days: 12 * soak_factor(), orders_per_day: 30, ..small_world() });
+    config.transform.transactions = transactions;
     let (sim, truth) = raw_topics_filled(&mut config).await;
     let expected = reference_facts(&config);
-    let file = write_config_file(&config, "tkill");
-    let logs = ProcessLogs::new("tkill");
+    let file = write_config_file(&config, name);
+    let logs = ProcessLogs::new(name);
 
     // SIGKILL four times at pseudo-random moments (fixed seed), each time after some progress.
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
@@ -143,20 +157,11 @@ async fn killing_the_transform_at_random_moments_changes_no_fact() {
         let (config, shutdown) = (config.clone(), shutdown.clone());
         tokio::spawn(async move { coupang_load::run(&config.load, &config.clickhouse, &config.kafka, shutdown).await })
     };
-    let facts_topic = config.kafka.topics().payment_facts;
-    let loaded = || async { group_lag(&config.kafka, &config.load.group_id, &facts_topic).await.is_ok_and(|l| l == 0) };
-    assert!(eventually(Duration::from_secs(60), loaded).await);
+    assert!(eventually(Duration::from_secs(60), || async { load_lag(&config).await == 0 }).await);
     shutdown.cancel();
     load.await.unwrap().unwrap();
-    let daily = daily_payments(&config.clickhouse).await.unwrap();
-    assert_eq!(compare(&daily, &truth), vec![]);
-    assert_eq!(fact_counts(&config.clickhouse).await.unwrap().current_rows, expected.len() as u64);
-    println!(
-        "{kills} kills; {} facts identical to an uninterrupted fold ({emitted} fact records emitted); \
-         {} vendor-days equal the truth",
-        expected.len(),
-        truth.daily.len()
-    );
+    let summary = assert_loaded_exactly(&config, &truth, &expected).await;
+    println!("transactions {transactions}: {kills} kills; {} facts identical to an uninterrupted fold ({emitted} fact records emitted); {summary}", expected.len());
     logs.assert_no_secret(&config);
     sim.stop().await;
     std::fs::remove_file(file).unwrap();
@@ -164,27 +169,33 @@ async fn killing_the_transform_at_random_moments_changes_no_fact() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_processes_share_the_work_and_state_follows_its_partitions() {
+async fn two_processes_share_the_work_and_state_follows_its_partitions_when_one_is_killed() {
+    two_processes_one_killed(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_transactional_processes_share_the_work_and_state_follows_its_partitions_when_one_is_killed() {
+    two_processes_one_killed(true).await;
+}
+
+async fn two_processes_one_killed(transactions: bool) {
     let mut config = config("rebalance", SimConfig { days: 12, orders_per_day: 30, ..small_world() });
+    config.transform.transactions = transactions;
     let (sim, _truth) = raw_topics_filled(&mut config).await;
     let expected = reference_facts(&config);
     let file = write_config_file(&config, "rebalance");
     let log_b = std::env::temp_dir().join(format!("{}-b.log", unique("rebalance")));
 
-    // A starts alone; B joins (rebalance: partitions split); then A leaves (rebalance: B takes all,
-    // restoring A's partitions' state from the changelog).
-    // Tiny batches, so that A still has work in its partitions when it leaves.
+    // A starts alone; B joins (rebalance: partitions split); then A is SIGKILLed mid-batch: it neither
+    // finishes its batch nor leaves the group. The broker notices when A's session times out (10 s)
+    // and rebalances: B takes all, restoring A's partitions' state from the changelog.
+    // Tiny batches, so that A still has work in its partitions when it dies.
     let mut a = transform_process(&file, "2", "30", Stdio::null());
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let mut b = transform_process(&file, "2", "30", Stdio::from(std::fs::File::create(&log_b).unwrap()));
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    let lag_when_a_left = transform_lag(&config).await;
-    // A is stopped (SIGTERM: it ends its batch and leaves the group), and B takes over. The hard-kill
-    // case is `killing_the_transform_at_random_moments_changes_no_fact`: tansu 0.6 keeps a SIGKILLed
-    // member in the next assignment and never rebalances again when its session expires (a real Kafka
-    // does), so on tansu a killed member's partitions wait for the next member to join.
-    let stopped = Command::new("kill").args(["-TERM", &a.id().to_string()]).status().unwrap();
-    assert!(stopped.success());
+    let lag_when_a_died = transform_lag(&config).await;
+    a.kill().unwrap();
     a.wait().unwrap();
     // One line per partition restored: B restores its own share on joining, then A's partitions, with
     // the orders A had folded, when they move to it.
@@ -220,7 +231,7 @@ async fn two_processes_share_the_work_and_state_follows_its_partitions() {
     let (got, emitted) = current_facts(&config);
     assert_eq!(differences(&got, &expected), Vec::<String>::new());
     println!(
-        "lag when A left: {lag_when_a_left}; B restored partition state {restores} times; {} facts exact \
+        "transactions {transactions}: lag when A was killed: {lag_when_a_died}; B restored partition state {restores} times; {} facts exact \
          ({emitted} fact records)",
         expected.len()
     );
@@ -229,63 +240,169 @@ async fn two_processes_share_the_work_and_state_follows_its_partitions() {
     std::fs::remove_file(log_b).ok();
 }
 
+/// Runs the transform in-process until every raw event is folded: the facts topic is complete.
+async fn facts_topic_filled(config: &Config) {
+    let shutdown = Shutdown::new();
+    let transform = {
+        let (config, shutdown) = (config.clone(), shutdown.clone());
+        tokio::spawn(async move { coupang_transform::run(&config.transform, &config.kafka, shutdown).await })
+    };
+    assert!(eventually(Duration::from_secs(120), || async { transform_lag(config).await == 0 }).await);
+    shutdown.cancel();
+    transform.await.unwrap().unwrap();
+}
+
+/// A `coupang-etl load` process with tiny batches, so that it is still loading when it is killed.
+fn loader_process(file: &std::path::Path, log: Stdio) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_coupang-etl"))
+        .args(["--config", file.to_str().unwrap(), "load"])
+        .env("COUPANG_ETL__LOAD__BATCH_ROWS", "10")
+        .env("COUPANG_ETL_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+async fn load_lag(config: &Config) -> i64 {
+    let facts_topic = config.kafka.topics().payment_facts;
+    group_lag(&config.kafka, &config.load.group_id, &facts_topic).await.unwrap_or(i64::MAX)
+}
+
+/// ClickHouse's views equal the simulator's truth, with one current row per fact key.
+async fn assert_loaded_exactly(config: &Config, truth: &Truth, expected: &BTreeMap<String, PaymentFact>) -> String {
+    let daily = daily_payments(&config.clickhouse).await.unwrap();
+    assert_eq!(compare(&daily, truth), vec![]);
+    let counts = fact_counts(&config.clickhouse).await.unwrap();
+    assert_eq!(counts.current_rows, expected.len() as u64, "one current row per key");
+    format!(
+        "{} vendor-days exact, {} current rows ({} stored versions)",
+        truth.daily.len(),
+        counts.current_rows,
+        counts.stored_rows
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_loader_at_random_moments_loses_and_duplicates_nothing() {
     let mut config = config("lkill", SimConfig { days: 12 * soak_factor(), orders_per_day: 30, ..small_world() });
     let (sim, truth) = raw_topics_filled(&mut config).await;
     let expected = reference_facts(&config);
     // Facts first (transform in-process), then the loader as a real process, killed with SIGKILL.
-    let shutdown = Shutdown::new();
-    let transform = {
-        let (config, shutdown) = (config.clone(), shutdown.clone());
-        tokio::spawn(async move { coupang_transform::run(&config.transform, &config.kafka, shutdown).await })
-    };
-    assert!(eventually(Duration::from_secs(120), || async { transform_lag(&config).await == 0 }).await);
-    shutdown.cancel();
-    transform.await.unwrap().unwrap();
+    facts_topic_filled(&config).await;
     let file = write_config_file(&config, "lkill");
     let logs = ProcessLogs::new("lkill");
-    let loader = || {
-        Command::new(env!("CARGO_BIN_EXE_coupang-etl"))
-            .args(["--config", file.to_str().unwrap(), "load"])
-            .env("COUPANG_ETL__LOAD__BATCH_ROWS", "10")
-            .env("COUPANG_ETL_LOG", "debug")
-            .stdout(Stdio::null())
-            .stderr(logs.stdio())
-            .spawn()
-            .unwrap()
-    };
-    let facts_topic = config.kafka.topics().payment_facts;
-    let load_lag = || async { group_lag(&config.kafka, &config.load.group_id, &facts_topic).await.unwrap_or(i64::MAX) };
     let mut rng = 0x9E37_79B9_7F4A_7C15u64;
     let mut kills = 0;
     for _ in 0..3 * soak_factor() {
-        let mut child = loader();
+        let mut child = loader_process(&file, logs.stdio());
         // Joining the group takes about 3 s: kill while it loads.
         tokio::time::sleep(Duration::from_millis(3_500 + xorshift(&mut rng) % 2_500)).await;
         child.kill().unwrap();
         child.wait().unwrap();
         kills += 1;
-        // A killed member's partitions move on when its session expires (tansu: at the next join).
+        // A killed member's partitions move on when its session expires (10 s).
         tokio::time::sleep(Duration::from_secs(12)).await;
     }
-    let mut last = loader();
-    let loaded = eventually(Duration::from_secs(180), || async { load_lag().await == 0 }).await;
+    let mut last = loader_process(&file, logs.stdio());
+    let loaded = eventually(Duration::from_secs(180), || async { load_lag(&config).await == 0 }).await;
     last.kill().unwrap();
     last.wait().unwrap();
     assert!(loaded, "the last loader caught up");
-    let daily = daily_payments(&config.clickhouse).await.unwrap();
-    assert_eq!(compare(&daily, &truth), vec![]);
-    let counts = fact_counts(&config.clickhouse).await.unwrap();
-    assert_eq!(counts.current_rows, expected.len() as u64, "one current row per key");
-    println!(
-        "loader killed {kills} times: {} vendor-days exact, {} current rows ({} stored versions)",
-        truth.daily.len(),
-        counts.current_rows,
-        counts.stored_rows
-    );
+    let summary = assert_loaded_exactly(&config, &truth, &expected).await;
+    println!("loader killed {kills} times: {summary}");
     logs.assert_no_secret(&config);
     sim.stop().await;
     std::fs::remove_file(file).unwrap();
+    finish(&config).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_loaders_share_the_facts_and_the_survivor_takes_over_when_one_is_killed() {
+    let mut config = config("l2", SimConfig { days: 12, orders_per_day: 30, ..small_world() });
+    let (sim, truth) = raw_topics_filled(&mut config).await;
+    let expected = reference_facts(&config);
+    facts_topic_filled(&config).await;
+    let file = write_config_file(&config, "l2");
+    let logs = ProcessLogs::new("l2");
+    // A and B share the facts topic's partitions; A is SIGKILLed mid-batch. Only after A's session
+    // times out does the broker give A's partitions to B, which loads from A's last committed offsets.
+    let mut a = loader_process(&file, logs.stdio());
+    let mut b = loader_process(&file, logs.stdio());
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    let lag_when_a_died = load_lag(&config).await;
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let loaded = eventually(Duration::from_secs(180), || async { load_lag(&config).await == 0 }).await;
+    b.kill().unwrap();
+    b.wait().unwrap();
+    assert!(loaded, "B took over A's partitions and caught up alone:\n{}", logs.tail(40));
+    assert!(lag_when_a_died > 0, "A was killed while there was still work");
+    let summary = assert_loaded_exactly(&config, &truth, &expected).await;
+    println!("lag when A was killed: {lag_when_a_died}; B alone finished: {summary}");
+    logs.assert_no_secret(&config);
+    sim.stop().await;
+    std::fs::remove_file(file).unwrap();
+    finish(&config).await;
+}
+
+/// Records in every partition of the changelog, and a full restore of each: (records, live orders,
+/// seconds). A restore reads every record present, so the record count is what a restore costs.
+async fn restore_everything(config: &Config) -> (usize, usize, f64) {
+    let topic = config.kafka.topics().transform_state;
+    let records = read_topic(&config.kafka, &topic).len();
+    let changelog = Changelog::new(&config.kafka, topic);
+    let started = std::time::Instant::now();
+    let mut orders = 0;
+    for partition in 0..config.kafka.partitions {
+        let restored = changelog.restore(partition, i64::MAX / 4).await.unwrap();
+        orders += restored.in_memory() + restored.evicted();
+    }
+    (records, orders, started.elapsed().as_secs_f64())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_changelog_is_compacted_and_a_restore_then_reads_about_the_live_orders_only() {
+    let mut config = config("compact", SimConfig { days: 12, orders_per_day: 30, ..small_world() });
+    // Segments roll every second, but nothing is cleaned while the transform runs (compaction lag
+    // 1 h), so the first restore below reads the whole history.
+    let lagged = [("segment.ms", "1000"), ("min.cleanable.dirty.ratio", "0.01"), ("min.compaction.lag.ms", "3600000")];
+    for (key, value) in lagged {
+        config.kafka.compacted_topic_config.insert(key.into(), value.into());
+    }
+    // Tiny batches: an order's state is written again at nearly every event.
+    config.transform.batch_size = 3;
+    let (sim, _truth) = raw_topics_filled(&mut config).await;
+    facts_topic_filled(&config).await;
+    let (records_before, orders, seconds_before) = restore_everything(&config).await;
+
+    // Let the cleaner in, as the default settings do (no compaction lag).
+    let topic = config.kafka.topics().transform_state;
+    let admin: AdminClient<DefaultClientContext> = config.kafka.client_config().create().unwrap();
+    let settings = AlterConfig::new(ResourceSpecifier::Topic(&topic))
+        .set("cleanup.policy", "compact")
+        .set("segment.ms", "1000")
+        .set("min.cleanable.dirty.ratio", "0.01")
+        .set("min.compaction.lag.ms", "0");
+    for result in admin.alter_configs(&[settings], &AdminOptions::new()).await.unwrap() {
+        result.unwrap();
+    }
+    // The cleaner never touches a partition's active (newest) segment, which holds the last second of
+    // writes: allow for it, and wait for the rest to go.
+    let last_second = (records_before / 10).max(50);
+    let compacted = eventually(Duration::from_secs(120), || async {
+        read_topic(&config.kafka, &topic).len() <= orders + last_second
+    })
+    .await;
+    let (records_after, orders_after, seconds_after) = restore_everything(&config).await;
+    assert!(compacted, "compacted: {records_before} → {records_after} records for {orders} orders");
+    assert_eq!(orders_after, orders, "compaction keeps every order's latest state");
+    assert!(records_before > orders * 5 / 4, "the history had older states to drop ({records_before} for {orders})");
+    assert!(records_after < records_before, "compaction dropped records: {records_before} → {records_after}");
+    println!(
+        "changelog of {orders} orders: {records_before} records restored in {seconds_before:.2} s before \
+         compaction, {records_after} records in {seconds_after:.2} s after"
+    );
+    sim.stop().await;
     finish(&config).await;
 }
