@@ -25,8 +25,8 @@ use coupang_schemas::encode;
 use coupang_sim::{SimConfig, Simulator};
 use coupang_transform::order::{OrderState, RawEvent, RawStream};
 use coupang_transform::rules::apply;
-use coupang_transform::store::to_record;
-use etl_core::kafka::{ensure_compacted_topics, ensure_topics, group_lag, KafkaConfig};
+use coupang_transform::store::{to_record, Changelog};
+use etl_core::kafka::{ensure_compacted_topics, ensure_topics, group_lag, set_topic_config, KafkaConfig};
 use etl_core::Shutdown;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -226,6 +226,44 @@ impl StageRun {
     }
 }
 
+/// A full restore of every changelog partition: (records read, live orders, seconds).
+async fn restore_everything(config: &Config) -> (usize, usize, f64) {
+    let changelog = Changelog::new(&config.kafka, config.kafka.topics().transform_state);
+    let started = Instant::now();
+    let (mut records, mut orders) = (0, 0);
+    for partition in 0..config.kafka.partitions {
+        let restored = changelog.restore(partition, i64::MAX / 4).await.expect("restore");
+        records += restored.records_restored;
+        orders += restored.in_memory() + restored.evicted();
+    }
+    (records, orders, started.elapsed().as_secs_f64())
+}
+
+/// The transform's restore time against its changelog's size, before and after compaction.
+async fn restore_before_and_after_compaction(config: &Config) {
+    let before = restore_everything(config).await;
+    let topic = config.kafka.topics().transform_state;
+    let unlagged = [("cleanup.policy", "compact"), ("segment.ms", "1000"), ("min.cleanable.dirty.ratio", "0.01")];
+    set_topic_config(&config.kafka, &topic, &unlagged).await.expect("alter the changelog's settings");
+    // Until the record count stops falling: the cleaner never touches the newest segment.
+    let mut after = before;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let previous = after.0;
+        after = restore_everything(config).await;
+        if after.0 < before.0 && after.0 == previous {
+            break;
+        }
+    }
+    let line = |(records, orders, seconds): (usize, usize, f64)| {
+        format!(
+            "{records:>7} records for {orders} orders in {seconds:>5.2} s = {:>7.0} records/s",
+            records as f64 / seconds.max(1e-3)
+        )
+    };
+    println!("  restore       before compaction {}\n                after compaction  {}", line(before), line(after));
+}
+
 /// One stage process's run over a backlog.
 struct StageRun {
     /// From start (group join included) until nothing is left.
@@ -246,34 +284,51 @@ type ReadStats = (u64, u64, f64, f64);
 /// Reads every message of `topics` with a bare consumer; returns (messages, bytes, wall s, CPU s),
 /// and the payloads with their topic's index when `keep`.
 fn raw_read(kafka: &KafkaConfig, topics: &[&str], keep: bool) -> (ReadStats, Vec<(u8, Vec<u8>)>) {
+    // Until every partition's position reaches its end, not a count of offsets: a transactional topic
+    // (the facts, with `--transactions`) has commit markers that take offsets but are never delivered.
     let consumer: BaseConsumer = kafka
         .client_config()
         .set("group.id", "bench-raw-read")
         .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
         .create()
         .expect("consumer");
     let mut assignment = TopicPartitionList::new();
-    let mut remaining = 0i64;
+    let mut ends = HashMap::new();
     for topic in topics {
         let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
         for partition in metadata.topics()[0].partitions() {
-            let (low, high) =
+            let (_, high) =
                 consumer.fetch_watermarks(topic, partition.id(), Duration::from_secs(10)).expect("watermarks");
-            remaining += high - low;
+            ends.insert((topic.to_string(), partition.id()), high);
             assignment.add_partition_offset(topic, partition.id(), Offset::Beginning).expect("assign");
         }
     }
     let (cpu0, started) = (self_cpu(), Instant::now());
     consumer.assign(&assignment).expect("assign");
     let (mut messages, mut bytes, mut kept) = (0u64, 0u64, Vec::new());
-    while (messages as i64) < remaining {
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(500)) {
-            messages += 1;
-            bytes += message.payload().map_or(0, |p| p.len() as u64);
-            if keep {
-                let index = topics.iter().position(|t| *t == message.topic()).unwrap_or(0) as u8;
-                kept.push((index, message.payload().unwrap_or_default().to_vec()));
+    while !ends.is_empty() {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(message)) => {
+                messages += 1;
+                bytes += message.payload().map_or(0, |p| p.len() as u64);
+                if keep {
+                    let index = topics.iter().position(|t| *t == message.topic()).unwrap_or(0) as u8;
+                    kept.push((index, message.payload().unwrap_or_default().to_vec()));
+                }
             }
+            // A partition's end (the signal names no topic): drop every partition read to its end.
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {
+                for element in consumer.position().expect("position").elements() {
+                    let key = (element.topic().to_string(), element.partition());
+                    let reached =
+                        matches!(element.offset(), Offset::Offset(at) if ends.get(&key).is_some_and(|end| at >= *end));
+                    if reached || ends.get(&key) == Some(&0) {
+                        ends.remove(&key);
+                    }
+                }
+            }
+            _ => {}
         }
     }
     ((messages, bytes, started.elapsed().as_secs_f64(), self_cpu() - cpu0), kept)
@@ -468,6 +523,14 @@ async fn main() {
     config.clickhouse.database = format!("bench_{id}");
     config.transform.group_id = format!("bench-{id}-transform");
     config.transform.transactions = args.transactions;
+    // The changelog rolls a segment every second but is not cleaned during the run (compaction lag
+    // 1 h), so the restore measured after the stages reads the whole history; then the cleaner is let
+    // in and the restore measured again.
+    for (key, value) in
+        [("segment.ms", "1000"), ("min.cleanable.dirty.ratio", "0.01"), ("min.compaction.lag.ms", "3600000")]
+    {
+        config.kafka.compacted_topic_config.insert(key.into(), value.into());
+    }
     config.load.group_id = format!("bench-{id}-load");
     let _mock = if args.broker == "mock" {
         // The mock broker keeps only ~5 MiB per partition: spread the data wider.
@@ -579,6 +642,9 @@ async fn main() {
     println!("  raw insert    {stored:>9} rows   in {insert_wall:>6.2} s = {:>9.0} rows/s (clickhouse-client, RowBinary, {:.1} MB); steady load = {:.0}% of it", per(stored, insert_wall), rows.len() as f64 / 1e6, 100.0 * l.steady_per_s / per(stored, insert_wall).max(1.0));
 
     let _ = std::fs::remove_file(&dump);
+    if args.broker != "mock" {
+        restore_before_and_after_compaction(&config).await;
+    }
     let _ = std::fs::remove_file(&file);
     for db in [db.as_str(), raw_db.as_str()] {
         clickhouse(&format!("DROP DATABASE IF EXISTS {db}"), None);

@@ -521,6 +521,13 @@ async fn run_demo(
     config.clickhouse.database = database;
     config.kafka.topic_prefix = "coupang-demo.".into();
     let _embedded = if config.kafka.brokers.is_empty() {
+        // librdkafka's mock broker accepts transactions but stores no offsets sent with them, so the
+        // transform would read the same batch forever.
+        if config.transform.transactions {
+            anyhow::bail!(
+                "transform.transactions needs a real Kafka broker: set kafka.brokers, or turn it off for the demo"
+            );
+        }
         let cluster = rdkafka::mocking::MockCluster::new(1).context("starting the embedded Kafka")?;
         config.kafka.brokers = cluster.bootstrap_servers();
         // The mock broker has no CreateTopics API: make the topics through its own interface.

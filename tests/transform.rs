@@ -14,10 +14,8 @@ use coupang_sim::SimConfig;
 use coupang_transform::order::{OrderState, RawEvent};
 use coupang_transform::rules::payment_facts;
 use coupang_transform::store::Changelog;
-use etl_core::kafka::group_lag;
+use etl_core::kafka::{group_lag, set_topic_config};
 use etl_core::Shutdown;
-use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::Message;
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -346,16 +344,14 @@ async fn two_loaders_share_the_facts_and_the_survivor_takes_over_when_one_is_kil
     finish(&config).await;
 }
 
-/// Records in every partition of the changelog, and a full restore of each: (records, live orders,
-/// seconds). A restore reads every record present, so the record count is what a restore costs.
+/// A full restore of every partition of the changelog: (records read, live orders, seconds).
 async fn restore_everything(config: &Config) -> (usize, usize, f64) {
-    let topic = config.kafka.topics().transform_state;
-    let records = read_topic(&config.kafka, &topic).len();
-    let changelog = Changelog::new(&config.kafka, topic);
+    let changelog = Changelog::new(&config.kafka, config.kafka.topics().transform_state);
     let started = std::time::Instant::now();
-    let mut orders = 0;
+    let (mut records, mut orders) = (0, 0);
     for partition in 0..config.kafka.partitions {
         let restored = changelog.restore(partition, i64::MAX / 4).await.unwrap();
+        records += restored.records_restored;
         orders += restored.in_memory() + restored.evicted();
     }
     (records, orders, started.elapsed().as_secs_f64())
@@ -378,22 +374,14 @@ async fn the_changelog_is_compacted_and_a_restore_then_reads_about_the_live_orde
 
     // Let the cleaner in, as the default settings do (no compaction lag).
     let topic = config.kafka.topics().transform_state;
-    let admin: AdminClient<DefaultClientContext> = config.kafka.client_config().create().unwrap();
-    let settings = AlterConfig::new(ResourceSpecifier::Topic(&topic))
-        .set("cleanup.policy", "compact")
-        .set("segment.ms", "1000")
-        .set("min.cleanable.dirty.ratio", "0.01")
-        .set("min.compaction.lag.ms", "0");
-    for result in admin.alter_configs(&[settings], &AdminOptions::new()).await.unwrap() {
-        result.unwrap();
-    }
+    let unlagged = [("cleanup.policy", "compact"), ("segment.ms", "1000"), ("min.cleanable.dirty.ratio", "0.01")];
+    set_topic_config(&config.kafka, &topic, &unlagged).await.unwrap();
     // The cleaner never touches a partition's active (newest) segment, which holds the last second of
     // writes: allow for it, and wait for the rest to go.
     let last_second = (records_before / 10).max(50);
-    let compacted = eventually(Duration::from_secs(120), || async {
-        read_topic(&config.kafka, &topic).len() <= orders + last_second
-    })
-    .await;
+    let compacted =
+        eventually(Duration::from_secs(120), || async { restore_everything(&config).await.0 <= orders + last_second })
+            .await;
     let (records_after, orders_after, seconds_after) = restore_everything(&config).await;
     assert!(compacted, "compacted: {records_before} → {records_after} records for {orders} orders");
     assert_eq!(orders_after, orders, "compaction keeps every order's latest state");

@@ -5,7 +5,7 @@
 //! Kafka, Redpanda, MSK and rdkafka's in-process MockCluster. Transactions are optional (the transform's
 //! `transactions` setting): every stage is exact without them.
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
@@ -305,6 +305,24 @@ async fn wait_for_leaders(config: &KafkaConfig, names: &[&str]) -> Result<(), Ka
     })
     .await
     .map_err(|_| KafkaSetupError::Join)?
+}
+
+/// Replaces the settings of `topic` with `settings` (AlterConfigs: settings not named return to the
+/// broker's defaults).
+pub async fn set_topic_config(
+    config: &KafkaConfig,
+    topic: &str,
+    settings: &[(&str, &str)],
+) -> Result<(), KafkaSetupError> {
+    let error = |source| KafkaSetupError::CreateTopic { topic: topic.to_string(), source };
+    let admin: AdminClient<DefaultClientContext> = config.client_config().create().map_err(KafkaSetupError::Client)?;
+    let alter = settings
+        .iter()
+        .fold(AlterConfig::new(ResourceSpecifier::Topic(topic)), |alter, (key, value)| alter.set(key, value));
+    for result in admin.alter_configs(&[alter], &AdminOptions::new()).await.map_err(error)? {
+        result.map_err(|(_, code)| KafkaSetupError::CreateTopicRefused { topic: topic.to_string(), code })?;
+    }
+    Ok(())
 }
 
 /// Names of all topics in the cluster. Asks for all of them, not for particular ones, so that a broker

@@ -356,6 +356,7 @@ async fn adopt_assignment(
             partition,
             orders = restored.in_memory(),
             evicted = restored.evicted(),
+            records = restored.records_restored,
             changelog_end = restored.changelog_end,
             "state restored from the changelog"
         );

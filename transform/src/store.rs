@@ -91,6 +91,8 @@ pub struct PartitionState {
     newest: i64,
     /// The changelog's end offset after this process's last write or restore.
     pub changelog_end: i64,
+    /// Records the last restore read: the live orders, plus older states compaction has not removed yet.
+    pub records_restored: usize,
     /// Records of the changelog that did not decode, met by the last restore (for the dead-letter
     /// topic): each was skipped, and its key kept its previous state.
     pub corrupt: Vec<CorruptRecord>,
@@ -176,7 +178,11 @@ impl Changelog {
             .await
             .map_err(|_| StoreError::Join)?
             .map_err(self.error(partition))?;
-        let mut restored = PartitionState { changelog_end: records.end, ..PartitionState::default() };
+        let mut restored = PartitionState {
+            changelog_end: records.end,
+            records_restored: records.records.len(),
+            ..PartitionState::default()
+        };
         for (offset, key, payload) in records.records {
             let state = match self.decode(partition, offset, &key, &payload) {
                 Ok(state) => state,
