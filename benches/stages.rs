@@ -230,12 +230,7 @@ impl StageRun {
 async fn restore_everything(config: &Config) -> (usize, usize, f64) {
     let changelog = Changelog::new(&config.kafka, config.kafka.topics().transform_state);
     let started = Instant::now();
-    let (mut records, mut orders) = (0, 0);
-    for partition in 0..config.kafka.partitions {
-        let restored = changelog.restore(partition, i64::MAX / 4).await.expect("restore");
-        records += restored.records_restored;
-        orders += restored.in_memory() + restored.evicted();
-    }
+    let (records, orders) = changelog.restore_all(config.kafka.partitions).await.expect("restore");
     (records, orders, started.elapsed().as_secs_f64())
 }
 

@@ -348,12 +348,7 @@ async fn two_loaders_share_the_facts_and_the_survivor_takes_over_when_one_is_kil
 async fn restore_everything(config: &Config) -> (usize, usize, f64) {
     let changelog = Changelog::new(&config.kafka, config.kafka.topics().transform_state);
     let started = std::time::Instant::now();
-    let (mut records, mut orders) = (0, 0);
-    for partition in 0..config.kafka.partitions {
-        let restored = changelog.restore(partition, i64::MAX / 4).await.unwrap();
-        records += restored.records_restored;
-        orders += restored.in_memory() + restored.evicted();
-    }
+    let (records, orders) = changelog.restore_all(config.kafka.partitions).await.unwrap();
     (records, orders, started.elapsed().as_secs_f64())
 }
 

@@ -203,6 +203,18 @@ impl Changelog {
         Ok(restored)
     }
 
+    /// Restores partitions `0..partitions` one after another, as a process taking over all of them does,
+    /// and returns (records read, orders restored): what a restore costs against what it yields.
+    pub async fn restore_all(&self, partitions: i32) -> Result<(usize, usize), StoreError> {
+        let (mut records, mut orders) = (0, 0);
+        for partition in 0..partitions {
+            let restored = self.restore(partition, i64::MAX / 4).await?;
+            records += restored.records_restored;
+            orders += restored.in_memory() + restored.evicted();
+        }
+        Ok((records, orders))
+    }
+
     /// The state of `key`, read back from `offset`.
     async fn read_one(&self, partition: i32, offset: i64, key: &str) -> Result<OrderState, StoreError> {
         let (config, topic, timeout) = (self.config.clone(), self.topic.clone(), self.timeout);
