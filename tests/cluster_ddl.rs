@@ -1,6 +1,7 @@
 //! The cluster variant of the DDL (`deploy/clickhouse-cluster.sql`) is kept honest by what this machine
 //! can check: every statement, with the cluster parts taken out, runs on the local ClickHouse, and the
-//! local table it makes has exactly the columns of the table `coupang-etl migrate` creates.
+//! local table it makes has exactly the columns of the table `coupang-etl migrate` creates. And the
+//! migrations themselves hold when several loaders run them on one database at the same moment.
 
 mod common;
 
@@ -59,4 +60,27 @@ async fn the_cluster_ddl_parses_and_matches_the_single_server_table() {
     assert_eq!(local, single, "the cluster's local table has the single-server table's columns");
     finish(&config).await;
     query(url, &format!("DROP DATABASE IF EXISTS {db}")).await;
+}
+
+/// Two loader replicas starting together (a deployment with `replicas: 2`) migrate the same fresh
+/// database at the same moment: each must succeed, whichever of them adds a column first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loaders_migrating_one_database_at_once_all_succeed() {
+    let config = config("migrate_race", SimConfig::default());
+    let mut runs = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let clickhouse = config.clickhouse.clone();
+        runs.spawn(async move { coupang_load::migrate(&clickhouse).await.map(|report| report.applied.len()) });
+    }
+    let mut applied = Vec::new();
+    while let Some(run) = runs.join_next().await {
+        match run.unwrap() {
+            Ok(count) => applied.push(count),
+            Err(error) => panic!("a concurrent migration failed: {error}"),
+        }
+    }
+    let again = coupang_load::migrate(&config.clickhouse).await.unwrap();
+    assert!(again.applied.is_empty(), "every migration is recorded: {:?}", again.applied);
+    println!("4 loaders migrated one database at once: migrations applied per loader {applied:?}");
+    drop_database(&config.clickhouse).await;
 }

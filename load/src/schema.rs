@@ -251,6 +251,22 @@ pub async fn drop_database(config: &ClickHouseConfig) -> Result<(), SchemaError>
 }
 
 /// Creates the database and applies the migrations it does not have yet.
+/// Whether `(table, column)` exists in `db`.
+async fn column_exists(
+    admin: &clickhouse::Client,
+    db: &str,
+    (table, column): (&str, &str),
+) -> Result<bool, clickhouse::error::Error> {
+    let count = admin
+        .query("SELECT count() AS n FROM system.columns WHERE database = ? AND table = ? AND name = ?")
+        .bind(db)
+        .bind(table)
+        .bind(column)
+        .fetch_one::<CountRow>()
+        .await?;
+    Ok(count.n > 0)
+}
+
 pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrationReport, SchemaError> {
     config.validate().map_err(SchemaError::Config)?;
     let error = |source| SchemaError::ClickHouse { url: config.url.clone(), source };
@@ -280,23 +296,23 @@ pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrationReport, Schem
             source,
         };
         let present = match migration.adds_column {
-            Some((table, column)) => {
-                admin
-                    .query("SELECT count() AS n FROM system.columns WHERE database = ? AND table = ? AND name = ?")
-                    .bind(db.as_str())
-                    .bind(table)
-                    .bind(column)
-                    .fetch_one::<CountRow>()
-                    .await
-                    .map_err(failed)?
-                    .n
-                    > 0
-            }
+            Some(column) => column_exists(&admin, db, column).await.map_err(failed)?,
             None => false,
         };
         if !present {
             for statement in migration.statements {
-                admin.query(&statement.replace("{db}", db)).execute().await.map_err(failed)?;
+                if let Err(source) = admin.query(&statement.replace("{db}", db)).execute().await {
+                    // Two loaders starting together both see the column missing; the second ALTER
+                    // then fails on the column the first one added, which is this migration done.
+                    let raced = match migration.adds_column {
+                        Some(column) => column_exists(&admin, db, column).await.map_err(failed)?,
+                        None => false,
+                    };
+                    if !raced {
+                        return Err(failed(source));
+                    }
+                    tracing::info!(database = %db, version = migration.version, "migration applied by another process");
+                }
             }
         }
         admin
