@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 deploy/services.sh start
 eval "$(deploy/services.sh env)"
+python_env=$(deploy/python.sh); eval "$python_env"  # the venv (fastavro) the tests read our topics with
 echo "[test] cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "[test] cargo clippy" >&2

@@ -1,5 +1,13 @@
 //! Avro single-object encoding over serde types.
+//!
+//! A record is `C3 01`, the writer schema's fingerprint (8 bytes), then the Avro datum. The fingerprint
+//! is the one the Avro specification defines, so any standard reader (fastavro, Java's
+//! `SchemaNormalization`, ...) finds the schema by it: CRC-64-AVRO of the schema's Parsing Canonical
+//! Form, little-endian (see [`standard`]). Earlier releases wrote apache-avro 0.21's own fingerprint
+//! instead, whose canonical form is not the specification's (logical types stay objects); those
+//! records stay readable, as readers know both fingerprints of every schema.
 
+use apache_avro::headers::HeaderBuilder;
 use apache_avro::rabin::Rabin;
 use apache_avro::{from_avro_datum, from_value, write_avro_datum_ref, GenericSingleObjectReader, Schema};
 use serde::de::DeserializeOwned;
@@ -33,20 +41,45 @@ pub trait EventType: Serialize + DeserializeOwned {
 
 struct Schemas {
     current: Schema,
+    /// What every record is written with: the specification's fingerprint of the current schema.
     current_fingerprint: [u8; 8],
-    /// Reads records of the current schema with its names resolved once (`from_avro_datum` resolves
-    /// them again on every call).
+    /// apache-avro's fingerprint of the current schema, which records were written with before: read
+    /// on the fast path too, so topics written before the switch cost nothing more to read.
+    current_legacy_fingerprint: [u8; 8],
+    /// Reads datums of the current schema with its names resolved once (`from_avro_datum` resolves
+    /// them again on every call). It expects no header: ours is checked before, against both
+    /// fingerprints.
     current_reader: GenericSingleObjectReader,
     /// Named types of the current schema, for the datum reader.
     current_names: Names,
+    /// Both fingerprints (the specification's and apache-avro's) of every schema in the history.
     by_fingerprint: HashMap<[u8; 8], Schema>,
 }
 
-fn fingerprint(schema: &Schema) -> [u8; 8] {
+impl Schemas {
+    fn is_current(&self, fingerprint: &[u8; 8]) -> bool {
+        *fingerprint == self.current_fingerprint || *fingerprint == self.current_legacy_fingerprint
+    }
+}
+
+/// The fingerprint records were written with until the specification's replaced it: CRC-64-AVRO of
+/// apache-avro 0.21's canonical form (which keeps `{"type":"long"}` for a timestamp, and decimals'
+/// precision and scale), little-endian like the specification's.
+fn legacy_fingerprint(schema: &Schema) -> [u8; 8] {
     let bytes = schema.fingerprint::<Rabin>().bytes;
     let mut out = [0u8; 8];
     out.copy_from_slice(&bytes[..8]);
     out
+}
+
+/// A header of no bytes, so that apache-avro's single-object reader reads the bare datum: the codec
+/// checks the header itself, and accepts two fingerprints where apache-avro would accept one.
+struct NoHeader;
+
+impl HeaderBuilder for NoHeader {
+    fn build_header(&self) -> Vec<u8> {
+        Vec::new()
+    }
 }
 
 /// Parsed schemas per event type, built once. The `.avsc` files are compiled in and tested, so a parse
@@ -55,16 +88,26 @@ fn schemas<T: EventType>() -> &'static Schemas {
     static ALL: OnceLock<Mutex<HashMap<&'static str, &'static Schemas>>> = OnceLock::new();
     let mut all = ALL.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
     all.entry(T::NAME).or_insert_with(|| {
-        let parsed: Vec<Schema> = T::history()
-            .iter()
-            .map(|text| Schema::parse_str(text).unwrap_or_else(|e| panic!("{}: bad .avsc: {e}", T::NAME)))
-            .collect();
-        let current = parsed.last().cloned().expect("every event has at least one schema");
-        let by_fingerprint = parsed.into_iter().map(|s| (fingerprint(&s), s)).collect();
-        let current_reader =
-            GenericSingleObjectReader::new(current.clone()).unwrap_or_else(|e| panic!("{}: bad .avsc: {e}", T::NAME));
+        let bad_avsc = |e: &dyn std::fmt::Display| -> ! { panic!("{}: bad .avsc: {e}", T::NAME) };
+        let mut by_fingerprint = HashMap::new();
+        let mut newest = None;
+        // Oldest first, so that if two versions share a fingerprint (they differ in no way that matters
+        // to parsing) the newer one wins.
+        for text in T::history() {
+            let schema = Schema::parse_str(text).unwrap_or_else(|e| bad_avsc(&e));
+            let standard = standard::fingerprint(text).unwrap_or_else(|e| bad_avsc(&e));
+            let legacy = legacy_fingerprint(&schema);
+            by_fingerprint.insert(legacy, schema.clone());
+            by_fingerprint.insert(standard, schema.clone());
+            newest = Some((schema, standard, legacy));
+        }
+        let (current, current_fingerprint, current_legacy_fingerprint) =
+            newest.expect("every event has at least one schema");
+        let current_reader = GenericSingleObjectReader::new_with_header_builder(current.clone(), NoHeader)
+            .unwrap_or_else(|e| bad_avsc(&e));
         Box::leak(Box::new(Schemas {
-            current_fingerprint: fingerprint(&current),
+            current_fingerprint,
+            current_legacy_fingerprint,
             current_names: Names::of(&current),
             current,
             current_reader,
@@ -98,7 +141,7 @@ const MAX_ALLOCATION_BYTES: usize = 1 << 20;
 
 pub fn decode<T: EventType>(bytes: &[u8]) -> Result<T, CodecError> {
     let (schemas, writer, fp) = writer_of::<T>(bytes)?;
-    if fp != schemas.current_fingerprint {
+    if !schemas.is_current(&fp) {
         return decode_with_apache_avro(bytes);
     }
     // Written with the current schema (nearly every record): read straight from the bytes.
@@ -134,11 +177,8 @@ pub fn decode_with_apache_avro<T: EventType>(bytes: &[u8]) -> Result<T, CodecErr
     let (schemas, writer, fp) = writer_of::<T>(bytes)?;
     let malformed = |reason: String| CodecError::Malformed { event: T::NAME, reason };
     let mut datum = &bytes[HEADER_LEN..];
-    let value = if fp == schemas.current_fingerprint {
-        let mut whole = bytes;
-        let value = schemas.current_reader.read_value(&mut whole);
-        datum = whole;
-        value
+    let value = if schemas.is_current(&fp) {
+        schemas.current_reader.read_value(&mut datum)
     } else {
         // Written with an older schema: resolved against the current one.
         from_avro_datum(writer, &mut datum, Some(&schemas.current))
@@ -148,6 +188,278 @@ pub fn decode_with_apache_avro<T: EventType>(bytes: &[u8]) -> Result<T, CodecErr
         return Err(malformed(format!("{} trailing bytes", datum.len())));
     }
     from_value::<T>(&value).map_err(|e| malformed(e.to_string()))
+}
+
+/// The Avro specification's schema fingerprint, computed from the `.avsc` text.
+///
+/// apache-avro 0.21 has no conformant option: its `Schema::canonical_form` writes
+/// `{"type":"long","logicalType":"timestamp-millis"}` as `{"type":"long"}` where the specification says
+/// `"long"`, and keeps decimals' `precision` and `scale`, so a reader that looks a schema up by the
+/// fingerprint (fastavro, Java's `SchemaNormalization`) finds none. The Parsing Canonical Form is
+/// therefore built here from the JSON itself, independently of how a library models the schema.
+pub(crate) mod standard {
+    use serde_json::{Map, Value};
+    use std::collections::HashSet;
+
+    #[derive(Debug, PartialEq, Eq, thiserror::Error)]
+    pub enum CanonicalFormError {
+        #[error("the schema is not JSON: {0}")]
+        NotJson(String),
+        #[error("not an Avro schema (a schema is a type name, an object or a union array): {0}")]
+        NotASchema(String),
+        #[error("{what}: no valid \"{attribute}\" attribute")]
+        MissingAttribute { what: String, attribute: &'static str },
+        #[error("type {0:?} is neither a primitive nor a named type defined before it")]
+        UnknownName(String),
+        #[error("named type {0:?} is defined twice")]
+        DefinedTwice(String),
+    }
+
+    /// The fingerprint a single-object header carries: CRC-64-AVRO of the Parsing Canonical Form, as
+    /// 8 little-endian bytes ("Single-object encoding": "the 8-byte little-endian CRC-64-AVRO
+    /// fingerprint of the object's schema").
+    pub fn fingerprint(schema_json: &str) -> Result<[u8; 8], CanonicalFormError> {
+        Ok(crc64_avro(parsing_canonical_form(schema_json)?.as_bytes()).to_le_bytes())
+    }
+
+    /// The specification's "Parsing Canonical Form for Schemas": the schema with everything that does
+    /// not change how data is read taken out, written one way only.
+    ///
+    /// - PRIMITIVES: a primitive is its bare name, `"long"`, also when written as an object. A logical
+    ///   type is its underlying type (`{"type":"int","logicalType":"date"}` is `"int"`).
+    /// - FULLNAMES: named types (record, enum, fixed) and references to them use fullnames. A name with
+    ///   a dot is already full; otherwise it takes the type's `namespace` attribute, or else the
+    ///   namespace of the enclosing named type (a nested record without a namespace inherits it).
+    /// - STRIP: objects keep only `type`, `name`, `fields`, `symbols`, `items`, `values`, `size`; so
+    ///   `namespace`, `doc`, `aliases`, `default`, `order`, `logicalType`, `precision`, `scale` and
+    ///   any other attribute go. A record's fields keep `name` (never qualified) and `type`.
+    /// - ORDER: `name`, `type`, `fields`, `symbols`, `items`, `values`, `size`.
+    /// - STRINGS: no escapes where UTF-8 will do (see [`CanonicalForm::string`]).
+    /// - INTEGERS: `size` without quotes or leading zeros.
+    /// - WHITESPACE: none outside strings.
+    ///
+    /// A named type is written in full where it is first defined and as its quoted fullname after,
+    /// as in the specification's reference implementation (Java's `SchemaNormalization`).
+    pub fn parsing_canonical_form(schema_json: &str) -> Result<String, CanonicalFormError> {
+        let schema: Value =
+            serde_json::from_str(schema_json).map_err(|e| CanonicalFormError::NotJson(e.to_string()))?;
+        let mut form = CanonicalForm::default();
+        form.schema(&schema, "")?;
+        Ok(form.text)
+    }
+
+    const PRIMITIVES: [&str; 8] = ["null", "boolean", "int", "long", "float", "double", "bytes", "string"];
+
+    /// The canonical text written so far, and the fullnames of the named types it defines.
+    #[derive(Default)]
+    struct CanonicalForm {
+        text: String,
+        defined: HashSet<String>,
+    }
+
+    impl CanonicalForm {
+        /// Writes `schema`; `namespace` is the enclosing named type's ("" for none, the null namespace).
+        fn schema(&mut self, schema: &Value, namespace: &str) -> Result<(), CanonicalFormError> {
+            match schema {
+                Value::String(name) => self.type_name(name, namespace),
+                Value::Array(branches) => {
+                    // A union.
+                    self.text.push('[');
+                    for (i, branch) in branches.iter().enumerate() {
+                        if i > 0 {
+                            self.text.push(',');
+                        }
+                        self.schema(branch, namespace)?;
+                    }
+                    self.text.push(']');
+                    Ok(())
+                }
+                Value::Object(attributes) => self.object(attributes, namespace),
+                other => Err(CanonicalFormError::NotASchema(other.to_string())),
+            }
+        }
+
+        /// A type given by its name: a primitive, or a named type defined earlier, written as its
+        /// fullname.
+        fn type_name(&mut self, name: &str, namespace: &str) -> Result<(), CanonicalFormError> {
+            if PRIMITIVES.contains(&name) {
+                self.string(name);
+                return Ok(());
+            }
+            let qualified = full_name(name, namespace);
+            // As in Java's parser, a short name not defined in the enclosing namespace may still name a
+            // type of the null namespace.
+            let full = if self.defined.contains(&qualified) {
+                qualified
+            } else if self.defined.contains(name) {
+                name.to_string()
+            } else {
+                return Err(CanonicalFormError::UnknownName(name.to_string()));
+            };
+            self.string(&full);
+            Ok(())
+        }
+
+        fn object(&mut self, attributes: &Map<String, Value>, namespace: &str) -> Result<(), CanonicalFormError> {
+            let Some(Value::String(kind)) = attributes.get("type") else {
+                return Err(missing(format!("schema {}", Value::Object(attributes.clone())), "type"));
+            };
+            match kind.as_str() {
+                "record" | "enum" | "fixed" => self.named(kind, attributes, namespace),
+                "array" => self.container("array", "items", attributes, namespace),
+                "map" => self.container("map", "values", attributes, namespace),
+                // A primitive (its logical type and every other attribute stripped), or a named type
+                // referenced in object form.
+                name => self.type_name(name, namespace),
+            }
+        }
+
+        /// An array or a map: `{"type":"array","items":…}`, `{"type":"map","values":…}`.
+        fn container(
+            &mut self,
+            kind: &str,
+            child: &'static str,
+            attributes: &Map<String, Value>,
+            namespace: &str,
+        ) -> Result<(), CanonicalFormError> {
+            let child_schema = attributes.get(child).ok_or_else(|| missing(kind.to_string(), child))?;
+            self.text.push_str("{\"type\":");
+            self.string(kind);
+            self.text.push(',');
+            self.string(child);
+            self.text.push(':');
+            self.schema(child_schema, namespace)?;
+            self.text.push('}');
+            Ok(())
+        }
+
+        /// A record, enum or fixed, where it is defined.
+        fn named(
+            &mut self,
+            kind: &str,
+            attributes: &Map<String, Value>,
+            enclosing_namespace: &str,
+        ) -> Result<(), CanonicalFormError> {
+            let Some(Value::String(name)) = attributes.get("name") else {
+                return Err(missing(kind.to_string(), "name"));
+            };
+            let namespace = match attributes.get("namespace") {
+                Some(Value::String(namespace)) => namespace.as_str(),
+                None | Some(Value::Null) => enclosing_namespace,
+                Some(_) => return Err(missing(format!("{kind} {name}"), "namespace")),
+            };
+            let full = full_name(name, namespace);
+            // What the types nested in it inherit: the namespace of its fullname (a dotted name's own).
+            let own_namespace = full.rsplit_once('.').map_or("", |(namespace, _)| namespace).to_string();
+            if !self.defined.insert(full.clone()) {
+                return Err(CanonicalFormError::DefinedTwice(full));
+            }
+            let what = || format!("{kind} {full}");
+            self.text.push_str("{\"name\":");
+            self.string(&full);
+            self.text.push_str(",\"type\":");
+            self.string(kind);
+            match kind {
+                "record" => {
+                    let fields =
+                        attributes.get("fields").and_then(Value::as_array).ok_or_else(|| missing(what(), "fields"))?;
+                    self.text.push_str(",\"fields\":[");
+                    for (i, field) in fields.iter().enumerate() {
+                        let field_name = field.get("name").and_then(Value::as_str);
+                        let field_name = field_name.ok_or_else(|| missing(format!("a field of {}", what()), "name"))?;
+                        let field_type = field.get("type");
+                        let field_type =
+                            field_type.ok_or_else(|| missing(format!("field {field_name} of {}", what()), "type"))?;
+                        if i > 0 {
+                            self.text.push(',');
+                        }
+                        self.text.push_str("{\"name\":");
+                        self.string(field_name);
+                        self.text.push_str(",\"type\":");
+                        self.schema(field_type, &own_namespace)?;
+                        self.text.push('}');
+                    }
+                    self.text.push(']');
+                }
+                "enum" => {
+                    let symbols = attributes.get("symbols").and_then(Value::as_array);
+                    let symbols = symbols
+                        .and_then(|symbols| symbols.iter().map(Value::as_str).collect::<Option<Vec<_>>>())
+                        .ok_or_else(|| missing(what(), "symbols"))?;
+                    self.text.push_str(",\"symbols\":[");
+                    for (i, symbol) in symbols.into_iter().enumerate() {
+                        if i > 0 {
+                            self.text.push(',');
+                        }
+                        self.string(symbol);
+                    }
+                    self.text.push(']');
+                }
+                _ => {
+                    // fixed. INTEGERS: a size written as "015" is 15.
+                    let size = match attributes.get("size") {
+                        Some(Value::Number(size)) => size.as_u64(),
+                        Some(Value::String(digits))
+                            if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) =>
+                        {
+                            digits.parse::<u64>().ok()
+                        }
+                        _ => None,
+                    };
+                    let size = size.ok_or_else(|| missing(what(), "size"))?;
+                    self.text.push_str(&format!(",\"size\":{size}"));
+                }
+            }
+            self.text.push('}');
+            Ok(())
+        }
+
+        /// STRINGS: the JSON parser has already replaced every escape with its character; written back,
+        /// only `"`, `\` and control characters are escaped again (JSON needs it, and no valid name,
+        /// symbol or type contains one), everything else is plain UTF-8.
+        fn string(&mut self, s: &str) {
+            self.text.push_str(&Value::from(s).to_string());
+        }
+    }
+
+    fn missing(what: String, attribute: &'static str) -> CanonicalFormError {
+        CanonicalFormError::MissingAttribute { what, attribute }
+    }
+
+    /// A name with a dot is a fullname already (any namespace given beside it is ignored); a short
+    /// name takes the namespace, if there is one.
+    fn full_name(name: &str, namespace: &str) -> String {
+        if name.contains('.') || namespace.is_empty() {
+            name.to_string()
+        } else {
+            format!("{namespace}.{name}")
+        }
+    }
+
+    /// CRC-64-AVRO, the specification's 64-bit Rabin fingerprint ("Schema Fingerprints"): a table of
+    /// the polynomial's remainders, then one table step per byte.
+    pub fn crc64_avro(bytes: &[u8]) -> u64 {
+        bytes.iter().fold(EMPTY, |fp, &byte| (fp >> 8) ^ TABLE[((fp ^ u64::from(byte)) & 0xff) as usize])
+    }
+
+    /// The fingerprint of no bytes, which is also the polynomial.
+    const EMPTY: u64 = 0xc15d_213a_a4d7_a795;
+
+    const TABLE: [u64; 256] = {
+        let mut table = [0u64; 256];
+        let mut i = 0;
+        while i < 256 {
+            let mut fp = i as u64;
+            let mut bit = 0;
+            while bit < 8 {
+                fp = (fp >> 1) ^ (EMPTY & 0u64.wrapping_sub(fp & 1));
+                bit += 1;
+            }
+            table[i] = fp;
+            i += 1;
+        }
+        table
+    };
 }
 
 #[cfg(test)]
@@ -282,6 +594,7 @@ mod tests {
             recognition_date: i32::MAX,
             delivery_fee: -2_500,
             items: vec![],
+            same_day_row: 1,
         };
         written_directly_as_apache_avro_writes(&revenue);
         // Over 1,025 items, where apache-avro starts a second block.
@@ -308,6 +621,336 @@ mod tests {
         assert!(matches!(decode::<OrderSheetEvent>(truncated), Err(CodecError::Malformed { .. })));
         // A fact is not an order sheet: the fingerprint tells them apart.
         assert!(matches!(decode::<PaymentFact>(&bytes), Err(CodecError::UnknownSchema { .. })));
+    }
+
+    /// The specification's own test vectors (`share/test/data/schema-tests.txt` of the Avro
+    /// repository, checked by its Java implementation): input, canonical form, fingerprint as the
+    /// signed 64-bit number the file gives (where it gives one).
+    const SPEC_VECTORS: &[(&str, &str, Option<i64>)] = &[
+        (r#""null""#, r#""null""#, Some(7195948357588979594)),
+        (r#"{"type":"null"}"#, r#""null""#, None),
+        (r#""boolean""#, r#""boolean""#, Some(-6970731678124411036)),
+        (r#"{"type":"boolean"}"#, r#""boolean""#, None),
+        (r#""int""#, r#""int""#, Some(8247732601305521295)),
+        (r#"{"type":"int"}"#, r#""int""#, None),
+        (r#""long""#, r#""long""#, Some(-3434872931120570953)),
+        (r#"{"type":"long"}"#, r#""long""#, None),
+        (r#""float""#, r#""float""#, Some(5583340709985441680)),
+        (r#"{"type":"float"}"#, r#""float""#, None),
+        (r#""double""#, r#""double""#, Some(-8181574048448539266)),
+        (r#"{"type":"double"}"#, r#""double""#, None),
+        (r#""bytes""#, r#""bytes""#, Some(5746618253357095269)),
+        (r#"{"type":"bytes"}"#, r#""bytes""#, None),
+        (r#""string""#, r#""string""#, Some(-8142146995180207161)),
+        (r#"{"type":"string"}"#, r#""string""#, None),
+        ("[  ]", "[]", Some(-1241056759729112623)),
+        (r#"[ "int"  ]"#, r#"["int"]"#, Some(-5232228896498058493)),
+        (r#"[ "int" , {"type":"boolean"} ]"#, r#"["int","boolean"]"#, Some(5392556393470105090)),
+        (
+            r#"{"fields":[], "type":"record", "name":"foo"}"#,
+            r#"{"name":"foo","type":"record","fields":[]}"#,
+            Some(-4824392279771201922),
+        ),
+        (
+            r#"{"fields":[], "type":"record", "name":"foo", "namespace":"x.y"}"#,
+            r#"{"name":"x.y.foo","type":"record","fields":[]}"#,
+            Some(5916914534497305771),
+        ),
+        (
+            r#"{"fields":[], "type":"record", "name":"a.b.foo", "namespace":"x.y"}"#,
+            r#"{"name":"a.b.foo","type":"record","fields":[]}"#,
+            Some(-4616218487480524110),
+        ),
+        (
+            r#"{"fields":[], "type":"record", "name":"foo", "doc":"Useful info"}"#,
+            r#"{"name":"foo","type":"record","fields":[]}"#,
+            Some(-4824392279771201922),
+        ),
+        (
+            r#"{"fields":[], "type":"record", "name":"foo", "aliases":["foo","bar"]}"#,
+            r#"{"name":"foo","type":"record","fields":[]}"#,
+            Some(-4824392279771201922),
+        ),
+        (
+            r#"{"fields":[], "type":"record", "name":"foo", "doc":"foo", "aliases":["foo","bar"]}"#,
+            r#"{"name":"foo","type":"record","fields":[]}"#,
+            Some(-4824392279771201922),
+        ),
+        (
+            r#"{"fields":[{"type":{"type":"boolean"}, "name":"f1"}], "type":"record", "name":"foo"}"#,
+            r#"{"name":"foo","type":"record","fields":[{"name":"f1","type":"boolean"}]}"#,
+            Some(7843277075252814651),
+        ),
+        (
+            r#"{ "fields":[{"type":"boolean", "aliases":[], "name":"f1", "default":"true"},
+                          {"order":"descending","name":"f2","doc":"Hello","type":"int"}],
+                 "type":"record", "name":"foo"
+               }"#,
+            r#"{"name":"foo","type":"record","fields":[{"name":"f1","type":"boolean"},{"name":"f2","type":"int"}]}"#,
+            Some(-4860222112080293046),
+        ),
+        (
+            r#"{"type":"enum", "name":"foo", "symbols":["A1"]}"#,
+            r#"{"name":"foo","type":"enum","symbols":["A1"]}"#,
+            Some(-6342190197741309591),
+        ),
+        (
+            r#"{"namespace":"x.y.z", "type":"enum", "name":"foo", "doc":"foo bar", "symbols":["A1", "A2"]}"#,
+            r#"{"name":"x.y.z.foo","type":"enum","symbols":["A1","A2"]}"#,
+            Some(-4448647247586288245),
+        ),
+        (
+            r#"{"name":"foo","type":"fixed","size":15}"#,
+            r#"{"name":"foo","type":"fixed","size":15}"#,
+            Some(1756455273707447556),
+        ),
+        (
+            r#"{"namespace":"x.y.z", "type":"fixed", "name":"foo", "doc":"foo bar", "size":32}"#,
+            r#"{"name":"x.y.z.foo","type":"fixed","size":32}"#,
+            Some(-3064184465700546786),
+        ),
+        (
+            r#"{ "items":{"type":"null"}, "type":"array"}"#,
+            r#"{"type":"array","items":"null"}"#,
+            Some(-589620603366471059),
+        ),
+        (r#"{ "values":"string", "type":"map"}"#, r#"{"type":"map","values":"string"}"#, Some(-8732877298790414990)),
+        (
+            r#"{"name":"PigValue","type":"record",
+                "fields":[{"name":"value", "type":["null", "int", "long", "PigValue"]}]}"#,
+            r#"{"name":"PigValue","type":"record","fields":[{"name":"value","type":["null","int","long","PigValue"]}]}"#,
+            Some(-1759257747318642341),
+        ),
+    ];
+
+    #[test]
+    fn the_canonical_form_and_fingerprint_match_the_specifications_test_vectors() {
+        for (input, canonical, fingerprint) in SPEC_VECTORS {
+            let form = standard::parsing_canonical_form(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!(form, *canonical, "canonical form of {input}");
+            let header = standard::fingerprint(input).unwrap();
+            // The file's numbers are the CRC as a signed 64-bit integer; the header holds it little-endian.
+            assert_eq!(header, (standard::crc64_avro(canonical.as_bytes())).to_le_bytes());
+            if let Some(expected) = fingerprint {
+                assert_eq!(i64::from_le_bytes(header), *expected, "fingerprint of {input}");
+            }
+        }
+        // The three the issue quotes, as the bytes a header carries (also what fastavro prints).
+        assert_eq!(standard::fingerprint(r#""long""#).unwrap(), [0xb7, 0x1d, 0xf4, 0x93, 0x44, 0xe1, 0x54, 0xd0]);
+        assert_eq!(standard::fingerprint(r#""null""#).unwrap(), [0x8a, 0x8f, 0x25, 0xcc, 0xe7, 0x24, 0xdd, 0x63]);
+        assert_eq!(
+            standard::fingerprint(r#"{"name":"foo","type":"fixed","size":15}"#).unwrap(),
+            [0x04, 0xa5, 0x31, 0xed, 0xc3, 0x2e, 0x60, 0x18]
+        );
+    }
+
+    #[test]
+    fn the_canonical_form_strips_logical_types_and_qualifies_nested_names() {
+        let schema = r#"{
+          "type": "record", "name": "Order", "namespace": "shop.orders", "doc": "An order", "aliases": ["Purchase"],
+          "fields": [
+            {"name": "placed_at", "type": {"type": "long", "logicalType": "timestamp-millis"}, "doc": "when"},
+            {"name": "paid_on", "type": ["null", {"type": "int", "logicalType": "date"}], "default": null},
+            {"name": "total", "type": {"type": "bytes", "logicalType": "decimal", "precision": 12, "scale": 2}},
+            {"name": "id", "type": {"type": "string", "logicalType": "uuid"}},
+            {"name": "status", "type": {"type": "enum", "name": "Status", "symbols": ["OPEN", "PAID"], "default": "OPEN"},
+             "order": "descending"},
+            {"name": "lines", "type": {"type": "array", "items": {
+              "type": "record", "name": "Line",
+              "fields": [
+                {"name": "sku", "type": {"type": "fixed", "name": "Sku", "size": "016", "namespace": "shop.catalog"}},
+                {"name": "state", "type": "Status"},
+                {"name": "tags", "type": {"type": "map", "values": {"type": "string"}}}
+              ]
+            }}},
+            {"name": "previous", "type": ["null", "Order"]},
+            {"name": "other_sku", "type": "shop.catalog.Sku"},
+            {"name": "payment", "type": {"type": "record", "name": "billing.Payment", "namespace": "ignored",
+              "fields": [{"name": "card", "type": {"type": "fixed", "name": "Card", "size": 8}}]}},
+            {"name": "waits", "type": {"type": "fixed", "name": "Wait", "size": 12, "logicalType": "duration"}}
+          ]
+        }"#;
+        // fastavro 1.13.1's `to_parsing_canonical_form` gives this text too, except that it keeps the
+        // quoted size as written (`016`) where the INTEGERS rule says 16.
+        let expected = concat!(
+            r#"{"name":"shop.orders.Order","type":"record","fields":["#,
+            r#"{"name":"placed_at","type":"long"},"#,
+            r#"{"name":"paid_on","type":["null","int"]},"#,
+            r#"{"name":"total","type":"bytes"},"#,
+            r#"{"name":"id","type":"string"},"#,
+            r#"{"name":"status","type":{"name":"shop.orders.Status","type":"enum","symbols":["OPEN","PAID"]}},"#,
+            r#"{"name":"lines","type":{"type":"array","items":{"name":"shop.orders.Line","type":"record","fields":["#,
+            r#"{"name":"sku","type":{"name":"shop.catalog.Sku","type":"fixed","size":16}},"#,
+            r#"{"name":"state","type":"shop.orders.Status"},"#,
+            r#"{"name":"tags","type":{"type":"map","values":"string"}}]}}},"#,
+            r#"{"name":"previous","type":["null","shop.orders.Order"]},"#,
+            r#"{"name":"other_sku","type":"shop.catalog.Sku"},"#,
+            r#"{"name":"payment","type":{"name":"billing.Payment","type":"record","fields":["#,
+            r#"{"name":"card","type":{"name":"billing.Card","type":"fixed","size":8}}]}},"#,
+            r#"{"name":"waits","type":{"name":"shop.orders.Wait","type":"fixed","size":12}}]}"#,
+        );
+        assert_eq!(standard::parsing_canonical_form(schema).unwrap(), expected);
+        // A string escaped in the JSON is plain UTF-8 in the canonical form (STRINGS).
+        let escaped = r#"{"type":"enum","name":"\u0045num","symbols":["\u0041"],"doc":"\u00e9"}"#;
+        assert_eq!(
+            standard::parsing_canonical_form(escaped).unwrap(),
+            r#"{"name":"Enum","type":"enum","symbols":["A"]}"#
+        );
+        // A type of the null namespace stays reachable by its short name from inside a namespace.
+        let null_namespace = r#"[{"type":"fixed","name":"Hash","size":4},
+            {"type":"record","name":"R","namespace":"n","fields":[{"name":"h","type":"Hash"}]}]"#;
+        assert_eq!(
+            standard::parsing_canonical_form(null_namespace).unwrap(),
+            r#"[{"name":"Hash","type":"fixed","size":4},{"name":"n.R","type":"record","fields":[{"name":"h","type":"Hash"}]}]"#
+        );
+    }
+
+    #[test]
+    fn an_invalid_schema_is_a_clear_error() {
+        use standard::{parsing_canonical_form as pcf, CanonicalFormError as E};
+        assert!(matches!(pcf("{"), Err(E::NotJson(_))));
+        assert!(matches!(pcf("42"), Err(E::NotASchema(_))));
+        assert!(matches!(pcf(r#"{"name":"x"}"#), Err(E::MissingAttribute { attribute: "type", .. })));
+        assert_eq!(pcf(r#""Nowhere""#), Err(E::UnknownName("Nowhere".into())));
+        assert_eq!(pcf(r#"{"type":"error","name":"E","fields":[]}"#), Err(E::UnknownName("error".into())));
+        assert!(matches!(
+            pcf(r#"{"type":"fixed","name":"f","size":-1}"#),
+            Err(E::MissingAttribute { attribute: "size", .. })
+        ));
+        assert!(matches!(
+            pcf(r#"{"type":"fixed","name":"f","size":"1x"}"#),
+            Err(E::MissingAttribute { attribute: "size", .. })
+        ));
+        assert!(matches!(
+            pcf(r#"{"type":"enum","name":"e","symbols":[1]}"#),
+            Err(E::MissingAttribute { attribute: "symbols", .. })
+        ));
+        assert!(matches!(pcf(r#"{"type":"array"}"#), Err(E::MissingAttribute { attribute: "items", .. })));
+        assert!(matches!(
+            pcf(r#"{"type":"record","name":"r","fields":[{"name":"a"}]}"#),
+            Err(E::MissingAttribute { attribute: "type", .. })
+        ));
+        assert_eq!(
+            pcf(
+                r#"["null",{"type":"fixed","name":"f","namespace":"n","size":1},{"type":"fixed","name":"n.f","size":2}]"#
+            ),
+            Err(E::DefinedTwice("n.f".into()))
+        );
+    }
+
+    /// Our schemas' canonical forms and fingerprints as fastavro 1.13.1 computes them (the v1 files
+    /// never change). `tests/avro_standard.rs` checks every schema and every topic against fastavro.
+    #[test]
+    fn our_schemas_fingerprints_are_fastavros() {
+        let revenue_v1 = include_str!("../avro/revenue_event.v1.avsc");
+        assert_eq!(
+            standard::parsing_canonical_form(revenue_v1).unwrap(),
+            concat!(
+                r#"{"name":"coupang_etl.raw.RevenueEvent","type":"record","fields":[{"name":"vendor_id","type":"string"},"#,
+                r#"{"name":"account_alias","type":"string"},{"name":"collected_at","type":"long"},"#,
+                r#"{"name":"order_id","type":"long"},{"name":"sale_type","type":"string"},{"name":"sale_date","type":"int"},"#,
+                r#"{"name":"recognition_date","type":"int"},{"name":"delivery_fee","type":"long"},"#,
+                r#"{"name":"items","type":{"type":"array","items":{"name":"coupang_etl.raw.RevenueItem","type":"record","#,
+                r#""fields":[{"name":"vendor_item_id","type":"long"},{"name":"quantity","type":"int"},"#,
+                r#"{"name":"sale_price","type":"long"},{"name":"seller_discount_coupon","type":"long"},"#,
+                r#"{"name":"downloadable_coupon","type":"long"},{"name":"coupang_discount_coupon","type":"long"},"#,
+                r#"{"name":"sale_amount","type":"long"},{"name":"settlement_amount","type":"long"}]}}}]}"#,
+            )
+        );
+        let hex = |bytes: [u8; 8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let fastavro = [
+            (include_str!("../avro/order_sheet_event.v1.avsc"), "458804a5e687f00d"),
+            (include_str!("../avro/order_state.v1.avsc"), "3384def375e993d7"),
+            (include_str!("../avro/payment_fact.v1.avsc"), "370eac23513ab94b"),
+            (include_str!("../avro/return_request_event.v1.avsc"), "023423218b4ffafb"),
+            (revenue_v1, "9f87116328f84b3a"),
+        ];
+        for (text, expected) in fastavro {
+            assert_eq!(hex(standard::fingerprint(text).unwrap()), expected);
+            // The fingerprints differ from apache-avro's because its canonical form keeps the logical
+            // types as objects: every one of these schemas has a timestamp or a date.
+            assert_ne!(standard::fingerprint(text).unwrap(), legacy_fingerprint(&Schema::parse_str(text).unwrap()));
+        }
+    }
+
+    /// Same CRC and byte order as apache-avro's Rabin digest: only the text hashed differs.
+    #[test]
+    fn the_crc_is_apache_avros_rabin() {
+        for text in OrderSheetEvent::history().iter().chain(PaymentFact::history()) {
+            let schema = Schema::parse_str(text).unwrap();
+            assert_eq!(
+                standard::crc64_avro(schema.canonical_form().as_bytes()).to_le_bytes(),
+                legacy_fingerprint(&schema)
+            );
+        }
+        assert_eq!(standard::crc64_avro(b""), 0xc15d_213a_a4d7_a795);
+    }
+
+    /// Every schema of an event's history, by either fingerprint, and the writer's header.
+    fn both_fingerprints_find_every_schema<T: EventType>() -> Vec<[u8; 8]> {
+        let schemas = schemas::<T>();
+        let mut fingerprints = Vec::new();
+        for text in T::history() {
+            let schema = Schema::parse_str(text).unwrap();
+            for fingerprint in [standard::fingerprint(text).unwrap(), legacy_fingerprint(&schema)] {
+                let found = schemas.by_fingerprint.get(&fingerprint);
+                assert_eq!(found.map(Schema::canonical_form), Some(schema.canonical_form()), "{}", T::NAME);
+                fingerprints.push(fingerprint);
+            }
+        }
+        let current = T::history().last().unwrap();
+        assert_eq!(schemas.current_fingerprint, standard::fingerprint(current).unwrap(), "{}", T::NAME);
+        assert!(schemas.is_current(&legacy_fingerprint(&Schema::parse_str(current).unwrap())));
+        fingerprints
+    }
+
+    #[test]
+    fn readers_find_every_schema_by_the_standard_and_the_legacy_fingerprint() {
+        let mut all = both_fingerprints_find_every_schema::<OrderSheetEvent>();
+        all.extend(both_fingerprints_find_every_schema::<crate::ReturnRequestEvent>());
+        all.extend(both_fingerprints_find_every_schema::<crate::RevenueEvent>());
+        all.extend(both_fingerprints_find_every_schema::<PaymentFact>());
+        all.extend(both_fingerprints_find_every_schema::<crate::OrderStateRecord>());
+        // No fingerprint names schemas of two event types: a record of one type is never read as another.
+        let distinct: std::collections::HashSet<_> = all.iter().collect();
+        assert_eq!(distinct.len(), all.len(), "{all:02x?}");
+    }
+
+    /// A record as the codec wrote it before the specification's fingerprint: apache-avro's in the header.
+    fn with_legacy_header<T: EventType>(mut bytes: Vec<u8>) -> Vec<u8> {
+        let current = Schema::parse_str(T::history().last().unwrap()).unwrap();
+        bytes[2..HEADER_LEN].copy_from_slice(&legacy_fingerprint(&current));
+        bytes
+    }
+
+    #[test]
+    fn records_written_with_the_legacy_fingerprint_still_decode() {
+        let sheet = event();
+        let standard = encode(&sheet).unwrap();
+        assert_eq!(standard[2..HEADER_LEN], standard::fingerprint(OrderSheetEvent::history().last().unwrap()).unwrap());
+        let legacy = with_legacy_header::<OrderSheetEvent>(standard.clone());
+        assert_ne!(legacy, standard);
+        assert_eq!(decode::<OrderSheetEvent>(&legacy).unwrap(), sheet);
+        assert_eq!(decode_with_apache_avro::<OrderSheetEvent>(&legacy).unwrap(), sheet);
+        assert_eq!(decode_with_apache_avro::<OrderSheetEvent>(&standard).unwrap(), sheet);
+        // The changelog's state holds raw records as they were written: either header inside it.
+        let state = crate::OrderStateRecord {
+            vendor_id: "A00012345".into(),
+            order_id: 24_000_057_163_001,
+            source_time: 1,
+            boxes: vec![legacy, standard],
+            receipts: vec![],
+            revenue: vec![],
+        };
+        let legacy_state = with_legacy_header::<crate::OrderStateRecord>(encode(&state).unwrap());
+        let read = decode::<crate::OrderStateRecord>(&legacy_state).unwrap();
+        assert_eq!(read, state);
+        for sheet_bytes in &read.boxes {
+            assert_eq!(decode::<OrderSheetEvent>(sheet_bytes).unwrap(), sheet);
+        }
+        // A legacy record cut short is refused as before.
+        let cut = &legacy_state[..legacy_state.len() - 1];
+        assert!(matches!(decode::<crate::OrderStateRecord>(cut), Err(CodecError::Malformed { .. })));
     }
 
     proptest! {
@@ -370,6 +1013,7 @@ mod tests {
             framed.extend_from_slice(&schemas::<OrderSheetEvent>().current_fingerprint);
             framed.extend_from_slice(&bytes);
             let _ = decode::<OrderSheetEvent>(&framed);
+            let _ = decode::<OrderSheetEvent>(&with_legacy_header::<OrderSheetEvent>(framed));
         }
     }
 }

@@ -127,7 +127,7 @@ pub struct ReturnRequestItem {
     pub seller_product_id: Option<i64>,
 }
 
-/// One revenue-history row with seller-perspective signs (`avro/revenue_event.v1.avsc`).
+/// One revenue-history row with seller-perspective signs (`avro/revenue_event.v2.avsc`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevenueEvent {
     pub vendor_id: String,
@@ -140,6 +140,9 @@ pub struct RevenueEvent {
     pub recognition_date: i32,
     pub delivery_fee: i64,
     pub items: Vec<RevenueItem>,
+    /// Which row of this order, sale type and recognition day it is (0, 1, …): two partial refunds
+    /// recognised on one day are two rows, never one overwriting the other.
+    pub same_day_row: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,7 +180,7 @@ impl EventType for ReturnRequestEvent {
 impl EventType for RevenueEvent {
     const NAME: &'static str = "RevenueEvent";
     fn history() -> &'static [&'static str] {
-        &[include_str!("../avro/revenue_event.v1.avsc")]
+        &[include_str!("../avro/revenue_event.v1.avsc"), include_str!("../avro/revenue_event.v2.avsc")]
     }
 }
 

@@ -89,6 +89,7 @@ fn revenue() -> RevenueEvent {
             sale_amount: -9_400,
             settlement_amount: -8_300,
         }],
+        same_day_row: 0,
     }
 }
 
