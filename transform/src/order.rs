@@ -127,6 +127,25 @@ pub struct InvalidEvent {
     pub problem: String,
 }
 
+/// Where a revenue row sits in an order's state: its sale type, recognition day and rank among that
+/// day's rows of the same type (two partial refunds on one day are two slots).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RevenueSlot {
+    pub sale_type: String,
+    pub recognition_date: i32,
+    pub same_day_row: i32,
+}
+
+impl RevenueSlot {
+    pub fn of(row: &RevenueEvent) -> RevenueSlot {
+        RevenueSlot {
+            sale_type: row.sale_type.clone(),
+            recognition_date: row.recognition_date,
+            same_day_row: row.same_day_row,
+        }
+    }
+}
+
 /// The state of one (vendor, order).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OrderState {
@@ -134,8 +153,8 @@ pub struct OrderState {
     pub boxes: BTreeMap<i64, OrderSheetEvent>,
     /// Newest snapshot of each cancel/return receipt, by receipt id.
     pub receipts: BTreeMap<i64, ReturnRequestEvent>,
-    /// Revenue-history rows, by (sale type, recognition day).
-    pub revenue: BTreeMap<(String, i32), RevenueEvent>,
+    /// Revenue-history rows, by their slot.
+    pub revenue: BTreeMap<RevenueSlot, RevenueEvent>,
     /// The newest source time of every event folded so far (kept even when the event lost its slot).
     pub source_time: i64,
 }
@@ -381,9 +400,7 @@ impl OrderState {
             RawEvent::ReturnRequest(e) => {
                 keep_newer(&mut self.receipts, e.receipt_id, e, |e: &ReturnRequestEvent| EventRef::ReturnRequest(e))
             }
-            RawEvent::Revenue(e) => {
-                keep_newer(&mut self.revenue, (e.sale_type.clone(), e.recognition_date), e, |e| EventRef::Revenue(e))
-            }
+            RawEvent::Revenue(e) => keep_newer(&mut self.revenue, RevenueSlot::of(e), e, |e| EventRef::Revenue(e)),
         };
         slot_changed || time_moved
     }
@@ -406,9 +423,9 @@ impl OrderState {
     /// Whether nothing more is expected: every unit is confirmed, cancelled or returned. Such orders
     /// may leave memory (their state stays in the changelog and is read back on demand).
     pub fn finished(&self) -> bool {
-        let confirmed = self.revenue.iter().any(|((sale_type, _), row)| sale_type == "SALE" && !row.items.is_empty());
-        let undone = self.revenue.keys().any(|(sale_type, _)| sale_type == "REFUND")
-            || self.revenue.iter().any(|((sale_type, _), row)| sale_type == "SALE" && row.items.is_empty());
+        let confirmed = self.revenue.values().any(|row| row.sale_type == "SALE" && !row.items.is_empty());
+        let undone = self.revenue.values().any(|row| row.sale_type == "REFUND")
+            || self.revenue.values().any(|row| row.sale_type == "SALE" && row.items.is_empty());
         confirmed || undone
     }
 }
@@ -505,6 +522,7 @@ pub(crate) mod tests {
             sale_date,
             recognition_date: sale_date + day_offset,
             delivery_fee: 0,
+            same_day_row: 0,
             items: items
                 .iter()
                 .map(|&(id, n, unit, seller, coupang)| RevenueItem {

@@ -102,8 +102,8 @@ pub fn payment_facts(state: &OrderState) -> Vec<PaymentFact> {
     let mut sold: BTreeMap<i64, (i64, i64, i64)> = BTreeMap::new();
     let mut refunded: BTreeMap<i64, i64> = BTreeMap::new();
     let mut zero_sale = false;
-    for ((sale_type, _), row) in &state.revenue {
-        match sale_type.as_str() {
+    for row in state.revenue.values() {
+        match row.sale_type.as_str() {
             "SALE" if row.items.is_empty() => zero_sale = true,
             "SALE" => {
                 for item in &row.items {
@@ -342,6 +342,22 @@ mod tests {
         assert_eq!(rows(&facts), vec![(7, 0, 0, false, true, "RETURNED")]);
         // The REFUND row alone is enough, before the receipt shows up.
         assert_eq!(rows(&facts_of(&events[..3])), vec![(7, 0, 0, false, true, "RETURNED")]);
+    }
+
+    #[test]
+    fn two_partial_refunds_recognised_on_one_day_both_count() {
+        let refund_one_unit = |same_day_row| {
+            let mut row = revenue("REFUND", 14, &[(7, 1, 10_000, 1_000, 0)]);
+            row.same_day_row = same_day_row;
+            v(row)
+        };
+        let order = s(sheet(1, "FINAL_DELIVERY", vec![line(7, 3, 10_000)], 0));
+        let sale = v(revenue("SALE", 9, &[(7, 3, 10_000, 1_000, 0)]));
+        let facts = facts_of(&[order.clone(), sale.clone(), refund_one_unit(0), refund_one_unit(1)]);
+        assert_eq!(facts[0].payment_amount, 10_000 - 1_000, "one of three units is left, with its coupon");
+        // The same row delivered twice (a re-sweep) is still one refund.
+        let replayed = facts_of(&[order, sale, refund_one_unit(0), refund_one_unit(0)]);
+        assert_eq!(replayed[0].payment_amount, 2 * (10_000 - 1_000));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::order::OrderState;
+use crate::order::{OrderState, RevenueSlot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -70,7 +70,7 @@ pub fn from_record(record: &OrderStateRecord) -> Result<OrderState, CodecError> 
     }
     for bytes in &record.revenue {
         let e: RevenueEvent = decode(bytes)?;
-        state.revenue.insert((e.sale_type.clone(), e.recognition_date), e);
+        state.revenue.insert(RevenueSlot::of(&e), e);
     }
     Ok(state)
 }
