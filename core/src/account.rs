@@ -44,6 +44,13 @@ impl AccountConfig {
         self.key_issued_on + chrono::Duration::days(KEY_VALIDITY_DAYS)
     }
 
+    /// Whether a 401 may only mean that Coupang has not activated the key yet: a new key can take up to
+    /// 24 hours (30 minutes after a reissue). `key_issued_on` is a day, so the grace runs 24 hours past
+    /// that day's end (Korea time).
+    pub fn key_may_be_activating(&self, now: chrono::DateTime<chrono::FixedOffset>) -> bool {
+        now.date_naive() <= self.key_issued_on + chrono::Duration::days(1)
+    }
+
     pub fn key_health(&self, today: NaiveDate) -> KeyHealth {
         let days_left = (self.key_expires_on() - today).num_days();
         if days_left <= 0 {
@@ -97,6 +104,7 @@ pub fn validate_accounts(accounts: &[AccountConfig]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
 
     fn account(issued: NaiveDate) -> AccountConfig {
         AccountConfig {
@@ -106,6 +114,15 @@ mod tests {
             secret_key: Secret::new("sk"),
             key_issued_on: issued,
         }
+    }
+
+    #[test]
+    fn a_key_may_be_activating_until_24_hours_after_its_issue_day() {
+        let a = account(NaiveDate::from_ymd_opt(2026, 1, 1).unwrap());
+        let at = |day: u32, hour: u32| crate::time::kst().with_ymd_and_hms(2026, 1, day, hour, 0, 0).single().unwrap();
+        assert!(a.key_may_be_activating(at(1, 9)));
+        assert!(a.key_may_be_activating(at(2, 23)));
+        assert!(!a.key_may_be_activating(at(3, 0)));
     }
 
     #[test]

@@ -52,6 +52,12 @@ pub struct ApiCall {
     pub status: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AccountEndpoint {
+    pub account: String,
+    pub endpoint: &'static str,
+}
+
 type FloatCounter = Counter<f64, AtomicU64>;
 
 /// Every metric family of a coupang-etl process.
@@ -63,6 +69,14 @@ pub struct Metrics {
     /// acknowledged by ClickHouse (load).
     pub records_out: Family<StageAccount, Counter>,
     pub api_calls: Family<ApiCall, Counter>,
+    /// Calls sent again after a temporary failure (429, 5xx, timeout, broken body).
+    pub api_retries: Family<AccountEndpoint, Counter>,
+    /// Calls that succeeded after at least one retry: failures that healed on their own.
+    pub api_calls_recovered: Family<AccountEndpoint, Counter>,
+    /// Seconds the account's vendor still waits in a cool-down after persistent 429s (0 when none).
+    pub cool_down_seconds: Family<AccountLabel, Gauge>,
+    /// Cool-down episodes begun (each logs one warning).
+    pub cool_downs: Family<AccountLabel, Counter>,
     pub rate_limit_wait_seconds: Family<AccountLabel, FloatCounter>,
     pub consumer_lag: Family<StageTopic, Gauge>,
     pub batch_records: Family<StageLabel, Histogram>,
@@ -92,6 +106,10 @@ impl Metrics {
             records_in: Family::default(),
             records_out: Family::default(),
             api_calls: Family::default(),
+            api_retries: Family::default(),
+            api_calls_recovered: Family::default(),
+            cool_down_seconds: Family::default(),
+            cool_downs: Family::default(),
             rate_limit_wait_seconds: Family::default(),
             consumer_lag: Family::default(),
             batch_records: Family::new_with_constructor(|| Histogram::new(exponential_buckets(1.0, 4.0, 9))),
@@ -117,6 +135,26 @@ impl Metrics {
             "api_calls",
             "Coupang API calls by account, endpoint and HTTP status",
             metrics.api_calls.clone(),
+        );
+        registry.register(
+            "api_retries",
+            "Coupang API calls sent again after a temporary failure, by account and endpoint",
+            metrics.api_retries.clone(),
+        );
+        registry.register(
+            "api_calls_recovered",
+            "Coupang API calls that succeeded after at least one retry, by account and endpoint",
+            metrics.api_calls_recovered.clone(),
+        );
+        registry.register(
+            "cool_down_seconds",
+            "Seconds the account's vendor still waits out Coupang's 429 block (0 when not cooling down)",
+            metrics.cool_down_seconds.clone(),
+        );
+        registry.register(
+            "cool_downs",
+            "Cool-downs begun after persistent 429s, by account",
+            metrics.cool_downs.clone(),
         );
         registry.register(
             "rate_limit_wait_seconds",

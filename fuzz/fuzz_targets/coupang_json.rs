@@ -5,7 +5,7 @@
 use coupang_etl_fuzz::check_events;
 use coupang_ingest::client::decode_page;
 use coupang_ingest::client::model::{OrderSheet, ReturnRequest, RevenueRecord};
-use coupang_ingest::{order_sheet_event, return_request_event, revenue_event};
+use coupang_ingest::{order_sheet_event, return_request_event, RevenueListing};
 use coupang_transform::order::RawEvent;
 use libfuzzer_sys::fuzz_target;
 
@@ -28,10 +28,13 @@ fuzz_target!(|data: &[u8]| {
             .iter()
             .map(|receipt| RawEvent::ReturnRequest(return_request_event(vendor, alias, 0, receipt)))
             .collect(),
-        _ => records::<RevenueRecord>("revenue-history", body, "orderId")
-            .iter()
-            .map(|row| RawEvent::Revenue(revenue_event(vendor, alias, 0, row)))
-            .collect(),
+        _ => {
+            let mut listing = RevenueListing::default();
+            records::<RevenueRecord>("revenue-history", body, "orderId")
+                .iter()
+                .map(|row| RawEvent::Revenue(listing.event(vendor, alias, 0, row)))
+                .collect()
+        }
     };
     check_events(&events);
 });

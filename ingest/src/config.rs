@@ -25,6 +25,17 @@ pub struct IngestConfig {
     /// Whole-request timeout, seconds.
     #[serde(default = "default_request_timeout_secs")]
     pub request_timeout_secs: u64,
+    /// After persistent 429s (Coupang blocks a key for minutes to tens of minutes), the vendor's calls
+    /// pause this long, then one probe goes out; each further 429 doubles the pause, up to 15 minutes.
+    #[serde(default = "default_cool_down_secs")]
+    pub cool_down_secs: u64,
+    /// A cool-down that has lasted this long ends the sweep with "requests gave up".
+    #[serde(default = "default_cool_down_give_up_minutes")]
+    pub cool_down_give_up_minutes: u64,
+    /// An account stopped by a rejected key is tried again this often (hours), so a key that starts
+    /// working late, or an allow-list fixed in WING, resumes on its own.
+    #[serde(default = "default_stopped_retry_hours")]
+    pub stopped_retry_hours: f64,
 }
 
 fn default_base_url() -> String {
@@ -48,6 +59,15 @@ fn default_max_attempts() -> u32 {
 fn default_request_timeout_secs() -> u64 {
     100
 }
+fn default_cool_down_secs() -> u64 {
+    60
+}
+fn default_cool_down_give_up_minutes() -> u64 {
+    120
+}
+fn default_stopped_retry_hours() -> f64 {
+    6.0
+}
 
 impl Default for IngestConfig {
     fn default() -> Self {
@@ -59,6 +79,9 @@ impl Default for IngestConfig {
             backfill_requests_per_second: default_backfill_requests_per_second(),
             max_attempts: default_max_attempts(),
             request_timeout_secs: default_request_timeout_secs(),
+            cool_down_secs: default_cool_down_secs(),
+            cool_down_give_up_minutes: default_cool_down_give_up_minutes(),
+            stopped_retry_hours: default_stopped_retry_hours(),
         }
     }
 }
@@ -89,6 +112,15 @@ impl IngestConfig {
         }
         if self.max_attempts == 0 {
             return Err("ingest.max_attempts must be at least 1".into());
+        }
+        if self.cool_down_secs == 0 {
+            return Err("ingest.cool_down_secs must be at least 1".into());
+        }
+        if !(self.stopped_retry_hours > 0.0 && self.stopped_retry_hours <= 8_760.0) {
+            return Err(format!(
+                "ingest.stopped_retry_hours = {} must be above 0 and at most 8760 (a year)",
+                self.stopped_retry_hours
+            ));
         }
         Ok(())
     }

@@ -1,11 +1,37 @@
 //! From Coupang's order sheet to the raw event: the record as collected, minus personal data.
 
+use chrono::NaiveDate;
 use coupang_schemas::{
     OrderSheetEvent, OrderSheetItem, ReturnRequestEvent, ReturnRequestItem, RevenueEvent, RevenueItem,
 };
 use etl_core::time::days_since_epoch;
+use std::collections::HashMap;
 
 use crate::client::model::{OrderSheet, ReturnRequest, RevenueRecord, SaleType};
+
+/// Turns one listing's revenue rows into events, telling apart rows of the same order, sale type and
+/// recognition day (two partial refunds on one day) by their rank in the listing. Coupang pages a
+/// listing by token over a stable order, and a day's rows are always in one listing (windows are
+/// whole days), so every sweep ranks them the same way. One per listing.
+#[derive(Debug, Default)]
+pub struct RevenueListing {
+    rows_of_day: HashMap<(i64, SaleType, NaiveDate), i32>,
+}
+
+impl RevenueListing {
+    pub fn event(
+        &mut self,
+        vendor_id: &str,
+        account_alias: &str,
+        collected_at: i64,
+        row: &RevenueRecord,
+    ) -> RevenueEvent {
+        let rank = self.rows_of_day.entry((row.order_id, row.sale_type, row.recognition_date.0)).or_insert(0);
+        let event = revenue_event(vendor_id, account_alias, collected_at, row, *rank);
+        *rank += 1;
+        event
+    }
+}
 
 pub fn order_sheet_event(
     vendor_id: &str,
@@ -20,11 +46,11 @@ pub fn order_sheet_event(
         api_version: "v5".into(),
         shipment_box_id: sheet.shipment_box_id,
         order_id: sheet.order_id,
-        status: sheet.status.clone(),
+        status: sheet.status.0.clone(),
         ordered_at: sheet.ordered_at.map(|t| t.0),
         paid_at: sheet.paid_at.0,
         shipping_price: sheet.shipping_price.0,
-        remote_price: sheet.remote_price.map(|w| w.0).unwrap_or(0),
+        remote_price: sheet.remote_price.0,
         remote_area: sheet.remote_area,
         in_transit_at: sheet.in_transit_at.map(|t| t.0),
         delivered_at: sheet.delivered_at.map(|t| t.0),
@@ -34,12 +60,12 @@ pub fn order_sheet_event(
             .map(|item| OrderSheetItem {
                 vendor_item_id: item.vendor_item_id,
                 vendor_item_name: item.vendor_item_name.clone(),
-                seller_product_id: item.seller_product_id,
+                seller_product_id: item.seller_product_id.unwrap_or(0),
                 shipping_count: item.shipping_count,
                 cancel_count: item.cancel_count,
                 hold_count_for_cancel: item.hold_count_for_cancel,
                 sales_price: item.sales_price.0,
-                order_price: item.order_price.0,
+                order_price: item.order_price().0,
                 discount_price: item.discount_price.0,
                 instant_coupon_discount: item.instant_coupon_discount.0,
                 downloadable_coupon_discount: item.downloadable_coupon_discount.0,
@@ -65,8 +91,8 @@ pub fn return_request_event(
         receipt_id: receipt.receipt_id,
         order_id: receipt.order_id,
         payment_id: receipt.payment_id,
-        receipt_type: receipt.receipt_type.clone(),
-        receipt_status: receipt.receipt_status.clone(),
+        receipt_type: receipt.receipt_type.0.clone(),
+        receipt_status: receipt.receipt_status.0.clone(),
         created_at: receipt.created_at.0,
         modified_at: receipt.modified_at.map(|t| t.0),
         complete_confirm_date: receipt.complete_confirm_date.map(|t| t.0),
@@ -89,8 +115,15 @@ pub fn return_request_event(
     }
 }
 
-/// A revenue row with the seller's signs (normalised once, by `RevenueRecord::signed`).
-pub fn revenue_event(vendor_id: &str, account_alias: &str, collected_at: i64, row: &RevenueRecord) -> RevenueEvent {
+/// A revenue row with the seller's signs (normalised once, by `RevenueRecord::signed`). `same_day_row`
+/// counts the rows of the same order, sale type and recognition day listed before it.
+fn revenue_event(
+    vendor_id: &str,
+    account_alias: &str,
+    collected_at: i64,
+    row: &RevenueRecord,
+    same_day_row: i32,
+) -> RevenueEvent {
     let signed = row.signed();
     RevenueEvent {
         vendor_id: vendor_id.to_string(),
@@ -118,5 +151,6 @@ pub fn revenue_event(vendor_id: &str, account_alias: &str, collected_at: i64, ro
                 settlement_amount: item.settlement_amount,
             })
             .collect(),
+        same_day_row,
     }
 }

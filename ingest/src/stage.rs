@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use crate::client::{ClientError, CoupangClient, ReturnQuery, MAX_WINDOW_DAYS};
 use crate::config::IngestConfig;
-use crate::event::{order_sheet_event, return_request_event, revenue_event};
+use crate::event::{order_sheet_event, return_request_event, RevenueListing};
 
 /// Order-sheet lists return boxes in their current status, so a full sweep asks for each one.
 pub const ORDER_SHEET_STATUSES: [&str; 6] =
@@ -42,8 +42,29 @@ pub enum IngestError {
     #[error("cannot encode an event: {0}")]
     Encode(#[from] coupang_schemas::CodecError),
     /// The account's own API error (e.g. its key was rejected), when one account is all there is.
-    #[error("{0}")]
-    Account(String),
+    #[error("{message}")]
+    Account { message: String, failure: AccountFailure },
+}
+
+/// Why an account's sweep did not complete, by kind: what a scheduler needs to tell apart (exit codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountFailure {
+    /// Requests failed for good: retries gave up (429s, 5xx, timeouts) or Coupang refused one (400).
+    RequestsFailed,
+    /// The account cannot work until a person acts: its key was rejected or has expired.
+    Stopped,
+}
+
+impl AccountFailure {
+    /// The kind of a client error that ended an account's sweep.
+    pub fn of(error: &ClientError) -> AccountFailure {
+        if error.stops_account() {
+            AccountFailure::Stopped
+        } else {
+            AccountFailure::RequestsFailed
+        }
+    }
 }
 
 /// What one account's sweep did.
@@ -57,6 +78,8 @@ pub struct AccountReport {
     pub events: u64,
     /// Records that could not be read, even alone, and went to the dead-letter topic.
     pub bad_records: u64,
+    /// Those records, as `endpoint record-id field` (each is dead-lettered once per sweep).
+    pub dead_lettered: BTreeSet<String>,
     /// Cancel/return receipts acknowledged by the broker.
     pub receipts: u64,
     /// Revenue rows acknowledged by the broker.
@@ -70,6 +93,8 @@ pub struct AccountReport {
     pub newest_change: BTreeMap<&'static str, i64>,
     /// Why the account stopped, when it did (e.g. its key was rejected).
     pub error: Option<String>,
+    /// The kind of `error`.
+    pub failure: Option<AccountFailure>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -99,6 +124,12 @@ pub struct AccountStatus {
     pub last_success_by_endpoint: BTreeMap<String, DateTime<Utc>>,
     /// The error that stopped the account; `None` while it works.
     pub error: Option<String>,
+    /// The kind of `error` (absent in older statuses).
+    #[serde(default)]
+    pub failure: Option<AccountFailure>,
+    /// While Coupang keeps answering 429: when the vendor's calls resume (absent in older statuses).
+    #[serde(default)]
+    pub cooling_down_until: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -145,7 +176,7 @@ struct AccountTracker {
     /// Per account, when each endpoint last answered with success.
     last_success: HashMap<String, BTreeMap<String, DateTime<Utc>>>,
     /// Accounts stopped by a rejected key, with the key that was rejected and why.
-    stopped: HashMap<String, (String, Secret, String)>,
+    stopped: HashMap<String, Stopped>,
     /// The day each account's expiry warning was last logged.
     warned_on: HashMap<String, NaiveDate>,
     /// What was last sent per account, so unchanged records are not sent again.
@@ -157,16 +188,35 @@ struct AccountTracker {
 }
 
 impl AccountTracker {
-    /// The reason an account is still stopped: its key was rejected and has not changed since.
-    fn still_stopped(&self, account: &AccountConfig) -> Option<&str> {
-        let (access_key, secret, error) = self.stopped.get(&account.alias)?;
-        (*access_key == account.access_key && *secret == account.secret_key).then_some(error.as_str())
+    /// The reason an account is still stopped: its key was rejected, has not changed since, and was
+    /// last tried less than `retry_after` ago (a key can start working late, an allow-list be fixed).
+    fn still_stopped(&self, account: &AccountConfig, now: DateTime<Utc>, retry_after: Duration) -> Option<String> {
+        let stopped = self.stopped.get(&account.alias)?;
+        let same_key = stopped.access_key == account.access_key && stopped.secret_key == account.secret_key;
+        let retry_at = stopped.at + chrono::Duration::from_std(retry_after).unwrap_or(chrono::Duration::MAX);
+        (same_key && now < retry_at).then(|| {
+            let retry_at = retry_at.with_timezone(&etl_core::time::kst()).format("%Y-%m-%d %H:%M KST");
+            format!("{} (stopped until its keys change in the config; tried again at {retry_at})", stopped.error)
+        })
     }
 
-    fn stop(&mut self, account: &AccountConfig, error: &str) {
-        let key = (account.access_key.clone(), account.secret_key.clone(), error.to_string());
-        self.stopped.insert(account.alias.clone(), key);
+    fn stop(&mut self, account: &AccountConfig, error: &str, at: DateTime<Utc>) {
+        let stopped = Stopped {
+            access_key: account.access_key.clone(),
+            secret_key: account.secret_key.clone(),
+            error: error.to_string(),
+            at,
+        };
+        self.stopped.insert(account.alias.clone(), stopped);
     }
+}
+
+/// An account stopped by a rejected key: the key that was rejected, why, and when.
+struct Stopped {
+    access_key: String,
+    secret_key: Secret,
+    error: String,
+    at: DateTime<Utc>,
 }
 
 /// The three things ingest collects per account.
@@ -277,8 +327,9 @@ pub async fn backfill(
             let report =
                 sweep(&paced, &sink, std::slice::from_ref(account), &plan, progress, &mut tracker, shutdown).await?;
             let account_report = report.accounts.get(&account.alias).cloned().unwrap_or_default();
-            if let Some(error) = account_report.error {
-                return Err(IngestError::Account(error));
+            if let Some(message) = account_report.error {
+                let failure = account_report.failure.unwrap_or(AccountFailure::RequestsFailed);
+                return Err(IngestError::Account { message, failure });
             }
             if !tracker.checkpoints.contains_key(&(account.alias.clone(), stream.name().to_string()))
                 || shutdown.is_cancelled()
@@ -476,12 +527,14 @@ async fn sweep(
             KeyHealth::Valid { .. } => None,
         }
         .or_else(|| {
-            tracker.still_stopped(account).map(|e| format!("{e} (stopped until its keys change in the config)"))
+            let retry_after = Duration::from_secs_f64(config.stopped_retry_hours * 3_600.0);
+            tracker.still_stopped(account, Utc::now(), retry_after)
         });
         match refusal {
             Some(error) => {
                 tracing::error!("{error}");
-                result.accounts.insert(account.alias.clone(), AccountReport { error: Some(error), ..report });
+                let failure = Some(AccountFailure::Stopped);
+                result.accounts.insert(account.alias.clone(), AccountReport { error: Some(error), failure, ..report });
             }
             None => {
                 let client =
@@ -492,6 +545,8 @@ async fn sweep(
         }
     }
 
+    let limiters: Vec<_> =
+        runnable.iter().map(|(client, ..)| (client.account().clone(), client.limiter_handle())).collect();
     let sweeps = runnable.into_iter().map(|(client, mut report, mut filter, plan)| async move {
         let mut done = Vec::new();
         let mut error = None;
@@ -530,7 +585,8 @@ async fn sweep(
         }
         Ok::<_, IngestError>((client, report, filter, done, error))
     });
-    for outcome in futures::future::join_all(sweeps).await {
+    let sweeps = futures::future::join_all(sweeps);
+    for outcome in announcing_cool_downs(sweeps, sink, &limiters, &tracker.last_success).await? {
         let (client, mut report, filter, done, error) = outcome?;
         let account = client.account();
         tracker.filters.insert(account.alias.clone(), filter);
@@ -551,9 +607,10 @@ async fn sweep(
         if let Some(error) = error {
             tracing::error!(account = %account.alias, "{error}");
             if error.stops_account() {
-                tracker.stop(account, &error.to_string());
+                tracker.stop(account, &error.to_string(), Utc::now());
             }
             report.error = Some(error.to_string());
+            report.failure = Some(AccountFailure::of(&error));
         } else {
             tracker.stopped.remove(&account.alias);
         }
@@ -570,11 +627,58 @@ async fn sweep(
             last_success_at: tracker.last_success.get(&account.alias).and_then(|s| s.values().max().copied()),
             last_success_by_endpoint: tracker.last_success.get(&account.alias).cloned().unwrap_or_default(),
             error: report.error.clone(),
+            failure: report.failure,
+            cooling_down_until: None,
             updated_at: Utc::now(),
         };
         sink.publish(&sink.topics.account_status, &status.alias, &status).await?;
     }
     Ok(result)
+}
+
+/// How often a running sweep looks for vendors that went into a cool-down.
+const COOL_DOWN_CHECK: Duration = Duration::from_secs(5);
+
+/// Runs `sweeps` to the end; meanwhile, when an account's vendor goes into a cool-down (persistent
+/// 429s), publishes its status with the cool-down's end at once, so `status` shows it while the
+/// sweep waits (a cool-down can last tens of minutes).
+async fn announcing_cool_downs<T>(
+    sweeps: impl std::future::Future<Output = T>,
+    sink: &Sink,
+    limiters: &[(AccountConfig, Arc<crate::client::RateLimiter>)],
+    last_success: &HashMap<String, BTreeMap<String, DateTime<Utc>>>,
+) -> Result<T, IngestError> {
+    let mut sweeps = std::pin::pin!(sweeps);
+    let mut announced: HashSet<String> = HashSet::new();
+    let mut check = tokio::time::interval(COOL_DOWN_CHECK);
+    loop {
+        tokio::select! {
+            outcome = &mut sweeps => return Ok(outcome),
+            _ = check.tick() => {
+                for (account, limiter) in limiters {
+                    let Some(left) = limiter.cooling_down_for() else {
+                        announced.remove(&account.alias);
+                        continue;
+                    };
+                    if !announced.insert(account.alias.clone()) {
+                        continue;
+                    }
+                    let until = Utc::now() + chrono::Duration::from_std(left).unwrap_or_default();
+                    let status = AccountStatus {
+                        alias: account.alias.clone(),
+                        vendor_id: account.vendor_id.clone(),
+                        last_success_at: last_success.get(&account.alias).and_then(|s| s.values().max().copied()),
+                        last_success_by_endpoint: last_success.get(&account.alias).cloned().unwrap_or_default(),
+                        error: None,
+                        failure: None,
+                        cooling_down_until: Some(until),
+                        updated_at: Utc::now(),
+                    };
+                    sink.publish(&sink.topics.account_status, &status.alias, &status).await?;
+                }
+            }
+        }
+    }
 }
 
 /// How one stream's sweep ended.
@@ -653,18 +757,30 @@ async fn send_all(sink: &Sink, topic: &str, encoded: &[(String, Vec<u8>)]) -> Re
     Ok(encoded.len() as u64)
 }
 
+/// Sends a record that cannot be read to the dead-letter topic, once per sweep: a record can appear in
+/// several listings (statuses, overlapping pages), and each copy would be the same dead letter.
 async fn dead_letter(
     sink: &Sink,
     vendor_id: &str,
     bad: ClientError,
     report: &mut AccountReport,
 ) -> Result<(), IngestError> {
-    if let ClientError::BadRecord { alias, endpoint, record_id, reason, raw } = bad {
-        report.bad_records += 1;
-        let reason = format!("account {alias}: {endpoint} record {record_id}: {reason}");
-        let source = [("dlq.source.account", alias.as_str()), ("dlq.source.endpoint", endpoint)];
-        sink.dead_letter.send_record(Some(vendor_id.as_bytes()), raw.as_bytes(), &reason, &source).await?;
+    let reason = bad.to_string();
+    let ClientError::BadRecord { alias, endpoint, record_id, fault, raw } = bad else {
+        return Ok(());
+    };
+    if !report.dead_lettered.insert(format!("{endpoint} {record_id} {}", fault.field)) {
+        return Ok(());
     }
+    report.bad_records += 1;
+    let source = [
+        ("dlq.source.account", alias.as_str()),
+        ("dlq.source.endpoint", endpoint),
+        ("dlq.source.record", record_id.as_str()),
+        ("dlq.field", fault.field.as_str()),
+        ("dlq.value", fault.value.as_str()),
+    ];
+    sink.dead_letter.send_record(Some(vendor_id.as_bytes()), raw.as_bytes(), &reason, &source).await?;
     Ok(())
 }
 
@@ -890,13 +1006,15 @@ async fn sweep_revenue(
 ) -> Result<Outcome, IngestError> {
     let account = client.account();
     let (vendor, alias) = (account.vendor_id.as_str(), account.alias.as_str());
+    let mut listing = RevenueListing::default();
     let mut prepare = |row: crate::client::model::RevenueRecord, collected_at| {
-        let event = revenue_event(vendor, alias, collected_at, &row);
+        let event = listing.event(vendor, alias, collected_at, &row);
         // A revenue row's change is its recognition: midnight of that day, Korea time.
         let recognised = etl_core::time::date_from_days(event.recognition_date)
             .and_then(etl_core::time::kst_midnight_millis)
             .unwrap_or(collected_at);
-        let id = format!("revenue:{}:{}:{}", event.order_id, event.sale_type, event.recognition_date);
+        let id =
+            format!("revenue:{}:{}:{}:{}", event.order_id, event.sale_type, event.recognition_date, event.same_day_row);
         let bytes = filter.encode_if_changed(id, &event, |e| e.collected_at = 0)?;
         Ok((recognised, bytes.map(|b| (event.kafka_key(), b))))
     };
@@ -992,12 +1110,18 @@ mod tests {
     }
 
     #[test]
-    fn a_stopped_account_resumes_only_when_its_keys_change() {
+    fn a_stopped_account_resumes_when_its_keys_change_or_its_retry_time_comes() {
         let mut tracker = AccountTracker::default();
         let old = account("ak", "sk");
-        tracker.stop(&old, "account brand-a: Coupang rejected the key (HTTP 401)");
-        assert!(tracker.still_stopped(&old).is_some());
-        assert!(tracker.still_stopped(&account("ak", "new-secret")).is_none());
-        assert!(tracker.still_stopped(&account("new-ak", "new-secret")).is_none());
+        let stopped_at = Utc::now();
+        let hour = Duration::from_secs(3_600);
+        tracker.stop(&old, "account brand-a: Coupang rejected the key (HTTP 401)", stopped_at);
+        let reason = tracker.still_stopped(&old, stopped_at, hour).unwrap();
+        assert!(reason.contains("HTTP 401") && reason.contains("tried again at"), "{reason}");
+        assert!(tracker.still_stopped(&account("ak", "new-secret"), stopped_at, hour).is_none());
+        assert!(tracker.still_stopped(&account("new-ak", "new-secret"), stopped_at, hour).is_none());
+        let later = stopped_at + chrono::Duration::minutes(59);
+        assert!(tracker.still_stopped(&old, later, hour).is_some());
+        assert!(tracker.still_stopped(&old, later + chrono::Duration::minutes(1), hour).is_none(), "tried again");
     }
 }

@@ -157,6 +157,10 @@ pub struct FaultConfig {
     /// Share of order-sheet pages that repeat the previous page's last record first.
     #[serde(default)]
     pub repeated_record_rate: f64,
+    /// Share of shipment boxes (picked by id) served with an amount that is not a number in every
+    /// answer, lists and look-ups alike: records no retry can read, which must be dead-lettered.
+    #[serde(default)]
+    pub unreadable_record_rate: f64,
 }
 
 fn default_slow_ms() -> u64 {
@@ -176,6 +180,7 @@ impl Default for FaultConfig {
             malformed_json_rate: 0.0,
             missing_field_rate: 0.0,
             repeated_record_rate: 0.0,
+            unreadable_record_rate: 0.0,
         }
     }
 }
@@ -193,6 +198,7 @@ impl FaultConfig {
             malformed_json_rate: rate,
             missing_field_rate: rate / 2.0,
             repeated_record_rate: rate * 2.0,
+            unreadable_record_rate: 0.0,
         }
     }
 }

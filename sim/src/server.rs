@@ -55,6 +55,8 @@ struct SimState {
     traffic: Mutex<HashMap<String, VendorTraffic>>,
     stats: Mutex<RequestStats>,
     faults_injected: Mutex<BTreeMap<&'static str, u64>>,
+    /// Vendors Coupang blocks for a while (every call answered 429), as after sustained overuse.
+    blocked_until: Mutex<HashMap<String, Instant>>,
 }
 
 #[derive(Clone)]
@@ -63,6 +65,8 @@ struct KeyEntry {
     secret: String,
     expires_on: Option<NaiveDate>,
     allowed_ips: Vec<IpAddr>,
+    /// A new key Coupang has not activated yet (it can take up to 24 hours): refused with 401.
+    inactive: bool,
 }
 
 /// Calls of one vendor: for the rate limit, the burst fault and the peak-rate statistic.
@@ -112,7 +116,7 @@ impl Simulator {
     }
 
     /// Faults injected so far, by kind (`server_error`, `slow`, `reset`, `malformed_json`,
-    /// `missing_field`, `repeated_record`; 429s are in [`Simulator::stats`]).
+    /// `missing_field`, `repeated_record`, `unreadable_record`; 429s are in [`Simulator::stats`]).
     pub fn faults_injected(&self) -> BTreeMap<&'static str, u64> {
         self.state.faults_injected.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -123,15 +127,47 @@ impl Simulator {
         traffic.get(vendor_id).map_or(0, |t| t.peak_per_second)
     }
 
+    /// The boxes of a vendor that the `unreadable_record_rate` fault spoils in every answer.
+    pub fn unreadable_boxes(&self, vendor_id: &str) -> Vec<i64> {
+        let world = self.world();
+        let boxes = world.vendors.get(vendor_id).map(|v| v.boxes.as_slice()).unwrap_or_default();
+        boxes.iter().map(|b| b.shipment_box_id).filter(|&id| self.state.unreadable(vendor_id, id)).collect()
+    }
+
     /// Re-links a vendor with a new key, as a reissue in WING does: the old key stops working at once.
     pub fn relink(&self, vendor_id: &str, access_key: &str, secret_key: &str) {
         let mut keys = self.state.keys.write().unwrap_or_else(|e| e.into_inner());
         let old = keys.iter().find(|(_, k)| k.vendor_id == vendor_id).map(|(a, k)| (a.clone(), k.clone()));
         if let Some((old_access, entry)) = old {
             keys.remove(&old_access);
-            let entry = KeyEntry { secret: secret_key.to_string(), expires_on: None, ..entry };
+            let entry = KeyEntry { secret: secret_key.to_string(), expires_on: None, inactive: false, ..entry };
             keys.insert(access_key.to_string(), entry);
         }
+    }
+
+    /// Re-links a vendor with a new key that Coupang has not activated yet: every call with it is
+    /// refused (401) until [`Simulator::activate_keys`]. The old key stops working at once.
+    pub fn relink_inactive(&self, vendor_id: &str, access_key: &str, secret_key: &str) {
+        self.relink(vendor_id, access_key, secret_key);
+        let mut keys = self.state.keys.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = keys.get_mut(access_key) {
+            entry.inactive = true;
+        }
+    }
+
+    /// Activates a vendor's keys (the end of a new key's waiting time).
+    pub fn activate_keys(&self, vendor_id: &str) {
+        let mut keys = self.state.keys.write().unwrap_or_else(|e| e.into_inner());
+        for entry in keys.values_mut().filter(|k| k.vendor_id == vendor_id) {
+            entry.inactive = false;
+        }
+    }
+
+    /// Blocks a vendor for `duration`: every call is answered 429, as Coupang does for minutes to tens
+    /// of minutes after sustained overuse.
+    pub fn block_vendor(&self, vendor_id: &str, duration: Duration) {
+        let mut blocked = self.state.blocked_until.lock().unwrap_or_else(|e| e.into_inner());
+        blocked.insert(vendor_id.to_string(), Instant::now() + duration);
     }
 
     /// Makes a vendor's key expire now, as its 180th day does: every call with it is refused (401).
@@ -229,6 +265,7 @@ impl SimState {
                             secret: v.secret_key.expose().to_string(),
                             expires_on: v.key_issued_on.map(|d| d + chrono::Duration::days(180)),
                             allowed_ips: v.allowed_ips.clone(),
+                            inactive: false,
                         };
                         (v.access_key.clone(), entry)
                     })
@@ -239,6 +276,7 @@ impl SimState {
             faults: config.faults.clone(),
             used_signatures: Mutex::new(HashMap::new()),
             traffic: Mutex::new(HashMap::new()),
+            blocked_until: Mutex::new(HashMap::new()),
             faults_injected: Mutex::new(BTreeMap::new()),
             stats: Mutex::new(BTreeMap::new()),
         }
@@ -258,8 +296,27 @@ impl SimState {
         let call = t.calls;
         t.calls += 1;
         let in_burst = self.faults.burst_429.is_some_and(|b| b.every > 0 && call % b.every < b.length);
+        let blocked =
+            self.blocked_until.lock().unwrap_or_else(|e| e.into_inner()).get(vendor).is_some_and(|&until| now < until);
         let over_rate = self.rate_limit_per_second > 0 && t.recent.len() > self.rate_limit_per_second as usize;
-        (call, in_burst || over_rate)
+        (call, in_burst || over_rate || blocked)
+    }
+
+    /// Whether a box is one the `unreadable_record_rate` fault spoils in every answer (decided by its id).
+    fn unreadable(&self, vendor: &str, shipment_box_id: i64) -> bool {
+        let rate = self.faults.unreadable_record_rate;
+        rate > 0.0 && self.roll(vendor, u64::MAX, shipment_box_id as u64) < rate
+    }
+
+    /// A box as served: [`box_json`], spoiled when the `unreadable_record_rate` fault picks it (an
+    /// amount that is not a number, in lists and look-ups alike).
+    fn served_box(&self, vendor: &str, b: &ShipmentBox, format: ApiFormat) -> Value {
+        let mut record = box_json(b, format);
+        if self.unreadable(vendor, b.shipment_box_id) {
+            record["orderItems"][0]["salesPrice"] = json!("12,900원");
+            self.injected("unreadable_record");
+        }
+        record
     }
 
     fn injected(&self, kind: &'static str) {
@@ -338,6 +395,8 @@ async fn gateway(
             let today = Utc::now().with_timezone(&etl_core::time::kst()).date_naive();
             let response = if !key.allowed_ips.is_empty() && !key.allowed_ips.contains(&peer.ip()) {
                 gateway_error(StatusCode::FORBIDDEN, &format!("Not allowed IP: {}", peer.ip()))
+            } else if key.inactive {
+                gateway_error(StatusCode::UNAUTHORIZED, "Request is not authorized. (the access key is not active)")
             } else if key.expires_on.is_some_and(|expiry| today >= expiry) {
                 gateway_error(StatusCode::UNAUTHORIZED, "Request is not authorized. (the access key has expired)")
             } else {
@@ -600,7 +659,7 @@ async fn ordersheets(
                 .iter()
                 .filter(in_status)
                 .filter(|b| b.listed && b.ordered_at >= from && b.ordered_at <= until)
-                .map(|b| box_json(b, format_of(&matched)))
+                .map(|b| state.served_box(&vendor_id, b, format_of(&matched)))
                 .collect();
             Ok(ok_list(data, ""))
         }
@@ -633,7 +692,7 @@ async fn ordersheets(
                 .iter()
                 .take(per_page)
                 .map(|b| {
-                    let mut record = box_json(b, format_of(&matched));
+                    let mut record = state.served_box(&vendor_id, b, format_of(&matched));
                     // Fault: this response lacks a required field of the record.
                     let roll = state.roll(&vendor_id, call, b.shipment_box_id as u64);
                     if faults.missing_field_rate > 0.0 && roll < faults.missing_field_rate {
@@ -661,7 +720,8 @@ async fn ordersheet(
     let id = shipment_box_id.parse::<i64>().unwrap_or(-1);
     match vendor.boxes.iter().find(|b| b.shipment_box_id == id) {
         Some(b) => {
-            Ok(Json(json!({"code": 200, "message": "OK", "data": box_json(b, format_of(&matched))})).into_response())
+            let data = state.served_box(&vendor_id, b, format_of(&matched));
+            Ok(Json(json!({"code": 200, "message": "OK", "data": data})).into_response())
         }
         None => Err(bad_request(&format!("shipmentBoxId {shipment_box_id} was not found."))),
     }
@@ -675,8 +735,12 @@ async fn order(
 ) -> Answer {
     let vendor = vendor_world(&state, &vendor_id, &signer)?;
     let id = order_id.parse::<i64>().unwrap_or(-1);
-    let boxes: Vec<Value> =
-        vendor.boxes.iter().filter(|b| b.order_id == id).map(|b| box_json(b, format_of(&matched))).collect();
+    let boxes: Vec<Value> = vendor
+        .boxes
+        .iter()
+        .filter(|b| b.order_id == id)
+        .map(|b| state.served_box(&vendor_id, b, format_of(&matched)))
+        .collect();
     if boxes.is_empty() {
         return Err(bad_request(&format!("orderId {order_id} was not found.")));
     }
@@ -929,7 +993,8 @@ fn box_json(b: &ShipmentBox, format: ApiFormat) -> Value {
                 "salesPrice": money(line.product.unit_price),
                 "orderPrice": money(line.order_price()),
                 // The simulator reveals coupons with the purchase confirmation, as the domain rules assume.
-                "discountPrice": money(coupon(line.coupon.total()) * line.quantity),
+                // Coupang's v4 examples publish it as null in every item; clients read the parts below.
+                "discountPrice": if format == ApiFormat::V4 { Value::Null } else { money(coupon(line.coupon.total()) * line.quantity) },
                 "instantCouponDiscount": money(coupon(line.coupon.instant) * line.quantity),
                 "downloadableCouponDiscount": money(coupon(line.coupon.downloadable) * line.quantity),
                 "coupangDiscount": money(coupon(line.coupon.coupang) * line.quantity),

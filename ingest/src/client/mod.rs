@@ -3,13 +3,14 @@
 //!
 //! It talks to api-gateway.coupang.com unchanged; only `base_url` differs for the simulator.
 
+mod lenient;
 pub mod model;
 mod rate;
 
 use chrono::{NaiveDate, NaiveDateTime, Utc};
 use etl_core::account::AccountConfig;
 use etl_core::cea;
-use etl_core::metrics::{metrics, AccountLabel, ApiCall};
+use etl_core::metrics::{metrics, AccountEndpoint, AccountLabel, ApiCall};
 use futures::stream::{self, Stream, StreamExt};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::{StatusCode, Url};
@@ -24,6 +25,9 @@ pub use rate::RateLimiter;
 /// Query values are encoded like Coupang's own examples (`2025-07-15%2B09:00`): everything but
 /// unreserved characters and `:`. The signature covers exactly these bytes.
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b':');
+
+/// Names the client to Coupang's gateway (and its logs) as this project, at this version.
+pub const USER_AGENT: &str = concat!("coupang-etl/", env!("CARGO_PKG_VERSION"));
 
 /// Day-query windows may span at most 31 calendar days (coupang-api.md §4).
 pub const MAX_WINDOW_DAYS: i64 = 31;
@@ -59,6 +63,10 @@ pub enum ClientError {
     /// 401, or 403 for a non-allow-listed IP: the account cannot work until a person fixes its key.
     #[error("account {alias}: Coupang rejected the key (HTTP {status}): {message}")]
     KeyRejected { alias: String, status: u16, message: String },
+    /// 401 for a key issued so recently that Coupang may not have activated it yet (up to 24 hours):
+    /// the account is tried again at the next sweep instead of stopping.
+    #[error("account {alias}: Coupang does not accept the key yet (issued on {issued_on}; a new key can take up to 24 hours): {message}")]
+    KeyNotActiveYet { alias: String, issued_on: NaiveDate, message: String },
     /// 400/404 and other refusals that retrying cannot fix.
     #[error("account {alias}: {endpoint} refused (HTTP {status}): {message}")]
     Refused { alias: String, endpoint: &'static str, status: u16, message: String },
@@ -66,9 +74,13 @@ pub enum ClientError {
     GaveUp { alias: String, endpoint: &'static str, attempts: u32, last: String },
     #[error("account {alias}: {endpoint} answered with something that is not Coupang's envelope: {reason}")]
     BadEnvelope { alias: String, endpoint: &'static str, reason: String },
-    /// One record of a page could not be read; `raw` keeps it for the dead-letter topic.
-    #[error("account {alias}: {endpoint} record {record_id}: {reason}")]
-    BadRecord { alias: String, endpoint: &'static str, record_id: String, reason: String, raw: String },
+    /// One record of a page could not be read: `fault` names the field at fault by its JSON path,
+    /// with its raw value (or `absent`); `raw` keeps the record for the dead-letter topic.
+    #[error("account {alias}: {endpoint} record {record_id}: field {} = {}: {}", fault.field, fault.value, fault.reason)]
+    BadRecord { alias: String, endpoint: &'static str, record_id: String, fault: Box<FieldError>, raw: String },
+    /// A look-up by id answered with another record than asked: an error, never data.
+    #[error("account {alias}: {endpoint} asked for {asked} and answered {answered}")]
+    WrongRecord { alias: String, endpoint: &'static str, asked: String, answered: String },
     /// A request that would break a documented limit, refused before sending.
     #[error("account {alias}: {endpoint}: {reason}")]
     InvalidRequest { alias: String, endpoint: &'static str, reason: String },
@@ -81,6 +93,17 @@ impl ClientError {
     pub fn stops_account(&self) -> bool {
         matches!(self, ClientError::KeyRejected { .. })
     }
+}
+
+/// 429s in a row before the vendor goes into a cool-down (a short burst is only paced).
+const THROTTLED_BEFORE_COOL_DOWN: u32 = 3;
+
+/// What to do after an answer that was not a success.
+enum Next {
+    /// A temporary failure: try again after the wait, within `max_attempts`.
+    Retry(Duration),
+    /// A 429: try again after the wait; persistent ones start a cool-down.
+    Throttled(Duration),
 }
 
 /// One page of a list endpoint: each record decoded on its own.
@@ -97,6 +120,9 @@ pub struct CoupangClient {
     account: Arc<AccountConfig>,
     limiter: Arc<RateLimiter>,
     max_attempts: u32,
+    /// The first cool-down pause after persistent 429s, and how long an episode may last.
+    cool_down_first: Duration,
+    cool_down_give_up: Duration,
     /// When each endpoint last answered with success.
     last_success: Arc<std::sync::Mutex<BTreeMap<&'static str, chrono::DateTime<Utc>>>>,
 }
@@ -104,6 +130,7 @@ pub struct CoupangClient {
 impl CoupangClient {
     pub fn new(config: &IngestConfig, account: AccountConfig) -> Result<CoupangClient, ClientError> {
         let http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
             .timeout(Duration::from_secs(config.request_timeout_secs))
             .connect_timeout(Duration::from_secs(10))
             .build()
@@ -118,6 +145,8 @@ impl CoupangClient {
             },
             account: Arc::new(account),
             max_attempts: config.max_attempts,
+            cool_down_first: Duration::from_secs(config.cool_down_secs),
+            cool_down_give_up: Duration::from_secs(config.cool_down_give_up_minutes * 60),
             last_success: Arc::default(),
         })
     }
@@ -146,6 +175,11 @@ impl CoupangClient {
     /// This vendor's shared pacer (its current rate and slow-downs are observable).
     pub fn limiter(&self) -> &RateLimiter {
         &self.limiter
+    }
+
+    /// The same pacer, shared.
+    pub fn limiter_handle(&self) -> Arc<RateLimiter> {
+        self.limiter.clone()
     }
 
     fn alias(&self) -> String {
@@ -212,13 +246,17 @@ impl CoupangClient {
         }
     }
 
-    /// GET with rate limiting and bounded retries; returns the body of a 2xx answer.
+    /// GET with rate limiting and bounded retries; returns the body of a 2xx answer. Temporary failures
+    /// are retried up to `max_attempts`; 429s that persist put the vendor in a cool-down instead
+    /// (Coupang's block lasts minutes to tens of minutes), until `cool_down_give_up_minutes`.
     async fn get(&self, endpoint: &'static str, path: &str, query: &[(&str, String)]) -> Result<Vec<u8>, ClientError> {
         let mut last = String::new();
-        for attempt in 1..=self.max_attempts {
+        let (mut attempt, mut retried, mut throttled) = (0u32, false, 0u32);
+        loop {
+            attempt += 1;
             // A fresh signature per attempt: Coupang refuses a re-used one.
             let request = self.paced_request(path, query).await?;
-            let wait = match request.send().await {
+            let next = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
                     self.count_call(endpoint, Some(status));
@@ -233,7 +271,7 @@ impl CoupangClient {
                         // The connection broke while the body arrived: like any transport error.
                         (_, Err(error)) => {
                             last = without_url(&error);
-                            backoff(attempt)
+                            Next::Retry(backoff(attempt))
                         }
                         // A body cut short or garbled on the way is not Coupang's answer: ask again.
                         (status, Ok(body))
@@ -241,11 +279,16 @@ impl CoupangClient {
                                 && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() =>
                         {
                             last = format!("HTTP {}: the body is not JSON ({} bytes)", status.as_u16(), body.len());
-                            backoff(attempt)
+                            Next::Retry(backoff(attempt))
                         }
                         (status, Ok(body)) if status.is_success() => {
-                            self.last_success.lock().unwrap_or_else(|e| e.into_inner()).insert(endpoint, Utc::now());
+                            self.succeeded(endpoint, retried);
                             return Ok(body);
+                        }
+                        (StatusCode::TOO_MANY_REQUESTS, Ok(body)) => {
+                            self.limiter.slow_down();
+                            last = format!("HTTP 429: {}", error_message(&body));
+                            Next::Throttled(retry_after.unwrap_or_else(|| backoff(attempt)))
                         }
                         (status, Ok(body)) => {
                             self.after_error(endpoint, status, &body, retry_after, attempt, &mut last)?
@@ -256,19 +299,70 @@ impl CoupangClient {
                     self.count_call(endpoint, None);
                     // Timeouts and connection errors: the request may not have arrived; GETs are safe to repeat.
                     last = without_url(&error);
-                    backoff(attempt)
+                    Next::Retry(backoff(attempt))
                 }
             };
-            if attempt < self.max_attempts {
-                tracing::debug!(account = %self.account.alias, endpoint, attempt, error = %last, "retrying");
-                tokio::time::sleep(wait).await;
-            }
+            let wait = match next {
+                Next::Throttled(wait) => {
+                    throttled += 1;
+                    if throttled < THROTTLED_BEFORE_COOL_DOWN {
+                        wait
+                    } else {
+                        // Persistent: the key is blocked. Wait it out without hammering.
+                        self.cool_down(endpoint, &last)?;
+                        (attempt, throttled) = (0, 0);
+                        Duration::ZERO
+                    }
+                }
+                Next::Retry(_) if attempt >= self.max_attempts => {
+                    return Err(ClientError::GaveUp { alias: self.alias(), endpoint, attempts: attempt, last })
+                }
+                Next::Retry(wait) => wait,
+            };
+            retried = true;
+            let labels = AccountEndpoint { account: self.account.alias.clone(), endpoint };
+            metrics().api_retries.get_or_create(&labels).inc();
+            tracing::debug!(account = %self.account.alias, endpoint, attempt, error = %last, "retrying");
+            tokio::time::sleep(wait).await;
         }
-        Err(ClientError::GaveUp { alias: self.alias(), endpoint, attempts: self.max_attempts, last })
     }
 
-    /// An error answer: configuration errors end the call at once; temporary ones give the wait before
-    /// the next attempt.
+    /// A call answered with success: noted per endpoint, and counted as recovered when it took retries.
+    fn succeeded(&self, endpoint: &'static str, retried: bool) {
+        self.last_success.lock().unwrap_or_else(|e| e.into_inner()).insert(endpoint, Utc::now());
+        if retried {
+            let labels = AccountEndpoint { account: self.account.alias.clone(), endpoint };
+            metrics().api_calls_recovered.get_or_create(&labels).inc();
+        }
+        if self.limiter.end_cool_down() {
+            tracing::info!(account = %self.account.alias, vendor = %self.account.vendor_id, "Coupang answers again: cool-down over");
+        }
+        metrics().cool_down_seconds.get_or_create(&AccountLabel { account: self.account.alias.clone() }).set(0);
+    }
+
+    /// Puts the vendor in (or further into) a cool-down; one warning per episode. Gives up once the
+    /// episode has lasted `cool_down_give_up_minutes`.
+    fn cool_down(&self, endpoint: &'static str, last: &str) -> Result<(), ClientError> {
+        let labels = AccountLabel { account: self.account.alias.clone() };
+        let (pause, lasted, began) = self.limiter.cool_down(self.cool_down_first);
+        if lasted >= self.cool_down_give_up {
+            self.limiter.end_cool_down();
+            metrics().cool_down_seconds.get_or_create(&labels).set(0);
+            let last = format!("{last} (blocked for {} min of cool-down)", lasted.as_secs() / 60);
+            return Err(ClientError::GaveUp { alias: self.alias(), endpoint, attempts: 0, last });
+        }
+        if began {
+            metrics().cool_downs.get_or_create(&labels).inc();
+            tracing::warn!(account = %self.account.alias, vendor = %self.account.vendor_id, endpoint,
+                pause_secs = pause.as_secs(),
+                "Coupang keeps answering 429: the vendor's calls pause (one probe per pause, pauses doubling up to 15 min)");
+        }
+        metrics().cool_down_seconds.get_or_create(&labels).set(pause.as_secs() as i64);
+        Ok(())
+    }
+
+    /// An error answer other than 429: configuration errors end the call at once; temporary ones give
+    /// the wait before the next attempt.
     fn after_error(
         &self,
         endpoint: &'static str,
@@ -277,7 +371,7 @@ impl CoupangClient {
         retry_after: Option<Duration>,
         attempt: u32,
         last: &mut String,
-    ) -> Result<Duration, ClientError> {
+    ) -> Result<Next, ClientError> {
         let message = error_message(body);
         let alias = self.alias();
         match status {
@@ -286,26 +380,26 @@ impl CoupangClient {
             // second fixes the latter; if it keeps failing, the machine's clock is wrong.
             StatusCode::UNAUTHORIZED if message.contains("signature is expired") => {
                 *last = format!("HTTP 401: {message} (re-signed; if this persists, check this machine's clock)");
-                Ok(Duration::from_millis(1_000 + u64::from(attempt) * 250))
+                Ok(Next::Retry(Duration::from_millis(1_000 + u64::from(attempt) * 250)))
+            }
+            // A new key can take up to 24 hours to start working (30 minutes after a reissue).
+            StatusCode::UNAUTHORIZED if self.account.key_may_be_activating(etl_core::time::now_kst()) => {
+                Err(ClientError::KeyNotActiveYet { alias, issued_on: self.account.key_issued_on, message })
             }
             StatusCode::UNAUTHORIZED => Err(ClientError::KeyRejected { alias, status: 401, message }),
-            StatusCode::FORBIDDEN if message.contains("Not allowed IP") => {
+            // Live clients see "Not allowed IP", "IP is not allowed" and other wordings.
+            StatusCode::FORBIDDEN if message.to_ascii_lowercase().contains("not allowed") => {
                 Err(ClientError::KeyRejected { alias, status: 403, message })
             }
             // An HTML 403 is Akamai's temporary block after too many errors: wait it out.
             StatusCode::FORBIDDEN if looks_like_html(body) => {
                 self.limiter.slow_down();
                 *last = "HTTP 403 (temporary block page)".into();
-                Ok(Duration::from_secs(30))
-            }
-            StatusCode::TOO_MANY_REQUESTS => {
-                self.limiter.slow_down();
-                *last = format!("HTTP 429: {message}");
-                Ok(retry_after.unwrap_or_else(|| backoff(attempt)))
+                Ok(Next::Retry(Duration::from_secs(30)))
             }
             s if s.is_server_error() => {
                 *last = format!("HTTP {}: {message}", s.as_u16());
-                Ok(retry_after.unwrap_or_else(|| backoff(attempt)))
+                Ok(Next::Retry(retry_after.unwrap_or_else(|| backoff(attempt))))
             }
             s => Err(ClientError::Refused { alias, endpoint, status: s.as_u16(), message }),
         }
@@ -383,15 +477,7 @@ impl CoupangClient {
     pub async fn order_sheet(&self, shipment_box_id: i64) -> Result<OrderSheet, ClientError> {
         let path = self.vendor_path("v5", &format!("/ordersheets/{shipment_box_id}"));
         let body = self.get(ORDERSHEETS, &path, &[]).await?;
-        let mut records = self.decode_page::<OrderSheet>(ORDERSHEETS, &body, "shipmentBoxId")?.records;
-        match records.len() {
-            1 => records.remove(0),
-            n => Err(ClientError::BadEnvelope {
-                alias: self.alias(),
-                endpoint: ORDERSHEETS,
-                reason: format!("expected one box {shipment_box_id}, got {n}"),
-            }),
-        }
+        decode_single_box(&self.account.alias, &body, shipment_box_id)
     }
 
     /// Every shipment box of one order.
@@ -401,7 +487,7 @@ impl CoupangClient {
     ) -> Result<Vec<Result<OrderSheet, ClientError>>, ClientError> {
         let path = self.vendor_path("v5", &format!("/{order_id}/ordersheets"));
         let body = self.get(ORDERSHEETS, &path, &[]).await?;
-        Ok(self.decode_page(ORDERSHEETS, &body, "shipmentBoxId")?.records)
+        decode_order_boxes(&self.account.alias, &body, order_id)
     }
 
     /// One page of cancel or return receipts requested on `from..=to`.
@@ -509,18 +595,128 @@ pub fn decode_page<T: serde::de::DeserializeOwned>(
     let records = raw
         .into_iter()
         .map(|value| {
-            let record_id = value.get(id_field).map(|v| v.to_string()).unwrap_or_else(|| "(no id)".into());
-            let raw = without_personal_data(&value).to_string();
-            serde_json::from_value::<T>(value).map_err(|e| ClientError::BadRecord {
+            decode_record::<T>(&value, id_field).map_err(|fault| ClientError::BadRecord {
                 alias: alias(),
                 endpoint,
-                record_id: format!("{id_field}={record_id}"),
-                reason: e.to_string(),
-                raw,
+                record_id: record_id(&value, id_field),
+                fault: Box::new(fault),
+                raw: without_personal_data(&value).to_string(),
             })
         })
         .collect();
     Ok(Page { records, next_token })
+}
+
+/// The answer to a single-box look-up (`data` an object, or a list of one): the box asked for, or an
+/// error — a look-up that answers another box is never taken as data.
+pub fn decode_single_box(alias: &str, body: &[u8], shipment_box_id: i64) -> Result<OrderSheet, ClientError> {
+    let mut records = decode_page::<OrderSheet>(alias, ORDERSHEETS, body, "shipmentBoxId")?.records;
+    let sheet = match records.len() {
+        1 => records.remove(0)?,
+        n => {
+            return Err(ClientError::BadEnvelope {
+                alias: alias.to_string(),
+                endpoint: ORDERSHEETS,
+                reason: format!("expected one box {shipment_box_id}, got {n}"),
+            })
+        }
+    };
+    if sheet.shipment_box_id != shipment_box_id {
+        return Err(ClientError::WrongRecord {
+            alias: alias.to_string(),
+            endpoint: ORDERSHEETS,
+            asked: format!("shipmentBoxId={shipment_box_id}"),
+            answered: format!("shipmentBoxId={}", sheet.shipment_box_id),
+        });
+    }
+    Ok(sheet)
+}
+
+/// The answer to a by-order look-up (`data` a list, or an object in older answers): every box of the
+/// order, each decoded on its own; a box of another order makes the whole answer an error.
+pub fn decode_order_boxes(
+    alias: &str,
+    body: &[u8],
+    order_id: i64,
+) -> Result<Vec<Result<OrderSheet, ClientError>>, ClientError> {
+    let records = decode_page::<OrderSheet>(alias, ORDERSHEETS, body, "shipmentBoxId")?.records;
+    if let Some(other) = records.iter().flatten().find(|sheet| sheet.order_id != order_id) {
+        return Err(ClientError::WrongRecord {
+            alias: alias.to_string(),
+            endpoint: ORDERSHEETS,
+            asked: format!("orderId={order_id}"),
+            answered: format!("orderId={}", other.order_id),
+        });
+    }
+    Ok(records)
+}
+
+/// The record's id as `field=value` (`shipmentBoxId=642538971006401429`), quotes dropped.
+fn record_id(value: &serde_json::Value, id_field: &str) -> String {
+    let id = match value.get(id_field) {
+        Some(serde_json::Value::String(text)) => text.clone(),
+        Some(other) => other.to_string(),
+        None => "(no id)".into(),
+    };
+    format!("{id_field}={id}")
+}
+
+/// Why one record did not decode: the field's JSON path within the record, its raw value and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub value: String,
+    pub reason: String,
+}
+
+/// Raw values quoted in dead letters and errors are cut here (a whole sub-object can be at fault).
+const MAX_QUOTED_VALUE: usize = 200;
+
+/// Decodes one record, naming the field at fault: its JSON path (`orderItems[0].discountPrice`) and
+/// raw value, or `absent` when a required field is missing.
+pub fn decode_record<T: serde::de::DeserializeOwned>(
+    value: &serde_json::Value,
+    id_field: &str,
+) -> Result<T, FieldError> {
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|error| {
+        let reason = error.inner().to_string();
+        let mut pointer = String::new();
+        let mut field = String::new();
+        for segment in error.path().iter() {
+            match segment {
+                serde_path_to_error::Segment::Seq { index } => {
+                    pointer.push_str(&format!("/{index}"));
+                    field.push_str(&format!("[{index}]"));
+                }
+                serde_path_to_error::Segment::Map { key } => {
+                    pointer.push_str(&format!("/{}", key.replace('~', "~0").replace('/', "~1")));
+                    if !field.is_empty() {
+                        field.push('.');
+                    }
+                    field.push_str(key);
+                }
+                serde_path_to_error::Segment::Enum { .. } | serde_path_to_error::Segment::Unknown => {}
+            }
+        }
+        // serde reports a missing field at its parent, naming it in the message.
+        if let Some(missing) = reason.strip_prefix("missing field `").and_then(|rest| rest.split('`').next()) {
+            if !field.is_empty() {
+                field.push('.');
+            }
+            field.push_str(missing);
+            return FieldError { field, value: "absent".into(), reason };
+        }
+        if field.is_empty() {
+            // The record as a whole (not an object, say): it is in the dead letter, not quoted here.
+            return FieldError { field: format!("(the {id_field} record)"), value: "(the record)".into(), reason };
+        }
+        let quoted = value.pointer(&pointer).map_or_else(|| "absent".to_string(), |v| v.to_string());
+        let quoted = match quoted.char_indices().nth(MAX_QUOTED_VALUE) {
+            Some((cut, _)) => format!("{}…", &quoted[..cut]),
+            None => quoted,
+        };
+        FieldError { field, value: quoted, reason }
+    })
 }
 
 /// Every record of a paged list endpoint: `fetch(token)` gets one page (`""` for the first). A page
@@ -717,16 +913,50 @@ mod tests {
         assert_eq!(page.records.len(), 2);
         assert_eq!(page.records[0].as_ref().unwrap().order_id, 11);
         match &page.records[1] {
-            Err(ClientError::BadRecord { alias, endpoint, record_id, reason, raw }) => {
+            Err(ClientError::BadRecord { alias, endpoint, record_id, fault, raw }) => {
+                let reason = &fault.reason;
                 assert_eq!(
-                    (alias.as_str(), *endpoint, record_id.as_str()),
-                    ("brand-a", "ordersheets", "shipmentBoxId=2")
+                    (alias.as_str(), *endpoint, record_id.as_str(), fault.field.as_str(), fault.value.as_str()),
+                    ("brand-a", "ordersheets", "shipmentBoxId=2", "paidAt", "absent")
                 );
                 assert!(reason.contains("paidAt"), "{reason}");
                 assert!(!raw.contains("홍길동") && !raw.contains("receiver"), "personal data is dropped: {raw}");
             }
             other => panic!("expected a bad record, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn an_ip_refusal_stops_the_account_whatever_its_wording() {
+        let c = client();
+        for message in ["Not allowed IP: 10.0.0.1", "IP is not allowed", "Your IP address 10.0.0.1 is NOT ALLOWED."] {
+            let body = serde_json::json!({"code": "ERROR", "message": message}).to_string();
+            let mut last = String::new();
+            let outcome = c.after_error(ORDERSHEETS, StatusCode::FORBIDDEN, body.as_bytes(), None, 1, &mut last);
+            assert!(matches!(outcome, Err(ClientError::KeyRejected { status: 403, .. })), "{message}");
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_name_the_project_and_its_version() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = vec![0u8; 4096];
+            let n = socket.read(&mut request).await.unwrap();
+            let body = r#"{"code":200,"message":"OK","data":[]}"#;
+            let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+            socket.write_all(answer.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&request[..n]).to_ascii_lowercase()
+        });
+        let config = IngestConfig { base_url, ..IngestConfig::default() };
+        let c = CoupangClient::new(&config, client().account().clone()).unwrap();
+        let day = NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
+        c.order_sheets_page(day, day, "ACCEPT", "").await.unwrap();
+        let request = server.await.unwrap();
+        assert!(request.contains(&format!("user-agent: coupang-etl/{}", env!("CARGO_PKG_VERSION"))), "{request}");
     }
 
     #[test]

@@ -2,91 +2,12 @@
 //! v5/v6 (money objects, ISO-8601 with offset) and v4 (plain integers, Korea time without offset).
 //! Unknown fields are ignored; personal data (orderer, receiver) is never deserialized at all.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone};
-use etl_core::time::kst;
+use chrono::NaiveDate;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
-/// An amount in won. Accepts `19900`, `"19900"` and `{"currencyCode":"KRW","units":19900,"nanos":0}`.
-/// KRW has no minor unit, so non-zero nanos are rounded to the nearest won.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Won(pub i64);
-
-impl<'de> Deserialize<'de> for Won {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Form {
-            Int(i64),
-            Text(String),
-            Object {
-                units: Number,
-                #[serde(default)]
-                nanos: i64,
-            },
-        }
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Number {
-            Int(i64),
-            Text(String),
-        }
-        let number = |n: Number| match n {
-            Number::Int(v) => Ok(v),
-            Number::Text(t) => {
-                t.trim().parse::<i64>().map_err(|_| de::Error::custom(format!("amount {t:?} is not a number")))
-            }
-        };
-        match Form::deserialize(deserializer)
-            .map_err(|_| de::Error::custom("amount is neither a number nor a money object"))?
-        {
-            Form::Int(v) => Ok(Won(v)),
-            Form::Text(t) => number(Number::Text(t)).map(Won),
-            Form::Object { units, nanos } => {
-                let units = number(units)?;
-                let rounded = units + (nanos + nanos.signum() * 500_000_000) / 1_000_000_000;
-                Ok(Won(rounded))
-            }
-        }
-    }
-}
-
-/// An instant from Coupang, as epoch milliseconds. Accepts ISO-8601 with offset (v5), and
-/// `yyyy-MM-ddTHH:mm:ss[.f]` or `yyyy-MM-dd HH:mm:ss` without offset, which mean Korea time (v4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CoupangTime(pub i64);
-
-impl CoupangTime {
-    pub fn parse(text: &str) -> Option<CoupangTime> {
-        let text = text.trim();
-        if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-            return Some(CoupangTime(t.timestamp_millis()));
-        }
-        ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
-            .iter()
-            .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
-            .and_then(|naive| kst().from_local_datetime(&naive).single())
-            .map(|t| CoupangTime(t.timestamp_millis()))
-    }
-}
-
-impl<'de> Deserialize<'de> for CoupangTime {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        CoupangTime::parse(&text).ok_or_else(|| de::Error::custom(format!("unrecognised time {text:?}")))
-    }
-}
-
-/// Optional times arrive as null, absent or `""` before the event happened.
-fn optional_time<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<CoupangTime>, D::Error> {
-    match Option::<String>::deserialize(deserializer)? {
-        None => Ok(None),
-        Some(text) if text.trim().is_empty() => Ok(None),
-        Some(text) => {
-            CoupangTime::parse(&text).map(Some).ok_or_else(|| de::Error::custom(format!("unrecognised time {text:?}")))
-        }
-    }
-}
+use super::lenient::{count, flag, id, optional_date, optional_id, optional_text, optional_time, text};
+pub use super::lenient::{CoupangDate, CoupangTime, Won};
 
 /// `code` is sometimes a number and sometimes a string ("200").
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,21 +64,25 @@ pub struct ErrorBody {
     pub message: Option<String>,
 }
 
-/// One shipment box of an order sheet (`ordersheets`), v4 or v5.
+/// One shipment box of an order sheet (`ordersheets`), v4 or v5. Field forms: `lenient`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderSheet {
+    #[serde(deserialize_with = "id")]
     pub shipment_box_id: i64,
+    #[serde(deserialize_with = "id")]
     pub order_id: i64,
     #[serde(default, deserialize_with = "optional_time")]
     pub ordered_at: Option<CoupangTime>,
+    /// The payment time: the day every rule groups by, so a sheet without it is rejected.
     pub paid_at: CoupangTime,
-    pub status: String,
+    pub status: BoxStatus,
     #[serde(default)]
     pub shipping_price: Won,
+    /// `null` in lists and `0` in single look-ups for the same box: both mean no surcharge.
     #[serde(default)]
-    pub remote_price: Option<Won>,
-    #[serde(default)]
+    pub remote_price: Won,
+    #[serde(default, deserialize_with = "flag")]
     pub remote_area: bool,
     /// Coupang spells it `inTrasitDateTime`.
     #[serde(default, rename = "inTrasitDateTime", deserialize_with = "optional_time")]
@@ -167,21 +92,44 @@ pub struct OrderSheet {
     pub order_items: Vec<OrderItem>,
 }
 
+/// A shipment box's status, as Coupang spells it: read as text (a new status must not reject the
+/// record), but never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoxStatus(pub String);
+
+impl<'de> Deserialize<'de> for BoxStatus {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        required_text(deserializer, "status").map(BoxStatus)
+    }
+}
+
+/// Text that decides a rule (a status, a receipt type): `null` or `""` rejects the record.
+fn required_text<'de, D: Deserializer<'de>>(deserializer: D, what: &str) -> Result<String, D::Error> {
+    optional_text(deserializer)?
+        .map(|t| t.trim().to_string())
+        .ok_or_else(|| de::Error::custom(format!("{what} is empty")))
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderItem {
+    #[serde(deserialize_with = "id")]
     pub vendor_item_id: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     pub vendor_item_name: String,
-    #[serde(default)]
-    pub seller_product_id: i64,
+    #[serde(default, deserialize_with = "optional_id")]
+    pub seller_product_id: Option<i64>,
+    #[serde(default, deserialize_with = "count")]
     pub shipping_count: i32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
     pub cancel_count: i32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
     pub hold_count_for_cancel: i32,
+    #[serde(default)]
     pub sales_price: Won,
-    pub order_price: Won,
+    /// `None` when Coupang leaves it out or `null`: then it is `salesPrice × shippingCount`.
+    #[serde(default)]
+    order_price: Option<Won>,
     #[serde(default)]
     pub discount_price: Won,
     #[serde(default)]
@@ -192,33 +140,15 @@ pub struct OrderItem {
     pub coupang_discount: Won,
     #[serde(default, deserialize_with = "optional_time")]
     pub confirm_date: Option<CoupangTime>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "flag")]
     pub canceled: bool,
 }
 
-/// A calendar day. Accepts `yyyy-MM-dd` and anything that starts with it (`2025-07-01T00:00:00`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct CoupangDate(pub NaiveDate);
-
-impl<'de> Deserialize<'de> for CoupangDate {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.get(..10)
-            .and_then(|day| NaiveDate::parse_from_str(day, "%Y-%m-%d").ok())
-            .map(CoupangDate)
-            .ok_or_else(|| de::Error::custom(format!("unrecognised date {text:?}")))
-    }
-}
-
-fn optional_date<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<CoupangDate>, D::Error> {
-    match Option::<String>::deserialize(deserializer)? {
-        None => Ok(None),
-        Some(text) if text.trim().is_empty() => Ok(None),
-        Some(text) => text
-            .get(..10)
-            .and_then(|day| NaiveDate::parse_from_str(day, "%Y-%m-%d").ok())
-            .map(|d| Some(CoupangDate(d)))
-            .ok_or_else(|| de::Error::custom(format!("unrecognised date {text:?}"))),
+impl OrderItem {
+    /// What the item costs before discounts: `orderPrice`, or `salesPrice × shippingCount` when
+    /// Coupang sends none (its documented definition).
+    pub fn order_price(&self) -> Won {
+        self.order_price.unwrap_or(Won(self.sales_price.0.saturating_mul(i64::from(self.shipping_count))))
     }
 }
 
@@ -226,48 +156,64 @@ fn optional_date<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Co
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReturnRequest {
+    #[serde(deserialize_with = "id")]
     pub receipt_id: i64,
+    #[serde(deserialize_with = "id")]
     pub order_id: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_id")]
     pub payment_id: Option<i64>,
     /// `RETURN` or `CANCEL`.
-    pub receipt_type: String,
+    pub receipt_type: ReceiptText,
     /// `RELEASE_STOP_UNCHECKED`, `RETURNS_UNCHECKED`, `VENDOR_WAREHOUSE_CONFIRM`, `REQUEST_COUPANG_CHECK`
     /// or `RETURNS_COMPLETED`.
-    pub receipt_status: String,
+    pub receipt_status: ReceiptText,
     pub created_at: CoupangTime,
     #[serde(default, deserialize_with = "optional_time")]
     pub modified_at: Option<CoupangTime>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
     pub cancel_count_sum: i32,
+    /// `None` when absent or `null`; negative when the buyer pays it.
     #[serde(default)]
     pub return_shipping_charge: Option<Won>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_text")]
     pub fault_by_type: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_text")]
     pub reason_code: Option<String>,
     #[serde(default, deserialize_with = "optional_time")]
     pub complete_confirm_date: Option<CoupangTime>,
+    #[serde(default)]
     pub return_items: Vec<ReturnItem>,
+}
+
+/// A receipt's type or status: text, never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptText(pub String);
+
+impl<'de> Deserialize<'de> for ReceiptText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        required_text(deserializer, "receipt type or status").map(ReceiptText)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReturnItem {
+    #[serde(deserialize_with = "id")]
     pub vendor_item_id: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     pub vendor_item_name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
     pub purchase_count: i32,
+    #[serde(default, deserialize_with = "count")]
     pub cancel_count: i32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_id")]
     pub shipment_box_id: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_id")]
     pub seller_product_id: Option<i64>,
 }
 
 /// `SALE` or `REFUND` row of revenue-history.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum SaleType {
     Sale,
@@ -280,6 +226,7 @@ pub enum SaleType {
 #[serde(rename_all = "camelCase")]
 pub struct RevenueRecord {
     /// 0 for adjustments that belong to no order.
+    #[serde(deserialize_with = "id")]
     pub order_id: i64,
     pub sale_type: SaleType,
     /// The payment date.
@@ -289,8 +236,8 @@ pub struct RevenueRecord {
     pub settlement_date: Option<CoupangDate>,
     #[serde(default)]
     pub delivery_fee: Option<DeliveryFee>,
-    /// Empty for orders cancelled or returned before confirmation (since 2024-07-01).
-    #[serde(default)]
+    /// Empty for orders cancelled or returned before confirmation (since 2024-07-01); `null` too.
+    #[serde(default, deserialize_with = "items_or_none")]
     pub items: Vec<RevenueItem>,
 }
 
@@ -310,13 +257,16 @@ pub struct DeliveryFee {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RevenueItem {
+    #[serde(deserialize_with = "id")]
     pub vendor_item_id: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text")]
     pub vendor_item_name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_id")]
     pub product_id: Option<i64>,
     /// Unit price × quantity.
+    #[serde(default)]
     pub sale_price: Won,
+    #[serde(default, deserialize_with = "count")]
     pub quantity: i32,
     #[serde(default)]
     pub coupang_discount_coupon: Won,
@@ -332,6 +282,10 @@ pub struct RevenueItem {
     pub service_fee_vat: Won,
     #[serde(default)]
     pub settlement_amount: Won,
+}
+
+fn items_or_none<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<RevenueItem>, D::Error> {
+    Ok(Option::<Vec<RevenueItem>>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// A revenue row with seller-perspective signs: a SALE adds, a REFUND subtracts.
@@ -406,33 +360,6 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn money_in_both_forms() {
-        let parse = |v: serde_json::Value| serde_json::from_value::<Won>(v).map(|w| w.0);
-        assert_eq!(parse(json!(19900)).unwrap(), 19900);
-        assert_eq!(parse(json!("19900")).unwrap(), 19900);
-        assert_eq!(parse(json!({"currencyCode": "KRW", "units": 19900, "nanos": 0})).unwrap(), 19900);
-        assert_eq!(parse(json!({"currencyCode": "KRW", "units": "19900", "nanos": 0})).unwrap(), 19900);
-        assert_eq!(parse(json!({"units": 10, "nanos": 600_000_000})).unwrap(), 11);
-        assert_eq!(parse(json!({"units": -10, "nanos": -600_000_000})).unwrap(), -11);
-        assert!(parse(json!({"currencyCode": "KRW"})).is_err());
-        assert!(parse(json!("12a")).is_err());
-    }
-
-    #[test]
-    fn times_in_both_forms_mean_the_same_instant() {
-        let v5 = CoupangTime::parse("2025-07-29T10:11:12+09:00").unwrap();
-        let v5_fraction = CoupangTime::parse("2025-07-29T10:11:12.123456+09:00").unwrap();
-        let v4 = CoupangTime::parse("2025-07-29T10:11:12").unwrap();
-        let v4_space = CoupangTime::parse("2025-07-29 10:11:12").unwrap();
-        let utc = CoupangTime::parse("2025-07-29T01:11:12Z").unwrap();
-        assert_eq!(v5, v4);
-        assert_eq!(v5, v4_space);
-        assert_eq!(v5, utc);
-        assert_eq!(v5_fraction.0 - v5.0, 123);
-        assert_eq!(CoupangTime::parse("yesterday"), None);
-    }
-
-    #[test]
     fn code_as_number_or_string() {
         let env: Envelope = serde_json::from_value(json!({"code": "200", "message": "OK", "data": []})).unwrap();
         assert!(env.code.is_ok());
@@ -456,7 +383,7 @@ mod tests {
         .unwrap();
         assert_eq!(sheet.shipping_price, Won(3000));
         assert_eq!(sheet.in_transit_at, None);
-        assert_eq!(sheet.order_items[0].order_price, Won(19800));
+        assert_eq!(sheet.order_items[0].order_price(), Won(19800));
         assert!(sheet.order_items[0].confirm_date.is_some());
     }
 

@@ -32,7 +32,22 @@ pub struct RateLimiter {
 struct State {
     next_slot: Instant,
     per_second: f64,
+    /// While Coupang keeps answering 429: no call of this vendor goes out before this moment.
+    cool_down: Option<CoolDown>,
 }
+
+/// A vendor's cool-down after persistent 429s: Coupang blocks a key for minutes to tens of minutes,
+/// and calls during the block only prolong it.
+#[derive(Debug, Clone, Copy)]
+struct CoolDown {
+    until: Instant,
+    /// The pause last set; the next one is twice as long (up to [`MAX_COOL_DOWN`]).
+    pause: Duration,
+    started: Instant,
+}
+
+/// The longest single cool-down pause: past it, one probe call every 15 minutes.
+pub const MAX_COOL_DOWN: Duration = Duration::from_secs(15 * 60);
 
 impl RateLimiter {
     pub fn new(per_second: f64) -> Self {
@@ -47,7 +62,11 @@ impl RateLimiter {
             // A process cannot know what a predecessor with the same key (killed, or restarted a moment
             // ago) sent in its last second: the first call waits that second out, so the vendor's
             // per-second budget holds across restarts too.
-            state: Mutex::new(State { next_slot: Instant::now() + Duration::from_secs(1), per_second }),
+            state: Mutex::new(State {
+                next_slot: Instant::now() + Duration::from_secs(1),
+                per_second,
+                cool_down: None,
+            }),
             configured_per_second: per_second,
             slowdowns: AtomicU64::new(0),
             signatures: Mutex::new((0, Default::default())),
@@ -67,11 +86,13 @@ impl RateLimiter {
         registry.entry(vendor_id.to_string()).or_insert_with(create).clone()
     }
 
-    /// Waits for this caller's slot. Slots are handed out in order, evenly spaced.
+    /// Waits for this caller's slot. Slots are handed out in order, evenly spaced, and none during a
+    /// cool-down.
     pub async fn acquire(&self) {
         let slot = {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            let slot = state.next_slot.max(Instant::now());
+            let cooled = state.cool_down.map_or(Instant::now(), |c| c.until);
+            let slot = state.next_slot.max(Instant::now()).max(cooled);
             state.next_slot = slot + Duration::from_secs_f64(SPACING_MARGIN / state.per_second);
             state.per_second = (state.per_second * 1.02).min(self.configured_per_second);
             slot
@@ -84,6 +105,33 @@ impl RateLimiter {
         self.slowdowns.fetch_add(1, Ordering::Relaxed);
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.per_second = (state.per_second / 2.0).max(0.5);
+    }
+
+    /// Puts the vendor in a cool-down after persistent 429s: no call before the pause has passed. The
+    /// first pause is `first`; each one during the same episode doubles, up to [`MAX_COOL_DOWN`].
+    /// Returns the pause and how long the episode has lasted, and whether it just began.
+    pub fn cool_down(&self, first: Duration) -> (Duration, Duration, bool) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let (pause, started, began) = match state.cool_down {
+            Some(c) => ((c.pause * 2).min(MAX_COOL_DOWN), c.started, false),
+            None => (first.min(MAX_COOL_DOWN), now, true),
+        };
+        state.cool_down = Some(CoolDown { until: now + pause, pause, started });
+        state.per_second = (state.per_second / 2.0).max(0.5);
+        (pause, now - started, began)
+    }
+
+    /// A call went through: a cool-down episode, if any, is over. True when one was.
+    pub fn end_cool_down(&self) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.cool_down.take().is_some()
+    }
+
+    /// How long the vendor's calls still wait for a cool-down to end (`None` when not cooling down).
+    pub fn cooling_down_for(&self) -> Option<Duration> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.cool_down.map(|c| c.until.saturating_duration_since(Instant::now()))
     }
 
     pub fn current_rate(&self) -> f64 {
@@ -139,6 +187,28 @@ mod tests {
             limiter.acquire().await;
         }
         assert_eq!(limiter.current_rate(), 8.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cool_down_holds_every_call_and_doubles_until_a_call_goes_through() {
+        let limiter = RateLimiter::new(8.0);
+        limiter.acquire().await;
+        let (pause, lasted, began) = limiter.cool_down(Duration::from_secs(60));
+        assert_eq!((pause, lasted, began), (Duration::from_secs(60), Duration::ZERO, true));
+        let start = Instant::now();
+        limiter.acquire().await;
+        assert!(Instant::now() - start >= Duration::from_secs(60), "no call during the cool-down");
+        let (pause, lasted, began) = limiter.cool_down(Duration::from_secs(60));
+        assert_eq!((pause, began), (Duration::from_secs(120), false));
+        assert!(lasted >= Duration::from_secs(60));
+        for _ in 0..6 {
+            limiter.cool_down(Duration::from_secs(60));
+        }
+        assert_eq!(limiter.cool_down(Duration::from_secs(60)).0, MAX_COOL_DOWN);
+        assert!(limiter.cooling_down_for().is_some());
+        assert!(limiter.end_cool_down());
+        assert_eq!(limiter.cooling_down_for(), None);
+        assert_eq!(limiter.cool_down(Duration::from_secs(60)).0, Duration::from_secs(60), "a new episode starts over");
     }
 
     #[test]
