@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod exit;
 pub mod pipeline;
 pub mod status;
 

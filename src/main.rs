@@ -4,15 +4,19 @@ use anyhow::{bail, Context, Result};
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 use coupang_etl::config::LogFormat;
+use coupang_etl::exit::{Findings, Outcome};
+use coupang_etl::pipeline::PipelineError;
 use coupang_etl::{demo, pipeline, Config};
+use coupang_ingest::IngestError;
 use etl_core::account::KeyHealth;
 use etl_core::Shutdown;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 /// Coupang WING orders → Kafka → ClickHouse, with payment amounts right to the won.
 #[derive(Parser)]
-#[command(name = "coupang-etl", version)]
+#[command(name = "coupang-etl", version, after_help = coupang_etl::exit::HELP)]
 struct Cli {
     /// Config file (TOML). Settings can be overridden with COUPANG_ETL__SECTION__KEY variables.
     #[arg(long, short, global = true, env = "COUPANG_ETL_CONFIG")]
@@ -30,9 +34,16 @@ enum Command {
     /// own totals. Needs only a running ClickHouse; with no `kafka.brokers` configured it embeds an
     /// in-process Kafka. Uses the database `coupang_demo` and topics `coupang-demo.*`.
     Demo(DemoArgs),
-    /// Run ingest, transform and load together: over a day range once (--from/--to), or polling until Ctrl-C.
+    /// Run ingest, transform and load together: over a day range once (--from/--to), or polling until Ctrl-C
+    ///
+    /// With a range it exits when everything is in ClickHouse, with an exit code that says whether an
+    /// account stopped (6), an account's requests gave up (5) or records were dead-lettered (3), and a
+    /// line on stderr naming them. Polling (no range) exits 0 on Ctrl-C or SIGTERM, 1 when a stage fails.
     Run(RangeArgs),
-    /// Poll Coupang and emit raw events to Kafka: over a day range once (--from/--to), or until Ctrl-C.
+    /// Poll Coupang and emit raw events to Kafka: over a day range once (--from/--to), or until Ctrl-C
+    ///
+    /// With a range, the exit code says whether an account stopped (6), an account's requests gave up (5)
+    /// or records were dead-lettered (3), like `run`.
     Ingest(RangeArgs),
     /// Re-collect a historical range of one account, resumably, beside live polling
     ///
@@ -41,18 +52,21 @@ enum Command {
     /// of the vendor's budget stays with live polling). Every finished window is recorded in Kafka: run
     /// the same command again after an interruption and it continues where it stopped. Re-collecting
     /// days that live polling already covered changes nothing downstream.
+    ///
+    /// Exits 0 when done, 4 when interrupted (run it again), 5 when the account's requests gave up, 6 when
+    /// its key was rejected, 3 when records were dead-lettered.
     Backfill(BackfillArgs),
     /// Turn raw events into payment facts until Ctrl-C.
     Transform,
     /// Load payment facts into ClickHouse until Ctrl-C.
     Load,
-    /// Create or upgrade the ClickHouse database, tables and views (idempotent).
+    /// Create or upgrade the ClickHouse database, tables and views (idempotent); exits 1 when it cannot.
     Migrate,
     /// Check the config without contacting anything (a dry run) and print what the stages would use
     ///
     /// Parses the file and the COUPANG_ETL__… overrides, resolves every secret ({ env } and { file }),
-    /// validates every setting, and prints the result with secrets shown only as "set". Exits non-zero,
-    /// naming the setting, when anything is wrong: deploy scripts and systemd's ExecStartPre use it.
+    /// validates every setting, and prints the result with secrets shown only as "set". Exits 1, naming
+    /// the setting, when anything is wrong: deploy scripts and systemd's ExecStartPre use it.
     Validate,
     /// Serve the Coupang API simulator, or print its ground truth
     ///
@@ -102,6 +116,10 @@ enum Command {
     ///
     /// Reads what the stages leave in Kafka and ClickHouse, so it works from any machine that reaches
     /// them, while the pipeline runs or not. A source that cannot be read is named; the rest is shown.
+    ///
+    /// The exit code makes it a monitoring check: 0 all well, 6 an account is stopped (key rejected or
+    /// expired, or its last sweep failed), 3 the dead-letter topic holds records, 1 something could not
+    /// be read. Lag and a key to reissue soon do not change it.
     Status,
     /// List linked accounts with their key's expiry.
     Accounts,
@@ -247,26 +265,58 @@ fn shutdown_on_signal() -> Shutdown {
     shutdown
 }
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
+    // A command line clap cannot parse exits here with clap's usage code, 2.
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
-            return std::process::ExitCode::FAILURE;
+            return Outcome::Failure.into();
         }
     };
     // Library errors already carry their causes in their message: print it once, without a backtrace.
     match runtime.block_on(execute(cli)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(outcome) => outcome.into(),
         Err(error) => {
             eprintln!("error: {error}");
-            std::process::ExitCode::FAILURE
+            outcome_of_error(&error).into()
         }
     }
 }
 
-async fn execute(cli: Cli) -> Result<()> {
+/// The exit outcome of an error that ended a command: an interruption, or an account's own failure,
+/// keep their codes; anything else is a failure.
+fn outcome_of_error(error: &anyhow::Error) -> Outcome {
+    if let Some(pipeline) = error.downcast_ref::<PipelineError>() {
+        Outcome::of_pipeline_error(pipeline)
+    } else if let Some(ingest) = error.downcast_ref::<IngestError>() {
+        Outcome::of_ingest_error(ingest)
+    } else {
+        Outcome::Failure
+    }
+}
+
+/// Prints the one-line summary of what went wrong (if anything) on stderr, and returns the outcome.
+fn conclude(findings: &Findings) -> Outcome {
+    if let Some(summary) = findings.summary() {
+        eprintln!("{summary}");
+    }
+    findings.outcome()
+}
+
+/// What a range run found: per account from ingest's report, and the dead letters of the other stages.
+fn run_findings(report: &pipeline::RunReport) -> Findings {
+    let mut findings = Findings::of_ingest(&report.ingest);
+    for (stage, records) in &report.stage_dead_letters {
+        findings.dead_lettered_by_stage(stage, *records);
+    }
+    findings
+}
+
+/// Runs the command. Commands that end by themselves return how they ended (see `coupang_etl::exit`);
+/// follow mode returns `Success` once a signal stopped it.
+async fn execute(cli: Cli) -> Result<Outcome> {
     let config = Config::load(cli.config.as_deref())?;
     let quiet = matches!(cli.command, Command::Demo(_) | Command::Status | Command::Validate);
     init_logging(if quiet { "warn" } else { "info" }, config.observability.log_format);
@@ -275,14 +325,16 @@ async fn execute(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Demo(args) => run_demo(config, args.database, metrics, &shutdown).await,
         Command::Validate => {
+            // A config that does not load has already ended the command with 1, naming the setting.
             let origin = cli.config.as_deref().map_or_else(|| "(defaults)".into(), |p| p.display().to_string());
             println!("config {origin}: valid");
             print!("{}", config.describe(etl_core::time::now_kst().date_naive()));
-            Ok(())
+            Ok(Outcome::Success)
         }
         Command::Status => {
-            print!("{}", coupang_etl::status::gather(&config).await.render());
-            Ok(())
+            let report = coupang_etl::status::gather(&config).await;
+            write_out(&report.render())?;
+            Ok(conclude(&report.findings()))
         }
         Command::Run(range) => {
             require_accounts(&config)?;
@@ -291,11 +343,12 @@ async fn execute(cli: Cli) -> Result<()> {
                     let report = pipeline::run_range(&config, from, to, &shutdown).await?;
                     print_ingest_report(&report.ingest);
                     println!("done in {:.1} s", report.elapsed.as_secs_f64());
-                    Ok(())
+                    Ok(conclude(&run_findings(&report)))
                 }
                 _ => {
                     let accounts = config.account_source(cli.config.as_deref());
-                    Ok(pipeline::run_follow(&config, accounts, shutdown).await?)
+                    pipeline::run_follow(&config, accounts, shutdown).await?;
+                    Ok(Outcome::Success)
                 }
             }
         }
@@ -313,17 +366,27 @@ async fn execute(cli: Cli) -> Result<()> {
                     )
                     .await?;
                     print_ingest_report(&report);
-                    Ok(())
+                    let mut findings = Findings::of_ingest(&report);
+                    // Ingest returns what it collected when a signal stops it: say that it is incomplete.
+                    findings.interrupted = shutdown.is_cancelled();
+                    Ok(conclude(&findings))
                 }
                 _ => {
                     let accounts = config.account_source(cli.config.as_deref());
-                    Ok(coupang_ingest::run(&config.ingest, &config.kafka, accounts, shutdown).await?)
+                    coupang_ingest::run(&config.ingest, &config.kafka, accounts, shutdown).await?;
+                    Ok(Outcome::Success)
                 }
             }
         }
         Command::Backfill(args) => run_backfill(&config, args, &shutdown).await,
-        Command::Transform => Ok(coupang_transform::run(&config.transform, &config.kafka, shutdown).await?),
-        Command::Load => Ok(coupang_load::run(&config.load, &config.clickhouse, &config.kafka, shutdown).await?),
+        Command::Transform => {
+            coupang_transform::run(&config.transform, &config.kafka, shutdown).await?;
+            Ok(Outcome::Success)
+        }
+        Command::Load => {
+            coupang_load::run(&config.load, &config.clickhouse, &config.kafka, shutdown).await?;
+            Ok(Outcome::Success)
+        }
         Command::Migrate => {
             let report = coupang_load::migrate(&config.clickhouse).await?;
             println!(
@@ -334,7 +397,7 @@ async fn execute(cli: Cli) -> Result<()> {
                 println!("  applied {version:>3}  {name}");
             }
             println!("  {} migration(s) were already applied", report.already_applied);
-            Ok(())
+            Ok(Outcome::Success)
         }
         Command::Sim(args) => match args.command {
             Some(SimCommand::Truth { level }) => {
@@ -343,7 +406,8 @@ async fn execute(cli: Cli) -> Result<()> {
                     TruthLevel::Daily => truth.daily_csv(),
                     TruthLevel::Orders => truth.orders_csv(),
                     TruthLevel::Items => truth.items_csv(),
-                })
+                })?;
+                Ok(Outcome::Success)
             }
             None => {
                 let listener = tokio::net::TcpListener::bind(args.listen)
@@ -356,12 +420,13 @@ async fn execute(cli: Cli) -> Result<()> {
                 );
                 println!("Point ingest.base_url at it; Ctrl-C stops it.");
                 coupang_sim::serve(&config.sim, listener, shutdown).await?;
-                Ok(())
+                Ok(Outcome::Success)
             }
         },
+        // A listing: `status` is the check whose exit code says whether an account is stopped.
         Command::Accounts => {
             write_out(&accounts_table(&config).await)?;
-            Ok(())
+            Ok(Outcome::Success)
         }
         Command::Summary => {
             let daily = coupang_load::summary::daily_payments(&config.clickhouse).await?;
@@ -380,7 +445,7 @@ async fn execute(cli: Cli) -> Result<()> {
                     d.provisional_amount
                 );
             }
-            Ok(())
+            Ok(Outcome::Success)
         }
     }
 }
@@ -431,7 +496,7 @@ async fn accounts_table(config: &Config) -> String {
     out
 }
 
-async fn run_backfill(config: &Config, args: BackfillArgs, shutdown: &Shutdown) -> Result<()> {
+async fn run_backfill(config: &Config, args: BackfillArgs, shutdown: &Shutdown) -> Result<Outcome> {
     use coupang_ingest::{BackfillProgress, Stream};
     let Some(account) = config.account(&args.account) else {
         bail!("no account with alias {:?} in the config", args.account);
@@ -464,18 +529,30 @@ async fn run_backfill(config: &Config, args: BackfillArgs, shutdown: &Shutdown) 
         ),
     };
     let range = (args.from, args.to);
-    let done =
-        coupang_ingest::backfill(&config.ingest, &config.kafka, account, range, &streams, &on_progress, shutdown)
-            .await?;
+    let backfilled =
+        coupang_ingest::backfill(&config.ingest, &config.kafka, account, range, &streams, &on_progress, shutdown).await;
     if let Some(bar) = &bar {
         bar.finish();
     }
-    let state = if done.windows_done == done.windows_total { "done" } else { "interrupted: run it again to resume" };
+    let mut findings = Findings::default();
+    // Ingest is the only stage of this process, so its dead-letter count is this backfill's.
+    findings.dead_lettered_by_account(&account.alias, pipeline::dead_letters_sent("ingest"));
+    let done = match backfilled {
+        Ok(done) => done,
+        Err(IngestError::Account { message, failure }) => {
+            eprintln!("error: {message}");
+            findings.account_failed(&account.alias, failure);
+            return Ok(conclude(&findings));
+        }
+        Err(other) => return Err(other.into()),
+    };
+    findings.interrupted = done.windows_done < done.windows_total;
+    let state = if findings.interrupted { "interrupted: run it again to resume" } else { "done" };
     println!(
         "backfill {} {}..{}: {}/{} windows ({} resumed from an earlier run), {} records; {state}",
         account.alias, args.from, args.to, done.windows_done, done.windows_total, done.windows_skipped, done.records
     );
-    Ok(())
+    Ok(conclude(&findings))
 }
 
 /// Writes to stdout; a reader that went away (`| head`) ends the output quietly instead of panicking.
@@ -516,7 +593,7 @@ async fn run_demo(
     database: String,
     metrics: Option<SocketAddr>,
     shutdown: &Shutdown,
-) -> Result<()> {
+) -> Result<Outcome> {
     // The demo keeps to its own database and topics, so it never mixes with real data.
     config.clickhouse.database = database;
     config.kafka.topic_prefix = "coupang-demo.".into();
@@ -565,5 +642,5 @@ async fn run_demo(
     if !outcome.mismatches.is_empty() {
         bail!("ClickHouse does not match the simulator's ground truth");
     }
-    Ok(())
+    Ok(conclude(&run_findings(&outcome.report)))
 }

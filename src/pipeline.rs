@@ -8,7 +8,9 @@ use chrono::NaiveDate;
 use coupang_ingest::{AccountSource, IngestReport};
 use coupang_load::MigrationReport;
 use etl_core::kafka::{ensure_topics, group_lag, KafkaSetupError};
+use etl_core::metrics::StageLabel;
 use etl_core::Shutdown;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
@@ -30,7 +32,7 @@ pub enum PipelineError {
     StageStopped(&'static str),
     #[error("simulator: {0}")]
     Simulator(#[source] std::io::Error),
-    #[error("interrupted")]
+    #[error("interrupted (Ctrl-C or SIGTERM) before the range was complete: run it again")]
     Interrupted,
 }
 
@@ -38,7 +40,19 @@ pub enum PipelineError {
 pub struct RunReport {
     pub migration: MigrationReport,
     pub ingest: IngestReport,
+    /// Records the transform and load stages sent to the dead-letter topic during the run, by stage
+    /// (those ingest sent are in `ingest`, per account). Read from this process's metrics: exact for
+    /// the CLI, which runs one pipeline per process.
+    pub stage_dead_letters: BTreeMap<&'static str, u64>,
     pub elapsed: Duration,
+}
+
+/// The stages `run_range` runs after ingest, whose dead letters it reports.
+const DOWNSTREAM_STAGES: [&str; 2] = ["transform", "load"];
+
+/// Records `stage` has sent to the dead-letter topic since this process started.
+pub fn dead_letters_sent(stage: &'static str) -> u64 {
+    etl_core::metrics::metrics().dead_letters.get_or_create(&StageLabel { stage }).get()
 }
 
 type StageTask = JoinHandle<Result<(), PipelineError>>;
@@ -87,6 +101,7 @@ pub async fn run_range(
 ) -> Result<RunReport, PipelineError> {
     let started = Instant::now();
     let migration = prepare(config).await?;
+    let dead_letters_before = DOWNSTREAM_STAGES.map(dead_letters_sent);
     let stages = shutdown.child_token();
     let (mut transform, mut load) = spawn_stages(config, &stages);
 
@@ -95,7 +110,9 @@ pub async fn run_range(
             coupang_ingest::collect_range(&config.ingest, &config.kafka, &config.accounts, from, to, shutdown).await?;
         tracing::info!("ingest done; waiting for transform and load to catch up");
         loop {
+            // Shutdown first: it also ends the stages, which must not then count as stopping on their own.
             tokio::select! {
+                biased;
                 _ = shutdown.cancelled() => return Err(PipelineError::Interrupted),
                 ended = &mut transform => return Err(stage_ended("transform", ended)),
                 ended = &mut load => return Err(stage_ended("load", ended)),
@@ -113,7 +130,12 @@ pub async fn run_range(
         Ok(ingest) => {
             join_stage(transform, "transform").await?;
             join_stage(load, "load").await?;
-            Ok(RunReport { migration, ingest, elapsed: started.elapsed() })
+            let stage_dead_letters = DOWNSTREAM_STAGES
+                .into_iter()
+                .zip(dead_letters_before)
+                .map(|(stage, before)| (stage, dead_letters_sent(stage).saturating_sub(before)))
+                .collect();
+            Ok(RunReport { migration, ingest, stage_dead_letters, elapsed: started.elapsed() })
         }
         Err(error) => {
             transform.abort();

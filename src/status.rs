@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Duration;
 
+use crate::exit::Findings;
 use crate::Config;
 
 /// What `status` found; rendered by [`StatusReport::render`].
@@ -121,7 +122,19 @@ impl StatusReport {
         for account in &self.accounts {
             let state = match (&account.key, account.status.as_ref().and_then(|s| s.error.as_ref())) {
                 (KeyHealth::Expired { .. }, _) => "STOPPED: key expired, reissue it in WING".to_string(),
+                (_, Some(error))
+                    if account.status.as_ref().and_then(|s| s.failure)
+                        == Some(coupang_ingest::AccountFailure::RequestsFailed) =>
+                {
+                    format!("FAILED (tried again next sweep): {error}")
+                }
                 (_, Some(error)) => format!("STOPPED: {error}"),
+                (_, None)
+                    if account.status.as_ref().and_then(|s| s.cooling_down_until).is_some_and(|t| t > self.now) =>
+                {
+                    let until = account.status.as_ref().and_then(|s| s.cooling_down_until).unwrap_or(self.now);
+                    format!("COOLING DOWN: Coupang keeps answering 429; calls resume at {} KST", kst(until))
+                }
                 (KeyHealth::ReissueWindow { .. }, None) => "ok, but reissue the key now (window open)".into(),
                 (KeyHealth::Valid { .. }, None) => "ok".into(),
             };
@@ -184,6 +197,48 @@ impl StatusReport {
             let _ = writeln!(out, "  ({stage} lag could not be read: {error})");
         }
         out
+    }
+
+    /// What a monitoring check needs from the screen, for the exit code (nagios-style: 0 means all is
+    /// well). An account shown as STOPPED (key expired, or its last sweep ended with an error) counts
+    /// as stopped: the account-status topic keeps the error as text, without its kind. Records in the
+    /// dead-letter topic count by stage, until retention removes them. A part that could not be read
+    /// makes the check a failure, since nothing can be vouched for then (nagios' UNKNOWN). Lag is left
+    /// out: it is normal while a pipeline runs, and its alert needs a trend (docs/operations.md).
+    pub fn findings(&self) -> Findings {
+        let mut findings = Findings::default();
+        for account in &self.accounts {
+            let expired = matches!(account.key, KeyHealth::Expired { .. });
+            let failed = account.status.as_ref().filter(|s| s.error.is_some());
+            if expired {
+                findings.account_failed(&account.alias, coupang_ingest::AccountFailure::Stopped);
+            } else if let Some(status) = failed {
+                // Statuses written before the kind was recorded count as stopped, as they did.
+                let failure = status.failure.unwrap_or(coupang_ingest::AccountFailure::Stopped);
+                findings.account_failed(&account.alias, failure);
+            }
+        }
+        if let Ok(counts) = &self.dead_letters {
+            for (stage, records) in counts {
+                findings.dead_lettered_by_stage(stage, *records);
+            }
+        }
+        // The screen shows each error; the summary line only names what could not be read.
+        let mut unreadable = Vec::new();
+        if self.statuses.is_err() {
+            unreadable.push("Kafka (account statuses, checkpoints)".to_string());
+        }
+        if self.clickhouse.is_err() {
+            unreadable.push("ClickHouse".to_string());
+        }
+        unreadable.extend(self.lag.iter().filter(|(_, lag)| lag.is_err()).map(|(stage, _)| format!("{stage} lag")));
+        if self.dead_letters.is_err() {
+            unreadable.push("dead letters".to_string());
+        }
+        if !unreadable.is_empty() {
+            findings.failures.push(format!("could not read {}", unreadable.join(", ")));
+        }
+        findings
     }
 
     fn ago(&self, at: DateTime<Utc>) -> String {
@@ -251,5 +306,61 @@ mod tests {
         assert!(text.contains("newest change") && text.contains("5 min ago") && text.contains("20 s ago"), "{text}");
         assert!(text.contains("transform unknown · load 0"), "{text}");
         assert!(text.contains("(Kafka could not be read: broker down)"), "{text}");
+        let findings = report.findings();
+        assert_eq!(findings.outcome(), crate::exit::Outcome::Failure, "what cannot be read cannot be vouched for");
+        assert_eq!(
+            findings.summary().as_deref(),
+            Some("exit 1 (failure): could not read Kafka (account statuses, checkpoints), transform lag, dead letters")
+        );
+    }
+
+    fn view(alias: &str, key: KeyHealth, error: Option<&str>) -> AccountView {
+        let now = Utc::now();
+        AccountView {
+            alias: alias.into(),
+            vendor_id: "A00012345".into(),
+            key_expires_on: NaiveDate::from_ymd_opt(2027, 4, 1).unwrap(),
+            key,
+            // As ingest publishes it to the account-status topic (fields it added later default).
+            status: Some(
+                serde_json::from_value(serde_json::json!({
+                    "alias": alias, "vendor_id": "A00012345", "last_success_at": now, "error": error, "updated_at": now
+                }))
+                .unwrap(),
+            ),
+            checkpoints: BTreeMap::new(),
+            loaded: None,
+        }
+    }
+
+    #[test]
+    fn the_exit_code_says_whether_an_account_is_stopped_or_records_were_dead_lettered() {
+        use crate::exit::Outcome;
+        let healthy = StatusReport {
+            now: Utc::now(),
+            accounts: vec![
+                view("shop-a", KeyHealth::Valid { days_left: 100 }, None),
+                view("shop-b", KeyHealth::ReissueWindow { days_left: 9 }, None),
+            ],
+            statuses: Ok(()),
+            clickhouse: Ok(()),
+            lag: vec![("transform", Ok(120)), ("load", Ok(0))],
+            dead_letters: Ok(BTreeMap::new()),
+        };
+        // A key to reissue soon and lag while the pipeline works are no reason to page anyone.
+        assert_eq!(healthy.findings().outcome(), Outcome::Success);
+
+        let mut dead_letters = healthy.clone();
+        dead_letters.dead_letters = Ok([("transform".to_string(), 2), ("load".to_string(), 1)].into());
+        assert_eq!(
+            dead_letters.findings().summary().as_deref(),
+            Some("exit 3 (records dead-lettered): 3 records dead-lettered (stage load 1, stage transform 2)")
+        );
+
+        let mut stopped = dead_letters.clone();
+        stopped.accounts.push(view("shop-c", KeyHealth::Valid { days_left: 90 }, Some("account shop-c: 401")));
+        stopped.accounts.push(view("shop-d", KeyHealth::Expired { days_ago: 2 }, None));
+        assert_eq!(stopped.findings().outcome(), Outcome::AccountStopped);
+        assert_eq!(stopped.findings().stopped, ["shop-c".to_string(), "shop-d".to_string()].into());
     }
 }
