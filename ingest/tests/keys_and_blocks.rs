@@ -80,6 +80,10 @@ async fn a_persistent_429_cools_the_vendor_down_without_hammering_and_the_call_t
 
     // 3 throttled calls, then one probe per pause (1 s, 2 s, 4 s, 8 s …): a handful, not hundreds.
     let throttled = calls(&sim, "A00060002", 429);
+    println!(
+        "a {block:?} block waited out in {:.1} s with {throttled} calls answered 429",
+        started.elapsed().as_secs_f64()
+    );
     assert!((3..=8).contains(&throttled), "{throttled} calls answered 429 during a 9 s block");
     assert_eq!(metrics().cool_downs.get_or_create(&labels).get() - cool_downs_before, 1, "one cool-down, one warning");
     assert_eq!(metrics().api_calls_recovered.get_or_create(&recovered).get() - recovered_before, 1);
