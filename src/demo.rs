@@ -13,6 +13,16 @@ use std::fmt::Write as _;
 use crate::config::Config;
 use crate::pipeline::{run_range, PipelineError, RunReport};
 
+/// Who owns the databases the demo creates (the mark it leaves in them).
+pub const DEMO_OWNER: &str = "coupang_etl_demo";
+
+/// The database the demo writes to: `--database`; else the config's, unless it is the default
+/// `coupang` (a production name the demo never takes unasked); else `coupang_demo`.
+pub fn database(requested: Option<String>, configured: &str) -> String {
+    let default = coupang_load::ClickHouseConfig::default().database;
+    requested.unwrap_or_else(|| if configured == default { "coupang_demo".into() } else { configured.into() })
+}
+
 /// Accounts for the simulator's vendors, named `demo-a`, `demo-b`, …
 pub fn sim_accounts(config: &Config, today: NaiveDate) -> Vec<AccountConfig> {
     config
@@ -77,8 +87,9 @@ pub async fn run(mut config: Config, shutdown: &Shutdown) -> Result<DemoOutcome,
         config.accounts = sim_accounts(&config, etl_core::time::now_kst().date_naive());
     }
     let truth = Truth::of(&simulator.world());
-    // The demo's database is its own: it starts empty, so what it shows is this run's world alone.
-    coupang_load::schema::drop_database(&config.clickhouse).await?;
+    // The demo's database is its own: it starts empty, so what it shows is this run's world alone. A
+    // database the demo did not create is refused, never emptied.
+    coupang_load::schema::recreate_own_database(&config.clickhouse, DEMO_OWNER).await?;
     // Coupang selects order sheets by creation day, and an order placed just before midnight can be paid
     // on the next day: collect from one day earlier so the first payment day is complete.
     let from = config.sim.start_date - chrono::Duration::days(1);
@@ -118,7 +129,7 @@ pub fn render(outcome: &DemoOutcome, database: &str) -> String {
             out,
             "  {alias:<10} {}  {:>6} shipment boxes → {:>6} raw events{}",
             account.vendor_id,
-            account.boxes,
+            account.distinct_boxes,
             account.events,
             account.error.as_ref().map(|e| format!("  ERROR: {e}")).unwrap_or_default()
         );

@@ -88,12 +88,11 @@ enum Command {
     ///   rate_limit_per_second = 10  calls per vendor per second before 429 (0: off)
     ///   [[sim.vendors]]             vendor_id, access_key, secret_key, key_issued_on (401 from 180 days
     ///                               later), allowed_ips (403 "Not allowed IP" for others)
-    /// Lifecycle, in [sim.lifecycle] (cancels, returns and coupons are off by default until the transform
-    /// stage applies the cancel-to-zero and coupon rules; the demo checks exact totals):
-    ///   cancel_before_dispatch_rate = 0.0   orders cancelled whole while ACCEPT (CANCEL list only)
-    ///   partial_cancel_rate = 0.0   orders with some units of one item cancelled before dispatch
-    ///   return_rate = 0.0           delivered orders returned whole (they leave the order-sheet lists)
-    ///   coupon_rate = 0.0           items bought with coupons, revealed at purchase confirmation
+    /// Lifecycle, in [sim.lifecycle] (a real shop's rates by default; 0 switches a behaviour off):
+    ///   cancel_before_dispatch_rate = 0.04  orders cancelled whole while ACCEPT (CANCEL list only)
+    ///   partial_cancel_rate = 0.03  orders with some units of one item cancelled before dispatch
+    ///   return_rate = 0.05          delivered orders returned whole (they leave the order-sheet lists)
+    ///   coupon_rate = 0.3           items bought with coupons, revealed at purchase confirmation
     ///   split_shipping_rate = 0.1   multi-item orders shipped in two boxes (the second without its own fee)
     ///   buyer_confirm_rate = 0.4    confirmations by the buyer; the rest 7 days after delivery
     /// Faults, in [sim.faults] (all off by default; decided from the seed and the call number):
@@ -105,6 +104,7 @@ enum Command {
     ///   malformed_json_rate = 0.0   bodies cut short
     ///   missing_field_rate = 0.0    order-sheet records without paidAt (per response)
     ///   repeated_record_rate = 0.0  pages that repeat the previous page's last record
+    ///   unreadable_record_rate = 0.0   boxes served with an amount that is not a number, everywhere
     ///
     /// The default vendors are A00010001, A00010002 and C00010003 with access keys sim-access-a/b/c and
     /// secret keys sim-secret-for-<vendor id>. GET /sim/stats returns the calls answered per vendor,
@@ -129,9 +129,11 @@ enum Command {
 
 #[derive(clap::Args)]
 struct DemoArgs {
-    /// ClickHouse database the demo writes to; it is dropped and recreated on every run.
-    #[arg(long, default_value = "coupang_demo")]
-    database: String,
+    /// ClickHouse database the demo writes to: this; else the config's `[clickhouse] database` when
+    /// the config sets one other than the default `coupang`; else `coupang_demo`. The demo empties
+    /// only a database it created itself (it marks it); any other existing database is refused.
+    #[arg(long)]
+    database: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -590,12 +592,12 @@ fn print_ingest_report(report: &coupang_ingest::IngestReport) {
 
 async fn run_demo(
     mut config: Config,
-    database: String,
+    database: Option<String>,
     metrics: Option<SocketAddr>,
     shutdown: &Shutdown,
 ) -> Result<Outcome> {
     // The demo keeps to its own database and topics, so it never mixes with real data.
-    config.clickhouse.database = database;
+    config.clickhouse.database = demo::database(database, &config.clickhouse.database);
     config.kafka.topic_prefix = "coupang-demo.".into();
     let _embedded = if config.kafka.brokers.is_empty() {
         // librdkafka's mock broker accepts transactions but stores no offsets sent with them, so the

@@ -72,8 +72,12 @@ impl AccountFailure {
 pub struct AccountReport {
     pub alias: String,
     pub vendor_id: String,
-    /// Shipment boxes read from the API.
+    /// Shipment boxes read from the API (a box read twice, e.g. listed again after a status change,
+    /// counts twice).
     pub boxes: u64,
+    /// Distinct shipment boxes this process has read for the account (in a range collection: the
+    /// range's).
+    pub distinct_boxes: u64,
     /// Raw events acknowledged by the broker.
     pub events: u64,
     /// Records that could not be read, even alone, and went to the dead-letter topic.
@@ -589,6 +593,7 @@ async fn sweep(
     for outcome in announcing_cool_downs(sweeps, sink, &limiters, &tracker.last_success).await? {
         let (client, mut report, filter, done, error) = outcome?;
         let account = client.account();
+        report.distinct_boxes = filter.boxes_seen.len() as u64;
         tracker.filters.insert(account.alias.clone(), filter);
         for (stream, checkpoint) in done {
             if stream == Stream::Revenue {

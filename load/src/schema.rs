@@ -177,6 +177,9 @@ pub enum SchemaError {
         #[source]
         source: clickhouse::error::Error,
     },
+    /// A database the caller would empty exists and was not created by it.
+    #[error("ClickHouse at {url}: database `{database}` exists and was not created by {owner}: it is left alone (choose another database, or drop it yourself)")]
+    NotOwned { url: String, database: String, owner: String },
     #[error("ClickHouse at {url}: migration {version} ({name}) failed: {source}")]
     Migration {
         url: String,
@@ -250,7 +253,6 @@ pub async fn drop_database(config: &ClickHouseConfig) -> Result<(), SchemaError>
         .map_err(|source| SchemaError::ClickHouse { url: config.url.clone(), source })
 }
 
-/// Creates the database and applies the migrations it does not have yet.
 /// Whether `(table, column)` exists in `db`.
 async fn column_exists(
     admin: &clickhouse::Client,
@@ -265,6 +267,43 @@ async fn column_exists(
         .fetch_one::<CountRow>()
         .await?;
     Ok(count.n > 0)
+}
+
+/// Empties the configured database for `owner` (the demo) and marks it as `owner`'s: creates it when
+/// missing, drops and recreates it when it carries `owner`'s mark, and refuses (`NotOwned`) when it
+/// exists without it, so a name pointing at real data never loses it.
+pub async fn recreate_own_database(config: &ClickHouseConfig, owner: &str) -> Result<(), SchemaError> {
+    config.validate().map_err(SchemaError::Config)?;
+    let error = |source| SchemaError::ClickHouse { url: config.url.clone(), source };
+    let admin = config.server_client();
+    let db = &config.database;
+    let mark = format!("created_by_{owner}");
+    let database_exists = admin
+        .query("SELECT count() AS n FROM system.databases WHERE name = ?")
+        .bind(db)
+        .fetch_one::<CountRow>()
+        .await
+        .map_err(error)?
+        .n
+        > 0;
+    if database_exists {
+        let marked = admin
+            .query("SELECT count() AS n FROM system.tables WHERE database = ? AND name = ?")
+            .bind(db)
+            .bind(&mark)
+            .fetch_one::<CountRow>()
+            .await
+            .map_err(error)?
+            .n
+            > 0;
+        if !marked {
+            return Err(SchemaError::NotOwned { url: config.url.clone(), database: db.clone(), owner: owner.into() });
+        }
+        admin.query(&format!("DROP DATABASE {db}")).execute().await.map_err(error)?;
+    }
+    admin.query(&format!("CREATE DATABASE {db}")).execute().await.map_err(error)?;
+    let create_mark = format!("CREATE TABLE {db}.{mark} (created_at DateTime DEFAULT now()) ENGINE = TinyLog");
+    admin.query(&create_mark).execute().await.map_err(error)
 }
 
 pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrationReport, SchemaError> {
