@@ -154,7 +154,7 @@ impl Findings {
                 (None, Some(_)) => findings.account_failed(alias, AccountFailure::RequestsFailed),
                 (None, None) => {}
             }
-            findings.dead_lettered_by_account(alias, account.bad_records);
+            findings.dead_lettered_by_account(alias, account.bad_records());
         }
         findings
     }
@@ -308,7 +308,8 @@ mod tests {
     }
 
     fn account(error: Option<&str>, failure: Option<AccountFailure>, bad_records: u64) -> AccountReport {
-        AccountReport { error: error.map(String::from), failure, bad_records, ..AccountReport::default() }
+        let dead_lettered = (0..bad_records).map(|n| format!("ordersheets shipmentBoxId={n} paidAt")).collect();
+        AccountReport { error: error.map(String::from), failure, dead_lettered, ..AccountReport::default() }
     }
 
     #[test]

@@ -584,7 +584,7 @@ fn print_ingest_report(report: &coupang_ingest::IngestReport) {
             account.vendor_id,
             account.boxes,
             account.events,
-            account.bad_records,
+            account.bad_records(),
             account.error.as_ref().map(|e| format!("  ERROR: {e}")).unwrap_or_default()
         );
     }

@@ -203,7 +203,7 @@ async fn with_every_simulator_fault_on_the_numbers_stay_exact() {
     let report = run_range(&config, from, to, &Shutdown::new()).await.unwrap();
     for (alias, account) in &report.ingest.accounts {
         assert_eq!(account.error, None, "{alias} finished");
-        assert_eq!(account.bad_records, 0, "{alias}: every incomplete record came whole when asked alone");
+        assert_eq!(account.bad_records(), 0, "{alias}: every incomplete record came whole when asked alone");
     }
     assert_eq!(compare(&daily_payments(&config.clickhouse).await.unwrap(), &truth), vec![]);
     assert_eq!(order_payments(&config.clickhouse).await.unwrap(), truth.orders);

@@ -76,7 +76,7 @@ async fn with_faults_on_every_box_receipt_and_revenue_row_is_emitted_once() {
     assert_eq!(revenue.len(), got_revenue.len(), "each revenue row once");
     same(&got_revenue, &expected_revenue, "revenue rows");
     assert!(revenue.iter().filter(|r| r.sale_type == "REFUND").all(|r| r.items.iter().all(|i| i.sale_price < 0)));
-    assert!(report.accounts.values().all(|a| a.error.is_none() && a.bad_records == 0), "{report:?}");
+    assert!(report.accounts.values().all(|a| a.error.is_none() && a.bad_records() == 0), "{report:?}");
     let calls: u64 = sim.stats().values().sum();
     let changes = boxes.len() + receipts.len() + revenue.len();
     println!(

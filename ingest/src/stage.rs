@@ -80,9 +80,8 @@ pub struct AccountReport {
     pub distinct_boxes: u64,
     /// Raw events acknowledged by the broker.
     pub events: u64,
-    /// Records that could not be read, even alone, and went to the dead-letter topic.
-    pub bad_records: u64,
-    /// Those records, as `endpoint record-id field` (each is dead-lettered once per sweep).
+    /// Records that could not be read, even alone, and went to the dead-letter topic, as
+    /// `endpoint record-id field` (each is dead-lettered once per sweep).
     pub dead_lettered: BTreeSet<String>,
     /// Cancel/return receipts acknowledged by the broker.
     pub receipts: u64,
@@ -105,6 +104,13 @@ pub struct AccountReport {
 pub struct IngestReport {
     /// By account alias.
     pub accounts: BTreeMap<String, AccountReport>,
+}
+
+impl AccountReport {
+    /// How many records went to the dead-letter topic.
+    pub fn bad_records(&self) -> u64 {
+        self.dead_lettered.len() as u64
+    }
 }
 
 impl IngestReport {
@@ -135,6 +141,23 @@ pub struct AccountStatus {
     #[serde(default)]
     pub cooling_down_until: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl AccountStatus {
+    /// The status of an account that works (no error, no cool-down), with its last successful calls.
+    fn working(account: &AccountConfig, last_success: &HashMap<String, BTreeMap<String, DateTime<Utc>>>) -> Self {
+        let by_endpoint = last_success.get(&account.alias).cloned().unwrap_or_default();
+        AccountStatus {
+            alias: account.alias.clone(),
+            vendor_id: account.vendor_id.clone(),
+            last_success_at: by_endpoint.values().max().copied(),
+            last_success_by_endpoint: by_endpoint,
+            error: None,
+            failure: None,
+            cooling_down_until: None,
+            updated_at: Utc::now(),
+        }
+    }
 }
 
 /// Where follow mode gets the linked accounts from at every sweep. The CLI re-reads the config file,
@@ -444,7 +467,7 @@ pub async fn run(
         };
         for (alias, account) in &report.accounts {
             tracing::info!(account = %alias, boxes = account.boxes, events = account.events, receipts = account.receipts,
-                revenue_rows = account.revenue_rows, unchanged = account.unchanged, bad_records = account.bad_records,
+                revenue_rows = account.revenue_rows, unchanged = account.unchanged, bad_records = account.bad_records(),
                 error = account.error.as_deref().unwrap_or(""), "sweep done");
         }
         tokio::select! {
@@ -550,7 +573,7 @@ async fn sweep(
     }
 
     let limiters: Vec<_> =
-        runnable.iter().map(|(client, ..)| (client.account().clone(), client.limiter_handle())).collect();
+        runnable.iter().map(|(client, ..)| (client.account().clone(), client.limiter().clone())).collect();
     let sweeps = runnable.into_iter().map(|(client, mut report, mut filter, plan)| async move {
         let mut done = Vec::new();
         let mut error = None;
@@ -627,14 +650,9 @@ async fn sweep(
             continue;
         };
         let status = AccountStatus {
-            alias: account.alias.clone(),
-            vendor_id: account.vendor_id.clone(),
-            last_success_at: tracker.last_success.get(&account.alias).and_then(|s| s.values().max().copied()),
-            last_success_by_endpoint: tracker.last_success.get(&account.alias).cloned().unwrap_or_default(),
             error: report.error.clone(),
             failure: report.failure,
-            cooling_down_until: None,
-            updated_at: Utc::now(),
+            ..AccountStatus::working(account, &tracker.last_success)
         };
         sink.publish(&sink.topics.account_status, &status.alias, &status).await?;
     }
@@ -669,16 +687,8 @@ async fn announcing_cool_downs<T>(
                         continue;
                     }
                     let until = Utc::now() + chrono::Duration::from_std(left).unwrap_or_default();
-                    let status = AccountStatus {
-                        alias: account.alias.clone(),
-                        vendor_id: account.vendor_id.clone(),
-                        last_success_at: last_success.get(&account.alias).and_then(|s| s.values().max().copied()),
-                        last_success_by_endpoint: last_success.get(&account.alias).cloned().unwrap_or_default(),
-                        error: None,
-                        failure: None,
-                        cooling_down_until: Some(until),
-                        updated_at: Utc::now(),
-                    };
+                    let status =
+                        AccountStatus { cooling_down_until: Some(until), ..AccountStatus::working(account, last_success) };
                     sink.publish(&sink.topics.account_status, &status.alias, &status).await?;
                 }
             }
@@ -777,7 +787,6 @@ async fn dead_letter(
     if !report.dead_lettered.insert(format!("{endpoint} {record_id} {}", fault.field)) {
         return Ok(());
     }
-    report.bad_records += 1;
     let source = [
         ("dlq.source.account", alias.as_str()),
         ("dlq.source.endpoint", endpoint),

@@ -172,14 +172,9 @@ impl CoupangClient {
         metrics().api_calls.get_or_create(&labels).inc();
     }
 
-    /// This vendor's shared pacer (its current rate and slow-downs are observable).
-    pub fn limiter(&self) -> &RateLimiter {
+    /// This vendor's shared pacer (its current rate, slow-downs and cool-down are observable).
+    pub fn limiter(&self) -> &Arc<RateLimiter> {
         &self.limiter
-    }
-
-    /// The same pacer, shared.
-    pub fn limiter_handle(&self) -> Arc<RateLimiter> {
-        self.limiter.clone()
     }
 
     fn alias(&self) -> String {
@@ -251,9 +246,11 @@ impl CoupangClient {
     /// (Coupang's block lasts minutes to tens of minutes), until `cool_down_give_up_minutes`.
     async fn get(&self, endpoint: &'static str, path: &str, query: &[(&str, String)]) -> Result<Vec<u8>, ClientError> {
         let mut last = String::new();
-        let (mut attempt, mut retried, mut throttled) = (0u32, false, 0u32);
+        // `attempt` counts towards `max_attempts` and starts over after a cool-down; `sent` counts all.
+        let (mut attempt, mut sent, mut retried, mut throttled) = (0u32, 0u32, false, 0u32);
         loop {
             attempt += 1;
+            sent += 1;
             // A fresh signature per attempt: Coupang refuses a re-used one.
             let request = self.paced_request(path, query).await?;
             let next = match request.send().await {
@@ -309,7 +306,10 @@ impl CoupangClient {
                         wait
                     } else {
                         // Persistent: the key is blocked. Wait it out without hammering.
-                        self.cool_down(endpoint, &last)?;
+                        if let Some(lasted) = self.cool_down(endpoint) {
+                            let last = format!("{last} (blocked for {} min of cool-down)", lasted.as_secs() / 60);
+                            return Err(ClientError::GaveUp { alias: self.alias(), endpoint, attempts: sent, last });
+                        }
                         (attempt, throttled) = (0, 0);
                         Duration::ZERO
                     }
@@ -335,21 +335,21 @@ impl CoupangClient {
             metrics().api_calls_recovered.get_or_create(&labels).inc();
         }
         if self.limiter.end_cool_down() {
+            metrics().cool_down_seconds.get_or_create(&AccountLabel { account: self.account.alias.clone() }).set(0);
             tracing::info!(account = %self.account.alias, vendor = %self.account.vendor_id, "Coupang answers again: cool-down over");
         }
-        metrics().cool_down_seconds.get_or_create(&AccountLabel { account: self.account.alias.clone() }).set(0);
     }
 
-    /// Puts the vendor in (or further into) a cool-down; one warning per episode. Gives up once the
-    /// episode has lasted `cool_down_give_up_minutes`.
-    fn cool_down(&self, endpoint: &'static str, last: &str) -> Result<(), ClientError> {
+    /// Puts the vendor in (or further into) a cool-down; one warning per episode. Once the episode has
+    /// lasted `cool_down_give_up_minutes` it ends instead, and how long it lasted is returned: the
+    /// call gives up.
+    fn cool_down(&self, endpoint: &'static str) -> Option<Duration> {
         let labels = AccountLabel { account: self.account.alias.clone() };
         let (pause, lasted, began) = self.limiter.cool_down(self.cool_down_first);
         if lasted >= self.cool_down_give_up {
             self.limiter.end_cool_down();
             metrics().cool_down_seconds.get_or_create(&labels).set(0);
-            let last = format!("{last} (blocked for {} min of cool-down)", lasted.as_secs() / 60);
-            return Err(ClientError::GaveUp { alias: self.alias(), endpoint, attempts: 0, last });
+            return Some(lasted);
         }
         if began {
             metrics().cool_downs.get_or_create(&labels).inc();
@@ -358,7 +358,7 @@ impl CoupangClient {
                 "Coupang keeps answering 429: the vendor's calls pause (one probe per pause, pauses doubling up to 15 min)");
         }
         metrics().cool_down_seconds.get_or_create(&labels).set(pause.as_secs() as i64);
-        Ok(())
+        None
     }
 
     /// An error answer other than 429: configuration errors end the call at once; temporary ones give
@@ -622,14 +622,19 @@ pub fn decode_single_box(alias: &str, body: &[u8], shipment_box_id: i64) -> Resu
         }
     };
     if sheet.shipment_box_id != shipment_box_id {
-        return Err(ClientError::WrongRecord {
-            alias: alias.to_string(),
-            endpoint: ORDERSHEETS,
-            asked: format!("shipmentBoxId={shipment_box_id}"),
-            answered: format!("shipmentBoxId={}", sheet.shipment_box_id),
-        });
+        return Err(wrong_record(alias, "shipmentBoxId", shipment_box_id, sheet.shipment_box_id));
     }
     Ok(sheet)
+}
+
+/// A look-up of `id_field` = `asked` that answered `answered`.
+fn wrong_record(alias: &str, id_field: &str, asked: i64, answered: i64) -> ClientError {
+    ClientError::WrongRecord {
+        alias: alias.to_string(),
+        endpoint: ORDERSHEETS,
+        asked: format!("{id_field}={asked}"),
+        answered: format!("{id_field}={answered}"),
+    }
 }
 
 /// The answer to a by-order look-up (`data` a list, or an object in older answers): every box of the
@@ -641,12 +646,7 @@ pub fn decode_order_boxes(
 ) -> Result<Vec<Result<OrderSheet, ClientError>>, ClientError> {
     let records = decode_page::<OrderSheet>(alias, ORDERSHEETS, body, "shipmentBoxId")?.records;
     if let Some(other) = records.iter().flatten().find(|sheet| sheet.order_id != order_id) {
-        return Err(ClientError::WrongRecord {
-            alias: alias.to_string(),
-            endpoint: ORDERSHEETS,
-            asked: format!("orderId={order_id}"),
-            answered: format!("orderId={}", other.order_id),
-        });
+        return Err(wrong_record(alias, "orderId", order_id, other.order_id));
     }
     Ok(records)
 }
