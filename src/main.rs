@@ -32,7 +32,7 @@ enum Command {
     /// Simulates a month of orders for three vendors, runs ingest, transform and load over it, and prints
     /// the daily payment amounts read back from ClickHouse with a ✓ per day that matches the simulator's
     /// own totals. Needs only a running ClickHouse; with no `kafka.brokers` configured it embeds an
-    /// in-process Kafka. Uses the database `coupang_demo` and topics `coupang-demo.*`.
+    /// in-process Kafka. Uses topics `coupang-demo.*` and a database of its own (see --database).
     Demo(DemoArgs),
     /// Run ingest, transform and load together: over a day range once (--from/--to), or polling until Ctrl-C
     ///
@@ -118,8 +118,8 @@ enum Command {
     /// them, while the pipeline runs or not. A source that cannot be read is named; the rest is shown.
     ///
     /// The exit code makes it a monitoring check: 0 all well, 6 an account is stopped (key rejected or
-    /// expired, or its last sweep failed), 3 the dead-letter topic holds records, 1 something could not
-    /// be read. Lag and a key to reissue soon do not change it.
+    /// expired), 5 an account's last sweep gave up, 3 the dead-letter topic holds records, 1 something
+    /// could not be read. Lag, a key to reissue soon and a 429 cool-down do not change it.
     Status,
     /// List linked accounts with their key's expiry.
     Accounts,
