@@ -29,17 +29,13 @@ async fn a_key_relinked_mid_run_stops_then_resumes_its_account_without_duplicate
         Arc::new(move || linked.lock().unwrap().clone())
     };
     let shutdown = Shutdown::new();
-    let pipeline = {
+    let mut pipeline = {
         let (config, shutdown) = (config.clone(), shutdown.clone());
         tokio::spawn(async move { run_follow(&config, source, shutdown).await })
     };
     let exact =
         || async { daily_payments(&config.clickhouse).await.is_ok_and(|daily| compare(&daily, &truth).is_empty()) };
-    let loaded = eventually(Duration::from_secs(90), exact).await;
-    if !loaded && pipeline.is_finished() {
-        panic!("the pipeline stopped: {:?}", pipeline.await);
-    }
-    assert!(loaded, "the first sweeps load everything");
+    eventually_or_explain(Duration::from_secs(120), "the first sweeps load everything", &mut pipeline, exact).await;
 
     // Reissue in WING: the old key stops working at once. That account stops, loudly; the others go on.
     let relinked = config.accounts[1].clone();
@@ -95,7 +91,7 @@ async fn a_key_expiring_and_a_secret_turning_wrong_mid_run_stop_those_accounts_a
     let (expiring, steady, wrong) =
         (config.accounts[0].clone(), config.accounts[1].clone(), config.accounts[2].clone());
     let shutdown = Shutdown::new();
-    let pipeline = {
+    let mut pipeline = {
         let (config, shutdown) = (config.clone(), shutdown.clone());
         let accounts = coupang_ingest::fixed_accounts(config.accounts.clone());
         tokio::spawn(async move { run_follow(&config, accounts, shutdown).await })
@@ -104,7 +100,7 @@ async fn a_key_expiring_and_a_secret_turning_wrong_mid_run_stop_those_accounts_a
     // Once the first rows are in ClickHouse, one key reaches its expiry and another account's secret
     // changes in WING (so the configured one is wrong).
     let some_loaded = || async { fact_counts(&config.clickhouse).await.is_ok_and(|c| c.current_rows > 0) };
-    assert!(eventually(Duration::from_secs(60), some_loaded).await, "the first rows arrive");
+    eventually_or_explain(Duration::from_secs(120), "the first rows arrive", &mut pipeline, some_loaded).await;
     sim.expire_key(&expiring.vendor_id);
     sim.relink(&wrong.vendor_id, &wrong.access_key, "a-secret-the-config-does-not-have");
     let stopped_at = chrono::Utc::now();
@@ -120,7 +116,13 @@ async fn a_key_expiring_and_a_secret_turning_wrong_mid_run_stop_those_accounts_a
         let rejected = error_of(wrong.alias.clone()).await.is_some_and(|e| e.contains("401"));
         expired && rejected
     };
-    assert!(eventually(Duration::from_secs(60), both_stopped).await, "both accounts report why they stopped");
+    eventually_or_explain(
+        Duration::from_secs(90),
+        "both accounts report why they stopped",
+        &mut pipeline,
+        both_stopped,
+    )
+    .await;
     let (expired_error, wrong_error) =
         (error_of(expiring.alias.clone()).await.unwrap(), error_of(wrong.alias.clone()).await.unwrap());
     assert!(expired_error.contains(&expiring.alias), "{expired_error}");
@@ -135,7 +137,8 @@ async fn a_key_expiring_and_a_secret_turning_wrong_mid_run_stop_those_accounts_a
             compare(&mine, &others).is_empty()
         })
     };
-    assert!(eventually(Duration::from_secs(120), steady_exact).await, "{} exact", steady.alias);
+    eventually_or_explain(Duration::from_secs(120), &format!("{} exact", steady.alias), &mut pipeline, steady_exact)
+        .await;
     let still_calling = || async {
         account_statuses(&config.kafka, Duration::from_secs(5)).await.is_ok_and(|s| {
             s.get(&steady.alias).is_some_and(|s| s.error.is_none() && s.last_success_at.is_some_and(|t| t > stopped_at))

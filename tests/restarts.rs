@@ -53,7 +53,7 @@ async fn broker_and_clickhouse_restarted_mid_run_lose_and_duplicate_nothing() {
     let expected_rows: u64 = truth.daily.values().map(|d| d.items).sum();
     let accounts = config.accounts.clone();
     let shutdown = Shutdown::new();
-    let pipeline = {
+    let mut pipeline = {
         let (config, shutdown) = (config.clone(), shutdown.clone());
         tokio::spawn(async move { run_follow(&config, Arc::new(move || accounts.clone()), shutdown).await })
     };
@@ -62,18 +62,15 @@ async fn broker_and_clickhouse_restarted_mid_run_lose_and_duplicate_nothing() {
 
     // The broker goes away for 8 s once the first rows are in ClickHouse.
     let some_loaded = || async { fact_counts(&config.clickhouse).await.is_ok_and(|c| c.current_rows > 0) };
-    assert!(eventually(Duration::from_secs(60), some_loaded).await, "the first rows arrive");
+    eventually_or_explain(Duration::from_secs(120), "the first rows arrive", &mut pipeline, some_loaded).await;
     report.push(outage("kafka", 8, &config, &truth, started).await);
     // Then ClickHouse, for 10 s.
     tokio::time::sleep(Duration::from_secs(3)).await;
     report.push(outage("clickhouse", 10, &config, &truth, started).await);
 
     let exact = || async { days_off(&config, &truth).await == 0 };
-    let done = eventually(Duration::from_secs(180), exact).await;
-    if !done && pipeline.is_finished() {
-        panic!("the pipeline stopped: {:?}", pipeline.await);
-    }
-    assert!(done, "every vendor-day exact after both restarts");
+    let exact_after = "every vendor-day exact after both restarts";
+    eventually_or_explain(Duration::from_secs(180), exact_after, &mut pipeline, exact).await;
     assert_eq!(order_payments(&config.clickhouse).await.unwrap(), truth.orders, "every order exact");
     assert_eq!(item_payments(&config.clickhouse).await, truth.items, "every fact key exact");
     let counts = fact_counts(&config.clickhouse).await.unwrap();

@@ -198,6 +198,33 @@ where
     }
 }
 
+/// Like [`eventually`], but a check that never holds panics with why: the pipeline's own error when it
+/// stopped, else the last warnings and errors this test process logged.
+pub async fn eventually_or_explain<F, Fut>(
+    timeout: Duration,
+    what: &str,
+    pipeline: &mut tokio::task::JoinHandle<Result<(), coupang_etl::pipeline::PipelineError>>,
+    check: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    if eventually(timeout, check).await {
+        return;
+    }
+    if pipeline.is_finished() {
+        panic!("{what}: no, the pipeline stopped: {:?}", pipeline.await);
+    }
+    panic!("{what}: not within {timeout:?}; the last warnings and errors logged:\n{}", logged_warnings(40));
+}
+
+/// The last `lines` WARN and ERROR lines this test process logged (every test of the binary).
+pub fn logged_warnings(lines: usize) -> String {
+    let logs = String::from_utf8_lossy(&captured_logs().lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    let warnings: Vec<&str> = logs.lines().filter(|l| l.contains(" WARN ") || l.contains(" ERROR ")).collect();
+    warnings[warnings.len().saturating_sub(lines)..].join("\n")
+}
+
 /// Writes `config`'s Kafka, ClickHouse, stage groups and accounts to a TOML file for running the real
 /// binary (the processes must share the test's topics, partition count and consumer groups).
 pub fn write_config_file(config: &Config, name: &str) -> std::path::PathBuf {
