@@ -5,9 +5,12 @@
 mod common;
 
 use common::*;
+use coupang_ingest::Stream;
 use coupang_load::summary::{daily_payments, fact_counts, order_payments, DailyPayment};
 use coupang_schemas::{decode, OrderSheetEvent};
+use coupang_sim::config::LifecycleConfig;
 use coupang_sim::SimConfig;
+use etl_core::Shutdown;
 use rdkafka::Message;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::{Child, Command};
@@ -166,4 +169,41 @@ async fn a_backfill_over_days_live_polling_covered_changes_nothing() {
     std::fs::remove_file(file).unwrap();
     sim.stop().await;
     finish(&config).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_reads_the_cancels_of_its_last_day_requested_after_it() {
+    // Half the orders are cancelled whole within hours of payment: those paid late on the range's last
+    // day are cancelled the next day, after `--to`, and have left the order-sheet lists by then.
+    let today = etl_core::time::now_kst().date_naive();
+    let lifecycle = LifecycleConfig { cancel_before_dispatch_rate: 0.5, ..LifecycleConfig::plain() };
+    let world = SimConfig {
+        start_date: today - chrono::Duration::days(10),
+        days: 2,
+        orders_per_day: 60,
+        lifecycle,
+        ..SimConfig::default()
+    };
+    let mut config = config("late-cancels", world);
+    config.sim.vendors.truncate(1);
+    let sim = with_simulator(&mut config).await;
+    let (from, to) = (config.sim.start_date, config.sim.end_date());
+    let streams = [Stream::OrderSheets, Stream::ReturnRequests, Stream::Revenue];
+    let account = config.accounts[0].clone();
+    coupang_ingest::backfill(&config.ingest, &config.kafka, &account, (from, to), &streams, &|_| {}, &Shutdown::new())
+        .await
+        .unwrap();
+
+    let world = sim.world();
+    let boxes = &world.vendors[&account.vendor_id].boxes;
+    let late = boxes.iter().filter(|b| b.receipts.iter().any(|r| r.created_at.date_naive() > to)).count();
+    assert!(late > 0, "the world has cancels requested after the range");
+    let expected: HashSet<i64> = boxes.iter().map(|b| b.shipment_box_id).collect();
+    let collected: HashSet<i64> = read_topic(&config.kafka, &config.kafka.topics().raw_order_sheets)
+        .iter()
+        .map(|m| decode::<OrderSheetEvent>(m.payload().unwrap_or_default()).unwrap().shipment_box_id)
+        .collect();
+    assert_eq!(collected, expected, "every box of the range, those cancelled after it too");
+    println!("backfill {from}..{to}: {} boxes, {late} cancelled after the range", expected.len());
+    sim.stop().await;
 }

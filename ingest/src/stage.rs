@@ -334,10 +334,18 @@ pub async fn backfill(
         progress.key(&account.alias, stream).and_then(|key| recorded.get(&key)).map(|c| c.swept_through)
     };
     let yesterday = now_kst().date_naive() - chrono::Duration::days(1);
-    let windows_of = |stream: Stream| windows(from, if stream == Stream::Revenue { to.min(yesterday) } else { to });
+    // Receipts a month past the range, as `collect_range` reads them: an order of the range's last days
+    // cancelled whole afterwards has left the order-sheet lists, and only its receipt tells of it.
+    let windows_of = |stream: Stream| match stream {
+        Stream::Revenue => windows(from, to.min(yesterday)),
+        Stream::ReturnRequests => windows(from, receipts_until(to, yesterday)),
+        Stream::OrderSheets => windows(from, to),
+    };
     let total: u64 = streams.iter().map(|s| windows_of(*s).len() as u64).sum();
     let mut state = BackfillProgress { windows_total: total, ..BackfillProgress::default() };
     let mut tracker = AccountTracker::default();
+    // Orders read alone through those receipts count only when paid within the range.
+    tracker.filters.insert(account.alias.clone(), ChangeFilter { paid_until: Some(to), ..ChangeFilter::default() });
     for &stream in streams {
         let resume_after = done_through(stream);
         for (window_from, window_to) in windows_of(stream) {
@@ -373,6 +381,14 @@ pub async fn backfill(
     Ok(state)
 }
 
+/// The last day whose receipts a collection of days up to `to` reads: a cancel or return can be
+/// requested weeks after the payment day, and a box cancelled or returned whole leaves the order-sheet
+/// lists, so receipts are read for a month past the range (up to today).
+fn receipts_until(to: NaiveDate, yesterday: NaiveDate) -> NaiveDate {
+    let today = yesterday + chrono::Duration::days(1);
+    (to + chrono::Duration::days(MAX_WINDOW_DAYS)).min(today).max(to)
+}
+
 /// Collects `from..=to` (Asia/Seoul) for every account, once: order sheets and receipts by creation
 /// day, revenue rows by recognition day (up to yesterday). An account whose key is rejected or expired
 /// stops with its error in the report; the others go on. Kafka failures are returned as errors:
@@ -389,10 +405,7 @@ pub async fn collect_range(
     let sink = Sink::connect(kafka).await?;
     let mut tracker = AccountTracker::default();
     let yesterday = now_kst().date_naive() - chrono::Duration::days(1);
-    let today = yesterday + chrono::Duration::days(1);
-    // A cancel or return can be requested weeks after the payment day, and a box cancelled or returned
-    // whole leaves the order-sheet lists: receipts are read for a month past the range.
-    let receipts_until = (to + chrono::Duration::days(MAX_WINDOW_DAYS)).min(today).max(to);
+    let receipts_until = receipts_until(to, yesterday);
     for account in accounts {
         let filter = ChangeFilter { paid_until: Some(to), ..ChangeFilter::default() };
         tracker.filters.insert(account.alias.clone(), filter);
