@@ -226,6 +226,10 @@ async fn two_processes_one_killed(transactions: bool) {
     let partitions: std::collections::BTreeSet<&String> = restored.iter().map(|(p, _)| p).collect();
     assert_eq!(partitions.len(), 3, "B ends up restoring every partition:\n{log}");
     assert!(restored.iter().skip(1).any(|(_, orders)| *orders > 0), "A's state moved to B:\n{log}");
+    // With transactions, the batch A left open holds back read_committed readers (this one too) until
+    // the broker aborts it: up to the transaction timeout (15 s) plus the broker's abort sweep.
+    let complete = || async { differences(&current_facts(&config).0, &expected).is_empty() };
+    eventually(Duration::from_secs(if transactions { 60 } else { 0 }), complete).await;
     let (got, emitted) = current_facts(&config);
     assert_eq!(differences(&got, &expected), Vec::<String>::new());
     println!(
