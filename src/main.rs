@@ -71,7 +71,8 @@ enum Command {
     /// Serve the Coupang API simulator, or print its ground truth
     ///
     /// The simulator answers the WING Open API paths the pipeline uses (order sheets by day and by minute
-    /// window, one box, one order, on v5 and v4; returnRequests on v6 and v4; revenue-history) with
+    /// window, one box, one order, on v5 and v4; returnRequests on v6 and v4; revenue-history; and the
+    /// v4 returnWithdrawRequests and exchangeRequests lists) with
     /// Coupang's signature check (both header separators, a clock-skew window, one use per signature),
     /// limits, envelopes and error bodies, for a seeded world of orders. Point `ingest.base_url` at it.
     ///
@@ -88,13 +89,26 @@ enum Command {
     ///   rate_limit_per_second = 10  calls per vendor per second before 429 (0: off)
     ///   [[sim.vendors]]             vendor_id, access_key, secret_key, key_issued_on (401 from 180 days
     ///                               later), allowed_ips (403 "Not allowed IP" for others)
-    /// Lifecycle, in [sim.lifecycle] (a real shop's rates by default; 0 switches a behaviour off):
+    /// Lifecycle, in [sim.lifecycle] (a real shop's rates by default; 0 switches a path off):
     ///   cancel_before_dispatch_rate = 0.04  orders cancelled whole while ACCEPT (CANCEL list only)
     ///   partial_cancel_rate = 0.03  orders with some units of one item cancelled before dispatch
+    ///   release_stop_rate = 0.01    orders the buyer stops while INSTRUCT (status RU, then CC)
+    ///   stock_out_rate = 0.01       orders the seller cancels while INSTRUCT, out of stock
     ///   return_rate = 0.05          delivered orders returned whole (they leave the order-sheet lists)
+    ///   partial_refund_rate = 0.02  confirmed orders with some units returned (REFUND rows)
+    ///   two_refunds_same_day_share = 0.3   of those, two receipts completed on one day
+    ///   long_pending_share = 0.1    release stops and returns still open weeks later (RU, UC, PR)
+    ///   withdrawn_rate = 0.01       cancel or return requests the buyer withdraws (returnWithdrawRequests)
+    ///   exchange_rate = 0.01        delivered orders exchanged (exchangeRequests; no money moves)
     ///   coupon_rate = 0.3           items bought with coupons, revealed at purchase confirmation
-    ///   split_shipping_rate = 0.1   multi-item orders shipped in two boxes (the second without its own fee)
+    ///   price_cut_rate = 0.1        items with an option or instant price cut (orderPrice < salesPrice × qty)
+    ///   split_shipping_rate = 0.1   multi-item orders shipped in two boxes
+    ///   second_box_fee_share = 0.3  split orders whose second box carries its own shipping fee
+    ///   first_box_cancel_share = 0.1   split orders whose fee-carrying box alone is cancelled
     ///   buyer_confirm_rate = 0.4    confirmations by the buyer; the rest 7 days after delivery
+    ///   adjustment_rate = 0.05      vendor-days with an orderId = 0 adjustment row on revenue-history
+    ///   string_code_rate = 0.05     answers whose envelope says "code": "200"
+    ///   fractional_time_rate = 0.2  v5 records whose times carry microseconds
     /// Faults, in [sim.faults] (all off by default; decided from the seed and the call number):
     ///   burst_429 = { every = 25, length = 2 }   the first `length` of every `every` calls answer 429
     ///   retry_after_secs = 1        Retry-After sent with 429s
@@ -108,7 +122,7 @@ enum Command {
     ///
     /// The default vendors are A00010001, A00010002 and C00010003 with access keys sim-access-a/b/c and
     /// secret keys sim-secret-for-<vendor id>. GET /sim/stats returns the calls answered per vendor,
-    /// endpoint and HTTP status.
+    /// endpoint and HTTP status; GET /sim/truth the ground truth at the simulated clock (CSV).
     #[command(verbatim_doc_comment)]
     Sim(SimArgs),
     /// One screen per account: key days left, last successful calls, checkpoints, how current its
@@ -190,11 +204,18 @@ struct SimArgs {
 
 #[derive(Subcommand)]
 enum SimCommand {
-    /// Print the expected payment amounts (the ground truth of the configured world) as CSV.
+    /// Print the expected payment amounts (the ground truth of the configured world) as CSV
+    ///
+    /// The truth at one moment of the simulated clock: what had happened to the orders by then. A
+    /// frozen clock (time_scale = 0) shows 09:00 the day after the period, the default; for a running
+    /// clock give --at, or ask the serving simulator: GET /sim/truth answers at its clock.
     Truth {
         /// Per vendor and payment day, per order (shipping included), or per item (shipping excluded).
         #[arg(long, value_enum, default_value = "daily")]
         level: TruthLevel,
+        /// The simulated moment, Asia/Seoul (e.g. 2026-10-15T18:00:00).
+        #[arg(long)]
+        at: Option<chrono::NaiveDateTime>,
     },
 }
 
@@ -402,8 +423,15 @@ async fn execute(cli: Cli) -> Result<Outcome> {
             Ok(Outcome::Success)
         }
         Command::Sim(args) => match args.command {
-            Some(SimCommand::Truth { level }) => {
-                let truth = coupang_sim::truth::Truth::of(&coupang_sim::World::generate(&config.sim));
+            Some(SimCommand::Truth { level, at }) => {
+                let at = match at {
+                    Some(at) => at.and_local_timezone(etl_core::time::kst()).single().context("--at")?,
+                    None if config.sim.time_scale > 0.0 => anyhow::bail!(
+                        "the simulated clock runs (sim.time_scale > 0): give --at, or GET /sim/truth from the serving simulator"
+                    ),
+                    None => coupang_sim::World::final_moment(&config.sim),
+                };
+                let truth = coupang_sim::truth::Truth::of(&coupang_sim::World::generate_at(&config.sim, at));
                 write_out(&match level {
                     TruthLevel::Daily => truth.daily_csv(),
                     TruthLevel::Orders => truth.orders_csv(),

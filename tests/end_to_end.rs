@@ -17,14 +17,12 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_simulated_month_is_exact_and_a_rerun_of_the_same_window_changes_nothing() {
-    let world = SimConfig { days: 30 * soak_factor(), orders_per_day: 10, ..small_world() };
+    // Enough orders a day that every lifecycle path a real shop takes is taken at its default rate.
+    let world = SimConfig { days: 30 * soak_factor(), orders_per_day: 30, ..small_world() };
     let mut config = config("exact", world);
     let sim = with_simulator(&mut config).await;
     let truth = Truth::of(&sim.world());
-    let lifecycle = lifecycle_counts(&sim.world());
-    for (what, count) in &lifecycle {
-        assert!(*count > 0, "the month has {what}: {lifecycle:?}");
-    }
+    let lifecycle = lifecycle_counts(&sim.world(), &config.sim.lifecycle);
     let (from, to) = sim_range(&config);
     let shutdown = Shutdown::new();
 
@@ -52,7 +50,7 @@ async fn a_simulated_month_is_exact_and_a_rerun_of_the_same_window_changes_nothi
     assert_eq!(merged.stored_rows, expected_rows, "after merging, one physical row per key");
 
     println!(
-        "checked {} vendor-days, {} orders, {} fact keys ({lifecycle:?}); rerun stored {} versions, merged back to {}",
+        "checked {} vendor-days, {} orders, {} fact keys; orders per path: {lifecycle}; rerun stored {} versions, merged back to {}",
         truth.daily.len(),
         truth.orders.len(),
         expected_rows,
@@ -243,21 +241,13 @@ fn sample_event() -> OrderSheetEvent {
     }
 }
 
-/// How many boxes of the world went through each part of the lifecycle the rules care about.
-fn lifecycle_counts(world: &coupang_sim::world::World) -> Vec<(&'static str, usize)> {
-    use coupang_sim::world::ReceiptKind;
-    let boxes: Vec<_> = world.vendors.values().flat_map(|v| v.boxes.iter()).collect();
-    let with = |kind: ReceiptKind| boxes.iter().filter(|b| b.receipts.iter().any(|r| r.kind == kind)).count();
-    vec![
-        ("cancels", with(ReceiptKind::Cancel)),
-        ("returns", with(ReceiptKind::Return)),
-        ("confirmations", boxes.iter().filter(|b| b.confirmed_at.is_some()).count()),
-        (
-            "coupons",
-            boxes
-                .iter()
-                .filter(|b| b.lines.iter().any(|l| l.coupon.instant + l.coupon.downloadable + l.coupon.coupang > 0))
-                .count(),
-        ),
-    ]
+/// How many orders took each lifecycle path; fails when a path that is switched on was taken by none.
+fn lifecycle_counts(world: &coupang_sim::World, lifecycle: &coupang_sim::config::LifecycleConfig) -> String {
+    let (paths, adjustments) = coupang_sim::lifecycle::coverage(world);
+    for (path, orders) in &paths {
+        assert!(!path.enabled(lifecycle) || *orders > 0, "no order took \"{}\": {paths:?}", path.name());
+    }
+    let mut lines: Vec<String> = paths.iter().map(|(path, orders)| format!("{}: {orders}", path.name())).collect();
+    lines.push(format!("orderId 0 adjustment rows: {adjustments}"));
+    lines.join(", ")
 }

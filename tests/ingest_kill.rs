@@ -70,12 +70,13 @@ async fn killing_ingest_at_random_moments_loses_nothing() {
         .values()
         .flat_map(|v| v.boxes.iter().flat_map(|b| b.receipts.iter().map(|r| r.receipt_id)))
         .collect();
-    let revenue_orders: HashSet<i64> = world
-        .vendors
+    // Orders with a revenue row recognised before today (what revenue-history answers), 0 for adjustments.
+    let today = etl_core::time::now_kst().date_naive();
+    let revenue_orders: HashSet<i64> = coupang_sim::revenue::rows_of(&world)
         .values()
-        .flat_map(|v| {
-            v.boxes.iter().filter(|b| b.confirmed_at.is_some() || b.zero_sale_at.is_some()).map(|b| b.order_id)
-        })
+        .flatten()
+        .filter(|r| r.recognized_on < today)
+        .map(|r| r.row["orderId"].as_i64().unwrap_or_default())
         .collect();
     let last_seen = std::sync::Mutex::new(String::new());
     let everything_there = || async {

@@ -9,6 +9,7 @@ use coupang_ingest::client::ReturnQuery;
 use coupang_ingest::{ClientError, CoupangClient, IngestConfig};
 use coupang_sim::config::LifecycleConfig;
 use coupang_sim::config::{Burst, FaultConfig, SimVendor};
+use coupang_sim::world::ReceiptKind;
 use coupang_sim::{SimConfig, Simulator};
 use etl_core::account::AccountConfig;
 use etl_core::secret::Secret;
@@ -317,7 +318,13 @@ async fn cancels_returns_refunds_and_coupons_are_served_as_coupang_does() {
     let unlisted: Vec<i64> = world.boxes.iter().filter(|b| !b.listed).map(|b| b.shipment_box_id).collect();
     assert!(!unlisted.is_empty() && unlisted.iter().all(|id| !listed.contains(id)), "undone boxes leave the lists");
     let cancelled_orders: Vec<i64> = cancels.iter().map(|r| r.order_id).collect();
-    for b in world.boxes.iter().filter(|b| !b.listed && b.zero_sale_at.is_some() && b.delivered_at.is_none()) {
+    let cancelled = |b: &&coupang_sim::world::ShipmentBox| b.receipts.iter().any(|r| r.kind == ReceiptKind::Cancel);
+    for b in world
+        .boxes
+        .iter()
+        .filter(|b| !b.listed && b.zero_sale_at.is_some() && b.delivered_at.is_none())
+        .filter(cancelled)
+    {
         assert!(
             cancelled_orders.contains(&b.order_id),
             "order {} cancelled while ACCEPT is in the CANCEL list",

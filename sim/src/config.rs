@@ -49,29 +49,71 @@ pub struct SimConfig {
 }
 
 /// Order lifecycles. The defaults are a real shop's rates ([`LifecycleConfig::realistic`]); set a rate
-/// to 0 to switch that behaviour off.
+/// to 0 to switch that path off. Every rate is a share of orders unless it says otherwise.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LifecycleConfig {
-    /// Share of orders cancelled whole while still ACCEPT (then listed only under cancelType=CANCEL).
+    /// Orders cancelled whole by the buyer while still ACCEPT (then listed only under cancelType=CANCEL).
     #[serde(default = "default_cancel_before_dispatch_rate")]
     pub cancel_before_dispatch_rate: f64,
-    /// Share of orders with some units of one item cancelled before dispatch.
+    /// Orders with some units of one item cancelled before dispatch.
     #[serde(default = "default_partial_cancel_rate")]
     pub partial_cancel_rate: f64,
-    /// Share of delivered orders returned whole (the box then drops out of the order-sheet lists).
+    /// Orders the buyer asks to stop while INSTRUCT (a release stop: returnRequests status RU, then CC).
+    #[serde(default = "default_release_stop_rate")]
+    pub release_stop_rate: f64,
+    /// Orders the seller cancels while INSTRUCT because the stock ran out (one item, or the whole box).
+    #[serde(default = "default_stock_out_rate")]
+    pub stock_out_rate: f64,
+    /// Delivered orders returned whole (the box then drops out of the order-sheet lists).
     #[serde(default = "default_return_rate")]
     pub return_rate: f64,
+    /// Confirmed orders of which some units are returned later (REFUND rows on revenue-history).
+    #[serde(default = "default_partial_refund_rate")]
+    pub partial_refund_rate: f64,
+    /// Share of partial refunds that come as two receipts completed on the same day (two REFUND rows of
+    /// one order on one recognition day).
+    #[serde(default = "default_two_refunds_same_day_share")]
+    pub two_refunds_same_day_share: f64,
+    /// Share of release stops and returns still open weeks later (RU, UC, VENDOR_WAREHOUSE_CONFIRM, PR).
+    #[serde(default = "default_long_pending_share")]
+    pub long_pending_share: f64,
+    /// Orders with a cancel or return request the buyer withdraws (it leaves returnRequests and shows
+    /// in returnWithdrawRequests; nothing changes hands).
+    #[serde(default = "default_withdrawn_rate")]
+    pub withdrawn_rate: f64,
+    /// Delivered orders exchanged (exchangeRequests; no amount changes).
+    #[serde(default = "default_exchange_rate")]
+    pub exchange_rate: f64,
     /// Share of order items bought with coupons (seller-funded instant/downloadable, Coupang-funded).
     #[serde(default = "default_coupon_rate")]
     pub coupon_rate: f64,
-    /// Share of multi-item orders shipped in two boxes (the second without a shipping fee of its own).
+    /// Share of order items with an option or instant price cut: `orderPrice` < `salesPrice` × quantity.
+    #[serde(default = "default_price_cut_rate")]
+    pub price_cut_rate: f64,
+    /// Share of multi-item orders shipped in two boxes.
     #[serde(default = "default_split_shipping_rate")]
     pub split_shipping_rate: f64,
+    /// Share of split orders whose second box carries a shipping fee of its own.
+    #[serde(default = "default_second_box_fee_share")]
+    pub second_box_fee_share: f64,
+    /// Share of split orders whose first, fee-carrying box is cancelled before dispatch while the other
+    /// ships.
+    #[serde(default = "default_first_box_cancel_share")]
+    pub first_box_cancel_share: f64,
     /// Share of delivered orders the buyer confirms (0.5 to 5 days after delivery); the others are
     /// confirmed automatically 7 days after delivery.
     #[serde(default = "default_buyer_confirm_rate")]
     pub buyer_confirm_rate: f64,
+    /// Share of vendor-days with a non-order adjustment row (`orderId = 0`) on revenue-history.
+    #[serde(default = "default_adjustment_rate")]
+    pub adjustment_rate: f64,
+    /// Share of answers whose envelope says `"code": "200"` (a string) rather than 200.
+    #[serde(default = "default_string_code_rate")]
+    pub string_code_rate: f64,
+    /// Share of v5 records whose times carry microseconds (`…T10:11:12.123456+09:00`).
+    #[serde(default = "default_fractional_time_rate")]
+    pub fractional_time_rate: f64,
 }
 
 fn default_cancel_before_dispatch_rate() -> f64 {
@@ -80,17 +122,56 @@ fn default_cancel_before_dispatch_rate() -> f64 {
 fn default_partial_cancel_rate() -> f64 {
     0.03
 }
+fn default_release_stop_rate() -> f64 {
+    0.01
+}
+fn default_stock_out_rate() -> f64 {
+    0.01
+}
 fn default_return_rate() -> f64 {
     0.05
+}
+fn default_partial_refund_rate() -> f64 {
+    0.02
+}
+fn default_two_refunds_same_day_share() -> f64 {
+    0.3
+}
+fn default_long_pending_share() -> f64 {
+    0.1
+}
+fn default_withdrawn_rate() -> f64 {
+    0.01
+}
+fn default_exchange_rate() -> f64 {
+    0.01
 }
 fn default_coupon_rate() -> f64 {
     0.3
 }
-fn default_buyer_confirm_rate() -> f64 {
-    0.4
+fn default_price_cut_rate() -> f64 {
+    0.1
 }
 fn default_split_shipping_rate() -> f64 {
     0.1
+}
+fn default_second_box_fee_share() -> f64 {
+    0.3
+}
+fn default_first_box_cancel_share() -> f64 {
+    0.1
+}
+fn default_buyer_confirm_rate() -> f64 {
+    0.4
+}
+fn default_adjustment_rate() -> f64 {
+    0.05
+}
+fn default_string_code_rate() -> f64 {
+    0.05
+}
+fn default_fractional_time_rate() -> f64 {
+    0.2
 }
 
 impl Default for LifecycleConfig {
@@ -98,10 +179,23 @@ impl Default for LifecycleConfig {
         LifecycleConfig {
             cancel_before_dispatch_rate: default_cancel_before_dispatch_rate(),
             partial_cancel_rate: default_partial_cancel_rate(),
+            release_stop_rate: default_release_stop_rate(),
+            stock_out_rate: default_stock_out_rate(),
             return_rate: default_return_rate(),
+            partial_refund_rate: default_partial_refund_rate(),
+            two_refunds_same_day_share: default_two_refunds_same_day_share(),
+            long_pending_share: default_long_pending_share(),
+            withdrawn_rate: default_withdrawn_rate(),
+            exchange_rate: default_exchange_rate(),
             coupon_rate: default_coupon_rate(),
+            price_cut_rate: default_price_cut_rate(),
             split_shipping_rate: default_split_shipping_rate(),
+            second_box_fee_share: default_second_box_fee_share(),
+            first_box_cancel_share: default_first_box_cancel_share(),
             buyer_confirm_rate: default_buyer_confirm_rate(),
+            adjustment_rate: default_adjustment_rate(),
+            string_code_rate: default_string_code_rate(),
+            fractional_time_rate: default_fractional_time_rate(),
         }
     }
 }
@@ -112,13 +206,24 @@ impl LifecycleConfig {
         LifecycleConfig::default()
     }
 
-    /// Every order is paid, shipped and confirmed without coupons: the plainest world.
+    /// Every order is paid, shipped and confirmed at its list price without coupons, in plain bodies:
+    /// the plainest world.
     pub fn plain() -> LifecycleConfig {
         LifecycleConfig {
             cancel_before_dispatch_rate: 0.0,
             partial_cancel_rate: 0.0,
+            release_stop_rate: 0.0,
+            stock_out_rate: 0.0,
             return_rate: 0.0,
+            partial_refund_rate: 0.0,
+            withdrawn_rate: 0.0,
+            exchange_rate: 0.0,
             coupon_rate: 0.0,
+            price_cut_rate: 0.0,
+            first_box_cancel_share: 0.0,
+            adjustment_rate: 0.0,
+            string_code_rate: 0.0,
+            fractional_time_rate: 0.0,
             ..LifecycleConfig::default()
         }
     }

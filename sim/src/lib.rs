@@ -6,7 +6,9 @@
 //! pipeline's numbers must be.
 
 pub mod config;
+pub mod lifecycle;
 mod prng;
+pub mod revenue;
 mod server;
 pub mod truth;
 pub mod world;

@@ -2,7 +2,8 @@
 //! world's own state under domain-rules.md, never by calling pipeline code.
 //!
 //! The rules, as of the world's `as_of`:
-//! - an item's amount is its unit price × the units neither cancelled nor returned (completed ones);
+//! - an item's amount is what the buyer paid a unit (`orderPrice` ÷ quantity: the list price less any
+//!   option or instant price cut) × the units neither cancelled nor returned (completed ones);
 //! - coupon discounts (seller- and Coupang-funded) are subtracted only once the order is purchase-
 //!   confirmed; before that the amount is provisional (unless no unit remains: then it is final at 0);
 //! - a box's shipping fee (with the remote-area fee) counts while any unit of the box remains, and is 0
@@ -33,7 +34,7 @@ pub struct DayTotal {
 pub struct ItemTruth {
     pub units: i64,
     pub remaining_units: i64,
-    /// Unit price × remaining units.
+    /// Price paid a unit × remaining units.
     pub order_price: i64,
     /// Seller-funded coupons on the remaining units (0 until confirmation).
     pub seller_coupon: i64,
@@ -65,14 +66,14 @@ impl Truth {
         for vendor in world.vendors.values() {
             for b in &vendor.boxes {
                 let confirmed = b.confirmed_at.is_some();
-                let mut amount = if b.any_remaining() { b.shipping_price + b.remote_price.unwrap_or(0) } else { 0 };
+                let mut amount = if b.any_remaining() { b.fee() } else { 0 };
                 for line in &b.lines {
                     let remaining = line.remaining();
                     let coupons = |per_unit: i64| if confirmed { per_unit * remaining } else { 0 };
                     let item = ItemTruth {
                         units: line.quantity,
                         remaining_units: remaining,
-                        order_price: line.product.unit_price * remaining,
+                        order_price: line.unit_paid() * remaining,
                         seller_coupon: coupons(line.coupon.instant + line.coupon.downloadable),
                         coupang_coupon: coupons(line.coupon.coupang),
                         // Nothing left to confirm means nothing left to change: a row undone whole is final.
@@ -184,7 +185,7 @@ mod tests {
                 } else if b.lines.iter().any(|l| l.cancelled > 0) {
                     // Partly cancelled: the item counts its remaining units, shipping stays.
                     let line = b.lines.iter().find(|l| l.cancelled > 0).unwrap();
-                    assert_eq!(item(line).order_price, line.product.unit_price * (line.quantity - line.cancelled));
+                    assert_eq!(item(line).order_price, line.unit_paid() * (line.quantity - line.cancelled));
                     seen.1 += 1;
                 }
                 if let (Some(_), Some(line)) =

@@ -1,13 +1,15 @@
 //! The simulated world: vendors, their catalogues and their orders over the simulated period.
 //!
-//! First cut (walking skeleton): every order is paid, never cancelled, and has progressed through the
-//! lifecycle according to its age at the world's `as_of` instant. Orders are fixed by the seed.
+//! Every order is fixed by the seed and has progressed through its lifecycle according to its age at
+//! the world's `as_of` instant ([`crate::lifecycle`] draws what happens to it). Each vendor-day is drawn
+//! from a generator of its own, with ids from a block of its own, so any day can be generated alone.
 
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, NaiveTime, TimeZone};
 use etl_core::time::kst;
 use std::collections::BTreeMap;
 
-use crate::config::{LifecycleConfig, SimConfig};
+use crate::config::SimConfig;
+pub use crate::lifecycle::Path;
 use crate::prng::SplitMix64;
 
 /// Coupang's order-sheet statuses, in lifecycle order.
@@ -51,7 +53,8 @@ impl BoxStatus {
 pub struct Product {
     pub vendor_item_id: i64,
     pub seller_product_id: i64,
-    pub name: String,
+    /// Shared by every line of the product (a world holds millions of lines).
+    pub name: std::sync::Arc<str>,
     pub unit_price: i64,
 }
 
@@ -59,9 +62,12 @@ pub struct Product {
 pub struct OrderLine {
     pub product: Product,
     pub quantity: i64,
+    /// An option or instant price cut per unit, in won: the buyer pays `unit_price - price_cut` a unit
+    /// (`orderPrice`), while `salesPrice` stays the list price.
+    pub price_cut: i64,
     /// Units whose cancel completed by `as_of`.
     pub cancelled: i64,
-    /// Units with a cancel requested but not completed at `as_of`.
+    /// Units with a cancel requested but not completed (nor withdrawn) at `as_of`.
     pub cancel_pending: i64,
     /// Units whose return completed by `as_of`.
     pub returned: i64,
@@ -87,9 +93,14 @@ impl Coupon {
 }
 
 impl OrderLine {
-    /// Price of every unit ordered.
+    /// What the buyer pays a unit: the list price less any option or instant price cut.
+    pub fn unit_paid(&self) -> i64 {
+        self.product.unit_price - self.price_cut
+    }
+
+    /// `orderPrice`: what every unit ordered cost the buyer.
     pub fn order_price(&self) -> i64 {
-        self.product.unit_price * self.quantity
+        self.unit_paid() * self.quantity
     }
 
     /// Units neither cancelled nor returned (completed ones) at `as_of`.
@@ -104,6 +115,39 @@ pub enum ReceiptKind {
     Return,
 }
 
+/// Where an open receipt stands (returnRequests' `receiptStatus` and the `status` list it is in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenStatus {
+    /// A release stop the seller has not handled: listed under `RU`.
+    ReleaseStopUnchecked,
+    /// Received, not yet checked: listed under `UC`.
+    ReturnsUnchecked,
+    /// In the seller's warehouse, being checked: listed under `UC`.
+    VendorWarehouseConfirm,
+    /// The seller asked Coupang to check: listed under `PR`.
+    RequestCoupangCheck,
+}
+
+impl OpenStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpenStatus::ReleaseStopUnchecked => "RELEASE_STOP_UNCHECKED",
+            OpenStatus::ReturnsUnchecked => "RETURNS_UNCHECKED",
+            OpenStatus::VendorWarehouseConfirm => "VENDOR_WAREHOUSE_CONFIRM",
+            OpenStatus::RequestCoupangCheck => "REQUEST_COUPANG_CHECK",
+        }
+    }
+
+    /// The returnRequests `status` list the receipt shows in while open.
+    pub fn list_code(self) -> &'static str {
+        match self {
+            OpenStatus::ReleaseStopUnchecked => "RU",
+            OpenStatus::ReturnsUnchecked | OpenStatus::VendorWarehouseConfirm => "UC",
+            OpenStatus::RequestCoupangCheck => "PR",
+        }
+    }
+}
+
 /// A cancel or return receipt (returnRequests).
 #[derive(Debug, Clone)]
 pub struct Receipt {
@@ -112,17 +156,21 @@ pub struct Receipt {
     pub created_at: DateTime<FixedOffset>,
     /// None while it is still being processed at `as_of`.
     pub completed_at: Option<DateTime<FixedOffset>>,
+    /// Its status while open.
+    pub open_status: OpenStatus,
+    /// The seller cancelled (stock ran out), not the buyer.
+    pub by_seller: bool,
     /// (vendor item id, units)
     pub units: Vec<(i64, i64)>,
 }
 
 impl Receipt {
-    /// The returnRequests status code this receipt is listed under: `UC` received, `CC` completed.
+    /// The returnRequests status code this receipt is listed under.
     pub fn status_code(&self) -> &'static str {
         if self.completed_at.is_some() {
             "CC"
         } else {
-            "UC"
+            self.open_status.list_code()
         }
     }
 
@@ -130,12 +178,32 @@ impl Receipt {
         if self.completed_at.is_some() {
             "RETURNS_COMPLETED"
         } else {
-            "RETURNS_UNCHECKED"
+            self.open_status.as_str()
         }
     }
 }
 
-/// One shipment box. In this cut every order ships in exactly one box.
+/// A cancel or return request the buyer withdrew by `as_of` (returnWithdrawRequests); it left the
+/// returnRequests lists then.
+#[derive(Debug, Clone)]
+pub struct Withdrawal {
+    pub cancel_id: i64,
+    pub requested_at: DateTime<FixedOffset>,
+    pub withdrawn_at: DateTime<FixedOffset>,
+    pub vendor_item_ids: Vec<i64>,
+}
+
+/// An exchange request (exchangeRequests): the buyer gets another unit, no money moves.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub exchange_id: i64,
+    pub created_at: DateTime<FixedOffset>,
+    pub completed_at: Option<DateTime<FixedOffset>>,
+    /// (vendor item id, units)
+    pub units: Vec<(i64, i64)>,
+}
+
+/// One shipment box: a whole order, or one of the boxes of a split order.
 #[derive(Debug, Clone)]
 pub struct ShipmentBox {
     pub shipment_box_id: i64,
@@ -151,18 +219,17 @@ pub struct ShipmentBox {
     pub confirmed_at: Option<DateTime<FixedOffset>>,
     pub lines: Vec<OrderLine>,
     pub receipts: Vec<Receipt>,
+    pub withdrawals: Vec<Withdrawal>,
+    pub exchanges: Vec<Exchange>,
     /// One of several boxes of its order.
     pub split_shipping: bool,
     /// Whether the order-sheet lists show the box: not once it was cancelled whole or its return completed.
     pub listed: bool,
-    /// Cancelled or returned whole before confirmation: revenue-history recognises a SALE row with
-    /// `items: []` on this day.
+    /// When the box was cancelled or returned whole before confirmation (revenue-history recognises a
+    /// SALE row with `items: []` once every box of the order is).
     pub zero_sale_at: Option<DateTime<FixedOffset>>,
-    /// Returned after confirmation: revenue-history recognises a REFUND row on this day.
-    pub refund_at: Option<DateTime<FixedOffset>>,
-    /// Personal data the real API returns; the pipeline must never need or keep it.
-    pub orderer_name: String,
-    pub receiver_address: String,
+    /// The paths this box took, for coverage counts.
+    pub paths: Vec<Path>,
 }
 
 impl ShipmentBox {
@@ -174,13 +241,33 @@ impl ShipmentBox {
     pub fn any_remaining(&self) -> bool {
         self.lines.iter().any(|l| l.remaining() > 0)
     }
+
+    /// Personal data the real API returns (the pipeline must never need or keep it): the orderer's
+    /// name and the receiver's address, made up from the order id when served.
+    pub fn personal_data(&self) -> (String, String) {
+        (format!("구매자{}", self.order_id % 10_000), format!("서울특별시 강남구 테헤란로 {}", self.order_id % 500))
+    }
+
+    /// Shipping and remote-area fee of the box.
+    pub fn fee(&self) -> i64 {
+        self.shipping_price + self.remote_price.unwrap_or(0)
+    }
+}
+
+/// A non-order adjustment revenue-history lists with `orderId = 0`.
+#[derive(Debug, Clone)]
+pub struct Adjustment {
+    pub recognized_on: NaiveDate,
+    pub amount: i64,
 }
 
 #[derive(Debug, Clone)]
 pub struct VendorWorld {
     pub vendor_id: String,
-    /// Sorted by shipment box id, the order the list endpoint pages in.
+    /// Sorted by shipment box id, the order the list endpoint pages in (and by payment day).
     pub boxes: Vec<ShipmentBox>,
+    /// Recognised by `as_of`, by day.
+    pub adjustments: Vec<Adjustment>,
 }
 
 #[derive(Debug, Clone)]
@@ -200,6 +287,14 @@ const ITEM_NAMES: [&str; 8] = [
     "요가 매트",
 ];
 
+/// Ids of one vendor-day are drawn inside a block of their own, so any day can be generated alone.
+const ORDER_ID_BASE: i64 = 24_000_000_000_000;
+const ORDER_IDS_PER_DAY: i64 = 1_000_000;
+const BOX_ID_BASE: i64 = 640_000_000_000_000_000;
+const BOX_IDS_PER_DAY: i64 = 100_000_000;
+/// Days a vendor's blocks are numbered over (the period may be at most this long).
+const MAX_DAYS: i64 = 10_000;
+
 impl World {
     /// The world as it stands the morning after the last payment day (recent orders still moving).
     pub fn generate(config: &SimConfig) -> World {
@@ -215,278 +310,117 @@ impl World {
     /// the same orders at every moment, each further along its lifecycle; orders paid less than the
     /// visibility delay before `as_of` are not there yet (Coupang lists new orders ~10 minutes late).
     pub fn generate_at(config: &SimConfig, as_of: DateTime<FixedOffset>) -> World {
-        let visible_until = as_of - Duration::minutes(config.visibility_delay_minutes);
-        let mut next_order_id: i64 = 24_000_000_000_000;
-        let mut next_box_id: i64 = 640_000_000_000_000_000;
-        let mut vendors = BTreeMap::new();
-        for (vendor_index, vendor) in config.vendors.iter().enumerate() {
-            let vendor_index = vendor_index as u64;
-            let mut rng = SplitMix64::fork(config.seed, &[vendor_index]);
-            let catalogue = catalogue(&mut rng, vendor_index);
-            let mut boxes = Vec::new();
-            for day in 0..config.days {
-                let date = config.start_date + Duration::days(i64::from(day));
-                let mean = i64::from(config.orders_per_day);
-                let count = rng.range(mean / 2, mean + mean / 2);
-                for _ in 0..count {
-                    next_order_id += rng.range(1, 40);
-                    next_box_id += rng.range(1, 1_000);
-                    let ids = (next_order_id, next_box_id);
-                    let whole = order(&mut rng, &config.lifecycle, &catalogue, date, as_of, ids);
-                    if whole.lines.len() >= 2 && maybe(&mut rng, config.lifecycle.split_shipping_rate) {
-                        next_box_id += 1;
-                        boxes.extend(split(whole, next_box_id));
-                    } else {
-                        boxes.push(whole);
-                    }
-                }
-            }
-            boxes.retain(|b| b.paid_at <= visible_until);
-            boxes.sort_by_key(|b| b.shipment_box_id);
-            vendors.insert(vendor.vendor_id.clone(), VendorWorld { vendor_id: vendor.vendor_id.clone(), boxes });
-        }
+        let vendors = (0..config.vendors.len())
+            .map(|index| {
+                let vendor = VendorWorld::generate_at(config, index, as_of);
+                (vendor.vendor_id.clone(), vendor)
+            })
+            .collect();
         World { as_of, vendors }
     }
 }
 
-fn at_kst(date: NaiveDate, second_of_day: u32) -> DateTime<FixedOffset> {
+impl VendorWorld {
+    /// One vendor's part of the world at `as_of`, day by day (each day from its own generator).
+    pub fn generate_at(config: &SimConfig, vendor_index: usize, as_of: DateTime<FixedOffset>) -> VendorWorld {
+        let catalogue = catalogue(config, vendor_index);
+        let mut boxes = Vec::new();
+        let mut adjustments = Vec::new();
+        for day in 0..config.days.min(MAX_DAYS as u32) {
+            let orders = DayOrders::generate(config, vendor_index, &catalogue, day, as_of);
+            boxes.extend(orders.boxes);
+            adjustments.extend(orders.adjustment);
+        }
+        // Each day draws its ids from its own block, later days from higher blocks: this is by id already.
+        boxes.sort_by_key(|b| b.shipment_box_id);
+        VendorWorld { vendor_id: config.vendors[vendor_index].vendor_id.clone(), boxes, adjustments }
+    }
+}
+
+/// The orders of one vendor paid on one day of the period, as they stand at `as_of` (those visible
+/// by then), and the day's non-order adjustment if it was recognised by then.
+#[derive(Debug, Clone)]
+pub struct DayOrders {
+    /// By shipment box id.
+    pub boxes: Vec<ShipmentBox>,
+    pub adjustment: Option<Adjustment>,
+}
+
+/// The generator stream of a vendor-day's adjustment, apart from its orders'.
+const ADJUSTMENT_STREAM: u64 = 7;
+
+impl DayOrders {
+    /// Draws `day` (0 = the period's first) of vendor `vendor_index` from its own generator: the same
+    /// whatever else is drawn, so any day can be generated alone.
+    pub fn generate(
+        config: &SimConfig,
+        vendor_index: usize,
+        catalogue: &[Product],
+        day: u32,
+        as_of: DateTime<FixedOffset>,
+    ) -> DayOrders {
+        let index = vendor_index as u64;
+        let mut rng = SplitMix64::fork(config.seed, &[index, u64::from(day)]);
+        let block = vendor_index as i64 * MAX_DAYS + i64::from(day);
+        let mut order_id = ORDER_ID_BASE + block * ORDER_IDS_PER_DAY;
+        let mut box_id = BOX_ID_BASE + block * BOX_IDS_PER_DAY;
+        let date = config.start_date + Duration::days(i64::from(day));
+        let mean = i64::from(config.orders_per_day);
+        let count = rng.range(mean / 2, mean + mean / 2);
+        let visible_until = as_of - Duration::minutes(config.visibility_delay_minutes);
+        let mut boxes = Vec::new();
+        for _ in 0..count {
+            // Steps small enough that a day of up to 20,000 orders stays inside its blocks.
+            order_id += rng.range(1, 40);
+            box_id += rng.range(1, 4_000);
+            let ids = (order_id, box_id);
+            let drawn = crate::lifecycle::order(&mut rng, &config.lifecycle, catalogue, date, as_of, ids);
+            box_id += 1;
+            boxes.extend(drawn.into_iter().filter(|b| b.paid_at <= visible_until));
+        }
+        let mut rng = SplitMix64::fork(config.seed, &[index, u64::from(day), ADJUSTMENT_STREAM]);
+        let adjustment = (maybe(&mut rng, config.lifecycle.adjustment_rate) && date < as_of.date_naive())
+            .then(|| Adjustment { recognized_on: date, amount: -rng.range(1, 50) * 1_000 });
+        DayOrders { boxes, adjustment }
+    }
+}
+
+/// The (vendor index, day of the period) whose block an order id was drawn from.
+pub fn day_of_order(order_id: i64) -> Option<(usize, u32)> {
+    let block = (order_id - ORDER_ID_BASE).checked_div(ORDER_IDS_PER_DAY).filter(|_| order_id >= ORDER_ID_BASE)?;
+    Some(((block / MAX_DAYS) as usize, (block % MAX_DAYS) as u32))
+}
+
+/// The (vendor index, day of the period) whose block a shipment box id was drawn from.
+pub fn day_of_box(shipment_box_id: i64) -> Option<(usize, u32)> {
+    let block =
+        (shipment_box_id - BOX_ID_BASE).checked_div(BOX_IDS_PER_DAY).filter(|_| shipment_box_id >= BOX_ID_BASE)?;
+    Some(((block / MAX_DAYS) as usize, (block % MAX_DAYS) as u32))
+}
+
+pub(crate) fn at_kst(date: NaiveDate, second_of_day: u32) -> DateTime<FixedOffset> {
     let time = NaiveTime::from_num_seconds_from_midnight_opt(second_of_day, 0).expect("second within a day");
     kst().from_local_datetime(&date.and_time(time)).single().expect("fixed offset is unambiguous")
 }
 
-fn catalogue(rng: &mut SplitMix64, vendor_index: u64) -> Vec<Product> {
+/// The vendor's twelve products, from the vendor's own generator.
+pub fn catalogue(config: &SimConfig, vendor_index: usize) -> Vec<Product> {
+    let rng = &mut SplitMix64::fork(config.seed, &[vendor_index as u64]);
+    let vendor_index = vendor_index as u64;
     (0..12)
         .map(|i| Product {
             vendor_item_id: 70_000_000_000 + (vendor_index as i64) * 1_000 + i,
             seller_product_id: 10_000_000 + (vendor_index as i64) * 100 + i / 2,
-            name: format!("{} #{}", ITEM_NAMES[(i as usize) % ITEM_NAMES.len()], i + 1),
+            name: format!("{} #{}", ITEM_NAMES[(i as usize) % ITEM_NAMES.len()], i + 1).into(),
             // Korean shop prices: 100-won steps, 4,900 to 89,900 won.
             unit_price: rng.range(49, 899) * 100,
         })
         .collect()
 }
 
-fn order(
-    rng: &mut SplitMix64,
-    lifecycle: &LifecycleConfig,
-    catalogue: &[Product],
-    date: NaiveDate,
-    as_of: DateTime<FixedOffset>,
-    (order_id, shipment_box_id): (i64, i64),
-) -> ShipmentBox {
-    let paid_at = at_kst(date, rng.range(0, 86_399) as u32);
-    let ordered_at = paid_at - Duration::seconds(rng.range(5, 300));
-    let line_count = rng.range(1, 3) as usize;
-    let first = rng.range(0, catalogue.len() as i64 - 1) as usize;
-    let lines = (0..line_count)
-        .map(|k| OrderLine {
-            product: catalogue[(first + k * 5) % catalogue.len()].clone(),
-            quantity: if rng.chance(0.25) { rng.range(2, 4) } else { 1 },
-            cancelled: 0,
-            cancel_pending: 0,
-            returned: 0,
-            coupon: Coupon::default(),
-        })
-        .collect();
-    let shipping_price = match rng.range(0, 9) {
-        0..=3 => 0,
-        4..=7 => 3_000,
-        _ => 2_500,
-    };
-    let remote_price = rng.chance(0.05).then_some(3_000);
-
-    // Lifecycle by age: dispatch within a day, delivery one to three days later.
-    let departs = paid_at + Duration::hours(rng.range(6, 30));
-    let delivered = departs + Duration::hours(rng.range(20, 70));
-    let untracked = rng.chance(0.03);
-    let confirms = if rng.chance(lifecycle.buyer_confirm_rate) {
-        delivered + Duration::hours(rng.range(12, 120))
-    } else {
-        delivered + Duration::days(7)
-    };
-    let (status, in_transit_at, delivered_at) = if as_of < paid_at + Duration::hours(3) {
-        (BoxStatus::Accept, None, None)
-    } else if as_of < departs {
-        (BoxStatus::Instruct, None, None)
-    } else if untracked {
-        (BoxStatus::NoneTracking, Some(departs), None)
-    } else if as_of < departs + Duration::hours(4) {
-        (BoxStatus::Departure, Some(departs), None)
-    } else if as_of < delivered {
-        (BoxStatus::Delivering, Some(departs), None)
-    } else {
-        (BoxStatus::FinalDelivery, Some(departs), Some(delivered))
-    };
-    let mut b = ShipmentBox {
-        shipment_box_id,
-        order_id,
-        ordered_at,
-        paid_at,
-        status,
-        shipping_price,
-        remote_price,
-        in_transit_at,
-        delivered_at,
-        confirmed_at: (status == BoxStatus::FinalDelivery && confirms <= as_of).then_some(confirms),
-        lines,
-        receipts: Vec::new(),
-        split_shipping: false,
-        listed: true,
-        zero_sale_at: None,
-        refund_at: None,
-        orderer_name: format!("구매자{}", order_id % 10_000),
-        receiver_address: format!("서울특별시 강남구 테헤란로 {}", order_id % 500),
-    };
-    let timeline = Timeline { delivered: (!untracked).then_some(delivered), confirms };
-    live(rng, lifecycle, &mut b, as_of, timeline);
-    b
-}
-
-/// When things would happen to an order, whether or not they have by `as_of`.
-struct Timeline {
-    /// None for boxes that are never tracked to delivery.
-    delivered: Option<DateTime<FixedOffset>>,
-    confirms: DateTime<FixedOffset>,
-}
-
-/// Split shipping: the order's last item ships in a second box (its own id, no shipping fee of its
-/// own), sharing the order's timeline and fate; receipts follow their items.
-fn split(whole: ShipmentBox, second_box_id: i64) -> [ShipmentBox; 2] {
-    let mut first = whole;
-    first.split_shipping = true;
-    let mut second = first.clone();
-    second.shipment_box_id = second_box_id;
-    second.shipping_price = 0;
-    second.remote_price = None;
-    second.lines = first.lines.split_off(first.lines.len() - 1);
-    for part in [&mut first, &mut second] {
-        let items: Vec<i64> = part.lines.iter().map(|l| l.product.vendor_item_id).collect();
-        for receipt in &mut part.receipts {
-            receipt.units.retain(|(item, _)| items.contains(item));
-        }
-        part.receipts.retain(|r| !r.units.is_empty());
-        part.listed = part.listed && part.any_remaining();
-    }
-    [first, second]
-}
-
-/// Records a receipt covering every unit of the box; true when it completed by `as_of`.
-fn receipt_for_every_unit(
-    b: &mut ShipmentBox,
-    receipt_id: i64,
-    kind: ReceiptKind,
-    (requested, completed): (DateTime<FixedOffset>, DateTime<FixedOffset>),
-    as_of: DateTime<FixedOffset>,
-) -> bool {
-    let done = completed <= as_of;
-    let units = b.lines.iter().map(|l| (l.product.vendor_item_id, l.quantity)).collect();
-    b.receipts.push(Receipt {
-        receipt_id,
-        kind,
-        created_at: requested,
-        completed_at: done.then_some(completed),
-        units,
-    });
-    done
-}
-
 /// Draws only for the lifecycle features that are on, so a world without them is the same as before.
-fn maybe(rng: &mut SplitMix64, rate: f64) -> bool {
+pub(crate) fn maybe(rng: &mut SplitMix64, rate: f64) -> bool {
     rate > 0.0 && rng.chance(rate)
-}
-
-/// What happens to an order after payment, as seen at `as_of`: coupons, cancels, returns, and how
-/// they change its listing, confirmation and revenue rows.
-fn live(
-    rng: &mut SplitMix64,
-    lc: &LifecycleConfig,
-    b: &mut ShipmentBox,
-    as_of: DateTime<FixedOffset>,
-    timeline: Timeline,
-) {
-    let confirms = timeline.confirms;
-    for line in &mut b.lines {
-        if maybe(rng, lc.coupon_rate) {
-            let unit = line.product.unit_price;
-            line.coupon = Coupon {
-                instant: unit * rng.range(5, 15) / 100 / 100 * 100,
-                downloadable: if rng.chance(0.5) { 1_000.min(unit / 2) } else { 0 },
-                coupang: if rng.chance(0.3) { unit * 5 / 100 / 100 * 100 } else { 0 },
-            };
-        }
-    }
-    let receipt_id = b.order_id * 10 + 1;
-    // Which fate the order has is drawn first, the same whatever `as_of` is.
-    let cancelled_whole = maybe(rng, lc.cancel_before_dispatch_rate);
-    let partly_cancelled = !cancelled_whole && maybe(rng, lc.partial_cancel_rate);
-    let returned = !cancelled_whole && !partly_cancelled && maybe(rng, lc.return_rate);
-    if cancelled_whole {
-        // Cancelled whole within its first hours, while ACCEPT.
-        let requested = b.paid_at + Duration::minutes(rng.range(10, 150));
-        let completed = requested + Duration::minutes(rng.range(5, 25));
-        if requested <= as_of {
-            let done = receipt_for_every_unit(b, receipt_id, ReceiptKind::Cancel, (requested, completed), as_of);
-            for line in &mut b.lines {
-                if done {
-                    line.cancelled = line.quantity
-                } else {
-                    line.cancel_pending = line.quantity
-                }
-            }
-            b.status = BoxStatus::Accept;
-            (b.in_transit_at, b.delivered_at, b.confirmed_at) = (None, None, None);
-            if done {
-                b.listed = false;
-                b.zero_sale_at = Some(completed);
-            }
-        }
-    } else if partly_cancelled {
-        // Some units of one item cancelled before dispatch: one unit of a multi-unit item, or a whole item
-        // of a multi-item order.
-        let target = b.lines.iter().position(|l| l.quantity >= 2).or((b.lines.len() >= 2).then(|| b.lines.len() - 1));
-        let requested = b.paid_at + Duration::minutes(rng.range(60, 300));
-        let completed = requested + Duration::minutes(rng.range(10, 90));
-        if let (Some(index), true) = (target, requested <= as_of) {
-            let line = &mut b.lines[index];
-            let units = if line.quantity >= 2 { 1 } else { line.quantity };
-            let done = completed <= as_of;
-            if done {
-                line.cancelled = units
-            } else {
-                line.cancel_pending = units
-            }
-            let units = vec![(line.product.vendor_item_id, units)];
-            b.receipts.push(Receipt {
-                receipt_id,
-                kind: ReceiptKind::Cancel,
-                created_at: requested,
-                completed_at: done.then_some(completed),
-                units,
-            });
-        }
-    } else if let (true, Some(delivered)) = (returned, timeline.delivered) {
-        // Returned whole after delivery; before confirmation the buyer never confirms.
-        let requested = delivered + Duration::hours(rng.range(12, 140));
-        let completed = requested + Duration::hours(rng.range(24, 96));
-        if requested <= as_of {
-            let done = receipt_for_every_unit(b, receipt_id, ReceiptKind::Return, (requested, completed), as_of);
-            let before_confirmation = requested < confirms;
-            if before_confirmation {
-                b.confirmed_at = None;
-            }
-            if done {
-                for line in &mut b.lines {
-                    line.returned = line.quantity;
-                }
-                b.listed = false;
-                if before_confirmation {
-                    b.zero_sale_at = Some(completed)
-                } else {
-                    b.refund_at = Some(completed)
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]

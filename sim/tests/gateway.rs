@@ -1,48 +1,11 @@
 //! The simulated gateway behaves like Coupang's: signature check, limits, paging, error bodies.
 
+mod common;
+
 use chrono::Utc;
+use common::*;
 use coupang_sim::{SimConfig, Simulator};
-use etl_core::cea;
 use serde_json::Value;
-
-const VENDOR: &str = "A00010001";
-const ACCESS: &str = "sim-access-a";
-const SECRET: &str = "sim-secret-for-A00010001";
-
-fn path(vendor: &str) -> String {
-    format!("/v2/providers/openapi/apis/api/v5/vendors/{vendor}/ordersheets")
-}
-
-struct Call<'a> {
-    path: String,
-    query: &'a str,
-    secret: &'a str,
-    signed_at: chrono::DateTime<Utc>,
-    separator: &'a str,
-}
-
-impl<'a> Call<'a> {
-    fn new(query: &'a str) -> Self {
-        Call { path: path(VENDOR), query, secret: SECRET, signed_at: Utc::now(), separator: ", " }
-    }
-
-    fn header(&self) -> String {
-        let date = cea::signed_date(self.signed_at);
-        let signature = cea::signature(self.secret, &date, "GET", &self.path, self.query);
-        cea::authorization_header(ACCESS, &date, &signature).replace(", ", self.separator)
-    }
-
-    async fn send_with(&self, sim: &Simulator, header: &str) -> (u16, Value) {
-        let url = format!("{}{}?{}", sim.base_url(), self.path, self.query);
-        let response = reqwest::Client::new().get(url).header("Authorization", header).send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn send(&self, sim: &Simulator) -> (u16, Value) {
-        self.send_with(sim, &self.header()).await
-    }
-}
 
 async fn simulator() -> Simulator {
     let config = SimConfig { days: 5, orders_per_day: 60, ..SimConfig::default() };

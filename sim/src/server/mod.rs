@@ -1,7 +1,14 @@
-//! The simulated gateway: CEA signature check, then the order-sheet endpoint with Coupang's
-//! parameters, limits, paging and error bodies (coupang-api.md §1, §3, §4).
+//! The simulated gateway: CEA signature check, key and IP rules, rate limit and faults, then the
+//! endpoints with Coupang's parameters, limits, paging, envelopes and error bodies (coupang-api.md).
+//! The world behind them is generated lazily, a vendor-day at a time ([`days`]).
 
-use axum::extract::{ConnectInfo, MatchedPath, Path, Query, Request, State};
+mod days;
+mod format;
+mod orders;
+mod returns;
+mod revenue;
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +24,9 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
 use crate::config::{FaultConfig, SimConfig};
-use crate::world::{BoxStatus, Receipt, ReceiptKind, ShipmentBox, VendorWorld, World};
+use crate::world::{ShipmentBox, World};
+use days::Days;
+use format::{business_error, ApiFormat, Refusal};
 
 const ORDERSHEETS_V5: &str = "/v2/providers/openapi/apis/api/v5/vendors/{vendor_id}/ordersheets";
 const ORDERSHEET_V5: &str = "/v2/providers/openapi/apis/api/v5/vendors/{vendor_id}/ordersheets/{shipment_box_id}";
@@ -28,20 +37,18 @@ const ORDERSHEETS_V4: &str = "/v2/providers/openapi/apis/api/v4/vendors/{vendor_
 const ORDERSHEET_V4: &str = "/v2/providers/openapi/apis/api/v4/vendors/{vendor_id}/ordersheets/{shipment_box_id}";
 const ORDER_V4: &str = "/v2/providers/openapi/apis/api/v4/vendors/{vendor_id}/{order_id}/ordersheets";
 const RETURN_REQUESTS_V4: &str = "/v2/providers/openapi/apis/api/v4/vendors/{vendor_id}/returnRequests";
+const RETURN_WITHDRAWALS_V4: &str = "/v2/providers/openapi/apis/api/v4/vendors/{vendor_id}/returnWithdrawRequests";
+const EXCHANGE_REQUESTS_V4: &str = "/v2/providers/openapi/apis/api/v4/vendors/{vendor_id}/exchangeRequests";
 const REVENUE_HISTORY_V1: &str = "/v2/providers/openapi/apis/api/v1/revenue-history";
-/// Minute windows (`searchType=timeFrame`) may span at most 24 hours.
-const MAX_TIME_FRAME_HOURS: i64 = 24;
-const MAX_PER_PAGE: usize = 50;
-/// "≤ 31 days": a window may span at most 31 calendar days, both ends included.
-const MAX_RANGE_DAYS: i64 = 31;
 
 /// Requests the gateway answered, by (vendor id or "-", endpoint, HTTP status), for tests to assert on.
 pub type RequestStats = BTreeMap<(String, String, u16), u64>;
 
 struct SimState {
-    /// The world at the last moment it was generated for; with a time scale it is regenerated as the
-    /// simulated clock advances.
-    world: RwLock<(Arc<World>, Instant)>,
+    /// What the endpoints serve: vendor-days generated on demand at the simulated clock.
+    days: Days,
+    /// The whole world, generated only when a caller of [`Simulator::world`] asks, with when.
+    world: Mutex<Option<(Arc<World>, Instant)>>,
     config: SimConfig,
     clock: SimClock,
     seed: u64,
@@ -192,19 +199,25 @@ pub async fn serve(config: &SimConfig, listener: TcpListener, shutdown: Shutdown
 
 async fn serve_state(state: Arc<SimState>, listener: TcpListener, shutdown: Shutdown) -> std::io::Result<()> {
     let api = Router::new()
-        .route(ORDERSHEETS_V5, get(ordersheets))
-        .route(ORDERSHEET_V5, get(ordersheet))
-        .route(ORDER_V5, get(order))
-        .route(RETURN_REQUESTS_V6, get(return_requests))
-        .route(ORDERSHEETS_V4, get(ordersheets))
-        .route(ORDERSHEET_V4, get(ordersheet))
-        .route(ORDER_V4, get(order))
-        .route(RETURN_REQUESTS_V4, get(return_requests))
-        .route(REVENUE_HISTORY_V1, get(revenue_history))
+        .route(ORDERSHEETS_V5, get(orders::ordersheets))
+        .route(ORDERSHEET_V5, get(orders::ordersheet))
+        .route(ORDER_V5, get(orders::order))
+        .route(RETURN_REQUESTS_V6, get(returns::return_requests))
+        .route(ORDERSHEETS_V4, get(orders::ordersheets))
+        .route(ORDERSHEET_V4, get(orders::ordersheet))
+        .route(ORDER_V4, get(orders::order))
+        .route(RETURN_REQUESTS_V4, get(returns::return_requests))
+        .route(RETURN_WITHDRAWALS_V4, get(returns::return_withdrawals))
+        .route(EXCHANGE_REQUESTS_V4, get(returns::exchange_requests))
+        .route(REVENUE_HISTORY_V1, get(revenue::revenue_history))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), gateway));
-    let app =
-        Router::new().route("/sim/stats", get(stats)).route("/sim/clock", get(clock)).merge(api).with_state(state);
+    let app = Router::new()
+        .route("/sim/stats", get(stats))
+        .route("/sim/clock", get(clock))
+        .route("/sim/truth", get(truth))
+        .merge(api)
+        .with_state(state);
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
@@ -236,22 +249,27 @@ impl SimClock {
 }
 
 impl SimState {
-    /// The world now. Regenerated (same seed, same orders, later states) when the simulated clock has
-    /// moved on, at most every 100 ms of real time.
+    /// The whole world now, as the endpoints serve it. Generated again (same seed, same orders, later
+    /// states) when the simulated clock has moved on, at most every 100 ms of real time.
     fn world(&self) -> Arc<World> {
-        let (current, generated) = self.world.read().unwrap_or_else(|e| e.into_inner()).clone();
-        if self.clock.scale == 0.0 || generated.elapsed() < Duration::from_millis(100) {
-            return current;
+        let mut cached = self.world.lock().unwrap_or_else(|e| e.into_inner());
+        match &*cached {
+            Some((world, generated)) if self.clock.scale == 0.0 || generated.elapsed() < Duration::from_millis(100) => {
+                world.clone()
+            }
+            _ => {
+                let fresh = Arc::new(World::generate_at(&self.config, self.clock.now()));
+                *cached = Some((fresh.clone(), Instant::now()));
+                fresh
+            }
         }
-        let fresh = Arc::new(World::generate_at(&self.config, self.clock.now()));
-        *self.world.write().unwrap_or_else(|e| e.into_inner()) = (fresh.clone(), Instant::now());
-        fresh
     }
 
     fn new(config: &SimConfig) -> SimState {
         let clock = SimClock::new(config);
         SimState {
-            world: RwLock::new((Arc::new(World::generate_at(config, clock.now())), Instant::now())),
+            days: Days::new(config),
+            world: Mutex::new(None),
             config: config.clone(),
             clock,
             seed: config.seed,
@@ -308,10 +326,20 @@ impl SimState {
         rate > 0.0 && self.roll(vendor, u64::MAX, shipment_box_id as u64) < rate
     }
 
-    /// A box as served: [`box_json`], spoiled when the `unreadable_record_rate` fault picks it (an
-    /// amount that is not a number, in lists and look-ups alike).
+    /// A box as served: [`orders::box_json`], its times with microseconds for a share of boxes (picked
+    /// by id, so every answer writes a box the same way), spoiled when the `unreadable_record_rate` fault
+    /// picks it (an amount that is not a number, in lists and look-ups alike).
     fn served_box(&self, vendor: &str, b: &ShipmentBox, format: ApiFormat) -> Value {
-        let mut record = box_json(b, format);
+        let micros = self.config.lifecycle.fractional_time_rate;
+        let format = if format == ApiFormat::Current
+            && micros > 0.0
+            && self.roll(vendor, u64::MAX - 1, b.shipment_box_id as u64) < micros
+        {
+            ApiFormat::CurrentWithMicros
+        } else {
+            format
+        };
+        let mut record = orders::box_json(b, format);
         if self.unreadable(vendor, b.shipment_box_id) {
             record["orderItems"][0]["salesPrice"] = json!("12,900원");
             self.injected("unreadable_record");
@@ -376,11 +404,6 @@ fn gateway_error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({"code": "ERROR", "message": message, "transactionId": transaction_id}))).into_response()
 }
 
-/// Business errors have a numeric `code`.
-fn business_error(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({"code": status.as_u16(), "message": message}))).into_response()
-}
-
 async fn gateway(
     State(state): State<Arc<SimState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -406,7 +429,8 @@ async fn gateway(
                 } else {
                     request.extensions_mut().insert(AuthenticatedVendor(vendor.clone()));
                     request.extensions_mut().insert(CallNumber(call));
-                    with_fault(&state, state.fault(&vendor, call), request, next).await
+                    let response = with_fault(&state, state.fault(&vendor, call), request, next).await;
+                    with_string_code(&state, &vendor, call, response).await
                 }
             };
             (vendor, response)
@@ -456,6 +480,26 @@ async fn with_fault(state: &SimState, fault: Option<Fault>, request: Request, ne
     }
 }
 
+/// Some answers say `"code": "200"`, a string (coupang-api.md §3): a share of successful ones, by call.
+async fn with_string_code(state: &SimState, vendor: &str, call: u64, response: Response) -> Response {
+    let rate = state.config.lifecycle.string_code_rate;
+    if response.status() != StatusCode::OK || rate <= 0.0 || state.roll(vendor, call, 200) >= rate {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let body = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(mut envelope) if envelope.get("code").is_some_and(Value::is_number) => {
+            envelope["code"] = json!("200");
+            state.injected("string_code");
+            parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+            axum::body::Body::from(envelope.to_string())
+        }
+        _ => axum::body::Body::from(bytes),
+    };
+    Response::from_parts(parts, body)
+}
+
 fn too_many_requests(faults: &FaultConfig) -> Response {
     let mut response = business_error(StatusCode::TOO_MANY_REQUESTS, "Too many requests");
     if let Some(seconds) = faults.retry_after_secs {
@@ -471,6 +515,10 @@ fn endpoint_name(path: &str) -> &'static str {
         "ordersheets"
     } else if path.ends_with("/returnRequests") {
         "returnRequests"
+    } else if path.ends_with("/returnWithdrawRequests") {
+        "returnWithdrawRequests"
+    } else if path.ends_with("/exchangeRequests") {
+        "exchangeRequests"
     } else if path.ends_with("/revenue-history") {
         "revenue-history"
     } else {
@@ -522,6 +570,11 @@ async fn clock(State(state): State<Arc<SimState>>) -> Json<Value> {
     Json(json!({"now": state.clock.now().to_rfc3339(), "time_scale": state.clock.scale}))
 }
 
+/// The ground truth at the simulated clock's moment, as CSV (`vendor_id,payment_date,orders,items,payment_amount`).
+async fn truth(State(state): State<Arc<SimState>>) -> String {
+    crate::truth::Truth::of(&state.world()).daily_csv()
+}
+
 async fn stats(State(state): State<Arc<SimState>>) -> Json<Value> {
     let stats = state.stats.lock().unwrap_or_else(|e| e.into_inner());
     let rows: Vec<Value> = stats
@@ -533,504 +586,10 @@ async fn stats(State(state): State<Arc<SimState>>) -> Json<Value> {
     Json(json!(rows))
 }
 
-/// `createdAtFrom`/`createdAtTo` arrive as `yyyy-MM-dd` optionally followed by an offset (`+09:00`,
-/// which a form decoder may have turned into ` 09:00`): the day is what selects.
-fn parse_day(text: &str) -> Option<NaiveDate> {
-    NaiveDate::parse_from_str(text.get(..10)?, "%Y-%m-%d").ok()
-}
-
-/// One vendor's part of a world snapshot.
-struct VendorView {
-    world: Arc<World>,
-    vendor_id: String,
-}
-
-impl std::ops::Deref for VendorView {
-    type Target = VendorWorld;
-    fn deref(&self) -> &VendorWorld {
-        &self.world.vendors[&self.vendor_id]
-    }
-}
-
-/// The signer's vendor world now, or the 404 Coupang gives for a path of another vendor.
-fn vendor_world(state: &SimState, path_vendor: &str, signer: &str) -> Result<VendorView, Refusal> {
+/// The vendor index of the path's vendor, or the 404 Coupang gives for a path of another vendor.
+fn vendor_of(state: &SimState, path_vendor: &str, signer: &str) -> Result<usize, Refusal> {
     if path_vendor != signer {
         return Err(Refusal(StatusCode::NOT_FOUND, "vendorId does not belong to this access key.".into()));
     }
-    let world = state.world();
-    if !world.vendors.contains_key(path_vendor) {
-        return Err(Refusal(StatusCode::NOT_FOUND, "Not Found".into()));
-    }
-    Ok(VendorView { world, vendor_id: path_vendor.to_string() })
-}
-
-/// A business error answer (`{"code":400,"message":…}`), returned with `?` from handlers.
-struct Refusal(StatusCode, String);
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        business_error(self.0, &self.1)
-    }
-}
-
-fn bad_request(message: &str) -> Refusal {
-    Refusal(StatusCode::BAD_REQUEST, message.to_string())
-}
-
-type Answer = Result<Response, Refusal>;
-
-/// `createdAtFrom`/`createdAtTo` of a day query, checked against the 31-day limit.
-fn day_range(
-    params: &HashMap<String, String>,
-    from_key: &str,
-    to_key: &str,
-) -> Result<(NaiveDate, NaiveDate), Refusal> {
-    let (Some(from), Some(to)) =
-        (params.get(from_key).and_then(|s| parse_day(s)), params.get(to_key).and_then(|s| parse_day(s)))
-    else {
-        return Err(bad_request(&format!("{from_key} and {to_key} are required as yyyy-MM-dd.")));
-    };
-    if to < from || (to - from).num_days() >= MAX_RANGE_DAYS {
-        return Err(bad_request("endTime-startTime range should less than31."));
-    }
-    Ok((from, to))
-}
-
-/// A minute of Korea time: `yyyy-MM-ddTHH:mm`, optionally followed by an offset.
-fn parse_minute(text: &str) -> Option<DateTime<FixedOffset>> {
-    let naive = chrono::NaiveDateTime::parse_from_str(text.get(..16)?, "%Y-%m-%dT%H:%M").ok()?;
-    naive.and_local_timezone(etl_core::time::kst()).single()
-}
-
-fn page_size(params: &HashMap<String, String>) -> Result<usize, Refusal> {
-    match params.get("maxPerPage").map(|s| s.parse::<usize>()) {
-        None => Ok(MAX_PER_PAGE),
-        Some(Ok(n)) if (1..=MAX_PER_PAGE).contains(&n) => Ok(n),
-        Some(_) => Err(bad_request("maxPerPage must be between 1 and 50.")),
-    }
-}
-
-/// Pages `records` (already in a stable order) by a token that is the index of the next record.
-fn page_of<T>(records: Vec<T>, token: Option<&String>, per_page: usize) -> Result<(Vec<T>, String), Refusal> {
-    let start = match token.map(String::as_str) {
-        None | Some("") => 0,
-        Some(t) => t.parse::<usize>().map_err(|_| bad_request("nextToken is invalid."))?,
-    };
-    let total = records.len();
-    let page: Vec<T> = records.into_iter().skip(start).take(per_page).collect();
-    let next = if start + page.len() < total { (start + page.len()).to_string() } else { String::new() };
-    Ok((page, next))
-}
-
-fn ok_list(data: Vec<Value>, next_token: &str) -> Response {
-    Json(json!({"code": 200, "message": "OK", "data": data, "nextToken": next_token})).into_response()
-}
-
-async fn ordersheets(
-    State(state): State<Arc<SimState>>,
-    matched: MatchedPath,
-    Path(vendor_id): Path<String>,
-    axum::Extension(AuthenticatedVendor(signer)): axum::Extension<AuthenticatedVendor>,
-    axum::Extension(CallNumber(call)): axum::Extension<CallNumber>,
-    Query(params): Query<HashMap<String, String>>,
-) -> Answer {
-    let vendor = vendor_world(&state, &vendor_id, &signer)?;
-    let Some(status) = params.get("status").and_then(|s| BoxStatus::parse(s)) else {
-        return Err(bad_request(
-            "status is required: ACCEPT, INSTRUCT, DEPARTURE, DELIVERING, FINAL_DELIVERY or NONE_TRACKING.",
-        ));
-    };
-    let in_status = |b: &&ShipmentBox| b.status == status;
-    match params.get("searchType").map(String::as_str) {
-        // Minute window: at most 24 hours, no paging.
-        Some("timeFrame") => {
-            let (Some(from), Some(to)) = (
-                params.get("createdAtFrom").and_then(|s| parse_minute(s)),
-                params.get("createdAtTo").and_then(|s| parse_minute(s)),
-            ) else {
-                return Err(bad_request("createdAtFrom and createdAtTo are required as yyyy-MM-ddTHH:mm."));
-            };
-            if to < from || to - from > chrono::Duration::hours(MAX_TIME_FRAME_HOURS) {
-                return Err(bad_request("searchType=timeFrame range should be less than 24 hours."));
-            }
-            let until = to + chrono::Duration::seconds(59);
-            let data = vendor
-                .boxes
-                .iter()
-                .filter(in_status)
-                .filter(|b| b.listed && b.ordered_at >= from && b.ordered_at <= until)
-                .map(|b| state.served_box(&vendor_id, b, format_of(&matched)))
-                .collect();
-            Ok(ok_list(data, ""))
-        }
-        Some(other) => Err(bad_request(&format!("searchType {other} is not supported."))),
-        None => {
-            let (from, to) = day_range(&params, "createdAtFrom", "createdAtTo")?;
-            let per_page = page_size(&params)?;
-            // nextToken is the shipment box id to continue from: stable while statuses change.
-            let start_from = match params.get("nextToken").map(String::as_str) {
-                None | Some("") => i64::MIN,
-                Some(token) => token.parse::<i64>().map_err(|_| bad_request("nextToken is invalid."))?,
-            };
-            let matching: Vec<&ShipmentBox> = vendor
-                .boxes
-                .iter()
-                .filter(in_status)
-                .filter(|b| b.listed && (from..=to).contains(&b.ordered_at.date_naive()))
-                .collect();
-            let mut start = matching.partition_point(|b| b.shipment_box_id < start_from);
-            // Fault: a later page starts with the previous page's last record again.
-            let faults = &state.faults;
-            if start > 0
-                && faults.repeated_record_rate > 0.0
-                && state.roll(&vendor_id, call, 100) < faults.repeated_record_rate
-            {
-                start -= 1;
-                state.injected("repeated_record");
-            }
-            let page: Vec<Value> = matching[start..]
-                .iter()
-                .take(per_page)
-                .map(|b| {
-                    let mut record = state.served_box(&vendor_id, b, format_of(&matched));
-                    // Fault: this response lacks a required field of the record.
-                    let roll = state.roll(&vendor_id, call, b.shipment_box_id as u64);
-                    if faults.missing_field_rate > 0.0 && roll < faults.missing_field_rate {
-                        if let Some(object) = record.as_object_mut() {
-                            object.remove("paidAt");
-                            state.injected("missing_field");
-                        }
-                    }
-                    record
-                })
-                .collect();
-            let next_token = matching.get(start + per_page).map(|b| b.shipment_box_id.to_string()).unwrap_or_default();
-            Ok(ok_list(page, &next_token))
-        }
-    }
-}
-
-async fn ordersheet(
-    State(state): State<Arc<SimState>>,
-    matched: MatchedPath,
-    Path((vendor_id, shipment_box_id)): Path<(String, String)>,
-    axum::Extension(AuthenticatedVendor(signer)): axum::Extension<AuthenticatedVendor>,
-) -> Answer {
-    let vendor = vendor_world(&state, &vendor_id, &signer)?;
-    let id = shipment_box_id.parse::<i64>().unwrap_or(-1);
-    match vendor.boxes.iter().find(|b| b.shipment_box_id == id) {
-        Some(b) => {
-            let data = state.served_box(&vendor_id, b, format_of(&matched));
-            Ok(Json(json!({"code": 200, "message": "OK", "data": data})).into_response())
-        }
-        None => Err(bad_request(&format!("shipmentBoxId {shipment_box_id} was not found."))),
-    }
-}
-
-async fn order(
-    State(state): State<Arc<SimState>>,
-    matched: MatchedPath,
-    Path((vendor_id, order_id)): Path<(String, String)>,
-    axum::Extension(AuthenticatedVendor(signer)): axum::Extension<AuthenticatedVendor>,
-) -> Answer {
-    let vendor = vendor_world(&state, &vendor_id, &signer)?;
-    let id = order_id.parse::<i64>().unwrap_or(-1);
-    let boxes: Vec<Value> = vendor
-        .boxes
-        .iter()
-        .filter(|b| b.order_id == id)
-        .map(|b| state.served_box(&vendor_id, b, format_of(&matched)))
-        .collect();
-    if boxes.is_empty() {
-        return Err(bad_request(&format!("orderId {order_id} was not found.")));
-    }
-    Ok(Json(json!({"code": 200, "message": "OK", "data": boxes})).into_response())
-}
-
-/// Cancels and returns. This world has none yet, so the lists are empty, but parameters, limits and
-/// envelopes are Coupang's.
-async fn return_requests(
-    State(state): State<Arc<SimState>>,
-    matched: MatchedPath,
-    Path(vendor_id): Path<String>,
-    axum::Extension(AuthenticatedVendor(signer)): axum::Extension<AuthenticatedVendor>,
-    Query(params): Query<HashMap<String, String>>,
-) -> Answer {
-    let vendor = vendor_world(&state, &vendor_id, &signer)?;
-    let (from, to) = day_range(&params, "createdAtFrom", "createdAtTo")?;
-    let status = params.get("status").map(String::as_str);
-    let wanted = match (params.get("cancelType").map(String::as_str).unwrap_or("RETURN"), status) {
-        ("RETURN", Some(code @ ("RU" | "UC" | "CC" | "PR"))) => (ReceiptKind::Return, Some(code)),
-        ("RETURN", _) => return Err(bad_request("status must be RU, UC, CC or PR.")),
-        // Cancels, including those of orders still ACCEPT, are listed only this way.
-        ("CANCEL", None) => (ReceiptKind::Cancel, None),
-        ("CANCEL", Some(_)) => return Err(bad_request("status is not allowed with cancelType=CANCEL.")),
-        _ => return Err(bad_request("cancelType must be RETURN or CANCEL.")),
-    };
-    let per_page = page_size(&params)?;
-    // Selected by receipt (request) day, not by modification.
-    let receipts: Vec<(&ShipmentBox, &Receipt)> = vendor
-        .boxes
-        .iter()
-        .flat_map(|b| b.receipts.iter().map(move |r| (b, r)))
-        .filter(|(_, r)| r.kind == wanted.0 && wanted.1.is_none_or(|code| r.status_code() == code))
-        .filter(|(_, r)| (from..=to).contains(&r.created_at.date_naive()))
-        .collect();
-    // One receipt per id: an order split over two boxes has one receipt whose items name their boxes.
-    let format = format_of(&matched);
-    let mut merged: Vec<Value> = Vec::new();
-    let mut position: HashMap<i64, usize> = HashMap::new();
-    for (b, r) in receipts {
-        let json = receipt_json(b, r, format);
-        match position.get(&r.receipt_id) {
-            Some(&i) => {
-                let extra_units = json["cancelCountSum"].as_i64().unwrap_or(0);
-                let target = &mut merged[i];
-                if let (Some(items), Some(more)) =
-                    (target["returnItems"].as_array_mut(), json["returnItems"].as_array())
-                {
-                    items.extend(more.iter().cloned());
-                }
-                target["cancelCountSum"] = json!(target["cancelCountSum"].as_i64().unwrap_or(0) + extra_units);
-            }
-            None => {
-                position.insert(r.receipt_id, merged.len());
-                merged.push(json);
-            }
-        }
-    }
-    let (page, next) = page_of(merged, params.get("nextToken"), per_page)?;
-    Ok(ok_list(page, &next))
-}
-
-/// A cancel or return receipt as returnRequests serves it.
-fn receipt_json(b: &ShipmentBox, r: &Receipt, format: ApiFormat) -> Value {
-    let items: Vec<Value> = r
-        .units
-        .iter()
-        .filter_map(|(vendor_item_id, units)| {
-            let line = b.lines.iter().find(|l| l.product.vendor_item_id == *vendor_item_id)?;
-            Some(json!({
-                "vendorItemId": vendor_item_id, "vendorItemName": line.product.name, "purchaseCount": line.quantity,
-                "cancelCount": units, "shipmentBoxId": b.shipment_box_id, "sellerProductId": line.product.seller_product_id,
-            }))
-        })
-        .collect();
-    let kind = if r.kind == ReceiptKind::Cancel { "CANCEL" } else { "RETURN" };
-    json!({
-        "receiptId": r.receipt_id,
-        "orderId": b.order_id,
-        "paymentId": b.order_id + 7_000_000_000_000,
-        "receiptType": kind,
-        "receiptStatus": r.receipt_status(),
-        "createdAt": format.time(r.created_at),
-        "modifiedAt": format.time(r.completed_at.unwrap_or(r.created_at)),
-        "cancelCountSum": r.units.iter().map(|(_, n)| n).sum::<i64>(),
-        "returnItems": items,
-        "faultByType": "CUSTOMER",
-        "reasonCode": if r.kind == ReceiptKind::Cancel { "CHANGEMIND" } else { "DEFECT" },
-        "returnShippingCharge": format.money(if r.kind == ReceiptKind::Return { -5_000 } else { 0 }),
-        "completeConfirmDate": r.completed_at.map(|t| format.time(t)).unwrap_or_default(),
-    })
-}
-
-/// Revenue rows of purchase-confirmed orders, by recognition (confirmation) day.
-async fn revenue_history(
-    State(state): State<Arc<SimState>>,
-    axum::Extension(AuthenticatedVendor(signer)): axum::Extension<AuthenticatedVendor>,
-    Query(params): Query<HashMap<String, String>>,
-) -> Answer {
-    let vendor_id = params.get("vendorId").cloned().unwrap_or_default();
-    let vendor = vendor_world(&state, &vendor_id, &signer)?;
-    let (from, to) = day_range(&params, "recognitionDateFrom", "recognitionDateTo")?;
-    let today = Utc::now().with_timezone(&etl_core::time::kst()).date_naive();
-    if to >= today {
-        return Err(bad_request("recognitionDateTo must be before today."));
-    }
-    if !params.contains_key("token") {
-        return Err(bad_request("token is required."));
-    }
-    let per_page = page_size(&params)?;
-    // One row per order and sale type: the boxes of a split order are merged back into their order.
-    let mut orders: Vec<ShipmentBox> = Vec::new();
-    let mut position: HashMap<i64, usize> = HashMap::new();
-    for b in &vendor.boxes {
-        match position.get(&b.order_id) {
-            Some(&i) => {
-                let order = &mut orders[i];
-                order.lines.extend(b.lines.iter().cloned());
-                order.shipping_price += b.shipping_price;
-                order.remote_price = order.remote_price.or(b.remote_price);
-            }
-            None => {
-                position.insert(b.order_id, orders.len());
-                orders.push(b.clone());
-            }
-        }
-    }
-    let mut rows: Vec<(NaiveDate, i64, Value)> =
-        orders.iter().flat_map(revenue_rows).filter(|(day, _, _)| (from..=to).contains(day)).collect();
-    rows.sort_by_key(|(day, order, _)| (*day, *order));
-    let (page, next) = page_of(rows, params.get("token"), per_page)?;
-    let data: Vec<Value> = page.into_iter().map(|(_, _, row)| row).collect();
-    let has_next = !next.is_empty();
-    Ok(Json(json!({"code": 200, "message": "OK", "data": data, "hasNext": has_next, "nextToken": next}))
-        .into_response())
-}
-
-/// A SALE row of revenue-history: plain integer won, recognised on the confirmation day.
-/// The revenue-history rows an order produces, with their recognition day: a SALE row at purchase
-/// confirmation; a SALE row with `items: []` when it was cancelled or returned whole before confirmation;
-/// a REFUND row (item amounts positive, deliveryFee negative) when it was returned after confirmation.
-fn revenue_rows(b: &ShipmentBox) -> Vec<(NaiveDate, i64, Value)> {
-    let delivery = b.shipping_price + b.remote_price.unwrap_or(0);
-    let row = |sale_type: &str, day: NaiveDate, delivery: i64, items: Vec<Value>| {
-        let fee = delivery * 33 / 1000;
-        json!({
-            "orderId": b.order_id,
-            "saleType": sale_type,
-            "saleDate": b.paid_date().to_string(),
-            "recognitionDate": day.to_string(),
-            "settlementDate": (day + chrono::Duration::days(30)).to_string(),
-            "deliveryFee": {"amount": delivery, "fee": fee, "feeVat": fee / 10, "settlementAmount": delivery - fee - fee / 10},
-            "items": items,
-        })
-    };
-    // Units sold at confirmation: ordered minus those cancelled before (returns come later, as REFUND).
-    let items = |units: &dyn Fn(&crate::world::OrderLine) -> i64| -> Vec<Value> {
-        b.lines
-            .iter()
-            .filter(|line| units(line) > 0)
-            .map(|line| {
-                let n = units(line);
-                let price = line.product.unit_price * n;
-                let (seller, downloadable, coupang) =
-                    (line.coupon.instant * n, line.coupon.downloadable * n, line.coupon.coupang * n);
-                let sale = price - seller - downloadable;
-                let fee = sale * 108 / 1000;
-                json!({
-                    "taxType": "TAX", "productId": line.product.seller_product_id + 5_000_000_000,
-                    "productName": line.product.name, "vendorItemId": line.product.vendor_item_id,
-                    "vendorItemName": line.product.name, "salePrice": price, "quantity": n,
-                    "coupangDiscountCoupon": coupang, "sellerDiscountCoupon": seller, "downloadableCoupon": downloadable,
-                    "saleAmount": sale, "serviceFee": fee, "serviceFeeVat": fee / 10,
-                    "settlementAmount": sale - fee - fee / 10,
-                })
-            })
-            .collect()
-    };
-    let mut rows = Vec::new();
-    if let Some(confirmed) = b.confirmed_at {
-        let day = confirmed.date_naive();
-        rows.push((day, b.order_id, row("SALE", day, delivery, items(&|l| l.quantity - l.cancelled))));
-    }
-    if let Some(at) = b.zero_sale_at {
-        rows.push((at.date_naive(), b.order_id, row("SALE", at.date_naive(), 0, Vec::new())));
-    }
-    if let Some(at) = b.refund_at {
-        rows.push((at.date_naive(), b.order_id, row("REFUND", at.date_naive(), -delivery, items(&|l| l.returned))));
-    }
-    rows
-}
-
-/// The response formats of Coupang's API versions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ApiFormat {
-    /// v5/v6: money objects, ISO-8601 times with offset.
-    Current,
-    /// v4: plain integer won, Korea time without offset.
-    V4,
-}
-
-fn format_of(matched: &MatchedPath) -> ApiFormat {
-    if matched.as_str().contains("/api/v4/") {
-        ApiFormat::V4
-    } else {
-        ApiFormat::Current
-    }
-}
-
-impl ApiFormat {
-    fn money(self, won: i64) -> Value {
-        match self {
-            ApiFormat::Current => json!({"currencyCode": "KRW", "units": won, "nanos": 0}),
-            ApiFormat::V4 => json!(won),
-        }
-    }
-
-    fn time(self, t: DateTime<FixedOffset>) -> String {
-        match self {
-            ApiFormat::Current => t.format("%Y-%m-%dT%H:%M:%S%:z").to_string(),
-            ApiFormat::V4 => t.format("%Y-%m-%dT%H:%M:%S").to_string(),
-        }
-    }
-
-    /// `confirmDate` is `yyyy-MM-dd HH:mm:ss` in v4.
-    fn confirm_time(self, t: DateTime<FixedOffset>) -> String {
-        match self {
-            ApiFormat::Current => self.time(t),
-            ApiFormat::V4 => t.format("%Y-%m-%d %H:%M:%S").to_string(),
-        }
-    }
-}
-
-/// An order sheet as Coupang serves it in `format`, personal data included.
-fn box_json(b: &ShipmentBox, format: ApiFormat) -> Value {
-    let money = |won| format.money(won);
-    let time = |t| format.time(t);
-    let coupon = |per_unit: i64| if b.confirmed_at.is_some() { per_unit } else { 0 };
-    let items: Vec<Value> = b
-        .lines
-        .iter()
-        .map(|line| {
-            json!({
-                "vendorItemPackageId": 0,
-                "vendorItemPackageName": line.product.name,
-                "productId": line.product.seller_product_id + 5_000_000_000,
-                "vendorItemId": line.product.vendor_item_id,
-                "vendorItemName": line.product.name,
-                "shippingCount": line.quantity,
-                "salesPrice": money(line.product.unit_price),
-                "orderPrice": money(line.order_price()),
-                // The simulator reveals coupons with the purchase confirmation, as the domain rules assume.
-                // Coupang's v4 examples publish it as null in every item; clients read the parts below.
-                "discountPrice": if format == ApiFormat::V4 { Value::Null } else { money(coupon(line.coupon.total()) * line.quantity) },
-                "instantCouponDiscount": money(coupon(line.coupon.instant) * line.quantity),
-                "downloadableCouponDiscount": money(coupon(line.coupon.downloadable) * line.quantity),
-                "coupangDiscount": money(coupon(line.coupon.coupang) * line.quantity),
-                "externalVendorSkuCode": "",
-                "sellerProductId": line.product.seller_product_id,
-                "sellerProductName": line.product.name,
-                "sellerProductItemName": "단일상품",
-                "cancelCount": line.cancelled,
-                "holdCountForCancel": line.cancel_pending,
-                "estimatedShippingDate": b.paid_at.date_naive().succ_opt().map(|d| d.to_string()),
-                "confirmDate": b.confirmed_at.map(|t| format.confirm_time(t)),
-                "deliveryChargeTypeName": if b.shipping_price == 0 { "무료" } else { "유료" },
-                "canceled": line.cancelled == line.quantity,
-            })
-        })
-        .collect();
-    json!({
-        "shipmentBoxId": b.shipment_box_id,
-        "orderId": b.order_id,
-        "orderedAt": time(b.ordered_at),
-        "orderer": {"name": b.orderer_name, "email": "", "safeNumber": "0502-0000-0000"},
-        "paidAt": time(b.paid_at),
-        "status": b.status.as_str(),
-        "shippingPrice": money(b.shipping_price),
-        "remotePrice": b.remote_price.map(money),
-        "remoteArea": b.remote_price.is_some(),
-        "parcelPrintMessage": "문 앞",
-        "splitShipping": b.split_shipping,
-        "ableSplitShipping": false,
-        "receiver": {"name": b.orderer_name, "safeNumber": "0502-0000-0000", "addr1": b.receiver_address, "addr2": "101호", "postCode": "06236"},
-        "orderItems": items,
-        "deliveryCompanyName": "CJ 대한통운",
-        "invoiceNumber": if b.in_transit_at.is_some() { json!(format!("{}", b.shipment_box_id % 1_000_000_000_000)) } else { json!("") },
-        "inTrasitDateTime": b.in_transit_at.map(time).unwrap_or_default(),
-        "deliveredDate": b.delivered_at.map(time).unwrap_or_default(),
-        "refer": "아이폰앱",
-        "shipmentType": "THIRD_PARTY",
-    })
+    state.days.vendor(path_vendor).ok_or_else(|| Refusal(StatusCode::NOT_FOUND, "Not Found".into()))
 }

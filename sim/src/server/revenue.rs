@@ -1,0 +1,67 @@
+//! The revenue-history endpoint: [`crate::revenue`]'s rows of the vendor-days a window can reach,
+//! paged by their keys.
+
+use axum::extract::{Query, State};
+use axum::response::IntoResponse;
+use axum::Json;
+use chrono::{Duration, NaiveDate, Utc};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::format::{bad_request, created_days, page_by_key, page_size, token, Answer, MAX_PER_PAGE};
+use super::{vendor_of, AuthenticatedVendor, SimState};
+use crate::lifecycle::LATEST_RECOGNITION_DAYS;
+use crate::revenue::{adjustment_row, order_rows};
+use crate::world::{day_of_order, ShipmentBox};
+
+pub(super) async fn revenue_history(
+    State(state): State<Arc<SimState>>,
+    axum::Extension(AuthenticatedVendor(signer)): axum::Extension<AuthenticatedVendor>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Answer {
+    let vendor_id = params.get("vendorId").cloned().unwrap_or_default();
+    let vendor = vendor_of(&state, &vendor_id, &signer)?;
+    let (from, to) = created_days(&params, ("recognitionDateFrom", "recognitionDateTo"))?;
+    let now = state.clock.now();
+    // The simulated clock's today; a clock set in the past only adds days without rows, so a client
+    // whose own clock is right is never refused for asking up to its yesterday.
+    let wall_today = Utc::now().with_timezone(&etl_core::time::kst()).date_naive();
+    let today = now.date_naive().max(wall_today);
+    if to >= today {
+        return Err(bad_request("recognitionDateTo must be before today."));
+    }
+    if !params.contains_key("token") {
+        return Err(bad_request("token is required."));
+    }
+    let per_page = page_size(&params, "maxPerPage", MAX_PER_PAGE)?;
+    let start = token(&params, "token")?;
+    let days = state.days.days_paid(from - Duration::days(LATEST_RECOGNITION_DAYS), to);
+    let in_window = |day: NaiveDate| (from..=to).contains(&day);
+    // Adjustments first (keyed by their day of the period), then orders (keyed by order id and row).
+    let past_adjustments = start.is_some_and(|s| s >= i64::from(state.config.days));
+    let adjustments = days.clone().filter(|_| !past_adjustments).filter_map(|d| {
+        let day = state.days.get(vendor, d, now);
+        let a = day.orders.adjustment.as_ref().filter(|a| in_window(a.recognized_on))?;
+        Some((i64::from(d), adjustment_row(a.recognized_on, a.amount)))
+    });
+    let first_day = start.and_then(|t| day_of_order(t / 10)).map_or(days.start, |(_, d)| d.max(days.start));
+    let orders = (first_day..days.end).flat_map(|d| {
+        let day = state.days.get(vendor, d, now);
+        let begin = day.orders_boxes.partition_point(|(order, _)| start.is_some_and(|s| order * 10 + 9 < s));
+        let rows: Vec<(i64, Value)> = day.orders_boxes[begin..]
+            .iter()
+            .flat_map(|(order, positions)| {
+                let boxes: Vec<&ShipmentBox> = positions.iter().map(|&i| &day.orders.boxes[i]).collect();
+                order_rows(*order, &boxes).into_iter().filter(|r| in_window(r.recognized_on))
+            })
+            .map(|r| (r.key, r.row))
+            .take(per_page + 1)
+            .collect();
+        rows
+    });
+    let (page, next) = page_by_key(adjustments.chain(orders), start, per_page);
+    let has_next = !next.is_empty();
+    Ok(Json(json!({"code": 200, "message": "OK", "data": page, "hasNext": has_next, "nextToken": next}))
+        .into_response())
+}
