@@ -78,8 +78,25 @@ pub(super) fn bad_request(message: &str) -> Refusal {
 
 pub(super) type Answer = Result<Response, Refusal>;
 
-pub(super) fn ok_list(data: Vec<Value>, next_token: &str) -> Response {
-    Json(json!({"code": 200, "message": "OK", "data": data, "nextToken": next_token})).into_response()
+/// A successful answer's envelope.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope<T> {
+    code: u16,
+    message: &'static str,
+    data: T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+}
+
+/// A page of a list, with the token of the next page (`""` on the last).
+pub(super) fn ok_list<T: serde::Serialize>(data: Vec<T>, next_token: &str) -> Response {
+    Json(Envelope { code: 200, message: "OK", data, next_token: Some(next_token.to_string()) }).into_response()
+}
+
+/// A look-up's answer.
+pub(super) fn ok_one<T: serde::Serialize>(data: T) -> Response {
+    Json(Envelope { code: 200, message: "OK", data, next_token: None }).into_response()
 }
 
 /// `createdAtFrom`/`createdAtTo` arrive as `yyyy-MM-dd` optionally followed by an offset (`+09:00`,

@@ -326,10 +326,10 @@ impl SimState {
         rate > 0.0 && self.roll(vendor, u64::MAX, shipment_box_id as u64) < rate
     }
 
-    /// A box as served: [`orders::box_json`], its times with microseconds for a share of boxes (picked
+    /// A box as served: [`orders::box_body`], its times with microseconds for a share of boxes (picked
     /// by id, so every answer writes a box the same way), spoiled when the `unreadable_record_rate` fault
     /// picks it (an amount that is not a number, in lists and look-ups alike).
-    fn served_box(&self, vendor: &str, b: &ShipmentBox, format: ApiFormat) -> Value {
+    fn served_box<'a>(&self, vendor: &str, b: &'a ShipmentBox, format: ApiFormat) -> orders::Served<'a> {
         let micros = self.config.lifecycle.fractional_time_rate;
         let format = if format == ApiFormat::Current
             && micros > 0.0
@@ -339,10 +339,10 @@ impl SimState {
         } else {
             format
         };
-        let mut record = orders::box_json(b, format);
+        let record = orders::Served::Written(orders::box_body(b, format));
         if self.unreadable(vendor, b.shipment_box_id) {
-            record["orderItems"][0]["salesPrice"] = json!("12,900원");
             self.injected("unreadable_record");
+            return record.spoil(|record| record["orderItems"][0]["salesPrice"] = json!("12,900원"));
         }
         record
     }
