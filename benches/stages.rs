@@ -7,6 +7,8 @@
 //! cargo bench --bench stages -- [--broker kafka|mock] [--days N] [--orders-per-day N] [--dump FILE]
 //! cargo bench --bench stages -- --transactions      # the transform writes each batch in a transaction
 //! cargo bench --bench stages -- --cpu FILE     # the transform's CPU work alone, over dumped events
+//! cargo bench --bench stages -- --end-to-end --vendors 10 --days 31 --orders-per-day 2000
+//!                                              # a backfill, every part its own process (end_to_end/mod.rs)
 //! ```
 //!
 //! One run:
@@ -34,6 +36,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod end_to_end;
+
 struct Args {
     broker: String,
     days: u32,
@@ -50,6 +54,16 @@ struct Args {
     freshness_minutes: Option<u64>,
     /// The transform writes each batch in one Kafka transaction (`transform.transactions`).
     transactions: bool,
+    /// A backfill end to end, every part its own process (`end_to_end`).
+    end_to_end: bool,
+    /// Simulated vendors (accounts) for `--end-to-end`.
+    vendors: usize,
+    /// Backfill processes at once for `--end-to-end` (default: one per account, all at once).
+    backfill_concurrency: Option<usize>,
+    /// `ingest.backfill_requests_per_second` for `--end-to-end`.
+    backfill_requests_per_second: f64,
+    /// Days past the last payment day the `--end-to-end` backfills cover (`--to`).
+    backfill_days_after: i64,
 }
 
 fn args() -> Args {
@@ -63,6 +77,12 @@ fn args() -> Args {
         from_dump: None,
         freshness_minutes: None,
         transactions: false,
+        end_to_end: false,
+        vendors: 3,
+        backfill_concurrency: None,
+        // As `ingest_from_simulator` lifts the limit for a simulator on loopback.
+        backfill_requests_per_second: 1_000.0,
+        backfill_days_after: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -82,6 +102,19 @@ fn args() -> Args {
             "--partitions" => args.partitions = it.next().and_then(|v| v.parse().ok()),
             "--freshness" => args.freshness_minutes = it.next().and_then(|v| v.parse().ok()),
             "--transactions" => args.transactions = true,
+            "--end-to-end" => args.end_to_end = true,
+            "--vendors" => args.vendors = it.next().and_then(|v| v.parse().ok()).expect("--vendors N"),
+            "--backfill-concurrency" => {
+                args.backfill_concurrency =
+                    Some(it.next().and_then(|v| v.parse().ok()).expect("--backfill-concurrency N"))
+            }
+            "--backfill-days-after" => {
+                args.backfill_days_after = it.next().and_then(|v| v.parse().ok()).expect("--backfill-days-after N")
+            }
+            "--backfill-rps" => {
+                args.backfill_requests_per_second =
+                    it.next().and_then(|v| v.parse().ok()).expect("--backfill-rps CALLS_PER_SECOND")
+            }
             _ => {} // cargo bench passes --bench
         }
     }
@@ -133,23 +166,31 @@ const STAGE_METRICS: &str = "127.0.0.1:19464";
 
 /// The sum of a metric's samples in the stage's own `/metrics` (0 when it cannot be read).
 async fn stage_metric(name: &str) -> f64 {
-    let Ok(response) = reqwest::get(format!("http://{STAGE_METRICS}/metrics")).await else { return 0.0 };
-    let text = response.text().await.unwrap_or_default();
-    text.lines()
-        .filter(|line| line.split([' ', '{']).next() == Some(name))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    metric_at(STAGE_METRICS, name).await.unwrap_or(0.0)
 }
 
+/// The sum of a metric's samples in the `/metrics` served at `address`; `None` when it cannot be read.
+async fn metric_at(address: &str, name: &str) -> Option<f64> {
+    let text = reqwest::get(format!("http://{address}/metrics")).await.ok()?.text().await.ok()?;
+    Some(
+        text.lines()
+            .filter(|line| line.split([' ', '{']).next() == Some(name))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .fold(0.0, |sum, value| sum + value), // not `sum()`: an empty one is -0.0
+    )
+}
+
+/// The release build of the CLI the stage processes run (`cargo build --release --bin coupang-etl`).
+const BINARY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/coupang-etl");
+
 fn stage(config_file: &std::path::Path, stage: &str) -> Child {
-    let binary = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/coupang-etl");
-    Command::new(binary)
+    Command::new(BINARY)
         .args(["--config", config_file.to_str().unwrap_or_default(), stage])
         .env("COUPANG_ETL_LOG", "warn")
         .env("COUPANG_ETL__OBSERVABILITY__METRICS_LISTEN", STAGE_METRICS)
         .stdout(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("{binary}: {e} (run `cargo build --release --bin coupang-etl` first)"))
+        .unwrap_or_else(|e| panic!("{BINARY}: {e} (run `cargo build --release --bin coupang-etl` first)"))
 }
 
 /// Runs a stage process until its group has consumed everything; returns (wall s, CPU s, peak MiB).
@@ -506,6 +547,20 @@ async fn main() {
     let args = args();
     if let Some(path) = &args.cpu {
         cpu_only(path);
+        return;
+    }
+    if args.end_to_end {
+        assert_eq!(args.broker, "kafka", "--end-to-end runs on Apache Kafka only (deploy/services.sh), never the mock");
+        let e2e = end_to_end::EndToEndArgs {
+            vendors: args.vendors,
+            days: args.days,
+            orders_per_day: args.orders_per_day,
+            partitions: args.partitions.unwrap_or(3),
+            concurrency: args.backfill_concurrency,
+            backfill_requests_per_second: args.backfill_requests_per_second,
+            days_after: args.backfill_days_after,
+        };
+        end_to_end::run(e2e).await;
         return;
     }
     let clickhouse_url =
