@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use crate::world::{OrderLine, Receipt, ReceiptKind, ShipmentBox, World};
 
 /// One revenue-history row of the world, with where it sits: its key among the vendor's rows (order
-/// id × 10 + row; a day of the period for adjustments) and its recognition day.
+/// id × 10 + row; for adjustments, a small number below every order's) and its recognition day.
 #[derive(Debug, Clone)]
 pub struct RevenueRow {
     pub key: i64,
@@ -42,7 +42,7 @@ pub fn rows_of(world: &World) -> BTreeMap<String, Vec<RevenueRow>> {
             for b in &v.boxes {
                 orders.entry(b.order_id).or_default().push(b);
             }
-            rows.extend(orders.iter().flat_map(|(order, boxes)| order_rows(*order, boxes)));
+            rows.extend(orders.iter().flat_map(|(order, boxes)| order_rows(*order, boxes, &|_| true)));
             (vendor.clone(), rows)
         })
         .collect()
@@ -57,13 +57,15 @@ pub(crate) fn adjustment_row(day: NaiveDate, amount: i64) -> Value {
     })
 }
 
-/// The rows of one order, each with its key (order id × 10 + row) and recognition day.
-pub(crate) fn order_rows(order_id: i64, boxes: &[&ShipmentBox]) -> Vec<RevenueRow> {
+/// The rows of one order recognised on a day `wanted` accepts, each with its key (order id × 10 + row)
+/// and recognition day. Only those rows are written out: a window reaches back over many days of orders
+/// whose rows mostly fall outside it.
+pub(crate) fn order_rows(order_id: i64, boxes: &[&ShipmentBox], wanted: &dyn Fn(NaiveDate) -> bool) -> Vec<RevenueRow> {
     let Some(first) = boxes.first() else { return Vec::new() };
     let paid = first.paid_date();
     let mut rows = Vec::new();
     let confirmed: Vec<&&ShipmentBox> = boxes.iter().filter(|b| b.confirmed_at.is_some()).collect();
-    if let Some(at) = confirmed.iter().filter_map(|b| b.confirmed_at).min() {
+    if let Some(at) = confirmed.iter().filter_map(|b| b.confirmed_at).min().filter(|at| wanted(at.date_naive())) {
         // Units sold at confirmation: ordered less cancelled (returns come later, as REFUND rows).
         let sold = |l: &OrderLine| l.quantity - l.cancelled;
         let lines: Vec<(&OrderLine, i64)> =
@@ -76,8 +78,9 @@ pub(crate) fn order_rows(order_id: i64, boxes: &[&ShipmentBox]) -> Vec<RevenueRo
             row: row(order_id, "SALE", paid, day, fee, items(&lines)),
         });
     }
-    if let Some(at) = boxes.iter().map(|b| b.zero_sale_at).collect::<Option<Vec<_>>>().and_then(|z| z.into_iter().max())
-    {
+    let undone_whole =
+        boxes.iter().map(|b| b.zero_sale_at).collect::<Option<Vec<_>>>().and_then(|z| z.into_iter().max());
+    if let Some(at) = undone_whole.filter(|at| wanted(at.date_naive())) {
         let day = at.date_naive();
         rows.push(RevenueRow {
             key: order_id * 10 + 1,
@@ -96,7 +99,10 @@ pub(crate) fn order_rows(order_id: i64, boxes: &[&ShipmentBox]) -> Vec<RevenueRo
         }
     }
     for (receipt_id, parts) in refunds {
-        let Some(done) = parts.iter().filter_map(|(_, r)| r.completed_at).max() else { continue };
+        let Some(done) = parts.iter().filter_map(|(_, r)| r.completed_at).max().filter(|t| wanted(t.date_naive()))
+        else {
+            continue;
+        };
         let mut lines = Vec::new();
         let mut fee = 0;
         for (b, r) in &parts {

@@ -112,6 +112,18 @@ impl Days {
         index(from) as u32..(index(to) + 1).min(i64::from(self.config.days)) as u32
     }
 
+    /// The day an id was drawn for (`world::day_of_box`, `world::day_of_order`), when it is one of
+    /// `vendor`'s days of the period: ids of other vendors or outside the period are nobody's.
+    pub fn holding(
+        &self,
+        vendor: usize,
+        drawn_for: Option<(usize, u32)>,
+        now: DateTime<FixedOffset>,
+    ) -> Option<Arc<IndexedDay>> {
+        let (owner, day) = drawn_for.filter(|(owner, day)| *owner == vendor && *day < self.config.days)?;
+        Some(self.get(owner, day, now))
+    }
+
     /// Vendor `vendor`'s orders paid on `day` as they stand at `now` (generated or cached).
     pub fn get(&self, vendor: usize, day: u32, now: DateTime<FixedOffset>) -> Arc<IndexedDay> {
         if let Some(cached) = self.cached(vendor, day) {

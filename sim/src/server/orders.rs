@@ -142,9 +142,7 @@ pub(super) async fn ordersheet(
 ) -> Answer {
     let vendor = vendor_of(&state, &vendor_id, &signer)?;
     let id = shipment_box_id.parse::<i64>().unwrap_or(-1);
-    let found = day_of_box(id)
-        .filter(|(owner, day)| *owner == vendor && *day < state.config.days)
-        .map(|(_, day)| state.days.get(vendor, day, state.clock.now()));
+    let found = state.days.holding(vendor, day_of_box(id), state.clock.now());
     match found.as_ref().and_then(|day| day.find_box(id)) {
         Some(b) => Ok(ok_one(state.served_box(&vendor_id, b, ApiFormat::of_path(matched.as_str())))),
         None => Err(bad_request(&format!("shipmentBoxId {shipment_box_id} was not found."))),
@@ -159,9 +157,7 @@ pub(super) async fn order(
 ) -> Answer {
     let vendor = vendor_of(&state, &vendor_id, &signer)?;
     let id = order_id.parse::<i64>().unwrap_or(-1);
-    let day = day_of_order(id)
-        .filter(|(owner, day)| *owner == vendor && *day < state.config.days)
-        .map(|(_, day)| state.days.get(vendor, day, state.clock.now()));
+    let day = state.days.holding(vendor, day_of_order(id), state.clock.now());
     let format = ApiFormat::of_path(matched.as_str());
     let boxes: Vec<Served> = day
         .as_ref()

@@ -53,7 +53,7 @@ pub(super) async fn revenue_history(
             .iter()
             .flat_map(|(order, positions)| {
                 let boxes: Vec<&ShipmentBox> = positions.iter().map(|&i| &day.orders.boxes[i]).collect();
-                order_rows(*order, &boxes).into_iter().filter(|r| in_window(r.recognized_on))
+                order_rows(*order, &boxes, &in_window)
             })
             .map(|r| (r.key, r.row))
             .take(per_page + 1)
