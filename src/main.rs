@@ -420,6 +420,9 @@ async fn execute(cli: Cli) -> Result<Outcome> {
                 println!("  applied {version:>3}  {name}");
             }
             println!("  {} migration(s) were already applied", report.already_applied);
+            for (version, name, reason) in &report.left_out {
+                println!("  left out {version:>2}  {name}: {reason}");
+            }
             Ok(Outcome::Success)
         }
         Command::Sim(args) => match args.command {

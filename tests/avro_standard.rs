@@ -26,26 +26,6 @@ use std::fmt::Write as _;
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/read_topics_with_fastavro.py");
 const SCHEMA_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/avro");
 
-/// The interpreter of the project's venv, which `deploy/python.sh` exports as `COUPANG_ETL_PYTHON`
-/// (the test command runs it). Like the services, never optional: without it the test fails and says
-/// what to run.
-fn python_with_fastavro() -> String {
-    let python = std::env::var("COUPANG_ETL_PYTHON").unwrap_or_else(|_| {
-        panic!(
-            "this test reads the topics with fastavro from the project's venv: run `deploy/test.sh`, or \
-             `eval \"$(deploy/python.sh)\"` before `cargo test`"
-        )
-    });
-    match std::process::Command::new(&python).args(["-c", "import fastavro"]).output() {
-        Ok(output) if output.status.success() => python,
-        Ok(output) => panic!(
-            "{python} cannot import fastavro ({}): run `deploy/python.sh`",
-            String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or("no message")
-        ),
-        Err(error) => panic!("cannot run {python} ({error}): run `deploy/python.sh`"),
-    }
-}
-
 /// What the Python side checks of one message, from the Rust side's reading of it: field values
 /// (timestamps in epoch milliseconds, dates in days since 1970-01-01), array lengths, and the array
 /// fields whose items are single-object records themselves.
@@ -143,7 +123,7 @@ fn messages_of<T: EventType>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fastavro_reads_every_avro_topic_by_the_schema_fingerprint() {
-    let python = python_with_fastavro();
+    let python = project_python("fastavro");
     let mut config = config("avro_standard", SimConfig { days: 6, orders_per_day: 10, ..small_world() });
     let sim = with_simulator(&mut config).await;
     let (from, to) = sim_range(&config);

@@ -22,22 +22,10 @@ async fn the_cluster_ddl_parses_and_matches_the_single_server_table() {
     let url = &config.clickhouse.url;
     // The cluster tables in a database of their own, beside the single-server schema.
     let db = &format!("{}_cluster", config.clickhouse.database);
-    let sql = include_str!("../deploy/clickhouse-cluster.sql");
-    let without_comments: String =
-        sql.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
-    let statements: Vec<&str> = without_comments.split(';').filter(|s| !s.trim().is_empty()).collect();
-    assert_eq!(statements.len(), 3, "database, local table, distributed table");
     // One server, no ZooKeeper: drop ON CLUSTER, make the replicated engine a plain one, and point the
     // Distributed table at this server's own test cluster.
-    for statement in &statements {
-        let local = statement
-            .replace(" ON CLUSTER {cluster}", "")
-            .replace("{db}", db)
-            .replace(
-                &format!("ReplicatedReplacingMergeTree('/clickhouse/tables/{{shard}}/{db}/payment_facts_local', '{{replica}}', version)"),
-                "ReplacingMergeTree(version)",
-            )
-            .replace("Distributed({cluster},", "Distributed(test_shard_localhost,");
+    for statement in cluster_ddl_statements() {
+        let local = local_form(&statement, db);
         if local.contains("Distributed(test_shard_localhost") {
             // This server has no cluster configured: the statement must parse; the missing cluster may
             // be the only complaint.

@@ -29,22 +29,6 @@ fn sample_sum(metrics: &str, name: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
-/// The ```sql blocks of docs/analysts.md.
-fn analyst_examples() -> Vec<String> {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/analysts.md")).unwrap();
-    doc.split("```sql\n").skip(1).filter_map(|block| block.split("```").next()).map(str::to_string).collect()
-}
-
-/// Runs `sql` in the test's database over HTTP; its rows as TSV. Panics with ClickHouse's message.
-async fn run_sql(config: &coupang_etl::Config, sql: &str) -> String {
-    let url = format!("{}/?database={}", config.clickhouse.url, config.clickhouse.database);
-    let response = reqwest::Client::new().post(url).body(format!("{sql} FORMAT TSV")).send().await.unwrap();
-    let ok = response.status().is_success();
-    let text = response.text().await.unwrap();
-    assert!(ok, "{sql}\n→ {text}");
-    text
-}
-
 fn status(file: &std::path::Path) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_coupang-etl"))
         .args(["--config", file.to_str().unwrap(), "status"])
@@ -109,7 +93,7 @@ async fn a_running_pipeline_serves_metrics_and_health_and_status_describes_it() 
     let examples = analyst_examples();
     assert!(examples.len() >= 6, "examples in docs/analysts.md");
     for sql in &examples {
-        let rows = run_sql(&config, sql).await;
+        let rows = sql_tsv(&config.clickhouse, sql).await.unwrap_or_else(|e| panic!("{sql}\n→ {e}"));
         assert!(!rows.trim().is_empty(), "no rows from:\n{sql}");
     }
     println!("docs/analysts.md: {} example queries ran and returned rows", examples.len());

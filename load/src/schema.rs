@@ -2,8 +2,10 @@
 //! at start). Idempotent: each applied migration is recorded in `schema_migrations`, and every statement
 //! is `IF NOT EXISTS`, so two concurrent runs are harmless too.
 //!
-//! The DDL is written for both ClickHouse 18.16 (tested here) and current servers: no table comments,
-//! no LowCardinality, no DateTime64, no server-side query parameters.
+//! The DDL is written for both ClickHouse 18.16 and current servers (both tested: 18.16 as a server,
+//! 26.9 in-process through chdb, see tests/clickhouse_current.rs): no table comments, no
+//! LowCardinality, no DateTime64, no server-side query parameters. What only newer servers have comes
+//! in migrations with `Needs`, chosen by `SELECT version()` and the table's engine.
 
 use clickhouse::Row;
 use serde::Deserialize;
@@ -18,24 +20,70 @@ pub struct Migration {
     /// (table, column): the migration adds this column and is skipped when it is already there (old
     /// servers have no `ADD COLUMN IF NOT EXISTS`).
     pub adds_column: Option<(&'static str, &'static str)>,
+    /// What the server and table must be for the statements to apply. Where that does not hold the
+    /// migration is left out and not recorded, so it applies once it does (after a server upgrade).
+    pub needs: Needs,
+}
+
+/// A migration's precondition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// Every server, every table.
+    Nothing,
+    /// A server of at least this (major, minor) whose `table` is a single-node MergeTree: not
+    /// Replicated*, not Distributed (the cluster DDL of deploy/clickhouse-cluster.sql).
+    SingleNodeTable { table: &'static str, server: (u32, u32) },
 }
 
 pub const MIGRATIONS: &[Migration] = &[
-    Migration { version: 1, name: "payment_facts table", statements: &[PAYMENT_FACTS], adds_column: None },
-    Migration { version: 2, name: "daily_payments view", statements: &[DAILY_PAYMENTS], adds_column: None },
+    Migration {
+        version: 1,
+        name: "payment_facts table",
+        statements: &[PAYMENT_FACTS],
+        adds_column: None,
+        needs: Needs::Nothing,
+    },
+    Migration {
+        version: 2,
+        name: "daily_payments view",
+        statements: &[DAILY_PAYMENTS],
+        adds_column: None,
+        needs: Needs::Nothing,
+    },
     Migration {
         version: 3,
         name: "item and order views; daily_payments with coupons and cancellations broken out",
         statements: &[ITEM_PAYMENTS, ORDER_PAYMENTS, "DROP TABLE IF EXISTS {db}.daily_payments", DAILY_PAYMENTS_V3],
         adds_column: None,
+        needs: Needs::Nothing,
     },
     Migration {
         version: 4,
         name: "payment_facts refuses impossible rows",
         statements: &[ROW_CHECK],
         adds_column: Some(("payment_facts", "row_check")),
+        needs: Needs::Nothing,
+    },
+    Migration {
+        version: 5,
+        name: "payment_facts drops a retried INSERT that already landed (single-node servers ≥ 22.8)",
+        statements: &[DEDUPLICATION_WINDOW],
+        adds_column: None,
+        needs: Needs::SingleNodeTable { table: "payment_facts", server: MODERN },
     },
 ];
+
+/// The loader names the Kafka records of every INSERT in `insert_deduplication_token`. Replicated
+/// tables keep the tokens of their last 1000 inserts by default (`replicated_deduplication_window`);
+/// a single-node MergeTree keeps none (`non_replicated_deduplication_window` is 0), so without this a
+/// retried INSERT whose first answer was lost lands twice (harmless to the views, which read FINAL, but
+/// it doubles rows until a merge). 1000 tokens: the same as replicated tables, a few kB on disk.
+const DEDUPLICATION_WINDOW: &str =
+    "ALTER TABLE {db}.payment_facts MODIFY SETTING non_replicated_deduplication_window = 1000";
+
+/// The first server version with what the loader's modern path uses: `insert_deduplication_token`,
+/// `non_replicated_deduplication_window`, `ALTER … MODIFY SETTING`.
+pub const MODERN: (u32, u32) = (22, 8);
 
 /// The table's own guard: an INSERT with an impossible row fails with ClickHouse's error (code 395),
 /// whoever writes it; the loader then isolates the row and dead-letters it with that message. A
@@ -206,7 +254,11 @@ impl ServerInfo {
 
     /// `insert_deduplication_token`, `async_insert` and RowBinaryWithNamesAndTypes exist from 22.x on.
     pub fn is_modern(&self) -> bool {
-        (self.major, self.minor) >= (22, 8)
+        self.is_at_least(MODERN)
+    }
+
+    pub fn is_at_least(&self, (major, minor): (u32, u32)) -> bool {
+        (self.major, self.minor) >= (major, minor)
     }
 }
 
@@ -218,6 +270,9 @@ pub struct MigrationReport {
     pub applied: Vec<(u32, &'static str)>,
     /// Migrations that were already there.
     pub already_applied: usize,
+    /// Migrations left out because their precondition does not hold here, and why (not recorded:
+    /// they are looked at again at the next start).
+    pub left_out: Vec<(u32, &'static str, String)>,
 }
 
 #[derive(Row, Deserialize)]
@@ -267,6 +322,36 @@ async fn column_exists(
         .fetch_one::<CountRow>()
         .await?;
     Ok(count.n > 0)
+}
+
+#[derive(Row, Deserialize)]
+struct EngineRow {
+    engine: String,
+}
+
+/// Why `needs` does not hold on this server and database, or `None` when it does.
+async fn unmet(
+    admin: &clickhouse::Client,
+    db: &str,
+    server: &ServerInfo,
+    needs: Needs,
+) -> Result<Option<String>, clickhouse::error::Error> {
+    let Needs::SingleNodeTable { table, server: (major, minor) } = needs else {
+        return Ok(None);
+    };
+    if !server.is_at_least((major, minor)) {
+        return Ok(Some(format!("needs ClickHouse {major}.{minor} or newer; this server is {}", server.version)));
+    }
+    let engine = admin
+        .query("SELECT engine FROM system.tables WHERE database = ? AND name = ?")
+        .bind(db)
+        .bind(table)
+        .fetch_optional::<EngineRow>()
+        .await?
+        .map(|row| row.engine)
+        .unwrap_or_default();
+    let single_node = engine.ends_with("MergeTree") && !engine.starts_with("Replicated");
+    Ok((!single_node).then(|| format!("{table} is a {engine} table, not a single-node MergeTree")))
 }
 
 /// Empties the configured database for `owner` (the demo) and marks it as `owner`'s: creates it when
@@ -322,7 +407,8 @@ pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrationReport, Schem
         .into_iter()
         .map(|r| r.version)
         .collect();
-    let mut report = MigrationReport { server, database: db.clone(), applied: Vec::new(), already_applied: 0 };
+    let mut report =
+        MigrationReport { server, database: db.clone(), applied: Vec::new(), already_applied: 0, left_out: Vec::new() };
     for migration in MIGRATIONS {
         if applied.contains(&migration.version) {
             report.already_applied += 1;
@@ -334,6 +420,11 @@ pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrationReport, Schem
             name: migration.name,
             source,
         };
+        if let Some(reason) = unmet(&admin, db, &report.server, migration.needs).await.map_err(failed)? {
+            tracing::info!(database = %db, version = migration.version, "migration left out: {reason}");
+            report.left_out.push((migration.version, migration.name, reason));
+            continue;
+        }
         let present = match migration.adds_column {
             Some(column) => column_exists(&admin, db, column).await.map_err(failed)?,
             None => false,

@@ -283,10 +283,11 @@ async fn insert_until_acknowledged(
 #[derive(Clone)]
 struct Target {
     client: clickhouse::Client,
-    /// ≥ 22.8: the INSERT carries an `insert_deduplication_token` naming exactly the Kafka records it
-    /// holds, so a retried INSERT that already landed is dropped by the server (replicated tables, or
-    /// `non_replicated_deduplication_window`). 18.16 does not know the setting; there, and anyway,
-    /// a repeat is harmless because versions decide. Untested here (no newer server on this machine).
+    /// ≥ 22.8: the INSERT carries an `insert_deduplication_token` naming exactly the rows it holds, so
+    /// a retried INSERT that already landed is dropped by the server (replicated tables by default,
+    /// single-node ones through migration 5's `non_replicated_deduplication_window`; proven on 26.9 by
+    /// tests/clickhouse_current.rs). 18.16 does not know the setting; there, and anyway, a repeat is
+    /// harmless to the views because versions decide.
     modern: bool,
 }
 
@@ -308,10 +309,17 @@ async fn insert(
 }
 
 /// Names the Kafka records behind `rows`, compactly and the same way in every process: per partition,
-/// the first and last offset and how many records (`topic;p:first-last#n;…`).
+/// the first and last offset and how many records, then a digest of the rows' keys and versions
+/// (`topic;p:first-last#n;…;rows:<16 hex>`). The digest keeps a topic deleted and recreated under the
+/// same name (offsets from 0 again) from matching an earlier INSERT's token: the server would drop new
+/// rows as a repeat. Equal tokens thus mean equal rows, which are safe to drop.
 fn deduplication_token(rows: &[(FactRow, usize)], batch: &[OwnedMessage]) -> String {
+    use sha2::Digest;
     let mut ranges: std::collections::BTreeMap<i32, (i64, i64, usize)> = std::collections::BTreeMap::new();
-    for message in rows.iter().filter_map(|(_, index)| batch.get(*index)) {
+    let mut digest = sha2::Sha256::new();
+    for (row, index) in rows {
+        digest.update(format!("{}/{}/{}@{};", row.vendor_id, row.order_id, row.vendor_item_id, row.version));
+        let Some(message) = batch.get(*index) else { continue };
         let range = ranges.entry(message.partition()).or_insert((message.offset(), message.offset(), 0));
         range.0 = range.0.min(message.offset());
         range.1 = range.1.max(message.offset());
@@ -321,12 +329,58 @@ fn deduplication_token(rows: &[(FactRow, usize)], batch: &[OwnedMessage]) -> Str
     for (partition, (first, last, count)) in ranges {
         token.push_str(&format!(";{partition}:{first}-{last}#{count}"));
     }
+    token.push_str(";rows:");
+    token.push_str(&hex::encode(&digest.finalize()[..8]));
     token
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rdkafka::message::Timestamp;
+
+    fn message(partition: i32, offset: i64) -> OwnedMessage {
+        OwnedMessage::new(None, None, "facts".into(), Timestamp::NotAvailable, partition, offset, None)
+    }
+
+    fn row(order_id: i64, version: u64) -> FactRow {
+        FactRow {
+            vendor_id: "A00012345".into(),
+            account_alias: "a".into(),
+            order_id,
+            vendor_item_id: 7,
+            shipment_box_id: 1,
+            vendor_item_name: "x".into(),
+            payment_date: 20_000,
+            paid_at: 0,
+            status: "ACCEPT".into(),
+            quantity: 1,
+            cancelled_quantity: 0,
+            order_price: 0,
+            shipping_fee: 0,
+            seller_coupon_discount: 0,
+            coupang_coupon_discount: 0,
+            payment_amount: 0,
+            provisional: 1,
+            cancelled: 0,
+            event_time: 0,
+            version,
+        }
+    }
+
+    #[test]
+    fn a_token_names_the_records_and_tells_other_rows_at_the_same_offsets_apart() {
+        let batch = vec![message(0, 10), message(0, 11), message(2, 5)];
+        let rows = vec![(row(1, 1), 0), (row(1, 2), 1), (row(2, 1), 2)];
+        let token = deduplication_token(&rows, &batch);
+        assert!(token.starts_with("facts;0:10-11#2;2:5-5#1;rows:"), "{token}");
+        assert_eq!(token, deduplication_token(&rows, &batch), "a retry sends the same token");
+        // A recreated topic: the same offsets, other rows.
+        let other = vec![(row(1, 1), 0), (row(1, 3), 1), (row(2, 1), 2)];
+        assert_ne!(token, deduplication_token(&other, &batch));
+        // Half of the batch (bisecting a rejected INSERT) is another INSERT.
+        assert_ne!(token, deduplication_token(&rows[..2], &batch));
+    }
 
     #[test]
     fn data_errors_are_rejections_and_the_rest_is_retried() {

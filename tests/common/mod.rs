@@ -433,3 +433,71 @@ impl ProcessLogs {
         std::fs::remove_file(&self.path).ok();
     }
 }
+
+/// The interpreter of the project's venv, which `deploy/python.sh` exports as `COUPANG_ETL_PYTHON`
+/// (the test command runs it), checked to import `module`. Like the services, never optional: without
+/// it the test fails and says what to run.
+pub fn project_python(module: &str) -> String {
+    let python = std::env::var("COUPANG_ETL_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "this test needs {module} from the project's venv: run `deploy/test.sh`, or \
+             `eval \"$(deploy/python.sh)\"` before `cargo test`"
+        )
+    });
+    match std::process::Command::new(&python).args(["-c", &format!("import {module}")]).output() {
+        Ok(output) if output.status.success() => python,
+        Ok(output) => panic!(
+            "{python} cannot import {module} ({}): run `deploy/python.sh`",
+            String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or("no message")
+        ),
+        Err(error) => panic!("cannot run {python} ({error}): run `deploy/python.sh`"),
+    }
+}
+
+/// The ```sql blocks of docs/analysts.md.
+pub fn analyst_examples() -> Vec<String> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/analysts.md")).unwrap();
+    doc.split("```sql\n").skip(1).filter_map(|block| block.split("```").next()).map(str::to_string).collect()
+}
+
+/// Runs `sql` in the configured database over HTTP; its rows as TSV, or ClickHouse's message.
+pub async fn sql_tsv(clickhouse: &ClickHouseConfig, sql: &str) -> Result<String, String> {
+    let url = format!("{}/?database={}", clickhouse.url, clickhouse.database);
+    let response = reqwest::Client::new()
+        .post(url)
+        .body(format!("{} FORMAT TSV", sql.trim_end()))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let ok = response.status().is_success();
+    let text = response.text().await.map_err(|e| e.to_string())?;
+    if ok {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
+/// The statements of deploy/clickhouse-cluster.sql, comments taken out, placeholders as written.
+pub fn cluster_ddl_statements() -> Vec<String> {
+    let sql = include_str!("../../deploy/clickhouse-cluster.sql");
+    let without_comments: String =
+        sql.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
+    let statements: Vec<String> =
+        without_comments.split(';').filter(|s| !s.trim().is_empty()).map(str::to_string).collect();
+    assert_eq!(statements.len(), 3, "database, local table, distributed table");
+    statements
+}
+
+/// A cluster statement as one server without ZooKeeper can take it, in database `db`: no ON CLUSTER,
+/// the replicated engine made a plain one, the Distributed table pointed at `test_shard_localhost`.
+pub fn local_form(statement: &str, db: &str) -> String {
+    statement
+        .replace(" ON CLUSTER {cluster}", "")
+        .replace("{db}", db)
+        .replace(
+            &format!("ReplicatedReplacingMergeTree('/clickhouse/tables/{{shard}}/{db}/payment_facts_local', '{{replica}}', version)"),
+            "ReplacingMergeTree(version)",
+        )
+        .replace("Distributed({cluster},", "Distributed(test_shard_localhost,")
+}

@@ -1,0 +1,205 @@
+//! Current ClickHouse (26.9, the engine inside PyPI's chdb, served over ClickHouse's HTTP interface by
+//! tests/python/chdb_http.py) beside Debian's 18.16 server: the pipeline's own ClickHouse code runs
+//! unchanged against both. The loader migrates 26.9 as it would any server reporting 26.x, writes its
+//! RowBinary INSERTs with their deduplication tokens, and every view and every example query of
+//! docs/analysts.md returns exactly what 18.16 returns over the same facts.
+
+mod common;
+
+use common::*;
+use coupang_etl::demo::compare;
+use coupang_etl::pipeline::run_range;
+use coupang_load::summary::daily_payments;
+use coupang_load::ClickHouseConfig;
+use coupang_sim::truth::Truth;
+use etl_core::kafka::group_lag;
+use etl_core::Shutdown;
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/chdb_http.py");
+
+/// ClickHouse 26.9 in a process of its own, with its data in a fresh directory; killed when dropped.
+struct CurrentClickHouse {
+    process: Child,
+    url: String,
+    data: PathBuf,
+}
+
+impl CurrentClickHouse {
+    /// Starts it with the server's fault options (`--lose-answers N`, `--keep-every-row`).
+    fn start(test: &str, options: &[&str]) -> CurrentClickHouse {
+        let data = std::env::temp_dir().join(unique(test));
+        std::fs::create_dir_all(&data).unwrap();
+        let mut process = Command::new(project_python("chdb"))
+            .arg(SERVER)
+            .arg("--data")
+            .arg(&data)
+            .args(options)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(process.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let port = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("chdb_http.py said {line:?}"));
+        CurrentClickHouse { process, url: format!("http://127.0.0.1:{port}"), data }
+    }
+
+    fn config(&self, database: &str) -> ClickHouseConfig {
+        ClickHouseConfig { url: self.url.clone(), database: database.into(), ..ClickHouseConfig::default() }
+    }
+
+    /// What the server did: INSERTs executed, answers lost.
+    async fn stats(&self) -> serde_json::Value {
+        reqwest::get(format!("{}/test/stats", self.url)).await.unwrap().json().await.unwrap()
+    }
+}
+
+impl Drop for CurrentClickHouse {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+async fn sql(clickhouse: &ClickHouseConfig, sql: &str) -> String {
+    sql_tsv(clickhouse, sql).await.unwrap_or_else(|e| panic!("{sql}\n→ {e}"))
+}
+
+/// Every view, whole, in key order.
+const VIEWS: [&str; 3] = [
+    "SELECT * FROM item_payments ORDER BY vendor_id, order_id, vendor_item_id",
+    "SELECT * FROM order_payments ORDER BY vendor_id, order_id",
+    "SELECT * FROM daily_payments ORDER BY vendor_id, payment_date",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_26_gives_every_view_and_analyst_query_exactly_what_18_16_gives() {
+    // Five weeks up to today: two months, confirmed and provisional orders, the analysts' "last 30 days".
+    let mut config = config("ch_current", recent_world(35, 0, 8));
+    let sim = with_simulator(&mut config).await;
+    let truth = Truth::of(&sim.world());
+    let (from, to) = sim_range(&config);
+    run_range(&config, from, to, &Shutdown::new()).await.unwrap();
+    let old = &config.clickhouse;
+    assert!(compare(&daily_payments(old).await.unwrap(), &truth).is_empty(), "18.16 holds the truth");
+
+    // A second loader, in a group of its own, loads the same facts topic into ClickHouse 26.9. The
+    // server loses the answers of its first two INSERTs after committing them; small batches make
+    // many INSERTs.
+    let current = CurrentClickHouse::start("ch_current", &["--lose-answers", "2", "--keep-every-row"]);
+    let mut config_26 = config.clone();
+    config_26.clickhouse = current.config(&config.clickhouse.database);
+    config_26.load.group_id = format!("{}-26", config.load.group_id);
+    config_26.load.batch_rows = 100;
+    config_26.load.max_backoff_secs = 1;
+    let new = &config_26.clickhouse;
+    let shutdown = Shutdown::new();
+    let loader = {
+        let (config, shutdown) = (config_26.clone(), shutdown.clone());
+        tokio::spawn(async move { coupang_load::run(&config.load, &config.clickhouse, &config.kafka, shutdown).await })
+    };
+    let facts_topic = config.kafka.topics().payment_facts;
+    let loaded = || async {
+        group_lag(&config_26.kafka, &config_26.load.group_id, &facts_topic).await.is_ok_and(|lag| lag == 0)
+            && daily_payments(new).await.is_ok_and(|daily| compare(&daily, &truth).is_empty())
+    };
+    assert!(
+        eventually(Duration::from_secs(180), loaded).await,
+        "26.9 loaded and exact; logs:\n{}",
+        logged_warnings(20)
+    );
+    shutdown.cancel();
+    loader.await.unwrap().unwrap();
+
+    // The loader took the server for what it is, and migrated it as it migrates any 26.x.
+    let version = sql(new, "SELECT version()").await;
+    assert!(version.starts_with("26."), "{version}");
+    let migrations = "SELECT version FROM schema_migrations ORDER BY version";
+    assert_eq!(sql(new, migrations).await, "1\n2\n3\n4\n5\n");
+    assert_eq!(sql(old, migrations).await, "1\n2\n3\n4\n", "18.16 has no deduplication window");
+    let again = coupang_load::migrate(old).await.unwrap();
+    let left_out: Vec<_> = again.left_out.iter().map(|(version, _, reason)| (*version, reason.as_str())).collect();
+    assert_eq!(left_out, [(5, "needs ClickHouse 22.8 or newer; this server is 18.16.1")]);
+    assert!(coupang_load::migrate(new).await.unwrap().left_out.is_empty());
+    let table = sql(new, "SHOW CREATE TABLE payment_facts").await;
+    assert!(table.contains("non_replicated_deduplication_window = 1000"), "{table}");
+
+    // The INSERTs whose answers were lost were retried with the same token and dropped by the server:
+    // with merges stopped and versions of one key in one INSERT kept apart, every fact of the topic is
+    // in the table exactly once.
+    let stats = current.stats().await;
+    assert_eq!(stats["lost_answers"], 2, "{stats}");
+    let facts = read_topic(&config.kafka, &facts_topic).len();
+    let rows: usize = sql(new, "SELECT count() FROM payment_facts").await.trim().parse().unwrap();
+    assert_eq!(rows, facts, "rows in payment_facts = facts in the topic; {stats}");
+    let dropped = "SELECT value FROM system.events WHERE event = 'DuplicatedInsertedBlocks'";
+    let dropped: u64 = sql(new, dropped).await.trim().parse().unwrap();
+    assert!(dropped >= 2, "the two retried INSERTs were dropped as duplicates: {dropped}");
+
+    // Every view and every analyst example, byte for byte.
+    let queries: Vec<String> = VIEWS.map(String::from).into_iter().chain(analyst_examples()).collect();
+    assert!(queries.len() >= 11, "three views and the examples of docs/analysts.md");
+    let mut compared = 0;
+    for query in &queries {
+        let (on_18, on_26) = (sql(old, query).await, sql(new, query).await);
+        assert!(!on_18.trim().is_empty(), "no rows from:\n{query}");
+        if on_18 != on_26 {
+            let first = on_18.lines().zip(on_26.lines()).find(|(a, b)| a != b);
+            panic!("{query}\n18.16 and 26.9 differ: first differing rows {first:?}");
+        }
+        compared += on_18.lines().count();
+    }
+    println!(
+        "ClickHouse {}: {} queries ({compared} rows) identical to 18.16; {} facts, {} INSERTs, {} answers lost and \
+         their retries dropped",
+        version.trim(),
+        queries.len(),
+        facts,
+        stats["inserts"],
+        stats["lost_answers"]
+    );
+    sim.stop().await;
+    finish(&config).await;
+}
+
+/// The cluster DDL (deploy/clickhouse-cluster.sql) on 26.9, as far as one process without ZooKeeper or
+/// a cluster allows: every statement parses as written; the local table, with a plain engine, has the
+/// columns of the table the loader creates; the replicated engine and the Distributed table are refused
+/// only for the missing ZooKeeper and cluster.
+#[tokio::test]
+async fn the_cluster_ddl_parses_on_clickhouse_26_and_matches_the_single_server_table() {
+    let current = CurrentClickHouse::start("ch_cluster_ddl", &[]);
+    let single = current.config("coupang");
+    coupang_load::migrate(&single).await.unwrap();
+    let server = current.config("default");
+    for statement in cluster_ddl_statements() {
+        let written = statement.replace("{cluster}", "analytics").replace("{db}", "coupang_cluster");
+        let literal = written.replace('\\', "\\\\").replace('\'', "\\'");
+        let formatted = sql(&server, &format!("SELECT formatQuery('{literal}')")).await;
+        assert!(formatted.contains("ON CLUSTER analytics"), "{formatted}");
+        let local = local_form(&statement, "coupang_cluster");
+        let outcome = sql_tsv(&server, &local).await;
+        if local.contains("Distributed(") {
+            assert!(outcome.as_ref().is_err_and(|e| e.contains("CLUSTER_DOESNT_EXIST")), "{local}\n→ {outcome:?}");
+        } else {
+            assert!(outcome.is_ok(), "{local}\n→ {outcome:?}");
+        }
+    }
+    let replicated = "CREATE TABLE coupang_cluster.replica_check (v UInt64) \
+                      ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/1/check', 'r1', v) ORDER BY v";
+    let refused = sql_tsv(&server, replicated).await;
+    assert!(refused.as_ref().is_err_and(|e| e.contains("NO_ZOOKEEPER")), "{refused:?}");
+    let columns_of = |database: &str, table: &str| {
+        format!(
+            "SELECT name, type FROM system.columns WHERE database = '{database}' AND table = '{table}' ORDER BY name"
+        )
+    };
+    let local = sql(&server, &columns_of("coupang_cluster", "payment_facts_local")).await;
+    let loader = sql(&server, &columns_of("coupang", "payment_facts")).await;
+    assert!(loader.contains("payment_amount\tInt64"), "{loader}");
+    assert_eq!(local, loader, "the cluster's local table has the single-server table's columns");
+}
