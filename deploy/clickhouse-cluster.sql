@@ -6,9 +6,12 @@
 -- Distributed table `payment_facts` (point `clickhouse.url` at any node), and every view reads it.
 --
 -- Sharding by cityHash64(vendor_id, order_id) keeps all versions of a key on one shard, so the
--- ReplacingMergeTree there can merge them and FINAL stays correct per shard. Checked here: the
--- statements parse on ClickHouse 18.16 (see tests/cluster_ddl.rs); run them on a real cluster first in
--- a scratch database.
+-- ReplacingMergeTree there can merge them and FINAL stays correct per shard. Checked here: each
+-- statement, without ON CLUSTER and with a plain engine, runs on ClickHouse 18.16 and 26.9, and its
+-- local table has the loader's columns (tests/cluster_ddl.rs, tests/clickhouse_current.rs); on 26.9
+-- every statement also parses as written. Not checked (no ZooKeeper or cluster here): replication and
+-- Distributed routing. Run them on a real cluster first in a scratch database. On servers from 22.8
+-- on, also apply migration 6's codecs to payment_facts_local (docs/operations.md).
 
 CREATE DATABASE IF NOT EXISTS {db} ON CLUSTER {cluster};
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs and starts ClickHouse and Apache Kafka (its jars
-# resolved from Maven Central, ~15 s once per machine), checks formatting and lints, runs every test,
+# resolved from Maven Central, ~15 s once per machine), makes the Python venv (fastavro, and chdb: the
+# ClickHouse 26.9 engine, ~200 MB from PyPI once per machine), checks formatting and lints, runs every test,
 # the end-to-end ones against those real services, and ends with a short fuzz run of the decoders.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 deploy/services.sh start
 eval "$(deploy/services.sh env)"
-python_env=$(deploy/python.sh); eval "$python_env"  # the venv (fastavro) the tests read our topics with
+python_env=$(deploy/python.sh); eval "$python_env"  # the venv: fastavro reads our topics, chdb is ClickHouse 26.9
 echo "[test] cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "[test] cargo clippy" >&2

@@ -119,14 +119,20 @@ async fn clickhouse_26_gives_every_view_and_analyst_query_exactly_what_18_16_giv
     let version = sql(new, "SELECT version()").await;
     assert!(version.starts_with("26."), "{version}");
     let migrations = "SELECT version FROM schema_migrations ORDER BY version";
-    assert_eq!(sql(new, migrations).await, "1\n2\n3\n4\n5\n");
-    assert_eq!(sql(old, migrations).await, "1\n2\n3\n4\n", "18.16 has no deduplication window");
+    assert_eq!(sql(new, migrations).await, "1\n2\n3\n4\n5\n6\n");
+    assert_eq!(sql(old, migrations).await, "1\n2\n3\n4\n", "18.16 has neither deduplication window nor codecs");
     let again = coupang_load::migrate(old).await.unwrap();
     let left_out: Vec<_> = again.left_out.iter().map(|(version, _, reason)| (*version, reason.as_str())).collect();
-    assert_eq!(left_out, [(5, "needs ClickHouse 22.8 or newer; this server is 18.16.1")]);
+    let too_old = "needs ClickHouse 22.8 or newer; this server is 18.16.1";
+    assert_eq!(left_out, [(5, too_old), (6, too_old)]);
     assert!(coupang_load::migrate(new).await.unwrap().left_out.is_empty());
     let table = sql(new, "SHOW CREATE TABLE payment_facts").await;
     assert!(table.contains("non_replicated_deduplication_window = 1000"), "{table}");
+    let codecs = "SELECT name, compression_codec FROM system.columns \
+                  WHERE database = currentDatabase() AND table = 'payment_facts' AND compression_codec != ''";
+    let codecs = sql(new, codecs).await;
+    assert_eq!(codecs.lines().count(), 18, "{codecs}");
+    assert!(codecs.contains("order_id\tCODEC(Delta(8), ZSTD(1))"), "{codecs}");
 
     // The INSERTs whose answers were lost were retried with the same token and dropped by the server:
     // with merges stopped and versions of one key in one INSERT kept apart, every fact of the topic is
@@ -202,4 +208,14 @@ async fn the_cluster_ddl_parses_on_clickhouse_26_and_matches_the_single_server_t
     let loader = sql(&server, &columns_of("coupang", "payment_facts")).await;
     assert!(loader.contains("payment_amount\tInt64"), "{loader}");
     assert_eq!(local, loader, "the cluster's local table has the single-server table's columns");
+
+    // Where payment_facts is a table over other tables (Distributed on a cluster; a Merge table here,
+    // which needs no cluster), the loader's migrations leave out what only a single-node MergeTree takes.
+    sql(&server, "CREATE DATABASE proxied").await;
+    sql(&server, "CREATE TABLE proxied.payment_facts AS coupang.payment_facts ENGINE = Merge(coupang, '^payment_facts$')")
+        .await;
+    let report = coupang_load::migrate(&current.config("proxied")).await.unwrap();
+    let reasons: Vec<_> = report.left_out.iter().map(|(version, _, reason)| (*version, reason.as_str())).collect();
+    let not_single = "payment_facts is a Merge table, not a single-node MergeTree";
+    assert_eq!(reasons, [(5, not_single), (6, not_single)]);
 }
