@@ -212,8 +212,11 @@ async fn the_cluster_ddl_parses_on_clickhouse_26_and_matches_the_single_server_t
     // Where payment_facts is a table over other tables (Distributed on a cluster; a Merge table here,
     // which needs no cluster), the loader's migrations leave out what only a single-node MergeTree takes.
     sql(&server, "CREATE DATABASE proxied").await;
-    sql(&server, "CREATE TABLE proxied.payment_facts AS coupang.payment_facts ENGINE = Merge(coupang, '^payment_facts$')")
-        .await;
+    sql(
+        &server,
+        "CREATE TABLE proxied.payment_facts AS coupang.payment_facts ENGINE = Merge(coupang, '^payment_facts$')",
+    )
+    .await;
     let report = coupang_load::migrate(&current.config("proxied")).await.unwrap();
     let reasons: Vec<_> = report.left_out.iter().map(|(version, _, reason)| (*version, reason.as_str())).collect();
     let not_single = "payment_facts is a Merge table, not a single-node MergeTree";
