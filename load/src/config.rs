@@ -1,3 +1,4 @@
+use crate::schema::ServerInfo;
 use etl_core::secret::Secret;
 use serde::Deserialize;
 
@@ -46,23 +47,33 @@ impl ClickHouseConfig {
         Ok(())
     }
 
-    /// A client without a default database (for `CREATE DATABASE`).
+    /// A client without a default database (for `CREATE DATABASE`), for any server: rows travel as
+    /// plain RowBinary, without their types checked.
     pub(crate) fn server_client(&self) -> clickhouse::Client {
-        let mut client = clickhouse::Client::default()
-            .with_url(&self.url)
-            .with_user(&self.user)
-            // Schema validation needs RowBinaryWithNamesAndTypes, which ClickHouse 18.16 lacks;
-            // plain RowBinary works on every version, and our row types are tested against the DDL.
-            .with_validation(false);
+        let mut client = clickhouse::Client::default().with_url(&self.url).with_user(&self.user).with_validation(false);
         if let Some(password) = &self.password {
             client = client.with_password(password.expose());
         }
         client
     }
 
-    /// A client of the pipeline's database (validation off, password set when configured).
+    /// `server_client` for a known server: where it has RowBinaryWithNamesAndTypes (≥ 22.8) every row
+    /// type is checked against the columns the server sends or expects (a mismatch fails loudly
+    /// instead of misreading bytes: a scalar subquery's count is Nullable(UInt64) on current servers,
+    /// UInt64 on 18.16). ClickHouse 18.16 lacks the format; there, our row types are tested against
+    /// the DDL instead.
+    pub(crate) fn server_client_for(&self, server: &ServerInfo) -> clickhouse::Client {
+        self.server_client().with_validation(server.is_modern())
+    }
+
+    /// A client of the pipeline's database for any server (plain RowBinary, password when configured).
     pub fn client(&self) -> clickhouse::Client {
         self.server_client().with_database(&self.database)
+    }
+
+    /// A client of the pipeline's database for a known server (row types checked where it can).
+    pub fn client_for(&self, server: &ServerInfo) -> clickhouse::Client {
+        self.server_client_for(server).with_database(&self.database)
     }
 }
 

@@ -430,7 +430,7 @@ pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrationReport, Schem
     let error = |source| SchemaError::ClickHouse { url: config.url.clone(), source };
     let server = server_info(config).await?;
     let db = &config.database;
-    let admin = config.server_client();
+    let admin = config.server_client_for(&server);
     admin.query(&format!("CREATE DATABASE IF NOT EXISTS {db}")).execute().await.map_err(error)?;
     admin.query(&MIGRATIONS_TABLE.replace("{db}", db)).execute().await.map_err(error)?;
     let applied: std::collections::HashSet<u32> = admin

@@ -61,7 +61,7 @@ async fn run_once(
     consumer.subscribe(&[&topics.payment_facts])?;
     let producer: FutureProducer = kafka.producer_config().create()?;
     let dead_letter = DeadLetter::new(producer, topics.dead_letter.clone(), "load");
-    let target = Target { client: clickhouse.client(), modern: report.server.is_modern() };
+    let target = Target { client: clickhouse.client_for(&report.server), modern: report.server.is_modern() };
     let wait = Duration::from_millis(config.batch_wait_ms);
     let lag = vec![topics.payment_facts.clone()];
     let _lag = report_lag(kafka.clone(), STAGE, config.group_id.clone(), lag, shutdown.clone());

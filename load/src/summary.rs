@@ -5,7 +5,7 @@ use clickhouse::Row;
 use serde::Deserialize;
 
 use crate::config::ClickHouseConfig;
-use crate::schema::SchemaError;
+use crate::schema::{server_info, SchemaError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Row, Deserialize)]
 struct DailyRowWire {
@@ -29,10 +29,15 @@ pub struct DailyPayment {
     pub provisional_amount: i64,
 }
 
+/// A client of the pipeline's database that checks row types where the server can (≥ 22.8).
+async fn read_client(config: &ClickHouseConfig) -> Result<clickhouse::Client, SchemaError> {
+    Ok(config.client_for(&server_info(config).await?))
+}
+
 /// `daily_payments`: payment amount per account and payment day, current versions only (FINAL).
 pub async fn daily_payments(config: &ClickHouseConfig) -> Result<Vec<DailyPayment>, SchemaError> {
-    let rows = config
-        .client()
+    let rows = read_client(config)
+        .await?
         .query(
             "SELECT vendor_id, account_alias, payment_date, orders, items, payment_amount, provisional_amount \
              FROM daily_payments ORDER BY vendor_id, payment_date",
@@ -54,7 +59,7 @@ pub async fn daily_payments(config: &ClickHouseConfig) -> Result<Vec<DailyPaymen
         .collect())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Row, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TableCounts {
     /// Physical rows, every version included (before merges).
     pub stored_rows: u64,
@@ -63,15 +68,19 @@ pub struct TableCounts {
 }
 
 pub async fn fact_counts(config: &ClickHouseConfig) -> Result<TableCounts, SchemaError> {
-    config
-        .client()
-        .query(
-            "SELECT (SELECT count() FROM payment_facts) AS stored_rows, \
-                    (SELECT count() FROM payment_facts FINAL) AS current_rows",
-        )
-        .fetch_one::<TableCounts>()
-        .await
-        .map_err(|source| SchemaError::ClickHouse { url: config.url.clone(), source })
+    // Two plain counts: a scalar subquery's type differs between servers (Nullable(UInt64) on current
+    // ones), which RowBinary without names and types would misread.
+    let client = read_client(config).await?;
+    let count = |sql: &'static str| {
+        let query = client.query(sql);
+        async move {
+            query.fetch_one::<u64>().await.map_err(|source| SchemaError::ClickHouse { url: config.url.clone(), source })
+        }
+    };
+    Ok(TableCounts {
+        stored_rows: count("SELECT count() FROM payment_facts").await?,
+        current_rows: count("SELECT count() FROM payment_facts FINAL").await?,
+    })
 }
 
 #[derive(Debug, Clone, Row, Deserialize)]
@@ -85,8 +94,8 @@ struct OrderTotalWire {
 pub async fn order_payments(
     config: &ClickHouseConfig,
 ) -> Result<std::collections::BTreeMap<(String, i64), i64>, SchemaError> {
-    let rows = config
-        .client()
+    let rows = read_client(config)
+        .await?
         .query(
             "SELECT vendor_id, order_id, sum(payment_amount) AS payment_amount \
              FROM payment_facts FINAL GROUP BY vendor_id, order_id",
@@ -100,8 +109,8 @@ pub async fn order_payments(
 /// Merges every partition now (`OPTIMIZE … FINAL`), so old versions are physically gone. ClickHouse
 /// does this by itself in the background; this is for maintenance and tests.
 pub async fn optimize_facts(config: &ClickHouseConfig) -> Result<(), SchemaError> {
-    config
-        .client()
+    read_client(config)
+        .await?
         .query("OPTIMIZE TABLE payment_facts FINAL")
         .execute()
         .await
@@ -122,8 +131,8 @@ pub struct AccountFreshness {
 
 /// Per account: the newest change and the last load in `payment_facts` (cheap: no FINAL).
 pub async fn account_freshness(config: &ClickHouseConfig) -> Result<Vec<AccountFreshness>, SchemaError> {
-    config
-        .client()
+    read_client(config)
+        .await?
         .query(
             "SELECT account_alias, count() AS stored_rows, toUInt32(max(event_time)) AS newest_change, \
              toUInt32(max(loaded_at)) AS last_load FROM payment_facts GROUP BY account_alias ORDER BY account_alias",

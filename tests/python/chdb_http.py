@@ -169,8 +169,8 @@ class Handler(BaseHTTPRequestHandler):
             if trailing:
                 fmt, sql = trailing.group(1), sql[: trailing.start()]
             if settings:
-                if not re.match(r"^\s*(SELECT|WITH)\b", sql, re.I):
-                    raise ValueError(f"settings {settings} on a statement other than SELECT")
+                if not re.match(r"^\s*(SELECT|WITH|DESCRIBE|DESC|SHOW)\b", sql, re.I):
+                    raise ValueError(f"settings {settings} on a statement other than SELECT, DESCRIBE or SHOW")
                 sql = f"{sql} {clause}"
             return self.answer(200, self.engine.run(sql, database, fmt))
         except (chdb.ChdbError, ValueError, RuntimeError) as error:
