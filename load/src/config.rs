@@ -1,4 +1,4 @@
-use crate::schema::ServerInfo;
+use crate::server::ServerInfo;
 use etl_core::secret::Secret;
 use serde::Deserialize;
 

@@ -7,10 +7,12 @@
 pub mod config;
 mod row;
 pub mod schema;
+mod server;
 mod stage;
 pub mod summary;
 
 pub use config::{ClickHouseConfig, LoadConfig};
 pub use row::FactRow;
-pub use schema::{migrate, MigrationReport, ServerInfo};
+pub use schema::{migrate, MigrationReport};
+pub use server::ServerInfo;
 pub use stage::{run, LoadError};

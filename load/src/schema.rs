@@ -11,6 +11,7 @@ use clickhouse::Row;
 use serde::Deserialize;
 
 use crate::config::ClickHouseConfig;
+use crate::server::{ServerInfo, MODERN};
 
 pub struct Migration {
     pub version: u32,
@@ -114,10 +115,6 @@ ALTER TABLE {db}.payment_facts
 /// it doubles rows until a merge). 1000 tokens: the same as replicated tables, a few kB on disk.
 const DEDUPLICATION_WINDOW: &str =
     "ALTER TABLE {db}.payment_facts MODIFY SETTING non_replicated_deduplication_window = 1000";
-
-/// The first server version with what the loader's modern path uses: `insert_deduplication_token`,
-/// `non_replicated_deduplication_window`, `ALTER … MODIFY SETTING`.
-pub const MODERN: (u32, u32) = (22, 8);
 
 /// The table's own guard: an INSERT with an impossible row fails with ClickHouse's error (code 395),
 /// whoever writes it; the loader then isolates the row and dead-letters it with that message. A
@@ -270,30 +267,6 @@ pub enum SchemaError {
         #[source]
         source: clickhouse::error::Error,
     },
-}
-
-/// What the server is, for choosing features: 18.16 here, ≥ 23.8 in production.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerInfo {
-    pub version: String,
-    pub major: u32,
-    pub minor: u32,
-}
-
-impl ServerInfo {
-    pub fn parse(version: &str) -> ServerInfo {
-        let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-        ServerInfo { version: version.to_string(), major: parts.next().unwrap_or(0), minor: parts.next().unwrap_or(0) }
-    }
-
-    /// `insert_deduplication_token`, `async_insert` and RowBinaryWithNamesAndTypes exist from 22.x on.
-    pub fn is_modern(&self) -> bool {
-        self.is_at_least(MODERN)
-    }
-
-    pub fn is_at_least(&self, (major, minor): (u32, u32)) -> bool {
-        (self.major, self.minor) >= (major, minor)
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -495,14 +468,6 @@ pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrationReport, Schem
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn versions_choose_features() {
-        assert!(!ServerInfo::parse("18.16.1").is_modern());
-        assert!(ServerInfo::parse("23.8.2.7").is_modern());
-        assert!(ServerInfo::parse("24.3.1").is_modern());
-        assert_eq!(ServerInfo::parse("garbage").major, 0);
-    }
 
     #[test]
     fn migrations_are_numbered_in_order() {

@@ -61,7 +61,8 @@ async fn run_once(
     consumer.subscribe(&[&topics.payment_facts])?;
     let producer: FutureProducer = kafka.producer_config().create()?;
     let dead_letter = DeadLetter::new(producer, topics.dead_letter.clone(), "load");
-    let target = Target { client: clickhouse.client_for(&report.server), modern: report.server.is_modern() };
+    let target =
+        Target { client: clickhouse.client_for(&report.server), deduplication_token: report.server.is_modern() };
     let wait = Duration::from_millis(config.batch_wait_ms);
     let lag = vec![topics.payment_facts.clone()];
     let _lag = report_lag(kafka.clone(), STAGE, config.group_id.clone(), lag, shutdown.clone());
@@ -288,7 +289,7 @@ struct Target {
     /// single-node ones through migration 5's `non_replicated_deduplication_window`; proven on 26.9 by
     /// tests/clickhouse_current.rs). 18.16 does not know the setting; there, and anyway, a repeat is
     /// harmless to the views because versions decide.
-    modern: bool,
+    deduplication_token: bool,
 }
 
 async fn insert(
@@ -296,7 +297,7 @@ async fn insert(
     rows: &[(FactRow, usize)],
     batch: &[OwnedMessage],
 ) -> Result<(), clickhouse::error::Error> {
-    let client = if target.modern {
+    let client = if target.deduplication_token {
         target.client.clone().with_setting("insert_deduplication_token", deduplication_token(rows, batch))
     } else {
         target.client.clone()
