@@ -7,7 +7,7 @@
 use chrono::NaiveDate;
 use coupang_ingest::{AccountSource, IngestReport};
 use coupang_load::MigrationReport;
-use etl_core::kafka::{ensure_topics, group_lag, KafkaSetupError};
+use etl_core::kafka::{ensure_topics, KafkaSetupError};
 use etl_core::metrics::StageLabel;
 use etl_core::Shutdown;
 use std::collections::BTreeMap;
@@ -86,8 +86,7 @@ async fn join_stage(task: StageTask, name: &'static str) -> Result<(), PipelineE
 async fn prepare(config: &Config) -> Result<MigrationReport, PipelineError> {
     let migration = coupang_load::migrate(&config.clickhouse).await?;
     let topics = config.kafka.topics();
-    let raw = [&topics.raw_order_sheets, &topics.raw_return_requests, &topics.raw_revenue];
-    ensure_topics(&config.kafka, &[raw[0], raw[1], raw[2], &topics.payment_facts, &topics.dead_letter]).await?;
+    ensure_topics(&config.kafka, &[&topics.raw()[..], &[&topics.payment_facts, &topics.dead_letter]].concat()).await?;
     etl_core::kafka::ensure_compacted_topics(&config.kafka, &[&topics.transform_state]).await?;
     Ok(migration)
 }
@@ -148,13 +147,10 @@ pub async fn run_range(
 /// Whether transform has committed every raw event and load every fact produced so far (checked in
 /// that order, so facts made from the last raw events are counted).
 pub async fn drained(config: &Config) -> Result<bool, PipelineError> {
-    let topics = config.kafka.topics();
-    for raw in [&topics.raw_order_sheets, &topics.raw_return_requests, &topics.raw_revenue] {
-        if group_lag(&config.kafka, &config.transform.group_id, raw).await? > 0 {
-            return Ok(false);
-        }
+    if coupang_transform::consumes(&config.transform, &config.kafka).lag(&config.kafka).await? > 0 {
+        return Ok(false);
     }
-    Ok(group_lag(&config.kafka, &config.load.group_id, &topics.payment_facts).await? == 0)
+    Ok(coupang_load::consumes(&config.load, &config.kafka).lag(&config.kafka).await? == 0)
 }
 
 /// Follow mode: all three stages run until shutdown; ingest takes the accounts from `accounts` at

@@ -10,6 +10,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use coupang_ingest::{AccountStatus, Checkpoint};
 use coupang_load::summary::AccountFreshness;
 use etl_core::account::KeyHealth;
+use etl_core::kafka::Consumes;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Duration;
@@ -47,7 +48,6 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Reads every source (in parallel); failures are kept per source.
 pub async fn gather(config: &Config) -> StatusReport {
     let kafka = &config.kafka;
-    let topics = kafka.topics();
     // Without a broker (the demo's embedded one is gone), every Kafka source says so.
     let broker = || match kafka.brokers.is_empty() {
         true => Err("no kafka.brokers configured".to_string()),
@@ -63,17 +63,12 @@ pub async fn gather(config: &Config) -> StatusReport {
     };
     let freshness =
         async { coupang_load::summary::account_freshness(&config.clickhouse).await.map_err(|e| e.to_string()) };
-    let lag_of = |group: String, inputs: Vec<String>| async move {
+    let lag_of = |consumes: Consumes| async move {
         broker()?;
-        let mut total = 0;
-        for topic in &inputs {
-            total += etl_core::kafka::group_lag(kafka, &group, topic).await.map_err(|e| e.to_string())?;
-        }
-        Ok::<_, String>(total)
+        consumes.lag(kafka).await.map_err(|e| e.to_string())
     };
-    let raw = vec![topics.raw_order_sheets.clone(), topics.raw_return_requests.clone(), topics.raw_revenue.clone()];
-    let transform_lag = lag_of(config.transform.group_id.clone(), raw);
-    let load_lag = lag_of(config.load.group_id.clone(), vec![topics.payment_facts.clone()]);
+    let transform_lag = lag_of(coupang_transform::consumes(&config.transform, kafka));
+    let load_lag = lag_of(coupang_load::consumes(&config.load, kafka));
     let dead_letters = async {
         broker()?;
         etl_core::kafka::dead_letters_by_stage(kafka, READ_TIMEOUT).await.map_err(|e| e.to_string())

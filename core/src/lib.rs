@@ -5,6 +5,7 @@ pub mod cea;
 pub mod kafka;
 pub mod metrics;
 pub mod secret;
+pub mod task;
 pub mod time;
 
 /// Cooperative shutdown signal handed to every stage's `run(config, shutdown)`.

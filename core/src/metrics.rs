@@ -17,7 +17,6 @@ use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{LazyLock, Mutex};
-use std::time::Duration;
 
 use crate::Shutdown;
 
@@ -315,43 +314,6 @@ async fn ready_page() -> impl IntoResponse {
         .collect();
     let body = if stages.is_empty() { "starting\n".to_string() } else { body };
     (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, body)
-}
-
-/// How often a stage refreshes its `consumer_lag`.
-const LAG_INTERVAL: Duration = Duration::from_secs(15);
-
-/// Every 15 s, sets `consumer_lag{stage, topic}` from the group's committed offsets, until shutdown or
-/// until the returned guard is dropped (with the stage's run).
-pub fn report_lag(
-    kafka: crate::kafka::KafkaConfig,
-    stage: &'static str,
-    group_id: String,
-    topics: Vec<String>,
-    shutdown: Shutdown,
-) -> AbortOnDrop {
-    AbortOnDrop(tokio::spawn(async move {
-        loop {
-            for topic in &topics {
-                if let Ok(lag) = crate::kafka::group_lag(&kafka, &group_id, topic).await {
-                    metrics().consumer_lag.get_or_create(&StageTopic { stage, topic: topic.clone() }).set(lag);
-                }
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(LAG_INTERVAL) => {}
-            }
-        }
-    }))
-}
-
-/// Aborts a task when dropped unfinished: a stage's lag reporter ends with the stage's run, the
-/// loader's INSERT with the loader.
-pub struct AbortOnDrop<T = ()>(pub tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 #[cfg(test)]

@@ -15,4 +15,4 @@ pub use config::{ClickHouseConfig, LoadConfig};
 pub use row::FactRow;
 pub use schema::{migrate, MigrationReport};
 pub use server::ServerInfo;
-pub use stage::{run, LoadError};
+pub use stage::{consumes, run, LoadError};

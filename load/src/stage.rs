@@ -6,10 +6,12 @@
 
 use coupang_schemas::{decode, PaymentFact};
 use etl_core::kafka::{
-    commit_batch, commit_idle_positions, ensure_topics, next_batch_within, note_committed, restart_on_kafka_failure,
-    worth_a_restart, ClosedOffWorker, CommittedOffsets, DeadLetter, KafkaConfig, KafkaSetupError,
+    commit_batch, commit_idle_positions, ensure_topics, next_batch_within, note_committed, report_lag,
+    restart_on_kafka_failure, worth_a_restart, BlockingDrop, CommittedOffsets, Consumes, DeadLetter, KafkaConfig,
+    KafkaSetupError,
 };
-use etl_core::metrics::{metrics, report_lag, AbortOnDrop, AccountLabel, PerAccount};
+use etl_core::metrics::{metrics, AccountLabel, PerAccount};
+use etl_core::task::AbortOnDrop;
 use etl_core::Shutdown;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -36,6 +38,11 @@ pub enum LoadError {
 
 const TABLE: &str = "payment_facts";
 
+/// The loader's group and input: the facts topic.
+pub fn consumes(config: &LoadConfig, kafka: &KafkaConfig) -> Consumes {
+    Consumes { group_id: config.group_id.clone(), topics: vec![kafka.topics().payment_facts] }
+}
+
 pub async fn run(
     config: &LoadConfig,
     clickhouse: &ClickHouseConfig,
@@ -56,16 +63,14 @@ async fn run_once(
     tracing::info!(server = %report.server.version, database = %report.database, "ClickHouse schema is current");
     let topics = kafka.topics();
     ensure_topics(kafka, &[&topics.payment_facts, &topics.dead_letter]).await?;
-    let consumer: ClosedOffWorker<StreamConsumer> =
-        ClosedOffWorker::new(kafka.consumer_config(&config.group_id).create()?);
+    let consumer: BlockingDrop<StreamConsumer> = BlockingDrop::new(kafka.consumer_config(&config.group_id).create()?);
     consumer.subscribe(&[&topics.payment_facts])?;
     let producer: FutureProducer = kafka.producer_config().create()?;
     let dead_letter = DeadLetter::new(producer, topics.dead_letter.clone(), "load");
     let target =
         Target { client: clickhouse.client_for(&report.server), deduplication_token: report.server.is_modern() };
     let wait = Duration::from_millis(config.batch_wait_ms);
-    let lag = vec![topics.payment_facts.clone()];
-    let _lag = report_lag(kafka.clone(), STAGE, config.group_id.clone(), lag, shutdown.clone());
+    let _lag = report_lag(kafka.clone(), STAGE, consumes(config, kafka), shutdown.clone());
     metrics().set_ready(STAGE, true);
     tracing::info!(group = %config.group_id, topic = %topics.payment_facts, "load started");
 

@@ -13,4 +13,4 @@ mod stage;
 pub mod store;
 
 pub use config::TransformConfig;
-pub use stage::{run, BatchReport, TransformError};
+pub use stage::{consumes, run, BatchReport, TransformError};

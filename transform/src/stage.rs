@@ -21,17 +21,18 @@
 
 use coupang_schemas::{encode, PaymentFact};
 use etl_core::kafka::{
-    batch_offsets, blocking, commit_batch, ensure_compacted_topics_with, ensure_topics, next_batch,
-    restart_on_kafka_failure, worth_a_restart, ClosedOffWorker, DeadLetter, KafkaConfig, KafkaSetupError,
+    batch_offsets, blocking, check_co_partitioned, commit_batch, ensure_compacted_topics_with, ensure_topics,
+    next_batch, report_lag, restart_on_kafka_failure, send_all, worth_a_restart, BlockingDrop, Consumes, DeadLetter,
+    KafkaConfig, KafkaSetupError, QUEUE_TIMEOUT,
 };
-use etl_core::metrics::{metrics, report_lag, PerAccount};
+use etl_core::metrics::{metrics, PerAccount};
 use etl_core::Shutdown;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientContext;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -50,24 +51,20 @@ pub enum TransformError {
     Encode(#[from] coupang_schemas::CodecError),
     #[error(transparent)]
     State(#[from] StoreError),
-    #[error(
-        "input topics are not co-partitioned ({counts}): every raw topic and the state topic need the same \
-         number of partitions, or one order's events would be split across processes"
-    )]
-    NotCoPartitioned { counts: String },
     #[error("Kafka: the consumer has no group metadata to commit offsets in a transaction")]
     NoGroupMetadata,
 }
 
-/// What a rebalance did, recorded by the consumer's context and acted on between batches.
+/// The consumer's context: logs each rebalance and raises a flag that the loop takes between batches
+/// (to restore the state of newly assigned partitions).
 #[derive(Debug, Default)]
-struct RebalanceLog {
+struct RebalanceFlag {
     happened: AtomicBool,
 }
 
-impl ClientContext for RebalanceLog {}
+impl ClientContext for RebalanceFlag {}
 
-impl ConsumerContext for RebalanceLog {
+impl ConsumerContext for RebalanceFlag {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let partitions = |list: &rdkafka::TopicPartitionList| {
             let mut numbers: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
@@ -85,13 +82,14 @@ impl ConsumerContext for RebalanceLog {
     }
 }
 
-impl RebalanceLog {
+impl RebalanceFlag {
     fn take(&self) -> bool {
         self.happened.swap(false, Ordering::SeqCst)
     }
 }
 
-type Consumer3 = StreamConsumer<RebalanceLog>;
+/// The consumer of the raw topics.
+type InputConsumer = StreamConsumer<RebalanceFlag>;
 
 const STAGE: &str = "transform";
 
@@ -104,6 +102,11 @@ pub struct BatchReport {
     pub dead_letters: usize,
 }
 
+/// The transform's group and inputs: the raw topics.
+pub fn consumes(config: &TransformConfig, kafka: &KafkaConfig) -> Consumes {
+    Consumes { group_id: config.group_id.clone(), topics: kafka.topics().raw().map(String::from).to_vec() }
+}
+
 pub async fn run(config: &TransformConfig, kafka: &KafkaConfig, shutdown: Shutdown) -> Result<(), TransformError> {
     let is_kafka = |e: &TransformError| matches!(e, TransformError::Kafka(error) if worth_a_restart(error));
     restart_on_kafka_failure(STAGE, &shutdown, is_kafka, || run_once(config, kafka, &shutdown)).await
@@ -111,18 +114,18 @@ pub async fn run(config: &TransformConfig, kafka: &KafkaConfig, shutdown: Shutdo
 
 async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shutdown) -> Result<(), TransformError> {
     let topics = kafka.topics();
-    let inputs = [topics.raw_order_sheets.clone(), topics.raw_return_requests.clone(), topics.raw_revenue.clone()];
-    ensure_topics(kafka, &[&inputs[0], &inputs[1], &inputs[2], &topics.payment_facts, &topics.dead_letter]).await?;
+    let inputs = topics.raw();
+    ensure_topics(kafka, &[&inputs[..], &[&topics.payment_facts, &topics.dead_letter]].concat()).await?;
     // The changelog is partitioned like the inputs (whatever `kafka.partitions` says now).
-    let input_partitions = check_co_partitioned(kafka, &[&inputs[0], &inputs[1], &inputs[2]]).await?;
+    let input_partitions = check_co_partitioned(kafka, &inputs).await?;
     ensure_compacted_topics_with(kafka, &[&topics.transform_state], input_partitions).await?;
-    check_co_partitioned(kafka, &[&inputs[0], &inputs[1], &inputs[2], &topics.transform_state]).await?;
+    check_co_partitioned(kafka, &[&inputs[..], &[&topics.transform_state]].concat()).await?;
 
     let mut consumer_config = kafka.consumer_config(&config.group_id);
     consumer_config.set("partition.assignment.strategy", "range");
-    let consumer: ClosedOffWorker<Consumer3> =
-        ClosedOffWorker::new(consumer_config.create_with_context(RebalanceLog::default())?);
-    consumer.subscribe(&[&inputs[0], &inputs[1], &inputs[2]])?;
+    let consumer: BlockingDrop<InputConsumer> =
+        BlockingDrop::new(consumer_config.create_with_context(RebalanceFlag::default())?);
+    consumer.subscribe(&inputs)?;
     let producer = output_producer(config, kafka)?;
     // Dead letters are sent at once, outside any transaction.
     let dead_letter_producer = if config.transactions { kafka.producer_config().create()? } else { producer.clone() };
@@ -132,7 +135,7 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
     let wait = Duration::from_millis(config.batch_wait_ms);
     let mut owned: BTreeMap<i32, PartitionState> = BTreeMap::new();
     let mut batches: u64 = 0;
-    let _lag = report_lag(kafka.clone(), STAGE, config.group_id.clone(), inputs.to_vec(), shutdown.clone());
+    let _lag = report_lag(kafka.clone(), STAGE, consumes(config, kafka), shutdown.clone());
     metrics().set_ready(STAGE, true);
     tracing::info!(group = %config.group_id, "transform started");
 
@@ -257,28 +260,28 @@ async fn process(
         let (vendor_id, order_id) = split_key(key);
         states.push((*partition, key.clone(), encode(&to_record(vendor_id, order_id, state)?)?));
     }
-    let send_facts = futures::future::join_all(encoded.iter().map(|(key, payload)| {
-        producer.send(FutureRecord::to(&topics.payment_facts).key(key).payload(payload), Duration::from_secs(120))
-    }));
+    let fact_records =
+        encoded.iter().map(|(key, payload)| FutureRecord::to(&topics.payment_facts).key(key).payload(payload));
+    let send_facts = send_all(producer, fact_records, QUEUE_TIMEOUT);
     // Each state goes to its input partition's changelog partition.
     let send_states = || {
-        futures::future::join_all(states.iter().map(|(partition, key, payload)| {
-            let record = FutureRecord::to(&topics.transform_state).partition(*partition).key(key).payload(payload);
-            producer.send(record, Duration::from_secs(120))
-        }))
+        let state_records = states.iter().map(|(partition, key, payload)| {
+            FutureRecord::to(&topics.transform_state).partition(*partition).key(key).payload(payload)
+        });
+        send_all(producer, state_records, QUEUE_TIMEOUT)
     };
     let (facts_sent, written) = if ordered {
         // 1. Facts, acknowledged; 2. then the changed states, acknowledged.
         let facts_sent = send_facts.await;
         for delivery in &facts_sent {
-            delivery.as_ref().map_err(|(error, _)| error.clone())?;
+            delivery.as_ref().map_err(Clone::clone)?;
         }
         (facts_sent, send_states().await)
     } else {
         futures::future::join(send_facts, send_states()).await
     };
     for delivery in facts_sent {
-        delivery.map_err(|(error, _)| error)?;
+        delivery?;
     }
     report.facts = encoded.len();
     let mut facts_out = PerAccount::default();
@@ -286,7 +289,7 @@ async fn process(
     events_in.record_in(STAGE);
     facts_out.record_out(STAGE);
     for ((partition, key, _), delivery) in states.iter().zip(written) {
-        let offset = delivery.map_err(|(error, _)| error)?.offset;
+        let offset = delivery?.offset;
         if let Some(store) = owned.get_mut(partition) {
             store.note_written(key, offset);
         }
@@ -324,7 +327,7 @@ fn read_event(message: &OwnedMessage, topics: &etl_core::kafka::Topics) -> Resul
 
 /// Drops the state of partitions no longer owned and restores those newly owned (or changed meanwhile).
 async fn adopt_assignment(
-    consumer: &Consumer3,
+    consumer: &InputConsumer,
     changelog: &Changelog,
     owned: &mut BTreeMap<i32, PartitionState>,
     (horizon_ms, markers): (i64, i64),
@@ -363,29 +366,4 @@ async fn adopt_assignment(
         owned.insert(partition, restored);
     }
     Ok(())
-}
-
-/// The common partition count of `names`, or an error naming each count when they differ.
-async fn check_co_partitioned(kafka: &KafkaConfig, names: &[&str]) -> Result<i32, TransformError> {
-    let config = kafka.client_config();
-    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    let counts = tokio::task::spawn_blocking(move || -> Result<Vec<(String, usize)>, KafkaError> {
-        let client: BaseConsumer = config.create()?;
-        names
-            .into_iter()
-            .map(|name| {
-                let metadata = client.fetch_metadata(Some(&name), Duration::from_secs(30))?;
-                let count = metadata.topics().iter().map(|t| t.partitions().len()).sum();
-                Ok((name, count))
-            })
-            .collect()
-    })
-    .await
-    .map_err(|_| KafkaSetupError::Join)??;
-    let distinct: HashMap<usize, ()> = counts.iter().map(|(_, n)| (*n, ())).collect();
-    if distinct.len() > 1 {
-        let counts = counts.iter().map(|(name, n)| format!("{name}: {n}")).collect::<Vec<_>>().join(", ");
-        return Err(TransformError::NotCoPartitioned { counts });
-    }
-    Ok(counts.first().map_or(1, |(_, n)| *n as i32))
 }

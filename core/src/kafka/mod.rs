@@ -1,0 +1,60 @@
+//! Kafka plumbing shared by the stages: client settings, topic creation, batches, offset commits,
+//! consumer lag, and the dead-letter topic.
+//!
+//! Only plain Kafka protocol is used (no broker-specific APIs), so the same code runs against Apache
+//! Kafka, Redpanda, MSK and rdkafka's in-process MockCluster. Transactions are optional (the transform's
+//! `transactions` setting): every stage is exact without them.
+
+mod admin;
+mod config;
+mod consume;
+mod produce;
+mod read;
+mod restart;
+
+pub use admin::{
+    check_co_partitioned, ensure_compacted_topics, ensure_compacted_topics_with, ensure_topics, set_topic_config,
+};
+pub use config::{KafkaConfig, Topics};
+pub use consume::{
+    batch_offsets, blocking, commit_batch, commit_idle_positions, next_batch, next_batch_within, note_committed,
+    BlockingDrop, CommittedOffsets,
+};
+pub use produce::{send_all, send_one, DeadLetter, QUEUE_TIMEOUT};
+pub use read::{dead_letters_by_stage, group_lag, latest_by_key, report_lag, Consumes};
+pub use restart::{restart_on_kafka_failure, worth_a_restart};
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSetupError {
+    #[error("Kafka client could not be created: {0}")]
+    Client(#[source] KafkaError),
+    #[error("cannot create topic {topic}: {source}")]
+    CreateTopic {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("cannot create topic {topic}: {code}")]
+    CreateTopicRefused { topic: String, code: RDKafkaErrorCode },
+    #[error("cannot read metadata or offsets of topic {topic}: {source}")]
+    Offsets {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    /// Seen with a lightweight Kafka-protocol broker when a process was killed while creating a topic: the
+    /// topic exists, unusable.
+    #[error("topic {topic} exists but has no partitions (a creation was interrupted?): delete and recreate it")]
+    TopicWithoutPartitions { topic: String },
+    #[error("topic {topic} was created but its partitions have no leader after 30 s")]
+    NoLeader { topic: String },
+    #[error(
+        "topics are not co-partitioned ({counts}): every raw topic and the state topic need the same number of \
+         partitions, or one order's events would be split across processes"
+    )]
+    NotCoPartitioned { counts: String },
+    #[error("blocking Kafka call panicked or was cancelled")]
+    Join,
+}
