@@ -73,6 +73,7 @@ async fn create_missing_topics(config: &KafkaConfig, names: &[&str], compacted: 
 /// for a moment), and a stage must not fail on its first read of a topic it just made.
 async fn wait_for_leaders(config: &KafkaConfig, names: &[&str]) -> Result<(), KafkaSetupError> {
     let client_config = config.client_config();
+    let kafka = config.clone();
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = client_config.create().map_err(KafkaSetupError::Client)?;
@@ -81,7 +82,7 @@ async fn wait_for_leaders(config: &KafkaConfig, names: &[&str]) -> Result<(), Ka
             loop {
                 let metadata = consumer
                     .fetch_metadata(Some(name), Duration::from_secs(10))
-                    .map_err(|source| KafkaSetupError::Offsets { topic: name.clone(), source })?;
+                    .map_err(|source| KafkaSetupError::reading(&kafka, name, source))?;
                 let led = metadata.topics().iter().all(|t| {
                     t.error().is_none()
                         && !t.partitions().is_empty()
@@ -124,11 +125,12 @@ pub async fn set_topic_config(
 /// with auto-creation on does not create a topic just because we looked.
 async fn existing_topics(config: &KafkaConfig) -> Result<std::collections::HashSet<String>, KafkaSetupError> {
     let client_config = config.client_config();
+    let kafka = config.clone();
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = client_config.create().map_err(KafkaSetupError::Client)?;
         let metadata = consumer
             .fetch_metadata(None, Duration::from_secs(30))
-            .map_err(|source| KafkaSetupError::Offsets { topic: "(all)".into(), source })?;
+            .map_err(|source| KafkaSetupError::reading(&kafka, "(all)", source))?;
         if let Some(broken) = metadata.topics().iter().find(|t| t.partitions().is_empty() && t.error().is_none()) {
             return Err(KafkaSetupError::TopicWithoutPartitions { topic: broken.name().to_string() });
         }
@@ -143,6 +145,7 @@ async fn existing_topics(config: &KafkaConfig) -> Result<std::collections::HashS
 /// same partition of each.
 pub async fn check_co_partitioned(kafka: &KafkaConfig, names: &[&str]) -> Result<i32, KafkaSetupError> {
     let config = kafka.client_config();
+    let kafka = kafka.clone();
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     let counts = tokio::task::spawn_blocking(move || -> Result<Vec<(String, usize)>, KafkaSetupError> {
         let client: BaseConsumer = config.create().map_err(KafkaSetupError::Client)?;
@@ -151,7 +154,7 @@ pub async fn check_co_partitioned(kafka: &KafkaConfig, names: &[&str]) -> Result
             .map(|name| {
                 let metadata = client
                     .fetch_metadata(Some(&name), Duration::from_secs(30))
-                    .map_err(|source| KafkaSetupError::Offsets { topic: name.clone(), source })?;
+                    .map_err(|source| KafkaSetupError::reading(&kafka, &name, source))?;
                 let count = metadata.topics().iter().map(|t| t.partitions().len()).sum();
                 Ok((name, count))
             })

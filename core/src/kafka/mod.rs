@@ -44,6 +44,10 @@ pub enum KafkaSetupError {
         #[source]
         source: KafkaError,
     },
+    /// No broker answered (librdkafka's transport failure or all brokers down): one line naming the
+    /// brokers, instead of librdkafka's words.
+    #[error("Kafka at {brokers} cannot be reached (is it running? `kafka.brokers` in the config)")]
+    Unreachable { brokers: String },
     /// Seen with a lightweight Kafka-protocol broker when a process was killed while creating a topic: the
     /// topic exists, unusable.
     #[error("topic {topic} exists but has no partitions (a creation was interrupted?): delete and recreate it")]
@@ -57,4 +61,20 @@ pub enum KafkaSetupError {
     NotCoPartitioned { counts: String },
     #[error("blocking Kafka call panicked or was cancelled")]
     Join,
+}
+
+impl KafkaSetupError {
+    /// A failed metadata or offsets read of `topic`, as [`KafkaSetupError::Unreachable`] when no broker
+    /// answered at all.
+    pub(crate) fn reading(config: &KafkaConfig, topic: &str, source: KafkaError) -> KafkaSetupError {
+        let unreachable = matches!(
+            source.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown)
+        );
+        if unreachable {
+            KafkaSetupError::Unreachable { brokers: config.brokers.clone() }
+        } else {
+            KafkaSetupError::Offsets { topic: topic.to_string(), source }
+        }
+    }
 }

@@ -16,9 +16,9 @@ use crate::Shutdown;
 /// partitions. Zero means the group has durably processed everything written so far.
 pub async fn group_lag(config: &KafkaConfig, group_id: &str, topic: &str) -> Result<i64, KafkaSetupError> {
     let client_config = config.consumer_config(group_id);
-    let topic = topic.to_string();
+    let (kafka, topic) = (config.clone(), topic.to_string());
     tokio::task::spawn_blocking(move || {
-        let offsets_error = |source| KafkaSetupError::Offsets { topic: topic.clone(), source };
+        let offsets_error = |source| KafkaSetupError::reading(&kafka, &topic, source);
         let consumer: BaseConsumer = client_config.create().map_err(KafkaSetupError::Client)?;
         let timeout = Duration::from_secs(10);
         let metadata = consumer.fetch_metadata(Some(&topic), timeout).map_err(offsets_error)?;
@@ -86,9 +86,9 @@ async fn read_topic<T: Send + 'static>(
     // librdkafka wants a group id even for assigned partitions; this reader never commits to it.
     let mut client_config = config.client_config();
     client_config.set("group.id", "coupang-etl-reader").set("enable.auto.commit", "false");
-    let topic = topic.to_string();
+    let (kafka, topic) = (config.clone(), topic.to_string());
     tokio::task::spawn_blocking(move || {
-        let offsets_error = |source| KafkaSetupError::Offsets { topic: topic.clone(), source };
+        let offsets_error = |source| KafkaSetupError::reading(&kafka, &topic, source);
         let consumer: BaseConsumer = client_config.create().map_err(KafkaSetupError::Client)?;
         let deadline = std::time::Instant::now() + timeout;
         let metadata = consumer.fetch_metadata(Some(&topic), timeout).map_err(offsets_error)?;
