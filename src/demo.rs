@@ -7,6 +7,8 @@ use coupang_sim::truth::Truth;
 use coupang_sim::Simulator;
 use etl_core::account::AccountConfig;
 use etl_core::Shutdown;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -79,6 +81,30 @@ pub struct DemoOutcome {
 
 /// Runs the simulator and the pipeline over the simulated period; `config.kafka.brokers` must be set
 /// (the CLI starts an embedded broker when it is not).
+/// Without `kafka.brokers`, an in-process broker (librdkafka's mock cluster) with the demo's topics,
+/// which `config` is pointed at; keep it alive while the demo runs. `None` when a real broker is set.
+pub fn embedded_kafka(
+    config: &mut Config,
+) -> Result<Option<MockCluster<'static, DefaultProducerContext>>, PipelineError> {
+    if !config.kafka.brokers.is_empty() {
+        eprintln!("Kafka: {}", config.kafka.brokers);
+        return Ok(None);
+    }
+    // librdkafka's mock broker accepts transactions but stores no offsets sent with them, so the
+    // transform would read the same batch forever.
+    if config.transform.transactions {
+        return Err(PipelineError::TransactionsNeedABroker);
+    }
+    let cluster = MockCluster::new(1).map_err(PipelineError::EmbeddedKafka)?;
+    config.kafka.brokers = cluster.bootstrap_servers();
+    // The mock broker has no CreateTopics API: make the topics through its own interface.
+    for topic in config.kafka.topics().all() {
+        cluster.create_topic(topic, config.kafka.partitions, 1).map_err(PipelineError::EmbeddedKafka)?;
+    }
+    eprintln!("Kafka: embedded in-process broker at {} (set kafka.brokers to use a real one)", config.kafka.brokers);
+    Ok(Some(cluster))
+}
+
 pub async fn run(mut config: Config, shutdown: &Shutdown) -> Result<DemoOutcome, PipelineError> {
     let simulator =
         Simulator::start(&config.sim, ([127, 0, 0, 1], 0).into()).await.map_err(PipelineError::Simulator)?;

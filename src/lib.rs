@@ -5,6 +5,7 @@ pub mod config;
 pub mod demo;
 pub mod exit;
 pub mod pipeline;
+pub mod reports;
 pub mod status;
 
 pub use config::{Config, ConfigError};

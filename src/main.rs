@@ -6,9 +6,8 @@ use clap::{Parser, Subcommand};
 use coupang_etl::config::LogFormat;
 use coupang_etl::exit::{Findings, Outcome};
 use coupang_etl::pipeline::PipelineError;
-use coupang_etl::{demo, pipeline, Config};
+use coupang_etl::{demo, pipeline, reports, Config};
 use coupang_ingest::IngestError;
-use etl_core::account::KeyHealth;
 use etl_core::Shutdown;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -364,7 +363,7 @@ async fn execute(cli: Cli) -> Result<Outcome> {
             match (range.from, range.to) {
                 (Some(from), Some(to)) => {
                     let report = pipeline::run_range(&config, from, to, &shutdown).await?;
-                    print_ingest_report(&report.ingest);
+                    write_out(&reports::ingest(&report.ingest))?;
                     println!("done in {:.1} s", report.elapsed.as_secs_f64());
                     Ok(conclude(&run_findings(&report)))
                 }
@@ -388,7 +387,7 @@ async fn execute(cli: Cli) -> Result<Outcome> {
                         &shutdown,
                     )
                     .await?;
-                    print_ingest_report(&report);
+                    write_out(&reports::ingest(&report))?;
                     let mut findings = Findings::of_ingest(&report);
                     // Ingest returns what it collected when a signal stops it: say that it is incomplete.
                     findings.interrupted = shutdown.is_cancelled();
@@ -412,17 +411,7 @@ async fn execute(cli: Cli) -> Result<Outcome> {
         }
         Command::Migrate => {
             let report = coupang_load::migrate(&config.clickhouse).await?;
-            println!(
-                "ClickHouse {} at {}, database `{}`",
-                report.server.version, config.clickhouse.url, report.database
-            );
-            for (version, name) in &report.applied {
-                println!("  applied {version:>3}  {name}");
-            }
-            println!("  {} migration(s) were already applied", report.already_applied);
-            for (version, name, reason) in &report.left_out {
-                println!("  left out {version:>2}  {name}: {reason}");
-            }
+            write_out(&reports::migration(&report, &config.clickhouse.url))?;
             Ok(Outcome::Success)
         }
         Command::Sim(args) => match args.command {
@@ -458,75 +447,14 @@ async fn execute(cli: Cli) -> Result<Outcome> {
         },
         // A listing: `status` is the check whose exit code says whether an account is stopped.
         Command::Accounts => {
-            write_out(&accounts_table(&config).await)?;
+            write_out(&reports::accounts_table(&config).await)?;
             Ok(Outcome::Success)
         }
         Command::Summary => {
-            let daily = coupang_load::summary::daily_payments(&config.clickhouse).await?;
-            println!(
-                "{:<16} {:<10} {:<12} {:>7} {:>14} {:>14}",
-                "alias", "vendor", "payment date", "orders", "amount (KRW)", "provisional"
-            );
-            for d in daily {
-                println!(
-                    "{:<16} {:<10} {:<12} {:>7} {:>14} {:>14}",
-                    d.account_alias,
-                    d.vendor_id,
-                    d.payment_date.to_string(),
-                    d.orders,
-                    d.payment_amount,
-                    d.provisional_amount
-                );
-            }
+            write_out(&reports::daily_summary(&coupang_load::summary::daily_payments(&config.clickhouse).await?))?;
             Ok(Outcome::Success)
         }
     }
-}
-
-/// Each account with its key's expiry and, from the account-status topic, its last successful call.
-async fn accounts_table(config: &Config) -> String {
-    let today = etl_core::time::now_kst().date_naive();
-    let statuses = if config.kafka.brokers.is_empty() {
-        Err("no kafka.brokers configured".to_string())
-    } else {
-        coupang_ingest::account_statuses(&config.kafka, std::time::Duration::from_secs(5))
-            .await
-            .map_err(|e| e.to_string())
-    };
-    let mut out = format!(
-        "{:<16} {:<10} {:<12} {:>9}  {:<20}  state\n",
-        "alias", "vendor", "key expires", "days left", "last successful call"
-    );
-    for account in &config.accounts {
-        let (days, mut state) = match account.key_health(today) {
-            KeyHealth::Valid { days_left } => (days_left, "ok".to_string()),
-            KeyHealth::ReissueWindow { days_left } => (days_left, "reissue the key now (window open)".to_string()),
-            KeyHealth::Expired { days_ago } => (-days_ago, "EXPIRED: reissue in WING".to_string()),
-        };
-        let status = statuses.as_ref().ok().and_then(|s| s.get(&account.alias));
-        let last = match (status, &statuses) {
-            (Some(status), _) => status
-                .last_success_at
-                .map(|t| t.with_timezone(&etl_core::time::kst()).format("%Y-%m-%d %H:%M KST").to_string())
-                .unwrap_or_else(|| "never".into()),
-            (None, Ok(_)) => "never".into(),
-            (None, Err(_)) => "unknown".into(),
-        };
-        if let Some(error) = status.and_then(|s| s.error.as_ref()) {
-            state = format!("STOPPED: {error}");
-        }
-        out.push_str(&format!(
-            "{:<16} {:<10} {:<12} {:>9}  {last:<20}  {state}\n",
-            account.alias,
-            account.vendor_id,
-            account.key_expires_on().to_string(),
-            days
-        ));
-    }
-    if let Err(error) = statuses {
-        out.push_str(&format!("(last successful calls unknown: {error})\n"));
-    }
-    out
 }
 
 async fn run_backfill(config: &Config, args: BackfillArgs, shutdown: &Shutdown) -> Result<Outcome> {
@@ -608,19 +536,6 @@ fn require_accounts(config: &Config) -> Result<()> {
     Ok(())
 }
 
-fn print_ingest_report(report: &coupang_ingest::IngestReport) {
-    for (alias, account) in &report.accounts {
-        println!(
-            "{alias:<16} {}  boxes {:>7}  events {:>7}  bad records {:>4}{}",
-            account.vendor_id,
-            account.boxes,
-            account.events,
-            account.bad_records(),
-            account.error.as_ref().map(|e| format!("  ERROR: {e}")).unwrap_or_default()
-        );
-    }
-}
-
 async fn run_demo(
     mut config: Config,
     database: Option<String>,
@@ -630,30 +545,7 @@ async fn run_demo(
     // The demo keeps to its own database and topics, so it never mixes with real data.
     config.clickhouse.database = demo::database(database, &config.clickhouse.database);
     config.kafka.topic_prefix = "coupang-demo.".into();
-    let _embedded = if config.kafka.brokers.is_empty() {
-        // librdkafka's mock broker accepts transactions but stores no offsets sent with them, so the
-        // transform would read the same batch forever.
-        if config.transform.transactions {
-            anyhow::bail!(
-                "transform.transactions needs a real Kafka broker: set kafka.brokers, or turn it off for the demo"
-            );
-        }
-        let cluster = rdkafka::mocking::MockCluster::new(1).context("starting the embedded Kafka")?;
-        config.kafka.brokers = cluster.bootstrap_servers();
-        // The mock broker has no CreateTopics API: make the topics through its own interface.
-        let topics = config.kafka.topics();
-        for topic in topics.all() {
-            cluster.create_topic(topic, config.kafka.partitions, 1).context("creating embedded topics")?;
-        }
-        eprintln!(
-            "Kafka: embedded in-process broker at {} (set kafka.brokers to use a real one)",
-            config.kafka.brokers
-        );
-        Some(cluster)
-    } else {
-        eprintln!("Kafka: {}", config.kafka.brokers);
-        None
-    };
+    let _embedded = demo::embedded_kafka(&mut config)?;
     eprintln!(
         "Simulating {} vendors, {} to {}; ClickHouse at {}",
         config.sim.vendors.len(),

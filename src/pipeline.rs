@@ -34,6 +34,10 @@ pub enum PipelineError {
     Simulator(#[source] std::io::Error),
     #[error("interrupted (Ctrl-C or SIGTERM) before the range was complete: run it again")]
     Interrupted,
+    #[error("transform.transactions needs a real Kafka broker: set kafka.brokers, or turn it off for the demo")]
+    TransactionsNeedABroker,
+    #[error("starting the embedded Kafka: {0}")]
+    EmbeddedKafka(#[source] rdkafka::error::KafkaError),
 }
 
 #[derive(Debug)]
