@@ -144,20 +144,8 @@ fn self_cpu() -> f64 {
 }
 
 fn write_config(config: &Config) -> std::path::PathBuf {
-    let text = format!(
-        "[kafka]\nbrokers = {:?}\ntopic_prefix = {:?}\npartitions = {}\n\n[clickhouse]\nurl = {:?}\ndatabase = {:?}\n\n\
-         [transform]\ngroup_id = {:?}\ntransactions = {}\n\n[load]\ngroup_id = {:?}\n\n[observability]\nmetrics_listen = \"127.0.0.1:0\"\n",
-        config.kafka.brokers,
-        config.kafka.topic_prefix,
-        config.kafka.partitions,
-        config.clickhouse.url,
-        config.clickhouse.database,
-        config.transform.group_id,
-        config.transform.transactions,
-        config.load.group_id,
-    );
     let path = std::env::temp_dir().join(format!("bench-{}.toml", std::process::id()));
-    std::fs::write(&path, text).expect("write the bench config");
+    std::fs::write(&path, config.to_toml()).expect("write the bench config");
     path
 }
 
@@ -582,6 +570,8 @@ async fn main() {
         config.kafka.compacted_topic_config.insert(key.into(), value.into());
     }
     config.load.group_id = format!("bench-{id}-load");
+    // In the config file the stage processes read, any free port (the one measured is given STAGE_METRICS).
+    config.observability.metrics_listen = "127.0.0.1:0".into();
     let _mock = if args.broker == "mock" {
         // The mock broker keeps only ~5 MiB per partition: spread the data wider.
         config.kafka.partitions = args.partitions.unwrap_or(12);

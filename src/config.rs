@@ -11,6 +11,7 @@ use coupang_load::{ClickHouseConfig, LoadConfig};
 use coupang_sim::SimConfig;
 use coupang_transform::TransformConfig;
 use etl_core::account::{validate_accounts, AccountConfig};
+use etl_core::invalid::InvalidSetting;
 use etl_core::kafka::KafkaConfig;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -79,9 +80,12 @@ impl ObservabilityConfig {
             return Ok(None);
         }
         self.metrics_listen.trim().parse().map(Some).map_err(|_| {
-            ConfigError::Invalid(format!(
-                "observability.metrics_listen {:?} must be host:port (e.g. 127.0.0.1:9464) or \"\" for off",
-                self.metrics_listen
+            ConfigError::Invalid(InvalidSetting::new(
+                "observability.metrics_listen",
+                format!(
+                    "observability.metrics_listen {:?} must be host:port (e.g. 127.0.0.1:9464) or \"\" for off",
+                    self.metrics_listen
+                ),
             ))
         })
     }
@@ -98,7 +102,7 @@ pub enum ConfigError {
     #[error("config {origin}: {message}")]
     Parse { origin: String, message: String },
     #[error("config: {0}")]
-    Invalid(String),
+    Invalid(#[from] InvalidSetting),
 }
 
 impl Config {
@@ -136,9 +140,12 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        validate_accounts(&self.accounts).map_err(ConfigError::Invalid)?;
-        self.ingest.validate().map_err(ConfigError::Invalid)?;
-        self.clickhouse.validate().map_err(ConfigError::Invalid)?;
+        validate_accounts(&self.accounts)?;
+        self.ingest.validate().map_err(|message| InvalidSetting::new("ingest", message))?;
+        self.kafka.validate()?;
+        self.clickhouse.validate()?;
+        self.transform.validate()?;
+        self.load.validate()?;
         self.observability.metrics_address()?;
         Ok(())
     }
@@ -186,6 +193,69 @@ impl Config {
             );
         }
         out
+    }
+
+    /// The settings a `coupang-etl` process needs to join this pipeline, as a config file (the tests and
+    /// benchmarks write one for the processes they start): Kafka's brokers, topic prefix and partitions;
+    /// ClickHouse's URL and database, with the user and password when a password is set; the stages'
+    /// consumer groups and transactions; ingest's gateway, request rates and attempts; the metrics
+    /// address; the simulated world's seed, period, size, rate limit and vendors; and the accounts.
+    /// Nothing else: every other setting reads as its default (or a `COUPANG_ETL__…` override).
+    ///
+    /// Secrets are written as themselves, literal strings, so the text is as secret as they are.
+    pub fn to_toml(&self) -> String {
+        let value = |v: toml::Value| v.to_string();
+        let quoted = |text: &str| value(text.into());
+        let (kafka, clickhouse, ingest, sim) = (&self.kafka, &self.clickhouse, &self.ingest, &self.sim);
+        let mut text = format!(
+            "[kafka]\nbrokers = {}\ntopic_prefix = {}\npartitions = {}\n\n[clickhouse]\nurl = {}\ndatabase = {}\n",
+            quoted(&kafka.brokers),
+            quoted(&kafka.topic_prefix),
+            kafka.partitions,
+            quoted(&clickhouse.url),
+            quoted(&clickhouse.database)
+        );
+        if let Some(password) = &clickhouse.password {
+            text += &format!("user = {}\npassword = {}\n", quoted(&clickhouse.user), quoted(password.expose()));
+        }
+        text += &format!(
+            "\n[transform]\ngroup_id = {}\ntransactions = {}\n\n[load]\ngroup_id = {}\n\n\
+             [ingest]\nbase_url = {}\nrequests_per_second = {}\nbackfill_requests_per_second = {}\nmax_attempts = {}\n\n\
+             [observability]\nmetrics_listen = {}\n\n\
+             [sim]\nseed = {}\nstart_date = {}\ndays = {}\norders_per_day = {}\nrate_limit_per_second = {}\n",
+            quoted(&self.transform.group_id),
+            self.transform.transactions,
+            quoted(&self.load.group_id),
+            quoted(&ingest.base_url),
+            value(ingest.requests_per_second.into()),
+            value(ingest.backfill_requests_per_second.into()),
+            ingest.max_attempts,
+            quoted(&self.observability.metrics_listen),
+            sim.seed,
+            sim.start_date,
+            sim.days,
+            sim.orders_per_day,
+            sim.rate_limit_per_second
+        );
+        for vendor in &sim.vendors {
+            text += &format!(
+                "\n[[sim.vendors]]\nvendor_id = {}\naccess_key = {}\nsecret_key = {}\n",
+                quoted(&vendor.vendor_id),
+                quoted(&vendor.access_key),
+                quoted(vendor.secret_key.expose())
+            );
+        }
+        for account in &self.accounts {
+            text += &format!(
+                "\n[[accounts]]\nalias = {}\nvendor_id = {}\naccess_key = {}\nsecret_key = {}\nkey_issued_on = {}\n",
+                quoted(&account.alias),
+                quoted(&account.vendor_id),
+                quoted(&account.access_key),
+                quoted(account.secret_key.expose()),
+                account.key_issued_on
+            );
+        }
+        text
     }
 
     pub fn account(&self, alias: &str) -> Option<&AccountConfig> {

@@ -141,12 +141,20 @@ pub async fn run_range(
             Ok(RunReport { migration, ingest, stage_dead_letters, elapsed: started.elapsed() })
         }
         Err(error) => {
-            transform.abort();
-            load.abort();
+            // The stages were told to stop: let them finish their batch and close their consumers
+            // (which log the rebalance) before the error is reported, so the error is the last word.
+            for stage in [&mut transform, &mut load] {
+                if !stage.is_finished() && tokio::time::timeout(STAGE_STOP_TIMEOUT, &mut *stage).await.is_err() {
+                    stage.abort();
+                }
+            }
             Err(error)
         }
     }
 }
+
+/// How long a failed or interrupted range run waits for its stages to stop before aborting them.
+const STAGE_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Whether transform has committed every raw event and load every fact produced so far (checked in
 /// that order, so facts made from the last raw events are counted).

@@ -13,7 +13,7 @@ use coupang_sim::SimConfig;
 use etl_core::Shutdown;
 use rdkafka::Message;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 fn backfill(
@@ -22,8 +22,8 @@ fn backfill(
     (from, to): (chrono::NaiveDate, chrono::NaiveDate),
     logs: &ProcessLogs,
 ) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_coupang-etl"))
-        .args(["--config", config_file.to_str().unwrap(), "backfill", "--account", alias])
+    coupang_etl_command(config_file)
+        .args(["backfill", "--account", alias])
         .args(["--from", &from.to_string(), "--to", &to.to_string()])
         .env("COUPANG_ETL_LOG", "debug")
         .stdout(std::process::Stdio::piped())

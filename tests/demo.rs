@@ -7,7 +7,7 @@ use common::*;
 /// `coupang-etl demo ARGS` with the config's database set to `database` (through the environment, as
 /// a config file would), against the suite's ClickHouse and an embedded Kafka.
 fn demo(clickhouse_url: &str, database: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_coupang-etl"))
+    std::process::Command::new(COUPANG_ETL)
         .arg("demo")
         .args(args)
         .env("COUPANG_ETL__CLICKHOUSE__URL", clickhouse_url)

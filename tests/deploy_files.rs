@@ -4,6 +4,9 @@
 //! secrets present), and the Grafana dashboard queries only metrics the processes export.
 //! No services needed.
 
+mod common;
+
+use common::{coupang_etl_command, COUPANG_ETL};
 use serde_yaml::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -15,8 +18,8 @@ fn repo(path: &str) -> PathBuf {
 
 /// Runs `coupang-etl --config <file> validate` with exactly `env` (plus PATH); its stdout.
 fn validate(file: &Path, env: &BTreeMap<String, String>) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_coupang-etl"))
-        .args(["--config", file.to_str().unwrap(), "validate"])
+    let output = coupang_etl_command(file)
+        .arg("validate")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(env)
@@ -48,8 +51,8 @@ fn the_example_config_validates_and_describes_itself_without_secrets() {
     assert!(out.contains("metrics http://127.0.0.1:9464/metrics"), "{out}");
 
     // A missing secret or a wrong setting is refused, naming it.
-    let output = Command::new(env!("CARGO_BIN_EXE_coupang-etl"))
-        .args(["--config", repo("deploy/coupang-etl.example.toml").to_str().unwrap(), "validate"])
+    let output = coupang_etl_command(&repo("deploy/coupang-etl.example.toml"))
+        .arg("validate")
         .env_remove("COUPANG_SECRET_BRAND_A")
         .env("COUPANG_ETL__OBSERVABILITY__METRICS_LISTEN", "localhost")
         .output()
@@ -84,7 +87,7 @@ fn systemd_units_verify_and_their_configs_validate() {
         assert!(out.contains(&format!("metrics http://{port}/metrics")), "{out}");
         assert!(out.contains("Json logs"), "{out}");
         // systemd's own check, with the binary path pointed at one that exists here.
-        let runnable = unit.replace("/usr/local/bin/coupang-etl", env!("CARGO_BIN_EXE_coupang-etl"));
+        let runnable = unit.replace("/usr/local/bin/coupang-etl", COUPANG_ETL);
         std::fs::write(scratch.join(&name), runnable).unwrap();
     }
     std::fs::copy(dir.join("coupang-etl.target"), scratch.join("coupang-etl.target")).unwrap();

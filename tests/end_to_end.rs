@@ -100,32 +100,15 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_rest_stays_exact() {
 
     // Garbage, and a well-formed event with an impossible status, in the raw topics; garbage in the facts topic.
     let producer: FutureProducer = config.kafka.producer_config().create().unwrap();
-    let mut impossible: OrderSheetEvent = sample_event();
-    impossible.status = "TELEPORTED".into();
-    let impossible = encode(&impossible).unwrap();
+    let impossible = encode(&OrderSheetEvent { status: "TELEPORTED".into(), ..fixtures::order_sheet() }).unwrap();
     // A well-formed fact no rule could produce: more units undone than ordered. Only ClickHouse's own
     // check on the table refuses it.
     let impossible_fact = encode(&PaymentFact {
-        vendor_id: "A00099999".into(),
-        account_alias: "nobody".into(),
-        order_id: 1,
-        vendor_item_id: 1,
-        shipment_box_id: 1,
         vendor_item_name: "impossible".into(),
-        payment_date: 20_400,
-        paid_at: 1_762_560_000_000,
         status: "CANCELLED".into(),
-        quantity: 1,
         cancelled_quantity: 5,
-        order_price: 0,
-        shipping_fee: 0,
-        seller_coupon_discount: 0,
-        coupang_coupon_discount: 0,
-        payment_amount: 0,
-        provisional: false,
         cancelled: true,
-        event_time: 1_762_560_000_000,
-        version: 1,
+        ..fixtures::payment_fact(1, 1, 1)
     })
     .unwrap();
     // The bookkeeping topics too: the transform's changelog (dead-lettered when restored) and ingest's
@@ -219,26 +202,6 @@ async fn with_every_simulator_fault_on_the_numbers_stay_exact() {
     println!("exact under faults: {injected:?}, {throttled} × 429; {repeated} repeated records sent once");
     sim.stop().await;
     finish(&config).await;
-}
-
-fn sample_event() -> OrderSheetEvent {
-    OrderSheetEvent {
-        vendor_id: "A00099999".into(),
-        account_alias: "nobody".into(),
-        collected_at: 0,
-        api_version: "v5".into(),
-        shipment_box_id: 1,
-        order_id: 1,
-        status: "ACCEPT".into(),
-        ordered_at: None,
-        paid_at: 1_790_000_000_000,
-        shipping_price: 0,
-        remote_price: 0,
-        remote_area: false,
-        in_transit_at: None,
-        delivered_at: None,
-        items: Vec::new(),
-    }
 }
 
 /// How many orders took each lifecycle path; fails when a path that is switched on was taken by none.

@@ -42,10 +42,10 @@ impl std::fmt::Display for Exit {
 /// Runs `coupang-etl --config FILE ARGS…` to its end, with `env` added.
 fn coupang_etl_with(file: Option<&Path>, args: &[&str], env: &[(&str, String)]) -> Exit {
     let started = Instant::now();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_coupang-etl"));
-    if let Some(file) = file {
-        command.arg("--config").arg(file);
-    }
+    let mut command = match file {
+        Some(file) => coupang_etl_command(file),
+        None => Command::new(COUPANG_ETL),
+    };
     let output = command.args(args).envs(env.iter().map(|(k, v)| (k, v))).output().unwrap();
     let exit = Exit {
         code: output.status.code(),
@@ -293,9 +293,7 @@ async fn a_bad_config_or_an_unreachable_clickhouse_exits_1_and_a_bad_command_lin
 
 /// Starts `coupang-etl --config FILE ARGS…`, sends it SIGTERM once it is under way, and waits for it.
 async fn terminated_after(file: &Path, args: &[String], after: Duration) -> Exit {
-    let child = Command::new(env!("CARGO_BIN_EXE_coupang-etl"))
-        .arg("--config")
-        .arg(file)
+    let child = coupang_etl_command(file)
         .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -8,7 +8,6 @@ use coupang_sim::config::LifecycleConfig;
 use coupang_sim::SimConfig;
 use rdkafka::Message;
 use std::collections::HashSet;
-use std::process::Command;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,8 +25,8 @@ async fn killing_ingest_at_random_moments_loses_nothing() {
     let file = write_config_file(&config, "kill");
     let logs = ProcessLogs::new("ingest-kill");
     let ingest = || {
-        Command::new(env!("CARGO_BIN_EXE_coupang-etl"))
-            .args(["--config", file.to_str().unwrap(), "ingest"])
+        coupang_etl_command(&file)
+            .arg("ingest")
             .env("COUPANG_ETL__INGEST__POLL_INTERVAL_SECS", "1")
             .env("COUPANG_ETL__INGEST__LOOKBACK_DAYS", "10")
             .env("COUPANG_ETL_LOG", "debug")

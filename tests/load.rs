@@ -16,33 +16,6 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// A fact of item `item` of order `order` at `version`; the amount tells versions apart.
-fn fact(order: i64, item: i64, version: i64) -> PaymentFact {
-    let amount = 1_000 * item + version;
-    PaymentFact {
-        vendor_id: "A00077777".into(),
-        account_alias: "load-test".into(),
-        order_id: order,
-        vendor_item_id: item,
-        shipment_box_id: order * 10,
-        vendor_item_name: format!("item {item}"),
-        payment_date: 20_400 + (order % 20) as i32,
-        paid_at: 1_762_560_000_000 + order * 60_000,
-        status: "INSTRUCT".into(),
-        quantity: 1,
-        cancelled_quantity: 0,
-        order_price: amount,
-        shipping_fee: 0,
-        seller_coupon_discount: 0,
-        coupang_coupon_discount: 0,
-        payment_amount: amount,
-        provisional: version < 3,
-        cancelled: false,
-        event_time: 1_762_560_000_000 + version * 1_000,
-        version,
-    }
-}
-
 async fn produce(config: &Config, facts: &[PaymentFact]) {
     let producer: FutureProducer = config.kafka.producer_config().create().unwrap();
     let topic = config.kafka.topics().payment_facts;
@@ -116,7 +89,7 @@ async fn clickhouse_stopped_for_30_seconds_loses_and_duplicates_nothing_and_late
     // Round 1: 300 keys at versions 2, then the same facts again (a replay).
     let keys: Vec<(i64, i64)> =
         (0..100).flat_map(|order| (1..=3).map(move |item| (24_000_000 + order, item))).collect();
-    let round1: Vec<PaymentFact> = keys.iter().map(|&(o, i)| fact(o, i, 2)).collect();
+    let round1: Vec<PaymentFact> = keys.iter().map(|&(o, i)| fixtures::payment_fact(o, i, 2)).collect();
     produce(&config, &round1).await;
     produce(&config, &round1).await;
     assert!(eventually(Duration::from_secs(60), || loaded(&config)).await, "round 1 loaded");
@@ -124,8 +97,8 @@ async fn clickhouse_stopped_for_30_seconds_loses_and_duplicates_nothing_and_late
 
     // ClickHouse goes away; meanwhile newer versions (3) arrive, and older ones (1) after them.
     services_script(&["stop", "clickhouse"]);
-    let round2: Vec<PaymentFact> = keys.iter().map(|&(o, i)| fact(o, i, 3)).collect();
-    let late_old: Vec<PaymentFact> = keys.iter().map(|&(o, i)| fact(o, i, 1)).collect();
+    let round2: Vec<PaymentFact> = keys.iter().map(|&(o, i)| fixtures::payment_fact(o, i, 3)).collect();
+    let late_old: Vec<PaymentFact> = keys.iter().map(|&(o, i)| fixtures::payment_fact(o, i, 1)).collect();
     produce(&config, &round2).await;
     produce(&config, &late_old).await;
     tokio::time::sleep(Duration::from_secs(30)).await;

@@ -30,12 +30,7 @@ fn sample_sum(metrics: &str, name: &str, labels: &[&str]) -> f64 {
 }
 
 fn status(file: &std::path::Path) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_coupang-etl"))
-        .args(["--config", file.to_str().unwrap(), "status"])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "status: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap()
+    coupang_etl(&["--config", file.to_str().unwrap(), "status"])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,8 +42,8 @@ async fn a_running_pipeline_serves_metrics_and_health_and_status_describes_it() 
     let file = write_config_file(&config, "operability");
     let port = free_port();
     let logs = ProcessLogs::new("operability");
-    let mut pipeline = Command::new(env!("CARGO_BIN_EXE_coupang-etl"))
-        .args(["--config", file.to_str().unwrap(), "run"])
+    let mut pipeline = coupang_etl_command(&file)
+        .arg("run")
         .env("COUPANG_ETL__OBSERVABILITY__METRICS_LISTEN", format!("127.0.0.1:{port}"))
         .env("COUPANG_ETL__OBSERVABILITY__LOG_FORMAT", "json")
         .env("COUPANG_ETL__INGEST__POLL_INTERVAL_SECS", "1")
@@ -130,8 +125,8 @@ async fn a_running_pipeline_serves_metrics_and_health_and_status_describes_it() 
     // Status with the pipeline stopped still reads everything; with ClickHouse unreachable it says so.
     let stopped = status(&file);
     assert!(stopped.contains("consumer lag    transform 0 · load 0"), "{stopped}");
-    let output = Command::new(env!("CARGO_BIN_EXE_coupang-etl"))
-        .args(["--config", file.to_str().unwrap(), "status"])
+    let output = coupang_etl_command(&file)
+        .arg("status")
         .env("COUPANG_ETL__CLICKHOUSE__URL", format!("http://127.0.0.1:{}", free_port()))
         .output()
         .unwrap();

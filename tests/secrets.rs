@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use coupang_sim::SimConfig;
-use std::process::Command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_appears_in_any_output_even_at_trace_level() {
@@ -18,16 +17,12 @@ async fn no_secret_appears_in_any_output_even_at_trace_level() {
     let file = write_config_file(&config, "secrets");
     let (from, to) = sim_range(&config);
     let (from, to) = (from.to_string(), to.to_string());
-    let run = Command::new(env!("CARGO_BIN_EXE_coupang-etl"))
-        .args(["--config", file.to_str().unwrap(), "run", "--from", &from, "--to", &to])
+    let run = coupang_etl_command(&file)
+        .args(["run", "--from", &from, "--to", &to])
         .env("COUPANG_ETL_LOG", "trace")
         .output()
         .unwrap();
-    let accounts = Command::new(env!("CARGO_BIN_EXE_coupang-etl"))
-        .args(["--config", file.to_str().unwrap(), "accounts"])
-        .env("COUPANG_ETL_LOG", "trace")
-        .output()
-        .unwrap();
+    let accounts = coupang_etl_command(&file).arg("accounts").env("COUPANG_ETL_LOG", "trace").output().unwrap();
     let mut output = String::new();
     for out in [&run, &accounts] {
         output.push_str(&String::from_utf8_lossy(&out.stdout));
@@ -57,11 +52,7 @@ async fn a_refused_clickhouse_password_is_reported_without_the_password() {
     let password = "clickhouse-password-that-must-not-leak-5d2a";
     config.clickhouse.password = Some(etl_core::secret::Secret::new(password));
     let file = write_config_file(&config, "chpassword");
-    let migrate = Command::new(env!("CARGO_BIN_EXE_coupang-etl"))
-        .args(["--config", file.to_str().unwrap(), "migrate"])
-        .env("COUPANG_ETL_LOG", "trace")
-        .output()
-        .unwrap();
+    let migrate = coupang_etl_command(&file).arg("migrate").env("COUPANG_ETL_LOG", "trace").output().unwrap();
     let output = format!("{}{}", String::from_utf8_lossy(&migrate.stdout), String::from_utf8_lossy(&migrate.stderr));
     assert!(!migrate.status.success(), "the password was refused:\n{}", tail(&output, 30));
     assert!(output.contains("password") || output.contains("Authentication"), "{}", tail(&output, 30));

@@ -18,7 +18,7 @@ use etl_core::kafka::{group_lag, set_topic_config};
 use etl_core::Shutdown;
 use rdkafka::Message;
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 /// Fills the raw topics from the simulator (ingest only) and returns the world's truth.
@@ -70,8 +70,8 @@ fn current_facts(config: &Config) -> (BTreeMap<String, PaymentFact>, usize) {
 
 /// A `coupang-etl transform` process; `horizon_days` sets how soon finished orders leave memory.
 fn transform_process(file: &std::path::Path, batch_size: &str, horizon_days: &str, log: Stdio) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_coupang-etl"))
-        .args(["--config", file.to_str().unwrap(), "transform"])
+    coupang_etl_command(file)
+        .arg("transform")
         .env("COUPANG_ETL__TRANSFORM__BATCH_SIZE", batch_size)
         .env("COUPANG_ETL__TRANSFORM__STATE_HORIZON_DAYS", horizon_days)
         .env("COUPANG_ETL_LOG", "info")
@@ -256,8 +256,8 @@ async fn facts_topic_filled(config: &Config) {
 
 /// A `coupang-etl load` process with tiny batches, so that it is still loading when it is killed.
 fn loader_process(file: &std::path::Path, log: Stdio) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_coupang-etl"))
-        .args(["--config", file.to_str().unwrap(), "load"])
+    coupang_etl_command(file)
+        .arg("load")
         .env("COUPANG_ETL__LOAD__BATCH_ROWS", "10")
         .env("COUPANG_ETL_LOG", "debug")
         .stdout(Stdio::null())

@@ -84,8 +84,12 @@ pub async fn run(args: EndToEndArgs) {
     config.ingest.requests_per_second = args.backfill_requests_per_second;
     config.ingest.backfill_requests_per_second = args.backfill_requests_per_second;
     config.accounts = sim_accounts(&config, today);
+    // Processes side by side must not share a port: in the file, any free one (most are given their own).
+    config.observability.metrics_listen = "127.0.0.1:0".into();
+    // The run's config file: Kafka, ClickHouse, ingest against the simulator, the stages' groups, the
+    // simulator's world and the accounts for its vendors.
     let config_file = work_dir.join("coupang-etl.toml");
-    std::fs::write(&config_file, config_toml(&config)).expect("write the run's config");
+    std::fs::write(&config_file, config.to_toml()).expect("write the run's config");
     // What the processes will read (the file and any COUPANG_ETL__ overrides): the truth is of that world.
     let config = Config::load(Some(&config_file)).unwrap_or_else(|e| panic!("the bench's own config: {e}"));
 
@@ -375,54 +379,6 @@ fn sim_vendors(count: usize) -> Vec<SimVendor> {
     }
     vendors.truncate(count);
     vendors
-}
-
-/// The run's config file: Kafka, ClickHouse, ingest against the simulator, the stages' groups, the
-/// simulator's world and the accounts for its vendors.
-fn config_toml(config: &Config) -> String {
-    let sim = &config.sim;
-    let mut text = format!(
-        "[kafka]\nbrokers = {:?}\ntopic_prefix = {:?}\npartitions = {}\n\n\
-         [clickhouse]\nurl = {:?}\ndatabase = {:?}\n\n\
-         [ingest]\nbase_url = {:?}\nrequests_per_second = {:?}\nbackfill_requests_per_second = {:?}\n\n\
-         [transform]\ngroup_id = {:?}\n\n[load]\ngroup_id = {:?}\n\n\
-         [observability]\nmetrics_listen = \"127.0.0.1:0\"\n\n\
-         [sim]\nseed = {}\nstart_date = {}\ndays = {}\norders_per_day = {}\nrate_limit_per_second = {}\n",
-        config.kafka.brokers,
-        config.kafka.topic_prefix,
-        config.kafka.partitions,
-        config.clickhouse.url,
-        config.clickhouse.database,
-        config.ingest.base_url,
-        config.ingest.requests_per_second,
-        config.ingest.backfill_requests_per_second,
-        config.transform.group_id,
-        config.load.group_id,
-        sim.seed,
-        sim.start_date,
-        sim.days,
-        sim.orders_per_day,
-        sim.rate_limit_per_second,
-    );
-    for vendor in &sim.vendors {
-        text += &format!(
-            "\n[[sim.vendors]]\nvendor_id = {:?}\naccess_key = {:?}\nsecret_key = {:?}\n",
-            vendor.vendor_id,
-            vendor.access_key,
-            vendor.secret_key.expose()
-        );
-    }
-    for account in &config.accounts {
-        text += &format!(
-            "\n[[accounts]]\nalias = {:?}\nvendor_id = {:?}\naccess_key = {:?}\nsecret_key = {:?}\nkey_issued_on = {}\n",
-            account.alias,
-            account.vendor_id,
-            account.access_key,
-            account.secret_key.expose(),
-            account.key_issued_on
-        );
-    }
-    text
 }
 
 /// A port free now on loopback (the process given it binds it a moment later).

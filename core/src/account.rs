@@ -1,5 +1,6 @@
 //! A linked Coupang vendor account: what the user typed when linking it (alias, vendor code, keys).
 
+use crate::invalid::InvalidSetting;
 use crate::secret::Secret;
 use chrono::NaiveDate;
 use serde::Deserialize;
@@ -63,18 +64,27 @@ impl AccountConfig {
     }
 
     /// Checks what can be checked offline; the message names the account by alias only.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         if self.alias.trim().is_empty() {
-            return Err(format!("account with vendor_id {:?} has an empty alias", self.vendor_id));
+            return Err(InvalidSetting::new(
+                "accounts.alias",
+                format!("account with vendor_id {:?} has an empty alias", self.vendor_id),
+            ));
         }
         if !is_vendor_code(&self.vendor_id) {
-            return Err(format!(
-                "account {:?}: vendor_id {:?} is not a Coupang vendor code (A or C followed by 8 digits)",
-                self.alias, self.vendor_id
+            return Err(InvalidSetting::new(
+                "accounts.vendor_id",
+                format!(
+                    "account {:?}: vendor_id {:?} is not a Coupang vendor code (A or C followed by 8 digits)",
+                    self.alias, self.vendor_id
+                ),
             ));
         }
         if self.access_key.trim().is_empty() || self.secret_key.expose().trim().is_empty() {
-            return Err(format!("account {:?}: access_key and secret_key must not be empty", self.alias));
+            return Err(InvalidSetting::new(
+                "accounts.secret_key",
+                format!("account {:?}: access_key and secret_key must not be empty", self.alias),
+            ));
         }
         Ok(())
     }
@@ -86,16 +96,22 @@ pub fn is_vendor_code(code: &str) -> bool {
 }
 
 /// Aliases and vendor codes must be unique across accounts, or data of two accounts could mix.
-pub fn validate_accounts(accounts: &[AccountConfig]) -> Result<(), String> {
+pub fn validate_accounts(accounts: &[AccountConfig]) -> Result<(), InvalidSetting> {
     let mut seen_alias = std::collections::HashSet::new();
     let mut seen_vendor = std::collections::HashSet::new();
     for account in accounts {
         account.validate()?;
         if !seen_alias.insert(account.alias.as_str()) {
-            return Err(format!("account alias {:?} is used twice", account.alias));
+            return Err(InvalidSetting::new(
+                "accounts.alias",
+                format!("account alias {:?} is used twice", account.alias),
+            ));
         }
         if !seen_vendor.insert(account.vendor_id.as_str()) {
-            return Err(format!("vendor_id {} is linked twice", account.vendor_id));
+            return Err(InvalidSetting::new(
+                "accounts.vendor_id",
+                format!("vendor_id {} is linked twice", account.vendor_id),
+            ));
         }
     }
     Ok(())
@@ -153,7 +169,7 @@ mod tests {
         let a = account(NaiveDate::from_ymd_opt(2026, 1, 1).unwrap());
         let mut b = a.clone();
         b.vendor_id = "A00099999".into();
-        assert!(validate_accounts(&[a.clone(), b.clone()]).unwrap_err().contains("alias"));
+        assert!(validate_accounts(&[a.clone(), b.clone()]).unwrap_err().message.contains("alias"));
         b.alias = "other".into();
         assert!(validate_accounts(&[a, b]).is_ok());
     }

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod cea;
+pub mod invalid;
 pub mod kafka;
 pub mod metrics;
 pub mod secret;

@@ -293,11 +293,18 @@ pub async fn serve(listener: tokio::net::TcpListener, shutdown: Shutdown) -> std
     axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
 }
 
+/// The metrics address could not be bound (in use, or not this host's).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot serve metrics on {address}: {source} (set observability.metrics_listen)")]
+pub struct BindError {
+    pub address: SocketAddr,
+    #[source]
+    pub source: std::io::Error,
+}
+
 /// Binds `address` for [`serve`], naming it in the error.
-pub async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener, String> {
-    tokio::net::TcpListener::bind(address)
-        .await
-        .map_err(|e| format!("cannot serve metrics on {address}: {e} (set observability.metrics_listen)"))
+pub async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener, BindError> {
+    tokio::net::TcpListener::bind(address).await.map_err(|source| BindError { address, source })
 }
 
 async fn metrics_page() -> impl IntoResponse {

@@ -1,4 +1,5 @@
 use crate::server::ServerInfo;
+use etl_core::invalid::InvalidSetting;
 use etl_core::secret::Secret;
 use serde::Deserialize;
 
@@ -34,15 +35,21 @@ impl Default for ClickHouseConfig {
 }
 
 impl ClickHouseConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         let valid_name = !self.database.is_empty()
             && self.database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             && !self.database.starts_with(|c: char| c.is_ascii_digit());
         if !valid_name {
-            return Err(format!("clickhouse.database {:?} must be letters, digits and _ only", self.database));
+            return Err(InvalidSetting::new(
+                "clickhouse.database",
+                format!("clickhouse.database {:?} must be letters, digits and _ only", self.database),
+            ));
         }
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return Err(format!("clickhouse.url {:?} must start with http:// or https://", self.url));
+            return Err(InvalidSetting::new(
+                "clickhouse.url",
+                format!("clickhouse.url {:?} must start with http:// or https://", self.url),
+            ));
         }
         Ok(())
     }
@@ -110,6 +117,25 @@ fn default_batch_bytes() -> usize {
 }
 fn default_max_backoff_secs() -> u64 {
     30
+}
+
+impl LoadConfig {
+    /// Checks what can be checked offline.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        if self.group_id.trim().is_empty() {
+            return Err(InvalidSetting::new("load.group_id", "load.group_id must not be empty"));
+        }
+        for (setting, value) in [
+            ("load.batch_rows", self.batch_rows as u64),
+            ("load.batch_bytes", self.batch_bytes as u64),
+            ("load.max_backoff_secs", self.max_backoff_secs),
+        ] {
+            if value == 0 {
+                return Err(InvalidSetting::new(setting, format!("{setting} must be 1 or more")));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for LoadConfig {

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::config::ClickHouseConfig;
 use crate::server::{ServerInfo, MODERN};
+use etl_core::invalid::InvalidSetting;
 
 pub struct Migration {
     pub version: u32,
@@ -249,7 +250,7 @@ CREATE TABLE IF NOT EXISTS {db}.schema_migrations (
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
     #[error("invalid ClickHouse configuration: {0}")]
-    Config(String),
+    Config(#[from] InvalidSetting),
     #[error("ClickHouse at {url}: {source}")]
     ClickHouse {
         url: String,
@@ -306,7 +307,7 @@ pub async fn server_info(config: &ClickHouseConfig) -> Result<ServerInfo, Schema
 
 /// Drops the whole database (for the demo's own database, which starts empty on every run).
 pub async fn drop_database(config: &ClickHouseConfig) -> Result<(), SchemaError> {
-    config.validate().map_err(SchemaError::Config)?;
+    config.validate()?;
     config
         .server_client()
         .query(&format!("DROP DATABASE IF EXISTS {}", config.database))
@@ -365,7 +366,7 @@ async fn unmet(
 /// missing, drops and recreates it when it carries `owner`'s mark, and refuses (`NotOwned`) when it
 /// exists without it, so a name pointing at real data never loses it.
 pub async fn recreate_own_database(config: &ClickHouseConfig, owner: &str) -> Result<(), SchemaError> {
-    config.validate().map_err(SchemaError::Config)?;
+    config.validate()?;
     let error = |source| SchemaError::ClickHouse { url: config.url.clone(), source };
     let admin = config.server_client();
     let db = &config.database;
@@ -399,7 +400,7 @@ pub async fn recreate_own_database(config: &ClickHouseConfig, owner: &str) -> Re
 }
 
 pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrationReport, SchemaError> {
-    config.validate().map_err(SchemaError::Config)?;
+    config.validate()?;
     let error = |source| SchemaError::ClickHouse { url: config.url.clone(), source };
     let server = server_info(config).await?;
     let db = &config.database;

@@ -32,8 +32,9 @@ pub enum LoadError {
     Kafka(#[from] KafkaError),
     #[error(transparent)]
     Schema(#[from] SchemaError),
-    #[error("{0}")]
-    Insert(String),
+    /// The task that runs a batch's INSERT panicked (a bug; the batch stays uncommitted).
+    #[error("the INSERT task failed: {0}")]
+    InsertTask(#[source] tokio::task::JoinError),
 }
 
 const TABLE: &str = "payment_facts";
@@ -141,7 +142,7 @@ impl InsertTask {
 
     /// The batch and, once acknowledged, the rows ClickHouse rejected (`None`: shut down mid-retry).
     async fn finish(mut self) -> Result<(Decoded, Option<Rejected>), LoadError> {
-        (&mut self.0 .0).await.map_err(|e| LoadError::Insert(format!("the INSERT task failed: {e}")))
+        (&mut self.0 .0).await.map_err(LoadError::InsertTask)
     }
 }
 

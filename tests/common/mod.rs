@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod fixtures;
+
 use coupang_etl::Config;
 use coupang_ingest::IngestConfig;
 use coupang_load::{ClickHouseConfig, LoadConfig};
@@ -12,6 +14,8 @@ use etl_core::kafka::KafkaConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -225,50 +229,31 @@ pub fn logged_warnings(lines: usize) -> String {
     warnings[warnings.len().saturating_sub(lines)..].join("\n")
 }
 
-/// Writes `config`'s Kafka, ClickHouse, stage groups and accounts to a TOML file for running the real
-/// binary (the processes must share the test's topics, partition count and consumer groups).
-pub fn write_config_file(config: &Config, name: &str) -> std::path::PathBuf {
-    let mut text = format!(
-        "[kafka]\nbrokers = {:?}\ntopic_prefix = {:?}\npartitions = {}\n\n[clickhouse]\nurl = {:?}\ndatabase = {:?}\n\n\
-         [transform]\ngroup_id = {:?}\ntransactions = {}\n\n[load]\ngroup_id = {:?}\n\n[ingest]\n\
-         base_url = {:?}\nrequests_per_second = {:?}\nbackfill_requests_per_second = {:?}\nmax_attempts = {}\n\n\
-         [observability]\nmetrics_listen = \"127.0.0.1:0\"\n",
-        config.kafka.brokers,
-        config.kafka.topic_prefix,
-        config.kafka.partitions,
-        config.clickhouse.url,
-        config.clickhouse.database,
-        config.transform.group_id,
-        config.transform.transactions,
-        config.load.group_id,
-        config.ingest.base_url,
-        config.ingest.requests_per_second,
-        config.ingest.backfill_requests_per_second,
-        config.ingest.max_attempts
-    );
-    if let Some(password) = &config.clickhouse.password {
-        let section = format!("database = {:?}\n", config.clickhouse.database);
-        let with_login = format!("{section}user = {:?}\npassword = {:?}\n", config.clickhouse.user, password.expose());
-        text = text.replacen(&section, &with_login, 1);
-    }
-    for account in &config.accounts {
-        text.push_str(&format!(
-            "\n[[accounts]]\nalias = {:?}\nvendor_id = {:?}\naccess_key = {:?}\nsecret_key = {:?}\nkey_issued_on = {}\n",
-            account.alias,
-            account.vendor_id,
-            account.access_key,
-            account.secret_key.expose(),
-            account.key_issued_on
-        ));
-    }
+/// Writes `config` to a TOML file for running the real binary (the processes must share the test's
+/// topics, partition count, consumer groups and accounts; [`Config::to_toml`] says what it holds), each
+/// process serving its metrics on a port of its own.
+pub fn write_config_file(config: &Config, name: &str) -> PathBuf {
+    let mut config = config.clone();
+    config.observability.metrics_listen = "127.0.0.1:0".into();
     let path = std::env::temp_dir().join(format!("{}.toml", unique(name)));
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, config.to_toml()).unwrap();
     path
+}
+
+/// The `coupang-etl` binary under test.
+pub const COUPANG_ETL: &str = env!("CARGO_BIN_EXE_coupang-etl");
+
+/// `coupang-etl --config CONFIG_FILE`, for the test to add the subcommand, its arguments, environment
+/// and stdio, then run or spawn.
+pub fn coupang_etl_command(config_file: &Path) -> Command {
+    let mut command = Command::new(COUPANG_ETL);
+    command.arg("--config").arg(config_file);
+    command
 }
 
 /// Runs the real `coupang-etl` binary and returns its stdout (asserting success).
 pub fn coupang_etl(args: &[&str]) -> String {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_coupang-etl")).args(args).output().unwrap();
+    let output = Command::new(COUPANG_ETL).args(args).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),

@@ -1,3 +1,4 @@
+use etl_core::invalid::InvalidSetting;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -49,5 +50,18 @@ impl Default for TransformConfig {
             state_horizon_days: default_state_horizon_days(),
             transactions: false,
         }
+    }
+}
+
+impl TransformConfig {
+    /// Checks what can be checked offline.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        if self.group_id.trim().is_empty() {
+            return Err(InvalidSetting::new("transform.group_id", "transform.group_id must not be empty"));
+        }
+        if self.batch_size == 0 {
+            return Err(InvalidSetting::new("transform.batch_size", "transform.batch_size must be 1 or more"));
+        }
+        Ok(())
     }
 }

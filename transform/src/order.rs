@@ -37,20 +37,20 @@ fn plausible_won(amounts: &[i64]) -> bool {
 
 impl RawEvent {
     /// Decodes and validates a payload of `stream`: `Ok(None)` for records that belong to no order
-    /// (revenue adjustments with `orderId = 0`), `Err(reason)` for poison.
-    pub fn read(stream: RawStream, payload: &[u8]) -> Result<Option<RawEvent>, String> {
+    /// (revenue adjustments with `orderId = 0`), `Err` for poison.
+    pub fn read(stream: RawStream, payload: &[u8]) -> Result<Option<RawEvent>, PoisonEvent> {
         let event = match stream {
-            RawStream::OrderSheets => RawEvent::OrderSheet(decode(payload).map_err(|e| e.to_string())?),
-            RawStream::ReturnRequests => RawEvent::ReturnRequest(decode(payload).map_err(|e| e.to_string())?),
+            RawStream::OrderSheets => RawEvent::OrderSheet(decode(payload)?),
+            RawStream::ReturnRequests => RawEvent::ReturnRequest(decode(payload)?),
             RawStream::Revenue => {
-                let row: RevenueEvent = decode(payload).map_err(|e| e.to_string())?;
+                let row: RevenueEvent = decode(payload)?;
                 if row.order_id == 0 {
                     return Ok(None);
                 }
                 RawEvent::Revenue(row)
             }
         };
-        event.validate().map_err(|e| e.to_string())?;
+        event.validate()?;
         Ok(Some(event))
     }
 }
@@ -116,6 +116,19 @@ impl<'a> EventRef<'a> {
             EventRef::Revenue(_) => 1,
         }
     }
+}
+
+/// Why a raw record goes to the dead-letter topic instead of into an order's state.
+#[derive(Debug, thiserror::Error)]
+pub enum PoisonEvent {
+    /// Not a record of the topic's schema (the codec says why).
+    #[error(transparent)]
+    Undecodable(#[from] coupang_schemas::CodecError),
+    #[error(transparent)]
+    Invalid(#[from] InvalidEvent),
+    /// Consumed from a topic that is not one of the raw topics.
+    #[error("unexpected topic {0}")]
+    UnexpectedTopic(String),
 }
 
 /// A raw event that cannot be folded: it names the record so the dead-letter entry can be traced.

@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::config::TransformConfig;
-use crate::order::{RawEvent, RawStream};
+use crate::order::{PoisonEvent, RawEvent, RawStream};
 use crate::rules::apply;
 use crate::store::{to_record, Changelog, PartitionState, StoreError};
 
@@ -234,7 +234,7 @@ async fn process(
             Ok(None) => continue,
             Err(reason) => {
                 // A poison record must not block its partition: park it with the reason and go on.
-                dead_letter.send(message, &reason).await?;
+                dead_letter.send(message, &reason.to_string()).await?;
                 report.dead_letters += 1;
                 continue;
             }
@@ -307,7 +307,7 @@ fn split_key(key: &str) -> (&str, i64) {
 
 /// The event in a raw message; `Ok(None)` for records that belong to no order (revenue adjustments
 /// with `orderId = 0`), `Err(reason)` for poison.
-fn read_event(message: &OwnedMessage, topics: &etl_core::kafka::Topics) -> Result<Option<RawEvent>, String> {
+fn read_event(message: &OwnedMessage, topics: &etl_core::kafka::Topics) -> Result<Option<RawEvent>, PoisonEvent> {
     let topic = message.topic();
     let stream = if topic == topics.raw_order_sheets {
         RawStream::OrderSheets
@@ -316,7 +316,7 @@ fn read_event(message: &OwnedMessage, topics: &etl_core::kafka::Topics) -> Resul
     } else if topic == topics.raw_revenue {
         RawStream::Revenue
     } else {
-        return Err(format!("unexpected topic {topic}"));
+        return Err(PoisonEvent::UnexpectedTopic(topic.to_string()));
     };
     let event = RawEvent::read(stream, message.payload().unwrap_or_default())?;
     if event.is_none() {

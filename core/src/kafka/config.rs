@@ -1,5 +1,6 @@
 //! The `[kafka]` settings, the pipeline's topic names, and the client settings every stage uses.
 
+use crate::invalid::InvalidSetting;
 use rdkafka::config::ClientConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -130,6 +131,31 @@ impl KafkaConfig {
             checkpoints: format!("{p}ingest.checkpoints"),
             transform_state: format!("{p}transform.state"),
         }
+    }
+
+    /// Checks what can be checked offline.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        if self.partitions < 1 {
+            return Err(InvalidSetting::new(
+                "kafka.partitions",
+                format!("kafka.partitions {} must be 1 or more", self.partitions),
+            ));
+        }
+        if self.replication_factor < 1 {
+            return Err(InvalidSetting::new(
+                "kafka.replication_factor",
+                format!("kafka.replication_factor {} must be 1 or more", self.replication_factor),
+            ));
+        }
+        // Kafka's legal topic characters; the longest name (prefix + `ingest.checkpoints`) within 249.
+        let legal = self.topic_prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !legal || self.topic_prefix.len() > 200 {
+            return Err(InvalidSetting::new(
+                "kafka.topic_prefix",
+                format!("kafka.topic_prefix {:?} must be at most 200 of a-z A-Z 0-9 . _ -", self.topic_prefix),
+            ));
+        }
+        Ok(())
     }
 
     /// Settings for any client; user `properties` are applied last so they can override every default.

@@ -155,11 +155,6 @@ impl CoupangClient {
         &self.account
     }
 
-    /// When Coupang last answered a call of this client with success.
-    pub fn last_success(&self) -> Option<chrono::DateTime<Utc>> {
-        self.last_successes().into_values().max()
-    }
-
     /// When each endpoint (`ordersheets`, `returnRequests`, `revenue-history`) last answered with success.
     pub fn last_successes(&self) -> BTreeMap<&'static str, chrono::DateTime<Utc>> {
         self.last_success.lock().unwrap_or_else(|e| e.into_inner()).clone()

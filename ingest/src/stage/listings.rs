@@ -1,0 +1,263 @@
+//! One account's listings, stream by stream, sent as raw events: order sheets (one listing per status),
+//! cancel/return receipts, the orders those receipts name that the lists no longer show, and revenue
+//! rows. What they share is [`AccountSweep::send_changed`]: read a listing chunk by chunk, send only
+//! what changed, dead-letter what cannot be read, and wait for the broker's acknowledgement.
+
+use chrono::{NaiveDate, Utc};
+use etl_core::metrics::metrics;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use std::collections::BTreeSet;
+
+use super::change_filter::ChangeFilter;
+use super::error::IngestError;
+use super::plan::{windows, Stream};
+use super::sweep::{AccountSweep, Outcome};
+use crate::client::model::{OrderSheet, ReturnRequest, RevenueRecord};
+use crate::client::{ClientError, CoupangClient, ReturnQuery};
+use crate::event::{order_sheet_event, return_request_event, RevenueListing};
+
+/// Order-sheet lists return boxes in their current status, so a full sweep asks for each one.
+const ORDER_SHEET_STATUSES: [&str; 6] =
+    ["ACCEPT", "INSTRUCT", "DEPARTURE", "DELIVERING", "FINAL_DELIVERY", "NONE_TRACKING"];
+
+/// What one listing did.
+struct Listing {
+    /// Records read (bad ones excluded).
+    seen: u64,
+    /// Records sent (changed ones) and acknowledged.
+    sent: u64,
+    /// Why the listing ended early, if it did.
+    stopped: Option<Outcome>,
+}
+
+/// A record made into its event: the source time of its newest change and, when the event changed
+/// since it was last sent, its Kafka key and encoded bytes.
+struct RecordEvent {
+    newest_change: i64,
+    changed: Option<(String, Vec<u8>)>,
+}
+
+/// Makes a record, collected at the given time (epoch ms), into its event, asking the account's change
+/// filter whether it changed.
+type MakeEvent<'a, R> = dyn FnMut(R, i64, &mut ChangeFilter) -> Result<RecordEvent, IngestError> + Send + 'a;
+
+impl AccountSweep<'_> {
+    /// Order sheets created on `from..=to`, one listing per status (lists show current statuses).
+    pub(super) async fn order_sheets(&mut self, from: NaiveDate, to: NaiveDate) -> Result<Outcome, IngestError> {
+        let client = self.client;
+        let mut prepare = order_sheet_preparation(client);
+        for (window_from, window_to) in windows(from, to) {
+            for status in ORDER_SHEET_STATUSES {
+                let records = client.order_sheets(window_from, window_to, status).then(|r| with_refetch(client, r));
+                let listing = self.send_changed(records.boxed(), Stream::OrderSheets, &mut prepare).await?;
+                self.report.boxes += listing.seen;
+                self.report.events += listing.sent;
+                if let Some(outcome) = listing.stopped {
+                    return Ok(outcome);
+                }
+            }
+        }
+        Ok(Outcome::Done)
+    }
+
+    /// Cancel and return receipts requested on `from..=to`, then the orders they name whose order sheets
+    /// were never read.
+    pub(super) async fn return_requests(&mut self, from: NaiveDate, to: NaiveDate) -> Result<Outcome, IngestError> {
+        let client = self.client;
+        let account = client.account();
+        let (vendor, alias) = (account.vendor_id.as_str(), account.alias.as_str());
+        let mut unseen = BTreeSet::new();
+        let mut prepare = |receipt: ReturnRequest, collected_at, filter: &mut ChangeFilter| {
+            if filter.misses_order_of(&receipt) {
+                unseen.insert(receipt.order_id);
+            }
+            let event = return_request_event(vendor, alias, collected_at, &receipt);
+            let newest_change = event.modified_at.unwrap_or(event.created_at);
+            let bytes =
+                filter.encode_if_changed(format!("receipt:{}", receipt.receipt_id), &event, |e| e.collected_at = 0)?;
+            Ok(RecordEvent { newest_change, changed: bytes.map(|b| (event.kafka_key(), b)) })
+        };
+        for (window_from, window_to) in windows(from, to) {
+            for which in ReturnQuery::ALL {
+                let records = client.return_requests(window_from, window_to, which).boxed();
+                let listing = self.send_changed(records, Stream::ReturnRequests, &mut prepare).await?;
+                self.report.receipts += listing.sent;
+                if let Some(outcome) = listing.stopped {
+                    return Ok(outcome);
+                }
+            }
+        }
+        self.unlisted_orders(unseen).await
+    }
+
+    /// Asks for the orders named by receipts whose order sheets were never read (a box cancelled or
+    /// returned whole leaves the lists), one call per order. A failure only skips that order: the next
+    /// sweep asks again, since it is still unseen.
+    async fn unlisted_orders(&mut self, orders: BTreeSet<i64>) -> Result<Outcome, IngestError> {
+        let client = self.client;
+        let orders: Vec<i64> = orders.into_iter().collect();
+        let paid_until = self.filter.paid_until;
+        if orders.is_empty() {
+            return Ok(Outcome::Done);
+        }
+        self.report.orders_fetched += orders.len() as u64;
+        let records = futures::stream::iter(orders)
+            .then(|order_id| async move {
+                match client.order_sheets_of_order(order_id).await {
+                    Ok(records) => records,
+                    Err(error) => {
+                        tracing::warn!(account = %client.account().alias, order_id, "cannot read the order of a receipt: {error}");
+                        Vec::new()
+                    }
+                }
+            })
+            .flat_map(futures::stream::iter)
+            .filter(move |sheet| {
+                let in_range = match (paid_until, sheet) {
+                    (Some(until), Ok(sheet)) => sheet.paid_at.0 <= end_of_day_millis(until),
+                    _ => true,
+                };
+                futures::future::ready(in_range)
+            })
+            .boxed();
+        let mut prepare = order_sheet_preparation(client);
+        let listing = self.send_changed(records, Stream::OrderSheets, &mut prepare).await?;
+        self.report.boxes += listing.seen;
+        self.report.events += listing.sent;
+        Ok(listing.stopped.unwrap_or(Outcome::Done))
+    }
+
+    /// Revenue rows recognised on `from..=to` (all before today).
+    pub(super) async fn revenue(&mut self, from: NaiveDate, to: NaiveDate) -> Result<Outcome, IngestError> {
+        let client = self.client;
+        let account = client.account();
+        let (vendor, alias) = (account.vendor_id.as_str(), account.alias.as_str());
+        let mut rows = RevenueListing::default();
+        let mut prepare = |row: RevenueRecord, collected_at, filter: &mut ChangeFilter| {
+            let event = rows.event(vendor, alias, collected_at, &row);
+            // A revenue row's change is its recognition: midnight of that day, Korea time.
+            let recognised = etl_core::time::date_from_days(event.recognition_date)
+                .and_then(etl_core::time::kst_midnight_millis)
+                .unwrap_or(collected_at);
+            let id = format!(
+                "revenue:{}:{}:{}:{}",
+                event.order_id, event.sale_type, event.recognition_date, event.same_day_row
+            );
+            let bytes = filter.encode_if_changed(id, &event, |e| e.collected_at = 0)?;
+            Ok(RecordEvent { newest_change: recognised, changed: bytes.map(|b| (event.kafka_key(), b)) })
+        };
+        for (window_from, window_to) in windows(from, to) {
+            let records = client.revenue_history(window_from, window_to).boxed();
+            let listing = self.send_changed(records, Stream::Revenue, &mut prepare).await?;
+            self.report.revenue_rows += listing.sent;
+            if let Some(outcome) = listing.stopped {
+                return Ok(outcome);
+            }
+        }
+        Ok(Outcome::Done)
+    }
+
+    /// Reads one listing chunk by chunk and sends the records that changed to `stream`'s raw topic,
+    /// waiting for the broker's acknowledgement of each chunk. Records that cannot be read are
+    /// dead-lettered; any other API error ends the listing, as does shutdown.
+    async fn send_changed<R: Send>(
+        &mut self,
+        records: BoxStream<'_, Result<R, ClientError>>,
+        stream: Stream,
+        prepare: &mut MakeEvent<'_, R>,
+    ) -> Result<Listing, IngestError> {
+        let sink = self.sink;
+        let topic = sink.raw_topic(stream);
+        let mut listing = Listing { seen: 0, sent: 0, stopped: None };
+        let mut chunks = records.chunks(50);
+        while let Some(chunk) = chunks.next().await {
+            if self.shutdown.is_cancelled() {
+                listing.stopped = Some(Outcome::Interrupted);
+                return Ok(listing);
+            }
+            let collected_at = Utc::now().timestamp_millis();
+            let mut encoded = Vec::with_capacity(chunk.len());
+            let seen_before = listing.seen;
+            for record in chunk {
+                let record = match record {
+                    Ok(record) => record,
+                    Err(bad @ ClientError::BadRecord { .. }) => {
+                        sink.send_dead_letter(bad, &mut self.report).await?;
+                        continue;
+                    }
+                    Err(error) => {
+                        listing.stopped = Some(Outcome::Failed(error));
+                        return Ok(listing);
+                    }
+                };
+                listing.seen += 1;
+                let prepared = prepare(record, collected_at, &mut self.filter)?;
+                let newest = self.report.newest_change.entry(stream.name()).or_insert(prepared.newest_change);
+                *newest = (*newest).max(prepared.newest_change);
+                match prepared.changed {
+                    Some(key_and_bytes) => encoded.push(key_and_bytes),
+                    None => self.report.unchanged += 1,
+                }
+            }
+            metrics().record_in("ingest", &self.report.alias, listing.seen - seen_before);
+            let sent = sink.send_all(topic, &encoded).await?;
+            metrics().record_out("ingest", &self.report.alias, sent);
+            listing.sent += sent;
+        }
+        Ok(listing)
+    }
+}
+
+/// Makes order sheets into events (sent only when changed) and remembers their orders and boxes.
+fn order_sheet_preparation(
+    client: &CoupangClient,
+) -> impl FnMut(OrderSheet, i64, &mut ChangeFilter) -> Result<RecordEvent, IngestError> + Send + '_ {
+    let account = client.account();
+    let (vendor, alias) = (account.vendor_id.as_str(), account.alias.as_str());
+    move |sheet: OrderSheet, collected_at: i64, filter: &mut ChangeFilter| {
+        filter.orders_seen.insert(sheet.order_id);
+        filter.boxes_seen.insert(sheet.shipment_box_id);
+        let event = order_sheet_event(vendor, alias, collected_at, &sheet);
+        let changes = [Some(event.paid_at), event.in_transit_at, event.delivered_at];
+        let newest_change = changes.into_iter().flatten().max().unwrap_or(event.paid_at);
+        let bytes =
+            filter.encode_if_changed(format!("box:{}", sheet.shipment_box_id), &event, |e| e.collected_at = 0)?;
+        Ok(RecordEvent { newest_change, changed: bytes.map(|b| (event.kafka_key(), b)) })
+    }
+}
+
+/// Coupang sometimes sends a record incomplete: ask for that box alone before giving up on it (it is
+/// dead-lettered, intact minus personal data, only when that fails too).
+async fn with_refetch(
+    client: &CoupangClient,
+    record: Result<OrderSheet, ClientError>,
+) -> Result<OrderSheet, ClientError> {
+    match record {
+        Err(bad) => {
+            let again = match &bad {
+                ClientError::BadRecord { record_id, .. } => refetch(client, record_id).await,
+                _ => None,
+            };
+            again.ok_or(bad)
+        }
+        ok => ok,
+    }
+}
+
+/// A record that did not decode, asked for alone (`shipmentBoxId=…`); `None` when that fails too.
+async fn refetch(client: &CoupangClient, record_id: &str) -> Option<OrderSheet> {
+    let id = record_id.strip_prefix("shipmentBoxId=")?.parse::<i64>().ok()?;
+    match client.order_sheet(id).await {
+        Ok(sheet) => Some(sheet),
+        Err(error) => {
+            tracing::warn!(account = %client.account().alias, shipment_box_id = id, "re-fetching a bad record failed: {error}");
+            None
+        }
+    }
+}
+
+/// The last millisecond of a Korean day.
+fn end_of_day_millis(day: NaiveDate) -> i64 {
+    etl_core::time::kst_midnight_millis(day + chrono::Duration::days(1)).map_or(i64::MAX, |next| next - 1)
+}

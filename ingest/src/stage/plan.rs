@@ -1,0 +1,77 @@
+//! What a sweep collects: the streams, and the days of each, split into windows the API accepts.
+
+use chrono::NaiveDate;
+
+use crate::client::MAX_WINDOW_DAYS;
+
+/// The three things ingest collects per account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stream {
+    OrderSheets,
+    ReturnRequests,
+    Revenue,
+}
+
+impl Stream {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::OrderSheets => "ordersheets",
+            Stream::ReturnRequests => "returnrequests",
+            Stream::Revenue => "revenue",
+        }
+    }
+}
+
+/// Which days of which streams to collect for one account, swept in this order.
+pub(super) type Plan = Vec<(Stream, NaiveDate, NaiveDate)>;
+
+/// Splits `from..=to` into API-legal windows of at most 31 days.
+pub(super) fn windows(from: NaiveDate, to: NaiveDate) -> Vec<(NaiveDate, NaiveDate)> {
+    let mut out = Vec::new();
+    let mut start = from;
+    while start <= to {
+        let end = (start + chrono::Duration::days(MAX_WINDOW_DAYS - 1)).min(to);
+        out.push((start, end));
+        start = end + chrono::Duration::days(1);
+    }
+    out
+}
+
+/// The last day whose receipts a collection of days up to `to` reads: a cancel or return can be
+/// requested weeks after the payment day, and a box cancelled or returned whole leaves the order-sheet
+/// lists, so receipts are read for a month past the range (up to today).
+pub(super) fn receipts_until(to: NaiveDate, yesterday: NaiveDate) -> NaiveDate {
+    let today = yesterday + chrono::Duration::days(1);
+    (to + chrono::Duration::days(MAX_WINDOW_DAYS)).min(today).max(to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn day(n: i64) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2025, 1, 1).unwrap() + chrono::Duration::days(n)
+    }
+
+    proptest! {
+        #[test]
+        fn windows_cover_the_range_exactly_and_stay_legal(start in 0i64..400, len in 0i64..400) {
+            let (from, to) = (day(start), day(start + len));
+            let ws = windows(from, to);
+            prop_assert_eq!(ws.first().unwrap().0, from);
+            prop_assert_eq!(ws.last().unwrap().1, to);
+            for pair in ws.windows(2) {
+                prop_assert_eq!(pair[0].1 + chrono::Duration::days(1), pair[1].0);
+            }
+            for (a, b) in ws {
+                prop_assert!(a <= b && (b - a).num_days() < MAX_WINDOW_DAYS);
+            }
+        }
+    }
+
+    #[test]
+    fn empty_when_reversed() {
+        assert!(windows(day(5), day(4)).is_empty());
+    }
+}
