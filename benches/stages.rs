@@ -23,7 +23,7 @@
 //!    `clickhouse-client` into a fresh table.
 
 use coupang_etl::Config;
-use coupang_schemas::encode;
+use coupang_schemas::{encode, OrderKey};
 use coupang_sim::{SimConfig, Simulator};
 use coupang_transform::order::{OrderState, RawEvent, RawStream};
 use coupang_transform::rules::apply;
@@ -32,7 +32,7 @@ use etl_core::kafka::{ensure_compacted_topics, ensure_topics, group_lag, set_top
 use etl_core::Shutdown;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -386,25 +386,25 @@ fn read_events(path: &std::path::Path) -> Vec<(RawStream, Vec<u8>)> {
 /// The transform stage's CPU work without Kafka: decode, validate, fold, rules, then per batch of 500
 /// the facts and changed states encoded as the stage produces them. Returns (facts, states) written.
 fn transform_core(events: &[(RawStream, Vec<u8>)]) -> (usize, usize) {
-    let mut states: HashMap<String, OrderState> = HashMap::new();
+    let mut states: HashMap<OrderKey, OrderState> = HashMap::new();
     let (mut facts_written, mut states_written) = (0, 0);
     for batch in events.chunks(500) {
         let mut facts = Vec::new();
-        let mut dirty: BTreeMap<String, (String, i64)> = BTreeMap::new();
+        let mut dirty: BTreeSet<OrderKey> = BTreeSet::new();
         for (stream, payload) in batch {
             let Ok(Some(event)) = RawEvent::read(*stream, payload) else { continue };
             let key = event.order_key();
             let applied = apply(states.entry(key.clone()).or_default(), &event);
             if applied.state_changed {
-                dirty.insert(key, (event.vendor_id().to_string(), event.order_id()));
+                dirty.insert(key);
             }
             facts.extend(applied.facts.into_iter().flatten());
         }
         for fact in &facts {
             std::hint::black_box((fact.kafka_key(), encode(fact).expect("encode a fact")));
         }
-        for (key, (vendor, order)) in &dirty {
-            let record = to_record(vendor, *order, &states[key]).expect("state record");
+        for key in &dirty {
+            let record = to_record(&key.vendor_id, key.order_id, &states[key]).expect("state record");
             std::hint::black_box(encode(&record).expect("encode a state"));
         }
         facts_written += facts.len();

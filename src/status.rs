@@ -90,7 +90,7 @@ pub async fn gather(config: &Config) -> StatusReport {
                 .as_ref()
                 .map(|all| {
                     all.iter()
-                        .filter(|(key, c)| c.alias == account.alias && **key == format!("{}:{}", c.alias, c.stream))
+                        .filter(|(key, c)| c.alias == account.alias && c.is_live(key))
                         .map(|(_, c)| (c.stream.clone(), c.clone()))
                         .collect()
                 })

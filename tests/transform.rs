@@ -8,7 +8,7 @@ use common::*;
 use coupang_etl::config::Config;
 use coupang_etl::demo::compare;
 use coupang_load::summary::{daily_payments, fact_counts};
-use coupang_schemas::{decode, OrderSheetEvent, PaymentFact, ReturnRequestEvent, RevenueEvent};
+use coupang_schemas::{decode, OrderKey, OrderSheetEvent, PaymentFact, ReturnRequestEvent, RevenueEvent};
 use coupang_sim::truth::Truth;
 use coupang_sim::SimConfig;
 use coupang_transform::order::{OrderState, RawEvent};
@@ -45,7 +45,7 @@ fn reference_facts(config: &Config) -> BTreeMap<String, PaymentFact> {
     for m in read_topic(&config.kafka, &topics.raw_revenue) {
         events.extend(decode::<RevenueEvent>(m.payload().unwrap_or_default()).ok().map(RawEvent::Revenue));
     }
-    let mut orders: BTreeMap<String, OrderState> = BTreeMap::new();
+    let mut orders: BTreeMap<OrderKey, OrderState> = BTreeMap::new();
     for event in events.iter().filter(|e| e.validate().is_ok() && e.order_id() != 0) {
         orders.entry(event.order_key()).or_default().fold(event);
     }

@@ -66,7 +66,7 @@ fn events_of<T>(records: Vec<Result<T, ClientError>>, mut event: impl FnMut(&T) 
             Ok(record) => outcome.events.push(event(&record)),
             Err(ClientError::BadRecord { record_id, fault, .. }) => outcome
                 .bad_records
-                .push(serde_json::json!({"record": record_id, "field": fault.field, "value": fault.value})),
+                .push(serde_json::json!({"record": record_id.to_string(), "field": fault.field, "value": fault.value})),
             Err(other) => panic!("a record error that is not a bad record: {other}"),
         }
     }

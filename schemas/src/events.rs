@@ -42,10 +42,41 @@ pub struct OrderSheetItem {
     pub canceled: bool,
 }
 
+/// An order's identity: the key of its raw events, its state and its partition, `vendorId:orderId` on
+/// the wire. Typed so that nobody splits the string back.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OrderKey {
+    pub vendor_id: String,
+    pub order_id: i64,
+}
+
+impl std::fmt::Display for OrderKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.vendor_id, self.order_id)
+    }
+}
+
+/// A payment fact's identity: one (vendor, order, option), `vendorId:orderId:vendorItemId` on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FactKey {
+    pub order: OrderKey,
+    pub vendor_item_id: i64,
+}
+
+impl std::fmt::Display for FactKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.order, self.vendor_item_id)
+    }
+}
+
 impl OrderSheetEvent {
+    pub fn order_key(&self) -> OrderKey {
+        OrderKey { vendor_id: self.vendor_id.clone(), order_id: self.order_id }
+    }
+
     /// Kafka key: all events of one order land in one partition, in order.
     pub fn kafka_key(&self) -> String {
-        format!("{}:{}", self.vendor_id, self.order_id)
+        self.order_key().to_string()
     }
 }
 
@@ -76,8 +107,15 @@ pub struct PaymentFact {
 }
 
 impl PaymentFact {
+    pub fn fact_key(&self) -> FactKey {
+        FactKey {
+            order: OrderKey { vendor_id: self.vendor_id.clone(), order_id: self.order_id },
+            vendor_item_id: self.vendor_item_id,
+        }
+    }
+
     pub fn kafka_key(&self) -> String {
-        format!("{}:{}:{}", self.vendor_id, self.order_id, self.vendor_item_id)
+        self.fact_key().to_string()
     }
 }
 
@@ -158,15 +196,23 @@ pub struct RevenueItem {
 }
 
 impl ReturnRequestEvent {
+    pub fn order_key(&self) -> OrderKey {
+        OrderKey { vendor_id: self.vendor_id.clone(), order_id: self.order_id }
+    }
+
     /// Same key as the order's other events: one partition, in order.
     pub fn kafka_key(&self) -> String {
-        format!("{}:{}", self.vendor_id, self.order_id)
+        self.order_key().to_string()
     }
 }
 
 impl RevenueEvent {
+    pub fn order_key(&self) -> OrderKey {
+        OrderKey { vendor_id: self.vendor_id.clone(), order_id: self.order_id }
+    }
+
     pub fn kafka_key(&self) -> String {
-        format!("{}:{}", self.vendor_id, self.order_id)
+        self.order_key().to_string()
     }
 }
 

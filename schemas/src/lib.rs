@@ -14,6 +14,6 @@ mod events;
 
 pub use codec::{decode, decode_with_apache_avro, encode, CodecError, EventType};
 pub use events::{
-    OrderSheetEvent, OrderSheetItem, OrderStateRecord, PaymentFact, ReturnRequestEvent, ReturnRequestItem,
-    RevenueEvent, RevenueItem,
+    FactKey, OrderKey, OrderSheetEvent, OrderSheetItem, OrderStateRecord, PaymentFact, ReturnRequestEvent,
+    ReturnRequestItem, RevenueEvent, RevenueItem,
 };

@@ -6,7 +6,7 @@
 //! record's own bytes last. Folding a set of events therefore gives the same state whatever their
 //! order, duplicates and replays included, and a stale event can never replace newer knowledge.
 
-use coupang_schemas::{decode, encode, OrderSheetEvent, ReturnRequestEvent, RevenueEvent};
+use coupang_schemas::{decode, encode, OrderKey, OrderSheetEvent, ReturnRequestEvent, RevenueEvent};
 use etl_core::time::date_from_days;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -219,9 +219,9 @@ impl RawEvent {
         }
     }
 
-    /// `vendorId:orderId`, the key every raw stream is partitioned by.
-    pub fn order_key(&self) -> String {
-        format!("{}:{}", self.vendor_id(), self.order_id())
+    /// The order's key, which every raw stream is partitioned by.
+    pub fn order_key(&self) -> OrderKey {
+        OrderKey { vendor_id: self.vendor_id().to_string(), order_id: self.order_id() }
     }
 
     /// Names the record for errors and dead letters.

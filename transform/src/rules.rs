@@ -424,6 +424,7 @@ mod tests {
 
     mod properties {
         use super::*;
+        use coupang_schemas::OrderKey;
         use proptest::prelude::*;
         use std::collections::BTreeMap;
 
@@ -617,7 +618,7 @@ mod tests {
 
         /// Folds the events per order key, as the stage does, and returns the final facts by key.
         fn run(events: &[RawEvent]) -> BTreeMap<String, PaymentFact> {
-            let mut states: BTreeMap<String, OrderState> = BTreeMap::new();
+            let mut states: BTreeMap<OrderKey, OrderState> = BTreeMap::new();
             let mut out = BTreeMap::new();
             for event in events {
                 event.validate().unwrap();

@@ -19,7 +19,7 @@
 //! moved away are left to their new owner. Processing happens only between polls, and an eager
 //! rebalance completes only when this process polls again, so no partition changes hands mid-batch.
 
-use coupang_schemas::{encode, PaymentFact};
+use coupang_schemas::{encode, OrderKey, PaymentFact};
 use etl_core::kafka::{
     batch_offsets, blocking, check_co_partitioned, commit_batch, ensure_compacted_topics_with, ensure_topics,
     next_batch, report_lag, restart_on_kafka_failure, send_all, worth_a_restart, BlockingDrop, Consumes, DeadLetter,
@@ -226,7 +226,7 @@ async fn process(
 ) -> Result<BatchReport, TransformError> {
     let mut report = BatchReport { events: batch.len(), ..BatchReport::default() };
     let mut facts: Vec<PaymentFact> = Vec::new();
-    let mut dirty: BTreeSet<(i32, String)> = BTreeSet::new();
+    let mut dirty: BTreeSet<(i32, OrderKey)> = BTreeSet::new();
     let mut events_in = PerAccount::default();
     for message in batch {
         let event = match read_event(message, topics) {
@@ -244,7 +244,7 @@ async fn process(
         let Some(store) = owned.get_mut(&partition) else { continue };
         store.note_source_time(event.source_time());
         let key = event.order_key();
-        let state = changelog.state(partition, store, &key).await?;
+        let state = changelog.state(partition, store, &key.to_string()).await?;
         let applied = apply(state, &event);
         if applied.state_changed {
             dirty.insert((partition, key));
@@ -256,9 +256,9 @@ async fn process(
     let mut states = Vec::with_capacity(dirty.len());
     for (partition, key) in &dirty {
         let Some(store) = owned.get_mut(partition) else { continue };
-        let state = changelog.state(*partition, store, key).await?;
-        let (vendor_id, order_id) = split_key(key);
-        states.push((*partition, key.clone(), encode(&to_record(vendor_id, order_id, state)?)?));
+        let text = key.to_string();
+        let state = changelog.state(*partition, store, &text).await?;
+        states.push((*partition, text, encode(&to_record(&key.vendor_id, key.order_id, state)?)?));
     }
     let fact_records =
         encoded.iter().map(|(key, payload)| FutureRecord::to(&topics.payment_facts).key(key).payload(payload));
@@ -296,13 +296,6 @@ async fn process(
     }
     report.states = states.len();
     Ok(report)
-}
-
-fn split_key(key: &str) -> (&str, i64) {
-    match key.rsplit_once(':') {
-        Some((vendor, order)) => (vendor, order.parse().unwrap_or(0)),
-        None => (key, 0),
-    }
 }
 
 /// The event in a raw message; `Ok(None)` for records that belong to no order (revenue adjustments

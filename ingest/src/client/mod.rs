@@ -77,7 +77,7 @@ pub enum ClientError {
     /// One record of a page could not be read: `fault` names the field at fault by its JSON path,
     /// with its raw value (or `absent`); `raw` keeps the record for the dead-letter topic.
     #[error("account {alias}: {endpoint} record {record_id}: field {} = {}: {}", fault.field, fault.value, fault.reason)]
-    BadRecord { alias: String, endpoint: &'static str, record_id: String, fault: Box<FieldError>, raw: String },
+    BadRecord { alias: String, endpoint: &'static str, record_id: RecordId, fault: Box<FieldError>, raw: String },
     /// A look-up by id answered with another record than asked: an error, never data.
     #[error("account {alias}: {endpoint} asked for {asked} and answered {answered}")]
     WrongRecord { alias: String, endpoint: &'static str, asked: String, answered: String },
@@ -646,14 +646,35 @@ pub fn decode_order_boxes(
     Ok(records)
 }
 
-/// The record's id as `field=value` (`shipmentBoxId=642538971006401429`), quotes dropped.
-fn record_id(value: &serde_json::Value, id_field: &str) -> String {
+/// A record's id as Coupang sent it: its id field and raw value. Shown as `field=value`
+/// (`shipmentBoxId=642538971006401429`) in errors and the dead letter's `dlq.source.record`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordId {
+    pub field: String,
+    /// The value, quotes dropped; `(no id)` when the field is absent.
+    pub value: String,
+}
+
+impl RecordId {
+    /// The shipment box a record names, when its id is one (order sheets).
+    pub fn shipment_box_id(&self) -> Option<i64> {
+        (self.field == "shipmentBoxId").then(|| self.value.parse().ok()).flatten()
+    }
+}
+
+impl std::fmt::Display for RecordId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={}", self.field, self.value)
+    }
+}
+
+fn record_id(value: &serde_json::Value, id_field: &str) -> RecordId {
     let id = match value.get(id_field) {
         Some(serde_json::Value::String(text)) => text.clone(),
         Some(other) => other.to_string(),
         None => "(no id)".into(),
     };
-    format!("{id_field}={id}")
+    RecordId { field: id_field.to_string(), value: id }
 }
 
 /// Why one record did not decode: the field's JSON path within the record, its raw value and the reason.
@@ -911,7 +932,13 @@ mod tests {
             Err(ClientError::BadRecord { alias, endpoint, record_id, fault, raw }) => {
                 let reason = &fault.reason;
                 assert_eq!(
-                    (alias.as_str(), *endpoint, record_id.as_str(), fault.field.as_str(), fault.value.as_str()),
+                    (
+                        alias.as_str(),
+                        *endpoint,
+                        record_id.to_string().as_str(),
+                        fault.field.as_str(),
+                        fault.value.as_str()
+                    ),
                     ("brand-a", "ordersheets", "shipmentBoxId=2", "paidAt", "absent")
                 );
                 assert!(reason.contains("paidAt"), "{reason}");

@@ -25,6 +25,18 @@ pub struct Checkpoint {
     pub completed_at: DateTime<Utc>,
 }
 
+/// The key of follow mode's checkpoint of `alias`'s `stream` (`alias:stream`).
+fn live_key(alias: &str, stream: &str) -> String {
+    format!("{alias}:{stream}")
+}
+
+impl Checkpoint {
+    /// Whether this is follow mode's checkpoint (stored under its live key), not a backfill's.
+    pub fn is_live(&self, key: &str) -> bool {
+        key == live_key(&self.alias, &self.stream)
+    }
+}
+
 /// Where a completed stream sweep is recorded. Only follow mode moves the live checkpoints, so a one-off
 /// range or a backfill of old days never moves them backwards.
 #[derive(Debug, Clone, Copy)]
@@ -42,7 +54,7 @@ impl Progress {
     pub(super) fn key(self, alias: &str, stream: Stream) -> Option<String> {
         match self {
             Progress::None => None,
-            Progress::Live => Some(format!("{alias}:{}", stream.name())),
+            Progress::Live => Some(live_key(alias, stream.name())),
             Progress::Backfill(from, to) => Some(format!("backfill:{alias}:{}:{from}:{to}", stream.name())),
         }
     }
@@ -104,7 +116,7 @@ pub(super) async fn live_checkpoints(
     Ok(load_checkpoints(kafka)
         .await?
         .into_iter()
-        .filter(|(key, c)| *key == format!("{}:{}", c.alias, c.stream))
+        .filter(|(key, c)| c.is_live(key))
         .map(|(_, c)| ((c.alias.clone(), c.stream.clone()), c))
         .collect())
 }

@@ -14,7 +14,7 @@ use super::error::IngestError;
 use super::plan::{windows, Stream};
 use super::sweep::{AccountSweep, Outcome};
 use crate::client::model::{OrderSheet, ReturnRequest, RevenueRecord};
-use crate::client::{ClientError, CoupangClient, ReturnQuery};
+use crate::client::{ClientError, CoupangClient, RecordId, ReturnQuery};
 use crate::event::{order_sheet_event, return_request_event, RevenueListing};
 
 /// Order-sheet lists return boxes in their current status, so a full sweep asks for each one.
@@ -245,9 +245,9 @@ async fn with_refetch(
     }
 }
 
-/// A record that did not decode, asked for alone (`shipmentBoxId=…`); `None` when that fails too.
-async fn refetch(client: &CoupangClient, record_id: &str) -> Option<OrderSheet> {
-    let id = record_id.strip_prefix("shipmentBoxId=")?.parse::<i64>().ok()?;
+/// A record that did not decode, asked for alone by its shipment box; `None` when that fails too.
+async fn refetch(client: &CoupangClient, record_id: &RecordId) -> Option<OrderSheet> {
+    let id = record_id.shipment_box_id()?;
     match client.order_sheet(id).await {
         Ok(sheet) => Some(sheet),
         Err(error) => {

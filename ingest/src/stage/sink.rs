@@ -95,10 +95,11 @@ impl Sink {
         if !report.dead_lettered.insert(format!("{endpoint} {record_id} {}", fault.field)) {
             return Ok(());
         }
+        let record = record_id.to_string();
         let source = [
             ("dlq.source.account", alias.as_str()),
             ("dlq.source.endpoint", endpoint),
-            ("dlq.source.record", record_id.as_str()),
+            ("dlq.source.record", record.as_str()),
             ("dlq.field", fault.field.as_str()),
             ("dlq.value", fault.value.as_str()),
         ];
