@@ -6,6 +6,7 @@
 //! pipeline's numbers must be.
 
 pub mod config;
+pub mod generate;
 pub mod lifecycle;
 mod prng;
 pub mod revenue;

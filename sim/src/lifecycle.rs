@@ -9,6 +9,7 @@ use chrono::{DateTime, Duration, FixedOffset, NaiveDate};
 
 use crate::config::LifecycleConfig;
 use crate::prng::SplitMix64;
+pub use crate::world::Path;
 use crate::world::{
     at_kst, maybe, BoxStatus, Coupon, Exchange, OpenStatus, OrderLine, Product, Receipt, ReceiptKind, ShipmentBox,
     Withdrawal,
@@ -20,94 +21,6 @@ pub const LATEST_REQUEST_DAYS: i64 = 25;
 /// Revenue rows are recognised at most this many days after payment (a return asked on day 10 and
 /// still open for 60 days).
 pub const LATEST_RECOGNITION_DAYS: i64 = 75;
-
-/// The paths an order can take through its lifecycle; each box records those it took by `as_of`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Path {
-    CancelledBeforeDispatch,
-    PartlyCancelled,
-    ReleaseStopped,
-    StockOutCancelled,
-    Returned,
-    PartlyRefunded,
-    TwoRefundsSameDay,
-    LongPending,
-    HeldForCancel,
-    Withdrawn,
-    Exchanged,
-    Coupons,
-    PriceCut,
-    SplitShipping,
-    SecondBoxFee,
-    FirstBoxCancelled,
-}
-
-impl Path {
-    pub const ALL: [Path; 16] = [
-        Path::CancelledBeforeDispatch,
-        Path::PartlyCancelled,
-        Path::ReleaseStopped,
-        Path::StockOutCancelled,
-        Path::Returned,
-        Path::PartlyRefunded,
-        Path::TwoRefundsSameDay,
-        Path::LongPending,
-        Path::HeldForCancel,
-        Path::Withdrawn,
-        Path::Exchanged,
-        Path::Coupons,
-        Path::PriceCut,
-        Path::SplitShipping,
-        Path::SecondBoxFee,
-        Path::FirstBoxCancelled,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Path::CancelledBeforeDispatch => "cancelled whole before dispatch",
-            Path::PartlyCancelled => "partly cancelled",
-            Path::ReleaseStopped => "release stop (RU)",
-            Path::StockOutCancelled => "seller stock-out cancel",
-            Path::Returned => "returned whole",
-            Path::PartlyRefunded => "partial refund after confirmation",
-            Path::TwoRefundsSameDay => "two refunds on one day",
-            Path::LongPending => "cancel or return still open weeks later",
-            Path::HeldForCancel => "holdCountForCancel > 0",
-            Path::Withdrawn => "request withdrawn",
-            Path::Exchanged => "exchanged",
-            Path::Coupons => "coupons",
-            Path::PriceCut => "orderPrice below salesPrice × quantity",
-            Path::SplitShipping => "split over two boxes",
-            Path::SecondBoxFee => "fees on two boxes",
-            Path::FirstBoxCancelled => "fee-carrying box cancelled, other box shipped",
-        }
-    }
-
-    /// Whether `lifecycle` switches the path on (its rate, and the rates it depends on, above 0).
-    pub fn enabled(self, lc: &LifecycleConfig) -> bool {
-        let on = |rate: f64| rate > 0.0;
-        match self {
-            Path::CancelledBeforeDispatch => on(lc.cancel_before_dispatch_rate),
-            Path::PartlyCancelled => on(lc.partial_cancel_rate),
-            Path::ReleaseStopped => on(lc.release_stop_rate),
-            Path::StockOutCancelled => on(lc.stock_out_rate),
-            Path::Returned => on(lc.return_rate),
-            Path::PartlyRefunded => on(lc.partial_refund_rate),
-            Path::TwoRefundsSameDay => on(lc.partial_refund_rate) && on(lc.two_refunds_same_day_share),
-            Path::LongPending => on(lc.long_pending_share) && (on(lc.return_rate) || on(lc.release_stop_rate)),
-            Path::HeldForCancel => {
-                on(lc.release_stop_rate) || on(lc.withdrawn_rate) || on(lc.cancel_before_dispatch_rate)
-            }
-            Path::Withdrawn => on(lc.withdrawn_rate),
-            Path::Exchanged => on(lc.exchange_rate),
-            Path::Coupons => on(lc.coupon_rate),
-            Path::PriceCut => on(lc.price_cut_rate),
-            Path::SplitShipping => on(lc.split_shipping_rate),
-            Path::SecondBoxFee => on(lc.split_shipping_rate) && on(lc.second_box_fee_share),
-            Path::FirstBoxCancelled => on(lc.split_shipping_rate) && on(lc.first_box_cancel_share),
-        }
-    }
-}
 
 /// When things would happen to an order, whether or not they have by `as_of`.
 struct Timeline {

@@ -1,16 +1,104 @@
-//! The simulated world: vendors, their catalogues and their orders over the simulated period.
+//! The simulated world's types: vendors, their catalogues and their orders over the simulated period,
+//! and the paths an order can take.
 //!
 //! Every order is fixed by the seed and has progressed through its lifecycle according to its age at
-//! the world's `as_of` instant ([`crate::lifecycle`] draws what happens to it). Each vendor-day is drawn
-//! from a generator of its own, with ids from a block of its own, so any day can be generated alone.
+//! the world's `as_of` instant. [`crate::generate`] draws the world day by day, and
+//! [`crate::lifecycle`] what happens to each order; this module only describes what they draw.
 
-use chrono::{DateTime, Duration, FixedOffset, NaiveDate, NaiveTime, TimeZone};
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, TimeZone};
 use etl_core::time::kst;
 use std::collections::BTreeMap;
 
-use crate::config::SimConfig;
-pub use crate::lifecycle::Path;
+use crate::config::{LifecycleConfig, SimConfig};
 use crate::prng::SplitMix64;
+
+/// The paths an order can take through its lifecycle; each box records those it took by `as_of`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Path {
+    CancelledBeforeDispatch,
+    PartlyCancelled,
+    ReleaseStopped,
+    StockOutCancelled,
+    Returned,
+    PartlyRefunded,
+    TwoRefundsSameDay,
+    LongPending,
+    HeldForCancel,
+    Withdrawn,
+    Exchanged,
+    Coupons,
+    PriceCut,
+    SplitShipping,
+    SecondBoxFee,
+    FirstBoxCancelled,
+}
+
+impl Path {
+    pub const ALL: [Path; 16] = [
+        Path::CancelledBeforeDispatch,
+        Path::PartlyCancelled,
+        Path::ReleaseStopped,
+        Path::StockOutCancelled,
+        Path::Returned,
+        Path::PartlyRefunded,
+        Path::TwoRefundsSameDay,
+        Path::LongPending,
+        Path::HeldForCancel,
+        Path::Withdrawn,
+        Path::Exchanged,
+        Path::Coupons,
+        Path::PriceCut,
+        Path::SplitShipping,
+        Path::SecondBoxFee,
+        Path::FirstBoxCancelled,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Path::CancelledBeforeDispatch => "cancelled whole before dispatch",
+            Path::PartlyCancelled => "partly cancelled",
+            Path::ReleaseStopped => "release stop (RU)",
+            Path::StockOutCancelled => "seller stock-out cancel",
+            Path::Returned => "returned whole",
+            Path::PartlyRefunded => "partial refund after confirmation",
+            Path::TwoRefundsSameDay => "two refunds on one day",
+            Path::LongPending => "cancel or return still open weeks later",
+            Path::HeldForCancel => "holdCountForCancel > 0",
+            Path::Withdrawn => "request withdrawn",
+            Path::Exchanged => "exchanged",
+            Path::Coupons => "coupons",
+            Path::PriceCut => "orderPrice below salesPrice × quantity",
+            Path::SplitShipping => "split over two boxes",
+            Path::SecondBoxFee => "fees on two boxes",
+            Path::FirstBoxCancelled => "fee-carrying box cancelled, other box shipped",
+        }
+    }
+
+    /// Whether `lifecycle` switches the path on (its rate, and the rates it depends on, above 0).
+    pub fn enabled(self, lc: &LifecycleConfig) -> bool {
+        let on = |rate: f64| rate > 0.0;
+        match self {
+            Path::CancelledBeforeDispatch => on(lc.cancel_before_dispatch_rate),
+            Path::PartlyCancelled => on(lc.partial_cancel_rate),
+            Path::ReleaseStopped => on(lc.release_stop_rate),
+            Path::StockOutCancelled => on(lc.stock_out_rate),
+            Path::Returned => on(lc.return_rate),
+            Path::PartlyRefunded => on(lc.partial_refund_rate),
+            Path::TwoRefundsSameDay => on(lc.partial_refund_rate) && on(lc.two_refunds_same_day_share),
+            Path::LongPending => on(lc.long_pending_share) && (on(lc.return_rate) || on(lc.release_stop_rate)),
+            Path::HeldForCancel => {
+                on(lc.release_stop_rate) || on(lc.withdrawn_rate) || on(lc.cancel_before_dispatch_rate)
+            }
+            Path::Withdrawn => on(lc.withdrawn_rate),
+            Path::Exchanged => on(lc.exchange_rate),
+            Path::Coupons => on(lc.coupon_rate),
+            Path::PriceCut => on(lc.price_cut_rate),
+            Path::SplitShipping => on(lc.split_shipping_rate),
+            Path::SecondBoxFee => on(lc.split_shipping_rate) && on(lc.second_box_fee_share),
+            Path::FirstBoxCancelled => on(lc.split_shipping_rate) && on(lc.first_box_cancel_share),
+        }
+    }
+}
 
 /// Coupang's order-sheet statuses, in lifecycle order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -288,102 +376,12 @@ const ITEM_NAMES: [&str; 8] = [
 ];
 
 /// Ids of one vendor-day are drawn inside a block of their own, so any day can be generated alone.
-const ORDER_ID_BASE: i64 = 24_000_000_000_000;
-const ORDER_IDS_PER_DAY: i64 = 1_000_000;
-const BOX_ID_BASE: i64 = 640_000_000_000_000_000;
-const BOX_IDS_PER_DAY: i64 = 100_000_000;
+pub(crate) const ORDER_ID_BASE: i64 = 24_000_000_000_000;
+pub(crate) const ORDER_IDS_PER_DAY: i64 = 1_000_000;
+pub(crate) const BOX_ID_BASE: i64 = 640_000_000_000_000_000;
+pub(crate) const BOX_IDS_PER_DAY: i64 = 100_000_000;
 /// Days a vendor's blocks are numbered over (the period may be at most this long).
-const MAX_DAYS: i64 = 10_000;
-
-impl World {
-    /// The world as it stands the morning after the last payment day (recent orders still moving).
-    pub fn generate(config: &SimConfig) -> World {
-        World::generate_at(config, World::final_moment(config))
-    }
-
-    /// The moment [`World::generate`] observes: 09:00 (Seoul) the day after the period.
-    pub fn final_moment(config: &SimConfig) -> DateTime<FixedOffset> {
-        at_kst(config.end_date() + Duration::days(1), 9 * 3600)
-    }
-
-    /// The world as it stands at `as_of`. Every draw is independent of `as_of`, so the same seed gives
-    /// the same orders at every moment, each further along its lifecycle; orders paid less than the
-    /// visibility delay before `as_of` are not there yet (Coupang lists new orders ~10 minutes late).
-    pub fn generate_at(config: &SimConfig, as_of: DateTime<FixedOffset>) -> World {
-        let vendors = (0..config.vendors.len())
-            .map(|index| {
-                let vendor = VendorWorld::generate_at(config, index, as_of);
-                (vendor.vendor_id.clone(), vendor)
-            })
-            .collect();
-        World { as_of, vendors }
-    }
-}
-
-impl VendorWorld {
-    /// One vendor's part of the world at `as_of`, day by day (each day from its own generator).
-    pub fn generate_at(config: &SimConfig, vendor_index: usize, as_of: DateTime<FixedOffset>) -> VendorWorld {
-        let catalogue = catalogue(config, vendor_index);
-        let mut boxes = Vec::new();
-        let mut adjustments = Vec::new();
-        for day in 0..config.days.min(MAX_DAYS as u32) {
-            let orders = DayOrders::generate(config, vendor_index, &catalogue, day, as_of);
-            boxes.extend(orders.boxes);
-            adjustments.extend(orders.adjustment);
-        }
-        // Each day draws its ids from its own block, later days from higher blocks: this is by id already.
-        boxes.sort_by_key(|b| b.shipment_box_id);
-        VendorWorld { vendor_id: config.vendors[vendor_index].vendor_id.clone(), boxes, adjustments }
-    }
-}
-
-/// The orders of one vendor paid on one day of the period, as they stand at `as_of` (those visible
-/// by then), and the day's non-order adjustment if it was recognised by then.
-#[derive(Debug, Clone)]
-pub struct DayOrders {
-    /// By shipment box id.
-    pub boxes: Vec<ShipmentBox>,
-    pub adjustment: Option<Adjustment>,
-}
-
-/// The generator stream of a vendor-day's adjustment, apart from its orders'.
-const ADJUSTMENT_STREAM: u64 = 7;
-
-impl DayOrders {
-    /// Draws `day` (0 = the period's first) of vendor `vendor_index` from its own generator: the same
-    /// whatever else is drawn, so any day can be generated alone.
-    pub fn generate(
-        config: &SimConfig,
-        vendor_index: usize,
-        catalogue: &[Product],
-        day: u32,
-        as_of: DateTime<FixedOffset>,
-    ) -> DayOrders {
-        let index = vendor_index as u64;
-        let mut rng = SplitMix64::fork(config.seed, &[index, u64::from(day)]);
-        let block = vendor_index as i64 * MAX_DAYS + i64::from(day);
-        let mut order_id = ORDER_ID_BASE + block * ORDER_IDS_PER_DAY;
-        let mut box_id = BOX_ID_BASE + block * BOX_IDS_PER_DAY;
-        let date = config.start_date + Duration::days(i64::from(day));
-        let mean = i64::from(config.orders_per_day);
-        let count = rng.range(mean / 2, mean + mean / 2);
-        let visible_until = as_of - Duration::minutes(config.visibility_delay_minutes);
-        let mut boxes = Vec::new();
-        for _ in 0..count {
-            // Steps small enough that a day of up to 20,000 orders stays inside its blocks.
-            order_id += rng.range(1, 40);
-            box_id += rng.range(1, 4_000);
-            let ids = (order_id, box_id);
-            let drawn = crate::lifecycle::order(&mut rng, &config.lifecycle, catalogue, date, as_of, ids);
-            box_id += 1;
-            boxes.extend(drawn.into_iter().filter(|b| b.paid_at <= visible_until));
-        }
-        let mut rng = SplitMix64::fork(config.seed, &[index, u64::from(day), ADJUSTMENT_STREAM]);
-        let adjustment = (maybe(&mut rng, config.lifecycle.adjustment_rate) && date < as_of.date_naive())
-            .then(|| Adjustment { recognized_on: date, amount: -rng.range(1, 50) * 1_000 });
-        DayOrders { boxes, adjustment }
-    }
-}
+pub(crate) const MAX_DAYS: i64 = 10_000;
 
 /// The (vendor index, day of the period) whose block an order id was drawn from.
 pub fn day_of_order(order_id: i64) -> Option<(usize, u32)> {

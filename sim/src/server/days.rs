@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::SimConfig;
-use crate::world::{catalogue, BoxStatus, DayOrders, Product, ShipmentBox};
+use crate::generate::DayOrders;
+use crate::world::{catalogue, BoxStatus, Product, ShipmentBox};
 
 /// How long a generated vendor-day serves a running clock before it is drawn again at the new time.
 const FRESH_FOR: Duration = Duration::from_millis(100);
