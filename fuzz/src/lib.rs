@@ -5,7 +5,7 @@
 //! - Every fact is self-consistent: amount = price + shipping − coupons, nothing negative, no more
 //!   units undone than ordered. (ClickHouse refuses rows that break these; the rules must never make one.)
 
-use coupang_schemas::{decode, encode, OrderSheetEvent, ReturnRequestEvent, RevenueEvent};
+use coupang_schemas::{decode, encode, OrderKey, OrderSheetEvent, ReturnRequestEvent, RevenueEvent};
 use coupang_transform::order::{OrderState, RawEvent};
 use coupang_transform::rules::payment_facts;
 use std::collections::BTreeMap;
@@ -24,8 +24,8 @@ pub fn check_events(events: &[RawEvent]) {
 }
 
 /// Facts per order after folding `events` in the given order.
-fn facts_of<'a>(events: impl Iterator<Item = &'a RawEvent>) -> BTreeMap<String, Vec<coupang_schemas::PaymentFact>> {
-    let mut states: BTreeMap<String, OrderState> = BTreeMap::new();
+fn facts_of<'a>(events: impl Iterator<Item = &'a RawEvent>) -> BTreeMap<OrderKey, Vec<coupang_schemas::PaymentFact>> {
+    let mut states: BTreeMap<OrderKey, OrderState> = BTreeMap::new();
     for event in events {
         states.entry(event.order_key()).or_default().fold(event);
     }
