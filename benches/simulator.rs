@@ -7,6 +7,7 @@
 //! smaller and in this one.
 
 use chrono::{Duration, NaiveDate};
+use coupang_ingest::client::model::OrderStatus;
 use coupang_ingest::client::ReturnQuery;
 use coupang_ingest::{CoupangClient, IngestConfig};
 use coupang_sim::{SimConfig, SimVendor, Simulator};
@@ -104,7 +105,7 @@ async fn read_everything(client: &CoupangClient, config: &SimConfig) -> Read {
         Err(_) => *bad += 1,
     };
     for (a, b) in windows(from, to) {
-        for status in ["ACCEPT", "INSTRUCT", "DEPARTURE", "DELIVERING", "FINAL_DELIVERY", "NONE_TRACKING"] {
+        for status in OrderStatus::KNOWN {
             let mut records = client.order_sheets(a, b, status).boxed();
             while let Some(record) = records.next().await {
                 count(record.map(|_| ()), &mut read.boxes, &mut read.unreadable);
@@ -133,13 +134,13 @@ async fn read_everything(client: &CoupangClient, config: &SimConfig) -> Read {
 /// every day was generated: (cold, warm) milliseconds.
 async fn first_page_ms(sim: &Simulator, config: &SimConfig, n: u32) -> (f64, f64) {
     let client = client(sim, &config.vendors[0]);
-    client.order_sheets_page(config.start_date, config.start_date, "ACCEPT", "").await.expect("a page");
+    client.order_sheets_page(config.start_date, config.start_date, &OrderStatus::Accept, "").await.expect("a page");
     let mut times = Vec::new();
-    for status in ["FINAL_DELIVERY", "DELIVERING"] {
+    for status in [OrderStatus::FinalDelivery, OrderStatus::Delivering] {
         let started = Instant::now();
         for i in 0..n {
             let day = config.start_date + Duration::days(i64::from(i % config.days));
-            client.order_sheets_page(day, day, status, "").await.expect("a page");
+            client.order_sheets_page(day, day, &status, "").await.expect("a page");
         }
         times.push(started.elapsed().as_secs_f64() * 1000.0 / f64::from(n));
     }

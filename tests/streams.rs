@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use coupang_ingest::{account_statuses, collect_range};
-use coupang_schemas::{decode, ReturnRequestEvent, RevenueEvent};
+use coupang_schemas::{decode, OrderStatus, ReturnRequestEvent, RevenueEvent, SaleType};
 use coupang_sim::config::LifecycleConfig;
 use coupang_sim::SimConfig;
 use etl_core::kafka::group_lag;
@@ -71,11 +71,14 @@ async fn with_faults_on_every_box_receipt_and_revenue_row_is_emitted_once() {
     same(&got_receipts, &expected_receipts, "receipts");
     let got_revenue: HashSet<_> = revenue
         .iter()
-        .map(|r| (r.vendor_id.clone(), r.order_id, r.sale_type.clone(), r.recognition_date, r.same_day_row))
+        .map(|r| (r.vendor_id.clone(), r.order_id, r.sale_type.to_string(), r.recognition_date, r.same_day_row))
         .collect();
     assert_eq!(revenue.len(), got_revenue.len(), "each revenue row once");
     same(&got_revenue, &expected_revenue, "revenue rows");
-    assert!(revenue.iter().filter(|r| r.sale_type == "REFUND").all(|r| r.items.iter().all(|i| i.sale_price < 0)));
+    assert!(revenue
+        .iter()
+        .filter(|r| r.sale_type == SaleType::Refund)
+        .all(|r| r.items.iter().all(|i| i.sale_price < 0)));
     assert!(report.accounts.values().all(|a| a.error.is_none() && a.bad_records() == 0), "{report:?}");
     let calls: u64 = sim.stats().values().sum();
     let changes = boxes.len() + receipts.len() + revenue.len();
@@ -86,7 +89,7 @@ async fn with_faults_on_every_box_receipt_and_revenue_row_is_emitted_once() {
         boxes.len(),
         receipts.len(),
         revenue.len(),
-        revenue.iter().filter(|r| r.sale_type == "REFUND").count(),
+        revenue.iter().filter(|r| r.sale_type == SaleType::Refund).count(),
         calls as f64 / changes as f64
     );
     sim.stop().await;
@@ -247,7 +250,7 @@ async fn status_changes_of_orders_inside_the_look_back_are_caught() {
 
     // Events of one box share its key, hence its partition: read in order, its statuses only move on,
     // and each event says something new (a status, or a cancel requested or counted).
-    let mut seen: std::collections::HashMap<i64, Vec<String>> = std::collections::HashMap::new();
+    let mut seen: std::collections::HashMap<i64, Vec<OrderStatus>> = std::collections::HashMap::new();
     let mut snapshots: std::collections::HashMap<i64, Vec<coupang_schemas::OrderSheetEvent>> = Default::default();
     let events = read_topic(&config.kafka, &config.kafka.topics().raw_order_sheets);
     for message in &events {
@@ -259,12 +262,7 @@ async fn status_changes_of_orders_inside_the_look_back_are_caught() {
     for sent in snapshots.values() {
         assert!(sent.windows(2).all(|w| w[0] != w[1]), "each change sent once: {sent:?}");
     }
-    let rank = |s: &str| {
-        ["ACCEPT", "INSTRUCT", "DEPARTURE", "DELIVERING", "NONE_TRACKING", "FINAL_DELIVERY"]
-            .iter()
-            .position(|x| *x == s)
-            .unwrap()
-    };
+    let rank = |status: &OrderStatus| OrderStatus::KNOWN.iter().position(|known| known == status).unwrap();
     let changed = seen.values().filter(|statuses| statuses.len() > 1).count();
     for statuses in seen.values() {
         assert!(statuses.windows(2).all(|w| rank(&w[0]) <= rank(&w[1])), "statuses in order: {statuses:?}");

@@ -5,6 +5,7 @@ mod common;
 
 use chrono::NaiveDate;
 use common::vendor;
+use coupang_ingest::client::model::{OrderStatus, ReceiptStatus};
 use coupang_ingest::client::ReturnQuery;
 use coupang_ingest::{ClientError, CoupangClient, IngestConfig};
 use coupang_sim::config::LifecycleConfig;
@@ -14,8 +15,6 @@ use coupang_sim::{SimConfig, Simulator};
 use etl_core::account::AccountConfig;
 use etl_core::secret::Secret;
 use futures::StreamExt;
-
-const STATUSES: [&str; 6] = ["ACCEPT", "INSTRUCT", "DEPARTURE", "DELIVERING", "FINAL_DELIVERY", "NONE_TRACKING"];
 
 fn account(alias: &str, vendor_id: &str) -> AccountConfig {
     AccountConfig {
@@ -43,7 +42,7 @@ fn day(text: &str) -> NaiveDate {
 /// Every box of the vendor, read through all statuses and pages.
 async fn all_boxes(client: &CoupangClient) -> Result<Vec<i64>, ClientError> {
     let mut seen = Vec::new();
-    for status in STATUSES {
+    for status in OrderStatus::KNOWN {
         let mut stream = std::pin::pin!(client.order_sheets(day("2026-09-30"), day("2026-10-10"), status));
         while let Some(sheet) = stream.next().await {
             seen.push(sheet?.shipment_box_id);
@@ -90,7 +89,7 @@ async fn a_wrong_secret_is_a_clear_401_naming_the_alias_never_the_secret() {
     let mut wrong = account("brand-a", "A00020002");
     wrong.secret_key = Secret::new("wrong-secret-value");
     let error = client(&sim, wrong, 8.0)
-        .order_sheets_page(day("2026-10-01"), day("2026-10-02"), "ACCEPT", "")
+        .order_sheets_page(day("2026-10-01"), day("2026-10-02"), &OrderStatus::Accept, "")
         .await
         .err()
         .unwrap();
@@ -215,7 +214,7 @@ async fn look_ups_minute_windows_returns_and_revenue_history() {
         .order_sheets_time_frame(
             at - chrono::Duration::hours(1),
             at + chrono::Duration::hours(1),
-            some_box.status.as_str(),
+            &OrderStatus::from(some_box.status.as_str()),
         )
         .await
         .unwrap();
@@ -334,7 +333,7 @@ async fn cancels_returns_refunds_and_coupons_are_served_as_coupang_does() {
     let completed_returns: Vec<_> =
         client.return_requests(from, day("2026-10-30"), ReturnQuery::Return("CC")).collect().await;
     assert!(!completed_returns.is_empty());
-    assert!(completed_returns.iter().all(|r| r.as_ref().unwrap().receipt_status.0 == "RETURNS_COMPLETED"));
+    assert!(completed_returns.iter().all(|r| r.as_ref().unwrap().receipt_status == ReceiptStatus::ReturnsCompleted));
 
     let rows: Vec<_> = client.revenue_history(day("2026-10-01"), day("2026-10-31")).collect().await;
     let rows: Vec<_> = rows.into_iter().map(Result::unwrap).collect();
@@ -356,7 +355,7 @@ async fn cancels_returns_refunds_and_coupons_are_served_as_coupang_does() {
 
 async fn all_boxes_in(client: &CoupangClient, from: NaiveDate, to: NaiveDate) -> Vec<i64> {
     let mut seen = Vec::new();
-    for status in STATUSES {
+    for status in OrderStatus::KNOWN {
         let mut stream = std::pin::pin!(client.order_sheets(from, to, status));
         while let Some(sheet) = stream.next().await {
             seen.push(sheet.unwrap().shipment_box_id);

@@ -4,6 +4,7 @@
 mod common;
 
 use common::vendor;
+use coupang_ingest::client::model::OrderStatus;
 use coupang_ingest::{ClientError, CoupangClient, IngestConfig};
 use coupang_sim::config::{LifecycleConfig, SimVendor};
 use coupang_sim::{SimConfig, Simulator};
@@ -45,19 +46,19 @@ async fn a_401_for_a_key_issued_yesterday_waits_for_activation_and_an_old_one_st
     let sim = start(vec![vendor("A00060001")]).await;
     sim.relink_inactive("A00060001", "access-A00060001", "secret-A00060001");
     let new_key = client(&sim, account("fresh", "A00060001", 1), IngestConfig::default());
-    let error = new_key.order_sheets_page(a_day(), a_day(), "ACCEPT", "").await.err().unwrap();
+    let error = new_key.order_sheets_page(a_day(), a_day(), &OrderStatus::Accept, "").await.err().unwrap();
     assert!(matches!(error, ClientError::KeyNotActiveYet { .. }), "{error}");
     assert!(!error.stops_account(), "a key Coupang may still be activating does not stop the account");
     assert!(error.to_string().contains("up to 24 hours") && error.to_string().contains("fresh"), "{error}");
 
     // Two days later the same answer means the key is wrong: the account stops.
     let old_key = client(&sim, account("old", "A00060001", 2), IngestConfig::default());
-    let error = old_key.order_sheets_page(a_day(), a_day(), "ACCEPT", "").await.err().unwrap();
+    let error = old_key.order_sheets_page(a_day(), a_day(), &OrderStatus::Accept, "").await.err().unwrap();
     assert!(matches!(error, ClientError::KeyRejected { status: 401, .. }) && error.stops_account(), "{error}");
 
     // Once Coupang activates the key, the same client works.
     sim.activate_keys("A00060001");
-    assert!(new_key.order_sheets_page(a_day(), a_day(), "ACCEPT", "").await.is_ok());
+    assert!(new_key.order_sheets_page(a_day(), a_day(), &OrderStatus::Accept, "").await.is_ok());
     sim.stop().await;
 }
 
@@ -74,7 +75,7 @@ async fn a_persistent_429_cools_the_vendor_down_without_hammering_and_the_call_t
     let block = Duration::from_secs(9);
     sim.block_vendor("A00060002", block);
     let started = Instant::now();
-    let page = blocked.order_sheets_page(a_day(), a_day(), "ACCEPT", "").await;
+    let page = blocked.order_sheets_page(a_day(), a_day(), &OrderStatus::Accept, "").await;
     assert!(page.is_ok(), "the call outlasted the block instead of giving up: {:?}", page.err());
     assert!(started.elapsed() >= block, "it waited the block out ({:?})", started.elapsed());
 
@@ -98,7 +99,7 @@ async fn a_short_429_burst_is_only_paced_never_a_cool_down() {
     let paced = client(&sim, account("paced", "A00060003", 30), IngestConfig::default());
     let labels = AccountLabel { account: "paced".into() };
     sim.block_vendor("A00060003", Duration::from_millis(1_500));
-    assert!(paced.order_sheets_page(a_day(), a_day(), "ACCEPT", "").await.is_ok());
+    assert!(paced.order_sheets_page(a_day(), a_day(), &OrderStatus::Accept, "").await.is_ok());
     assert_eq!(metrics().cool_downs.get_or_create(&labels).get(), 0);
     assert!(calls(&sim, "A00060003", 429) >= 1);
     sim.stop().await;

@@ -1,7 +1,7 @@
 //! The ClickHouse row of a payment fact. Field order is the INSERT's column order (RowBinary).
 
 use clickhouse::Row;
-use coupang_schemas::PaymentFact;
+use coupang_schemas::{FactStatus, PaymentFact};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
@@ -16,7 +16,7 @@ pub struct FactRow {
     pub payment_date: u16,
     /// `DateTime('Asia/Seoul')`: seconds since the epoch.
     pub paid_at: u32,
-    pub status: String,
+    pub status: FactStatus,
     pub quantity: i32,
     pub cancelled_quantity: i32,
     pub order_price: i64,

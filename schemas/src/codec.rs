@@ -589,7 +589,7 @@ mod tests {
             account_alias: "".into(),
             collected_at: 1,
             order_id: 2,
-            sale_type: "REFUND".into(),
+            sale_type: crate::SaleType::Refund,
             sale_date: -3,
             recognition_date: i32::MAX,
             delivery_fee: -2_500,

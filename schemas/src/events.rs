@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::codec::EventType;
+use crate::domain::{FactStatus, OrderStatus, ReceiptStatus, ReceiptType, SaleType};
 
 /// One shipment box of an order sheet as ingest saw it at one poll (`avro/order_sheet_event.v1.avsc`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -13,7 +14,7 @@ pub struct OrderSheetEvent {
     pub api_version: String,
     pub shipment_box_id: i64,
     pub order_id: i64,
-    pub status: String,
+    pub status: OrderStatus,
     pub ordered_at: Option<i64>,
     pub paid_at: i64,
     pub shipping_price: i64,
@@ -92,7 +93,7 @@ pub struct PaymentFact {
     /// Days since 1970-01-01 of the Asia/Seoul payment day.
     pub payment_date: i32,
     pub paid_at: i64,
-    pub status: String,
+    pub status: FactStatus,
     pub quantity: i32,
     pub cancelled_quantity: i32,
     pub order_price: i64,
@@ -143,8 +144,8 @@ pub struct ReturnRequestEvent {
     pub receipt_id: i64,
     pub order_id: i64,
     pub payment_id: Option<i64>,
-    pub receipt_type: String,
-    pub receipt_status: String,
+    pub receipt_type: ReceiptType,
+    pub receipt_status: ReceiptStatus,
     pub created_at: i64,
     pub modified_at: Option<i64>,
     pub complete_confirm_date: Option<i64>,
@@ -172,7 +173,7 @@ pub struct RevenueEvent {
     pub account_alias: String,
     pub collected_at: i64,
     pub order_id: i64,
-    pub sale_type: String,
+    pub sale_type: SaleType,
     /// Days since 1970-01-01.
     pub sale_date: i32,
     pub recognition_date: i32,

@@ -6,7 +6,9 @@
 //! record's own bytes last. Folding a set of events therefore gives the same state whatever their
 //! order, duplicates and replays included, and a stale event can never replace newer knowledge.
 
-use coupang_schemas::{decode, encode, OrderKey, OrderSheetEvent, ReturnRequestEvent, RevenueEvent};
+use coupang_schemas::{
+    decode, encode, OrderKey, OrderSheetEvent, OrderStatus, ReceiptStatus, ReturnRequestEvent, RevenueEvent, SaleType,
+};
 use etl_core::time::date_from_days;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -144,18 +146,14 @@ pub struct InvalidEvent {
 /// day's rows of the same type (two partial refunds on one day are two slots).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct RevenueSlot {
-    pub sale_type: String,
+    pub sale_type: SaleType,
     pub recognition_date: i32,
     pub same_day_row: i32,
 }
 
 impl RevenueSlot {
     pub fn of(row: &RevenueEvent) -> RevenueSlot {
-        RevenueSlot {
-            sale_type: row.sale_type.clone(),
-            recognition_date: row.recognition_date,
-            same_day_row: row.same_day_row,
-        }
+        RevenueSlot { sale_type: row.sale_type, recognition_date: row.recognition_date, same_day_row: row.same_day_row }
     }
 }
 
@@ -173,33 +171,33 @@ pub struct OrderState {
 }
 
 /// Lifecycle rank of an order-sheet status: a later status is newer information.
-pub fn status_rank(status: &str) -> Option<i64> {
+pub fn status_rank(status: &OrderStatus) -> Option<i64> {
     Some(match status {
-        "ACCEPT" => 0,
-        "INSTRUCT" => 1,
-        "DEPARTURE" => 2,
-        "DELIVERING" => 3,
-        "NONE_TRACKING" => 4,
-        "FINAL_DELIVERY" => 5,
-        _ => return None,
+        OrderStatus::Accept => 0,
+        OrderStatus::Instruct => 1,
+        OrderStatus::Departure => 2,
+        OrderStatus::Delivering => 3,
+        OrderStatus::NoneTracking => 4,
+        OrderStatus::FinalDelivery => 5,
+        OrderStatus::Unknown(_) => return None,
     })
 }
 
 /// Rank of a receipt status; a completed receipt outranks every open one.
-pub fn receipt_rank(status: &str) -> Option<i64> {
+pub fn receipt_rank(status: &ReceiptStatus) -> Option<i64> {
     Some(match status {
-        "RELEASE_STOP_UNCHECKED" => 0,
-        "RETURNS_UNCHECKED" => 1,
-        "VENDOR_WAREHOUSE_CONFIRM" => 2,
-        "REQUEST_COUPANG_CHECK" => 3,
-        "RETURNS_COMPLETED" => 4,
-        _ => return None,
+        ReceiptStatus::ReleaseStopUnchecked => 0,
+        ReceiptStatus::ReturnsUnchecked => 1,
+        ReceiptStatus::VendorWarehouseConfirm => 2,
+        ReceiptStatus::RequestCoupangCheck => 3,
+        ReceiptStatus::ReturnsCompleted => 4,
+        ReceiptStatus::Unknown(_) => return None,
     })
 }
 
 /// Whether the receipt's cancel or return is done (its units no longer count).
 pub fn receipt_completed(receipt: &ReturnRequestEvent) -> bool {
-    receipt.receipt_status == "RETURNS_COMPLETED" || receipt.complete_confirm_date.is_some()
+    receipt.receipt_status == ReceiptStatus::ReturnsCompleted || receipt.complete_confirm_date.is_some()
 }
 
 impl RawEvent {
@@ -274,7 +272,7 @@ impl RawEvent {
                     return Err(invalid(format!("paid_at {} is not a valid time", e.paid_at)));
                 }
                 if status_rank(&e.status).is_none() {
-                    return Err(invalid(format!("unknown status {:?}", e.status)));
+                    return Err(invalid(format!("unknown status {:?}", e.status.as_str())));
                 }
                 if e.shipping_price < 0 || e.remote_price < 0 {
                     return Err(invalid(format!("negative shipping fee {} + {}", e.shipping_price, e.remote_price)));
@@ -313,19 +311,16 @@ impl RawEvent {
             }
             RawEvent::ReturnRequest(e) => {
                 if receipt_rank(&e.receipt_status).is_none() {
-                    return Err(invalid(format!("unknown receipt status {:?}", e.receipt_status)));
+                    return Err(invalid(format!("unknown receipt status {:?}", e.receipt_status.as_str())));
                 }
-                if e.receipt_type != "RETURN" && e.receipt_type != "CANCEL" {
-                    return Err(invalid(format!("unknown receipt type {:?}", e.receipt_type)));
+                if !e.receipt_type.is_known() {
+                    return Err(invalid(format!("unknown receipt type {:?}", e.receipt_type.as_str())));
                 }
                 if let Some(item) = e.items.iter().find(|i| i.cancel_count < 0 || i.purchase_count < 0) {
                     return Err(invalid(format!("vendor item {}: negative quantity", item.vendor_item_id)));
                 }
             }
             RawEvent::Revenue(e) => {
-                if e.sale_type != "SALE" && e.sale_type != "REFUND" {
-                    return Err(invalid(format!("unknown sale type {:?}", e.sale_type)));
-                }
                 if midnight_kst(e.recognition_date).is_none() || date_from_days(e.sale_date).is_none() {
                     return Err(invalid("sale or recognition day out of range".into()));
                 }
@@ -436,9 +431,9 @@ impl OrderState {
     /// Whether nothing more is expected: every unit is confirmed, cancelled or returned. Such orders
     /// may leave memory (their state stays in the changelog and is read back on demand).
     pub fn finished(&self) -> bool {
-        let confirmed = self.revenue.values().any(|row| row.sale_type == "SALE" && !row.items.is_empty());
-        let undone = self.revenue.values().any(|row| row.sale_type == "REFUND")
-            || self.revenue.values().any(|row| row.sale_type == "SALE" && row.items.is_empty());
+        let confirmed = self.revenue.values().any(|row| row.sale_type == SaleType::Sale && !row.items.is_empty());
+        let undone = self.revenue.values().any(|row| row.sale_type == SaleType::Refund)
+            || self.revenue.values().any(|row| row.sale_type == SaleType::Sale && row.items.is_empty());
         confirmed || undone
     }
 }
@@ -484,7 +479,7 @@ pub(crate) mod tests {
             shipping_price: shipping,
             remote_price: 0,
             remote_area: false,
-            in_transit_at: (status_rank(status).unwrap_or(0) >= 2).then_some(PAID_AT + 20 * HOUR),
+            in_transit_at: (status_rank(&status.into()).unwrap_or(0) >= 2).then_some(PAID_AT + 20 * HOUR),
             delivered_at: (status == "FINAL_DELIVERY").then_some(PAID_AT + 40 * HOUR),
             items,
         }
@@ -523,15 +518,15 @@ pub(crate) mod tests {
     }
 
     /// A revenue row; `items` are (vendor item, quantity, unit price, seller coupon/unit, Coupang coupon/unit).
-    pub fn revenue(sale_type: &str, day_offset: i32, items: &[(i64, i32, i64, i64, i64)]) -> RevenueEvent {
-        let sign = if sale_type == "REFUND" { -1 } else { 1 };
+    pub fn revenue(sale_type: SaleType, day_offset: i32, items: &[(i64, i32, i64, i64, i64)]) -> RevenueEvent {
+        let sign = if sale_type == SaleType::Refund { -1 } else { 1 };
         let sale_date = etl_core::time::days_since_epoch(chrono::NaiveDate::from_ymd_opt(2026, 10, 5).unwrap());
         RevenueEvent {
             vendor_id: "A00012345".into(),
             account_alias: "brand-a".into(),
             collected_at: 3,
             order_id: 24_000_000_000_001,
-            sale_type: sale_type.into(),
+            sale_type,
             sale_date,
             recognition_date: sale_date + day_offset,
             delivery_fee: 0,
@@ -561,7 +556,7 @@ pub(crate) mod tests {
         let mut fee = sheet(1, "ACCEPT", vec![line(7, 1, 1_000)], 0);
         fee.shipping_price = MAX_PLAUSIBLE_WON + 1;
         assert!(RawEvent::OrderSheet(fee).validate().is_err());
-        let refund = revenue("REFUND", 1, &[(7, 1, -(MAX_PLAUSIBLE_WON + 1), 0, 0)]);
+        let refund = revenue(SaleType::Refund, 1, &[(7, 1, -(MAX_PLAUSIBLE_WON + 1), 0, 0)]);
         assert!(RawEvent::Revenue(refund).validate().is_err());
         assert!(RawEvent::OrderSheet(sheet(1, "ACCEPT", vec![line(7, 1, MAX_PLAUSIBLE_WON)], 0)).validate().is_ok());
     }
@@ -573,7 +568,7 @@ pub(crate) mod tests {
         let mut state = OrderState::default();
         assert!(state.fold(&late));
         assert!(!state.fold(&early));
-        assert_eq!(state.boxes[&1].status, "FINAL_DELIVERY");
+        assert_eq!(state.boxes[&1].status, OrderStatus::FinalDelivery);
         let mut other = OrderState::default();
         other.fold(&early);
         other.fold(&late);
@@ -614,9 +609,12 @@ pub(crate) mod tests {
         let mut unknown = receipt(9, "CANCEL", true, &[(7, 1)]);
         unknown.receipt_status = "TELEPORTED".into();
         assert!(RawEvent::ReturnRequest(unknown).validate().is_err());
-        let mut odd = revenue("SALE", 10, &[]);
-        odd.sale_type = "GIFT".into();
-        assert!(RawEvent::Revenue(odd).validate().is_err());
+        // A sale type no rule knows cannot even be decoded (the vocabulary is closed).
+        let mut gift = encode(&revenue(SaleType::Refund, 10, &[])).unwrap();
+        let at = gift.windows(6).position(|w| w == b"REFUND").unwrap();
+        gift[at..at + 6].copy_from_slice(b"GIFTED");
+        let error = decode::<RevenueEvent>(&gift).unwrap_err();
+        assert!(error.to_string().contains("unknown sale type \"GIFTED\""), "{error}");
         let mut timeless = sheet(5, "ACCEPT", vec![], 0);
         timeless.paid_at = i64::MAX;
         assert!(RawEvent::OrderSheet(timeless).validate().is_err());

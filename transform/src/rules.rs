@@ -20,14 +20,14 @@
 //! first, then Coupang-funded). Items known only from receipts or revenue rows get a fact once an
 //! order sheet gives their price and payment time.
 
-use coupang_schemas::PaymentFact;
+use coupang_schemas::{FactStatus, OrderStatus, PaymentFact, ReceiptType, SaleType};
 use etl_core::time::{days_since_epoch, kst_date_of_millis};
 use std::collections::BTreeMap;
 
 use crate::order::{receipt_completed, OrderState, RawEvent};
 
 /// What the order sheets say about one vendor item of the order (lines merged across boxes).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ItemLines {
     shipment_box_id: i64,
     name: String,
@@ -36,8 +36,47 @@ struct ItemLines {
     cancelled_on_sheet: i64,
     /// Fees of the boxes this item carries (lowest vendorItemId) that still have a unit left.
     shipping_fee: i64,
+    /// Seller- and Coupang-funded coupons of confirmed lines (`confirmDate` set).
     sheet_coupons: Option<(i64, i64)>,
-    status: String,
+    status: OrderStatus,
+}
+
+/// Units undone by completed receipts, per vendor item.
+#[derive(Debug, Default)]
+struct ReceiptUnits {
+    cancelled: BTreeMap<i64, i64>,
+    returned: BTreeMap<i64, i64>,
+}
+
+/// What revenue-history says: the coupons of confirmed sales with the units they cover, the units
+/// refunded, and whether a SALE row without items says the whole order was undone before confirmation.
+#[derive(Debug, Default)]
+struct RevenueUnits {
+    /// Per vendor item: (units sold, seller-funded coupons, Coupang-funded coupons).
+    sold: BTreeMap<i64, (i64, i64, i64)>,
+    refunded: BTreeMap<i64, i64>,
+    zero_sale: bool,
+}
+
+/// What is left of one vendor item: units remaining, cancelled and returned.
+#[derive(Debug, Default, Clone, Copy)]
+struct Remaining {
+    left: i64,
+    cancelled: i64,
+    returned: i64,
+}
+
+/// What every fact of the order shares.
+struct OrderWide<'a> {
+    vendor_id: &'a str,
+    account_alias: String,
+    order_id: i64,
+    payment_date: i32,
+    paid_at: i64,
+    event_time: i64,
+    version: i64,
+    /// Purchase confirmed (by revenue-history or a line's `confirmDate`): coupons count.
+    confirmed: bool,
 }
 
 /// What one event did to its order: whether the state changed (it must be written to the changelog),
@@ -66,14 +105,46 @@ pub fn payment_facts(state: &OrderState) -> Vec<PaymentFact> {
     let Some(payment_day) = kst_date_of_millis(first_box.paid_at) else {
         return Vec::new();
     };
+    let mut items = sheet_lines(state);
+    let receipts = receipt_units(state);
+    let revenue = revenue_units(state);
+    let confirmed = !revenue.sold.is_empty() || items.values().any(|i| i.sheet_coupons.is_some());
+    let remaining = remaining_units(&items, &receipts, &revenue);
+    carry_shipping_fees(state, &remaining, &mut items);
+
+    let order = OrderWide {
+        vendor_id: &first_box.vendor_id,
+        account_alias: newest_alias(state),
+        order_id: first_box.order_id,
+        payment_date: days_since_epoch(payment_day),
+        paid_at: first_box.paid_at,
+        event_time: state.source_time,
+        version: state.version(),
+        confirmed,
+    };
+    items
+        .into_iter()
+        .map(|(vendor_item_id, item)| {
+            let units = remaining.get(&vendor_item_id).copied().unwrap_or_default();
+            item_fact(&order, vendor_item_id, item, units, revenue.sold.get(&vendor_item_id).copied())
+        })
+        .collect()
+}
+
+/// The order sheets' lines, merged per vendor item across boxes (the first box names the item).
+fn sheet_lines(state: &OrderState) -> BTreeMap<i64, ItemLines> {
     let mut items: BTreeMap<i64, ItemLines> = BTreeMap::new();
     for sheet in state.boxes.values() {
         for line in &sheet.items {
             let item = items.entry(line.vendor_item_id).or_insert_with(|| ItemLines {
                 shipment_box_id: sheet.shipment_box_id,
                 name: line.vendor_item_name.clone(),
+                ordered: 0,
+                order_price: 0,
+                cancelled_on_sheet: 0,
+                shipping_fee: 0,
+                sheet_coupons: None,
                 status: sheet.status.clone(),
-                ..ItemLines::default()
             });
             item.ordered += i64::from(line.shipping_count);
             item.order_price += line.order_price;
@@ -87,118 +158,136 @@ pub fn payment_facts(state: &OrderState) -> Vec<PaymentFact> {
             }
         }
     }
+    items
+}
 
-    // Completed receipts, per item.
-    let mut cancelled_by_receipt: BTreeMap<i64, i64> = BTreeMap::new();
-    let mut returned_by_receipt: BTreeMap<i64, i64> = BTreeMap::new();
+/// Units of completed receipts, per item; open receipts count nothing.
+fn receipt_units(state: &OrderState) -> ReceiptUnits {
+    let mut units = ReceiptUnits::default();
     for receipt in state.receipts.values().filter(|r| receipt_completed(r)) {
-        let counter =
-            if receipt.receipt_type == "CANCEL" { &mut cancelled_by_receipt } else { &mut returned_by_receipt };
+        let counter = match receipt.receipt_type {
+            ReceiptType::Cancel => &mut units.cancelled,
+            // Validation refused unknown types, so anything else is a return.
+            ReceiptType::Return | ReceiptType::Unknown(_) => &mut units.returned,
+        };
         for line in &receipt.items {
             *counter.entry(line.vendor_item_id).or_default() += i64::from(line.cancel_count);
         }
     }
-    // Revenue rows: coupons of confirmed sales (with the units they cover), refunded units.
-    let mut sold: BTreeMap<i64, (i64, i64, i64)> = BTreeMap::new();
-    let mut refunded: BTreeMap<i64, i64> = BTreeMap::new();
-    let mut zero_sale = false;
+    units
+}
+
+/// Revenue rows: coupons of confirmed sales (with the units they cover), refunded units.
+fn revenue_units(state: &OrderState) -> RevenueUnits {
+    let mut units = RevenueUnits::default();
     for row in state.revenue.values() {
-        match row.sale_type.as_str() {
-            "SALE" if row.items.is_empty() => zero_sale = true,
-            "SALE" => {
+        match row.sale_type {
+            SaleType::Sale if row.items.is_empty() => units.zero_sale = true,
+            SaleType::Sale => {
                 for item in &row.items {
-                    let entry = sold.entry(item.vendor_item_id).or_default();
+                    let entry = units.sold.entry(item.vendor_item_id).or_default();
                     entry.0 += i64::from(item.quantity).abs();
                     entry.1 += item.seller_discount_coupon.abs() + item.downloadable_coupon.abs();
                     entry.2 += item.coupang_discount_coupon.abs();
                 }
             }
-            _ => {
+            SaleType::Refund => {
                 for item in &row.items {
-                    *refunded.entry(item.vendor_item_id).or_default() += i64::from(item.quantity).abs();
+                    *units.refunded.entry(item.vendor_item_id).or_default() += i64::from(item.quantity).abs();
                 }
             }
         }
     }
-    let confirmed_by_revenue = !sold.is_empty();
-    let whole_order_undone = zero_sale && !confirmed_by_revenue;
-    let confirmed = confirmed_by_revenue || items.values().any(|i| i.sheet_coupons.is_some());
+    units
+}
 
-    // Remaining units per item first: a box keeps its shipping fee while any of its units remains.
-    let remaining: BTreeMap<i64, (i64, i64, i64)> = items
+/// Units left per item: cancels are the larger of the sheet's and the receipts' count (the same
+/// cancels), returns the larger of receipts and refunds (the same returns); a zero SALE row with no
+/// confirmed sale undoes the whole order.
+fn remaining_units(
+    items: &BTreeMap<i64, ItemLines>,
+    receipts: &ReceiptUnits,
+    revenue: &RevenueUnits,
+) -> BTreeMap<i64, Remaining> {
+    let whole_order_undone = revenue.zero_sale && revenue.sold.is_empty();
+    let count = |units: &BTreeMap<i64, i64>, id: &i64| units.get(id).copied().unwrap_or(0);
+    items
         .iter()
         .map(|(id, item)| {
-            let cancelled = item.cancelled_on_sheet.max(cancelled_by_receipt.get(id).copied().unwrap_or(0));
-            let returned =
-                returned_by_receipt.get(id).copied().unwrap_or(0).max(refunded.get(id).copied().unwrap_or(0));
+            let cancelled = item.cancelled_on_sheet.max(count(&receipts.cancelled, id));
+            let returned = count(&receipts.returned, id).max(count(&revenue.refunded, id));
             let (cancelled, returned) = if whole_order_undone {
                 (item.ordered - returned.min(item.ordered), returned.min(item.ordered))
             } else {
                 let cancelled = cancelled.min(item.ordered);
                 (cancelled, returned.min(item.ordered - cancelled))
             };
-            (*id, (item.ordered - cancelled - returned, cancelled, returned))
+            (*id, Remaining { left: item.ordered - cancelled - returned, cancelled, returned })
         })
-        .collect();
+        .collect()
+}
+
+/// A box keeps its shipping fee while any of its units remains: the fee rides on its lowest
+/// vendorItemId that still has a unit; with none left, it is 0.
+fn carry_shipping_fees(state: &OrderState, remaining: &BTreeMap<i64, Remaining>, items: &mut BTreeMap<i64, ItemLines>) {
     for sheet in state.boxes.values() {
-        // The box's fee rides on its lowest vendorItemId that still has a unit; with none left, it is 0.
-        let left_in_box = |id: &i64| remaining.get(id).is_some_and(|r| r.0 > 0);
+        let left_in_box = |id: &i64| remaining.get(id).is_some_and(|r| r.left > 0);
         let carrier = sheet.items.iter().map(|line| line.vendor_item_id).filter(left_in_box).min();
         if let Some(item) = carrier.and_then(|id| items.get_mut(&id)) {
             item.shipping_fee += sheet.shipping_price + sheet.remote_price;
         }
     }
+}
 
-    let alias = newest_alias(state);
-    let version = state.version();
-    items
-        .into_iter()
-        .map(|(vendor_item_id, item)| {
-            let (left, cancelled, returned) = remaining.get(&vendor_item_id).copied().unwrap_or_default();
-            let share = |won: i64, of_units: i64| if of_units > 0 { won * left.min(of_units) / of_units } else { 0 };
-            let order_price = share(item.order_price, item.ordered);
-            let (seller, coupang) = match (sold.get(&vendor_item_id), item.sheet_coupons) {
-                (Some(&(units, seller, coupang)), _) => (share(seller, units), share(coupang, units)),
-                (None, Some((seller, coupang))) if confirmed => {
-                    (share(seller, item.ordered), share(coupang, item.ordered))
-                }
-                _ => (0, 0),
-            };
-            let seller = if confirmed { seller.clamp(0, order_price) } else { 0 };
-            let coupang = if confirmed { coupang.clamp(0, order_price - seller) } else { 0 };
-            let shipping_fee = item.shipping_fee;
-            let fully_undone = item.ordered > 0 && left == 0 && cancelled + returned > 0;
-            let status = if fully_undone {
-                if returned > 0 { "RETURNED" } else { "CANCELLED" }.to_string()
-            } else if confirmed {
-                "CONFIRMED".to_string()
-            } else {
-                item.status.clone()
-            };
-            PaymentFact {
-                vendor_id: first_box.vendor_id.clone(),
-                account_alias: alias.clone(),
-                order_id: first_box.order_id,
-                vendor_item_id,
-                shipment_box_id: item.shipment_box_id,
-                vendor_item_name: item.name,
-                payment_date: days_since_epoch(payment_day),
-                paid_at: first_box.paid_at,
-                status,
-                quantity: clamp_i32(item.ordered),
-                cancelled_quantity: clamp_i32(cancelled + returned),
-                order_price,
-                shipping_fee,
-                seller_coupon_discount: seller,
-                coupang_coupon_discount: coupang,
-                payment_amount: order_price + shipping_fee - seller - coupang,
-                provisional: !confirmed && left > 0,
-                cancelled: fully_undone,
-                event_time: state.source_time,
-                version,
-            }
-        })
-        .collect()
+/// One item's fact: its remaining share of price and coupons, its fee and its status. `sold` is
+/// revenue-history's (units, seller coupons, Coupang coupons) of the item.
+fn item_fact(
+    order: &OrderWide,
+    vendor_item_id: i64,
+    item: ItemLines,
+    units: Remaining,
+    sold: Option<(i64, i64, i64)>,
+) -> PaymentFact {
+    let Remaining { left, cancelled, returned } = units;
+    let confirmed = order.confirmed;
+    let share = |won: i64, of_units: i64| if of_units > 0 { won * left.min(of_units) / of_units } else { 0 };
+    let order_price = share(item.order_price, item.ordered);
+    let (seller, coupang) = match (sold, item.sheet_coupons) {
+        (Some((units, seller, coupang)), _) => (share(seller, units), share(coupang, units)),
+        (None, Some((seller, coupang))) if confirmed => (share(seller, item.ordered), share(coupang, item.ordered)),
+        _ => (0, 0),
+    };
+    let seller = if confirmed { seller.clamp(0, order_price) } else { 0 };
+    let coupang = if confirmed { coupang.clamp(0, order_price - seller) } else { 0 };
+    let fully_undone = item.ordered > 0 && left == 0 && cancelled + returned > 0;
+    let status = match (fully_undone, confirmed) {
+        (true, _) if returned > 0 => FactStatus::Returned,
+        (true, _) => FactStatus::Cancelled,
+        (false, true) => FactStatus::Confirmed,
+        (false, false) => FactStatus::Ordered(item.status),
+    };
+    PaymentFact {
+        vendor_id: order.vendor_id.to_string(),
+        account_alias: order.account_alias.clone(),
+        order_id: order.order_id,
+        vendor_item_id,
+        shipment_box_id: item.shipment_box_id,
+        vendor_item_name: item.name,
+        status,
+        quantity: clamp_i32(item.ordered),
+        cancelled_quantity: clamp_i32(cancelled + returned),
+        order_price,
+        shipping_fee: item.shipping_fee,
+        seller_coupon_discount: seller,
+        coupang_coupon_discount: coupang,
+        payment_amount: order_price + item.shipping_fee - seller - coupang,
+        provisional: !confirmed && left > 0,
+        cancelled: fully_undone,
+        payment_date: order.payment_date,
+        paid_at: order.paid_at,
+        event_time: order.event_time,
+        version: order.version,
+    }
 }
 
 fn clamp_i32(n: i64) -> i32 {
@@ -274,13 +363,13 @@ mod tests {
     #[test]
     fn a_revenue_sale_row_brings_the_coupons_apart_and_clears_provisional() {
         let order = s(sheet(1, "FINAL_DELIVERY", vec![line(7, 2, 10_000)], 3_000));
-        let sale = v(revenue("SALE", 10, &[(7, 2, 10_000, 1_000, 500)]));
+        let sale = v(revenue(SaleType::Sale, 10, &[(7, 2, 10_000, 1_000, 500)]));
         let facts = facts_of(&[order, sale]);
         let f = &facts[0];
         assert_eq!((f.seller_coupon_discount, f.coupang_coupon_discount), (2_000, 1_000));
         assert_eq!(f.payment_amount, 20_000 + 3_000 - 3_000);
         assert!(!f.provisional);
-        assert_eq!(f.status, "CONFIRMED");
+        assert_eq!(f.status, FactStatus::Confirmed);
         assert_eq!(etl_core::time::date_from_days(f.payment_date).unwrap().to_string(), "2026-10-05");
     }
 
@@ -334,8 +423,8 @@ mod tests {
     fn a_return_after_confirmation_zeroes_the_row_and_stays_confirmed() {
         let events = [
             s(sheet(1, "FINAL_DELIVERY", vec![line(7, 1, 10_000)], 3_000)),
-            v(revenue("SALE", 9, &[(7, 1, 10_000, 1_000, 0)])),
-            v(revenue("REFUND", 14, &[(7, 1, 10_000, 1_000, 0)])),
+            v(revenue(SaleType::Sale, 9, &[(7, 1, 10_000, 1_000, 0)])),
+            v(revenue(SaleType::Refund, 14, &[(7, 1, 10_000, 1_000, 0)])),
             r(receipt(12, "RETURN", true, &[(7, 1)])),
         ];
         let facts = facts_of(&events);
@@ -347,12 +436,12 @@ mod tests {
     #[test]
     fn two_partial_refunds_recognised_on_one_day_both_count() {
         let refund_one_unit = |same_day_row| {
-            let mut row = revenue("REFUND", 14, &[(7, 1, 10_000, 1_000, 0)]);
+            let mut row = revenue(SaleType::Refund, 14, &[(7, 1, 10_000, 1_000, 0)]);
             row.same_day_row = same_day_row;
             v(row)
         };
         let order = s(sheet(1, "FINAL_DELIVERY", vec![line(7, 3, 10_000)], 0));
-        let sale = v(revenue("SALE", 9, &[(7, 3, 10_000, 1_000, 0)]));
+        let sale = v(revenue(SaleType::Sale, 9, &[(7, 3, 10_000, 1_000, 0)]));
         let facts = facts_of(&[order.clone(), sale.clone(), refund_one_unit(0), refund_one_unit(1)]);
         assert_eq!(facts[0].payment_amount, 10_000 - 1_000, "one of three units is left, with its coupon");
         // The same row delivered twice (a re-sweep) is still one refund.
@@ -362,14 +451,15 @@ mod tests {
 
     #[test]
     fn a_sale_row_without_items_means_the_whole_order_was_undone() {
-        let events = [s(sheet(1, "FINAL_DELIVERY", vec![line(7, 2, 10_000)], 3_000)), v(revenue("SALE", 6, &[]))];
+        let events =
+            [s(sheet(1, "FINAL_DELIVERY", vec![line(7, 2, 10_000)], 3_000)), v(revenue(SaleType::Sale, 6, &[]))];
         let facts = facts_of(&events);
         assert_eq!((facts[0].payment_amount, facts[0].cancelled, facts[0].provisional), (0, true, false));
     }
 
     #[test]
     fn a_confirmation_before_the_order_sheet_waits_for_it_and_ends_the_same() {
-        let sale = v(revenue("SALE", 10, &[(7, 2, 10_000, 1_000, 500)]));
+        let sale = v(revenue(SaleType::Sale, 10, &[(7, 2, 10_000, 1_000, 500)]));
         let order = s(sheet(1, "FINAL_DELIVERY", vec![line(7, 2, 10_000)], 3_000));
         assert!(facts_of(std::slice::from_ref(&sale)).is_empty(), "no price or payment time without an order sheet");
         assert_eq!(facts_of(&[sale.clone(), order.clone()]), facts_of(&[order, sale]));
@@ -378,7 +468,7 @@ mod tests {
     #[test]
     fn a_coupon_larger_than_the_price_never_makes_a_row_negative() {
         let order = s(sheet(1, "FINAL_DELIVERY", vec![line(7, 1, 1_000)], 2_500));
-        let facts = facts_of(&[order, v(revenue("SALE", 10, &[(7, 1, 1_000, 800, 700)]))]);
+        let facts = facts_of(&[order, v(revenue(SaleType::Sale, 10, &[(7, 1, 1_000, 800, 700)]))]);
         let f = &facts[0];
         assert_eq!((f.seller_coupon_discount, f.coupang_coupon_discount, f.payment_amount), (800, 200, 2_500));
     }
@@ -409,7 +499,7 @@ mod tests {
             r(receipt(11, "CANCEL", false, &[(7, 1)])),
             r(receipt(11, "CANCEL", true, &[(7, 1)])),
             s(sheet(1, "FINAL_DELIVERY", vec![line(7, 2, 10_000)], 3_000)),
-            v(revenue("SALE", 10, &[(7, 1, 10_000, 1_000, 0)])),
+            v(revenue(SaleType::Sale, 10, &[(7, 1, 10_000, 1_000, 0)])),
         ];
         let mut last = i64::MIN;
         for n in 1..=steps.len() {
@@ -527,7 +617,7 @@ mod tests {
                 }))
             }
 
-            fn revenue(&self, sale_type: &str, day: i32, units_of: impl Fn(usize, i32) -> i32) -> RawEvent {
+            fn revenue(&self, sale_type: SaleType, day: i32, units_of: impl Fn(usize, i32) -> i32) -> RawEvent {
                 let items: Vec<_> = self
                     .lines
                     .iter()
@@ -561,31 +651,31 @@ mod tests {
                     Fate::Confirmed => {
                         delivered(&mut events);
                         events.push(self.sheet("FINAL_DELIVERY", 0, true));
-                        events.push(self.revenue("SALE", 9, |_, n| n));
+                        events.push(self.revenue(SaleType::Sale, 9, |_, n| n));
                     }
                     Fate::CancelledWhole => {
                         events.push(self.receipt("CANCEL", false, &self.all_units()));
                         events.push(self.receipt("CANCEL", true, &self.all_units()));
-                        events.push(self.revenue("SALE", 1, |_, _| 0));
+                        events.push(self.revenue(SaleType::Sale, 1, |_, _| 0));
                     }
                     Fate::PartlyCancelled => {
                         events.push(self.receipt("CANCEL", true, &[(first.0, 1)]));
                         events.push(self.sheet("INSTRUCT", 1, false));
                         events.push(self.sheet("FINAL_DELIVERY", 1, true));
-                        events.push(self.revenue("SALE", 9, |i, n| if i == 0 { n - 1 } else { n }));
+                        events.push(self.revenue(SaleType::Sale, 9, |i, n| if i == 0 { n - 1 } else { n }));
                     }
                     Fate::ReturnedBeforeConfirmation => {
                         delivered(&mut events);
                         events.push(self.receipt("RETURN", false, &self.all_units()));
                         events.push(self.receipt("RETURN", true, &self.all_units()));
-                        events.push(self.revenue("SALE", 5, |_, _| 0));
+                        events.push(self.revenue(SaleType::Sale, 5, |_, _| 0));
                     }
                     Fate::ReturnedAfterConfirmation => {
                         delivered(&mut events);
                         events.push(self.sheet("FINAL_DELIVERY", 0, true));
-                        events.push(self.revenue("SALE", 9, |_, n| n));
+                        events.push(self.revenue(SaleType::Sale, 9, |_, n| n));
                         events.push(self.receipt("RETURN", true, &self.all_units()));
-                        events.push(self.revenue("REFUND", 13, |_, n| n));
+                        events.push(self.revenue(SaleType::Refund, 13, |_, n| n));
                     }
                 }
                 events

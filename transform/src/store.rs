@@ -318,13 +318,14 @@ mod tests {
     use super::*;
     use crate::order::tests::{line, receipt, revenue, sheet};
     use crate::order::RawEvent;
+    use coupang_schemas::SaleType;
 
     #[test]
     fn a_state_survives_the_changelog_encoding() {
         let mut state = OrderState::default();
         state.fold(&RawEvent::OrderSheet(sheet(1, "FINAL_DELIVERY", vec![line(7, 2, 1_000)], 3_000)));
         state.fold(&RawEvent::ReturnRequest(receipt(9, "RETURN", true, &[(7, 1)])));
-        state.fold(&RawEvent::Revenue(revenue("SALE", 10, &[(7, 2, 1_000, 100, 50)])));
+        state.fold(&RawEvent::Revenue(revenue(SaleType::Sale, 10, &[(7, 2, 1_000, 100, 50)])));
         let record = to_record("A00012345", 24_000_000_000_001, &state).unwrap();
         let bytes = encode(&record).unwrap();
         let back = from_record(&decode::<OrderStateRecord>(&bytes).unwrap()).unwrap();
@@ -338,7 +339,7 @@ mod tests {
         let mut open = OrderState::default();
         open.fold(&RawEvent::OrderSheet(sheet(1, "INSTRUCT", vec![line(7, 1, 1_000)], 0)));
         let mut done = open.clone();
-        done.fold(&RawEvent::Revenue(revenue("SALE", 10, &[(7, 1, 1_000, 0, 0)])));
+        done.fold(&RawEvent::Revenue(revenue(SaleType::Sale, 10, &[(7, 1, 1_000, 0, 0)])));
         partition.entries.insert("open".into(), Entry { state: Some(open), offset: Some(1) });
         partition.entries.insert("done".into(), Entry { state: Some(done.clone()), offset: Some(2) });
         partition.note_source_time(done.source_time + 40 * 86_400_000);

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::IngestConfig;
-use model::{Envelope, ErrorBody, OrderSheet, ReturnRequest, RevenueRecord};
+use model::{Envelope, ErrorBody, OrderSheet, OrderStatus, ReturnRequest, RevenueRecord};
 pub use rate::RateLimiter;
 
 /// Query values are encoded like Coupang's own examples (`2025-07-15%2B09:00`): everything but
@@ -420,7 +420,7 @@ impl CoupangClient {
         &self,
         from: NaiveDate,
         to: NaiveDate,
-        status: &str,
+        status: &OrderStatus,
         next_token: &str,
     ) -> Result<Page<OrderSheet>, ClientError> {
         self.check_day_window(ORDERSHEETS, from, to)?;
@@ -428,7 +428,7 @@ impl CoupangClient {
             ("createdAtFrom", format!("{from}+09:00")),
             ("createdAtTo", format!("{to}+09:00")),
             ("maxPerPage", MAX_PER_PAGE.to_string()),
-            ("status", status.to_string()),
+            ("status", status.as_str().to_string()),
         ];
         if !next_token.is_empty() {
             query.push(("nextToken", next_token.to_string()));
@@ -442,7 +442,7 @@ impl CoupangClient {
         &'a self,
         from: NaiveDate,
         to: NaiveDate,
-        status: &'a str,
+        status: &'a OrderStatus,
     ) -> impl Stream<Item = Result<OrderSheet, ClientError>> + 'a {
         all_pages(move |token| async move { self.order_sheets_page(from, to, status, &token).await })
     }
@@ -452,7 +452,7 @@ impl CoupangClient {
         &self,
         from: NaiveDateTime,
         to: NaiveDateTime,
-        status: &str,
+        status: &OrderStatus,
     ) -> Result<Vec<Result<OrderSheet, ClientError>>, ClientError> {
         if to < from || to - from > chrono::Duration::hours(MAX_TIME_FRAME_HOURS) {
             return Err(self.invalid(ORDERSHEETS, format!("time frame {from}..{to} must be at most 24 hours")));
@@ -462,7 +462,7 @@ impl CoupangClient {
             ("createdAtFrom", minute(from)),
             ("createdAtTo", minute(to)),
             ("searchType", "timeFrame".to_string()),
-            ("status", status.to_string()),
+            ("status", status.as_str().to_string()),
         ];
         let body = self.get(ORDERSHEETS, &self.vendor_path("v5", "/ordersheets"), &query).await?;
         Ok(self.decode_page(ORDERSHEETS, &body, "shipmentBoxId")?.records)
@@ -901,14 +901,19 @@ mod tests {
         let c = client();
         let from = NaiveDate::from_ymd_opt(2025, 7, 1).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let err =
-            rt.block_on(c.order_sheets_page(from, from + chrono::Duration::days(31), "ACCEPT", "")).err().unwrap();
+        let err = rt
+            .block_on(c.order_sheets_page(from, from + chrono::Duration::days(31), &OrderStatus::Accept, ""))
+            .err()
+            .unwrap();
         assert!(matches!(err, ClientError::InvalidRequest { .. }), "{err}");
         let today = etl_core::time::now_kst().date_naive();
         let err = rt.block_on(c.revenue_history_page(today - chrono::Duration::days(3), today, "")).err().unwrap();
         assert!(err.to_string().contains("before today"), "{err}");
         let at = from.and_hms_opt(0, 0, 0).unwrap();
-        let err = rt.block_on(c.order_sheets_time_frame(at, at + chrono::Duration::hours(25), "ACCEPT")).err().unwrap();
+        let err = rt
+            .block_on(c.order_sheets_time_frame(at, at + chrono::Duration::hours(25), &OrderStatus::Accept))
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("24 hours"), "{err}");
     }
 
@@ -976,7 +981,7 @@ mod tests {
         let config = IngestConfig { base_url, ..IngestConfig::default() };
         let c = CoupangClient::new(&config, client().account().clone()).unwrap();
         let day = NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
-        c.order_sheets_page(day, day, "ACCEPT", "").await.unwrap();
+        c.order_sheets_page(day, day, &OrderStatus::Accept, "").await.unwrap();
         let request = server.await.unwrap();
         assert!(request.contains(&format!("user-agent: coupang-etl/{}", env!("CARGO_PKG_VERSION"))), "{request}");
     }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::lenient::{count, flag, id, optional_date, optional_id, optional_text, optional_time, text};
 pub use super::lenient::{CoupangDate, CoupangTime, Won};
+pub use coupang_schemas::{OrderStatus, ReceiptStatus, ReceiptType, SaleType};
 
 /// `code` is sometimes a number and sometimes a string ("200").
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +77,8 @@ pub struct OrderSheet {
     pub ordered_at: Option<CoupangTime>,
     /// The payment time: the day every rule groups by, so a sheet without it is rejected.
     pub paid_at: CoupangTime,
-    pub status: BoxStatus,
+    #[serde(deserialize_with = "order_status")]
+    pub status: OrderStatus,
     #[serde(default)]
     pub shipping_price: Won,
     /// `null` in lists and `0` in single look-ups for the same box: both mean no surcharge.
@@ -92,15 +94,18 @@ pub struct OrderSheet {
     pub order_items: Vec<OrderItem>,
 }
 
-/// A shipment box's status, as Coupang spells it: read as text (a new status must not reject the
-/// record), but never empty.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BoxStatus(pub String);
+/// A shipment box's status: any text (a new status must not reject the record: the transform decides),
+/// but never empty.
+fn order_status<'de, D: Deserializer<'de>>(deserializer: D) -> Result<OrderStatus, D::Error> {
+    required_text(deserializer, "status").map(|text| OrderStatus::from(text.as_str()))
+}
 
-impl<'de> Deserialize<'de> for BoxStatus {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        required_text(deserializer, "status").map(BoxStatus)
-    }
+fn receipt_type<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ReceiptType, D::Error> {
+    required_text(deserializer, "receipt type").map(|text| ReceiptType::from(text.as_str()))
+}
+
+fn receipt_status<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ReceiptStatus, D::Error> {
+    required_text(deserializer, "receipt status").map(|text| ReceiptStatus::from(text.as_str()))
 }
 
 /// Text that decides a rule (a status, a receipt type): `null` or `""` rejects the record.
@@ -162,11 +167,10 @@ pub struct ReturnRequest {
     pub order_id: i64,
     #[serde(default, deserialize_with = "optional_id")]
     pub payment_id: Option<i64>,
-    /// `RETURN` or `CANCEL`.
-    pub receipt_type: ReceiptText,
-    /// `RELEASE_STOP_UNCHECKED`, `RETURNS_UNCHECKED`, `VENDOR_WAREHOUSE_CONFIRM`, `REQUEST_COUPANG_CHECK`
-    /// or `RETURNS_COMPLETED`.
-    pub receipt_status: ReceiptText,
+    #[serde(deserialize_with = "receipt_type")]
+    pub receipt_type: ReceiptType,
+    #[serde(deserialize_with = "receipt_status")]
+    pub receipt_status: ReceiptStatus,
     pub created_at: CoupangTime,
     #[serde(default, deserialize_with = "optional_time")]
     pub modified_at: Option<CoupangTime>,
@@ -185,16 +189,6 @@ pub struct ReturnRequest {
     pub return_items: Vec<ReturnItem>,
 }
 
-/// A receipt's type or status: text, never empty.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReceiptText(pub String);
-
-impl<'de> Deserialize<'de> for ReceiptText {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        required_text(deserializer, "receipt type or status").map(ReceiptText)
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReturnItem {
@@ -210,14 +204,6 @@ pub struct ReturnItem {
     pub shipment_box_id: Option<i64>,
     #[serde(default, deserialize_with = "optional_id")]
     pub seller_product_id: Option<i64>,
-}
-
-/// `SALE` or `REFUND` row of revenue-history.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum SaleType {
-    Sale,
-    Refund,
 }
 
 /// One revenue-history row: an order's sale or refund, recognised at purchase confirmation.

@@ -13,13 +13,19 @@ use super::change_filter::ChangeFilter;
 use super::error::IngestError;
 use super::plan::{windows, Stream};
 use super::sweep::{AccountSweep, Outcome};
-use crate::client::model::{OrderSheet, ReturnRequest, RevenueRecord};
+use crate::client::model::{OrderSheet, OrderStatus, ReturnRequest, RevenueRecord};
 use crate::client::{ClientError, CoupangClient, RecordId, ReturnQuery};
 use crate::event::{order_sheet_event, return_request_event, RevenueListing};
 
 /// Order-sheet lists return boxes in their current status, so a full sweep asks for each one.
-const ORDER_SHEET_STATUSES: [&str; 6] =
-    ["ACCEPT", "INSTRUCT", "DEPARTURE", "DELIVERING", "FINAL_DELIVERY", "NONE_TRACKING"];
+const ORDER_SHEET_STATUSES: [OrderStatus; 6] = [
+    OrderStatus::Accept,
+    OrderStatus::Instruct,
+    OrderStatus::Departure,
+    OrderStatus::Delivering,
+    OrderStatus::FinalDelivery,
+    OrderStatus::NoneTracking,
+];
 
 /// What one listing did.
 struct Listing {
@@ -48,7 +54,7 @@ impl AccountSweep<'_> {
         let client = self.client;
         let mut prepare = order_sheet_preparation(client);
         for (window_from, window_to) in windows(from, to) {
-            for status in ORDER_SHEET_STATUSES {
+            for status in &ORDER_SHEET_STATUSES {
                 let records = client.order_sheets(window_from, window_to, status).then(|r| with_refetch(client, r));
                 let listing = self.send_changed(records.boxed(), Stream::OrderSheets, &mut prepare).await?;
                 self.report.boxes += listing.seen;

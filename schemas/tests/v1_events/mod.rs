@@ -74,7 +74,7 @@ pub fn revenue() -> RevenueEvent {
         account_alias: "brand-a".into(),
         collected_at: 1_790_000_000_000,
         order_id: 24_000_000_000_001,
-        sale_type: "REFUND".into(),
+        sale_type: SaleType::Refund,
         sale_date: 20_728,
         recognition_date: 20_740,
         delivery_fee: -3_000,
