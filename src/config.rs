@@ -141,7 +141,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate_accounts(&self.accounts)?;
-        self.ingest.validate().map_err(|message| InvalidSetting::new("ingest", message))?;
+        self.ingest.validate()?;
         self.kafka.validate()?;
         self.clickhouse.validate()?;
         self.transform.validate()?;

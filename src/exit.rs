@@ -349,7 +349,10 @@ mod tests {
         let account_error = |failure| IngestError::Account { message: "account a: …".into(), failure };
         assert_eq!(Outcome::of_ingest_error(&account_error(AccountFailure::Stopped)), Outcome::AccountStopped);
         assert_eq!(Outcome::of_ingest_error(&account_error(AccountFailure::RequestsFailed)), Outcome::RequestsGaveUp);
-        assert_eq!(Outcome::of_ingest_error(&IngestError::Config("bad".into())), Outcome::Failure);
+        assert_eq!(
+            Outcome::of_ingest_error(&IngestError::Config(etl_core::invalid::InvalidSetting::new("ingest", "bad"))),
+            Outcome::Failure
+        );
         assert_eq!(Outcome::of_pipeline_error(&PipelineError::Interrupted), Outcome::Interrupted);
         assert_eq!(Outcome::of_pipeline_error(&PipelineError::StageStopped("load")), Outcome::Failure);
         let wrapped = PipelineError::Ingest(account_error(AccountFailure::Stopped));

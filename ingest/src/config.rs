@@ -1,3 +1,4 @@
+use etl_core::invalid::InvalidSetting;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -87,39 +88,52 @@ impl Default for IngestConfig {
 }
 
 impl IngestConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
-            return Err(format!("ingest.base_url {:?} must start with http:// or https://", self.base_url));
+            let message = format!("ingest.base_url {:?} must start with http:// or https://", self.base_url);
+            return Err(InvalidSetting::new("ingest.base_url", message));
         }
         if self.on_loopback() {
             // A simulator on this machine (benchmarks): Coupang's per-vendor limit does not apply.
             if !(self.requests_per_second > 0.0 && self.backfill_requests_per_second > 0.0) {
-                return Err("ingest.requests_per_second and backfill_requests_per_second must be above 0".into());
+                return Err(InvalidSetting::new(
+                    "ingest.requests_per_second",
+                    "ingest.requests_per_second and backfill_requests_per_second must be above 0",
+                ));
             }
         } else if !(self.requests_per_second > 0.0 && self.requests_per_second <= 10.0) {
-            return Err(format!(
-                "ingest.requests_per_second = {} must be above 0 and at most 10 (Coupang's per-vendor limit)",
-                self.requests_per_second
+            return Err(InvalidSetting::new(
+                "ingest.requests_per_second",
+                format!(
+                    "ingest.requests_per_second = {} must be above 0 and at most 10 (Coupang's per-vendor limit)",
+                    self.requests_per_second
+                ),
             ));
         }
         let shared = self.requests_per_second + self.backfill_requests_per_second;
         let within_coupang = self.backfill_requests_per_second > 0.0 && shared <= 10.0;
         if !self.on_loopback() && !within_coupang {
-            return Err(format!(
-                "ingest.requests_per_second ({}) + ingest.backfill_requests_per_second ({}) must stay within Coupang's 10 per vendor",
-                self.requests_per_second, self.backfill_requests_per_second
+            return Err(InvalidSetting::new(
+                "ingest.backfill_requests_per_second",
+                format!(
+                    "ingest.requests_per_second ({}) + ingest.backfill_requests_per_second ({}) must stay within Coupang's 10 per vendor",
+                    self.requests_per_second, self.backfill_requests_per_second
+                ),
             ));
         }
         if self.max_attempts == 0 {
-            return Err("ingest.max_attempts must be at least 1".into());
+            return Err(InvalidSetting::new("ingest.max_attempts", "ingest.max_attempts must be at least 1"));
         }
         if self.cool_down_secs == 0 {
-            return Err("ingest.cool_down_secs must be at least 1".into());
+            return Err(InvalidSetting::new("ingest.cool_down_secs", "ingest.cool_down_secs must be at least 1"));
         }
         if !(self.stopped_retry_hours > 0.0 && self.stopped_retry_hours <= 8_760.0) {
-            return Err(format!(
-                "ingest.stopped_retry_hours = {} must be above 0 and at most 8760 (a year)",
-                self.stopped_retry_hours
+            return Err(InvalidSetting::new(
+                "ingest.stopped_retry_hours",
+                format!(
+                    "ingest.stopped_retry_hours = {} must be above 0 and at most 8760 (a year)",
+                    self.stopped_retry_hours
+                ),
             ));
         }
         Ok(())

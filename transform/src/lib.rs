@@ -6,6 +6,7 @@
 //! - [`run`]: the Kafka edge (consume a batch, produce its facts and states, wait for the broker, then
 //!   commit the batch's offsets).
 
+mod batch;
 pub mod config;
 pub mod order;
 pub mod rules;

@@ -19,27 +19,25 @@
 //! moved away are left to their new owner. Processing happens only between polls, and an eager
 //! rebalance completes only when this process polls again, so no partition changes hands mid-batch.
 
-use coupang_schemas::{encode, OrderKey, PaymentFact};
 use etl_core::kafka::{
     batch_offsets, blocking, check_co_partitioned, commit_batch, ensure_compacted_topics_with, ensure_topics,
-    next_batch, report_lag, restart_on_kafka_failure, send_all, worth_a_restart, BlockingDrop, Consumes, DeadLetter,
-    KafkaConfig, KafkaSetupError, QUEUE_TIMEOUT,
+    next_batch, report_lag, restart_on_kafka_failure, worth_a_restart, BlockingDrop, Consumes, DeadLetter, KafkaConfig,
+    KafkaSetupError,
 };
-use etl_core::metrics::{metrics, PerAccount};
+use etl_core::metrics::metrics;
 use etl_core::Shutdown;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::ClientContext;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::batch::{process, Outputs};
 use crate::config::TransformConfig;
-use crate::order::{PoisonEvent, RawEvent, RawStream};
-use crate::rules::apply;
-use crate::store::{to_record, Changelog, PartitionState, StoreError};
+use crate::store::{Changelog, PartitionState, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransformError {
@@ -91,7 +89,7 @@ impl RebalanceFlag {
 /// The consumer of the raw topics.
 type InputConsumer = StreamConsumer<RebalanceFlag>;
 
-const STAGE: &str = "transform";
+pub(crate) const STAGE: &str = "transform";
 
 /// Counters of one batch, for logs and tests.
 #[derive(Debug, Default, Clone, Copy)]
@@ -154,16 +152,18 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
             continue;
         }
         let in_hand = std::time::Instant::now();
+        let outputs =
+            Outputs { changelog: &changelog, producer: &producer, dead_letter: &dead_letter, topics: &topics };
         let report = if config.transactions {
             blocking(|| producer.begin_transaction())?;
-            let report = process(&batch, &mut owned, &changelog, &producer, &dead_letter, &topics, false).await?;
+            let report = process(&batch, &mut owned, &outputs, false).await?;
             let offsets = batch_offsets(&batch)?;
             let group = consumer.group_metadata().ok_or(TransformError::NoGroupMetadata)?;
             blocking(|| producer.send_offsets_to_transaction(&offsets, &group, TRANSACTION_CALL_TIMEOUT))?;
             blocking(|| producer.commit_transaction(TRANSACTION_CALL_TIMEOUT))?;
             report
         } else {
-            let report = process(&batch, &mut owned, &changelog, &producer, &dead_letter, &topics, true).await?;
+            let report = process(&batch, &mut owned, &outputs, true).await?;
             commit_batch(&consumer, &batch)?;
             report
         };
@@ -210,112 +210,6 @@ fn output_producer(config: &TransformConfig, kafka: &KafkaConfig) -> Result<Futu
     blocking(|| producer.init_transactions(TRANSACTION_CALL_TIMEOUT))?;
     tracing::info!(transactional_id = %id, "transactions on");
     Ok(producer)
-}
-
-/// Folds a batch, then sends its facts and changed states. `ordered`: the facts are acknowledged
-/// before the states are sent (the caller then commits the offsets); otherwise both go at once (inside
-/// a transaction, where only the commit makes them visible).
-async fn process(
-    batch: &[OwnedMessage],
-    owned: &mut BTreeMap<i32, PartitionState>,
-    changelog: &Changelog,
-    producer: &FutureProducer,
-    dead_letter: &DeadLetter,
-    topics: &etl_core::kafka::Topics,
-    ordered: bool,
-) -> Result<BatchReport, TransformError> {
-    let mut report = BatchReport { events: batch.len(), ..BatchReport::default() };
-    let mut facts: Vec<PaymentFact> = Vec::new();
-    let mut dirty: BTreeSet<(i32, OrderKey)> = BTreeSet::new();
-    let mut events_in = PerAccount::default();
-    for message in batch {
-        let event = match read_event(message, topics) {
-            Ok(Some(event)) => event,
-            Ok(None) => continue,
-            Err(reason) => {
-                // A poison record must not block its partition: park it with the reason and go on.
-                dead_letter.send(message, &reason.to_string()).await?;
-                report.dead_letters += 1;
-                continue;
-            }
-        };
-        events_in.add(event.as_ref().collection().1, 1);
-        let partition = message.partition();
-        let Some(store) = owned.get_mut(&partition) else { continue };
-        store.note_source_time(event.source_time());
-        let key = event.order_key();
-        let state = changelog.state(partition, store, &key.to_string()).await?;
-        let applied = apply(state, &event);
-        if applied.state_changed {
-            dirty.insert((partition, key));
-        }
-        facts.extend(applied.facts.into_iter().flatten());
-    }
-    let encoded: Vec<(String, Vec<u8>)> =
-        facts.iter().map(|f| Ok((f.kafka_key(), encode(f)?))).collect::<Result<_, TransformError>>()?;
-    let mut states = Vec::with_capacity(dirty.len());
-    for (partition, key) in &dirty {
-        let Some(store) = owned.get_mut(partition) else { continue };
-        let text = key.to_string();
-        let state = changelog.state(*partition, store, &text).await?;
-        states.push((*partition, text, encode(&to_record(&key.vendor_id, key.order_id, state)?)?));
-    }
-    let fact_records =
-        encoded.iter().map(|(key, payload)| FutureRecord::to(&topics.payment_facts).key(key).payload(payload));
-    let send_facts = send_all(producer, fact_records, QUEUE_TIMEOUT);
-    // Each state goes to its input partition's changelog partition.
-    let send_states = || {
-        let state_records = states.iter().map(|(partition, key, payload)| {
-            FutureRecord::to(&topics.transform_state).partition(*partition).key(key).payload(payload)
-        });
-        send_all(producer, state_records, QUEUE_TIMEOUT)
-    };
-    let (facts_sent, written) = if ordered {
-        // 1. Facts, acknowledged; 2. then the changed states, acknowledged.
-        let facts_sent = send_facts.await;
-        for delivery in &facts_sent {
-            delivery.as_ref().map_err(Clone::clone)?;
-        }
-        (facts_sent, send_states().await)
-    } else {
-        futures::future::join(send_facts, send_states()).await
-    };
-    for delivery in facts_sent {
-        delivery?;
-    }
-    report.facts = encoded.len();
-    let mut facts_out = PerAccount::default();
-    facts.iter().for_each(|fact| facts_out.add(&fact.account_alias, 1));
-    events_in.record_in(STAGE);
-    facts_out.record_out(STAGE);
-    for ((partition, key, _), delivery) in states.iter().zip(written) {
-        let offset = delivery?.offset;
-        if let Some(store) = owned.get_mut(partition) {
-            store.note_written(key, offset);
-        }
-    }
-    report.states = states.len();
-    Ok(report)
-}
-
-/// The event in a raw message; `Ok(None)` for records that belong to no order (revenue adjustments
-/// with `orderId = 0`), `Err(reason)` for poison.
-fn read_event(message: &OwnedMessage, topics: &etl_core::kafka::Topics) -> Result<Option<RawEvent>, PoisonEvent> {
-    let topic = message.topic();
-    let stream = if topic == topics.raw_order_sheets {
-        RawStream::OrderSheets
-    } else if topic == topics.raw_return_requests {
-        RawStream::ReturnRequests
-    } else if topic == topics.raw_revenue {
-        RawStream::Revenue
-    } else {
-        return Err(PoisonEvent::UnexpectedTopic(topic.to_string()));
-    };
-    let event = RawEvent::read(stream, message.payload().unwrap_or_default())?;
-    if event.is_none() {
-        tracing::debug!(topic, "revenue adjustment without an order skipped");
-    }
-    Ok(event)
 }
 
 /// Drops the state of partitions no longer owned and restores those newly owned (or changed meanwhile).

@@ -1,6 +1,7 @@
 //! How ingest fails. [`IngestError`] ends a run mode; [`AccountFailure`] is the kind of an account's
 //! own API error, which stops that account alone and is told apart by schedulers (exit codes).
 
+use etl_core::invalid::InvalidSetting;
 use etl_core::kafka::KafkaSetupError;
 use rdkafka::error::KafkaError;
 use serde::{Deserialize, Serialize};
@@ -13,7 +14,12 @@ use crate::client::ClientError;
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("invalid ingest configuration: {0}")]
-    Config(String),
+    Config(#[from] InvalidSetting),
+    /// An account's client cannot be built (its TLS set-up); the error names the account.
+    #[error(transparent)]
+    Client(ClientError),
+    #[error("cannot encode a bookkeeping record: {0}")]
+    Bookkeeping(#[from] serde_json::Error),
     #[error(transparent)]
     Setup(#[from] KafkaSetupError),
     #[error("Kafka producer: {0}")]

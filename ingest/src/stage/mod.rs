@@ -74,7 +74,7 @@ pub async fn backfill(
     on_progress: &(dyn Fn(&BackfillProgress) + Sync),
     shutdown: &Shutdown,
 ) -> Result<BackfillProgress, IngestError> {
-    config.validate().map_err(IngestError::Config)?;
+    config.validate()?;
     let paced = IngestConfig { requests_per_second: config.backfill_requests_per_second, ..config.clone() };
     let sink = Sink::connect(kafka).await?;
     let progress = Progress::Backfill(from, to);
@@ -142,7 +142,7 @@ pub async fn collect_range(
     to: NaiveDate,
     shutdown: &Shutdown,
 ) -> Result<IngestReport, IngestError> {
-    config.validate().map_err(IngestError::Config)?;
+    config.validate()?;
     let sink = Sink::connect(kafka).await?;
     let mut tracker = AccountTracker::default();
     let yesterday = now_kst().date_naive() - chrono::Duration::days(1);
@@ -174,7 +174,7 @@ pub async fn run(
     accounts: AccountSource,
     shutdown: Shutdown,
 ) -> Result<(), IngestError> {
-    config.validate().map_err(IngestError::Config)?;
+    config.validate()?;
     let mut sink = Sink::connect(kafka).await?;
     let mut tracker = AccountTracker { checkpoints: live_checkpoints(kafka).await?, ..AccountTracker::default() };
     while !shutdown.is_cancelled() {

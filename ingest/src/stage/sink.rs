@@ -64,7 +64,7 @@ impl Sink {
 
     /// Sends a small JSON state record (status, checkpoint) and waits for its acknowledgement.
     pub(super) async fn publish<T: Serialize>(&self, topic: &str, key: &str, value: &T) -> Result<(), IngestError> {
-        let payload = serde_json::to_vec(value).map_err(|e| IngestError::Config(e.to_string()))?;
+        let payload = serde_json::to_vec(value)?;
         let record = FutureRecord::to(topic).key(key).payload(&payload);
         send_one(&self.producer, record, Duration::from_secs(60)).await?;
         Ok(())

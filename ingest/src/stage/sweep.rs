@@ -100,8 +100,7 @@ impl Sweeper<'_> {
                     result.accounts.insert(account.alias.clone(), report);
                 }
                 None => {
-                    let client = CoupangClient::new(self.config, account.clone())
-                        .map_err(|e| IngestError::Config(e.to_string()))?;
+                    let client = CoupangClient::new(self.config, account.clone()).map_err(IngestError::Client)?;
                     let filter = tracker.filters.remove(&account.alias).unwrap_or_default();
                     admitted.push(Admitted { client, report, filter, plan: plan(account) });
                 }

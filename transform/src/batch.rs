@@ -1,0 +1,173 @@
+//! One batch of the transform: decode and validate each raw message (poison to the dead-letter topic),
+//! fold it into its order's state, then send the orders' changed facts and states (see the stage's
+//! module docs for the order of the writes and why a replay is harmless).
+
+use coupang_schemas::{encode, OrderKey, PaymentFact};
+use etl_core::kafka::{send_all, DeadLetter, QUEUE_TIMEOUT};
+use etl_core::metrics::PerAccount;
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::order::{PoisonEvent, RawEvent, RawStream};
+use crate::rules::apply;
+use crate::stage::{BatchReport, TransformError, STAGE};
+use crate::store::{to_record, Changelog, PartitionState};
+
+/// Where a batch's results go: facts to their topic, changed states to the changelog, poison to the
+/// dead-letter topic.
+pub(crate) struct Outputs<'a> {
+    pub changelog: &'a Changelog,
+    pub producer: &'a FutureProducer,
+    pub dead_letter: &'a DeadLetter,
+    pub topics: &'a etl_core::kafka::Topics,
+}
+
+/// A batch folded into its orders' states.
+#[derive(Default)]
+struct Folded {
+    /// The facts of every order whose facts changed, in batch order.
+    facts: Vec<PaymentFact>,
+    /// Orders whose state changed, with their input partition: their states go to the changelog.
+    changed: BTreeSet<(i32, OrderKey)>,
+    events_in: PerAccount,
+    dead_letters: usize,
+}
+
+/// A changed state on its way to the changelog: its input partition, key and encoded record.
+struct EncodedState {
+    partition: i32,
+    key: String,
+    payload: Vec<u8>,
+}
+
+/// Folds a batch, then sends its facts and changed states. `ordered`: the facts are acknowledged
+/// before the states are sent (the caller then commits the offsets); otherwise both go at once (inside
+/// a transaction, where only the commit makes them visible).
+pub(crate) async fn process(
+    batch: &[OwnedMessage],
+    owned: &mut BTreeMap<i32, PartitionState>,
+    outputs: &Outputs<'_>,
+    ordered: bool,
+) -> Result<BatchReport, TransformError> {
+    let folded = fold_batch(batch, owned, outputs).await?;
+    let facts: Vec<(String, Vec<u8>)> =
+        folded.facts.iter().map(|f| Ok((f.kafka_key(), encode(f)?))).collect::<Result<_, TransformError>>()?;
+    let states = encode_states(&folded.changed, owned, outputs.changelog).await?;
+    let state_offsets = send_outputs(outputs, &facts, &states, ordered).await?;
+
+    let mut facts_out = PerAccount::default();
+    folded.facts.iter().for_each(|fact| facts_out.add(&fact.account_alias, 1));
+    folded.events_in.record_in(STAGE);
+    facts_out.record_out(STAGE);
+    for (state, offset) in states.iter().zip(state_offsets) {
+        if let Some(store) = owned.get_mut(&state.partition) {
+            store.note_written(&state.key, offset);
+        }
+    }
+    Ok(BatchReport { events: batch.len(), facts: facts.len(), states: states.len(), dead_letters: folded.dead_letters })
+}
+
+/// Decodes, validates and folds each message into its order's state; poison goes to the dead-letter
+/// topic at once, so it never blocks its partition.
+async fn fold_batch(
+    batch: &[OwnedMessage],
+    owned: &mut BTreeMap<i32, PartitionState>,
+    outputs: &Outputs<'_>,
+) -> Result<Folded, TransformError> {
+    let mut folded = Folded::default();
+    for message in batch {
+        let event = match read_event(message, outputs.topics) {
+            Ok(Some(event)) => event,
+            Ok(None) => continue,
+            Err(reason) => {
+                outputs.dead_letter.send(message, &reason.to_string()).await?;
+                folded.dead_letters += 1;
+                continue;
+            }
+        };
+        folded.events_in.add(event.as_ref().collection().1, 1);
+        let partition = message.partition();
+        let Some(store) = owned.get_mut(&partition) else { continue };
+        store.note_source_time(event.source_time());
+        let key = event.order_key();
+        let state = outputs.changelog.state(partition, store, &key.to_string()).await?;
+        let applied = apply(state, &event);
+        if applied.state_changed {
+            folded.changed.insert((partition, key));
+        }
+        folded.facts.extend(applied.facts.into_iter().flatten());
+    }
+    Ok(folded)
+}
+
+/// The changed orders' states as changelog records.
+async fn encode_states(
+    changed: &BTreeSet<(i32, OrderKey)>,
+    owned: &mut BTreeMap<i32, PartitionState>,
+    changelog: &Changelog,
+) -> Result<Vec<EncodedState>, TransformError> {
+    let mut states = Vec::with_capacity(changed.len());
+    for (partition, key) in changed {
+        let Some(store) = owned.get_mut(partition) else { continue };
+        let text = key.to_string();
+        let state = changelog.state(*partition, store, &text).await?;
+        let payload = encode(&to_record(&key.vendor_id, key.order_id, state)?)?;
+        states.push(EncodedState { partition: *partition, key: text, payload });
+    }
+    Ok(states)
+}
+
+/// Sends the facts and the states (each state to its input partition's changelog partition), in order
+/// or together (see [`process`]), and gives the changelog offset of each state once all are acknowledged.
+async fn send_outputs(
+    outputs: &Outputs<'_>,
+    facts: &[(String, Vec<u8>)],
+    states: &[EncodedState],
+    ordered: bool,
+) -> Result<Vec<i64>, TransformError> {
+    let topics = outputs.topics;
+    let fact_records =
+        facts.iter().map(|(key, payload)| FutureRecord::to(&topics.payment_facts).key(key).payload(payload));
+    let send_facts = send_all(outputs.producer, fact_records, QUEUE_TIMEOUT);
+    let send_states = || {
+        let state_records = states.iter().map(|state| {
+            FutureRecord::to(&topics.transform_state).partition(state.partition).key(&state.key).payload(&state.payload)
+        });
+        send_all(outputs.producer, state_records, QUEUE_TIMEOUT)
+    };
+    let (facts_sent, written) = if ordered {
+        // 1. Facts, acknowledged; 2. then the changed states, acknowledged.
+        let facts_sent = send_facts.await;
+        for delivery in &facts_sent {
+            delivery.as_ref().map_err(Clone::clone)?;
+        }
+        (facts_sent, send_states().await)
+    } else {
+        futures::future::join(send_facts, send_states()).await
+    };
+    for delivery in facts_sent {
+        delivery?;
+    }
+    written.into_iter().map(|delivery| Ok(delivery?.offset)).collect()
+}
+
+/// The event in a raw message; `Ok(None)` for records that belong to no order (revenue adjustments
+/// with `orderId = 0`), `Err(reason)` for poison.
+fn read_event(message: &OwnedMessage, topics: &etl_core::kafka::Topics) -> Result<Option<RawEvent>, PoisonEvent> {
+    let topic = message.topic();
+    let stream = if topic == topics.raw_order_sheets {
+        RawStream::OrderSheets
+    } else if topic == topics.raw_return_requests {
+        RawStream::ReturnRequests
+    } else if topic == topics.raw_revenue {
+        RawStream::Revenue
+    } else {
+        return Err(PoisonEvent::UnexpectedTopic(topic.to_string()));
+    };
+    let event = RawEvent::read(stream, message.payload().unwrap_or_default())?;
+    if event.is_none() {
+        tracing::debug!(topic, "revenue adjustment without an order skipped");
+    }
+    Ok(event)
+}
