@@ -2,14 +2,14 @@
 //! amounts read back from ClickHouse and checked against the simulator's own ground truth.
 
 use chrono::NaiveDate;
-use coupang_load::summary::{daily_payments, DailyPayment};
+use coupang_load::summary::{DailyPayment, Reader};
 use coupang_sim::truth::Truth;
 use coupang_sim::Simulator;
 use etl_core::account::AccountConfig;
 use etl_core::Shutdown;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 
 use crate::config::Config;
@@ -122,9 +122,11 @@ pub async fn run(mut config: Config, shutdown: &Shutdown) -> Result<DemoOutcome,
     let report = run_range(&config, from, config.sim.end_date(), shutdown).await;
     simulator.stop().await;
     let report = report?;
-    let daily = daily_payments(&config.clickhouse).await?;
+    // One reader for both read-backs: the server's version is asked once.
+    let reader = Reader::connect(&config.clickhouse).await?;
+    let daily = reader.daily_payments().await?;
     let mismatches = compare(&daily, &truth);
-    let status = crate::status::gather(&config).await;
+    let status = crate::status::gather_with(&config, Some(&reader)).await;
     Ok(DemoOutcome { report, daily, mismatches, status })
 }
 
@@ -168,39 +170,56 @@ pub fn render(outcome: &DemoOutcome, database: &str) -> String {
     for day in &outcome.daily {
         by_account.entry((&day.account_alias, &day.vendor_id)).or_default().push(day);
     }
-    let bad: std::collections::HashSet<(&str, NaiveDate)> =
+    let bad: HashSet<(&str, NaiveDate)> =
         outcome.mismatches.iter().map(|m| (m.vendor_id.as_str(), m.payment_date)).collect();
     for ((alias, vendor), days) in &by_account {
-        let _ = writeln!(out, "\n  {alias} ({vendor})");
+        render_account_days(&mut out, alias, vendor, days, &bad);
+    }
+    render_verdict(&mut out, outcome);
+    out
+}
+
+/// One account's table of payment days, each marked ✓ or ✗ against the truth, and its total.
+fn render_account_days(
+    out: &mut String,
+    alias: &str,
+    vendor: &str,
+    days: &[&DailyPayment],
+    bad: &HashSet<(&str, NaiveDate)>,
+) {
+    let _ = writeln!(out, "\n  {alias} ({vendor})");
+    let _ = writeln!(
+        out,
+        "    {:<12} {:>7} {:>7} {:>16} {:>16}  truth",
+        "payment date", "orders", "items", "payment amount", "provisional"
+    );
+    let (mut orders, mut items, mut amount) = (0, 0, 0);
+    for d in days {
+        let mark = if bad.contains(&(vendor, d.payment_date)) { "✗" } else { "✓" };
         let _ = writeln!(
             out,
-            "    {:<12} {:>7} {:>7} {:>16} {:>16}  truth",
-            "payment date", "orders", "items", "payment amount", "provisional"
+            "    {:<12} {:>7} {:>7} {:>16} {:>16}  {mark}",
+            d.payment_date.to_string(),
+            d.orders,
+            d.items,
+            won(d.payment_amount),
+            won(d.provisional_amount)
         );
-        let (mut orders, mut items, mut amount) = (0, 0, 0);
-        for d in days {
-            let mark = if bad.contains(&(*vendor, d.payment_date)) { "✗" } else { "✓" };
-            let _ = writeln!(
-                out,
-                "    {:<12} {:>7} {:>7} {:>16} {:>16}  {mark}",
-                d.payment_date.to_string(),
-                d.orders,
-                d.items,
-                won(d.payment_amount),
-                won(d.provisional_amount)
-            );
-            orders += d.orders;
-            items += d.items;
-            amount += d.payment_amount;
-        }
-        let _ = writeln!(out, "    {:<12} {orders:>7} {items:>7} {:>16}", "total", won(amount));
+        orders += d.orders;
+        items += d.items;
+        amount += d.payment_amount;
     }
+    let _ = writeln!(out, "    {:<12} {orders:>7} {items:>7} {:>16}", "total", won(amount));
+}
+
+/// Whether every day matched the ground truth, or which did not.
+fn render_verdict(out: &mut String, outcome: &DemoOutcome) {
     if outcome.mismatches.is_empty() {
         let _ = writeln!(
             out,
             "\n✓ Every account and payment day matches the simulator's ground truth to the won ({} days, {:.1} s).",
             outcome.daily.len(),
-            r.elapsed.as_secs_f64()
+            outcome.report.elapsed.as_secs_f64()
         );
     } else {
         let _ =
@@ -213,7 +232,6 @@ pub fn render(outcome: &DemoOutcome, database: &str) -> String {
             );
         }
     }
-    out
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! The coupang-etl command: configuration, and the wiring of the stages into one pipeline.
+//! The coupang-etl command: configuration, the commands, and the wiring of the stages into one pipeline.
 //! Each stage lives in its own crate with a `run(config, shutdown)` API; this crate only connects them.
 
+pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod exit;

@@ -8,10 +8,12 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use coupang_ingest::{AccountStatus, Checkpoint};
-use coupang_load::summary::AccountFreshness;
-use etl_core::account::KeyHealth;
+use coupang_load::schema::SchemaError;
+use coupang_load::summary::{AccountFreshness, Reader};
+use coupang_load::ClickHouseConfig;
+use etl_core::account::{AccountConfig, KeyHealth};
 use etl_core::kafka::Consumes;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::time::Duration;
 
@@ -47,6 +49,12 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reads every source (in parallel); failures are kept per source.
 pub async fn gather(config: &Config) -> StatusReport {
+    gather_with(config, None).await
+}
+
+/// [`gather`], reading ClickHouse through `reader` when the command already has one (no second
+/// version query); without one, it connects its own.
+pub async fn gather_with(config: &Config, reader: Option<&Reader>) -> StatusReport {
     let kafka = &config.kafka;
     // Without a broker (the demo's embedded one is gone), every Kafka source says so.
     let broker = || match kafka.brokers.is_empty() {
@@ -61,8 +69,7 @@ pub async fn gather(config: &Config) -> StatusReport {
         broker()?;
         coupang_ingest::load_checkpoints(kafka).await.map_err(|e| e.to_string())
     };
-    let freshness =
-        async { coupang_load::summary::account_freshness(&config.clickhouse).await.map_err(|e| e.to_string()) };
+    let freshness = async { read_freshness(&config.clickhouse, reader).await.map_err(|e| e.to_string()) };
     let lag_of = |consumes: Consumes| async move {
         broker()?;
         consumes.lag(kafka).await.map_err(|e| e.to_string())
@@ -80,22 +87,8 @@ pub async fn gather(config: &Config) -> StatusReport {
     let accounts = config
         .accounts
         .iter()
-        .map(|account| AccountView {
-            alias: account.alias.clone(),
-            vendor_id: account.vendor_id.clone(),
-            key_expires_on: account.key_expires_on(),
-            key: account.key_health(today),
-            status: statuses.as_ref().ok().and_then(|s| s.get(&account.alias)).cloned(),
-            checkpoints: checkpoints
-                .as_ref()
-                .map(|all| {
-                    all.iter()
-                        .filter(|(key, c)| c.alias == account.alias && c.is_live(key))
-                        .map(|(_, c)| (c.stream.clone(), c.clone()))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            loaded: freshness.as_ref().ok().and_then(|f| f.iter().find(|r| r.account_alias == account.alias)).cloned(),
+        .map(|account| {
+            account_view(account, today, statuses.as_ref().ok(), checkpoints.as_ref().ok(), freshness.as_deref().ok())
         })
         .collect();
     StatusReport {
@@ -108,64 +101,114 @@ pub async fn gather(config: &Config) -> StatusReport {
     }
 }
 
+/// Per account, how current ClickHouse is: through the command's reader, or a reader of its own.
+async fn read_freshness(
+    config: &ClickHouseConfig,
+    reader: Option<&Reader>,
+) -> Result<Vec<AccountFreshness>, SchemaError> {
+    match reader {
+        Some(reader) => reader.account_freshness().await,
+        None => Reader::connect(config).await?.account_freshness().await,
+    }
+}
+
+/// One account's block, from what the sources returned (`None`: that source could not be read).
+fn account_view(
+    account: &AccountConfig,
+    today: NaiveDate,
+    statuses: Option<&HashMap<String, AccountStatus>>,
+    checkpoints: Option<&HashMap<String, Checkpoint>>,
+    freshness: Option<&[AccountFreshness]>,
+) -> AccountView {
+    AccountView {
+        alias: account.alias.clone(),
+        vendor_id: account.vendor_id.clone(),
+        key_expires_on: account.key_expires_on(),
+        key: account.key_health(today),
+        status: statuses.and_then(|s| s.get(&account.alias)).cloned(),
+        checkpoints: checkpoints
+            .map(|all| {
+                all.iter()
+                    .filter(|(key, c)| c.alias == account.alias && c.is_live(key))
+                    .map(|(_, c)| (c.stream.clone(), c.clone()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        loaded: freshness.and_then(|f| f.iter().find(|r| r.account_alias == account.alias)).cloned(),
+    }
+}
+
 impl StatusReport {
     /// The screen: a block per account, then the pipeline.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let kst = |t: DateTime<Utc>| t.with_timezone(&etl_core::time::kst()).format("%Y-%m-%d %H:%M:%S").to_string();
         let _ = writeln!(out, "coupang-etl status at {} KST", kst(self.now));
         for account in &self.accounts {
-            let state = match (&account.key, account.status.as_ref().and_then(|s| s.error.as_ref())) {
-                (KeyHealth::Expired { .. }, _) => "STOPPED: key expired, reissue it in WING".to_string(),
-                (_, Some(error))
-                    if account.status.as_ref().and_then(|s| s.failure)
-                        == Some(coupang_ingest::AccountFailure::RequestsFailed) =>
-                {
-                    format!("FAILED (tried again next sweep): {error}")
-                }
-                (_, Some(error)) => format!("STOPPED: {error}"),
-                (_, None)
-                    if account.status.as_ref().and_then(|s| s.cooling_down_until).is_some_and(|t| t > self.now) =>
-                {
-                    let until = account.status.as_ref().and_then(|s| s.cooling_down_until).unwrap_or(self.now);
-                    format!("COOLING DOWN: Coupang keeps answering 429; calls resume at {} KST", kst(until))
-                }
-                (KeyHealth::ReissueWindow { .. }, None) => "ok, but reissue the key now (window open)".into(),
-                (KeyHealth::Valid { .. }, None) => "ok".into(),
-            };
-            let _ = writeln!(out, "\n{} (vendor {}): {state}", account.alias, account.vendor_id);
-            let days = account.key.days_left_text();
-            let _ = writeln!(out, "  key             expires {}, {days}", account.key_expires_on);
-            let calls: Vec<String> = match &account.status {
-                Some(status) if !status.last_success_by_endpoint.is_empty() => status
-                    .last_success_by_endpoint
-                    .iter()
-                    .map(|(endpoint, at)| format!("{endpoint} {}", self.ago(*at)))
-                    .collect(),
-                Some(AccountStatus { last_success_at: Some(at), .. }) => vec![format!("any {}", self.ago(*at))],
-                _ if self.statuses.is_err() => vec!["unknown (see below)".into()],
-                _ => vec!["never".into()],
-            };
-            let _ = writeln!(out, "  last success    {}", calls.join(" · "));
-            let swept: Vec<String> = account
-                .checkpoints
-                .values()
-                .map(|c| format!("{} through {} ({})", c.stream, c.swept_through, self.ago(c.completed_at)))
-                .collect();
-            let swept = if swept.is_empty() { "none yet".to_string() } else { swept.join(" · ") };
-            let _ = writeln!(out, "  checkpoints     {swept}");
-            let loaded = match &account.loaded {
-                Some(f) => format!(
-                    "newest change {} · last load {} · {} stored rows",
-                    self.ago_secs(f.newest_change),
-                    self.ago_secs(f.last_load),
-                    f.stored_rows
-                ),
-                None if self.clickhouse.is_err() => "unknown (see below)".into(),
-                None => "nothing loaded yet".into(),
-            };
-            let _ = writeln!(out, "  in ClickHouse   {loaded}");
+            self.render_account(&mut out, account);
         }
+        self.render_pipeline(&mut out);
+        out
+    }
+
+    /// One account's state in a word or a sentence: ok, STOPPED, FAILED, COOLING DOWN.
+    fn account_state(&self, account: &AccountView) -> String {
+        match (&account.key, account.status.as_ref().and_then(|s| s.error.as_ref())) {
+            (KeyHealth::Expired { .. }, _) => "STOPPED: key expired, reissue it in WING".to_string(),
+            (_, Some(error))
+                if account.status.as_ref().and_then(|s| s.failure)
+                    == Some(coupang_ingest::AccountFailure::RequestsFailed) =>
+            {
+                format!("FAILED (tried again next sweep): {error}")
+            }
+            (_, Some(error)) => format!("STOPPED: {error}"),
+            (_, None) if account.status.as_ref().and_then(|s| s.cooling_down_until).is_some_and(|t| t > self.now) => {
+                let until = account.status.as_ref().and_then(|s| s.cooling_down_until).unwrap_or(self.now);
+                format!("COOLING DOWN: Coupang keeps answering 429; calls resume at {} KST", kst(until))
+            }
+            (KeyHealth::ReissueWindow { .. }, None) => "ok, but reissue the key now (window open)".into(),
+            (KeyHealth::Valid { .. }, None) => "ok".into(),
+        }
+    }
+
+    /// An account's block: its state, key, last successful calls, checkpoints and loaded numbers.
+    fn render_account(&self, out: &mut String, account: &AccountView) {
+        let state = self.account_state(account);
+        let _ = writeln!(out, "\n{} (vendor {}): {state}", account.alias, account.vendor_id);
+        let days = account.key.days_left_text();
+        let _ = writeln!(out, "  key             expires {}, {days}", account.key_expires_on);
+        let calls: Vec<String> = match &account.status {
+            Some(status) if !status.last_success_by_endpoint.is_empty() => status
+                .last_success_by_endpoint
+                .iter()
+                .map(|(endpoint, at)| format!("{endpoint} {}", self.ago(*at)))
+                .collect(),
+            Some(AccountStatus { last_success_at: Some(at), .. }) => vec![format!("any {}", self.ago(*at))],
+            _ if self.statuses.is_err() => vec!["unknown (see below)".into()],
+            _ => vec!["never".into()],
+        };
+        let _ = writeln!(out, "  last success    {}", calls.join(" · "));
+        let swept: Vec<String> = account
+            .checkpoints
+            .values()
+            .map(|c| format!("{} through {} ({})", c.stream, c.swept_through, self.ago(c.completed_at)))
+            .collect();
+        let swept = if swept.is_empty() { "none yet".to_string() } else { swept.join(" · ") };
+        let _ = writeln!(out, "  checkpoints     {swept}");
+        let loaded = match &account.loaded {
+            Some(f) => format!(
+                "newest change {} · last load {} · {} stored rows",
+                self.ago_secs(f.newest_change),
+                self.ago_secs(f.last_load),
+                f.stored_rows
+            ),
+            None if self.clickhouse.is_err() => "unknown (see below)".into(),
+            None => "nothing loaded yet".into(),
+        };
+        let _ = writeln!(out, "  in ClickHouse   {loaded}");
+    }
+
+    /// The pipeline's block: consumer lag, dead letters, and the sources that could not be read.
+    fn render_pipeline(&self, out: &mut String) {
         let _ = writeln!(out, "\npipeline");
         let lag: Vec<String> = self
             .lag
@@ -191,7 +234,6 @@ impl StatusReport {
         if let Some((stage, Err(error))) = self.lag.iter().find(|(_, lag)| lag.is_err()) {
             let _ = writeln!(out, "  ({stage} lag could not be read: {error})");
         }
-        out
     }
 
     /// What a monitoring check needs from the screen, for the exit code (nagios-style: 0 means all is
@@ -244,6 +286,11 @@ impl StatusReport {
     fn ago_secs(&self, unix: u32) -> String {
         DateTime::from_timestamp(i64::from(unix), 0).map_or_else(|| "never".into(), |at| self.ago(at))
     }
+}
+
+/// A moment as Asia/Seoul wall-clock time.
+fn kst(t: DateTime<Utc>) -> String {
+    t.with_timezone(&etl_core::time::kst()).format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
 /// `42 s`, `5 min`, `3 h`, `2 d`.

@@ -16,3 +16,4 @@ pub use row::FactRow;
 pub use schema::{migrate, MigrationReport};
 pub use server::ServerInfo;
 pub use stage::{consumes, run, LoadError};
+pub use summary::Reader;
