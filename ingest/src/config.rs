@@ -139,7 +139,7 @@ impl IngestConfig {
         Ok(())
     }
 
-    /// Whether `base_url` is this machine (127.0.0.1, localhost or [::1]): the simulator, not Coupang.
+    /// Whether `base_url` is this machine (127.0.0.1, localhost or `[::1]`): the simulator, not Coupang.
     pub fn on_loopback(&self) -> bool {
         let authority = self.base_url.split_once("://").map_or("", |(_, rest)| rest).split('/').next().unwrap_or("");
         let host = match authority.split_once(']') {

@@ -9,10 +9,19 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::error::{TransformError, STAGE};
 use crate::order::{PoisonEvent, RawEvent, RawStream};
 use crate::rules::apply;
-use crate::stage::{BatchReport, TransformError, STAGE};
 use crate::store::{to_record, Changelog, PartitionState};
+
+/// Counters of one batch, for logs and tests.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BatchReport {
+    pub events: usize,
+    pub facts: usize,
+    pub states: usize,
+    pub dead_letters: usize,
+}
 
 /// Where a batch's results go: facts to their topic, changed states to the changelog, poison to the
 /// dead-letter topic.

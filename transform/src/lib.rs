@@ -8,10 +8,13 @@
 
 mod batch;
 pub mod config;
+mod error;
 pub mod order;
 pub mod rules;
 mod stage;
 pub mod store;
 
+pub use batch::BatchReport;
 pub use config::TransformConfig;
-pub use stage::{consumes, run, BatchReport, TransformError};
+pub use error::TransformError;
+pub use stage::{consumes, run};

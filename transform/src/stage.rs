@@ -22,12 +22,10 @@
 use etl_core::kafka::{
     batch_offsets, blocking, check_co_partitioned, commit_batch, ensure_compacted_topics_with, ensure_topics,
     next_batch, report_lag, restart_on_kafka_failure, worth_a_restart, BlockingDrop, Consumes, DeadLetter, KafkaConfig,
-    KafkaSetupError,
 };
 use etl_core::metrics::metrics;
 use etl_core::Shutdown;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::ClientContext;
@@ -37,21 +35,8 @@ use std::time::Duration;
 
 use crate::batch::{process, Outputs};
 use crate::config::TransformConfig;
-use crate::store::{Changelog, PartitionState, StoreError};
-
-#[derive(Debug, thiserror::Error)]
-pub enum TransformError {
-    #[error(transparent)]
-    Setup(#[from] KafkaSetupError),
-    #[error("Kafka: {0}")]
-    Kafka(#[from] KafkaError),
-    #[error("cannot encode: {0}")]
-    Encode(#[from] coupang_schemas::CodecError),
-    #[error(transparent)]
-    State(#[from] StoreError),
-    #[error("Kafka: the consumer has no group metadata to commit offsets in a transaction")]
-    NoGroupMetadata,
-}
+use crate::error::{TransformError, STAGE};
+use crate::store::{Changelog, PartitionState};
 
 /// The consumer's context: logs each rebalance and raises a flag that the loop takes between batches
 /// (to restore the state of newly assigned partitions).
@@ -88,17 +73,6 @@ impl RebalanceFlag {
 
 /// The consumer of the raw topics.
 type InputConsumer = StreamConsumer<RebalanceFlag>;
-
-pub(crate) const STAGE: &str = "transform";
-
-/// Counters of one batch, for logs and tests.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct BatchReport {
-    pub events: usize,
-    pub facts: usize,
-    pub states: usize,
-    pub dead_letters: usize,
-}
 
 /// The transform's group and inputs: the raw topics.
 pub fn consumes(config: &TransformConfig, kafka: &KafkaConfig) -> Consumes {
