@@ -258,88 +258,85 @@ impl RawEvent {
     /// quantities, amounts no real order has (so the rules' arithmetic cannot overflow). Checked before
     /// folding, so a poison record never reaches the state.
     pub fn validate(&self) -> Result<(), InvalidEvent> {
-        let invalid = |problem: String| InvalidEvent {
+        let problem = if self.vendor_id().is_empty() {
+            Err("no vendor id".to_string())
+        } else {
+            match self {
+                RawEvent::OrderSheet(e) => sheet_problem(e),
+                RawEvent::ReturnRequest(e) => receipt_problem(e),
+                RawEvent::Revenue(e) => revenue_problem(e),
+            }
+        };
+        problem.map_err(|problem| InvalidEvent {
             vendor_id: self.vendor_id().to_string(),
             record: self.describe(),
             problem,
-        };
-        if self.vendor_id().is_empty() {
-            return Err(invalid("no vendor id".into()));
-        }
-        match self {
-            RawEvent::OrderSheet(e) => {
-                if etl_core::time::kst_date_of_millis(e.paid_at).is_none() {
-                    return Err(invalid(format!("paid_at {} is not a valid time", e.paid_at)));
-                }
-                if status_rank(&e.status).is_none() {
-                    return Err(invalid(format!("unknown status {:?}", e.status.as_str())));
-                }
-                if e.shipping_price < 0 || e.remote_price < 0 {
-                    return Err(invalid(format!("negative shipping fee {} + {}", e.shipping_price, e.remote_price)));
-                }
-                if !plausible_won(&[e.shipping_price, e.remote_price]) {
-                    return Err(invalid(format!(
-                        "shipping fee {} + {} beyond any real order",
-                        e.shipping_price, e.remote_price
-                    )));
-                }
-                for item in &e.items {
-                    let counts = [item.shipping_count, item.cancel_count, item.hold_count_for_cancel];
-                    if counts.iter().any(|&n| n < 0) || item.cancel_count > item.shipping_count {
-                        return Err(invalid(format!(
-                            "vendor item {}: impossible quantities (ordered {}, cancelled {}, held {})",
-                            item.vendor_item_id, item.shipping_count, item.cancel_count, item.hold_count_for_cancel
-                        )));
-                    }
-                    let money = [
-                        item.order_price,
-                        item.sales_price,
-                        item.instant_coupon_discount,
-                        item.downloadable_coupon_discount,
-                        item.coupang_discount,
-                    ];
-                    if money.iter().any(|&won| won < 0) {
-                        return Err(invalid(format!("vendor item {}: negative amount", item.vendor_item_id)));
-                    }
-                    if !plausible_won(&money) {
-                        return Err(invalid(format!(
-                            "vendor item {}: amount beyond any real order",
-                            item.vendor_item_id
-                        )));
-                    }
-                }
-            }
-            RawEvent::ReturnRequest(e) => {
-                if receipt_rank(&e.receipt_status).is_none() {
-                    return Err(invalid(format!("unknown receipt status {:?}", e.receipt_status.as_str())));
-                }
-                if !e.receipt_type.is_known() {
-                    return Err(invalid(format!("unknown receipt type {:?}", e.receipt_type.as_str())));
-                }
-                if let Some(item) = e.items.iter().find(|i| i.cancel_count < 0 || i.purchase_count < 0) {
-                    return Err(invalid(format!("vendor item {}: negative quantity", item.vendor_item_id)));
-                }
-            }
-            RawEvent::Revenue(e) => {
-                if midnight_kst(e.recognition_date).is_none() || date_from_days(e.sale_date).is_none() {
-                    return Err(invalid("sale or recognition day out of range".into()));
-                }
-                let amounts = e.items.iter().flat_map(|i| {
-                    [
-                        i.sale_price,
-                        i.seller_discount_coupon,
-                        i.downloadable_coupon,
-                        i.coupang_discount_coupon,
-                        i.sale_amount,
-                    ]
-                });
-                if !plausible_won(&[e.delivery_fee]) || !plausible_won(&amounts.collect::<Vec<_>>()) {
-                    return Err(invalid("an amount beyond any real order".into()));
-                }
-            }
-        }
-        Ok(())
+        })
     }
+}
+
+fn sheet_problem(e: &OrderSheetEvent) -> Result<(), String> {
+    if etl_core::time::kst_date_of_millis(e.paid_at).is_none() {
+        return Err(format!("paid_at {} is not a valid time", e.paid_at));
+    }
+    if status_rank(&e.status).is_none() {
+        return Err(format!("unknown status {:?}", e.status.as_str()));
+    }
+    if e.shipping_price < 0 || e.remote_price < 0 {
+        return Err(format!("negative shipping fee {} + {}", e.shipping_price, e.remote_price));
+    }
+    if !plausible_won(&[e.shipping_price, e.remote_price]) {
+        return Err(format!("shipping fee {} + {} beyond any real order", e.shipping_price, e.remote_price));
+    }
+    for item in &e.items {
+        let counts = [item.shipping_count, item.cancel_count, item.hold_count_for_cancel];
+        if counts.iter().any(|&n| n < 0) || item.cancel_count > item.shipping_count {
+            return Err(format!(
+                "vendor item {}: impossible quantities (ordered {}, cancelled {}, held {})",
+                item.vendor_item_id, item.shipping_count, item.cancel_count, item.hold_count_for_cancel
+            ));
+        }
+        let money = [
+            item.order_price,
+            item.sales_price,
+            item.instant_coupon_discount,
+            item.downloadable_coupon_discount,
+            item.coupang_discount,
+        ];
+        if money.iter().any(|&won| won < 0) {
+            return Err(format!("vendor item {}: negative amount", item.vendor_item_id));
+        }
+        if !plausible_won(&money) {
+            return Err(format!("vendor item {}: amount beyond any real order", item.vendor_item_id));
+        }
+    }
+    Ok(())
+}
+
+fn receipt_problem(e: &ReturnRequestEvent) -> Result<(), String> {
+    if receipt_rank(&e.receipt_status).is_none() {
+        return Err(format!("unknown receipt status {:?}", e.receipt_status.as_str()));
+    }
+    if !e.receipt_type.is_known() {
+        return Err(format!("unknown receipt type {:?}", e.receipt_type.as_str()));
+    }
+    if let Some(item) = e.items.iter().find(|i| i.cancel_count < 0 || i.purchase_count < 0) {
+        return Err(format!("vendor item {}: negative quantity", item.vendor_item_id));
+    }
+    Ok(())
+}
+
+fn revenue_problem(e: &RevenueEvent) -> Result<(), String> {
+    if midnight_kst(e.recognition_date).is_none() || date_from_days(e.sale_date).is_none() {
+        return Err("sale or recognition day out of range".into());
+    }
+    let amounts = e.items.iter().flat_map(|i| {
+        [i.sale_price, i.seller_discount_coupon, i.downloadable_coupon, i.coupang_discount_coupon, i.sale_amount]
+    });
+    if !plausible_won(&[e.delivery_fee]) || !plausible_won(&amounts.collect::<Vec<_>>()) {
+        return Err("an amount beyond any real order".into());
+    }
+    Ok(())
 }
 
 fn midnight_kst(days: i32) -> Option<i64> {
