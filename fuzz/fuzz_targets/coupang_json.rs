@@ -1,10 +1,10 @@
 //! Arbitrary bytes as the body of a WING Open API answer (the first byte picks the endpoint): the
-//! envelope and record decoders never panic, and whatever decodes goes on through events and rules.
+//! envelope, record and payout decoders never panic, and whatever decodes goes on through events and rules.
 #![no_main]
 
 use coupang_etl_fuzz::check_events;
-use coupang_ingest::client::decode_page;
 use coupang_ingest::client::model::{OrderSheet, ReturnRequest, RevenueRecord};
+use coupang_ingest::client::{decode_page, decode_settlements};
 use coupang_ingest::{order_sheet_event, return_request_event, RevenueListing};
 use coupang_transform::order::RawEvent;
 use libfuzzer_sys::fuzz_target;
@@ -19,6 +19,8 @@ fn records<T: serde::de::DeserializeOwned>(endpoint: &'static str, body: &[u8], 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, body)) = data.split_first() else { return };
     let (vendor, alias) = ("A00012345", "fuzz");
+    // Payouts (a bare array): the decoder never panics, whatever the bytes.
+    let _ = decode_settlements(alias, body);
     let events: Vec<RawEvent> = match which % 3 {
         0 => records::<OrderSheet>("ordersheets", body, "shipmentBoxId")
             .iter()

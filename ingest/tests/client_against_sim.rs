@@ -6,7 +6,7 @@ mod common;
 use chrono::NaiveDate;
 use common::vendor;
 use coupang_ingest::client::model::{OrderStatus, ReceiptStatus};
-use coupang_ingest::client::ReturnQuery;
+use coupang_ingest::client::{RecognitionMonth, ReturnQuery};
 use coupang_ingest::{ClientError, CoupangClient, IngestConfig};
 use coupang_sim::config::LifecycleConfig;
 use coupang_sim::config::{Burst, FaultConfig, SimVendor};
@@ -362,4 +362,63 @@ async fn all_boxes_in(client: &CoupangClient, from: NaiveDate, to: NaiveDate) ->
         }
     }
     seen
+}
+
+/// Revenue-history's settlement amounts of the rows recognised in `month`, with seller signs.
+async fn revenue_target(client: &CoupangClient, month: RecognitionMonth) -> i64 {
+    use coupang_ingest::client::model::seller_sign;
+    let rows: Vec<_> = client.revenue_history(month.first_day(), month.last_day()).collect().await;
+    rows.into_iter()
+        .map(Result::unwrap)
+        .map(|row| {
+            let items: i64 = row.signed().items.iter().map(|i| i.settlement_amount).sum();
+            items + seller_sign(row.sale_type, row.delivery_fee.map_or(0, |fee| fee.settlement_amount.0))
+        })
+        .sum()
+}
+
+/// Payouts come as Coupang sends them (a bare array, bank fields masked) and agree with revenue-history:
+/// a month's WEEKLY targets add up to its settlement amounts, and so does its RESERVE target; the WEEKLY
+/// 70% and the RESERVE 30% pay the target; the RESERVE pays `settlementAmount − deductionAmount`. The
+/// fault makes one payout of one month disagree by its amount, and no other.
+#[tokio::test]
+async fn payouts_agree_with_revenue_history_unless_a_fault_says_otherwise() {
+    use coupang_schemas::{SettlementStatus, SettlementType};
+    use coupang_sim::config::DisagreeingPayout;
+    let disagreement = DisagreeingPayout { vendor_id: "A00020011".into(), month: "2026-10".into(), won: 1_000 };
+    let config = SimConfig {
+        start_date: day("2026-09-01"),
+        days: 61,
+        orders_per_day: 20,
+        lifecycle: LifecycleConfig::realistic(),
+        vendors: vec![vendor("A00020011")],
+        faults: FaultConfig { disagreeing_payout: Some(disagreement), ..FaultConfig::default() },
+        ..SimConfig::default()
+    };
+    let sim = start(config).await;
+    let client = client(&sim, account("payouts", "A00020011"), 10.0);
+    for (month, skew) in [("2026-09", 0), ("2026-10", 1_000)] {
+        let month: RecognitionMonth = month.parse().unwrap();
+        let payouts: Vec<_> =
+            client.settlement_histories(month).await.unwrap().into_iter().map(Result::unwrap).collect();
+        let revenue = revenue_target(&client, month).await;
+        assert!(revenue > 0, "{month}: revenue recognised");
+        let of = |kind: SettlementType| payouts.iter().filter(move |p| p.settlement_type == kind);
+        let weekly_target: i64 = of(SettlementType::Weekly).map(|p| p.settlement_target_amount.0).sum();
+        let reserve = of(SettlementType::Reserve).next().expect("the month closed: its RESERVE row");
+        assert_eq!(weekly_target, revenue + skew, "{month}: WEEKLY targets against revenue-history");
+        assert_eq!(reserve.settlement_target_amount.0, revenue, "{month}: RESERVE target against revenue-history");
+        let weekly_paid: i64 = of(SettlementType::Weekly).map(|p| p.settlement_amount.0).sum();
+        assert_eq!(weekly_paid + reserve.settlement_amount.0, weekly_target, "{month}: 70% + 30%");
+        assert_eq!(reserve.final_amount.0, reserve.settlement_amount.0 - reserve.deduction_amount.0);
+        for p in &payouts {
+            assert_eq!(p.total_sale.0 - p.service_fee.0, p.settlement_target_amount.0, "{month}: {p:?}");
+        }
+        let done = payouts.iter().filter(|p| p.status == SettlementStatus::Done).count();
+        println!("{month}: {} payouts ({done} paid), revenue-history target {revenue} won", payouts.len());
+    }
+    assert!(sim.faults_injected().contains_key("disagreeing_payout"));
+    let future = client.settlement_histories("2027-12".parse().unwrap()).await.unwrap_err();
+    assert!(future.to_string().contains("after this month"), "{future}");
+    sim.stop().await;
 }

@@ -1,8 +1,9 @@
-//! The marketplace's vocabulary as types: order statuses, receipt types and statuses, sale types and
-//! the status of a payment fact. On the wire (Avro, ClickHouse, JSON) each is the string Coupang
-//! spells, so the bytes are the same as when these were plain strings (the v1 fixtures prove it).
+//! The marketplace's vocabulary as types: order statuses, receipt types and statuses, sale types,
+//! payout types and statuses, and the status of a payment fact. On the wire (Avro, ClickHouse, JSON)
+//! each is the string Coupang spells, so the bytes are the same as when these were plain strings (the
+//! v1 fixtures prove it).
 //!
-//! Coupang's own vocabularies are *open*: a status this version does not know is kept as sent
+//! Coupang's own vocabularies are *open*: a word this version does not know is kept as sent
 //! (`Unknown`), because the raw topics hold what Coupang said and the transform decides what to do with
 //! it (it dead-letters the record, naming the value). The sale type is closed: Coupang documents two,
 //! and a record with another cannot be decoded.
@@ -96,6 +97,27 @@ open_vocabulary! {
         VendorWarehouseConfirm = "VENDOR_WAREHOUSE_CONFIRM",
         RequestCoupangCheck = "REQUEST_COUPANG_CHECK",
         ReturnsCompleted = "RETURNS_COMPLETED",
+    }
+}
+
+open_vocabulary! {
+    /// A payout cycle's kind (`settlement-histories`): a weekly seller is paid 70% of a week's target as
+    /// `WEEKLY` and the 30% held back as `RESERVE`, per recognition month; a monthly seller gets
+    /// `MONTHLY`. `DAILY` shows in Coupang's own example, undocumented.
+    SettlementType, "a settlement type" {
+        Weekly = "WEEKLY",
+        Monthly = "MONTHLY",
+        Reserve = "RESERVE",
+        Additional = "ADDITIONAL",
+        Daily = "DAILY",
+    }
+}
+
+open_vocabulary! {
+    /// Whether a payout was paid (`DONE`) or is scheduled (`SUBJECT`: its figures may still change).
+    SettlementStatus, "a settlement status" {
+        Subject = "SUBJECT",
+        Done = "DONE",
     }
 }
 
@@ -241,6 +263,12 @@ mod tests {
         }
         for status in ReceiptStatus::KNOWN {
             assert_eq!(&ReceiptStatus::from(status.as_str()), status);
+        }
+        for kind in SettlementType::KNOWN {
+            assert_eq!(&SettlementType::from(kind.as_str()), kind);
+        }
+        for status in SettlementStatus::KNOWN {
+            assert_eq!(&SettlementStatus::from(status.as_str()), status);
         }
         for status in [FactStatus::Confirmed, FactStatus::Cancelled, FactStatus::Returned] {
             assert_eq!(FactStatus::from(status.as_str()), status);

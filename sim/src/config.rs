@@ -266,6 +266,19 @@ pub struct FaultConfig {
     /// answer, lists and look-ups alike: records no retry can read, which must be dead-lettered.
     #[serde(default)]
     pub unreadable_record_rate: f64,
+    /// One payout that disagrees with revenue-history: `won` added to the first WEEKLY row of the
+    /// vendor's month (its sales and settlement target), as a reconciliation must catch.
+    #[serde(default)]
+    pub disagreeing_payout: Option<DisagreeingPayout>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisagreeingPayout {
+    pub vendor_id: String,
+    /// The revenue-recognition month, `YYYY-MM`.
+    pub month: String,
+    pub won: i64,
 }
 
 fn default_slow_ms() -> u64 {
@@ -286,6 +299,7 @@ impl Default for FaultConfig {
             missing_field_rate: 0.0,
             repeated_record_rate: 0.0,
             unreadable_record_rate: 0.0,
+            disagreeing_payout: None,
         }
     }
 }
@@ -304,6 +318,7 @@ impl FaultConfig {
             missing_field_rate: rate / 2.0,
             repeated_record_rate: rate * 2.0,
             unreadable_record_rate: 0.0,
+            disagreeing_payout: None,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod lifecycle;
 mod prng;
 pub mod revenue;
 mod server;
+pub mod settlement;
 pub mod truth;
 pub mod world;
 

@@ -186,9 +186,10 @@ pub fn decode_record<T: serde::de::DeserializeOwned>(
 
 /// Fields of Coupang records that hold personal data. The pipeline never needs them, and even a record
 /// it cannot read is kept (dead-lettered) without them.
-const PERSONAL_FIELDS: [&str; 3] = ["orderer", "receiver", "overseaShippingInfoDto"];
+const PERSONAL_FIELDS: [&str; 6] =
+    ["orderer", "receiver", "overseaShippingInfoDto", "bankAccountHolder", "bankName", "bankAccount"];
 
-fn without_personal_data(value: &serde_json::Value) -> serde_json::Value {
+pub(super) fn without_personal_data(value: &serde_json::Value) -> serde_json::Value {
     let mut value = value.clone();
     if let Some(object) = value.as_object_mut() {
         for field in PERSONAL_FIELDS {
@@ -198,7 +199,7 @@ fn without_personal_data(value: &serde_json::Value) -> serde_json::Value {
     value
 }
 
-fn json_kind(value: &serde_json::Value) -> &'static str {
+pub(super) fn json_kind(value: &serde_json::Value) -> &'static str {
     match value {
         serde_json::Value::Object(_) => "an object",
         serde_json::Value::String(_) => "a string",

@@ -14,6 +14,7 @@ mod lenient;
 pub mod model;
 mod rate;
 mod request;
+mod settlement;
 
 use chrono::{NaiveDate, NaiveDateTime, Utc};
 use etl_core::account::AccountConfig;
@@ -27,6 +28,7 @@ pub use decode::{decode_order_boxes, decode_page, decode_record, decode_single_b
 pub use error::ClientError;
 use model::{OrderSheet, OrderStatus, ReturnRequest, RevenueRecord};
 pub use rate::RateLimiter;
+pub use settlement::{decode_settlements, RecognitionMonth, SettlementRow};
 
 /// Names the client to Coupang's gateway (and its logs) as this project, at this version.
 pub const USER_AGENT: &str = concat!("coupang-etl/", env!("CARGO_PKG_VERSION"));

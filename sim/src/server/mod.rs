@@ -40,6 +40,7 @@ const RETURN_REQUESTS_V4: &str = "/v2/providers/openapi/apis/api/v4/vendors/{ven
 const RETURN_WITHDRAWALS_V4: &str = "/v2/providers/openapi/apis/api/v4/vendors/{vendor_id}/returnWithdrawRequests";
 const EXCHANGE_REQUESTS_V4: &str = "/v2/providers/openapi/apis/api/v4/vendors/{vendor_id}/exchangeRequests";
 const REVENUE_HISTORY_V1: &str = "/v2/providers/openapi/apis/api/v1/revenue-history";
+const SETTLEMENT_HISTORIES_V1: &str = "/v2/providers/marketplace_openapi/apis/api/v1/settlement-histories";
 
 /// Requests the gateway answered, by (vendor id or "-", endpoint, HTTP status), for tests to assert on.
 pub type RequestStats = BTreeMap<(String, String, u16), u64>;
@@ -210,6 +211,7 @@ async fn serve_state(state: Arc<SimState>, listener: TcpListener, shutdown: Shut
         .route(RETURN_WITHDRAWALS_V4, get(returns::return_withdrawals))
         .route(EXCHANGE_REQUESTS_V4, get(returns::exchange_requests))
         .route(REVENUE_HISTORY_V1, get(revenue::revenue_history))
+        .route(SETTLEMENT_HISTORIES_V1, get(revenue::settlement_histories))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), gateway));
     let app = Router::new()
@@ -521,6 +523,8 @@ fn endpoint_name(path: &str) -> &'static str {
         "exchangeRequests"
     } else if path.ends_with("/revenue-history") {
         "revenue-history"
+    } else if path.ends_with("/settlement-histories") {
+        "settlement-histories"
     } else {
         "other"
     }
