@@ -2,12 +2,13 @@
 
 use chrono::NaiveDate;
 use coupang_schemas::{
-    OrderSheetEvent, OrderSheetItem, ReturnRequestEvent, ReturnRequestItem, RevenueEvent, RevenueItem,
+    OrderSheetEvent, OrderSheetItem, ReturnRequestEvent, ReturnRequestItem, RevenueEvent, RevenueItem, SettlementEvent,
 };
 use etl_core::time::days_since_epoch;
 use std::collections::HashMap;
 
 use crate::client::model::{OrderSheet, ReturnRequest, RevenueRecord, SaleType};
+use crate::client::{RecognitionMonth, SettlementRow};
 
 /// Turns one listing's revenue rows into events, telling apart rows of the same order, sale type and
 /// recognition day (two partial refunds on one day) by their rank in the listing. Coupang pages a
@@ -149,5 +150,38 @@ fn revenue_event(
             })
             .collect(),
         same_day_row,
+    }
+}
+
+/// One payout row of `month` as its raw event (the bank-account fields were never read).
+pub fn settlement_event(
+    vendor_id: &str,
+    account_alias: &str,
+    collected_at: i64,
+    month: RecognitionMonth,
+    row: &SettlementRow,
+) -> SettlementEvent {
+    SettlementEvent {
+        vendor_id: vendor_id.to_string(),
+        account_alias: account_alias.to_string(),
+        collected_at,
+        recognition_month: month.to_string(),
+        settlement_type: row.settlement_type.clone(),
+        settlement_date: days_since_epoch(row.settlement_date.0),
+        recognition_date_from: days_since_epoch(row.revenue_recognition_date_from.0),
+        recognition_date_to: days_since_epoch(row.revenue_recognition_date_to.0),
+        total_sale: row.total_sale.0,
+        service_fee: row.service_fee.0,
+        settlement_target_amount: row.settlement_target_amount.0,
+        settlement_amount: row.settlement_amount.0,
+        last_amount: row.last_amount.0,
+        pending_released_amount: row.pending_released_amount.0,
+        seller_discount_coupon: row.seller_discount_coupon.0,
+        downloadable_coupon: row.downloadable_coupon.0,
+        seller_service_fee: row.seller_service_fee.0,
+        deduction_amount: row.deduction_amount.0,
+        debt_of_last_week: row.debt_of_last_week.0,
+        final_amount: row.final_amount.0,
+        status: row.status.clone(),
     }
 }

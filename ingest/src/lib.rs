@@ -11,7 +11,7 @@ mod stage;
 
 pub use client::{ClientError, CoupangClient};
 pub use config::IngestConfig;
-pub use event::{order_sheet_event, return_request_event, RevenueListing};
+pub use event::{order_sheet_event, return_request_event, settlement_event, RevenueListing};
 pub use stage::{
     account_statuses, backfill, collect_range, fixed_accounts, load_checkpoints, run, AccountFailure, AccountReport,
     AccountSource, AccountStatus, BackfillProgress, Checkpoint, IngestError, IngestReport, Stream,

@@ -597,6 +597,31 @@ mod tests {
             same_day_row: 1,
         };
         written_directly_as_apache_avro_writes(&revenue);
+        let payout = crate::SettlementEvent {
+            vendor_id: "A00012345".into(),
+            account_alias: "brand-a".into(),
+            collected_at: 1,
+            recognition_month: "2026-05".into(),
+            settlement_type: crate::SettlementType::Unknown("BIWEEKLY".into()),
+            settlement_date: 20_599,
+            recognition_date_from: 20_574,
+            recognition_date_to: 20_576,
+            total_sale: 1_789_400,
+            service_fee: 208_648,
+            settlement_target_amount: 1_580_752,
+            settlement_amount: 1_106_527,
+            last_amount: 474_225,
+            pending_released_amount: 0,
+            seller_discount_coupon: 0,
+            downloadable_coupon: 0,
+            seller_service_fee: i64::MIN,
+            deduction_amount: i64::MAX,
+            debt_of_last_week: -1,
+            final_amount: 1_106_527,
+            status: crate::SettlementStatus::Done,
+        };
+        written_directly_as_apache_avro_writes(&payout);
+        assert_eq!(decode::<crate::SettlementEvent>(&encode(&payout).unwrap()).unwrap(), payout);
         // Over 1,025 items, where apache-avro starts a second block.
         let state = crate::OrderStateRecord {
             vendor_id: "A00012345".into(),
@@ -911,6 +936,7 @@ mod tests {
         all.extend(both_fingerprints_find_every_schema::<crate::RevenueEvent>());
         all.extend(both_fingerprints_find_every_schema::<PaymentFact>());
         all.extend(both_fingerprints_find_every_schema::<crate::OrderStateRecord>());
+        all.extend(both_fingerprints_find_every_schema::<crate::SettlementEvent>());
         // No fingerprint names schemas of two event types: a record of one type is never read as another.
         let distinct: std::collections::HashSet<_> = all.iter().collect();
         assert_eq!(distinct.len(), all.len(), "{all:02x?}");

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::codec::EventType;
-use crate::domain::{FactStatus, OrderStatus, ReceiptStatus, ReceiptType, SaleType};
+use crate::domain::{FactStatus, OrderStatus, ReceiptStatus, ReceiptType, SaleType, SettlementStatus, SettlementType};
 
 /// One shipment box of an order sheet as ingest saw it at one poll (`avro/order_sheet_event.v1.avsc`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -228,6 +228,54 @@ impl EventType for RevenueEvent {
     const NAME: &'static str = "RevenueEvent";
     fn history() -> &'static [&'static str] {
         &[include_str!("../avro/revenue_event.v1.avsc"), include_str!("../avro/revenue_event.v2.avsc")]
+    }
+}
+
+/// One payout cycle of `settlement-histories` as ingest saw it at one poll
+/// (`avro/settlement_event.v1.avsc`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettlementEvent {
+    pub vendor_id: String,
+    pub account_alias: String,
+    pub collected_at: i64,
+    /// `YYYY-MM`.
+    pub recognition_month: String,
+    pub settlement_type: SettlementType,
+    /// Days since 1970-01-01.
+    pub settlement_date: i32,
+    pub recognition_date_from: i32,
+    pub recognition_date_to: i32,
+    pub total_sale: i64,
+    pub service_fee: i64,
+    pub settlement_target_amount: i64,
+    pub settlement_amount: i64,
+    pub last_amount: i64,
+    pub pending_released_amount: i64,
+    pub seller_discount_coupon: i64,
+    pub downloadable_coupon: i64,
+    pub seller_service_fee: i64,
+    pub deduction_amount: i64,
+    pub debt_of_last_week: i64,
+    pub final_amount: i64,
+    pub status: SettlementStatus,
+}
+
+impl SettlementEvent {
+    /// Kafka key: a payout has no id at Coupang, so it is named by its vendor, type and recognition
+    /// range (`vendorId:WEEKLY:20574:20576`, days since 1970-01-01); its payout day may still move
+    /// while it is scheduled, so it is not part of the key.
+    pub fn kafka_key(&self) -> String {
+        format!(
+            "{}:{}:{}:{}",
+            self.vendor_id, self.settlement_type, self.recognition_date_from, self.recognition_date_to
+        )
+    }
+}
+
+impl EventType for SettlementEvent {
+    const NAME: &'static str = "SettlementEvent";
+    fn history() -> &'static [&'static str] {
+        &[include_str!("../avro/settlement_event.v1.avsc")]
     }
 }
 

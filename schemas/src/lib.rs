@@ -17,5 +17,5 @@ pub use codec::{decode, decode_with_apache_avro, encode, CodecError, EventType};
 pub use domain::{FactStatus, OrderStatus, ReceiptStatus, ReceiptType, SaleType, SettlementStatus, SettlementType};
 pub use events::{
     FactKey, OrderKey, OrderSheetEvent, OrderSheetItem, OrderStateRecord, PaymentFact, ReturnRequestEvent,
-    ReturnRequestItem, RevenueEvent, RevenueItem,
+    ReturnRequestItem, RevenueEvent, RevenueItem, SettlementEvent,
 };

@@ -226,6 +226,17 @@ mod tests {
     }
 
     #[test]
+    fn a_payout_becomes_its_raw_event_and_round_trips_through_avro() {
+        let rows = decode_settlements("brand-a", format!("[{WEEKLY}]").as_bytes()).unwrap();
+        let row = rows[0].as_ref().unwrap();
+        let event = crate::settlement_event("A00012345", "brand-a", 1, "2026-05".parse().unwrap(), row);
+        assert_eq!(event.kafka_key(), "A00012345:WEEKLY:20574:20576");
+        assert_eq!((event.settlement_target_amount, event.final_amount), (1_580_752, 1_106_527));
+        let bytes = coupang_schemas::encode(&event).unwrap();
+        assert_eq!(coupang_schemas::decode::<coupang_schemas::SettlementEvent>(&bytes).unwrap(), event);
+    }
+
+    #[test]
     fn months_read_and_step() {
         let may: RecognitionMonth = "2026-05".parse().unwrap();
         assert_eq!(may.to_string(), "2026-05");
