@@ -3,7 +3,7 @@
 //! every message of every Avro topic, finding each message's schema among the `.avsc` files by the
 //! CRC-64-AVRO fingerprint in its single-object header, and checks it against what Rust decoded.
 //!
-//! Avro topics read: raw order sheets, raw return requests, raw revenue, payment facts, and the
+//! Avro topics read: raw order sheets, raw return requests, raw revenue, raw payouts, payment facts, and the
 //! transform's changelog (whose states hold raw records, read as well). Not read: the dead-letter
 //! topic (it holds what a stage could not read, as it came) and the JSON bookkeeping topics
 //! (ingest's checkpoints and account statuses).
@@ -14,6 +14,7 @@ use common::*;
 use coupang_etl::pipeline::run_range;
 use coupang_schemas::{
     decode, EventType, OrderSheetEvent, OrderStateRecord, PaymentFact, ReturnRequestEvent, RevenueEvent,
+    SettlementEvent,
 };
 use coupang_sim::SimConfig;
 use etl_core::kafka::KafkaConfig;
@@ -65,6 +66,18 @@ fn revenue(e: RevenueEvent) -> Expected {
             "sale_date": e.sale_date, "recognition_date": e.recognition_date, "delivery_fee": e.delivery_fee,
         }),
         lengths: json!({ "items": e.items.len() }),
+        nested: &[],
+    }
+}
+
+fn payout(p: SettlementEvent) -> Expected {
+    Expected {
+        fields: json!({
+            "vendor_id": p.vendor_id, "settlement_type": p.settlement_type, "settlement_date": p.settlement_date,
+            "recognition_date_from": p.recognition_date_from, "settlement_target_amount": p.settlement_target_amount,
+            "final_amount": p.final_amount, "status": p.status,
+        }),
+        lengths: json!({}),
         nested: &[],
     }
 }
@@ -124,7 +137,8 @@ fn messages_of<T: EventType>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fastavro_reads_every_avro_topic_by_the_schema_fingerprint() {
     let python = project_python("fastavro");
-    let mut config = config("avro_standard", SimConfig { days: 6, orders_per_day: 10, ..small_world() });
+    // Three weeks: long enough for purchase confirmations, so payouts too.
+    let mut config = config("avro_standard", SimConfig { days: 20, orders_per_day: 10, ..small_world() });
     let sim = with_simulator(&mut config).await;
     let (from, to) = sim_range(&config);
     run_range(&config, from, to, &Shutdown::new()).await.unwrap();
@@ -139,6 +153,7 @@ async fn fastavro_reads_every_avro_topic_by_the_schema_fingerprint() {
             messages_of(kafka, "raw_return_requests", &topics.raw_return_requests, return_request, &mut lines),
         ),
         ("raw_revenue", messages_of(kafka, "raw_revenue", &topics.raw_revenue, revenue, &mut lines)),
+        ("raw_settlements", messages_of(kafka, "raw_settlements", &topics.raw_settlements, payout, &mut lines)),
         ("payment_facts", messages_of(kafka, "payment_facts", &topics.payment_facts, payment_fact, &mut lines)),
         ("transform_state", messages_of(kafka, "transform_state", &topics.transform_state, order_state, &mut lines)),
     ]);

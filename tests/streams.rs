@@ -2,9 +2,10 @@
 
 mod common;
 
+use chrono::{Datelike, NaiveDate};
 use common::*;
 use coupang_ingest::{account_statuses, collect_range};
-use coupang_schemas::{decode, OrderStatus, ReturnRequestEvent, RevenueEvent, SaleType};
+use coupang_schemas::{decode, OrderStatus, ReturnRequestEvent, RevenueEvent, SaleType, SettlementEvent};
 use coupang_sim::config::LifecycleConfig;
 use coupang_sim::SimConfig;
 use etl_core::kafka::group_lag;
@@ -75,6 +76,38 @@ async fn with_faults_on_every_box_receipt_and_revenue_row_is_emitted_once() {
         .collect();
     assert_eq!(revenue.len(), got_revenue.len(), "each revenue row once");
     same(&got_revenue, &expected_revenue, "revenue rows");
+
+    // Every payout the simulator shows for the range's months (computed from its own revenue rows), once.
+    let today = config.sim.end_date() + chrono::Duration::days(1);
+    let months: std::collections::BTreeSet<NaiveDate> =
+        [from, to].iter().map(|d| NaiveDate::from_ymd_opt(d.year(), d.month(), 1).unwrap()).collect();
+    let mut expected_payouts = HashSet::new();
+    for (vendor, rows) in coupang_sim::revenue::rows_of(&world) {
+        for month in &months {
+            for p in coupang_sim::settlement::payout_rows(&rows, *month, today, 0) {
+                let text = |field: &str| p[field].as_str().unwrap().to_string();
+                let target = p["settlementTargetAmount"].as_i64().unwrap();
+                expected_payouts.insert((
+                    vendor.clone(),
+                    text("settlementType"),
+                    text("revenueRecognitionDateFrom"),
+                    target,
+                ));
+            }
+        }
+    }
+    let payouts: Vec<SettlementEvent> =
+        read_topic(&config.kafka, &topics.raw_settlements).iter().map(|m| decode(payload(m)).unwrap()).collect();
+    let got_payouts: HashSet<_> = payouts
+        .iter()
+        .map(|p| {
+            let from = etl_core::time::date_from_days(p.recognition_date_from).unwrap().to_string();
+            (p.vendor_id.clone(), p.settlement_type.to_string(), from, p.settlement_target_amount)
+        })
+        .collect();
+    assert_eq!(payouts.len(), got_payouts.len(), "each payout once");
+    assert!(!expected_payouts.is_empty(), "the world has payouts");
+    same(&got_payouts, &expected_payouts, "payouts");
     assert!(revenue
         .iter()
         .filter(|r| r.sale_type == SaleType::Refund)

@@ -92,8 +92,8 @@ pub fn weekly_share(target: i64) -> i64 {
     (target * 7 + 5).div_euclid(10)
 }
 
-/// The payout rows of `month` (its first day) as of `today`: a WEEKLY row for every week that closed
-/// before `today`, and the RESERVE row once the month closed. `skew` is added to one WEEKLY row's
+/// The payout rows of `month` (its first day) as of `today`: a WEEKLY row for every week with sales
+/// that closed before `today`, and the RESERVE row once the month closed. `skew` is added to one WEEKLY row's
 /// totals (the first of the month): the fault of a payout that disagrees with revenue-history.
 pub fn payout_rows(rows: &[RevenueRow], month: NaiveDate, today: NaiveDate, skew: i64) -> Vec<Value> {
     let status = |paid_on: NaiveDate| if paid_on <= today { "DONE" } else { "SUBJECT" };
@@ -104,6 +104,9 @@ pub fn payout_rows(rows: &[RevenueRow], month: NaiveDate, today: NaiveDate, skew
         if i == 0 {
             week.total_sale += skew;
             week.settlement_target += skew;
+        }
+        if week == Totals::default() {
+            continue; // a week without sales is paid nothing and shows no row
         }
         let paid = weekly_share(week.settlement_target);
         held_back += week.settlement_target - paid;
@@ -213,10 +216,11 @@ mod tests {
     }
 
     #[test]
-    fn open_weeks_are_not_shown_and_scheduled_payouts_are_subject() {
+    fn open_and_empty_weeks_show_no_row_and_scheduled_payouts_are_subject() {
         let rows = vec![sale("2026-05-02", 100_000, 10_800, 0)];
         let payouts = payout_rows(&rows, day("2026-05-01"), day("2026-05-12"), 0);
-        assert_eq!(payouts.len(), 2, "the weeks closed by 11 May: {payouts:?}");
+        // Of the weeks closed by 11 May, 1–3 May had a sale and 4–10 May none: one row.
+        assert_eq!(payouts.len(), 1, "{payouts:?}");
         assert!(payouts.iter().all(|p| p["status"] == "SUBJECT"));
     }
 }

@@ -21,16 +21,16 @@ pub struct BackfillArgs {
     /// Last day (inclusive).
     #[arg(long)]
     pub to: NaiveDate,
-    /// Which streams (default: all three).
+    /// Which streams (default: all; settlements are read by revenue-recognition month).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub streams: Vec<StreamArg>,
 }
 
 impl BackfillArgs {
-    /// The streams asked for: all three when none are named.
+    /// The streams asked for: all of them when none are named.
     pub fn streams(&self) -> Vec<Stream> {
         if self.streams.is_empty() {
-            vec![Stream::OrderSheets, Stream::ReturnRequests, Stream::Revenue]
+            vec![Stream::OrderSheets, Stream::ReturnRequests, Stream::Revenue, Stream::Settlements]
         } else {
             self.streams.iter().map(|s| Stream::from(*s)).collect()
         }
@@ -42,6 +42,7 @@ pub enum StreamArg {
     Ordersheets,
     Returnrequests,
     Revenue,
+    Settlements,
 }
 
 impl From<StreamArg> for Stream {
@@ -50,6 +51,7 @@ impl From<StreamArg> for Stream {
             StreamArg::Ordersheets => Stream::OrderSheets,
             StreamArg::Returnrequests => Stream::ReturnRequests,
             StreamArg::Revenue => Stream::Revenue,
+            StreamArg::Settlements => Stream::Settlements,
         }
     }
 }

@@ -84,6 +84,9 @@ pub struct Topics {
     pub raw_return_requests: String,
     /// Raw revenue-history rows from ingest, keyed `vendorId:orderId`.
     pub raw_revenue: String,
+    /// Raw payout rows (settlement-histories) from ingest, keyed `vendorId:type:fromDay:toDay`. Not
+    /// one of [`Topics::raw`]: payouts belong to no order.
+    pub raw_settlements: String,
     /// Payment facts from transform, keyed `vendorId:orderId:vendorItemId`.
     pub payment_facts: String,
     /// Records a stage could not process, with the reason in headers.
@@ -104,11 +107,12 @@ impl Topics {
     }
 
     /// Every topic of the pipeline.
-    pub fn all(&self) -> [&str; 8] {
+    pub fn all(&self) -> [&str; 9] {
         [
             &self.raw_order_sheets,
             &self.raw_return_requests,
             &self.raw_revenue,
+            &self.raw_settlements,
             &self.payment_facts,
             &self.dead_letter,
             &self.account_status,
@@ -125,6 +129,7 @@ impl KafkaConfig {
             raw_order_sheets: format!("{p}raw.ordersheets"),
             raw_return_requests: format!("{p}raw.returnrequests"),
             raw_revenue: format!("{p}raw.revenue"),
+            raw_settlements: format!("{p}raw.settlements"),
             payment_facts: format!("{p}facts.payments"),
             dead_letter: format!("{p}deadletter"),
             account_status: format!("{p}ingest.accounts"),

@@ -11,11 +11,11 @@ use std::collections::BTreeSet;
 
 use super::change_filter::ChangeFilter;
 use super::error::IngestError;
-use super::plan::{windows, Stream};
+use super::plan::{months, windows, Stream};
 use super::sweep::{AccountSweep, Outcome};
 use crate::client::model::{OrderSheet, OrderStatus, ReturnRequest, RevenueRecord};
-use crate::client::{ClientError, CoupangClient, RecordId, ReturnQuery};
-use crate::event::{order_sheet_event, return_request_event, RevenueListing};
+use crate::client::{ClientError, CoupangClient, RecognitionMonth, RecordId, ReturnQuery, SettlementRow};
+use crate::event::{order_sheet_event, return_request_event, settlement_event, RevenueListing};
 
 /// Order-sheet lists return boxes in their current status, so a full sweep asks for each one.
 const ORDER_SHEET_STATUSES: [OrderStatus; 6] = [
@@ -157,6 +157,37 @@ impl AccountSweep<'_> {
             let records = client.revenue_history(window_from, window_to).boxed();
             let listing = self.send_changed(records, Stream::Revenue, &mut prepare).await?;
             self.report.revenue_rows += listing.sent;
+            if let Some(outcome) = listing.stopped {
+                return Ok(outcome);
+            }
+        }
+        Ok(Outcome::Done)
+    }
+
+    /// Payout rows of the recognition months `from..=to` touch (one call per month, up to this month).
+    pub(super) async fn settlements(&mut self, from: NaiveDate, to: NaiveDate) -> Result<Outcome, IngestError> {
+        let client = self.client;
+        let account = client.account();
+        let (vendor, alias) = (account.vendor_id.as_str(), account.alias.as_str());
+        for (first_day, _) in months(from, to) {
+            let month = RecognitionMonth::of(first_day);
+            let rows = match client.settlement_histories(month).await {
+                Ok(rows) => rows,
+                Err(error) => return Ok(Outcome::Failed(error)),
+            };
+            let mut prepare = |row: SettlementRow, collected_at, filter: &mut ChangeFilter| {
+                let event = settlement_event(vendor, alias, collected_at, month, &row);
+                // A payout's change is its payout day (scheduled or done), midnight Korea time.
+                let paid_on = etl_core::time::date_from_days(event.settlement_date)
+                    .and_then(etl_core::time::kst_midnight_millis)
+                    .unwrap_or(collected_at);
+                let bytes = filter
+                    .encode_if_changed(format!("payout:{}", event.kafka_key()), &event, |e| e.collected_at = 0)?;
+                Ok(RecordEvent { newest_change: paid_on, changed: bytes.map(|b| (event.kafka_key(), b)) })
+            };
+            let listing =
+                self.send_changed(futures::stream::iter(rows).boxed(), Stream::Settlements, &mut prepare).await?;
+            self.report.payouts += listing.sent;
             if let Some(outcome) = listing.stopped {
                 return Ok(outcome);
             }

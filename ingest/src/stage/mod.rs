@@ -36,7 +36,7 @@ use std::time::Duration;
 use crate::config::IngestConfig;
 use bookkeeping::{live_checkpoints, Progress};
 use change_filter::ChangeFilter;
-use plan::{receipts_until, windows, Plan};
+use plan::{months, payouts_open_since, receipts_until, windows, Plan};
 use sink::Sink;
 use sweep::Sweeper;
 use tracker::AccountTracker;
@@ -88,6 +88,7 @@ pub async fn backfill(
     // cancelled whole afterwards has left the order-sheet lists, and only its receipt tells of it.
     let windows_of = |stream: Stream| match stream {
         Stream::Revenue => windows(from, to.min(yesterday)),
+        Stream::Settlements => months(from, to.min(yesterday)),
         Stream::ReturnRequests => windows(from, receipts_until(to, yesterday)),
         Stream::OrderSheets => windows(from, to),
     };
@@ -122,7 +123,8 @@ pub async fn backfill(
                 return Ok(state);
             }
             tracker.checkpoints.clear();
-            state.records += account_report.boxes + account_report.receipts + account_report.revenue_rows;
+            state.records +=
+                account_report.boxes + account_report.receipts + account_report.revenue_rows + account_report.payouts;
             state.windows_done += 1;
             on_progress(&state);
         }
@@ -154,6 +156,7 @@ pub async fn collect_range(
         let mut plan = vec![(Stream::OrderSheets, from, to), (Stream::ReturnRequests, from, receipts_until)];
         if from <= yesterday {
             plan.push((Stream::Revenue, from, to.min(yesterday)));
+            plan.push((Stream::Settlements, from, to.min(yesterday)));
         }
         plan
     };
@@ -163,7 +166,8 @@ pub async fn collect_range(
 
 /// Follow mode: every `poll_interval_secs`, sweeps each account until shutdown, with the accounts
 /// `accounts` gives at that moment. Each stream is swept from `lookback_days` before today, or from
-/// its checkpoint when that is older (after downtime), so nothing is missed; revenue once a day.
+/// its checkpoint when that is older (after downtime), so nothing is missed; revenue and payouts once a
+/// day.
 ///
 /// When Kafka fails under a sweep, ingest reconnects, waiting for the broker as long as it takes, and
 /// sweeps again, keeping what it remembers about the accounts (stopped keys, checkpoints, last
@@ -214,7 +218,7 @@ pub async fn run(
 
 /// Follow mode's plan for the next sweep: order sheets and receipts up to today, revenue up to
 /// yesterday and only once a day, each from `lookback_days` back or from the day before its checkpoint
-/// when that is older.
+/// when that is older; with revenue, the payouts of the months whose payouts may still be scheduled.
 fn follow_plan(config: &IngestConfig, tracker: &AccountTracker) -> impl Fn(&AccountConfig) -> Plan + Sync {
     let today = now_kst().date_naive();
     let yesterday = today - chrono::Duration::days(1);
@@ -233,6 +237,8 @@ fn follow_plan(config: &IngestConfig, tracker: &AccountTracker) -> impl Fn(&Acco
         ];
         if revenue_done.get(&account.alias) != Some(&today) {
             plan.push((Stream::Revenue, start(Stream::Revenue, yesterday - lookback), yesterday));
+            let payouts_from = payouts_open_since(today).min(yesterday - lookback);
+            plan.push((Stream::Settlements, start(Stream::Settlements, payouts_from), today));
         }
         plan
     }

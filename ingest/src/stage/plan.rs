@@ -2,14 +2,16 @@
 
 use chrono::NaiveDate;
 
-use crate::client::MAX_WINDOW_DAYS;
+use crate::client::{RecognitionMonth, MAX_WINDOW_DAYS};
 
-/// The three things ingest collects per account.
+/// The things ingest collects per account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Stream {
     OrderSheets,
     ReturnRequests,
     Revenue,
+    /// Payouts, by revenue-recognition month: a plan's days stand for the months they fall in.
+    Settlements,
 }
 
 impl Stream {
@@ -18,6 +20,7 @@ impl Stream {
             Stream::OrderSheets => "ordersheets",
             Stream::ReturnRequests => "returnrequests",
             Stream::Revenue => "revenue",
+            Stream::Settlements => "settlements",
         }
     }
 }
@@ -35,6 +38,26 @@ pub(super) fn windows(from: NaiveDate, to: NaiveDate) -> Vec<(NaiveDate, NaiveDa
         start = end + chrono::Duration::days(1);
     }
     out
+}
+
+/// The recognition months `from..=to` touch, each as its first and last day (one call each).
+pub(super) fn months(from: NaiveDate, to: NaiveDate) -> Vec<(NaiveDate, NaiveDate)> {
+    let mut out = Vec::new();
+    let mut month = RecognitionMonth::of(from);
+    while from <= to && month.first_day() <= to {
+        out.push((month.first_day(), month.last_day()));
+        month = month.next();
+    }
+    out
+}
+
+/// Where follow mode re-reads payouts from: the first day of the month two months back, since a
+/// month's RESERVE payout stays scheduled (`SUBJECT`, its figures may change) until early in the month
+/// after next.
+pub(super) fn payouts_open_since(today: NaiveDate) -> NaiveDate {
+    let this_month = RecognitionMonth::of(today).first_day();
+    let last_month = RecognitionMonth::of(this_month - chrono::Duration::days(1)).first_day();
+    RecognitionMonth::of(last_month - chrono::Duration::days(1)).first_day()
 }
 
 /// The last day whose receipts a collection of days up to `to` reads: a cancel or return can be
@@ -68,6 +91,16 @@ mod tests {
                 prop_assert!(a <= b && (b - a).num_days() < MAX_WINDOW_DAYS);
             }
         }
+    }
+
+    #[test]
+    fn payouts_are_read_by_month() {
+        let d = |text: &str| text.parse::<NaiveDate>().unwrap();
+        let expected = vec![(d("2026-09-01"), d("2026-09-30")), (d("2026-10-01"), d("2026-10-31"))];
+        assert_eq!(months(d("2026-09-15"), d("2026-10-02")), expected);
+        assert!(months(d("2026-10-02"), d("2026-09-15")).is_empty());
+        assert_eq!(payouts_open_since(d("2026-11-30")), d("2026-09-01"));
+        assert_eq!(payouts_open_since(d("2026-01-05")), d("2025-11-01"));
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub struct AccountReport {
     pub receipts: u64,
     /// Revenue rows acknowledged by the broker.
     pub revenue_rows: u64,
+    /// Payout rows acknowledged by the broker.
+    pub payouts: u64,
     /// Orders asked for alone because a receipt named them and their boxes were no longer listed.
     pub orders_fetched: u64,
     /// Records not sent because they had not changed since they were last sent (re-swept windows,

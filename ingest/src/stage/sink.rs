@@ -26,7 +26,13 @@ impl Sink {
     /// Creates ingest's topics if missing and a producer; the stage is ready once this succeeds.
     pub(super) async fn connect(kafka: &KafkaConfig) -> Result<Sink, IngestError> {
         let topics = kafka.topics();
-        let raw = [&topics.raw_order_sheets, &topics.raw_return_requests, &topics.raw_revenue, &topics.dead_letter];
+        let raw = [
+            &topics.raw_order_sheets,
+            &topics.raw_return_requests,
+            &topics.raw_revenue,
+            &topics.raw_settlements,
+            &topics.dead_letter,
+        ];
         ensure_topics(kafka, &raw.map(String::as_str)).await?;
         ensure_compacted_topics(kafka, &[&topics.account_status, &topics.checkpoints]).await?;
         let producer: FutureProducer = kafka.producer_config().create()?;
@@ -59,6 +65,7 @@ impl Sink {
             Stream::OrderSheets => &self.topics.raw_order_sheets,
             Stream::ReturnRequests => &self.topics.raw_return_requests,
             Stream::Revenue => &self.topics.raw_revenue,
+            Stream::Settlements => &self.topics.raw_settlements,
         }
     }
 

@@ -176,6 +176,7 @@ impl AccountSweep<'_> {
                 Stream::OrderSheets => self.order_sheets(from, to).await?,
                 Stream::ReturnRequests => self.return_requests(from, to).await?,
                 Stream::Revenue => self.revenue(from, to).await?,
+                Stream::Settlements => self.settlements(from, to).await?,
             };
             match outcome {
                 Outcome::Done => {
