@@ -21,34 +21,61 @@ pub fn decode_page<T: serde::de::DeserializeOwned>(
     body: &[u8],
     id_field: &str,
 ) -> Result<Page<T>, ClientError> {
-    let alias = || alias.to_string();
-    let bad_envelope = |reason: String| ClientError::BadEnvelope { alias: alias(), endpoint, reason };
-    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| bad_envelope(e.to_string()))?;
-    if !envelope.code.is_ok() {
-        let message = envelope.message.clone().unwrap_or_default();
-        return Err(bad_envelope(format!("code {}: {message}", envelope.code.0)));
-    }
+    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| bad_envelope(alias, endpoint, e.to_string()))?;
     let next_token = envelope.next_page();
-    let raw = match envelope.data {
-        Some(serde_json::Value::Array(items)) => items,
-        // Single-record endpoints answer with an object.
-        Some(object @ serde_json::Value::Object(_)) => vec![object],
-        None | Some(serde_json::Value::Null) => Vec::new(),
-        Some(other) => return Err(bad_envelope(format!("data is {}", json_kind(&other)))),
-    };
-    let records = raw
-        .into_iter()
+    // Single-record endpoints answer with an object.
+    let raw = envelope_records(alias, endpoint, envelope, true)?;
+    let records = decode_records(alias, endpoint, raw, id_field, |value| record_id(value, id_field));
+    Ok(Page { records, next_token })
+}
+
+/// An answer of `endpoint` that is not what its records come in.
+pub(super) fn bad_envelope(alias: &str, endpoint: &'static str, reason: String) -> ClientError {
+    ClientError::BadEnvelope { alias: alias.to_string(), endpoint, reason }
+}
+
+/// The records `envelope` carries, once its code says ok: `data` as a list, none when it is `null` or
+/// absent, and an object as one record when `an_object_is_one` (single-record endpoints). A code not ok
+/// or any other `data` is a bad envelope.
+pub(super) fn envelope_records(
+    alias: &str,
+    endpoint: &'static str,
+    envelope: Envelope,
+    an_object_is_one: bool,
+) -> Result<Vec<serde_json::Value>, ClientError> {
+    if !envelope.code.is_ok() {
+        let message = envelope.message.unwrap_or_default();
+        return Err(bad_envelope(alias, endpoint, format!("code {}: {message}", envelope.code.0)));
+    }
+    match envelope.data {
+        Some(serde_json::Value::Array(items)) => Ok(items),
+        Some(object @ serde_json::Value::Object(_)) if an_object_is_one => Ok(vec![object]),
+        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+        Some(other) => Err(bad_envelope(alias, endpoint, format!("data is {}", json_kind(&other)))),
+    }
+}
+
+/// Decodes each of `raw` on its own: a record that does not decode is a `BadRecord` named by `id_of`
+/// (the field at fault found by `decode_record`, `id_field` naming the record as a whole), kept
+/// without personal data.
+pub(super) fn decode_records<T: serde::de::DeserializeOwned>(
+    alias: &str,
+    endpoint: &'static str,
+    raw: Vec<serde_json::Value>,
+    id_field: &str,
+    id_of: impl Fn(&serde_json::Value) -> RecordId,
+) -> Vec<Result<T, ClientError>> {
+    raw.into_iter()
         .map(|value| {
             decode_record::<T>(&value, id_field).map_err(|fault| ClientError::BadRecord {
-                alias: alias(),
+                alias: alias.to_string(),
                 endpoint,
-                record_id: record_id(&value, id_field),
+                record_id: id_of(&value),
                 fault: Box::new(fault),
                 raw: without_personal_data(&value).to_string(),
             })
         })
-        .collect();
-    Ok(Page { records, next_token })
+        .collect()
 }
 
 /// The answer to a single-box look-up (`data` an object, or a list of one): the box asked for, or an

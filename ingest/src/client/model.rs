@@ -109,7 +109,7 @@ fn receipt_status<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ReceiptS
 }
 
 /// Text that decides a rule (a status, a receipt type): `null` or `""` rejects the record.
-fn required_text<'de, D: Deserializer<'de>>(deserializer: D, what: &str) -> Result<String, D::Error> {
+pub(super) fn required_text<'de, D: Deserializer<'de>>(deserializer: D, what: &str) -> Result<String, D::Error> {
     optional_text(deserializer)?
         .map(|t| t.trim().to_string())
         .ok_or_else(|| de::Error::custom(format!("{what} is empty")))
@@ -282,6 +282,8 @@ pub struct SignedRevenue {
     pub sale_date: NaiveDate,
     pub recognition_date: NaiveDate,
     pub delivery_fee: i64,
+    /// `deliveryFee.settlementAmount` (`null` or absent: 0).
+    pub delivery_fee_settlement: i64,
     pub items: Vec<SignedRevenueItem>,
 }
 
@@ -317,6 +319,7 @@ impl RevenueRecord {
             sale_date: self.sale_date.0,
             recognition_date: self.recognition_date.0,
             delivery_fee: self.delivery_fee.as_ref().map_or(0, |fee| sign(fee.amount)),
+            delivery_fee_settlement: self.delivery_fee.as_ref().map_or(0, |fee| sign(fee.settlement_amount)),
             items: self
                 .items
                 .iter()

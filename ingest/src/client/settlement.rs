@@ -11,9 +11,9 @@ use serde::de::Deserializer;
 use serde::Deserialize;
 use std::fmt;
 
-use super::decode::{decode_record, json_kind, without_personal_data};
+use super::decode::{bad_envelope, decode_records, envelope_records, json_kind};
 use super::lenient::{CoupangDate, Won};
-use super::model::Envelope;
+use super::model::{required_text, Envelope};
 use super::{ClientError, CoupangClient, RecordId};
 use coupang_schemas::{SettlementStatus, SettlementType};
 
@@ -109,11 +109,11 @@ pub struct SettlementRow {
 }
 
 fn settlement_type<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SettlementType, D::Error> {
-    String::deserialize(deserializer).map(|text| SettlementType::from(text.trim()))
+    required_text(deserializer, "settlement type").map(|text| SettlementType::from(text.as_str()))
 }
 
 fn settlement_status<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SettlementStatus, D::Error> {
-    String::deserialize(deserializer).map(|text| SettlementStatus::from(text.trim()))
+    required_text(deserializer, "settlement status").map(|text| SettlementStatus::from(text.as_str()))
 }
 
 /// The id of a settlement row in errors and dead letters: `settlement=WEEKLY 2026-05-01..2026-05-03`.
@@ -127,37 +127,17 @@ fn settlement_id(value: &serde_json::Value) -> RecordId {
 /// A month's payout rows for account `alias`, each decoded on its own (a row that does not decode is
 /// an error of its own, kept without personal data). Pure, so it is what the fuzzer can feed.
 pub fn decode_settlements(alias: &str, body: &[u8]) -> Result<Vec<Result<SettlementRow, ClientError>>, ClientError> {
-    let bad_envelope =
-        |reason: String| ClientError::BadEnvelope { alias: alias.to_string(), endpoint: SETTLEMENT_HISTORIES, reason };
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| bad_envelope(e.to_string()))?;
+    let bad = |reason: String| bad_envelope(alias, SETTLEMENT_HISTORIES, reason);
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
     let rows = match value {
         serde_json::Value::Array(rows) => rows,
         object @ serde_json::Value::Object(_) => {
-            let envelope: Envelope = serde_json::from_value(object).map_err(|e| bad_envelope(e.to_string()))?;
-            if !envelope.code.is_ok() {
-                let message = envelope.message.unwrap_or_default();
-                return Err(bad_envelope(format!("code {}: {message}", envelope.code.0)));
-            }
-            match envelope.data {
-                Some(serde_json::Value::Array(rows)) => rows,
-                None | Some(serde_json::Value::Null) => Vec::new(),
-                Some(other) => return Err(bad_envelope(format!("data is {}", json_kind(&other)))),
-            }
+            let envelope: Envelope = serde_json::from_value(object).map_err(|e| bad(e.to_string()))?;
+            envelope_records(alias, SETTLEMENT_HISTORIES, envelope, false)?
         }
-        other => return Err(bad_envelope(format!("the answer is {}, not a list of payouts", json_kind(&other)))),
+        other => return Err(bad(format!("the answer is {}, not a list of payouts", json_kind(&other)))),
     };
-    Ok(rows
-        .into_iter()
-        .map(|value| {
-            decode_record::<SettlementRow>(&value, "settlementType").map_err(|fault| ClientError::BadRecord {
-                alias: alias.to_string(),
-                endpoint: SETTLEMENT_HISTORIES,
-                record_id: settlement_id(&value),
-                fault: Box::new(fault),
-                raw: without_personal_data(&value).to_string(),
-            })
-        })
-        .collect())
+    Ok(decode_records(alias, SETTLEMENT_HISTORIES, rows, "settlementType", settlement_id))
 }
 
 impl CoupangClient {
@@ -223,6 +203,23 @@ mod tests {
         let ClientError::BadRecord { raw, .. } = error else { panic!("{error:?}") };
         assert!(!raw.contains("MASKED") && !raw.contains("100560"), "{raw}");
         assert!(rows[1].is_ok(), "the other row still reads");
+    }
+
+    #[test]
+    fn a_payout_without_its_type_or_status_is_refused_not_unknown() {
+        for (field, spelled, what) in
+            [("settlementType", "\"WEEKLY\"", "settlement type"), ("status", "\"DONE\"", "settlement status")]
+        {
+            for empty in ["null", "\"\"", "\"  \""] {
+                let row = WEEKLY.replace(&format!("\"{field}\": {spelled}"), &format!("\"{field}\": {empty}"));
+                let rows = decode_settlements("brand-a", format!("[{row}]").as_bytes()).unwrap();
+                let Err(ClientError::BadRecord { fault, .. }) = &rows[0] else {
+                    panic!("{field} {empty}: {:?}", rows[0])
+                };
+                assert_eq!(fault.field, field, "{field} {empty}");
+                assert!(fault.reason.contains(&format!("{what} is empty")), "{field} {empty}: {}", fault.reason);
+            }
+        }
     }
 
     #[test]
