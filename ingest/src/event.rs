@@ -150,6 +150,7 @@ fn revenue_event(
             })
             .collect(),
         same_day_row,
+        delivery_fee_settlement: Some(signed.delivery_fee_settlement),
     }
 }
 

@@ -595,6 +595,7 @@ mod tests {
             delivery_fee: -2_500,
             items: vec![],
             same_day_row: 1,
+            delivery_fee_settlement: Some(-2_417),
         };
         written_directly_as_apache_avro_writes(&revenue);
         let payout = crate::SettlementEvent {

@@ -166,7 +166,7 @@ pub struct ReturnRequestItem {
     pub seller_product_id: Option<i64>,
 }
 
-/// One revenue-history row with seller-perspective signs (`avro/revenue_event.v2.avsc`).
+/// One revenue-history row with seller-perspective signs (`avro/revenue_event.v3.avsc`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevenueEvent {
     pub vendor_id: String,
@@ -182,6 +182,9 @@ pub struct RevenueEvent {
     /// Which row of this order, sale type and recognition day it is (0, 1, …): two partial refunds
     /// recognised on one day are two rows, never one overwriting the other.
     pub same_day_row: i32,
+    /// `deliveryFee.settlementAmount`, seller-signed: the shipping fee less its commission (on an
+    /// adjustment row, the adjusted amount). `None` on rows written before v3.
+    pub delivery_fee_settlement: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -227,7 +230,11 @@ impl EventType for ReturnRequestEvent {
 impl EventType for RevenueEvent {
     const NAME: &'static str = "RevenueEvent";
     fn history() -> &'static [&'static str] {
-        &[include_str!("../avro/revenue_event.v1.avsc"), include_str!("../avro/revenue_event.v2.avsc")]
+        &[
+            include_str!("../avro/revenue_event.v1.avsc"),
+            include_str!("../avro/revenue_event.v2.avsc"),
+            include_str!("../avro/revenue_event.v3.avsc"),
+        ]
     }
 }
 

@@ -528,6 +528,7 @@ pub(crate) mod tests {
             recognition_date: sale_date + day_offset,
             delivery_fee: 0,
             same_day_row: 0,
+            delivery_fee_settlement: Some(0),
             items: items
                 .iter()
                 .map(|&(id, n, unit, seller, coupang)| RevenueItem {

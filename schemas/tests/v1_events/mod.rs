@@ -89,6 +89,7 @@ pub fn revenue() -> RevenueEvent {
             settlement_amount: -8_300,
         }],
         same_day_row: 0,
+        delivery_fee_settlement: None,
     }
 }
 
