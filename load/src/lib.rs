@@ -5,6 +5,9 @@
 //! ClickHouse acknowledged the insert, so a crash replays at most one batch, harmlessly.
 
 pub mod config;
+mod ledger;
+mod ledger_schema;
+pub mod reconciliation;
 mod row;
 pub mod schema;
 mod server;
@@ -12,6 +15,8 @@ mod stage;
 pub mod summary;
 
 pub use config::{ClickHouseConfig, LoadConfig};
+pub use ledger::{PayoutRow, RevenueRow};
+pub use reconciliation::{Reconciliation, ReconciliationStatus};
 pub use row::FactRow;
 pub use schema::{migrate, MigrationReport};
 pub use server::ServerInfo;

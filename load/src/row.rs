@@ -31,8 +31,10 @@ pub struct FactRow {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("fact {key}: {what} is outside what ClickHouse's column holds")]
+#[error("{record} {key}: {what} is outside what ClickHouse's column holds")]
 pub struct RowError {
+    /// What the record is: `fact`, `revenue row`, `payout`.
+    pub record: &'static str,
     pub key: String,
     pub what: &'static str,
 }
@@ -41,7 +43,7 @@ impl TryFrom<&PaymentFact> for FactRow {
     type Error = RowError;
 
     fn try_from(fact: &PaymentFact) -> Result<Self, RowError> {
-        let out_of_range = |what| RowError { key: fact.kafka_key(), what };
+        let out_of_range = |what| RowError { record: "fact", key: fact.kafka_key(), what };
         let seconds = |millis: i64, what| u32::try_from(millis.div_euclid(1_000)).map_err(|_| out_of_range(what));
         Ok(FactRow {
             vendor_id: fact.vendor_id.clone(),

@@ -11,6 +11,7 @@ use clickhouse::Row;
 use serde::Deserialize;
 
 use crate::config::ClickHouseConfig;
+use crate::ledger_schema::{RECONCILIATION, REVENUE_ROWS, SETTLEMENTS};
 use crate::server::{ServerInfo, MODERN};
 use etl_core::invalid::InvalidSetting;
 
@@ -79,6 +80,27 @@ pub const MIGRATIONS: &[Migration] = &[
         statements: &[CODECS],
         adds_column: None,
         needs: Needs::SingleNodeTable { table: "payment_facts", server: MODERN },
+    },
+    Migration {
+        version: 7,
+        name: "revenue_rows table: revenue-history as collected, for the reconciliation",
+        statements: &[REVENUE_ROWS],
+        adds_column: None,
+        needs: Needs::Nothing,
+    },
+    Migration {
+        version: 8,
+        name: "settlements table: one current row per payout",
+        statements: &[SETTLEMENTS],
+        adds_column: None,
+        needs: Needs::Nothing,
+    },
+    Migration {
+        version: 9,
+        name: "reconciliation view: payments, revenue and payouts per account and month",
+        statements: &[RECONCILIATION],
+        adds_column: None,
+        needs: Needs::Nothing,
     },
 ];
 

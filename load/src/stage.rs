@@ -1,14 +1,16 @@
 //! The loader's Kafka → ClickHouse loop.
 //!
-//! One INSERT per batch; the batch's offsets are committed only after ClickHouse acknowledged it.
+//! It loads the payment facts into `payment_facts`, and the raw revenue-history rows and payouts into
+//! `revenue_rows` and `settlements` (the ledger the reconciliation reads). One INSERT per table in a
+//! batch; the batch's offsets are committed only after ClickHouse acknowledged every one.
 //! While ClickHouse is down the loop retries the same batch with growing pauses and reads nothing new,
 //! so memory stays bounded and nothing is lost or reordered.
 
-use coupang_schemas::{decode, PaymentFact};
+use coupang_schemas::{decode, EventType, PaymentFact, RevenueEvent, SettlementEvent};
 use etl_core::kafka::{
     commit_batch, commit_idle_positions, ensure_topics, next_batch_within, note_committed, report_lag,
     restart_on_kafka_failure, worth_a_restart, BlockingDrop, CommittedOffsets, Consumes, DeadLetter, KafkaConfig,
-    KafkaSetupError,
+    KafkaSetupError, Topics,
 };
 use etl_core::metrics::{metrics, AccountLabel, PerAccount};
 use etl_core::task::AbortOnDrop;
@@ -21,7 +23,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::config::{ClickHouseConfig, LoadConfig};
-use crate::row::FactRow;
+use crate::ledger::{PayoutRow, RevenueRow};
+use crate::row::{FactRow, RowError};
 use crate::schema::{migrate, SchemaError};
 
 #[derive(Debug, thiserror::Error)]
@@ -37,11 +40,13 @@ pub enum LoadError {
     InsertTask(#[source] tokio::task::JoinError),
 }
 
-const TABLE: &str = "payment_facts";
-
-/// The loader's group and input: the facts topic.
+/// The loader's group and input: the facts topic, and the raw revenue and payouts for the ledger.
 pub fn consumes(config: &LoadConfig, kafka: &KafkaConfig) -> Consumes {
-    Consumes { group_id: config.group_id.clone(), topics: vec![kafka.topics().payment_facts] }
+    Consumes { group_id: config.group_id.clone(), topics: inputs(&kafka.topics()) }
+}
+
+fn inputs(topics: &Topics) -> Vec<String> {
+    vec![topics.payment_facts.clone(), topics.raw_revenue.clone(), topics.raw_settlements.clone()]
 }
 
 pub async fn run(
@@ -63,9 +68,12 @@ async fn run_once(
     let report = migrate(clickhouse).await?;
     tracing::info!(server = %report.server.version, database = %report.database, "ClickHouse schema is current");
     let topics = kafka.topics();
-    ensure_topics(kafka, &[&topics.payment_facts, &topics.dead_letter]).await?;
+    let inputs = inputs(&topics);
+    let mut needed: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    needed.push(&topics.dead_letter);
+    ensure_topics(kafka, &needed).await?;
     let consumer: BlockingDrop<StreamConsumer> = BlockingDrop::new(kafka.consumer_config(&config.group_id).create()?);
-    consumer.subscribe(&[&topics.payment_facts])?;
+    consumer.subscribe(&needed[..inputs.len()])?;
     let producer: FutureProducer = kafka.producer_config().create()?;
     let dead_letter = DeadLetter::new(producer, topics.dead_letter.clone(), "load");
     let target =
@@ -73,7 +81,7 @@ async fn run_once(
     let wait = Duration::from_millis(config.batch_wait_ms);
     let _lag = report_lag(kafka.clone(), STAGE, consumes(config, kafka), shutdown.clone());
     metrics().set_ready(STAGE, true);
-    tracing::info!(group = %config.group_id, topic = %topics.payment_facts, "load started");
+    tracing::info!(group = %config.group_id, topics = ?inputs, "load started");
 
     // Two batches at a time: while ClickHouse works on one INSERT (its own task, so on the other core),
     // the next batch is fetched and decoded. Offsets stay in order: a batch is committed only once its
@@ -88,7 +96,7 @@ async fn run_once(
             let batch = next_batch_within(&consumer, (config.batch_rows, config.batch_bytes, wait), shutdown).await?;
             metrics().fetch_wait(STAGE, waiting);
             let in_hand = Instant::now();
-            let rows = rows_of(&batch, &dead_letter).await?;
+            let rows = rows_of(&batch, &topics, &dead_letter).await?;
             (!batch.is_empty()).then_some(Decoded { batch, rows, in_hand })
         };
         if let Some(task) = in_flight.take() {
@@ -98,12 +106,12 @@ async fn run_once(
                 break;
             };
             for (index, reason) in &rejected {
-                let message = &done.batch[done.rows[*index].1];
+                let message = &done.batch[*index];
                 tracing::error!(key = %String::from_utf8_lossy(message.key().unwrap_or_default()), "{reason}");
                 dead_letter.send(message, reason).await?;
             }
             note_committed(&commit_batch(&consumer, &done.batch)?, &mut committed);
-            record_loaded(&done.rows, &rejected, done.batch.len(), done.in_hand);
+            record_loaded(&done.rows.facts, &rejected, done.batch.len(), done.in_hand);
             tracing::debug!(rows = done.rows.len(), rejected = rejected.len(), "batch loaded and committed");
         }
         match next {
@@ -120,22 +128,66 @@ async fn run_once(
 /// A batch in hand: its messages and the rows decoded from them (each with its message's index).
 struct Decoded {
     batch: Vec<OwnedMessage>,
-    rows: Vec<(FactRow, usize)>,
+    rows: Rows,
     in_hand: Instant,
+}
+
+/// A batch's rows per table, each with its message's index in the batch.
+#[derive(Default)]
+struct Rows {
+    facts: Vec<(FactRow, usize)>,
+    revenue: Vec<(RevenueRow, usize)>,
+    payouts: Vec<(PayoutRow, usize)>,
+}
+
+impl Rows {
+    fn len(&self) -> usize {
+        self.facts.len() + self.revenue.len() + self.payouts.len()
+    }
+}
+
+/// A row the loader inserts, and the table it goes to.
+pub(crate) trait Loadable: clickhouse::RowOwned + clickhouse::RowWrite + Send + Sync + 'static {
+    const TABLE: &'static str;
+    /// The row's key and version, as an INSERT's deduplication token digests them.
+    fn identity(&self) -> String;
+}
+
+impl Loadable for FactRow {
+    const TABLE: &'static str = "payment_facts";
+    fn identity(&self) -> String {
+        format!("{}/{}/{}@{}", self.vendor_id, self.order_id, self.vendor_item_id, self.version)
+    }
+}
+
+impl Loadable for RevenueRow {
+    const TABLE: &'static str = "revenue_rows";
+    fn identity(&self) -> String {
+        let (vendor, order, sale_type) = (&self.vendor_id, self.order_id, &self.sale_type);
+        format!("{vendor}/{order}/{sale_type}/{}/{}@{}", self.recognition_date, self.same_day_row, self.version)
+    }
+}
+
+impl Loadable for PayoutRow {
+    const TABLE: &'static str = "settlements";
+    fn identity(&self) -> String {
+        let (vendor, kind) = (&self.vendor_id, &self.settlement_type);
+        format!("{vendor}/{kind}/{}/{}@{}", self.recognition_date_from, self.recognition_date_to, self.version)
+    }
 }
 
 /// A batch's INSERT, retried until acknowledged, on a task of its own (aborted if dropped unfinished:
 /// its batch is then not committed and is loaded again, which versions make harmless).
 struct InsertTask(AbortOnDrop<(Decoded, Option<Rejected>)>);
 
-/// Rows ClickHouse refused (by index in the batch's rows), with its reason.
+/// Rows ClickHouse refused (by their message's index in the batch), with its reason.
 type Rejected = Vec<(usize, String)>;
 
 impl InsertTask {
     fn start(decoded: Decoded, target: &Target, config: &LoadConfig, shutdown: &Shutdown) -> InsertTask {
         let (target, config, shutdown) = (target.clone(), config.clone(), shutdown.clone());
         InsertTask(AbortOnDrop(tokio::spawn(async move {
-            let rejected = insert_until_acknowledged(&target, &decoded.rows, &decoded.batch, &config, &shutdown).await;
+            let rejected = insert_all(&target, &decoded, &config, &shutdown).await;
             (decoded, rejected)
         })))
     }
@@ -148,15 +200,24 @@ impl InsertTask {
 
 const STAGE: &str = "load";
 
+/// Inserts each table's rows of the batch in turn; the rows rejected, or `None` on shutdown.
+async fn insert_all(target: &Target, decoded: &Decoded, config: &LoadConfig, shutdown: &Shutdown) -> Option<Rejected> {
+    let (rows, batch) = (&decoded.rows, &decoded.batch);
+    let mut rejected = insert_until_acknowledged(target, &rows.facts, batch, config, shutdown).await?;
+    rejected.extend(insert_until_acknowledged(target, &rows.revenue, batch, config, shutdown).await?);
+    rejected.extend(insert_until_acknowledged(target, &rows.payouts, batch, config, shutdown).await?);
+    Some(rejected)
+}
+
 /// Metrics of a committed batch: facts taken in and rows loaded per account, and how fresh they are.
 fn record_loaded(rows: &[(FactRow, usize)], rejected: &Rejected, batch_len: usize, in_hand: Instant) {
     metrics().batch(STAGE, batch_len, in_hand);
     let now = chrono::Utc::now().timestamp();
     let (mut taken, mut loaded) = (PerAccount::default(), PerAccount::default());
     let mut newest: BTreeMap<&str, u32> = BTreeMap::new();
-    for (index, (row, _)) in rows.iter().enumerate() {
+    for (row, index) in rows {
         taken.add(&row.account_alias, 1);
-        if rejected.iter().any(|(r, _)| *r == index) {
+        if rejected.iter().any(|(r, _)| r == index) {
             continue;
         }
         loaded.add(&row.account_alias, 1);
@@ -172,20 +233,30 @@ fn record_loaded(rows: &[(FactRow, usize)], rejected: &Rejected, batch_len: usiz
     }
 }
 
-/// Decodes a batch into rows, each with its message's index; records that are not valid facts go to
-/// the dead-letter topic with the reason.
-async fn rows_of(batch: &[OwnedMessage], dead_letter: &DeadLetter) -> Result<Vec<(FactRow, usize)>, KafkaError> {
-    let mut rows = Vec::with_capacity(batch.len());
+/// Decodes a batch into rows by topic, each with its message's index; records that do not decode, or
+/// do not fit their table, go to the dead-letter topic with the reason.
+async fn rows_of(batch: &[OwnedMessage], topics: &Topics, dead_letter: &DeadLetter) -> Result<Rows, KafkaError> {
+    let mut rows = Rows::default();
     for (index, message) in batch.iter().enumerate() {
-        let row = decode::<PaymentFact>(message.payload().unwrap_or_default())
-            .map_err(|e| e.to_string())
-            .and_then(|fact| FactRow::try_from(&fact).map_err(|e| e.to_string()));
-        match row {
-            Ok(row) => rows.push((row, index)),
-            Err(reason) => dead_letter.send(message, &reason).await?,
+        let payload = message.payload().unwrap_or_default();
+        let topic = message.topic();
+        let outcome = if topic == topics.raw_revenue {
+            row_of::<RevenueEvent, RevenueRow>(payload).map(|row| rows.revenue.push((row, index)))
+        } else if topic == topics.raw_settlements {
+            row_of::<SettlementEvent, PayoutRow>(payload).map(|row| rows.payouts.push((row, index)))
+        } else {
+            row_of::<PaymentFact, FactRow>(payload).map(|row| rows.facts.push((row, index)))
+        };
+        if let Err(reason) = outcome {
+            dead_letter.send(message, &reason).await?;
         }
     }
     Ok(rows)
+}
+
+fn row_of<E: EventType, R: for<'a> TryFrom<&'a E, Error = RowError>>(payload: &[u8]) -> Result<R, String> {
+    let event = decode::<E>(payload).map_err(|e| e.to_string())?;
+    R::try_from(&event).map_err(|e| e.to_string())
 }
 
 /// How an INSERT failed: the data (retrying the same rows cannot help), or anything else (ClickHouse
@@ -237,13 +308,13 @@ pub fn classify(error: &clickhouse::error::Error) -> InsertFailure {
 /// retried with growing pauses (reading nothing new meanwhile, so memory stays bounded); when
 /// ClickHouse rejects the data, the batch is halved until the offending rows are alone, and those are
 /// returned (row index, ClickHouse's message) for the dead-letter topic. `None` on shutdown.
-async fn insert_until_acknowledged(
+async fn insert_until_acknowledged<R: Loadable>(
     target: &Target,
-    rows: &[(FactRow, usize)],
+    rows: &[(R, usize)],
     batch: &[OwnedMessage],
     config: &LoadConfig,
     shutdown: &Shutdown,
-) -> Option<Vec<(usize, String)>> {
+) -> Option<Rejected> {
     let mut rejected = Vec::new();
     let mut pending = vec![(0, rows.len())];
     while let Some((start, end)) = pending.pop() {
@@ -262,7 +333,7 @@ async fn insert_until_acknowledged(
             };
             match failure {
                 InsertFailure::Rejected(message) if end - start == 1 => {
-                    rejected.push((start, format!("ClickHouse rejected the row: {message}")));
+                    rejected.push((rows[start].1, format!("ClickHouse rejected the row: {message}")));
                     break;
                 }
                 InsertFailure::Rejected(_) => {
@@ -273,7 +344,8 @@ async fn insert_until_acknowledged(
                     break;
                 }
                 InsertFailure::Transient(message) => {
-                    tracing::warn!(rows = end - start, retry_in = ?pause, "ClickHouse insert failed: {message}");
+                    let table = R::TABLE;
+                    tracing::warn!(rows = end - start, table, retry_in = ?pause, "ClickHouse insert failed: {message}");
                     tokio::select! {
                         _ = shutdown.cancelled() => return None,
                         _ = tokio::time::sleep(pause) => {}
@@ -298,9 +370,9 @@ struct Target {
     deduplication_token: bool,
 }
 
-async fn insert(
+async fn insert<R: Loadable>(
     target: &Target,
-    rows: &[(FactRow, usize)],
+    rows: &[(R, usize)],
     batch: &[OwnedMessage],
 ) -> Result<(), clickhouse::error::Error> {
     let client = if target.deduplication_token {
@@ -308,7 +380,7 @@ async fn insert(
     } else {
         target.client.clone()
     };
-    let mut insert = client.insert::<FactRow>(TABLE).await?;
+    let mut insert = client.insert::<R>(R::TABLE).await?;
     for (row, _) in rows {
         insert.write(row).await?;
     }
@@ -320,19 +392,20 @@ async fn insert(
 /// (`topic;p:first-last#n;…;rows:<16 hex>`). The digest keeps a topic deleted and recreated under the
 /// same name (offsets from 0 again) from matching an earlier INSERT's token: the server would drop new
 /// rows as a repeat. Equal tokens thus mean equal rows, which are safe to drop.
-fn deduplication_token(rows: &[(FactRow, usize)], batch: &[OwnedMessage]) -> String {
+fn deduplication_token<R: Loadable>(rows: &[(R, usize)], batch: &[OwnedMessage]) -> String {
     use sha2::Digest;
     let mut ranges: std::collections::BTreeMap<i32, (i64, i64, usize)> = std::collections::BTreeMap::new();
     let mut digest = sha2::Sha256::new();
     for (row, index) in rows {
-        digest.update(format!("{}/{}/{}@{};", row.vendor_id, row.order_id, row.vendor_item_id, row.version));
+        digest.update(format!("{};", row.identity()));
         let Some(message) = batch.get(*index) else { continue };
         let range = ranges.entry(message.partition()).or_insert((message.offset(), message.offset(), 0));
         range.0 = range.0.min(message.offset());
         range.1 = range.1.max(message.offset());
         range.2 += 1;
     }
-    let mut token = batch.first().map(|m| m.topic().to_string()).unwrap_or_default();
+    let first = rows.first().and_then(|(_, index)| batch.get(*index));
+    let mut token = first.map(|m| m.topic().to_string()).unwrap_or_default();
     for (partition, (first, last, count)) in ranges {
         token.push_str(&format!(";{partition}:{first}-{last}#{count}"));
     }

@@ -85,7 +85,11 @@ impl Reader {
         &self.server
     }
 
-    fn error(&self, source: clickhouse::error::Error) -> SchemaError {
+    pub(crate) fn client(&self) -> &clickhouse::Client {
+        &self.client
+    }
+
+    pub(crate) fn error(&self, source: clickhouse::error::Error) -> SchemaError {
         SchemaError::ClickHouse { url: self.url.clone(), source }
     }
 
