@@ -14,6 +14,7 @@ use std::fmt::Write as _;
 
 use crate::config::Config;
 use crate::pipeline::{run_range, PipelineError, RunReport};
+use crate::reports::won;
 
 /// Who owns the databases the demo creates (the mark it leaves in them).
 pub const DEMO_OWNER: &str = "coupang_etl_demo";
@@ -128,22 +129,6 @@ pub async fn run(mut config: Config, shutdown: &Shutdown) -> Result<DemoOutcome,
     let mismatches = compare(&daily, &truth);
     let status = crate::status::gather_with(&config, Some(&reader)).await;
     Ok(DemoOutcome { report, daily, mismatches, status })
-}
-
-fn won(amount: i64) -> String {
-    let digits = amount.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if amount < 0 {
-        format!("-{out}")
-    } else {
-        out
-    }
 }
 
 /// The readable summary the demo ends with.

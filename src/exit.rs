@@ -1,5 +1,5 @@
 //! Exit codes of the commands that end by themselves (`run` and `ingest` with `--from/--to`,
-//! `backfill`, `demo`, `status`, `migrate`, `validate`, `accounts`, `summary`, `sim truth`), so that cron,
+//! `backfill`, `demo`, `status`, `migrate`, `validate`, `accounts`, `summary`, `reconcile`, `sim truth`), so that cron,
 //! Airflow or a monitoring check tells a clean run from one that needs a person without reading logs.
 //!
 //! | code | [`Outcome`] | meaning |
@@ -11,8 +11,9 @@
 //! | 4 | `Interrupted` | Ctrl-C or SIGTERM before the end |
 //! | 5 | `RequestsGaveUp` | an account's requests failed for good (retries exhausted, refused) |
 //! | 6 | `AccountStopped` | an account's key was rejected or has expired |
+//! | 7 | `Unreconciled` | `reconcile` found payouts and revenue-history apart beyond rounding, with no reason |
 //!
-//! When several happen the most severe one gives the code: 1, then 6, 5, 4, 3. Apart from 1 (nothing
+//! When several happen the most severe one gives the code: 1, then 7, 6, 5, 4, 3. Apart from 1 (nothing
 //! else can be trusted when the command itself failed), a higher code is a worse outcome. Follow mode
 //! (`run`, `ingest`, `transform`, `load`, `sim` without a range) is not covered: it runs until a signal
 //! and exits 0 then, or 1 when a stage fails.
@@ -39,6 +40,9 @@ pub enum Outcome {
     /// An account's key was rejected or has expired: nothing comes from it until a person reissues or
     /// re-links the key.
     AccountStopped,
+    /// Coupang's payouts and its revenue-history disagree for an account and month beyond rounding, and
+    /// no reason explains it: money a finance team cannot sign off until a person looks.
+    Unreconciled,
     /// The command could not do its job: a bad config, Kafka or ClickHouse unreachable, a stage that
     /// failed, the demo not matching its ground truth.
     Failure,
@@ -49,23 +53,25 @@ pub const USAGE_ERROR: u8 = 2;
 
 /// The exit codes as `--help` lists them (a unit test keeps this text in step with [`Outcome`]).
 pub const HELP: &str = "\
-Exit codes of the commands that end by themselves (the most severe wins: 1, then 6 > 5 > 4 > 3):
+Exit codes of the commands that end by themselves (the most severe wins: 1, then 7 > 6 > 5 > 4 > 3):
   0  success
   1  failure: bad config, Kafka or ClickHouse unreachable, a stage failed
   2  usage error
   3  records dead-lettered
   4  interrupted (Ctrl-C or SIGTERM) before the end
   5  requests gave up (retries exhausted, or refused)
-  6  account stopped (key rejected or expired)";
+  6  account stopped (key rejected or expired)
+  7  unexplained reconciliation gap (reconcile)";
 
 impl Outcome {
     /// Every outcome, from the least to the most severe.
-    pub const ALL: [Outcome; 6] = [
+    pub const ALL: [Outcome; 7] = [
         Outcome::Success,
         Outcome::RecordsDeadLettered,
         Outcome::Interrupted,
         Outcome::RequestsGaveUp,
         Outcome::AccountStopped,
+        Outcome::Unreconciled,
         Outcome::Failure,
     ];
 
@@ -78,6 +84,7 @@ impl Outcome {
             Outcome::Interrupted => 4,
             Outcome::RequestsGaveUp => 5,
             Outcome::AccountStopped => 6,
+            Outcome::Unreconciled => 7,
         }
     }
 
@@ -90,6 +97,7 @@ impl Outcome {
             Outcome::Interrupted => "interrupted",
             Outcome::RequestsGaveUp => "requests gave up",
             Outcome::AccountStopped => "account stopped",
+            Outcome::Unreconciled => "unexplained reconciliation gap",
         }
     }
 
@@ -141,6 +149,8 @@ pub struct Findings {
     pub interrupted: bool,
     /// What the command could not do (e.g. read Kafka): any of it makes the outcome a failure.
     pub failures: Vec<String>,
+    /// Account months whose payouts and revenue-history differ with no reason (`alias 2026-09 1,000`).
+    pub unreconciled: Vec<String>,
 }
 
 impl Findings {
@@ -183,6 +193,7 @@ impl Findings {
         let dead_lettered = self.dead_lettered_records() > 0;
         [
             (!self.failures.is_empty(), Outcome::Failure),
+            (!self.unreconciled.is_empty(), Outcome::Unreconciled),
             (!self.stopped.is_empty(), Outcome::AccountStopped),
             (!self.gave_up.is_empty(), Outcome::RequestsGaveUp),
             (self.interrupted, Outcome::Interrupted),
@@ -211,6 +222,9 @@ impl Findings {
         let names = |aliases: &BTreeSet<String>| aliases.iter().cloned().collect::<Vec<_>>().join(", ");
         let mut parts = Vec::new();
         parts.extend(self.failures.iter().cloned());
+        if !self.unreconciled.is_empty() {
+            parts.push(format!("unexplained gap ({})", self.unreconciled.join(", ")));
+        }
         if !self.stopped.is_empty() {
             let noun = if self.stopped.len() == 1 { "account" } else { "accounts" };
             parts.push(format!("{} {noun} stopped ({})", self.stopped.len(), names(&self.stopped)));
@@ -248,6 +262,7 @@ mod tests {
             (Outcome::Interrupted, 4, "interrupted"),
             (Outcome::RequestsGaveUp, 5, "requests gave up"),
             (Outcome::AccountStopped, 6, "account stopped"),
+            (Outcome::Unreconciled, 7, "unexplained reconciliation gap"),
         ];
         assert_eq!(table.len(), Outcome::ALL.len(), "the table names every outcome");
         for (outcome, code, meaning) in table {
@@ -266,8 +281,8 @@ mod tests {
         let mut sorted = Outcome::ALL;
         sorted.sort();
         assert_eq!(sorted, Outcome::ALL, "ALL is in the order of severity");
-        let codes: Vec<u8> = Outcome::ALL[..5].iter().map(|o| o.code()).collect();
-        assert_eq!(codes, [0, 3, 4, 5, 6]);
+        let codes: Vec<u8> = Outcome::ALL[..6].iter().map(|o| o.code()).collect();
+        assert_eq!(codes, [0, 3, 4, 5, 6, 7]);
         assert_eq!(Outcome::ALL.iter().max(), Some(&Outcome::Failure));
 
         let everything = Findings {
@@ -277,11 +292,14 @@ mod tests {
             dead_lettered_by_stage: [("transform".to_string(), 1)].into(),
             interrupted: true,
             failures: vec!["Kafka could not be read".into()],
+            unreconciled: vec!["shop-d 2026-09 1,000".into()],
         };
         // Take away the most severe finding, one after the other.
         let mut findings = everything.clone();
         assert_eq!(findings.outcome(), Outcome::Failure);
         findings.failures.clear();
+        assert_eq!(findings.outcome(), Outcome::Unreconciled);
+        findings.unreconciled.clear();
         assert_eq!(findings.outcome(), Outcome::AccountStopped);
         findings.stopped.clear();
         assert_eq!(findings.outcome(), Outcome::RequestsGaveUp);
@@ -298,6 +316,7 @@ mod tests {
 
         let mut no_failure = everything;
         no_failure.failures.clear();
+        no_failure.unreconciled.clear();
         assert_eq!(
             no_failure.summary().as_deref(),
             Some(

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use coupang_etl::commands::backfill::BackfillArgs;
 use coupang_etl::commands::demo::DemoArgs;
 use coupang_etl::commands::process::{self, Runs};
+use coupang_etl::commands::reconcile::ReconcileArgs;
 use coupang_etl::commands::sim::SimArgs;
 use coupang_etl::commands::stages::RangeArgs;
 use coupang_etl::commands::{self, CommandResult};
@@ -138,6 +139,14 @@ enum Command {
     Accounts,
     /// Print daily payment amounts per account from ClickHouse.
     Summary,
+    /// Tie a month's payouts to revenue-history and our payments, per account, with every gap's reason
+    ///
+    /// Reads the `reconciliation` view: our payment facts paid in the month, Coupang's revenue-history
+    /// recognised in it, and its payouts (settlement-histories) for it. A gap between the payouts and
+    /// revenue-history has a named reason (not yet in a payout, reserve held back, seller service fee and
+    /// other deductions, rounding of up to 1 won per payout) or is unexplained. Exits 7 when an account's
+    /// month has an unexplained gap, naming it on stderr; 0 otherwise.
+    Reconcile(ReconcileArgs),
 }
 
 impl Command {
@@ -199,5 +208,6 @@ async fn execute(cli: Cli) -> CommandResult {
         Command::Sim(args) => commands::sim::run(&config, args, shutdown).await,
         Command::Accounts => commands::admin::accounts(&config).await,
         Command::Summary => commands::admin::summary(&config).await,
+        Command::Reconcile(args) => commands::reconcile::run(&config, args).await,
     }
 }

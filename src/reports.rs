@@ -1,9 +1,10 @@
-//! The text reports of the commands that print one: `accounts`, `summary`, `migrate`, and what
-//! `run`/`ingest` collected. (`status` and the demo render their own, beside their data.)
+//! The text reports of the commands that print one: `accounts`, `summary`, `migrate`, `reconcile`,
+//! and what `run`/`ingest` collected. (`status` and the demo render their own, beside their data.)
 
+use chrono::NaiveDate;
 use coupang_ingest::IngestReport;
 use coupang_load::summary::DailyPayment;
-use coupang_load::MigrationReport;
+use coupang_load::{MigrationReport, Reconciliation};
 use etl_core::account::KeyHealth;
 use std::fmt::Write as _;
 
@@ -104,4 +105,90 @@ pub fn ingest(report: &IngestReport) -> String {
         );
     }
     out
+}
+
+/// Won with thousands grouped: `1,234,567`, `-19,900`.
+pub fn won(amount: i64) -> String {
+    let digits = amount.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if amount < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+/// `reconcile`: per account, our payments, revenue-history and the payouts of `month`, the gaps and
+/// the reasons; a statement a finance person reads top to bottom.
+pub fn reconciliation(month: NaiveDate, accounts: &[Reconciliation]) -> String {
+    let period = month.format("%Y-%m");
+    let mut out = format!("Reconciliation of revenue-recognition month {period} (KRW)\n");
+    if accounts.is_empty() {
+        let _ = writeln!(out, "\nNo payments, revenue-history or payouts in ClickHouse for {period}.");
+    }
+    for a in accounts {
+        let line = |out: &mut String, label: &str, amount: i64, note: String| {
+            let _ = writeln!(out, "  {label:<44} {:>15}  {note}", won(amount));
+        };
+        let _ = writeln!(out, "\n{} ({})  {}", a.account_alias, a.vendor_id, a.status.as_str().to_uppercase());
+        line(
+            &mut out,
+            "Our payments, paid in the month",
+            a.payments,
+            format!("provisional {}", won(a.provisional_payments)),
+        );
+        line(
+            &mut out,
+            "Revenue-history, recognised in the month",
+            a.revenue_total_sale,
+            "sales less seller coupons, plus shipping".into(),
+        );
+        line(&mut out, "  less service fee", -a.revenue_service_fee, String::new());
+        line(&mut out, "  to be settled", a.revenue_settlement, format!("refunds {}", won(a.revenue_refunds)));
+        let cycles = format!("Payout cycles' targets ({} closed)", a.payout_cycles);
+        line(
+            &mut out,
+            &cycles,
+            a.cycle_target,
+            format!("their days' revenue {}, gap {}", won(a.revenue_in_cycles), won(a.target_gap)),
+        );
+        line(&mut out, "RESERVE target", a.reserve_target, format!("gap to the month {}", won(a.reserve_gap)));
+        line(&mut out, "Paid by cycles", a.cycle_paid, format!("held back {}", won(a.reserve_held_back)));
+        line(&mut out, "Paid by the RESERVE", a.reserve_paid, format!("rounding {}", won(a.rounding)));
+        line(&mut out, "Deductions", -a.deductions, format!("seller service fee {}", won(a.seller_service_fee)));
+        line(&mut out, "To the bank account", a.final_amount, format!("still scheduled {}", won(a.scheduled_amount)));
+        line(&mut out, "Not yet in a payout", a.not_yet_in_payout, String::new());
+        line(&mut out, "Unexplained", a.unexplained, String::new());
+        let reasons = if a.reasons.is_empty() { "none".to_string() } else { grouped(&a.reasons) };
+        let _ = writeln!(out, "  Reasons: {reasons}");
+    }
+    out
+}
+
+/// `text` with every whole number in it grouped by thousands, as [`won`] writes them.
+fn grouped(text: &str) -> String {
+    let words = text.split(' ').map(|word| {
+        let (number, rest) = word.split_at(word.find([';', ',']).unwrap_or(word.len()));
+        number.parse::<i64>().map_or(word.to_string(), |n| format!("{}{rest}", won(n)))
+    });
+    words.collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_read_with_grouped_thousands() {
+        assert_eq!(
+            grouped("payouts differ from revenue-history by -1000; seller service fee 55000; 3 rows"),
+            "payouts differ from revenue-history by -1,000; seller service fee 55,000; 3 rows"
+        );
+    }
 }

@@ -93,7 +93,8 @@ pub fn weekly_share(target: i64) -> i64 {
 }
 
 /// The payout rows of `month` (its first day) as of `today`: a WEEKLY row for every week with sales
-/// that closed before `today`, and the RESERVE row once the month closed. `skew` is added to one WEEKLY row's
+/// that closed before `today`, and the RESERVE row once the month closed (if it had a week with sales:
+/// a month without any shows no row at all). `skew` is added to one WEEKLY row's
 /// totals (the first of the month): the fault of a payout that disagrees with revenue-history.
 pub fn payout_rows(rows: &[RevenueRow], month: NaiveDate, today: NaiveDate, skew: i64) -> Vec<Value> {
     let status = |paid_on: NaiveDate| if paid_on <= today { "DONE" } else { "SUBJECT" };
@@ -121,7 +122,7 @@ pub fn payout_rows(rows: &[RevenueRow], month: NaiveDate, today: NaiveDate, skew
         ));
     }
     let last = last_day(month);
-    if last < today {
+    if last < today && !payouts.is_empty() {
         let whole = totals(rows, month, last);
         let fee = if whole.total_sale >= SERVICE_FEE_THRESHOLD { SELLER_SERVICE_FEE } else { 0 };
         let paid_on = business_day(first_of_next(first_of_next(month)));

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod backfill;
 pub mod demo;
 pub mod process;
+pub mod reconcile;
 pub mod sim;
 pub mod stages;
 
