@@ -11,6 +11,7 @@ use coupang_ingest::{AccountStatus, Checkpoint};
 use coupang_load::schema::SchemaError;
 use coupang_load::summary::{AccountFreshness, Reader};
 use coupang_load::ClickHouseConfig;
+use coupang_load::{Reconciliation, ReconciliationStatus};
 use etl_core::account::{AccountConfig, KeyHealth};
 use etl_core::kafka::Consumes;
 use std::collections::{BTreeMap, HashMap};
@@ -31,6 +32,9 @@ pub struct StatusReport {
     pub lag: Vec<(&'static str, Result<i64, String>)>,
     /// Per stage that sent any, the records in the dead-letter topic.
     pub dead_letters: Result<BTreeMap<String, u64>, String>,
+    /// The open recognition months' reconciliation, every account (shown, not a finding: `reconcile`
+    /// and the loader's metrics are its checks).
+    pub reconciliation: Result<Vec<Reconciliation>, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -70,6 +74,7 @@ pub async fn gather_with(config: &Config, reader: Option<&Reader>) -> StatusRepo
         coupang_ingest::load_checkpoints(kafka).await.map_err(|e| e.to_string())
     };
     let freshness = async { read_freshness(&config.clickhouse, reader).await.map_err(|e| e.to_string()) };
+    let reconciliation = async { read_reconciliation(&config.clickhouse, reader).await.map_err(|e| e.to_string()) };
     let lag_of = |consumes: Consumes| async move {
         broker()?;
         consumes.lag(kafka).await.map_err(|e| e.to_string())
@@ -80,8 +85,8 @@ pub async fn gather_with(config: &Config, reader: Option<&Reader>) -> StatusRepo
         broker()?;
         etl_core::kafka::dead_letters_by_stage(kafka, READ_TIMEOUT).await.map_err(|e| e.to_string())
     };
-    let (statuses, checkpoints, freshness, transform_lag, load_lag, dead_letters) =
-        futures::join!(statuses, checkpoints, freshness, transform_lag, load_lag, dead_letters);
+    let (statuses, checkpoints, freshness, transform_lag, load_lag, dead_letters, reconciliation) =
+        futures::join!(statuses, checkpoints, freshness, transform_lag, load_lag, dead_letters, reconciliation);
 
     let today = etl_core::time::now_kst().date_naive();
     let accounts = config
@@ -98,6 +103,19 @@ pub async fn gather_with(config: &Config, reader: Option<&Reader>) -> StatusRepo
         clickhouse: freshness.map(|_| ()),
         lag: vec![("transform", transform_lag), ("load", load_lag)],
         dead_letters,
+        reconciliation,
+    }
+}
+
+/// The open months' reconciliation: through the command's reader, or a reader of its own.
+async fn read_reconciliation(
+    config: &ClickHouseConfig,
+    reader: Option<&Reader>,
+) -> Result<Vec<Reconciliation>, SchemaError> {
+    let months = coupang_load::reconciliation::open_months(etl_core::time::now_kst().date_naive());
+    match reader {
+        Some(reader) => reader.reconciliation(months, None).await,
+        None => Reader::connect(config).await?.reconciliation(months, None).await,
     }
 }
 
@@ -205,6 +223,27 @@ impl StatusReport {
             None => "nothing loaded yet".into(),
         };
         let _ = writeln!(out, "  in ClickHouse   {loaded}");
+        let _ = writeln!(out, "  reconciliation  {}", self.reconciliation_of(account));
+    }
+
+    /// An account's open months: `2026-10 tied · 2026-11 explained · 2026-12 UNEXPLAINED 1,000 won`.
+    fn reconciliation_of(&self, account: &AccountView) -> String {
+        let Ok(all) = &self.reconciliation else { return "unknown (see below)".into() };
+        let months: Vec<String> = all
+            .iter()
+            .filter(|r| r.vendor_id == account.vendor_id)
+            .map(|r| match r.status {
+                ReconciliationStatus::Unexplained => {
+                    format!("{} UNEXPLAINED {} won", r.month.format("%Y-%m"), crate::reports::won(r.unexplained))
+                }
+                status => format!("{} {}", r.month.format("%Y-%m"), status.as_str()),
+            })
+            .collect();
+        if months.is_empty() {
+            "no payments, revenue or payouts in the open months".into()
+        } else {
+            months.join(" · ")
+        }
     }
 
     /// The pipeline's block: consumer lag, dead letters, and the sources that could not be read.
@@ -230,6 +269,9 @@ impl StatusReport {
             if let Err(error) = result {
                 let _ = writeln!(out, "  ({source} could not be read: {error})");
             }
+        }
+        if let (Err(error), Ok(())) = (&self.reconciliation, &self.clickhouse) {
+            let _ = writeln!(out, "  (the reconciliation could not be read: {error})");
         }
         if let Some((stage, Err(error))) = self.lag.iter().find(|(_, lag)| lag.is_err()) {
             let _ = writeln!(out, "  ({stage} lag could not be read: {error})");
@@ -340,6 +382,7 @@ mod tests {
             clickhouse: Ok(()),
             lag: vec![("transform", Err("broker down".into())), ("load", Ok(0))],
             dead_letters: Err("broker down".into()),
+            reconciliation: Ok(vec![]),
         };
         let text = report.render();
         assert!(text.contains("shop-a (vendor A00012345): ok"), "{text}");
@@ -388,6 +431,7 @@ mod tests {
             clickhouse: Ok(()),
             lag: vec![("transform", Ok(120)), ("load", Ok(0))],
             dead_letters: Ok(BTreeMap::new()),
+            reconciliation: Ok(vec![]),
         };
         // A key to reissue soon and lag while the pipeline works are no reason to page anyone.
         assert_eq!(healthy.findings().outcome(), Outcome::Success);

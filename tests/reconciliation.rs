@@ -82,9 +82,19 @@ async fn a_simulated_quarter_ties_to_the_won_and_the_disagreeing_payout_is_named
         assert_eq!(scheduled, m.month == month(8), "{} {}: {m:#?}", m.vendor_id, m.month);
     }
 
+    // The loader's metrics: every account-month, the skewed one at its 1,000 won and status 2.
+    assert!(coupang_load::reconciliation::refresh_metrics(&reader).await.unwrap() >= 9);
+    let metrics = etl_core::metrics::metrics().render();
+    let skewed_alias = &config.accounts.iter().find(|a| a.vendor_id == SKEWED_VENDOR).unwrap().alias;
+    for (name, value) in [("unexplained_won", 1_000), ("status", 2)] {
+        let line = format!("coupang_etl_reconciliation_{name}{{account=\"{skewed_alias}\",month=\"2026-07\"}} {value}");
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
+    let tied = metrics.lines().filter(|l| l.starts_with("coupang_etl_reconciliation_status{") && l.ends_with(" 0"));
+    assert!(tied.count() >= 8, "the other account-months are tied:\n{metrics}");
+
     // The command, as a finance person runs it: exit 7 naming the account and month, 0 where all ties.
     let file = write_config_file(&config, "reconcile");
-    let skewed_alias = &config.accounts.iter().find(|a| a.vendor_id == SKEWED_VENDOR).unwrap().alias;
     let july = coupang_etl_command(&file).args(["reconcile", "--month", "2026-07"]).output().unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&july.stdout), String::from_utf8_lossy(&july.stderr));
     assert_eq!(july.status.code(), Some(7), "{stdout}{stderr}");

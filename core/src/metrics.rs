@@ -31,6 +31,13 @@ pub struct AccountLabel {
     pub account: String,
 }
 
+/// An account and a revenue-recognition month (`YYYY-MM`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AccountMonth {
+    pub account: String,
+    pub month: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StageLabel {
     pub stage: &'static str,
@@ -90,6 +97,11 @@ pub struct Metrics {
     /// `time() - …` is how stale the account's numbers can be.
     pub newest_change_loaded: Family<AccountLabel, Gauge>,
     pub key_days_left: Family<AccountLabel, Gauge>,
+    /// Per account and recognition month, the won by which payouts and revenue-history differ with no
+    /// reason (the `reconciliation` view's `unexplained`), and its status: 0 tied, 1 explained, 2
+    /// unexplained.
+    pub reconciliation_unexplained_won: Family<AccountMonth, Gauge>,
+    pub reconciliation_status: Family<AccountMonth, Gauge>,
     pub dead_letters: Family<StageLabel, Counter>,
     pub restarts: Family<StageLabel, Counter>,
     /// 1 while the stage is connected and working, 0 while it starts or restarts after a failure.
@@ -118,6 +130,8 @@ impl Metrics {
             freshness_seconds: Histogram::new(exponential_buckets(1.0, 2.0, 20)),
             newest_change_loaded: Family::default(),
             key_days_left: Family::default(),
+            reconciliation_unexplained_won: Family::default(),
+            reconciliation_status: Family::default(),
             dead_letters: Family::default(),
             restarts: Family::default(),
             stage_ready: Family::default(),
@@ -192,6 +206,16 @@ impl Metrics {
             metrics.newest_change_loaded.clone(),
         );
         registry.register("key_days_left", "Days until the account's API key expires", metrics.key_days_left.clone());
+        registry.register(
+            "reconciliation_unexplained_won",
+            "Won by which payouts and revenue-history differ with no reason, by account and recognition month",
+            metrics.reconciliation_unexplained_won.clone(),
+        );
+        registry.register(
+            "reconciliation_status",
+            "Reconciliation by account and recognition month: 0 tied, 1 explained, 2 unexplained",
+            metrics.reconciliation_status.clone(),
+        );
         registry.register(
             "dead_letters",
             "Records sent to the dead-letter topic, by stage",

@@ -101,6 +101,10 @@ pub struct LoadConfig {
     /// Longest pause between two attempts of a failing INSERT, seconds.
     #[serde(default = "default_max_backoff_secs")]
     pub max_backoff_secs: u64,
+    /// How often the loader reads the `reconciliation` view (the current and two previous recognition
+    /// months) into its metrics, seconds; 0 turns it off. Each read scans the tables with FINAL.
+    #[serde(default = "default_reconcile_every_secs")]
+    pub reconcile_every_secs: u64,
 }
 
 fn default_group_id() -> String {
@@ -117,6 +121,9 @@ fn default_batch_bytes() -> usize {
 }
 fn default_max_backoff_secs() -> u64 {
     30
+}
+fn default_reconcile_every_secs() -> u64 {
+    600
 }
 
 impl LoadConfig {
@@ -146,6 +153,7 @@ impl Default for LoadConfig {
             batch_wait_ms: default_batch_wait_ms(),
             batch_bytes: default_batch_bytes(),
             max_backoff_secs: default_max_backoff_secs(),
+            reconcile_every_secs: default_reconcile_every_secs(),
         }
     }
 }

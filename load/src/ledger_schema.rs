@@ -30,6 +30,13 @@ CREATE TABLE IF NOT EXISTS {db}.revenue_rows (
 PARTITION BY toYYYYMM(recognition_date)
 ORDER BY (vendor_id, order_id, sale_type, recognition_date, same_day_row)";
 
+/// Like `payment_facts` (migration 5): the loader's INSERTs carry a deduplication token, which a
+/// single-node MergeTree only honours with a window.
+pub(crate) const LEDGER_DEDUPLICATION_WINDOW: [&str; 2] = [
+    "ALTER TABLE {db}.revenue_rows MODIFY SETTING non_replicated_deduplication_window = 1000",
+    "ALTER TABLE {db}.settlements MODIFY SETTING non_replicated_deduplication_window = 1000",
+];
+
 /// One row per payout cycle (key: vendor, type, recognition range: Coupang gives a payout no id); the
 /// newest collection wins, so a scheduled (SUBJECT) payout is replaced once it is paid (DONE).
 pub(crate) const SETTLEMENTS: &str = "
@@ -73,6 +80,8 @@ ORDER BY (vendor_id, settlement_type, recognition_date_from, recognition_date_to
 /// - `payment_day_gap`: revenue-history of the sales paid in the month (by payment day) against our
 ///   confirmed payments of the month plus the Coupang-funded coupons they carry: 0 once every payment
 ///   of the month was recognised and collected; informational, it does not set the status.
+/// - `tied`: no gap, no rounding, and the month is paid in full (its RESERVE came, every recognised won
+///   is in a payout). Deductions and additional payouts are named in `reasons` but do not untie it.
 /// - explained, never a gap: revenue not yet in a payout, the reserve held back, deductions (the
 ///   seller service fee and others), additional payouts, provisional payments not yet recognised.
 pub(crate) const RECONCILIATION: &str = "
@@ -94,7 +103,7 @@ SELECT
     abs(rounding) <= payout_cycles + reserve_rows AS rounding_ok,
     target_gap + reserve_gap + if(rounding_ok, 0, rounding) AS unexplained,
     multiIf(target_gap != 0 OR reserve_gap != 0 OR NOT rounding_ok, 'unexplained',
-            reserve_rows > 0 AND not_yet_in_payout = 0, 'tied',
+            reserve_rows > 0 AND not_yet_in_payout = 0 AND rounding = 0, 'tied',
             'explained') AS status,
     arrayStringConcat(arrayFilter(reason -> reason != '', [
         if(target_gap != 0, concat('payouts differ from revenue-history by ', toString(target_gap)), ''),

@@ -11,7 +11,7 @@ use clickhouse::Row;
 use serde::Deserialize;
 
 use crate::config::ClickHouseConfig;
-use crate::ledger_schema::{RECONCILIATION, REVENUE_ROWS, SETTLEMENTS};
+use crate::ledger_schema::{LEDGER_DEDUPLICATION_WINDOW, RECONCILIATION, REVENUE_ROWS, SETTLEMENTS};
 use crate::server::{ServerInfo, MODERN};
 use etl_core::invalid::InvalidSetting;
 
@@ -101,6 +101,13 @@ pub const MIGRATIONS: &[Migration] = &[
         statements: &[RECONCILIATION],
         adds_column: None,
         needs: Needs::Nothing,
+    },
+    Migration {
+        version: 10,
+        name: "revenue_rows and settlements drop a retried INSERT that already landed (single-node servers ≥ 22.8)",
+        statements: &[LEDGER_DEDUPLICATION_WINDOW[0], LEDGER_DEDUPLICATION_WINDOW[1]],
+        adds_column: None,
+        needs: Needs::SingleNodeTable { table: "revenue_rows", server: MODERN },
     },
 ];
 

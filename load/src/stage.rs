@@ -26,6 +26,7 @@ use crate::config::{ClickHouseConfig, LoadConfig};
 use crate::ledger::{PayoutRow, RevenueRow};
 use crate::row::{FactRow, RowError};
 use crate::schema::{migrate, SchemaError};
+use crate::summary::Reader;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -80,6 +81,11 @@ async fn run_once(
         Target { client: clickhouse.client_for(&report.server), deduplication_token: report.server.is_modern() };
     let wait = Duration::from_millis(config.batch_wait_ms);
     let _lag = report_lag(kafka.clone(), STAGE, consumes(config, kafka), shutdown.clone());
+    let _reconciliation = (config.reconcile_every_secs > 0).then(|| {
+        let reader = Reader::for_server(clickhouse, report.server.clone());
+        let every = Duration::from_secs(config.reconcile_every_secs);
+        AbortOnDrop(tokio::spawn(crate::reconciliation::watch(reader, every, shutdown.clone())))
+    });
     metrics().set_ready(STAGE, true);
     tracing::info!(group = %config.group_id, topics = ?inputs, "load started");
 
@@ -233,30 +239,50 @@ fn record_loaded(rows: &[(FactRow, usize)], rejected: &Rejected, batch_len: usiz
     }
 }
 
-/// Decodes a batch into rows by topic, each with its message's index; records that do not decode, or
-/// do not fit their table, go to the dead-letter topic with the reason.
+/// Decodes a batch into rows by topic, each with its message's index. Records that do not decode, or do
+/// not fit their table, go to the dead-letter topic with the reason, once: a revenue record that does
+/// not decode is the transform's to dead-letter (it reads that topic too), so it is only skipped here.
 async fn rows_of(batch: &[OwnedMessage], topics: &Topics, dead_letter: &DeadLetter) -> Result<Rows, KafkaError> {
     let mut rows = Rows::default();
     for (index, message) in batch.iter().enumerate() {
         let payload = message.payload().unwrap_or_default();
         let topic = message.topic();
         let outcome = if topic == topics.raw_revenue {
-            row_of::<RevenueEvent, RevenueRow>(payload).map(|row| rows.revenue.push((row, index)))
+            match row_of::<RevenueEvent, RevenueRow>(payload) {
+                Err(Unfit::Undecodable(reason)) => {
+                    tracing::debug!(
+                        topic,
+                        offset = message.offset(),
+                        "skipped (the transform dead-letters it): {reason}"
+                    );
+                    Ok(())
+                }
+                other => other.map(|row| rows.revenue.push((row, index))),
+            }
         } else if topic == topics.raw_settlements {
             row_of::<SettlementEvent, PayoutRow>(payload).map(|row| rows.payouts.push((row, index)))
         } else {
             row_of::<PaymentFact, FactRow>(payload).map(|row| rows.facts.push((row, index)))
         };
-        if let Err(reason) = outcome {
-            dead_letter.send(message, &reason).await?;
+        if let Err(unfit) = outcome {
+            dead_letter.send(message, &unfit.to_string()).await?;
         }
     }
     Ok(rows)
 }
 
-fn row_of<E: EventType, R: for<'a> TryFrom<&'a E, Error = RowError>>(payload: &[u8]) -> Result<R, String> {
-    let event = decode::<E>(payload).map_err(|e| e.to_string())?;
-    R::try_from(&event).map_err(|e| e.to_string())
+/// Why a record gives no row.
+#[derive(Debug, thiserror::Error)]
+enum Unfit {
+    #[error("{0}")]
+    Undecodable(String),
+    #[error(transparent)]
+    OutOfRange(#[from] RowError),
+}
+
+fn row_of<E: EventType, R: for<'a> TryFrom<&'a E, Error = RowError>>(payload: &[u8]) -> Result<R, Unfit> {
+    let event = decode::<E>(payload).map_err(|e| Unfit::Undecodable(e.to_string()))?;
+    Ok(R::try_from(&event)?)
 }
 
 /// How an INSERT failed: the data (retrying the same rows cannot help), or anything else (ClickHouse

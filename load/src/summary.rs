@@ -76,8 +76,12 @@ impl std::fmt::Debug for Reader {
 impl Reader {
     /// Asks the server its version (`SELECT version()`) and makes the client for it.
     pub async fn connect(config: &ClickHouseConfig) -> Result<Reader, SchemaError> {
-        let server = server_info(config).await?;
-        Ok(Reader { client: config.client_for(&server), url: config.url.clone(), server })
+        Ok(Reader::for_server(config, server_info(config).await?))
+    }
+
+    /// A reader of a server whose version is known already.
+    pub(crate) fn for_server(config: &ClickHouseConfig, server: ServerInfo) -> Reader {
+        Reader { client: config.client_for(&server), url: config.url.clone(), server }
     }
 
     /// The server's version, as asked at [`Reader::connect`].
