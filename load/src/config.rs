@@ -101,8 +101,8 @@ pub struct LoadConfig {
     /// Longest pause between two attempts of a failing INSERT, seconds.
     #[serde(default = "default_max_backoff_secs")]
     pub max_backoff_secs: u64,
-    /// How often the loader reads the `reconciliation` view (the current and two previous recognition
-    /// months) into its metrics, seconds; 0 turns it off. Each read scans the tables with FINAL.
+    /// How often the loader reads the `reconciliation` view (every account and recognition month) into
+    /// its metrics, seconds; 0 turns it off. Each read scans the tables with FINAL.
     #[serde(default = "default_reconcile_every_secs")]
     pub reconcile_every_secs: u64,
 }

@@ -14,7 +14,8 @@ use crate::summary::Reader;
 /// Where a month of an account stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ReconciliationStatus {
-    /// The month is paid in full (its RESERVE came) and every won ties.
+    /// Every won ties: its RESERVE row is there (paid or still scheduled), every recognised won is in a
+    /// payout, no gap, no rounding.
     Tied,
     /// What differs has a named reason: not yet in a payout, the reserve held back, deductions, rounding.
     Explained,
