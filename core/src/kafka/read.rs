@@ -31,7 +31,7 @@ pub async fn group_lag(config: &KafkaConfig, group_id: &str, topic: &str) -> Res
         let committed = consumer.committed_offsets(wanted, timeout).map_err(offsets_error)?;
         let mut lag = 0;
         for &partition in &partitions {
-            let (low, high) = consumer.fetch_watermarks(&topic, partition, timeout).map_err(offsets_error)?;
+            let (low, high) = watermarks(&consumer, &topic, partition, timeout).map_err(offsets_error)?;
             let done = match committed.find_partition(&topic, partition).map(|e| e.offset()) {
                 Some(Offset::Offset(offset)) => offset,
                 _ => low,
@@ -42,6 +42,34 @@ pub async fn group_lag(config: &KafkaConfig, group_id: &str, topic: &str) -> Res
     })
     .await
     .map_err(|_| KafkaSetupError::Join)?
+}
+
+/// A partition's low and high watermarks. Right after a topic is created (by this process or another)
+/// its partitions may not have a leader known to every broker yet: those answers are transient, so
+/// they are asked again for a few seconds before they count as failures.
+fn watermarks(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+) -> Result<(i64, i64), rdkafka::error::KafkaError> {
+    use rdkafka::types::RDKafkaErrorCode::{LeaderNotAvailable, NotLeaderForPartition, UnknownTopicOrPartition};
+    let mut attempts = 0;
+    loop {
+        match consumer.fetch_watermarks(topic, partition, timeout) {
+            Err(error)
+                if attempts < 25
+                    && matches!(
+                        error.rdkafka_error_code(),
+                        Some(NotLeaderForPartition | LeaderNotAvailable | UnknownTopicOrPartition)
+                    ) =>
+            {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The latest payload of every key in `topic` (a compacted topic read as a table), read from the
@@ -95,7 +123,7 @@ async fn read_topic<T: Send + 'static>(
         let mut assignment = TopicPartitionList::new();
         let mut ends = HashMap::new();
         for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
-            let (low, high) = consumer.fetch_watermarks(&topic, partition.id(), timeout).map_err(offsets_error)?;
+            let (low, high) = watermarks(&consumer, &topic, partition.id(), timeout).map_err(offsets_error)?;
             if high > low {
                 ends.insert(partition.id(), high);
                 assignment.add_partition_offset(&topic, partition.id(), Offset::Offset(low)).map_err(offsets_error)?;
