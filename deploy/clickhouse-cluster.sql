@@ -41,7 +41,9 @@ CREATE TABLE IF NOT EXISTS {db}.payment_facts_local ON CLUSTER {cluster} (
         quantity < 0 OR cancelled_quantity < 0 OR cancelled_quantity > quantity
         OR order_price < 0 OR shipping_fee < 0 OR seller_coupon_discount < 0 OR coupang_coupon_discount < 0
         OR payment_amount < 0
-        OR payment_amount != order_price + shipping_fee - seller_coupon_discount - coupang_coupon_discount)
+        OR payment_amount != order_price + shipping_fee - seller_coupon_discount - coupang_coupon_discount),
+    change_cause String DEFAULT 'UNRECORDED',
+    previous_payment_amount Nullable(Int64)
 ) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{db}/payment_facts_local', '{replica}', version)
 PARTITION BY toYYYYMM(payment_date)
 ORDER BY (vendor_id, order_id, vendor_item_id);

@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use coupang_etl::commands::backfill::BackfillArgs;
+use coupang_etl::commands::changes::ChangesArgs;
 use coupang_etl::commands::demo::DemoArgs;
 use coupang_etl::commands::process::{self, Runs};
 use coupang_etl::commands::reconcile::ReconcileArgs;
@@ -147,6 +148,13 @@ enum Command {
     /// other deductions, rounding of up to 1 won per payout) or is unexplained. Exits 7 when an account's
     /// month has an unexplained gap, naming it on stderr; 0 otherwise.
     Reconcile(ReconcileArgs),
+    /// Why a payment day's numbers moved: each order's restatements with old and new amounts and cause
+    ///
+    /// Reads `payment_fact_history`: every version of the day's orders that changed an amount or added
+    /// an order, in the order they were loaded (`--since`: only those loaded from that moment on, Korea
+    /// time), with the cause the transform derived (NEW_ORDER, CONFIRMATION, CANCEL, RETURN, REFUND,
+    /// WITHDRAWAL, STATUS, CORRECTION).
+    Changes(ChangesArgs),
 }
 
 impl Command {
@@ -209,5 +217,6 @@ async fn execute(cli: Cli) -> CommandResult {
         Command::Accounts => commands::admin::accounts(&config).await,
         Command::Summary => commands::admin::summary(&config).await,
         Command::Reconcile(args) => commands::reconcile::run(&config, args).await,
+        Command::Changes(args) => commands::changes::run(&config, args).await,
     }
 }

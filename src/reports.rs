@@ -1,8 +1,9 @@
 //! The text reports of the commands that print one: `accounts`, `summary`, `migrate`, `reconcile`,
 //! and what `run`/`ingest` collected. (`status` and the demo render their own, beside their data.)
 
-use chrono::NaiveDate;
+use chrono::{NaiveDate, NaiveDateTime};
 use coupang_ingest::IngestReport;
+use coupang_load::history::Restatement;
 use coupang_load::summary::DailyPayment;
 use coupang_load::{MigrationReport, Reconciliation};
 use etl_core::account::KeyHealth;
@@ -168,6 +169,37 @@ pub fn reconciliation(month: NaiveDate, accounts: &[Reconciliation]) -> String {
         let reasons = if a.reasons.is_empty() { "none".to_string() } else { grouped(&a.reasons) };
         let _ = writeln!(out, "  Reasons: {reasons}");
     }
+    out
+}
+
+/// `changes`: a payment day's restatements, one line per order and version, oldest first.
+pub fn restatements(account: &str, day: NaiveDate, since: Option<NaiveDateTime>, changes: &[Restatement]) -> String {
+    let since = since.map_or(String::new(), |moment| format!(" since {} KST", moment.format("%Y-%m-%d %H:%M")));
+    let mut out = format!("Changes to payment day {day} of {account}{since} (KRW)\n");
+    let _ = writeln!(
+        out,
+        "{:<19}  {:>16}  {:<22} {:>12} {:>12} {:>12}",
+        "known at (KST)", "order", "cause", "before", "after", "change"
+    );
+    let moment = |unix: u32| {
+        chrono::DateTime::from_timestamp(i64::from(unix), 0)
+            .map(|t| t.with_timezone(&etl_core::time::kst()).format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_default()
+    };
+    for c in changes {
+        let _ = writeln!(
+            out,
+            "{:<19}  {:>16}  {:<22} {:>12} {:>12} {:>12}",
+            moment(c.known_at),
+            c.order_id,
+            c.causes,
+            won(c.old_amount),
+            won(c.new_amount),
+            won(c.new_amount - c.old_amount)
+        );
+    }
+    let net: i64 = changes.iter().map(|c| c.new_amount - c.old_amount).sum();
+    let _ = writeln!(out, "{} changes, net {}", changes.len(), won(net));
     out
 }
 

@@ -105,6 +105,10 @@ pub struct LoadConfig {
     /// its metrics, seconds; 0 turns it off. Each read scans the tables with FINAL.
     #[serde(default = "default_reconcile_every_secs")]
     pub reconcile_every_secs: u64,
+    /// Days `payment_fact_history` keeps a version after it was loaded (a TTL, on servers ≥ 22.8);
+    /// 0 keeps every version.
+    #[serde(default = "default_history_retention_days")]
+    pub history_retention_days: u32,
 }
 
 fn default_group_id() -> String {
@@ -124,6 +128,10 @@ fn default_max_backoff_secs() -> u64 {
 }
 fn default_reconcile_every_secs() -> u64 {
     600
+}
+/// Two years: "what did we report for this month last year" stays answerable.
+fn default_history_retention_days() -> u32 {
+    730
 }
 
 impl LoadConfig {
@@ -154,6 +162,7 @@ impl Default for LoadConfig {
             batch_bytes: default_batch_bytes(),
             max_backoff_secs: default_max_backoff_secs(),
             reconcile_every_secs: default_reconcile_every_secs(),
+            history_retention_days: default_history_retention_days(),
         }
     }
 }

@@ -5,6 +5,8 @@
 //! ClickHouse acknowledged the insert, so a crash replays at most one batch, harmlessly.
 
 pub mod config;
+pub mod history;
+pub mod history_schema;
 mod ledger;
 mod ledger_schema;
 pub mod reconciliation;

@@ -1,7 +1,7 @@
 //! The ClickHouse row of a payment fact. Field order is the INSERT's column order (RowBinary).
 
 use clickhouse::Row;
-use coupang_schemas::{FactStatus, PaymentFact};
+use coupang_schemas::{ChangeCause, FactStatus, PaymentFact};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
@@ -28,6 +28,9 @@ pub struct FactRow {
     pub cancelled: u8,
     pub event_time: u32,
     pub version: u64,
+    pub change_cause: ChangeCause,
+    /// `Nullable(Int64)`.
+    pub previous_payment_amount: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,6 +69,8 @@ impl TryFrom<&PaymentFact> for FactRow {
             cancelled: u8::from(fact.cancelled),
             event_time: seconds(fact.event_time, "event_time")?,
             version: u64::try_from(fact.version).map_err(|_| out_of_range("version"))?,
+            change_cause: fact.change_cause.clone(),
+            previous_payment_amount: fact.previous_payment_amount,
         })
     }
 }

@@ -11,6 +11,7 @@ use clickhouse::Row;
 use serde::Deserialize;
 
 use crate::config::ClickHouseConfig;
+use crate::history_schema::{CHANGE_CAUSE, HISTORY, HISTORY_FEED, HISTORY_SEED, PREVIOUS_AMOUNT};
 use crate::ledger_schema::{LEDGER_DEDUPLICATION_WINDOW, RECONCILIATION, REVENUE_ROWS, SETTLEMENTS};
 use crate::server::{ServerInfo, MODERN};
 use etl_core::invalid::InvalidSetting;
@@ -108,6 +109,29 @@ pub const MIGRATIONS: &[Migration] = &[
         statements: &[LEDGER_DEDUPLICATION_WINDOW[0], LEDGER_DEDUPLICATION_WINDOW[1]],
         adds_column: None,
         needs: Needs::SingleNodeTable { table: "revenue_rows", server: MODERN },
+    },
+    Migration {
+        version: 11,
+        name: "payment_facts says why each version changed (change_cause)",
+        statements: &[CHANGE_CAUSE],
+        adds_column: Some(("payment_facts", "change_cause")),
+        needs: Needs::Nothing,
+    },
+    Migration {
+        version: 12,
+        name: "payment_facts keeps the amount before (previous_payment_amount)",
+        statements: &[PREVIOUS_AMOUNT],
+        adds_column: Some(("payment_facts", "previous_payment_amount")),
+        needs: Needs::Nothing,
+    },
+    Migration {
+        version: 13,
+        name: "payment_fact_history: every version with its load time, fed with each INSERT",
+        statements: &[HISTORY, HISTORY_FEED, HISTORY_SEED],
+        adds_column: None,
+        // A view on a Distributed or Merge table never sees the INSERTs: on a cluster the history is
+        // made on the local tables (docs/operations.md).
+        needs: Needs::SingleNodeTable { table: "payment_facts", server: (18, 16) },
     },
 ];
 

@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::config::{ClickHouseConfig, LoadConfig};
+use crate::history_schema::apply_history_retention;
 use crate::ledger::{PayoutRow, RevenueRow};
 use crate::row::{FactRow, RowError};
 use crate::schema::{migrate, SchemaError};
@@ -68,6 +69,9 @@ async fn run_once(
 ) -> Result<(), LoadError> {
     let report = migrate(clickhouse).await?;
     tracing::info!(server = %report.server.version, database = %report.database, "ClickHouse schema is current");
+    if let Some(retention) = apply_history_retention(clickhouse, &report.server, config.history_retention_days).await? {
+        tracing::info!("{retention}");
+    }
     let topics = kafka.topics();
     let inputs = inputs(&topics);
     let mut needed: Vec<&str> = inputs.iter().map(String::as_str).collect();
@@ -471,6 +475,8 @@ mod tests {
             cancelled: 0,
             event_time: 0,
             version,
+            change_cause: coupang_schemas::ChangeCause::NewOrder,
+            previous_payment_amount: None,
         }
     }
 

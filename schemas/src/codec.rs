@@ -991,6 +991,7 @@ mod tests {
                 cancelled_quantity: 0, order_price: amount, shipping_fee: 0,
                 seller_coupon_discount: 0, coupang_coupon_discount: 0, payment_amount: amount,
                 provisional, cancelled: false, event_time: 2, version: 3,
+                change_cause: crate::ChangeCause::Confirmation, previous_payment_amount: Some(amount / 2),
             };
             prop_assert_eq!(encode(&fact).unwrap(), encode_via_value(&fact));
             written_directly_as_apache_avro_writes(&fact);

@@ -128,6 +128,25 @@ open_vocabulary! {
     }
 }
 
+open_vocabulary! {
+    /// Why a fact's version differs from the one before it (derived by the transform from the event
+    /// that changed the order). `UNCHANGED`: this item did not change; another item of the order did,
+    /// or only the order's version moved (an open receipt, a later source time).
+    ChangeCause, "a change cause" {
+        NewOrder = "NEW_ORDER",
+        Status = "STATUS",
+        Confirmation = "CONFIRMATION",
+        Cancel = "CANCEL",
+        Return = "RETURN",
+        Refund = "REFUND",
+        Withdrawal = "WITHDRAWAL",
+        Correction = "CORRECTION",
+        Unchanged = "UNCHANGED",
+        /// Written before facts carried their cause (PaymentFact v1).
+        Unrecorded = "UNRECORDED",
+    }
+}
+
 /// A revenue-history row's kind: a `SALE` adds to the seller's revenue, a `REFUND` subtracts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SaleType {

@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::codec::EventType;
-use crate::domain::{FactStatus, OrderStatus, ReceiptStatus, ReceiptType, SaleType, SettlementStatus, SettlementType};
+use crate::domain::{
+    ChangeCause, FactStatus, OrderStatus, ReceiptStatus, ReceiptType, SaleType, SettlementStatus, SettlementType,
+};
 
 /// One shipment box of an order sheet as ingest saw it at one poll (`avro/order_sheet_event.v1.avsc`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,7 +83,7 @@ impl OrderSheetEvent {
     }
 }
 
-/// Current state of one (vendor, order, item) (`avro/payment_fact.v1.avsc`).
+/// Current state of one (vendor, order, item) (`avro/payment_fact.v2.avsc`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentFact {
     pub vendor_id: String,
@@ -105,6 +107,10 @@ pub struct PaymentFact {
     pub cancelled: bool,
     pub event_time: i64,
     pub version: i64,
+    /// Why this version differs from the item's version before it.
+    pub change_cause: ChangeCause,
+    /// The item's `payment_amount` in its version before; `None` for a new order's first version.
+    pub previous_payment_amount: Option<i64>,
 }
 
 impl PaymentFact {
@@ -130,7 +136,7 @@ impl EventType for OrderSheetEvent {
 impl EventType for PaymentFact {
     const NAME: &'static str = "PaymentFact";
     fn history() -> &'static [&'static str] {
-        &[include_str!("../avro/payment_fact.v1.avsc")]
+        &[include_str!("../avro/payment_fact.v1.avsc"), include_str!("../avro/payment_fact.v2.avsc")]
     }
 }
 

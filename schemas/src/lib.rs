@@ -14,7 +14,9 @@ mod domain;
 mod events;
 
 pub use codec::{decode, decode_with_apache_avro, encode, CodecError, EventType};
-pub use domain::{FactStatus, OrderStatus, ReceiptStatus, ReceiptType, SaleType, SettlementStatus, SettlementType};
+pub use domain::{
+    ChangeCause, FactStatus, OrderStatus, ReceiptStatus, ReceiptType, SaleType, SettlementStatus, SettlementType,
+};
 pub use events::{
     FactKey, OrderKey, OrderSheetEvent, OrderSheetItem, OrderStateRecord, PaymentFact, ReturnRequestEvent,
     ReturnRequestItem, RevenueEvent, RevenueItem, SettlementEvent,

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod backfill;
+pub mod changes;
 pub mod demo;
 pub mod process;
 pub mod reconcile;

@@ -2,7 +2,7 @@
 //! the simulator. A test that needs a field different sets it over a fixture, e.g.
 //! `PaymentFact { status: "CANCELLED".into(), ..fixtures::payment_fact(1, 1, 1) }`.
 
-use coupang_schemas::{OrderSheetEvent, PaymentFact};
+use coupang_schemas::{ChangeCause, OrderSheetEvent, PaymentFact};
 
 /// The vendor of every hand-built event: no simulated world has it, so they never mix with the
 /// simulator's orders or its ground truth.
@@ -55,5 +55,7 @@ pub fn payment_fact(order: i64, item: i64, version: i64) -> PaymentFact {
         cancelled: false,
         event_time: 1_762_560_000_000 + version * 1_000,
         version,
+        change_cause: if version == 1 { ChangeCause::NewOrder } else { ChangeCause::Correction },
+        previous_payment_amount: (version > 1).then(|| amount - 1),
     }
 }

@@ -19,11 +19,14 @@
 //! remaining ÷ the units they were given for. A coupon never takes a row below zero (seller-funded
 //! first, then Coupang-funded). Items known only from receipts or revenue rows get a fact once an
 //! order sheet gives their price and payment time.
+//!
+//! Each emitted fact also says why it was restated and what its amount was before ([`crate::cause`]).
 
-use coupang_schemas::{FactStatus, OrderStatus, PaymentFact, ReceiptType, SaleType};
+use coupang_schemas::{ChangeCause, FactStatus, OrderStatus, PaymentFact, ReceiptType, SaleType};
 use etl_core::time::{days_since_epoch, kst_date_of_millis};
 use std::collections::BTreeMap;
 
+use crate::cause::explain;
 use crate::order::{receipt_completed, OrderState, RawEvent};
 
 /// What the order sheets say about one vendor item of the order (lines merged across boxes).
@@ -80,7 +83,8 @@ struct OrderWide<'a> {
 }
 
 /// What one event did to its order: whether the state changed (it must be written to the changelog),
-/// and the order's facts when they changed (they must be emitted).
+/// and the order's facts when they changed (they must be emitted), each with its change cause and
+/// previous payment amount.
 #[derive(Debug, Default)]
 pub struct Applied {
     pub state_changed: bool,
@@ -94,10 +98,12 @@ pub fn apply(state: &mut OrderState, event: &RawEvent) -> Applied {
         return Applied::default();
     }
     let after = payment_facts(state);
-    Applied { state_changed: true, facts: (after != before).then_some(after) }
+    let facts = (after != before).then(|| explain(&before, after, event));
+    Applied { state_changed: true, facts }
 }
 
-/// The facts of one order as of its state, sorted by vendor item id.
+/// The facts of one order as of its state, sorted by vendor item id. Their change cause and previous
+/// amount are placeholders (`UNRECORDED`, `None`): only [`apply`] knows the version before.
 pub fn payment_facts(state: &OrderState) -> Vec<PaymentFact> {
     let Some(first_box) = state.boxes.values().next() else {
         return Vec::new();
@@ -287,6 +293,9 @@ fn item_fact(
         paid_at: order.paid_at,
         event_time: order.event_time,
         version: order.version,
+        // Filled in by `apply`, which knows the item's fact before the event.
+        change_cause: ChangeCause::Unrecorded,
+        previous_payment_amount: None,
     }
 }
 
@@ -304,7 +313,7 @@ fn newest_alias(state: &OrderState) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::order::tests::{line, receipt, revenue, sheet, PAID_AT};
     use crate::order::RawEvent;
@@ -319,13 +328,13 @@ mod tests {
         payment_facts(&state)
     }
 
-    fn s(e: OrderSheetEvent) -> RawEvent {
+    pub(crate) fn s(e: OrderSheetEvent) -> RawEvent {
         RawEvent::OrderSheet(e)
     }
-    fn r(e: ReturnRequestEvent) -> RawEvent {
+    pub(crate) fn r(e: ReturnRequestEvent) -> RawEvent {
         RawEvent::ReturnRequest(e)
     }
-    fn v(e: RevenueEvent) -> RawEvent {
+    pub(crate) fn v(e: RevenueEvent) -> RawEvent {
         RawEvent::Revenue(e)
     }
 
@@ -512,7 +521,7 @@ mod tests {
         assert_eq!(facts_of(&replayed), facts_of(&steps));
     }
 
-    mod properties {
+    pub(crate) mod properties {
         use super::*;
         use coupang_schemas::OrderKey;
         use proptest::prelude::*;
@@ -521,7 +530,7 @@ mod tests {
         /// One generated order: its lines (vendor item, units, unit price, seller and Coupang coupon per
         /// unit), fees, fate and payment time, plus every event Coupang would show for it.
         #[derive(Debug, Clone)]
-        struct Order {
+        pub(crate) struct Order {
             order_id: i64,
             paid_at: i64,
             lines: Vec<(i64, i32, i64, i64, i64)>,
@@ -639,7 +648,7 @@ mod tests {
             }
 
             /// Every event of the order's life, in the order Coupang would show them.
-            fn events(&self) -> Vec<RawEvent> {
+            pub(crate) fn events(&self) -> Vec<RawEvent> {
                 let mut events = vec![self.sheet("ACCEPT", 0, false), self.sheet("INSTRUCT", 0, false)];
                 let delivered = |events: &mut Vec<RawEvent>| {
                     events.push(self.sheet("DEPARTURE", 0, false));
@@ -700,10 +709,26 @@ mod tests {
             }
         }
 
-        fn orders() -> impl Strategy<Value = Vec<Order>> {
+        pub(crate) fn orders() -> impl Strategy<Value = Vec<Order>> {
             (1usize..5).prop_flat_map(|n| {
                 (0..n).map(|i| order_strategy(24_000_000_000_000 + 17 * i as i64)).collect::<Vec<_>>()
             })
+        }
+
+        /// `events` with the `duplicates` added, shuffled by a deterministic Fisher-Yates from `seed`.
+        pub(crate) fn mixed(events: &[RawEvent], duplicates: &[prop::sample::Index], seed: u64) -> Vec<RawEvent> {
+            let mut mixed = events.to_vec();
+            for index in duplicates {
+                mixed.push(events[index.index(events.len())].clone());
+            }
+            let mut x = seed | 1;
+            for i in (1..mixed.len()).rev() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                mixed.swap(i, (x % (i as u64 + 1)) as usize);
+            }
+            mixed
         }
 
         /// Folds the events per order key, as the stage does, and returns the final facts by key.
@@ -741,17 +766,7 @@ mod tests {
             ) {
                 let events: Vec<RawEvent> = orders.iter().flat_map(Order::events).collect();
                 let reference = run(&events);
-                let mut mixed = events.clone();
-                for index in &duplicates {
-                    mixed.push(events[index.index(events.len())].clone());
-                }
-                // A deterministic Fisher-Yates from the seed.
-                let mut x = shuffle_seed | 1;
-                for i in (1..mixed.len()).rev() {
-                    x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-                    mixed.swap(i, (x % (i as u64 + 1)) as usize);
-                }
-                prop_assert_eq!(run(&mixed), reference);
+                prop_assert_eq!(run(&mixed(&events, &duplicates, shuffle_seed)), reference);
             }
 
             #[test]

@@ -115,5 +115,7 @@ pub fn fact() -> PaymentFact {
         cancelled: false,
         event_time: 1_790_500_000_000,
         version: 14_324_000_000_000_005,
+        change_cause: ChangeCause::Unrecorded,
+        previous_payment_amount: None,
     }
 }
