@@ -138,6 +138,8 @@ async fn clickhouse_26_gives_every_view_and_analyst_query_exactly_what_18_16_giv
     let too_old = "needs ClickHouse 22.8 or newer; this server is 18.16.1";
     assert_eq!(left_out, [(5, too_old), (6, too_old), (10, too_old)]);
     assert!(coupang_load::migrate(new).await.unwrap().left_out.is_empty());
+    let history = sql(new, "SHOW CREATE TABLE payment_fact_history").await;
+    assert!(history.contains("TTL loaded_at + toIntervalDay(730)"), "load.history_retention_days: {history}");
     let table = sql(new, "SHOW CREATE TABLE payment_facts").await;
     assert!(table.contains("non_replicated_deduplication_window = 1000"), "{table}");
     let codecs = "SELECT name, compression_codec FROM system.columns \
