@@ -6,13 +6,6 @@
 //! dropped for the history too. Where duplicates do land (18.16 has no deduplication tokens), the
 //! key includes the version, so they collapse when parts merge and `FINAL` reads each version once.
 
-use clickhouse::Row;
-use serde::Deserialize;
-
-use crate::config::ClickHouseConfig;
-use crate::schema::SchemaError;
-use crate::server::ServerInfo;
-
 /// Why a version differs from the one before (the transform's cause; `UNRECORDED` before v2 facts).
 pub(crate) const CHANGE_CAUSE: &str = "
 ALTER TABLE {db}.payment_facts ADD COLUMN change_cause String DEFAULT 'UNRECORDED'
@@ -71,46 +64,3 @@ SELECT vendor_id, account_alias, order_id, vendor_item_id, shipment_box_id, vend
        coupang_coupon_discount, payment_amount, previous_payment_amount, provisional, cancelled, change_cause,
        event_time, version, loaded_at
 FROM {db}.payment_facts";
-
-#[derive(Row, Deserialize)]
-struct CreateRow {
-    create_table_query: String,
-}
-
-/// Makes the history keep `days` days of versions by load time (0: keep every version): a TTL on
-/// servers ≥ 22.8, changed only when it differs (a changed TTL rewrites parts). 18.16 has no TTL: it
-/// keeps everything, and says so. Returns what it did, for the log; `None` without a history table.
-pub async fn apply_history_retention(
-    config: &ClickHouseConfig,
-    server: &ServerInfo,
-    days: u32,
-) -> Result<Option<String>, SchemaError> {
-    let error = |source| SchemaError::ClickHouse { url: config.url.clone(), source };
-    let client = config.client_for(server);
-    let table = client
-        .query("SELECT create_table_query FROM system.tables WHERE database = currentDatabase() AND name = 'payment_fact_history'")
-        .fetch_optional::<CreateRow>()
-        .await
-        .map_err(error)?;
-    let Some(table) = table else { return Ok(None) };
-    if !server.is_modern() {
-        let keeps = "payment_fact_history keeps every version: this server has no TTL (22.8+ does)";
-        return Ok(Some(if days == 0 { keeps.into() } else { format!("{keeps}; drop old partitions by hand") }));
-    }
-    let wanted = (days > 0).then(|| format!("TTL loaded_at + toIntervalDay({days})"));
-    let current = table.create_table_query.contains(" TTL ");
-    let statement = match &wanted {
-        Some(ttl) if table.create_table_query.contains(ttl.as_str()) => {
-            return Ok(Some(format!("history kept {days} days")))
-        }
-        Some(_) => format!("ALTER TABLE payment_fact_history MODIFY TTL loaded_at + INTERVAL {days} DAY"),
-        None if current => "ALTER TABLE payment_fact_history REMOVE TTL".to_string(),
-        None => return Ok(Some("history keeps every version".into())),
-    };
-    client.query(&statement).execute().await.map_err(error)?;
-    Ok(Some(if days == 0 {
-        "history keeps every version (TTL removed)".into()
-    } else {
-        format!("history kept {days} days (TTL set)")
-    }))
-}

@@ -6,7 +6,7 @@
 
 pub mod config;
 pub mod history;
-pub mod history_schema;
+mod history_schema;
 mod ledger;
 mod ledger_schema;
 pub mod reconciliation;

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::config::{ClickHouseConfig, LoadConfig};
-use crate::history_schema::apply_history_retention;
+use crate::history::apply_history_retention;
 use crate::ledger::{PayoutRow, RevenueRow};
 use crate::row::{FactRow, RowError};
 use crate::schema::{migrate, SchemaError};
