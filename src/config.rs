@@ -164,9 +164,11 @@ impl Config {
         out += &format!("clickhouse     {}, database {}, user {}, {password}\n", ch.url, ch.database, ch.user);
         let ingest = &self.ingest;
         out += &format!(
-            "ingest         {} every {} s over the last {} days, {} calls/s per vendor ({} for backfills)\n",
+            "ingest         {}: new orders every {} s, sweeps at least {} s apart (≤ {}% of the calls) over the last {} days, {} calls/s per vendor ({} for backfills)\n",
             ingest.base_url,
+            ingest.new_orders_poll_secs,
             ingest.poll_interval_secs,
+            ingest.follow_api_share * 100.0,
             ingest.lookback_days,
             ingest.requests_per_second,
             ingest.backfill_requests_per_second

@@ -274,6 +274,7 @@ async fn status_changes_of_orders_inside_the_look_back_are_caught() {
     let mut config = config("moving", sim);
     config.ingest.lookback_days = 5;
     config.ingest.poll_interval_secs = 1;
+    config.ingest.follow_api_share = 1.0;
     let sim = with_simulator(&mut config).await;
     let (shutdown, ingest) = spawn_ingest(&config);
     tokio::time::sleep(Duration::from_secs(15)).await;
@@ -308,6 +309,78 @@ async fn status_changes_of_orders_inside_the_look_back_are_caught() {
         seen.len(),
         events.len(),
         calls as f64 / events.len() as f64
+    );
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn between_sweeps_new_orders_arrive_through_minute_window_polls() {
+    // Coupang's clock: the simulator's runs in real time from now, so the polls' windows (Korea time,
+    // now) meet the orders becoming visible now. Payment times are uniform over the day.
+    let now = etl_core::time::now_kst();
+    let sim = SimConfig {
+        start_date: now.date_naive(),
+        days: 2,
+        orders_per_day: 15_000,
+        time_scale: 1.0,
+        clock_start: Some(now.naive_local()),
+        rate_limit_per_second: 0, // the first sweep at 200 calls/s, so the test waits less for it
+        ..SimConfig::default()
+    };
+    let mut config = config("new-orders", sim);
+    config.ingest.requests_per_second = 200.0;
+    config.ingest.lookback_days = 0;
+    config.ingest.poll_interval_secs = 3_600; // one sweep, at the start
+    config.ingest.new_orders_poll_secs = 1;
+    config.ingest.follow_api_share = 1.0;
+    let sim = with_simulator(&mut config).await;
+    let calls = |endpoint: &str| -> u64 {
+        sim.stats().iter().filter(|((_, e, _), _)| e == endpoint).map(|(_, n)| n).sum()
+    };
+    let (shutdown, ingest) = spawn_ingest(&config);
+
+    // The first sweep is over once only the polls call: at most two order-sheet calls per account a second.
+    let vendors = config.accounts.len() as u64;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let before = calls("ordersheets");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        if calls("returnRequests") > 0 && calls("ordersheets") - before <= 2 * vendors * 4 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the first sweep did not end");
+    }
+    let (swept_at, receipt_calls, sheet_calls) = (chrono::Utc::now(), calls("returnRequests"), calls("ordersheets"));
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let polled_until = chrono::Utc::now() - chrono::Duration::seconds(3);
+    let sheet_calls = calls("ordersheets") - sheet_calls;
+    assert_eq!(calls("returnRequests"), receipt_calls, "no sweep after the first one: only polls");
+    shutdown.cancel();
+    ingest.await.unwrap().unwrap();
+
+    // Every box that became visible after the sweep (10 minutes after payment) came through a poll.
+    let delay = chrono::Duration::minutes(config.sim.visibility_delay_minutes);
+    let world = sim.world();
+    let became_visible: HashSet<i64> = world
+        .vendors
+        .values()
+        .flat_map(|v| v.boxes.iter())
+        .filter(|b| {
+            let visible = (b.paid_at + delay).with_timezone(&chrono::Utc);
+            visible > swept_at && visible <= polled_until
+        })
+        .map(|b| b.shipment_box_id)
+        .collect();
+    let collected: HashSet<i64> = read_topic(&config.kafka, &config.kafka.topics().raw_order_sheets)
+        .iter()
+        .map(|m| decode::<coupang_schemas::OrderSheetEvent>(payload(m)).unwrap().shipment_box_id)
+        .collect();
+    assert!(!became_visible.is_empty(), "orders became visible while polling");
+    let missed: Vec<&i64> = became_visible.difference(&collected).collect();
+    assert!(missed.is_empty(), "every new box polled: missed {missed:?} of {}", became_visible.len());
+    println!(
+        "{} boxes became visible between sweeps and arrived through polls; {sheet_calls} order-sheet calls in 20 s for {vendors} accounts",
+        became_visible.len()
     );
     sim.stop().await;
 }

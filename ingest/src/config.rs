@@ -1,15 +1,35 @@
 use etl_core::invalid::InvalidSetting;
 use serde::Deserialize;
 
+/// Coupang's limit per vendor key, calls per second.
+pub const COUPANG_CALLS_PER_SECOND: f64 = 10.0;
+
+/// Calls one new-order poll makes per account (one per status of a new order).
+pub const NEW_ORDER_POLL_CALLS: usize = 2;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngestConfig {
     /// Coupang's gateway; only tests and the simulator change it.
     #[serde(default = "default_base_url")]
     pub base_url: String,
-    /// Pause between two sweeps of the look-back window in follow mode.
+    /// Shortest pause between two sweeps of the look-back window in follow mode (status changes,
+    /// cancels, returns); longer when a sweep's calls would spend more than `follow_api_share`.
     #[serde(default = "default_poll_interval_secs")]
     pub poll_interval_secs: u64,
+    /// Between sweeps, follow mode asks for the orders created in the last `new_orders_window_minutes`
+    /// this often (two unpaged calls per account), so new orders reach ClickHouse within about this
+    /// long of becoming visible. 0 turns it off.
+    #[serde(default = "default_new_orders_poll_secs")]
+    pub new_orders_poll_secs: u64,
+    /// How far back those polls look (minutes, at most 1440). Orders show in the API about 10 minutes
+    /// after payment, so the default leaves room for a late one; the sweeps catch anything older.
+    #[serde(default = "default_new_orders_window_minutes")]
+    pub new_orders_window_minutes: u32,
+    /// The share of Coupang's 10 calls/s per vendor that follow mode may spend on average: the
+    /// sweeps of a large shop's look-back days are spaced out to stay within it.
+    #[serde(default = "default_follow_api_share")]
+    pub follow_api_share: f64,
     /// Days before today (Asia/Seoul) that every sweep re-reads, so status changes of recent orders are seen.
     #[serde(default = "default_lookback_days")]
     pub lookback_days: u32,
@@ -45,6 +65,18 @@ fn default_base_url() -> String {
 fn default_poll_interval_secs() -> u64 {
     300
 }
+fn default_new_orders_poll_secs() -> u64 {
+    15
+}
+
+fn default_new_orders_window_minutes() -> u32 {
+    60
+}
+
+fn default_follow_api_share() -> f64 {
+    0.05
+}
+
 fn default_lookback_days() -> u32 {
     14
 }
@@ -75,6 +107,9 @@ impl Default for IngestConfig {
         IngestConfig {
             base_url: default_base_url(),
             poll_interval_secs: default_poll_interval_secs(),
+            new_orders_poll_secs: default_new_orders_poll_secs(),
+            new_orders_window_minutes: default_new_orders_window_minutes(),
+            follow_api_share: default_follow_api_share(),
             lookback_days: default_lookback_days(),
             requests_per_second: default_requests_per_second(),
             backfill_requests_per_second: default_backfill_requests_per_second(),
@@ -101,7 +136,7 @@ impl IngestConfig {
                     "ingest.requests_per_second and backfill_requests_per_second must be above 0",
                 ));
             }
-        } else if !(self.requests_per_second > 0.0 && self.requests_per_second <= 10.0) {
+        } else if !(self.requests_per_second > 0.0 && self.requests_per_second <= COUPANG_CALLS_PER_SECOND) {
             return Err(InvalidSetting::new(
                 "ingest.requests_per_second",
                 format!(
@@ -111,13 +146,37 @@ impl IngestConfig {
             ));
         }
         let shared = self.requests_per_second + self.backfill_requests_per_second;
-        let within_coupang = self.backfill_requests_per_second > 0.0 && shared <= 10.0;
+        let within_coupang = self.backfill_requests_per_second > 0.0 && shared <= COUPANG_CALLS_PER_SECOND;
         if !self.on_loopback() && !within_coupang {
             return Err(InvalidSetting::new(
                 "ingest.backfill_requests_per_second",
                 format!(
                     "ingest.requests_per_second ({}) + ingest.backfill_requests_per_second ({}) must stay within Coupang's 10 per vendor",
                     self.requests_per_second, self.backfill_requests_per_second
+                ),
+            ));
+        }
+        if !(1..=1_440).contains(&self.new_orders_window_minutes) {
+            return Err(InvalidSetting::new(
+                "ingest.new_orders_window_minutes",
+                format!(
+                    "ingest.new_orders_window_minutes = {} must be 1 to 1440 (Coupang's minute lists span at most 24 hours)",
+                    self.new_orders_window_minutes
+                ),
+            ));
+        }
+        if !(self.follow_api_share > 0.0 && self.follow_api_share <= 1.0) {
+            return Err(InvalidSetting::new(
+                "ingest.follow_api_share",
+                format!("ingest.follow_api_share = {} must be above 0 and at most 1", self.follow_api_share),
+            ));
+        }
+        if self.sweep_calls_per_second() <= 0.0 {
+            return Err(InvalidSetting::new(
+                "ingest.new_orders_poll_secs",
+                format!(
+                    "ingest.new_orders_poll_secs = {}: polling new orders this often alone spends more than ingest.follow_api_share ({}) of Coupang's {COUPANG_CALLS_PER_SECOND} calls/s",
+                    self.new_orders_poll_secs, self.follow_api_share
                 ),
             ));
         }
@@ -137,6 +196,16 @@ impl IngestConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The calls per second per vendor that follow mode's sweeps may spend on average: its share of
+    /// Coupang's limit less what the new-order polls spend.
+    pub fn sweep_calls_per_second(&self) -> f64 {
+        let polls = match self.new_orders_poll_secs {
+            0 => 0.0,
+            secs => NEW_ORDER_POLL_CALLS as f64 / secs as f64,
+        };
+        self.follow_api_share * COUPANG_CALLS_PER_SECOND - polls
     }
 
     /// Whether `base_url` is this machine (127.0.0.1, localhost or `[::1]`): the simulator, not Coupang.
@@ -169,5 +238,24 @@ mod tests {
         assert!(!with("http://127.0.0.1.example.com", 8.0).on_loopback());
         assert!(with("http://127.0.0.1.example.com", 1_000.0).validate().is_err());
         assert!(with("http://localhost", 0.0).validate().is_err());
+    }
+
+    #[test]
+    fn new_order_polls_must_leave_the_sweeps_part_of_the_share() {
+        let polls = |secs, share| IngestConfig {
+            new_orders_poll_secs: secs,
+            follow_api_share: share,
+            ..IngestConfig::default()
+        };
+        assert!(polls(15, 0.05).validate().is_ok());
+        assert!(polls(0, 0.05).validate().is_ok(), "polls off");
+        let error = polls(4, 0.05).validate().unwrap_err().to_string();
+        assert!(error.contains("ingest.new_orders_poll_secs = 4") && error.contains("follow_api_share"), "{error}");
+        assert!(polls(15, 0.0).validate().is_err());
+        assert!(polls(15, 1.5).validate().is_err());
+        let window = |minutes| IngestConfig { new_orders_window_minutes: minutes, ..IngestConfig::default() };
+        assert!(window(1_440).validate().is_ok());
+        assert!(window(1_441).validate().unwrap_err().to_string().contains("at most 24 hours"));
+        assert!(window(0).validate().is_err());
     }
 }

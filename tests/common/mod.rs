@@ -271,10 +271,12 @@ pub fn recent_world(days: u32, ends_days_ago: i64, orders_per_day: u32) -> SimCo
     SimConfig { start_date: start, days, orders_per_day, ..SimConfig::default() }
 }
 
-/// Follow-mode settings for tests: sweep every second over `lookback_days`.
+/// Follow-mode settings for tests: sweep every second over `lookback_days` (the simulator's budget is
+/// not Coupang's).
 pub fn follow(config: &mut Config, lookback_days: u32) {
     config.ingest.lookback_days = lookback_days;
     config.ingest.poll_interval_secs = 1;
+    config.ingest.follow_api_share = 1.0;
 }
 
 /// Starts ingest in follow mode over the config's accounts; cancel the token to stop it.

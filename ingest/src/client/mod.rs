@@ -74,6 +74,8 @@ pub struct CoupangClient {
     cool_down_give_up: Duration,
     /// When each endpoint last answered with success.
     last_success: Arc<std::sync::Mutex<BTreeMap<&'static str, chrono::DateTime<Utc>>>>,
+    /// Requests sent through this client (every attempt, answered or not): what it spent of the budget.
+    calls: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl CoupangClient {
@@ -97,6 +99,7 @@ impl CoupangClient {
             cool_down_first: Duration::from_secs(config.cool_down_secs),
             cool_down_give_up: Duration::from_secs(config.cool_down_give_up_minutes * 60),
             last_success: Arc::default(),
+            calls: Arc::default(),
         })
     }
 
@@ -107,6 +110,11 @@ impl CoupangClient {
     /// When each endpoint (`ordersheets`, `returnRequests`, `revenue-history`) last answered with success.
     pub fn last_successes(&self) -> BTreeMap<&'static str, chrono::DateTime<Utc>> {
         self.last_success.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Requests this client has sent, every attempt counted.
+    pub fn calls_made(&self) -> u64 {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// This vendor's shared pacer (its current rate, slow-downs and cool-down are observable).

@@ -33,6 +33,7 @@ impl CoupangClient {
         let status = status.map_or_else(|| "transport".to_string(), |s| s.as_u16().to_string());
         let labels = ApiCall { account: self.account.alias.clone(), endpoint, status };
         metrics().api_calls.get_or_create(&labels).inc();
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Builds the URL from already-encoded `query` pairs; the signature covers `url.path()` and

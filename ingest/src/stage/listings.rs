@@ -3,7 +3,7 @@
 //! rows. What they share is [`AccountSweep::send_changed`]: read a listing chunk by chunk, send only
 //! what changed, dead-letter what cannot be read, and wait for the broker's acknowledgement.
 
-use chrono::{NaiveDate, Utc};
+use chrono::{NaiveDate, NaiveDateTime, Utc};
 use etl_core::metrics::metrics;
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -15,6 +15,7 @@ use super::plan::{months, windows, Stream};
 use super::sweep::{AccountSweep, Outcome};
 use crate::client::model::{OrderSheet, OrderStatus, ReturnRequest, RevenueRecord};
 use crate::client::{ClientError, CoupangClient, RecognitionMonth, RecordId, ReturnQuery, SettlementRow};
+use crate::config::NEW_ORDER_POLL_CALLS;
 use crate::event::{order_sheet_event, return_request_event, settlement_event, RevenueListing};
 
 /// Order-sheet lists return boxes in their current status, so a full sweep asks for each one.
@@ -26,6 +27,10 @@ const ORDER_SHEET_STATUSES: [OrderStatus; 6] = [
     OrderStatus::FinalDelivery,
     OrderStatus::NoneTracking,
 ];
+
+/// The statuses of an order that became visible minutes ago: paid, or already being prepared (a box
+/// departs hours after payment, and the next sweep of the look-back days sees anything later).
+const NEW_ORDER_STATUSES: [OrderStatus; NEW_ORDER_POLL_CALLS] = [OrderStatus::Accept, OrderStatus::Instruct];
 
 /// What one listing did.
 struct Listing {
@@ -62,6 +67,27 @@ impl AccountSweep<'_> {
                 if let Some(outcome) = listing.stopped {
                     return Ok(outcome);
                 }
+            }
+        }
+        Ok(Outcome::Done)
+    }
+
+    /// Order sheets created in the minute window `from..=to` (at most 24 hours) in the statuses of new
+    /// orders: one unpaged call per status.
+    pub(super) async fn new_orders(&mut self, from: NaiveDateTime, to: NaiveDateTime) -> Result<Outcome, IngestError> {
+        let client = self.client;
+        let mut prepare = order_sheet_preparation(client);
+        for status in &NEW_ORDER_STATUSES {
+            let records = match client.order_sheets_time_frame(from, to, status).await {
+                Ok(records) => records,
+                Err(error) => return Ok(Outcome::Failed(error)),
+            };
+            let records = futures::stream::iter(records).then(|r| with_refetch(client, r));
+            let listing = self.send_changed(records.boxed(), Stream::OrderSheets, &mut prepare).await?;
+            self.report.boxes += listing.seen;
+            self.report.events += listing.sent;
+            if let Some(outcome) = listing.stopped {
+                return Ok(outcome);
             }
         }
         Ok(Outcome::Done)

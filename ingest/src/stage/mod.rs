@@ -36,7 +36,7 @@ use std::time::Duration;
 use crate::config::IngestConfig;
 use bookkeeping::{live_checkpoints, Progress};
 use change_filter::ChangeFilter;
-use plan::{months, payouts_open_since, receipts_until, windows, Plan};
+use plan::{months, payouts_open_since, receipts_until, windows, Plan, Step};
 use sink::Sink;
 use sweep::Sweeper;
 use tracker::AccountTracker;
@@ -109,7 +109,7 @@ pub async fn backfill(
             if shutdown.is_cancelled() {
                 return Ok(state);
             }
-            let plan = move |_: &AccountConfig| -> Plan { vec![(stream, window_from, window_to)] };
+            let plan = move |_: &AccountConfig| -> Plan { vec![Step::Days(stream, window_from, window_to)] };
             let report = sweeper.sweep(std::slice::from_ref(account), &plan, &mut tracker).await?;
             let account_report = report.accounts.get(&account.alias).cloned().unwrap_or_default();
             if let Some(message) = account_report.error {
@@ -153,10 +153,11 @@ pub async fn collect_range(
         tracker.filters.insert(account.alias.clone(), ChangeFilter::for_range_ending(to));
     }
     let plan = |_: &AccountConfig| -> Plan {
-        let mut plan = vec![(Stream::OrderSheets, from, to), (Stream::ReturnRequests, from, receipts_until)];
+        let mut plan =
+            vec![Step::Days(Stream::OrderSheets, from, to), Step::Days(Stream::ReturnRequests, from, receipts_until)];
         if from <= yesterday {
-            plan.push((Stream::Revenue, from, to.min(yesterday)));
-            plan.push((Stream::Settlements, from, to.min(yesterday)));
+            plan.push(Step::Days(Stream::Revenue, from, to.min(yesterday)));
+            plan.push(Step::Days(Stream::Settlements, from, to.min(yesterday)));
         }
         plan
     };
@@ -164,10 +165,13 @@ pub async fn collect_range(
     sweeper.sweep(accounts, &plan, &mut tracker).await
 }
 
-/// Follow mode: every `poll_interval_secs`, sweeps each account until shutdown, with the accounts
-/// `accounts` gives at that moment. Each stream is swept from `lookback_days` before today, or from
-/// its checkpoint when that is older (after downtime), so nothing is missed; revenue and payouts once a
-/// day.
+/// Follow mode: sweeps each account until shutdown, with the accounts `accounts` gives at that
+/// moment. Each stream is swept from `lookback_days` before today, or from its checkpoint when that is
+/// older (after downtime), so nothing is missed; revenue and payouts once a day. Sweeps are at least
+/// `poll_interval_secs` apart, further when the last one's calls would exceed `follow_api_share` of
+/// the vendor's budget; between them, every `new_orders_poll_secs`, the orders created in the last
+/// `new_orders_window_minutes` are asked for (two calls per account), which is what keeps new orders
+/// fresh.
 ///
 /// When Kafka fails under a sweep, ingest reconnects, waiting for the broker as long as it takes, and
 /// sweeps again, keeping what it remembers about the accounts (stopped keys, checkpoints, last
@@ -181,8 +185,11 @@ pub async fn run(
     config.validate()?;
     let mut sink = Sink::connect(kafka).await?;
     let mut tracker = AccountTracker { checkpoints: live_checkpoints(kafka).await?, ..AccountTracker::default() };
+    let mut next_sweep = tokio::time::Instant::now();
     while !shutdown.is_cancelled() {
-        let plan = follow_plan(config, &tracker);
+        let sweeping = tokio::time::Instant::now() >= next_sweep;
+        let plan: Box<dyn Fn(&AccountConfig) -> Plan + Send + Sync> =
+            if sweeping { Box::new(follow_plan(config, &tracker)) } else { Box::new(new_orders_plan(config)) };
         let sweeper = Sweeper { config, sink: &sink, progress: Progress::Live, shutdown: &shutdown };
         let report = match sweeper.sweep(&accounts(), &plan, &mut tracker).await {
             Ok(report) => report,
@@ -203,17 +210,47 @@ pub async fn run(
             }
             Err(error) => return Err(error),
         };
+        let kind = if sweeping { "sweep done" } else { "new orders polled" };
         for (alias, account) in &report.accounts {
             tracing::info!(account = %alias, boxes = account.boxes, events = account.events, receipts = account.receipts,
                 revenue_rows = account.revenue_rows, unchanged = account.unchanged, bad_records = account.bad_records(),
-                error = account.error.as_deref().unwrap_or(""), "sweep done");
+                api_calls = account.api_calls, error = account.error.as_deref().unwrap_or(""), "{kind}");
         }
+        if sweeping {
+            let most_calls = report.accounts.values().map(|a| a.api_calls).max().unwrap_or(0);
+            next_sweep = tokio::time::Instant::now() + pause_after_sweep(config, most_calls);
+        }
+        let wake = match config.new_orders_poll_secs {
+            0 => next_sweep,
+            secs => next_sweep.min(tokio::time::Instant::now() + Duration::from_secs(secs)),
+        };
         tokio::select! {
             _ = shutdown.cancelled() => {}
-            _ = tokio::time::sleep(Duration::from_secs(config.poll_interval_secs)) => {}
+            _ = tokio::time::sleep_until(wake) => {}
         }
     }
     Ok(())
+}
+
+/// How long after a sweep that cost `calls` (the most any account spent) the next one may start: at
+/// least `poll_interval_secs`, and long enough that the sweeps' average stays within the calls per
+/// second left to them by `follow_api_share`.
+fn pause_after_sweep(config: &IngestConfig, calls: u64) -> Duration {
+    let within_share = calls as f64 / config.sweep_calls_per_second();
+    let within_share = Duration::from_secs_f64(within_share.clamp(0.0, LONGEST_SWEEP_PAUSE.as_secs_f64()));
+    Duration::from_secs(config.poll_interval_secs).max(within_share)
+}
+
+/// However costly a sweep, the next one starts within this long, so status changes, cancels and
+/// returns are never older than that (a shop this large spends more than its share).
+const LONGEST_SWEEP_PAUSE: Duration = Duration::from_secs(6 * 3_600);
+
+/// Follow mode's plan between sweeps: the order sheets created in the last
+/// `new_orders_window_minutes`, Korea time.
+fn new_orders_plan(config: &IngestConfig) -> impl Fn(&AccountConfig) -> Plan + Sync {
+    let created_to = now_kst().naive_local();
+    let created_from = created_to - chrono::Duration::minutes(i64::from(config.new_orders_window_minutes));
+    move |_: &AccountConfig| -> Plan { vec![Step::NewOrders { created_from, created_to }] }
 }
 
 /// Follow mode's plan for the next sweep: order sheets and receipts up to today, revenue up to
@@ -232,14 +269,33 @@ fn follow_plan(config: &IngestConfig, tracker: &AccountTracker) -> impl Fn(&Acco
             checkpoints.get(&key).map_or(default, |c| default.min(c.swept_through - chrono::Duration::days(1)))
         };
         let mut plan = vec![
-            (Stream::OrderSheets, start(Stream::OrderSheets, today - lookback), today),
-            (Stream::ReturnRequests, start(Stream::ReturnRequests, today - lookback), today),
+            Step::Days(Stream::OrderSheets, start(Stream::OrderSheets, today - lookback), today),
+            Step::Days(Stream::ReturnRequests, start(Stream::ReturnRequests, today - lookback), today),
         ];
         if revenue_done.get(&account.alias) != Some(&today) {
-            plan.push((Stream::Revenue, start(Stream::Revenue, yesterday - lookback), yesterday));
+            plan.push(Step::Days(Stream::Revenue, start(Stream::Revenue, yesterday - lookback), yesterday));
             let payouts_from = payouts_open_since(today).min(yesterday - lookback);
-            plan.push((Stream::Settlements, start(Stream::Settlements, payouts_from), today));
+            plan.push(Step::Days(Stream::Settlements, start(Stream::Settlements, payouts_from), today));
         }
         plan
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweeps_are_spaced_to_stay_within_the_share_of_the_budget() {
+        let config = IngestConfig::default();
+        // 5% of 10 calls/s, less two calls every 15 s for new orders: 11/30 calls/s left to sweeps.
+        assert!((config.sweep_calls_per_second() - 11.0 / 30.0).abs() < 1e-9);
+        let secs = |calls| pause_after_sweep(&config, calls).as_secs();
+        assert_eq!(secs(11), 300, "a small shop's sweep: the poll interval");
+        assert_eq!(secs(851), 2_320, "14 days of 3,000 orders a day: 851 calls at 11/30 calls/s");
+        assert_eq!(secs(1_000_000), 6 * 3_600, "never longer than the longest pause");
+        let no_polls = IngestConfig { new_orders_poll_secs: 0, follow_api_share: 1.0, ..IngestConfig::default() };
+        assert_eq!(pause_after_sweep(&no_polls, 11).as_secs(), 300);
+        assert_eq!(pause_after_sweep(&no_polls, 5_000).as_secs(), 500);
     }
 }

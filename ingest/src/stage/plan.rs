@@ -1,6 +1,6 @@
 //! What a sweep collects: the streams, and the days of each, split into windows the API accepts.
 
-use chrono::NaiveDate;
+use chrono::{NaiveDate, NaiveDateTime};
 
 use crate::client::{RecognitionMonth, MAX_WINDOW_DAYS};
 
@@ -25,8 +25,19 @@ impl Stream {
     }
 }
 
-/// Which days of which streams to collect for one account, swept in this order.
-pub(super) type Plan = Vec<(Stream, NaiveDate, NaiveDate)>;
+/// One step of an account's sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Step {
+    /// A stream's records of `from..=to` (creation, recognition or payout days): every listing,
+    /// recorded as a checkpoint when complete.
+    Days(Stream, NaiveDate, NaiveDate),
+    /// Order sheets created in a minute window (Korea time, at most 24 hours) in the statuses a new
+    /// order has: follow mode's cheap poll between sweeps, so new orders arrive within a poll or two.
+    NewOrders { created_from: NaiveDateTime, created_to: NaiveDateTime },
+}
+
+/// What to collect for one account, swept in this order.
+pub(super) type Plan = Vec<Step>;
 
 /// Splits `from..=to` into API-legal windows of at most 31 days.
 pub(super) fn windows(from: NaiveDate, to: NaiveDate) -> Vec<(NaiveDate, NaiveDate)> {

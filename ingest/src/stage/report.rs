@@ -26,6 +26,8 @@ pub struct AccountReport {
     pub revenue_rows: u64,
     /// Payout rows acknowledged by the broker.
     pub payouts: u64,
+    /// Requests sent to Coupang for the account, every attempt counted.
+    pub api_calls: u64,
     /// Orders asked for alone because a receipt named them and their boxes were no longer listed.
     pub orders_fetched: u64,
     /// Records not sent because they had not changed since they were last sent (re-swept windows,

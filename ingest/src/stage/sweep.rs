@@ -15,7 +15,7 @@ use std::time::Duration;
 use super::bookkeeping::{AccountStatus, Checkpoint, Progress};
 use super::change_filter::ChangeFilter;
 use super::error::{AccountFailure, IngestError};
-use super::plan::{Plan, Stream};
+use super::plan::{Plan, Step, Stream};
 use super::report::{AccountReport, IngestReport};
 use super::sink::Sink;
 use super::tracker::AccountTracker;
@@ -171,7 +171,20 @@ impl AccountSweep<'_> {
     /// at shutdown or at the account's first API error.
     async fn run(&mut self, plan: Plan, progress: Progress) -> Result<PlanEnd, IngestError> {
         let mut end = PlanEnd { completed: Vec::new(), error: None };
-        for (stream, from, to) in plan {
+        for step in plan {
+            let (stream, from, to) = match step {
+                Step::Days(stream, from, to) => (stream, from, to),
+                Step::NewOrders { created_from, created_to } => {
+                    match self.new_orders(created_from, created_to).await? {
+                        Outcome::Done => continue,
+                        Outcome::Interrupted => break,
+                        Outcome::Failed(failure) => {
+                            end.error = Some(failure);
+                            break;
+                        }
+                    }
+                }
+            };
             let outcome = match stream {
                 Stream::OrderSheets => self.order_sheets(from, to).await?,
                 Stream::ReturnRequests => self.return_requests(from, to).await?,
@@ -212,6 +225,7 @@ impl SweptAccount {
         let SweptAccount { client, mut report, filter, end } = self;
         let account = client.account();
         report.distinct_boxes = filter.boxes_seen.len() as u64;
+        report.api_calls = client.calls_made();
         tracker.filters.insert(account.alias.clone(), filter);
         for (stream, checkpoint) in end.completed {
             if stream == Stream::Revenue {
