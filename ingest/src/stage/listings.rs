@@ -75,6 +75,18 @@ impl AccountSweep<'_> {
     /// Order sheets created in the minute window `from..=to` (at most 24 hours) in the statuses of new
     /// orders: one unpaged call per status.
     pub(super) async fn new_orders(&mut self, from: NaiveDateTime, to: NaiveDateTime) -> Result<Outcome, IngestError> {
+        if let Some(polls) = &mut self.new_orders {
+            polls.polling = true;
+            polls.next = tokio::time::Instant::now() + polls.every;
+        }
+        let outcome = self.new_orders_listings(from, to).await;
+        if let Some(polls) = &mut self.new_orders {
+            polls.polling = false;
+        }
+        outcome
+    }
+
+    async fn new_orders_listings(&mut self, from: NaiveDateTime, to: NaiveDateTime) -> Result<Outcome, IngestError> {
         let client = self.client;
         let mut prepare = order_sheet_preparation(client);
         for status in &NEW_ORDER_STATUSES {
@@ -91,6 +103,22 @@ impl AccountSweep<'_> {
             }
         }
         Ok(Outcome::Done)
+    }
+
+    /// Between two pages of a sweep: polls for new orders when a poll is due. A failed poll only waits
+    /// for the next one (the sweep itself reads those orders too).
+    async fn poll_new_orders_if_due(&mut self) -> Result<(), IngestError> {
+        let Some(polls) = &self.new_orders else { return Ok(()) };
+        if polls.polling || tokio::time::Instant::now() < polls.next {
+            return Ok(());
+        }
+        let to = etl_core::time::now_kst().naive_local();
+        let from = to - polls.window;
+        // Boxed: the poll's own listing goes through `send_changed`, which called this.
+        if let Outcome::Failed(error) = Box::pin(self.new_orders(from, to)).await? {
+            tracing::warn!(account = %self.client.account().alias, "polling new orders during a sweep: {error}");
+        }
+        Ok(())
     }
 
     /// Cancel and return receipts requested on `from..=to`, then the orders they name whose order sheets
@@ -239,6 +267,7 @@ impl AccountSweep<'_> {
                 listing.stopped = Some(Outcome::Interrupted);
                 return Ok(listing);
             }
+            self.poll_new_orders_if_due().await?;
             let collected_at = Utc::now().timestamp_millis();
             let mut encoded = Vec::with_capacity(chunk.len());
             let seen_before = listing.seen;
@@ -250,8 +279,10 @@ impl AccountSweep<'_> {
                         continue;
                     }
                     Err(error) => {
+                        // The records of the chunk before it are still sent: the change filter has
+                        // already noted them as sent.
                         listing.stopped = Some(Outcome::Failed(error));
-                        return Ok(listing);
+                        break;
                     }
                 };
                 listing.seen += 1;
@@ -267,6 +298,9 @@ impl AccountSweep<'_> {
             let sent = sink.send_all(topic, &encoded).await?;
             metrics().record_out("ingest", &self.report.alias, sent);
             listing.sent += sent;
+            if listing.stopped.is_some() {
+                return Ok(listing);
+            }
         }
         Ok(listing)
     }

@@ -39,6 +39,28 @@ pub(super) struct AccountSweep<'a> {
     /// What was last sent for the account, carried from sweep to sweep.
     pub(super) filter: ChangeFilter,
     pub(super) report: AccountReport,
+    /// Follow mode: new orders are polled between the pages of a sweep too, so a long sweep of a
+    /// large shop never holds them back.
+    pub(super) new_orders: Option<NewOrderPolls>,
+}
+
+/// When the next poll for new orders is due, and what it reads.
+pub(super) struct NewOrderPolls {
+    pub(super) every: Duration,
+    pub(super) window: chrono::Duration,
+    pub(super) next: tokio::time::Instant,
+    /// A poll is under way (its own pages do not start another).
+    pub(super) polling: bool,
+}
+
+impl NewOrderPolls {
+    fn of(config: &IngestConfig) -> Option<NewOrderPolls> {
+        (config.new_orders_poll_secs > 0).then(|| {
+            let every = Duration::from_secs(config.new_orders_poll_secs);
+            let window = chrono::Duration::minutes(i64::from(config.new_orders_window_minutes));
+            NewOrderPolls { every, window, next: tokio::time::Instant::now() + every, polling: false }
+        })
+    }
 }
 
 /// How one stream's sweep ended.
@@ -159,7 +181,12 @@ impl Sweeper<'_> {
 
     async fn sweep_account(&self, admitted: Admitted) -> Result<SweptAccount, IngestError> {
         let Admitted { client, report, filter, plan } = admitted;
-        let mut sweep = AccountSweep { client: &client, sink: self.sink, shutdown: self.shutdown, filter, report };
+        let new_orders = match self.progress {
+            Progress::Live => NewOrderPolls::of(self.config),
+            Progress::None | Progress::Backfill(..) => None,
+        };
+        let mut sweep =
+            AccountSweep { client: &client, sink: self.sink, shutdown: self.shutdown, filter, report, new_orders };
         let end = sweep.run(plan, self.progress).await?;
         let AccountSweep { report, filter, .. } = sweep;
         Ok(SweptAccount { client, report, filter, end })
