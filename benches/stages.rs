@@ -7,6 +7,8 @@
 //! cargo bench --bench stages -- [--broker kafka|mock] [--days N] [--orders-per-day N] [--dump FILE]
 //! cargo bench --bench stages -- --transactions      # the transform writes each batch in a transaction
 //! cargo bench --bench stages -- --cpu FILE     # the transform's CPU work alone, over dumped events
+//! cargo bench --bench stages -- --freshness 32 --orders-per-day 6000   # new orders, real-time clock
+//! cargo bench --bench stages -- --ingest-only --broker mock   # API calls per record, per endpoint
 //! cargo bench --bench stages -- --end-to-end --vendors 10 --days 31 --orders-per-day 2000
 //!                                              # a backfill, every part its own process (end_to_end/mod.rs)
 //! ```
@@ -58,6 +60,8 @@ struct Args {
     end_to_end: bool,
     /// Simulated vendors (accounts) for `--end-to-end`.
     vendors: usize,
+    /// Only step 1 (ingest from the simulator), with the API calls per endpoint: no ClickHouse needed.
+    ingest_only: bool,
     /// Backfill processes at once for `--end-to-end` (default: one per account, all at once).
     backfill_concurrency: Option<usize>,
     /// `ingest.backfill_requests_per_second` for `--end-to-end`.
@@ -79,6 +83,7 @@ fn args() -> Args {
         transactions: false,
         end_to_end: false,
         vendors: 3,
+        ingest_only: false,
         backfill_concurrency: None,
         // As `ingest_from_simulator` lifts the limit for a simulator on loopback.
         backfill_requests_per_second: 1_000.0,
@@ -103,6 +108,7 @@ fn args() -> Args {
             "--freshness" => args.freshness_minutes = it.next().and_then(|v| v.parse().ok()),
             "--transactions" => args.transactions = true,
             "--end-to-end" => args.end_to_end = true,
+            "--ingest-only" => args.ingest_only = true,
             "--vendors" => args.vendors = it.next().and_then(|v| v.parse().ok()).expect("--vendors N"),
             "--backfill-concurrency" => {
                 args.backfill_concurrency =
@@ -149,12 +155,18 @@ fn write_config(config: &Config) -> std::path::PathBuf {
     path
 }
 
-/// Where the stage process under measurement serves its metrics (one stage runs at a time).
-const STAGE_METRICS: &str = "127.0.0.1:19464";
+/// Where the `i`th process of the stage under measurement serves its metrics (one stage runs at a time).
+fn stage_metrics(i: usize) -> String {
+    format!("127.0.0.1:{}", 19_464 + i)
+}
 
-/// The sum of a metric's samples in the stage's own `/metrics` (0 when it cannot be read).
-async fn stage_metric(name: &str) -> f64 {
-    metric_at(STAGE_METRICS, name).await.unwrap_or(0.0)
+/// The sum of a metric's samples in the stage processes' own `/metrics` (0 when it cannot be read).
+async fn stage_metric(processes: usize, name: &str) -> f64 {
+    let mut sum = 0.0;
+    for i in 0..processes {
+        sum += metric_at(&stage_metrics(i), name).await.unwrap_or(0.0);
+    }
+    sum
 }
 
 /// The sum of a metric's samples in the `/metrics` served at `address`; `None` when it cannot be read.
@@ -171,21 +183,44 @@ async fn metric_at(address: &str, name: &str) -> Option<f64> {
 /// The release build of the CLI the stage processes run (`cargo build --release --bin coupang-etl`).
 const BINARY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/coupang-etl");
 
-fn stage(config_file: &std::path::Path, stage: &str) -> Child {
+fn stage(config_file: &std::path::Path, stage: &str, metrics: &str) -> Child {
     Command::new(BINARY)
         .args(["--config", config_file.to_str().unwrap_or_default(), stage])
         .env("COUPANG_ETL_LOG", "warn")
-        .env("COUPANG_ETL__OBSERVABILITY__METRICS_LISTEN", STAGE_METRICS)
+        .env("COUPANG_ETL__OBSERVABILITY__METRICS_LISTEN", metrics)
         .stdout(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("{BINARY}: {e} (run `cargo build --release --bin coupang-etl` first)"))
 }
 
-/// Runs a stage process until its group has consumed everything; returns (wall s, CPU s, peak MiB).
+/// Runs a stage process until its group has consumed everything.
 async fn run_stage(config: &Config, file: &std::path::Path, name: &str, group: &str, topics: &[&str]) -> StageRun {
+    run_stage_processes(config, file, name, group, topics, 1).await
+}
+
+/// Runs `processes` processes of a stage in one group until it has consumed everything: CPU seconds
+/// are their sum, peak RSS the largest.
+async fn run_stage_processes(
+    config: &Config,
+    file: &std::path::Path,
+    name: &str,
+    group: &str,
+    topics: &[&str],
+    processes: usize,
+) -> StageRun {
     let started = Instant::now();
-    let mut child = stage(file, name);
-    let pid = child.id();
+    let mut children: Vec<Child> = (0..processes).map(|i| stage(file, name, &stage_metrics(i))).collect();
+    let pids: Vec<u32> = children.iter().map(Child::id).collect();
+    // Start-up (migrations, topics, connections) until every process reports ready: not a wait for
+    // records, not work on them either.
+    for i in 0..processes {
+        let ready = format!("http://{}/health/ready", stage_metrics(i));
+        while !reqwest::get(&ready).await.is_ok_and(|r| r.status().is_success()) {
+            assert!(started.elapsed() < Duration::from_secs(120), "{name} never became ready");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let startup = started.elapsed().as_secs_f64();
     let mut first: Option<(Instant, i64)> = None;
     let mut initial = None;
     let usage = loop {
@@ -195,8 +230,11 @@ async fn run_stage(config: &Config, file: &std::path::Path, name: &str, group: &
         for topic in topics {
             lag += group_lag(&config.kafka, group, topic).await.unwrap_or(i64::MAX / 8);
         }
-        // Read before the process is stopped: /proc forgets it once it is reaped.
-        let usage = cpu_and_peak(pid);
+        // Read before the processes are stopped: /proc forgets them once they are reaped.
+        let usage = pids
+            .iter()
+            .map(|pid| cpu_and_peak(*pid))
+            .fold((0.0, 0.0), |(cpu, peak), (c, p)| (cpu + c, f64::max(peak, p)));
         let initial = *initial.get_or_insert(lag);
         if first.is_none() && lag < initial {
             first = Some((Instant::now(), lag));
@@ -204,25 +242,35 @@ async fn run_stage(config: &Config, file: &std::path::Path, name: &str, group: &
         if lag == 0 {
             break usage;
         }
-        assert!(child.try_wait().ok().flatten().is_none(), "{name} exited early");
+        for child in &mut children {
+            assert!(child.try_wait().ok().flatten().is_none(), "{name} exited early");
+        }
     };
     let wall = started.elapsed().as_secs_f64();
     let steady = first.map_or(0.0, |(at, lag)| lag as f64 / at.elapsed().as_secs_f64().max(1e-3));
     // Where the time went, from the stage's own metrics.
     let inserts = (
-        stage_metric("coupang_etl_clickhouse_insert_seconds_count").await,
-        stage_metric("coupang_etl_clickhouse_insert_seconds_sum").await,
+        stage_metric(processes, "coupang_etl_clickhouse_insert_seconds_count").await,
+        stage_metric(processes, "coupang_etl_clickhouse_insert_seconds_sum").await,
     );
+    // Waits averaged over the processes: they wait side by side.
     let batches = (
-        stage_metric("coupang_etl_batch_records_count").await,
-        stage_metric("coupang_etl_fetch_wait_seconds_total").await,
+        stage_metric(processes, "coupang_etl_batch_records_count").await,
+        stage_metric(processes, "coupang_etl_fetch_wait_seconds_total").await / processes as f64,
     );
-    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
-    let _ = child.wait();
-    StageRun { wall, cpu: usage.0, peak_mib: usage.1, steady_per_s: steady, batches, inserts }
+    for (pid, child) in pids.iter().zip(&mut children) {
+        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        let _ = child.wait();
+    }
+    StageRun { wall, startup, cpu: usage.0, peak_mib: usage.1, steady_per_s: steady, batches, inserts }
 }
 
 impl StageRun {
+    /// Records per second of the time neither starting up nor waiting for records.
+    fn not_waiting_per_s(&self, count: u64) -> f64 {
+        count as f64 / (self.wall - self.startup - self.batches.1).max(1e-3)
+    }
+
     fn describe(&self, count: u64, unit: &str) -> String {
         let mut line = format!(
             "{count:>9} {unit} in {:>6.2} s (start-up included) = {:>9.0} {unit}/s; steady {:>9.0} {unit}/s; \
@@ -236,11 +284,11 @@ impl StageRun {
             count as f64 / self.batches.0.max(1.0)
         );
         if self.batches.1 > 0.0 {
-            let busy = (self.wall - self.batches.1).max(1e-3);
             line += &format!(
-                "; waited {:.2} s for records; not waiting: {:.0} {unit}/s",
+                "; started in {:.2} s, then waited {:.2} s for records; not waiting: {:.0} {unit}/s",
+                self.startup,
                 self.batches.1,
-                count as f64 / busy
+                self.not_waiting_per_s(count)
             );
         }
         let (inserts, insert_s) = self.inserts;
@@ -292,6 +340,8 @@ async fn restore_before_and_after_compaction(config: &Config) {
 struct StageRun {
     /// From start (group join included) until nothing is left.
     wall: f64,
+    /// From start until every process reported ready (before it joins its group).
+    startup: f64,
     cpu: f64,
     peak_mib: f64,
     /// Records per second from the first commit to the end (the steady rate, start-up excluded).
@@ -467,16 +517,25 @@ async fn ingest_from_simulator(config: &mut Config, args: &Args) -> (String, Str
     let ingest_cpu = self_cpu() - cpu0;
     let (boxes, sheets, receipts, revenue) = report.ingest_totals();
     let records = sheets + receipts + revenue;
-    let calls: u64 = sim.stats().values().sum();
+    let orders_read_alone: u64 = report.accounts.values().map(|a| a.orders_fetched).sum();
+    let stats = sim.stats();
+    let calls: u64 = stats.values().sum();
+    let mut by_endpoint = std::collections::BTreeMap::<&str, u64>::new();
+    for ((_, endpoint, _), n) in &stats {
+        *by_endpoint.entry(endpoint.as_str()).or_default() += n;
+    }
+    let by_endpoint: Vec<String> = by_endpoint.iter().map(|(endpoint, n)| format!("{endpoint} {n}")).collect();
     sim.stop().await;
     let per = |n: u64, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
     (
         format!("{boxes} boxes, {items} order items (generated in {generated:.1} s)"),
         format!(
-            "{records:>9} records in {ingest_wall:>6.1} s = {:>9.0} records/s ({:.0}/CPU-s of bench process incl. simulator); {calls} API calls = {:.3} calls/record",
+            "{records:>9} records in {ingest_wall:>6.1} s = {:>9.0} records/s ({:.0}/CPU-s of bench process incl. simulator); {calls} API calls = {:.3} calls/record ({}; {orders_read_alone} of them orders read alone); floor 1 call per 50 records = {:.2}× of it",
             per(records, ingest_wall),
             per(records, ingest_cpu),
-            calls as f64 / records.max(1) as f64
+            calls as f64 / records.max(1) as f64,
+            by_endpoint.join(", "),
+            calls as f64 * 50.0 / records.max(1) as f64
         ),
     )
 }
@@ -602,9 +661,21 @@ async fn main() {
     ensure_compacted_topics(&config.kafka, &[&topics.transform_state, &topics.account_status, &topics.checkpoints])
         .await
         .expect("topics");
+    if args.ingest_only {
+        let (world_line, ingest_line) = ingest_from_simulator(&mut config, &args).await;
+        println!(
+            "coupang-etl ingest benchmark: broker {}, {} vendors × {} days × ~{} orders/day",
+            args.broker,
+            config.accounts.len(),
+            args.days,
+            args.orders_per_day
+        );
+        println!("  world: {world_line}\n  ingest        {ingest_line}");
+        return;
+    }
     coupang_load::migrate(&config.clickhouse).await.expect("migrate");
     if let Some(minutes) = args.freshness_minutes {
-        freshness(config, minutes).await;
+        freshness(config, minutes, args.orders_per_day).await;
         return;
     }
 
@@ -679,14 +750,41 @@ async fn main() {
         100.0 * t.steady_per_s / per(messages, read_wall).max(1.0)
     );
     println!("  load          {}", l.describe(facts, "facts"));
-    println!("  raw insert    {stored:>9} rows   in {insert_wall:>6.2} s = {:>9.0} rows/s (clickhouse-client, RowBinary, {:.1} MB); steady load = {:.0}% of it", per(stored, insert_wall), rows.len() as f64 / 1e6, 100.0 * l.steady_per_s / per(stored, insert_wall).max(1.0));
+    let raw_rate = per(stored, insert_wall).max(1.0);
+    println!(
+        "  raw insert    {stored:>9} rows   in {insert_wall:>6.2} s = {:>9.0} rows/s (clickhouse-client, RowBinary, {:.1} MB); steady load = {:.0}% of it; load not waiting = {:.0}% of it",
+        raw_rate,
+        rows.len() as f64 / 1e6,
+        100.0 * l.steady_per_s / raw_rate,
+        100.0 * l.not_waiting_per_s(facts) / raw_rate
+    );
+
+    // 6. The same facts loaded again by 2 and 3 loader processes in one group, each time into a fresh
+    // database: how load scales with processes on this machine.
+    let mut scaled_dbs = Vec::new();
+    for processes in [2, 3] {
+        let mut scaled = config.clone();
+        scaled.clickhouse.database = format!("bench_{id}_loaders{processes}");
+        scaled.load.group_id = format!("bench-{id}-loaders{processes}");
+        coupang_load::migrate(&scaled.clickhouse).await.expect("migrate");
+        let file = write_config(&scaled);
+        let run =
+            run_stage_processes(&scaled, &file, "load", &scaled.load.group_id, &[&topics.payment_facts], processes)
+                .await;
+        println!(
+            "  load × {processes}     {}; steady = {:.0}% of the raw insert",
+            run.describe(facts, "facts"),
+            100.0 * run.steady_per_s / raw_rate
+        );
+        scaled_dbs.push(scaled.clickhouse.database);
+    }
 
     let _ = std::fs::remove_file(&dump);
     if args.broker != "mock" {
         restore_before_and_after_compaction(&config).await;
     }
     let _ = std::fs::remove_file(&file);
-    for db in [db.as_str(), raw_db.as_str()] {
+    for db in [db.as_str(), raw_db.as_str()].into_iter().chain(scaled_dbs.iter().map(String::as_str)) {
         clickhouse(&format!("DROP DATABASE IF EXISTS {db}"), None);
     }
 }
@@ -699,15 +797,20 @@ struct OrderSeen {
 
 /// Freshness: how long after an order becomes visible in the API (the simulator's clock runs in real
 /// time, orders show 10 minutes after payment) it is current in ClickHouse, with follow mode at its
-/// default poll interval. ClickHouse is polled every second for orders not seen before. The world is
-/// kept small (3,000 orders a day per vendor): with a running clock the simulator regenerates it on
-/// every call, and a large one would slow the API, not the pipeline.
-async fn freshness(mut config: Config, minutes: u64) {
+/// default settings, and what each vendor spent of its API budget. ClickHouse is polled every second for
+/// orders not seen before. The world holds two days (`--orders-per-day` per vendor): with a running
+/// clock the simulator regenerates days on every call, and a large world would slow the API, not the
+/// pipeline.
+/// The freshness bench's calls are also counted without its first minutes, when the start-up sweep
+/// catches up on the look-back days, revenue and payouts.
+const FRESHNESS_WARM_UP_SECS: u64 = 300;
+
+async fn freshness(mut config: Config, minutes: u64, orders_per_day: u32) {
     let now = etl_core::time::now_kst();
     config.sim = SimConfig {
         start_date: now.date_naive() - chrono::Duration::days(1),
         days: 2,
-        orders_per_day: 3_000,
+        orders_per_day,
         time_scale: 1.0,
         clock_start: Some(now.naive_local()),
         ..SimConfig::default()
@@ -715,7 +818,7 @@ async fn freshness(mut config: Config, minutes: u64) {
     let sim = Simulator::start(&config.sim, ([127, 0, 0, 1], 0).into()).await.expect("simulator");
     config.ingest.base_url = sim.base_url();
     config.accounts = coupang_etl::demo::sim_accounts(&config, now.date_naive());
-    let poll_interval = config.ingest.poll_interval_secs;
+    let ingest = config.ingest.clone();
     let started = chrono::Utc::now();
     let shutdown = Shutdown::new();
     let pipeline = {
@@ -726,8 +829,14 @@ async fn freshness(mut config: Config, minutes: u64) {
     let client = config.clickhouse.client();
     let mut first_seen: HashMap<(String, i64), chrono::DateTime<chrono::Utc>> = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(minutes * 60);
+    // The calls after the start-up sweep (a cold catch-up of the look-back days, revenue and payouts).
+    let warm_up = Instant::now() + Duration::from_secs(FRESHNESS_WARM_UP_SECS);
+    let mut calls_after_warm_up: Option<(chrono::DateTime<chrono::Utc>, coupang_sim::RequestStats)> = None;
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_secs(1)).await;
+        if calls_after_warm_up.is_none() && Instant::now() >= warm_up {
+            calls_after_warm_up = Some((chrono::Utc::now(), sim.stats()));
+        }
         let Ok(rows) =
             client.query("SELECT DISTINCT vendor_id, order_id FROM item_payments").fetch_all::<OrderSeen>().await
         else {
@@ -740,6 +849,16 @@ async fn freshness(mut config: Config, minutes: u64) {
     }
     shutdown.cancel();
     let _ = pipeline.await;
+    let ended = chrono::Utc::now();
+    let elapsed = (ended - started).num_milliseconds() as f64 / 1000.0;
+    let mut calls_per_vendor = std::collections::BTreeMap::<String, (u64, u64)>::new();
+    let (warm, at_warm_up) = calls_after_warm_up.unwrap_or((ended, Default::default()));
+    for (key, n) in sim.stats() {
+        let entry = calls_per_vendor.entry(key.0.clone()).or_default();
+        entry.0 += n;
+        entry.1 += n - at_warm_up.get(&key).copied().unwrap_or(0);
+    }
+    let warm_elapsed = ((ended - warm).num_milliseconds() as f64 / 1000.0).max(1e-3);
     // Visible in the API 10 minutes after payment; only orders that became visible after the start.
     let visibility = chrono::Duration::minutes(config.sim.visibility_delay_minutes);
     let world = sim.world();
@@ -757,13 +876,29 @@ async fn freshness(mut config: Config, minutes: u64) {
     ages.sort_by(|a, b| a.total_cmp(b));
     let at = |q: f64| ages.get(((ages.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
     println!(
-        "freshness over {minutes} min at the default poll interval ({poll_interval} s): {} orders became visible and were loaded; \
+        "freshness over {minutes} min, {} vendors × ~{orders_per_day} orders/day; new orders polled every {} s over {} min, \
+         sweeps of {} days at least {} s apart within {}% of the calls: {} orders became visible and were loaded; \
          p50 {:.0} s, p90 {:.0} s, p99 {:.0} s, max {:.0} s",
+        calls_per_vendor.len(),
+        ingest.new_orders_poll_secs,
+        ingest.new_orders_window_minutes,
+        ingest.lookback_days,
+        ingest.poll_interval_secs,
+        ingest.follow_api_share * 100.0,
         ages.len(),
         at(0.5),
         at(0.9),
         at(0.99),
         ages.last().copied().unwrap_or(f64::NAN)
     );
+    for (vendor, (calls, warm_calls)) in &calls_per_vendor {
+        let (per_second, warm_per_second) = (*calls as f64 / elapsed, *warm_calls as f64 / warm_elapsed);
+        println!(
+            "  API calls of {vendor}: {calls} in {elapsed:.0} s = {:.2}% of Coupang's 10 calls/s; \
+             after the first {FRESHNESS_WARM_UP_SECS} s: {warm_calls} in {warm_elapsed:.0} s = {:.2}%",
+            per_second * 10.0,
+            warm_per_second * 10.0
+        );
+    }
     clickhouse(&format!("DROP DATABASE IF EXISTS {}", config.clickhouse.database), None);
 }
