@@ -68,12 +68,13 @@ fn current_facts(config: &Config) -> (BTreeMap<String, PaymentFact>, usize) {
     (current, messages.len())
 }
 
-/// A `coupang-etl transform` process; `horizon_days` sets how soon finished orders leave memory.
-fn transform_process(file: &std::path::Path, batch_size: &str, horizon_days: &str, log: Stdio) -> Child {
+/// A `coupang-etl transform` process; `cache_mib` bounds the decoded states it keeps in memory (0: every
+/// batch reads its orders from the state files).
+fn transform_process(file: &std::path::Path, batch_size: &str, cache_mib: &str, log: Stdio) -> Child {
     coupang_etl_command(file)
         .arg("transform")
         .env("COUPANG_ETL__TRANSFORM__BATCH_SIZE", batch_size)
-        .env("COUPANG_ETL__TRANSFORM__STATE_HORIZON_DAYS", horizon_days)
+        .env("COUPANG_ETL__TRANSFORM__STATE_CACHE_MIB", cache_mib)
         .env("COUPANG_ETL_LOG", "info")
         .stdout(Stdio::null())
         .stderr(log)
@@ -134,7 +135,8 @@ async fn transform_killed_at_random_moments(transactions: bool) {
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
     let mut kills = 0;
     for _ in 0..4 * soak_factor() {
-        // Horizon 0: every finished order leaves memory as soon as it can, so the read-back path runs.
+        // No memory for decoded states: every batch reads its orders from the state files, which a
+        // SIGKILL leaves at their last durable commit.
         let mut child = transform_process(&file, "10", "0", logs.stdio());
         tokio::time::sleep(Duration::from_millis(1_000 + xorshift(&mut rng) % 2_000)).await;
         child.kill().unwrap();
@@ -148,7 +150,7 @@ async fn transform_killed_at_random_moments(transactions: bool) {
         }
     }
     let mut last = transform_process(&file, "10", "0", logs.stdio());
-    // Generous: with horizon 0 every late event for a finished order reads its state back first.
+    // Generous: the test's other processes share the machine.
     let drained = eventually(Duration::from_secs(400), || async { transform_lag(&config).await == 0 }).await;
     last.kill().unwrap();
     last.wait().unwrap();
@@ -195,9 +197,9 @@ async fn two_processes_one_killed(transactions: bool) {
     // finishes its batch nor leaves the group. The broker notices when A's session times out (10 s)
     // and rebalances: B takes all, restoring A's partitions' state from the changelog.
     // Tiny batches, so that A still has work in its partitions when it dies.
-    let mut a = transform_process(&file, "2", "30", Stdio::null());
+    let mut a = transform_process(&file, "2", "1", Stdio::null());
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let mut b = transform_process(&file, "2", "30", Stdio::from(std::fs::File::create(&log_b).unwrap()));
+    let mut b = transform_process(&file, "2", "1", Stdio::from(std::fs::File::create(&log_b).unwrap()));
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     let lag_when_a_died = transform_lag(&config).await;
     a.kill().unwrap();

@@ -494,7 +494,7 @@ impl serde::ser::SerializeSeq for ItemsWriter<'_, '_> {
         if self.written >= self.len {
             return fail("more items than announced");
         }
-        if self.written % BLOCK_ITEMS == 0 {
+        if self.written.is_multiple_of(BLOCK_ITEMS) {
             write_long(self.out, BLOCK_ITEMS.min(self.len - self.written) as i64);
         }
         self.written += 1;

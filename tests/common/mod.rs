@@ -173,6 +173,8 @@ pub async fn finish(config: &Config) {
     let lines = assert_no_secret_in(&logs, &secrets_of(config), "the test process's logs");
     println!("secrets: none of {} in {lines} log lines of this test process", secrets_of(config).len());
     drop_database(&config.clickhouse).await;
+    let state_files = config.transform.state_dir.join(config.kafka.topics().transform_state);
+    let _ = std::fs::remove_dir_all(state_files);
 }
 
 /// Drops the test's database once it passed (a failing test leaves it for inspection).

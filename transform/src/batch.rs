@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::error::{TransformError, STAGE};
 use crate::order::{PoisonEvent, RawEvent, RawStream};
 use crate::rules::apply;
-use crate::store::{to_record, Changelog, PartitionState};
+use crate::store::{to_record, PartitionState, Written};
 
 /// Counters of one batch, for logs and tests.
 #[derive(Debug, Default, Clone, Copy)]
@@ -26,7 +26,6 @@ pub struct BatchReport {
 /// Where a batch's results go: facts to their topic, changed states to the changelog, poison to the
 /// dead-letter topic.
 pub(crate) struct Outputs<'a> {
-    pub changelog: &'a Changelog,
     pub producer: &'a FutureProducer,
     pub dead_letter: &'a DeadLetter,
     pub topics: &'a etl_core::kafka::Topics,
@@ -44,10 +43,32 @@ struct Folded {
 }
 
 /// A changed state on its way to the changelog: its input partition, key and encoded record.
-struct EncodedState {
+pub(crate) struct EncodedState {
     partition: i32,
     key: String,
     payload: Vec<u8>,
+}
+
+/// A batch's changed states, each with its changelog offset once the broker took it. They go to the
+/// partitions' files only after the batch's offsets are committed (see [`persist`]).
+#[derive(Default)]
+pub(crate) struct SentStates(Vec<(EncodedState, i64)>);
+
+/// Writes the batch's states to their partitions' files and moves the batch's decoded states into the
+/// cache. Called once the batch is committed: a file is never ahead of what the changelog and the
+/// committed offsets say.
+pub(crate) fn persist(owned: &mut BTreeMap<i32, PartitionState>, sent: &SentStates) -> Result<(), TransformError> {
+    for (partition, store) in owned.iter_mut() {
+        // States are sent in (partition, key) order, so each partition's are contiguous.
+        let from = sent.0.partition_point(|(state, _)| state.partition < *partition);
+        let to = sent.0.partition_point(|(state, _)| state.partition <= *partition);
+        let written: Vec<Written<'_>> = sent.0[from..to]
+            .iter()
+            .map(|(state, offset)| Written { key: &state.key, payload: &state.payload, offset: *offset })
+            .collect();
+        store.persist(&written)?;
+    }
+    Ok(())
 }
 
 /// Folds a batch, then sends its facts and changed states. `ordered`: the facts are acknowledged
@@ -58,23 +79,24 @@ pub(crate) async fn process(
     owned: &mut BTreeMap<i32, PartitionState>,
     outputs: &Outputs<'_>,
     ordered: bool,
-) -> Result<BatchReport, TransformError> {
+) -> Result<(BatchReport, SentStates), TransformError> {
     let folded = fold_batch(batch, owned, outputs).await?;
     let facts: Vec<(String, Vec<u8>)> =
         folded.facts.iter().map(|f| Ok((f.kafka_key(), encode(f)?))).collect::<Result<_, TransformError>>()?;
-    let states = encode_states(&folded.changed, owned, outputs.changelog).await?;
+    let states = encode_states(&folded.changed, owned)?;
     let state_offsets = send_outputs(outputs, &facts, &states, ordered).await?;
 
     let mut facts_out = PerAccount::default();
     folded.facts.iter().for_each(|fact| facts_out.add(&fact.account_alias, 1));
     folded.events_in.record_in(STAGE);
     facts_out.record_out(STAGE);
-    for (state, offset) in states.iter().zip(state_offsets) {
-        if let Some(store) = owned.get_mut(&state.partition) {
-            store.note_written(&state.key, offset);
-        }
-    }
-    Ok(BatchReport { events: batch.len(), facts: facts.len(), states: states.len(), dead_letters: folded.dead_letters })
+    let report = BatchReport {
+        events: batch.len(),
+        facts: facts.len(),
+        states: states.len(),
+        dead_letters: folded.dead_letters,
+    };
+    Ok((report, SentStates(states.into_iter().zip(state_offsets).collect())))
 }
 
 /// Decodes, validates and folds each message into its order's state; poison goes to the dead-letter
@@ -98,9 +120,8 @@ async fn fold_batch(
         folded.events_in.add(event.as_ref().collection().1, 1);
         let partition = message.partition();
         let Some(store) = owned.get_mut(&partition) else { continue };
-        store.note_source_time(event.source_time());
         let key = event.order_key();
-        let state = outputs.changelog.state(partition, store, &key.to_string()).await?;
+        let state = store.state(&key.to_string())?;
         let applied = apply(state, &event);
         if applied.state_changed {
             folded.changed.insert((partition, key));
@@ -111,16 +132,15 @@ async fn fold_batch(
 }
 
 /// The changed orders' states as changelog records.
-async fn encode_states(
+fn encode_states(
     changed: &BTreeSet<(i32, OrderKey)>,
     owned: &mut BTreeMap<i32, PartitionState>,
-    changelog: &Changelog,
 ) -> Result<Vec<EncodedState>, TransformError> {
     let mut states = Vec::with_capacity(changed.len());
     for (partition, key) in changed {
         let Some(store) = owned.get_mut(partition) else { continue };
         let text = key.to_string();
-        let state = changelog.state(*partition, store, &text).await?;
+        let state = store.state(&text)?;
         let payload = encode(&to_record(&key.vendor_id, key.order_id, state)?)?;
         states.push(EncodedState { partition: *partition, key: text, payload });
     }

@@ -1,5 +1,6 @@
 use etl_core::invalid::InvalidSetting;
 use serde::Deserialize;
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -13,11 +14,18 @@ pub struct TransformConfig {
     /// Longest wait for a batch to fill, milliseconds.
     #[serde(default = "default_batch_wait_ms")]
     pub batch_wait_ms: u64,
-    /// Finished orders (confirmed, cancelled or returned) whose newest event is this many days older
-    /// than the partition's newest leave memory; their state is read back from the changelog when a
-    /// late event (a refund, say) arrives.
-    #[serde(default = "default_state_horizon_days")]
-    pub state_horizon_days: u32,
+    /// Where each partition's order states are kept on local disk (a folder per changelog topic below
+    /// it). Losing it costs only time: the states are read again from the changelog.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// Memory for decoded order states and the state files' caches, MiB, for all partitions of the
+    /// process together; the rest of the states stay on disk. 0 reads every batch's orders from disk.
+    #[serde(default = "default_state_cache_mib")]
+    pub state_cache_mib: u32,
+    /// No longer used: since states live on disk, no horizon decides what stays in memory. Accepted so
+    /// that configurations written for earlier versions still load.
+    #[serde(default)]
+    pub state_horizon_days: Option<u32>,
     /// Writes each batch's facts, changed states and input offsets in one Kafka transaction, instead
     /// of facts acknowledged, then states, then offsets committed. Both are exact (versions and
     /// idempotent folding make replays harmless); transactions need a broker that has them (Apache
@@ -27,8 +35,11 @@ pub struct TransformConfig {
     pub transactions: bool,
 }
 
-fn default_state_horizon_days() -> u32 {
-    30
+fn default_state_dir() -> PathBuf {
+    std::env::temp_dir().join("coupang-etl-state")
+}
+fn default_state_cache_mib() -> u32 {
+    256
 }
 
 fn default_group_id() -> String {
@@ -47,13 +58,19 @@ impl Default for TransformConfig {
             group_id: default_group_id(),
             batch_size: default_batch_size(),
             batch_wait_ms: default_batch_wait_ms(),
-            state_horizon_days: default_state_horizon_days(),
+            state_dir: default_state_dir(),
+            state_cache_mib: default_state_cache_mib(),
+            state_horizon_days: None,
             transactions: false,
         }
     }
 }
 
 impl TransformConfig {
+    pub fn state_cache_bytes(&self) -> usize {
+        usize::try_from(self.state_cache_mib).unwrap_or(usize::MAX / (1 << 20)) << 20
+    }
+
     /// Checks what can be checked offline.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         if self.group_id.trim().is_empty() {
@@ -61,6 +78,12 @@ impl TransformConfig {
         }
         if self.batch_size == 0 {
             return Err(InvalidSetting::new("transform.batch_size", "transform.batch_size must be 1 or more"));
+        }
+        if self.state_dir.as_os_str().is_empty() {
+            return Err(InvalidSetting::new("transform.state_dir", "transform.state_dir must name a folder"));
+        }
+        if self.state_horizon_days.is_some() {
+            tracing::warn!("transform.state_horizon_days is no longer used: order states live in transform.state_dir");
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ mod error;
 pub mod order;
 pub mod rules;
 mod stage;
+pub mod state_file;
 pub mod store;
 
 pub use batch::BatchReport;

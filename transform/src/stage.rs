@@ -33,10 +33,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::batch::{process, Outputs};
+use crate::batch::{persist, process, Outputs};
 use crate::config::TransformConfig;
 use crate::error::{TransformError, STAGE};
-use crate::store::{Changelog, PartitionState};
+use crate::store::{Changelog, PartitionState, StateLayout};
 
 /// The consumer's context: logs each rebalance and raises a flag that the loop takes between batches
 /// (to restore the state of newly assigned partitions).
@@ -103,10 +103,9 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
     let dead_letter_producer = if config.transactions { kafka.producer_config().create()? } else { producer.clone() };
     let dead_letter = DeadLetter::new(dead_letter_producer, topics.dead_letter.clone(), "transform");
     let changelog = Changelog::new(kafka, topics.transform_state.clone());
-    let horizon_ms = i64::from(config.state_horizon_days) * 86_400_000;
+    let layout = changelog.layout(&config.state_dir, config.state_cache_bytes());
     let wait = Duration::from_millis(config.batch_wait_ms);
     let mut owned: BTreeMap<i32, PartitionState> = BTreeMap::new();
-    let mut batches: u64 = 0;
     let _lag = report_lag(kafka.clone(), STAGE, consumes(config, kafka), shutdown.clone());
     metrics().set_ready(STAGE, true);
     tracing::info!(group = %config.group_id, "transform started");
@@ -117,7 +116,7 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
         metrics().fetch_wait(STAGE, waiting);
         if consumer.context().take() {
             let markers = i64::from(config.transactions);
-            adopt_assignment(&consumer, &changelog, &mut owned, (horizon_ms, markers), &dead_letter).await?;
+            adopt_assignment(&consumer, &changelog, &mut owned, (&layout, markers), &dead_letter).await?;
             // Messages of partitions that moved away are the new owner's; those of partitions still
             // (or again) ours may come once more from the committed offset, which folding absorbs.
             batch.retain(|m| owned.contains_key(&m.partition()));
@@ -126,30 +125,28 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
             continue;
         }
         let in_hand = std::time::Instant::now();
-        let outputs =
-            Outputs { changelog: &changelog, producer: &producer, dead_letter: &dead_letter, topics: &topics };
-        let report = if config.transactions {
+        let outputs = Outputs { producer: &producer, dead_letter: &dead_letter, topics: &topics };
+        let (report, sent) = if config.transactions {
             blocking(|| producer.begin_transaction())?;
-            let report = process(&batch, &mut owned, &outputs, false).await?;
+            let processed = process(&batch, &mut owned, &outputs, false).await?;
             let offsets = batch_offsets(&batch)?;
             let group = consumer.group_metadata().ok_or(TransformError::NoGroupMetadata)?;
             blocking(|| producer.send_offsets_to_transaction(&offsets, &group, TRANSACTION_CALL_TIMEOUT))?;
             blocking(|| producer.commit_transaction(TRANSACTION_CALL_TIMEOUT))?;
-            report
+            processed
         } else {
-            let report = process(&batch, &mut owned, &outputs, true).await?;
+            let processed = process(&batch, &mut owned, &outputs, true).await?;
             commit_batch(&consumer, &batch)?;
-            report
+            processed
         };
+        // Only now, with the batch committed, may its states reach the local files (never ahead of
+        // the changelog: a state ahead of facts that were aborted or never sent would lose them).
+        persist(&mut owned, &sent)?;
         metrics().batch(STAGE, batch.len(), in_hand);
-        batches += 1;
-        if batches % 64 == 0 {
-            let evicted: usize = owned.values_mut().map(|p| p.evict(horizon_ms)).sum();
-            if evicted > 0 {
-                tracing::debug!(evicted, "finished orders moved out of memory");
-            }
-        }
         tracing::debug!(?report, "batch committed");
+    }
+    for state in owned.values_mut() {
+        state.flush()?;
     }
     tracing::info!("transform stopped");
     Ok(())
@@ -191,20 +188,25 @@ async fn adopt_assignment(
     consumer: &InputConsumer,
     changelog: &Changelog,
     owned: &mut BTreeMap<i32, PartitionState>,
-    (horizon_ms, markers): (i64, i64),
+    (layout, markers): (&StateLayout, i64),
     dead_letter: &DeadLetter,
 ) -> Result<(), TransformError> {
     let assigned: BTreeSet<i32> = consumer.assignment()?.elements().iter().map(|e| e.partition()).collect();
+    // Partitions that moved away close their files, so another process on this host can open them.
     owned.retain(|partition, _| assigned.contains(partition));
     for &partition in &assigned {
         let end = changelog.end_offset(partition).await?;
         // Still ours, and nobody wrote since: keep it. With transactions our last commit left one marker
         // after our last record; another owner's writes would add at least a record and a marker.
-        if owned.get(&partition).is_some_and(|held| (held.changelog_end..=held.changelog_end + markers).contains(&end))
-        {
-            continue;
+        if let Some(held) = owned.get_mut(&partition) {
+            if (held.changelog_end..=held.changelog_end + markers).contains(&end) {
+                held.resize(layout, assigned.len());
+                continue;
+            }
         }
-        let mut restored = changelog.restore(partition, horizon_ms).await?;
+        let started = std::time::Instant::now();
+        let held = owned.remove(&partition);
+        let mut restored = changelog.catch_up(partition, held, layout, assigned.len()).await?;
         // Dead-lettered at every restore until a state of the same key supersedes it (compaction).
         for bad in std::mem::take(&mut restored.corrupt) {
             let (partition, offset) = (partition.to_string(), bad.offset.to_string());
@@ -218,10 +220,11 @@ async fn adopt_assignment(
         }
         tracing::info!(
             partition,
-            orders = restored.in_memory(),
-            evicted = restored.evicted(),
+            orders = restored.orders()?,
             records = restored.records_restored,
             changelog_end = restored.changelog_end,
+            mode = %restored.restore_mode,
+            seconds = started.elapsed().as_secs_f64(),
             "state restored from the changelog"
         );
         owned.insert(partition, restored);

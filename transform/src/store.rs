@@ -5,22 +5,25 @@
 //!   whatever the producer's partitioner), keyed `vendorId:orderId`, before the input offsets are
 //!   committed. A restart or a partition moving to another process restores *p* from the changelog,
 //!   never from the raw history.
-//! - Finished orders (confirmed, cancelled or returned whole) whose newest source time is older than
-//!   the horizon behind the partition's newest source time leave memory: only the changelog offset of
-//!   their latest state stays, and it is read back when another event for the order arrives.
+//! - Each partition's states also live in a local file ([`StateFile`]), written after the broker took
+//!   them: memory holds only a bounded cache of decoded states (`transform.state_cache_mib`), and a
+//!   restart reads from the changelog only what the file has not seen yet.
 
 use coupang_schemas::{
     decode, encode, CodecError, OrderSheetEvent, OrderStateRecord, ReturnRequestEvent, RevenueEvent,
 };
 use etl_core::kafka::KafkaConfig;
+use lru::LruCache;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::HashMap;
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use crate::order::{OrderState, RevenueSlot};
+use crate::state_file::{StateFile, StateFileError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -40,8 +43,15 @@ pub enum StoreError {
         #[source]
         source: CodecError,
     },
-    #[error("changelog {topic} partition {partition}: offset {offset} of {key} could not be read back")]
-    Missing { topic: String, partition: i32, offset: i64, key: String },
+    #[error(transparent)]
+    File(#[from] StateFileError),
+    #[error("state file {path}: the state of {key} does not decode: {source}")]
+    Unreadable {
+        path: PathBuf,
+        key: String,
+        #[source]
+        source: CodecError,
+    },
     #[error("blocking changelog read panicked or was cancelled")]
     Join,
 }
@@ -75,27 +85,84 @@ pub fn from_record(record: &OrderStateRecord) -> Result<OrderState, CodecError> 
     Ok(state)
 }
 
-/// One order's slot: its state when in memory, and where its latest state is in the changelog.
-#[derive(Debug, Default)]
-struct Entry {
-    state: Option<OrderState>,
-    offset: Option<i64>,
+/// Decoded bytes an order's state takes in memory per byte of its encoded record (measured on the
+/// simulator's orders; see BENCHMARKS.md): what the cache's budget is counted in.
+const DECODED_BYTES_PER_RECORD_BYTE: usize = 6;
+
+/// Longest a partition's file goes without a durable commit: what a SIGKILL makes the next start read
+/// again from the changelog, at most.
+const DURABLE_EVERY: Duration = Duration::from_secs(2);
+
+/// How the last restore brought a partition's file up to the changelog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreMode {
+    /// The file was complete: nothing read.
+    Reuse,
+    /// The file stopped short (a crash, or another process wrote since): the rest was read.
+    CatchUp,
+    /// No usable file: the whole changelog was read.
+    Rebuild,
 }
 
-/// The orders of one input partition.
-#[derive(Debug, Default)]
+impl std::fmt::Display for RestoreMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RestoreMode::Reuse => "reuse",
+            RestoreMode::CatchUp => "catch_up",
+            RestoreMode::Rebuild => "rebuild",
+        })
+    }
+}
+
+/// Where the partitions' files are and how much memory their states may take.
+#[derive(Debug, Clone)]
+pub struct StateLayout {
+    /// `{transform.state_dir}/{changelog topic}`.
+    pub dir: PathBuf,
+    /// `transform.state_cache_mib`, in bytes, for all partitions of this process together.
+    pub cache_bytes: usize,
+}
+
+impl StateLayout {
+    /// (decoded states, redb cache) in bytes for each of `partitions`: three quarters of the budget
+    /// for decoded states, the rest for the files' own caches (at least 256 KiB each).
+    fn split(&self, partitions: usize) -> (usize, usize) {
+        let share = self.cache_bytes / partitions.max(1);
+        (share / 4 * 3, (share / 4).max(256 << 10))
+    }
+}
+
+/// The orders of one input partition: on disk, with the recently used ones decoded in memory.
 pub struct PartitionState {
-    entries: HashMap<String, Entry>,
-    /// Newest source time seen in the partition: the clock eviction is measured against, so that
-    /// what stays in memory depends on the data, not on when it is processed.
-    newest: i64,
+    file: StateFile,
+    /// Decoded states of recently used orders, with their estimated size.
+    cache: LruCache<String, (OrderState, usize)>,
+    cached_bytes: usize,
+    cache_budget: usize,
+    /// States the current batch read or changed. They stay out of the cache until they are on disk,
+    /// so that no eviction can lose a change.
+    touched: HashMap<String, OrderState>,
+    last_durable: Instant,
     /// The changelog's end offset after this process's last write or restore.
     pub changelog_end: i64,
-    /// Records the last restore read: the live orders, plus older states compaction has not removed yet.
+    /// Records the last restore read: the orders the file had not seen, plus older states compaction
+    /// has not removed yet.
     pub records_restored: usize,
+    pub restore_mode: RestoreMode,
     /// Records of the changelog that did not decode, met by the last restore (for the dead-letter
     /// topic): each was skipped, and its key kept its previous state.
     pub corrupt: Vec<CorruptRecord>,
+}
+
+impl std::fmt::Debug for PartitionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionState")
+            .field("file", &self.file)
+            .field("cached", &self.cache.len())
+            .field("touched", &self.touched.len())
+            .field("changelog_end", &self.changelog_end)
+            .finish()
+    }
 }
 
 /// A changelog record that is not a state this stage wrote (e.g. injected by hand).
@@ -107,36 +174,110 @@ pub struct CorruptRecord {
     pub reason: String,
 }
 
+/// A state the broker took: its key, the record sent and where it landed in the changelog.
+pub struct Written<'a> {
+    pub key: &'a str,
+    pub payload: &'a [u8],
+    pub offset: i64,
+}
+
 impl PartitionState {
-    pub fn in_memory(&self) -> usize {
-        self.entries.values().filter(|e| e.state.is_some()).count()
+    fn open(layout: &StateLayout, partition: i32, partitions: usize) -> Result<PartitionState, StoreError> {
+        let (decoded, file_cache) = layout.split(partitions);
+        Ok(PartitionState {
+            file: StateFile::open(&layout.dir, partition, file_cache)?,
+            cache: LruCache::unbounded(),
+            cached_bytes: 0,
+            cache_budget: decoded,
+            touched: HashMap::new(),
+            last_durable: Instant::now(),
+            changelog_end: 0,
+            records_restored: 0,
+            restore_mode: RestoreMode::Reuse,
+            corrupt: Vec::new(),
+        })
     }
 
-    pub fn evicted(&self) -> usize {
-        self.entries.values().filter(|e| e.state.is_none()).count()
+    /// Orders held (on disk).
+    pub fn orders(&self) -> Result<u64, StoreError> {
+        Ok(self.file.len()?)
     }
 
-    pub fn note_written(&mut self, key: &str, offset: i64) {
-        self.entries.entry(key.to_string()).or_default().offset = Some(offset);
-        self.changelog_end = self.changelog_end.max(offset + 1);
+    /// Decoded states held in memory.
+    pub fn cached(&self) -> usize {
+        self.cache.len()
     }
 
-    /// Moves finished orders older than `horizon_ms` out of memory (their changelog offset stays).
-    pub fn evict(&mut self, horizon_ms: i64) -> usize {
-        let cutoff = self.newest.saturating_sub(horizon_ms);
-        let mut evicted = 0;
-        for entry in self.entries.values_mut() {
-            let old_and_done = entry.state.as_ref().is_some_and(|s| s.finished() && s.source_time < cutoff);
-            if old_and_done && entry.offset.is_some() {
-                entry.state = None;
-                evicted += 1;
+    /// Shares the memory budget anew, when the number of owned partitions changed.
+    pub fn resize(&mut self, layout: &StateLayout, partitions: usize) {
+        self.cache_budget = layout.split(partitions).0;
+        self.evict();
+    }
+
+    /// The state of `key`, for the current batch: as it changed earlier in the batch, from the cache,
+    /// from the file, or new.
+    pub fn state(&mut self, key: &str) -> Result<&mut OrderState, StoreError> {
+        if !self.touched.contains_key(key) {
+            let state = match self.cache.pop(key) {
+                Some((state, size)) => {
+                    self.cached_bytes -= size;
+                    state
+                }
+                None => self.read(key)?.unwrap_or_default(),
+            };
+            self.touched.insert(key.to_string(), state);
+        }
+        Ok(self.touched.get_mut(key).expect("inserted above"))
+    }
+
+    fn read(&self, key: &str) -> Result<Option<OrderState>, StoreError> {
+        let Some(bytes) = self.file.get(key)? else { return Ok(None) };
+        let unreadable =
+            |source| StoreError::Unreadable { path: self.file.path().to_path_buf(), key: key.to_string(), source };
+        decode::<OrderStateRecord>(&bytes).and_then(|record| from_record(&record)).map(Some).map_err(unreadable)
+    }
+
+    /// After the broker took the batch's states (and its offsets are committed): writes them to the
+    /// file, then moves the batch's states into the cache.
+    pub fn persist(&mut self, written: &[Written<'_>]) -> Result<(), StoreError> {
+        if let Some(last) = written.iter().map(|w| w.offset).max() {
+            self.changelog_end = self.changelog_end.max(last + 1);
+            let durable = self.last_durable.elapsed() >= DURABLE_EVERY;
+            self.file.write(written.iter().map(|w| (w.key, w.payload)), last + 1, durable)?;
+            if durable {
+                self.last_durable = Instant::now();
             }
         }
-        evicted
+        let sizes: HashMap<&str, usize> = written.iter().map(|w| (w.key, w.payload.len())).collect();
+        for (key, state) in std::mem::take(&mut self.touched) {
+            // Unchanged states were not re-encoded: their size is the estimate of an average order.
+            let size = sizes.get(key.as_str()).copied().unwrap_or(1_024) * DECODED_BYTES_PER_RECORD_BYTE;
+            self.cached_bytes += size;
+            if let Some((_, old)) = self.cache.put(key, (state, size)) {
+                self.cached_bytes -= old;
+            }
+        }
+        self.evict();
+        Ok(())
+    }
+
+    fn evict(&mut self) {
+        while self.cached_bytes > self.cache_budget {
+            let Some((_, (_, size))) = self.cache.pop_lru() else { break };
+            self.cached_bytes -= size;
+        }
+    }
+
+    /// Makes everything written so far durable (at a clean stop).
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        if let Some(applied_end) = self.file.applied_end()? {
+            self.file.write([], applied_end, true)?;
+        }
+        Ok(())
     }
 }
 
-/// Reads the changelog: whole partitions on restore, single records on demand.
+/// Reads the changelog: what a partition's file has not seen yet, on restore.
 pub struct Changelog {
     pub topic: String,
     config: rdkafka::ClientConfig,
@@ -152,7 +293,15 @@ impl Changelog {
         // last offsets are commit markers, never delivered, and records of a transaction still open
         // (or aborted) are not read at all (`read_committed`).
         config.set("enable.partition.eof", "true").set("isolation.level", "read_committed");
+        // A restore streams into the file: a small fetch queue keeps its memory small too.
+        config.set("queued.max.messages.kbytes", "16384");
         Changelog { topic, config, timeout: Duration::from_secs(30) }
+    }
+
+    /// Where the partitions' files go under `state_dir`: a folder per changelog topic, so that two
+    /// pipelines (or two test runs) on one host never share files.
+    pub fn layout(&self, state_dir: &std::path::Path, cache_bytes: usize) -> StateLayout {
+        StateLayout { dir: state_dir.join(&self.topic), cache_bytes }
     }
 
     fn error(&self, partition: i32) -> impl Fn(KafkaError) -> StoreError + '_ {
@@ -171,146 +320,183 @@ impl Changelog {
         result.map_err(self.error(partition))
     }
 
-    /// Rebuilds a partition's state from its changelog, evicting as it goes so memory stays bounded.
-    pub async fn restore(&self, partition: i32, horizon_ms: i64) -> Result<PartitionState, StoreError> {
-        let (config, topic, timeout) = (self.config.clone(), self.topic.clone(), self.timeout);
-        let records = tokio::task::spawn_blocking(move || read_range(&config, &topic, partition, None, timeout))
-            .await
-            .map_err(|_| StoreError::Join)?
-            .map_err(self.error(partition))?;
-        let mut restored = PartitionState {
-            changelog_end: records.end,
-            records_restored: records.records.len(),
-            ..PartitionState::default()
-        };
-        for (offset, key, payload) in records.records {
-            let state = match self.decode(partition, offset, &key, &payload) {
-                Ok(state) => state,
-                Err(error) => {
-                    // Only this stage writes the changelog, so this is foreign data; one bad record
-                    // must not stop the stage. The key keeps the state it had before the record.
-                    restored.corrupt.push(CorruptRecord { offset, key, payload, reason: error.to_string() });
-                    continue;
-                }
+    /// Brings a partition's file (`held`, or the one on disk) up to the changelog's end: reads only what
+    /// the file has not seen, or everything when the file is new or does not belong to this changelog.
+    pub async fn catch_up(
+        &self,
+        partition: i32,
+        held: Option<PartitionState>,
+        layout: &StateLayout,
+        partitions: usize,
+    ) -> Result<PartitionState, StoreError> {
+        let reader =
+            Reader { topic: self.topic.clone(), partition, config: self.config.clone(), timeout: self.timeout };
+        let layout = layout.clone();
+        tokio::task::spawn_blocking(move || {
+            let state = match held {
+                Some(state) => state,
+                None => PartitionState::open(&layout, partition, partitions)?,
             };
-            restored.newest = restored.newest.max(state.source_time);
-            restored.entries.insert(key, Entry { state: Some(state), offset: Some(offset) });
-            if restored.entries.len() % 10_000 == 0 {
-                restored.evict(horizon_ms);
-            }
-        }
-        restored.evict(horizon_ms);
-        Ok(restored)
+            reader.catch_up(state)
+        })
+        .await
+        .map_err(|_| StoreError::Join)?
     }
 
-    /// Restores partitions `0..partitions` one after another, as a process taking over all of them does,
-    /// and returns (records read, orders restored): what a restore costs against what it yields.
+    /// Reads partitions `0..partitions` whole, as a process rebuilding all of them does, and returns
+    /// (records read, orders): what a rebuild costs against what it yields.
     pub async fn restore_all(&self, partitions: i32) -> Result<(usize, usize), StoreError> {
         let (mut records, mut orders) = (0, 0);
         for partition in 0..partitions {
-            let restored = self.restore(partition, i64::MAX / 4).await?;
-            records += restored.records_restored;
-            orders += restored.in_memory() + restored.evicted();
+            let reader =
+                Reader { topic: self.topic.clone(), partition, config: self.config.clone(), timeout: self.timeout };
+            let (read, keys) = tokio::task::spawn_blocking(move || {
+                let (mut read, mut keys) = (0, HashSet::new());
+                reader.read(None, |offset, key, payload| {
+                    read += 1;
+                    if reader.decode(offset, key, payload).is_ok() {
+                        keys.insert(key.to_string());
+                    }
+                    Ok(())
+                })?;
+                Ok::<_, StoreError>((read, keys.len()))
+            })
+            .await
+            .map_err(|_| StoreError::Join)??;
+            records += read;
+            orders += keys;
         }
         Ok((records, orders))
     }
+}
 
-    /// The state of `key`, read back from `offset`.
-    async fn read_one(&self, partition: i32, offset: i64, key: &str) -> Result<OrderState, StoreError> {
-        let (config, topic, timeout) = (self.config.clone(), self.topic.clone(), self.timeout);
-        let records =
-            tokio::task::spawn_blocking(move || read_range(&config, &topic, partition, Some(offset), timeout))
-                .await
-                .map_err(|_| StoreError::Join)?
-                .map_err(self.error(partition))?;
-        let missing = || StoreError::Missing { topic: self.topic.clone(), partition, offset, key: key.to_string() };
-        let (_, found_key, payload) =
-            records.records.into_iter().find(|(at, _, _)| *at == offset).ok_or_else(missing)?;
-        if found_key != key {
-            return Err(missing());
+/// Records written to the file per commit while catching up: a crash mid-restore resumes there.
+const RESTORE_CHUNK: usize = 10_000;
+
+/// One partition of the changelog, read on a blocking thread.
+struct Reader {
+    topic: String,
+    partition: i32,
+    config: rdkafka::ClientConfig,
+    timeout: Duration,
+}
+
+impl Reader {
+    fn catch_up(&self, mut state: PartitionState) -> Result<PartitionState, StoreError> {
+        let consumer: BaseConsumer = self.config.create().map_err(|e| self.kafka(e))?;
+        let (low, high) =
+            consumer.fetch_watermarks(&self.topic, self.partition, self.timeout).map_err(|e| self.kafka(e))?;
+        // A file ahead of the changelog, or behind records deleted since, belongs to another history.
+        let from = match state.file.applied_end()? {
+            Some(applied) if (low..=high).contains(&applied) => {
+                state.restore_mode = RestoreMode::CatchUp;
+                applied
+            }
+            _ => {
+                state.file.clear()?;
+                state.restore_mode = RestoreMode::Rebuild;
+                low
+            }
+        };
+        state.cache.clear();
+        state.cached_bytes = 0;
+        let mut pending: Vec<(String, Vec<u8>)> = Vec::new();
+        let (mut read, mut corrupt) = (0, Vec::new());
+        let end = self.read(Some(from), |offset, key, payload| {
+            read += 1;
+            match self.decode(offset, key, payload) {
+                Ok(_) => pending.push((key.to_string(), payload.to_vec())),
+                // Only this stage writes the changelog, so this is foreign data; one bad record must
+                // not stop the stage. The key keeps the state it had before the record.
+                Err(error) => corrupt.push(CorruptRecord {
+                    offset,
+                    key: key.to_string(),
+                    payload: payload.to_vec(),
+                    reason: error.to_string(),
+                }),
+            }
+            if pending.len() >= RESTORE_CHUNK {
+                let records = pending.iter().map(|(k, v)| (k.as_str(), v.as_slice()));
+                state.file.write(records, offset + 1, false)?;
+                pending.clear();
+            }
+            Ok(())
+        })?;
+        let records = pending.iter().map(|(k, v)| (k.as_str(), v.as_slice()));
+        state.file.write(records, end.max(from), true)?;
+        if read == 0 && state.restore_mode == RestoreMode::CatchUp {
+            state.restore_mode = RestoreMode::Reuse;
         }
-        self.decode(partition, offset, key, &payload)
+        state.last_durable = Instant::now();
+        state.records_restored = read;
+        state.corrupt = corrupt;
+        state.changelog_end = high;
+        Ok(state)
     }
 
-    fn decode(&self, partition: i32, offset: i64, key: &str, payload: &[u8]) -> Result<OrderState, StoreError> {
-        let corrupt =
-            |source| StoreError::Corrupt { topic: self.topic.clone(), partition, offset, key: key.to_string(), source };
+    fn kafka(&self, source: KafkaError) -> StoreError {
+        StoreError::Kafka { topic: self.topic.clone(), partition: self.partition, source }
+    }
+
+    fn decode(&self, offset: i64, key: &str, payload: &[u8]) -> Result<OrderState, StoreError> {
+        let corrupt = |source| StoreError::Corrupt {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset,
+            key: key.to_string(),
+            source,
+        };
         decode::<OrderStateRecord>(payload).and_then(|record| from_record(&record)).map_err(corrupt)
     }
 
-    /// The state of `key` in `partition`: from memory, from the changelog if it was evicted, or new.
-    pub async fn state<'a>(
+    /// Streams `[from or the start, end)` of the partition to `on_record(offset, key, payload)` and
+    /// returns the position it stopped at: the end, or under `read_committed` the first offset of a
+    /// transaction still open.
+    fn read(
         &self,
-        partition: i32,
-        store: &'a mut PartitionState,
-        key: &str,
-    ) -> Result<&'a mut OrderState, StoreError> {
-        let evicted_at = match store.entries.get(key) {
-            Some(Entry { state: None, offset: Some(offset) }) => Some(*offset),
-            _ => None,
-        };
-        if let Some(offset) = evicted_at {
-            let state = self.read_one(partition, offset, key).await?;
-            tracing::debug!(partition, key, offset, "evicted order state read back");
-            store.entries.entry(key.to_string()).or_default().state = Some(state);
+        from: Option<i64>,
+        mut on_record: impl FnMut(i64, &str, &[u8]) -> Result<(), StoreError>,
+    ) -> Result<i64, StoreError> {
+        let consumer: BaseConsumer = self.config.create().map_err(|e| self.kafka(e))?;
+        let (low, high) =
+            consumer.fetch_watermarks(&self.topic, self.partition, self.timeout).map_err(|e| self.kafka(e))?;
+        let start = from.unwrap_or(low).max(low);
+        if start >= high {
+            return Ok(start);
         }
-        let entry = store.entries.entry(key.to_string()).or_default();
-        let state = entry.state.get_or_insert_with(OrderState::default);
-        Ok(state)
-    }
-}
-
-impl PartitionState {
-    pub fn note_source_time(&mut self, time: i64) {
-        self.newest = self.newest.max(time);
-    }
-}
-
-struct Range {
-    /// (offset, key, payload), keys latest-wins when collected into a map by the caller.
-    records: Vec<(i64, String, Vec<u8>)>,
-    end: i64,
-}
-
-/// Reads `[from or the start, end)` of one partition; with `Some(from)` it stops after that record.
-fn read_range(
-    config: &rdkafka::ClientConfig,
-    topic: &str,
-    partition: i32,
-    from: Option<i64>,
-    timeout: Duration,
-) -> Result<Range, KafkaError> {
-    let consumer: BaseConsumer = config.create()?;
-    let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
-    let start = from.unwrap_or(low).max(low);
-    let stop = if from.is_some() { (start + 1).min(high) } else { high };
-    let mut range = Range { records: Vec::new(), end: high };
-    if start >= stop {
-        return Ok(range);
-    }
-    let mut assignment = TopicPartitionList::new();
-    assignment.add_partition_offset(topic, partition, Offset::Offset(start))?;
-    consumer.assign(&assignment)?;
-    // Gives up only when nothing arrives for `timeout`: a long changelog may take longer than that.
-    let mut deadline = std::time::Instant::now() + timeout;
-    let mut position = start;
-    while position < stop {
-        if std::time::Instant::now() > deadline {
-            return Err(KafkaError::MessageConsumption(rdkafka::types::RDKafkaErrorCode::OperationTimedOut));
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(&self.topic, self.partition, Offset::Offset(start))
+            .map_err(|e| self.kafka(e))?;
+        consumer.assign(&assignment).map_err(|e| self.kafka(e))?;
+        // Gives up only when nothing arrives for `timeout`: a long changelog may take longer than that.
+        let mut deadline = Instant::now() + self.timeout;
+        let mut position = start;
+        while position < high {
+            if Instant::now() > deadline {
+                let timed_out = KafkaError::MessageConsumption(rdkafka::types::RDKafkaErrorCode::OperationTimedOut);
+                return Err(self.kafka(timed_out));
+            }
+            let message = match consumer.poll(Duration::from_millis(200)) {
+                None => continue,
+                Some(Err(KafkaError::PartitionEOF(_))) => {
+                    // At the end (or at an open transaction): the consumer's position says where.
+                    let at = consumer.position().ok().and_then(|list| {
+                        list.find_partition(&self.topic, self.partition).and_then(|e| e.offset().to_raw())
+                    });
+                    position = position.max(at.unwrap_or(position));
+                    break;
+                }
+                Some(received) => received.map_err(|e| self.kafka(e))?,
+            };
+            deadline = Instant::now() + self.timeout;
+            position = message.offset() + 1;
+            if let Some(key) = message.key() {
+                on_record(message.offset(), &String::from_utf8_lossy(key), message.payload().unwrap_or_default())?;
+            }
         }
-        let message = match consumer.poll(Duration::from_millis(200)) {
-            None => continue,
-            Some(Err(KafkaError::PartitionEOF(_))) => break,
-            Some(received) => received?,
-        };
-        deadline = std::time::Instant::now() + timeout;
-        position = message.offset() + 1;
-        if let Some(key) = message.key() {
-            let payload = message.payload().unwrap_or_default().to_vec();
-            range.records.push((message.offset(), String::from_utf8_lossy(key).into_owned(), payload));
-        }
+        Ok(position)
     }
-    Ok(range)
 }
 
 #[cfg(test)]
@@ -334,17 +520,23 @@ mod tests {
     }
 
     #[test]
-    fn only_old_finished_orders_leave_memory() {
-        let mut partition = PartitionState::default();
-        let mut open = OrderState::default();
-        open.fold(&RawEvent::OrderSheet(sheet(1, "INSTRUCT", vec![line(7, 1, 1_000)], 0)));
-        let mut done = open.clone();
-        done.fold(&RawEvent::Revenue(revenue(SaleType::Sale, 10, &[(7, 1, 1_000, 0, 0)])));
-        partition.entries.insert("open".into(), Entry { state: Some(open), offset: Some(1) });
-        partition.entries.insert("done".into(), Entry { state: Some(done.clone()), offset: Some(2) });
-        partition.note_source_time(done.source_time + 40 * 86_400_000);
-        assert_eq!(partition.evict(30 * 86_400_000), 1);
-        assert_eq!((partition.in_memory(), partition.evicted()), (1, 1));
-        assert!(partition.entries["open"].state.is_some());
+    fn a_state_evicted_from_memory_is_read_back_from_disk() {
+        let dir = std::env::temp_dir().join(format!("partition-state-{}", std::process::id()));
+        // No memory for decoded states: every batch reads its orders from the file.
+        let layout = StateLayout { dir: dir.clone(), cache_bytes: 0 };
+        let mut partition = PartitionState::open(&layout, 0, 1).unwrap();
+        let mut expected = OrderState::default();
+        expected.fold(&RawEvent::OrderSheet(sheet(1, "INSTRUCT", vec![line(7, 1, 1_000)], 0)));
+        partition.state("A:1").unwrap().clone_from(&expected);
+        let payload = encode(&to_record("A", 1, &expected).unwrap()).unwrap();
+        partition.persist(&[Written { key: "A:1", payload: &payload, offset: 41 }]).unwrap();
+        assert_eq!((partition.cached(), partition.orders().unwrap(), partition.changelog_end), (0, 1, 42));
+        assert_eq!(partition.state("A:1").unwrap(), &expected);
+        assert_eq!(partition.state("A:2").unwrap(), &OrderState::default());
+        // Unchanged states leave the batch without a write.
+        partition.persist(&[]).unwrap();
+        assert_eq!(partition.orders().unwrap(), 1);
+        drop(partition);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
