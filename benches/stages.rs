@@ -195,11 +195,12 @@ fn stage(config_file: &std::path::Path, stage: &str, metrics: &str) -> Child {
 
 /// Runs a stage process until its group has consumed everything.
 async fn run_stage(config: &Config, file: &std::path::Path, name: &str, group: &str, topics: &[&str]) -> StageRun {
-    run_stage_processes(config, file, name, group, topics, 1).await
+    run_stage_processes(config, file, name, group, topics, 1, "-TERM").await
 }
 
-/// Runs `processes` processes of a stage in one group until it has consumed everything: CPU seconds
-/// are their sum, peak RSS the largest.
+/// Runs `processes` processes of a stage in one group until it has consumed everything, then stops
+/// them with `signal` (`-TERM`, or `-KILL` to leave what a crash leaves): CPU seconds are their sum,
+/// peak RSS the largest.
 async fn run_stage_processes(
     config: &Config,
     file: &std::path::Path,
@@ -207,6 +208,7 @@ async fn run_stage_processes(
     group: &str,
     topics: &[&str],
     processes: usize,
+    signal: &str,
 ) -> StageRun {
     let started = Instant::now();
     let mut children: Vec<Child> = (0..processes).map(|i| stage(file, name, &stage_metrics(i))).collect();
@@ -259,7 +261,7 @@ async fn run_stage_processes(
         stage_metric(processes, "coupang_etl_fetch_wait_seconds_total").await / processes as f64,
     );
     for (pid, child) in pids.iter().zip(&mut children) {
-        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        let _ = Command::new("kill").args([signal, &pid.to_string()]).status();
         let _ = child.wait();
     }
     StageRun { wall, startup, cpu: usage.0, peak_mib: usage.1, steady_per_s: steady, batches, inserts }
@@ -301,6 +303,59 @@ impl StageRun {
         }
         line
     }
+}
+
+/// Starts the transform over the state files its last run left (or none, with `delete`) and times it
+/// from spawn until every partition's state is restored: what a restart costs against the state's size.
+async fn restart_transform(config: &Config, file: &std::path::Path, delete: bool) -> String {
+    let state = config.transform.state_dir.join(config.kafka.topics().transform_state);
+    if delete {
+        let _ = std::fs::remove_dir_all(&state);
+    }
+    let log = std::env::temp_dir().join(format!("bench-{}-restart.log", std::process::id()));
+    let started = Instant::now();
+    let mut child = Command::new(BINARY)
+        .args(["--config", file.to_str().unwrap_or_default(), "transform"])
+        .env("COUPANG_ETL_LOG", "info")
+        .env("COUPANG_ETL__OBSERVABILITY__METRICS_LISTEN", stage_metrics(0))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("restart log"))
+        .spawn()
+        .expect("transform");
+    let partitions = usize::try_from(config.kafka.partitions).unwrap_or(0);
+    let restored = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<String> =
+            text.lines().filter(|l| l.contains("state restored from the changelog")).map(String::from).collect();
+        if lines.len() >= partitions {
+            break lines;
+        }
+        assert!(started.elapsed() < Duration::from_secs(900), "the transform never restored its state:\n{text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let (_, peak) = cpu_and_peak(child.id());
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    let field = |line: &str, name: &str| -> String {
+        let value = line.split(&format!("{name}=")).nth(1).and_then(|v| v.split_whitespace().next());
+        value.unwrap_or_default().trim_matches('"').to_string()
+    };
+    let sum = |name: &str| restored.iter().map(|l| field(l, name).parse::<u64>().unwrap_or(0)).sum::<u64>();
+    let reading: f64 = restored.iter().map(|l| field(l, "seconds").parse::<f64>().unwrap_or(0.0)).sum();
+    let mut modes = std::collections::BTreeMap::<String, usize>::new();
+    restored.iter().for_each(|l| *modes.entry(field(l, "mode")).or_default() += 1);
+    let on_disk: u64 = std::fs::read_dir(&state)
+        .map(|dir| dir.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum())
+        .unwrap_or(0);
+    let _ = std::fs::remove_file(&log);
+    format!(
+        "{:>9} orders ({:.0} MiB on disk) restored {seconds:>6.2} s after spawn (group join included), \
+         {reading:.2} s of it restoring; {:>9} changelog records read; peak RSS {peak:.0} MiB; partitions by mode {modes:?}",
+        sum("orders"),
+        on_disk as f64 / 1048576.0,
+        sum("records")
+    )
 }
 
 /// A full restore of every changelog partition: (records read, live orders, seconds).
@@ -702,7 +757,13 @@ async fn main() {
 
     // 3. Transform, 4. load, as their own processes.
     let file = write_config(&config);
-    let t = run_stage(&config, &file, "transform", &config.transform.group_id, &raw).await;
+    // SIGKILLed at the end, so that the restarts below start from what a crash leaves on disk.
+    let t = run_stage_processes(&config, &file, "transform", &config.transform.group_id, &raw, 1, "-KILL").await;
+    let restarts = [("after SIGKILL", false), ("after a clean stop", false), ("state files deleted", true)];
+    let mut restart_lines = Vec::new();
+    for (label, delete) in restarts {
+        restart_lines.push(format!("{label:<20} {}", restart_transform(&config, &file, delete).await));
+    }
     let ((facts, _, _, _), _) = tokio::task::spawn_blocking({
         let kafka = config.kafka.clone();
         let topic = topics.payment_facts.clone();
@@ -749,6 +810,9 @@ async fn main() {
         t.describe(messages, "events"),
         100.0 * t.steady_per_s / per(messages, read_wall).max(1.0)
     );
+    for line in &restart_lines {
+        println!("  restart       {line}");
+    }
     println!("  load          {}", l.describe(facts, "facts"));
     let raw_rate = per(stored, insert_wall).max(1.0);
     println!(
@@ -768,9 +832,16 @@ async fn main() {
         scaled.load.group_id = format!("bench-{id}-loaders{processes}");
         coupang_load::migrate(&scaled.clickhouse).await.expect("migrate");
         let file = write_config(&scaled);
-        let run =
-            run_stage_processes(&scaled, &file, "load", &scaled.load.group_id, &[&topics.payment_facts], processes)
-                .await;
+        let run = run_stage_processes(
+            &scaled,
+            &file,
+            "load",
+            &scaled.load.group_id,
+            &[&topics.payment_facts],
+            processes,
+            "-TERM",
+        )
+        .await;
         println!(
             "  load × {processes}     {}; steady = {:.0}% of the raw insert",
             run.describe(facts, "facts"),

@@ -18,7 +18,7 @@ use etl_core::kafka::{group_lag, set_topic_config};
 use etl_core::Shutdown;
 use rdkafka::Message;
 use std::collections::BTreeMap;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// Fills the raw topics from the simulator (ingest only) and returns the world's truth.
@@ -68,8 +68,7 @@ fn current_facts(config: &Config) -> (BTreeMap<String, PaymentFact>, usize) {
     (current, messages.len())
 }
 
-/// A `coupang-etl transform` process; `cache_mib` bounds the decoded states it keeps in memory (0: every
-/// batch reads its orders from the state files).
+/// A `coupang-etl transform` process; `cache_mib` is its state file's cache (0: the least, 1 MiB).
 fn transform_process(file: &std::path::Path, batch_size: &str, cache_mib: &str, log: Stdio) -> Child {
     coupang_etl_command(file)
         .arg("transform")
@@ -80,6 +79,12 @@ fn transform_process(file: &std::path::Path, batch_size: &str, cache_mib: &str, 
         .stderr(log)
         .spawn()
         .unwrap()
+}
+
+/// The lines of a transform process's log that say a partition's state was restored.
+fn restore_lines(log: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines().filter(|l| l.contains("state restored from the changelog")).map(String::from).collect()
 }
 
 async fn transform_lag(config: &Config) -> i64 {
@@ -135,8 +140,8 @@ async fn transform_killed_at_random_moments(transactions: bool) {
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
     let mut kills = 0;
     for _ in 0..4 * soak_factor() {
-        // No memory for decoded states: every batch reads its orders from the state files, which a
-        // SIGKILL leaves at their last durable commit.
+        // The least cache: batches read their orders from the state file, which a SIGKILL leaves at
+        // its last durable commit.
         let mut child = transform_process(&file, "10", "0", logs.stdio());
         tokio::time::sleep(Duration::from_millis(1_000 + xorshift(&mut rng) % 2_000)).await;
         child.kill().unwrap();
@@ -149,12 +154,39 @@ async fn transform_killed_at_random_moments(transactions: bool) {
             break;
         }
     }
-    let mut last = transform_process(&file, "10", "0", logs.stdio());
+    // The last process logs apart, so that its own restores can be told from the killed ones'.
+    let partitions = usize::try_from(config.kafka.partitions).unwrap();
+    let last_log = std::env::temp_dir().join(format!("{}-last.log", unique(name)));
+    let mut last = transform_process(&file, "10", "0", Stdio::from(std::fs::File::create(&last_log).unwrap()));
     // Generous: the test's other processes share the machine.
-    let drained = eventually(Duration::from_secs(400), || async { transform_lag(&config).await == 0 }).await;
-    last.kill().unwrap();
+    let drained = eventually(Duration::from_secs(400), || async {
+        restore_lines(&last_log).len() == partitions && transform_lag(&config).await == 0
+    })
+    .await;
+    // A clean stop leaves the state file complete: the next start reads nothing from the changelog.
+    Command::new("kill").arg("-TERM").arg(last.id().to_string()).status().unwrap();
     last.wait().unwrap();
-    assert!(drained, "the last transform process caught up");
+    assert!(
+        drained,
+        "the last transform process caught up:\n{}",
+        std::fs::read_to_string(&last_log).unwrap_or_default()
+    );
+    let restart_log = std::env::temp_dir().join(format!("{}-restart.log", unique(name)));
+    let mut restarted = transform_process(&file, "10", "0", Stdio::from(std::fs::File::create(&restart_log).unwrap()));
+    let restored =
+        eventually(Duration::from_secs(90), || async { restore_lines(&restart_log).len() == partitions }).await;
+    restarted.kill().unwrap();
+    restarted.wait().unwrap();
+    let restores = restore_lines(&restart_log);
+    assert!(restored, "the restarted process restored every partition: {restores:?}");
+    for line in &restores {
+        assert!(line.contains("mode=reuse") && line.contains("records=0"), "a clean restart read again: {line}");
+    }
+    for log in [last_log, restart_log] {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert_no_secret_in(&text, &secrets_of(&config), "the transform processes' logs");
+        let _ = std::fs::remove_file(log);
+    }
 
     let (got, emitted) = current_facts(&config);
     assert_eq!(differences(&got, &expected), Vec::<String>::new());

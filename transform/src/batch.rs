@@ -12,7 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::error::{TransformError, STAGE};
 use crate::order::{PoisonEvent, RawEvent, RawStream};
 use crate::rules::apply;
-use crate::store::{to_record, PartitionState, Written};
+use crate::state_file::StateFile;
+use crate::store::{PartitionState, Written};
 
 /// Counters of one batch, for logs and tests.
 #[derive(Debug, Default, Clone, Copy)]
@@ -57,8 +58,12 @@ pub(crate) struct SentStates(Vec<(EncodedState, i64)>);
 /// Writes the batch's states to their partitions' files and moves the batch's decoded states into the
 /// cache. Called once the batch is committed: a file is never ahead of what the changelog and the
 /// committed offsets say.
-pub(crate) fn persist(owned: &mut BTreeMap<i32, PartitionState>, sent: &SentStates) -> Result<(), TransformError> {
-    for (partition, store) in owned.iter_mut() {
+pub(crate) fn persist(
+    file: &StateFile,
+    owned: &mut BTreeMap<i32, PartitionState>,
+    sent: &SentStates,
+) -> Result<(), TransformError> {
+    let per_partition = owned.iter_mut().map(|(partition, store)| {
         // States are sent in (partition, key) order, so each partition's are contiguous.
         let from = sent.0.partition_point(|(state, _)| state.partition < *partition);
         let to = sent.0.partition_point(|(state, _)| state.partition <= *partition);
@@ -66,9 +71,9 @@ pub(crate) fn persist(owned: &mut BTreeMap<i32, PartitionState>, sent: &SentStat
             .iter()
             .map(|(state, offset)| Written { key: &state.key, payload: &state.payload, offset: *offset })
             .collect();
-        store.persist(&written)?;
-    }
-    Ok(())
+        (store, written)
+    });
+    Ok(crate::store::persist(file, per_partition)?)
 }
 
 /// Folds a batch, then sends its facts and changed states. `ordered`: the facts are acknowledged
@@ -121,9 +126,10 @@ async fn fold_batch(
         let partition = message.partition();
         let Some(store) = owned.get_mut(&partition) else { continue };
         let key = event.order_key();
-        let state = store.state(&key.to_string())?;
-        let applied = apply(state, &event);
+        let text = key.to_string();
+        let applied = apply(store.state(&text)?, &event);
         if applied.state_changed {
+            store.keep_payload(&text, &event, message.payload().unwrap_or_default());
             folded.changed.insert((partition, key));
         }
         folded.facts.extend(applied.facts.into_iter().flatten());
@@ -140,8 +146,8 @@ fn encode_states(
     for (partition, key) in changed {
         let Some(store) = owned.get_mut(partition) else { continue };
         let text = key.to_string();
-        let state = store.state(&text)?;
-        let payload = encode(&to_record(&key.vendor_id, key.order_id, state)?)?;
+        let Some(record) = store.record(&text, &key.vendor_id, key.order_id)? else { continue };
+        let payload = encode(&record)?;
         states.push(EncodedState { partition: *partition, key: text, payload });
     }
     Ok(states)

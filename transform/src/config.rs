@@ -18,8 +18,8 @@ pub struct TransformConfig {
     /// it). Losing it costs only time: the states are read again from the changelog.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
-    /// Memory for decoded order states and the state files' caches, MiB, for all partitions of the
-    /// process together; the rest of the states stay on disk. 0 reads every batch's orders from disk.
+    /// Memory for the state file's cache, MiB (at least 1), for all partitions of the process
+    /// together; the states live on disk, and only those of the batch in hand are decoded.
     #[serde(default = "default_state_cache_mib")]
     pub state_cache_mib: u32,
     /// No longer used: since states live on disk, no horizon decides what stays in memory. Accepted so
@@ -39,7 +39,7 @@ fn default_state_dir() -> PathBuf {
     std::env::temp_dir().join("coupang-etl-state")
 }
 fn default_state_cache_mib() -> u32 {
-    256
+    16
 }
 
 fn default_group_id() -> String {

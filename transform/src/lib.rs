@@ -12,6 +12,7 @@ pub mod cause;
 pub mod config;
 mod error;
 pub mod order;
+pub mod record;
 pub mod rules;
 mod stage;
 pub mod state_file;

@@ -1,22 +1,31 @@
-//! One input partition's order states on local disk: a redb file holding, per order, the exact record
-//! last sent to the changelog, and the changelog offset the file is complete up to.
+//! The process's order states on local disk: one redb file with a table per input partition, holding
+//! per order the exact record last sent to the changelog, and per partition the changelog offset the
+//! table is complete up to.
 //!
 //! The file is a cache of the changelog, never ahead of it: states are written only after the broker
-//! took them (and the batch's offsets were committed), and every write stores the states and the new
-//! `applied_end` in one atomic commit. Whatever snapshot the file reopens at (after a clean stop or a
-//! SIGKILL, which rolls back to the last durable commit), it holds the latest state per key of the
-//! changelog below its own `applied_end`, and the rest is read from the changelog.
+//! took them (and the batch's offsets were committed), and a partition's states and its `applied_end`
+//! change in one atomic commit. Whatever snapshot the file reopens at (after a clean stop, or after a
+//! SIGKILL, which rolls back to the last durable commit), each table holds the latest state per key of
+//! its changelog partition below its own `applied_end`, and the rest is read from the changelog.
+//!
+//! One file for all partitions makes a batch one commit whatever the partition count, and durability
+//! one fsync per [`DURABLE_EVERY`].
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTableMetadata, TableDefinition};
+use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTableMetadata, TableDefinition};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-const ORDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("orders");
-const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
-const APPLIED_END: &str = "applied_end";
+const META: TableDefinition<&str, i64> = TableDefinition::new("applied_end");
 
-/// Files a partition may use on one host: a second process (or a second stage in one process) that
-/// finds the first file locked takes the next, and catches it up from wherever that copy stopped.
-const SLOTS: usize = 8;
+/// Longest the file goes without a durable commit: what a SIGKILL makes the next start read again
+/// from the changelog, at most.
+const DURABLE_EVERY: Duration = Duration::from_secs(5);
+
+/// Files a host may hold for one changelog: a second process (or a second stage in one process) that
+/// finds the first file locked takes the next, and catches its partitions up from wherever that copy
+/// stopped.
+const SLOTS: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 #[error("state file {path}: {source}")]
@@ -26,10 +35,35 @@ pub struct StateFileError {
     pub source: Box<redb::Error>,
 }
 
-/// One partition's state file.
+/// One partition's writes: its records (key, encoded state) and the offset they bring it to.
+pub struct PartitionWrite<'a> {
+    pub partition: i32,
+    pub records: Vec<(&'a str, &'a [u8])>,
+    pub applied_end: i64,
+}
+
+/// A snapshot of one partition's table.
+pub struct PartitionReader {
+    /// `None`: the partition has no table yet.
+    table: Option<ReadOnlyTable<&'static str, &'static [u8]>>,
+    path: PathBuf,
+}
+
+impl PartitionReader {
+    /// The record last written for `key`.
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateFileError> {
+        let Some(table) = &self.table else { return Ok(None) };
+        let value =
+            table.get(key).map_err(|e| StateFileError { path: self.path.clone(), source: Box::new(e.into()) })?;
+        Ok(value.map(|value| value.value().to_vec()))
+    }
+}
+
+/// The process's state file.
 pub struct StateFile {
     db: Database,
     path: PathBuf,
+    last_durable: Mutex<Instant>,
 }
 
 impl std::fmt::Debug for StateFile {
@@ -38,24 +72,23 @@ impl std::fmt::Debug for StateFile {
     }
 }
 
+fn orders(partition: i32) -> String {
+    format!("orders.{partition}")
+}
+
 impl StateFile {
-    /// Opens (or creates) the first free file of `partition` under `dir`, with `cache_bytes` of redb
-    /// cache. A file that does not open as a redb file (foreign, or an older format) is replaced.
-    pub fn open(dir: &Path, partition: i32, cache_bytes: usize) -> Result<StateFile, StateFileError> {
+    /// Opens (or creates) the first free file under `dir`, with `cache_bytes` of redb cache. A file
+    /// that does not open as a redb file (foreign, or an older format) is replaced.
+    pub fn open(dir: &Path, cache_bytes: usize) -> Result<StateFile, StateFileError> {
         let io = |path: &Path, e: std::io::Error| StateFileError { path: path.into(), source: Box::new(e.into()) };
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
         let mut builder = Database::builder();
         builder.set_cache_size(cache_bytes);
-        let mut last = None;
         for slot in 0..SLOTS {
-            let name = if slot == 0 { format!("{partition}.redb") } else { format!("{partition}.{slot}.redb") };
-            let path = dir.join(name);
+            let path = dir.join(format!("{slot}.redb"));
             let db = match builder.create(&path) {
                 Ok(db) => db,
-                Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
-                    last = Some(StateFileError { path, source: Box::new(redb::Error::DatabaseAlreadyOpen) });
-                    continue;
-                }
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) => continue,
                 Err(error) => {
                     tracing::warn!(path = %path.display(), %error, "state file unreadable: replaced, rebuilt from the changelog");
                     std::fs::remove_file(&path).map_err(|e| io(&path, e))?;
@@ -64,11 +97,9 @@ impl StateFile {
                         .map_err(|e| StateFileError { path: path.clone(), source: Box::new(e.into()) })?
                 }
             };
-            let file = StateFile { db, path };
-            file.ensure_tables()?;
-            return Ok(file);
+            return Ok(StateFile { db, path, last_durable: Mutex::new(Instant::now()) });
         }
-        Err(last.unwrap_or_else(|| io(dir, std::io::ErrorKind::NotFound.into())))
+        Err(io(dir, std::io::Error::other(format!("all {SLOTS} state files are in use by other processes"))))
     }
 
     pub fn path(&self) -> &Path {
@@ -79,79 +110,88 @@ impl StateFile {
         move |source| StateFileError { path: self.path.clone(), source: Box::new(source) }
     }
 
-    fn ensure_tables(&self) -> Result<(), StateFileError> {
-        let write = || -> Result<(), redb::Error> {
-            let txn = self.db.begin_write()?;
-            txn.open_table(ORDERS)?;
-            txn.open_table(META)?;
-            txn.commit()?;
-            Ok(())
-        };
-        write().map_err(self.error())
+    /// The record last written for `key` in `partition`.
+    pub fn get(&self, partition: i32, key: &str) -> Result<Option<Vec<u8>>, StateFileError> {
+        self.reader(partition)?.get(key)
     }
 
-    /// The record last written for `key`.
-    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateFileError> {
-        let read = || -> Result<Option<Vec<u8>>, redb::Error> {
-            let table = self.db.begin_read()?.open_table(ORDERS)?;
-            Ok(table.get(key)?.map(|value| value.value().to_vec()))
+    /// A snapshot of `partition`'s table as last committed, for many reads: a batch opens one, and lets
+    /// go of it before it writes.
+    pub fn reader(&self, partition: i32) -> Result<PartitionReader, StateFileError> {
+        let open = || -> Result<Option<ReadOnlyTable<&'static str, &'static [u8]>>, redb::Error> {
+            let name = orders(partition);
+            match self.db.begin_read()?.open_table(TableDefinition::<&str, &[u8]>::new(&name)) {
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+                table => Ok(Some(table?)),
+            }
         };
-        read().map_err(self.error())
+        Ok(PartitionReader { table: open().map_err(self.error())?, path: self.path.clone() })
     }
 
-    /// The changelog offset the file holds every state below of; `None` for a new file.
-    pub fn applied_end(&self) -> Result<Option<i64>, StateFileError> {
+    /// The changelog offset the partition's table holds every state below of; `None` when new.
+    pub fn applied_end(&self, partition: i32) -> Result<Option<i64>, StateFileError> {
         let read = || -> Result<Option<i64>, redb::Error> {
-            let table = self.db.begin_read()?.open_table(META)?;
-            Ok(table.get(APPLIED_END)?.map(|value| value.value()))
+            let table = match self.db.begin_read()?.open_table(META) {
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                table => table?,
+            };
+            Ok(table.get(orders(partition).as_str())?.map(|value| value.value()))
         };
         read().map_err(self.error())
     }
 
-    /// Orders held.
-    pub fn len(&self) -> Result<u64, StateFileError> {
-        let read = || -> Result<u64, redb::Error> { Ok(self.db.begin_read()?.open_table(ORDERS)?.len()?) };
+    /// Orders held for `partition`.
+    pub fn len(&self, partition: i32) -> Result<u64, StateFileError> {
+        let read = || -> Result<u64, redb::Error> {
+            let name = orders(partition);
+            match self.db.begin_read()?.open_table(TableDefinition::<&str, &[u8]>::new(&name)) {
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+                table => Ok(table?.len()?),
+            }
+        };
         read().map_err(self.error())
     }
 
-    pub fn is_empty(&self) -> Result<bool, StateFileError> {
-        Ok(self.len()? == 0)
-    }
-
-    /// Writes `records` (key, encoded state) and `applied_end` in one commit. A durable commit reaches
-    /// the disk before this returns; the others survive a process crash only once a durable one follows.
-    pub fn write<'a>(
-        &self,
-        records: impl IntoIterator<Item = (&'a str, &'a [u8])>,
-        applied_end: i64,
-        durable: bool,
-    ) -> Result<(), StateFileError> {
+    /// Writes every partition's records and `applied_end` in one commit: durable (on disk before this
+    /// returns) with `durable`, or when the last durable commit is [`DURABLE_EVERY`] old; the others
+    /// survive a process crash only once a durable one follows.
+    pub fn write(&self, writes: &[PartitionWrite<'_>], durable: bool) -> Result<(), StateFileError> {
+        let mut last_durable = self.last_durable.lock().unwrap_or_else(|e| e.into_inner());
+        let durable = durable || last_durable.elapsed() >= DURABLE_EVERY;
         let write = || -> Result<(), redb::Error> {
             let mut txn = self.db.begin_write()?;
             txn.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
             // A crash leaves the allocator state saved, so the next open needs no repair pass.
             txn.set_quick_repair(durable);
             {
-                let mut orders = txn.open_table(ORDERS)?;
-                for (key, record) in records {
-                    orders.insert(key, record)?;
+                let mut meta = txn.open_table(META)?;
+                for write in writes {
+                    let name = orders(write.partition);
+                    let mut table = txn.open_table(TableDefinition::<&str, &[u8]>::new(&name))?;
+                    for (key, record) in &write.records {
+                        table.insert(*key, *record)?;
+                    }
+                    meta.insert(name.as_str(), write.applied_end)?;
                 }
-                txn.open_table(META)?.insert(APPLIED_END, applied_end)?;
             }
             txn.commit()?;
             Ok(())
         };
-        write().map_err(self.error())
+        write().map_err(self.error())?;
+        if durable {
+            *last_durable = Instant::now();
+        }
+        Ok(())
     }
 
-    /// Empties the file, to rebuild it from the changelog's start.
-    pub fn clear(&self) -> Result<(), StateFileError> {
+    /// Empties a partition's table, to rebuild it from the changelog's start.
+    pub fn clear(&self, partition: i32) -> Result<(), StateFileError> {
         let write = || -> Result<(), redb::Error> {
-            let txn = self.db.begin_write()?;
-            txn.delete_table(ORDERS)?;
-            txn.delete_table(META)?;
-            txn.open_table(ORDERS)?;
-            txn.open_table(META)?;
+            let mut txn = self.db.begin_write()?;
+            txn.set_durability(Durability::None)?;
+            let name = orders(partition);
+            txn.delete_table(TableDefinition::<&str, &[u8]>::new(&name))?;
+            txn.open_table(META)?.remove(name.as_str())?;
             txn.commit()?;
             Ok(())
         };
@@ -169,29 +209,36 @@ mod tests {
         dir
     }
 
+    fn write<'a>(partition: i32, records: &[(&'a str, &'a [u8])], applied_end: i64) -> PartitionWrite<'a> {
+        PartitionWrite { partition, records: records.to_vec(), applied_end }
+    }
+
     #[test]
     fn states_and_their_offset_reopen_together() {
         let dir = scratch("reopen");
         {
-            let file = StateFile::open(&dir, 3, 1 << 20).unwrap();
-            assert_eq!(file.applied_end().unwrap(), None);
-            file.write([("A:1", &b"one"[..]), ("A:2", &b"two"[..])], 2, false).unwrap();
-            file.write([("A:1", &b"uno"[..])], 3, true).unwrap();
+            let file = StateFile::open(&dir, 1 << 20).unwrap();
+            assert_eq!(file.applied_end(3).unwrap(), None);
+            assert_eq!((file.get(3, "A:1").unwrap(), file.len(3).unwrap()), (None, 0));
+            file.write(&[write(3, &[("A:1", b"one"), ("A:2", b"two")], 2), write(4, &[("B:1", b"x")], 1)], false)
+                .unwrap();
+            file.write(&[write(3, &[("A:1", b"uno")], 3)], true).unwrap();
         }
-        let file = StateFile::open(&dir, 3, 1 << 20).unwrap();
-        assert_eq!(file.applied_end().unwrap(), Some(3));
-        assert_eq!(file.get("A:1").unwrap().as_deref(), Some(&b"uno"[..]));
-        assert_eq!(file.len().unwrap(), 2);
-        file.clear().unwrap();
-        assert_eq!((file.len().unwrap(), file.applied_end().unwrap()), (0, None));
+        let file = StateFile::open(&dir, 1 << 20).unwrap();
+        assert_eq!((file.applied_end(3).unwrap(), file.applied_end(4).unwrap()), (Some(3), Some(1)));
+        assert_eq!(file.get(3, "A:1").unwrap().as_deref(), Some(&b"uno"[..]));
+        assert_eq!((file.len(3).unwrap(), file.len(4).unwrap()), (2, 1));
+        file.clear(3).unwrap();
+        assert_eq!((file.len(3).unwrap(), file.applied_end(3).unwrap()), (0, None));
+        assert_eq!(file.len(4).unwrap(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn a_second_opener_takes_the_next_slot() {
         let dir = scratch("slots");
-        let first = StateFile::open(&dir, 0, 1 << 20).unwrap();
-        let second = StateFile::open(&dir, 0, 1 << 20).unwrap();
+        let first = StateFile::open(&dir, 1 << 20).unwrap();
+        let second = StateFile::open(&dir, 1 << 20).unwrap();
         assert_ne!(first.path(), second.path());
         drop((first, second));
         let _ = std::fs::remove_dir_all(&dir);
@@ -201,9 +248,9 @@ mod tests {
     fn a_foreign_file_is_replaced() {
         let dir = scratch("foreign");
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("5.redb"), b"not a redb file at all").unwrap();
-        let file = StateFile::open(&dir, 5, 1 << 20).unwrap();
-        assert_eq!(file.applied_end().unwrap(), None);
+        std::fs::write(dir.join("0.redb"), b"not a redb file at all").unwrap();
+        let file = StateFile::open(&dir, 1 << 20).unwrap();
+        assert_eq!(file.applied_end(0).unwrap(), None);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -9,11 +9,8 @@
 //!   them: memory holds only a bounded cache of decoded states (`transform.state_cache_mib`), and a
 //!   restart reads from the changelog only what the file has not seen yet.
 
-use coupang_schemas::{
-    decode, encode, CodecError, OrderSheetEvent, OrderStateRecord, ReturnRequestEvent, RevenueEvent,
-};
+use coupang_schemas::{decode, CodecError, OrderStateRecord};
 use etl_core::kafka::KafkaConfig;
-use lru::LruCache;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -22,8 +19,11 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::order::{OrderState, RevenueSlot};
-use crate::state_file::{StateFile, StateFileError};
+use crate::order::{OrderState, RawEvent};
+pub use crate::record::{from_record, to_record};
+use crate::record::{from_record_keeping_bytes, to_record_from, EncodedSlots};
+use crate::state_file::{PartitionReader, PartitionWrite, StateFile, StateFileError};
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -56,43 +56,6 @@ pub enum StoreError {
     Join,
 }
 
-/// An order's state as the changelog holds it.
-pub fn to_record(vendor_id: &str, order_id: i64, state: &OrderState) -> Result<OrderStateRecord, CodecError> {
-    Ok(OrderStateRecord {
-        vendor_id: vendor_id.to_string(),
-        order_id,
-        source_time: state.source_time,
-        boxes: state.boxes.values().map(encode).collect::<Result<_, _>>()?,
-        receipts: state.receipts.values().map(encode).collect::<Result<_, _>>()?,
-        revenue: state.revenue.values().map(encode).collect::<Result<_, _>>()?,
-    })
-}
-
-pub fn from_record(record: &OrderStateRecord) -> Result<OrderState, CodecError> {
-    let mut state = OrderState { source_time: record.source_time, ..OrderState::default() };
-    for bytes in &record.boxes {
-        let e: OrderSheetEvent = decode(bytes)?;
-        state.boxes.insert(e.shipment_box_id, e);
-    }
-    for bytes in &record.receipts {
-        let e: ReturnRequestEvent = decode(bytes)?;
-        state.receipts.insert(e.receipt_id, e);
-    }
-    for bytes in &record.revenue {
-        let e: RevenueEvent = decode(bytes)?;
-        state.revenue.insert(RevenueSlot::of(&e), e);
-    }
-    Ok(state)
-}
-
-/// Decoded bytes an order's state takes in memory per byte of its encoded record (measured on the
-/// simulator's orders; see BENCHMARKS.md): what the cache's budget is counted in.
-const DECODED_BYTES_PER_RECORD_BYTE: usize = 6;
-
-/// Longest a partition's file goes without a durable commit: what a SIGKILL makes the next start read
-/// again from the changelog, at most.
-const DURABLE_EVERY: Duration = Duration::from_secs(2);
-
 /// How the last restore brought a partition's file up to the changelog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestoreMode {
@@ -114,35 +77,27 @@ impl std::fmt::Display for RestoreMode {
     }
 }
 
-/// Where the partitions' files are and how much memory their states may take.
-#[derive(Debug, Clone)]
-pub struct StateLayout {
-    /// `{transform.state_dir}/{changelog topic}`.
-    pub dir: PathBuf,
-    /// `transform.state_cache_mib`, in bytes, for all partitions of this process together.
-    pub cache_bytes: usize,
+/// Opens the process's state file under `{state_dir}/{changelog topic}` (so two pipelines, or two
+/// test runs, on one host never share files), with `cache_bytes` (at least 1 MiB) as its cache.
+pub fn open_state_file(
+    state_dir: &std::path::Path,
+    topic: &str,
+    cache_bytes: usize,
+) -> Result<Arc<StateFile>, StoreError> {
+    Ok(Arc::new(StateFile::open(&state_dir.join(topic), cache_bytes.max(1 << 20))?))
 }
 
-impl StateLayout {
-    /// (decoded states, redb cache) in bytes for each of `partitions`: three quarters of the budget
-    /// for decoded states, the rest for the files' own caches (at least 256 KiB each).
-    fn split(&self, partitions: usize) -> (usize, usize) {
-        let share = self.cache_bytes / partitions.max(1);
-        (share / 4 * 3, (share / 4).max(256 << 10))
-    }
-}
-
-/// The orders of one input partition: on disk, with the recently used ones decoded in memory.
+/// The orders of one input partition, on disk. Only the orders of the batch in hand are decoded in
+/// memory: a cache of decoded states measured slower and 5× larger than reading them again (the file's
+/// own cache and the OS's page cache serve the reads; BENCHMARKS.md).
 pub struct PartitionState {
-    file: StateFile,
-    /// Decoded states of recently used orders, with their estimated size.
-    cache: LruCache<String, (OrderState, usize)>,
-    cached_bytes: usize,
-    cache_budget: usize,
-    /// States the current batch read or changed. They stay out of the cache until they are on disk,
-    /// so that no eviction can lose a change.
-    touched: HashMap<String, OrderState>,
-    last_durable: Instant,
+    file: Arc<StateFile>,
+    partition: i32,
+    /// States the current batch read or changed, with their slots' bytes, until the batch is
+    /// committed and they are on disk.
+    touched: HashMap<String, (OrderState, EncodedSlots)>,
+    /// The batch's snapshot of the partition's table, opened at its first read.
+    reader: Option<PartitionReader>,
     /// The changelog's end offset after this process's last write or restore.
     pub changelog_end: i64,
     /// Records the last restore read: the orders the file had not seen, plus older states compaction
@@ -157,8 +112,7 @@ pub struct PartitionState {
 impl std::fmt::Debug for PartitionState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PartitionState")
-            .field("file", &self.file)
-            .field("cached", &self.cache.len())
+            .field("partition", &self.partition)
             .field("touched", &self.touched.len())
             .field("changelog_end", &self.changelog_end)
             .finish()
@@ -181,99 +135,93 @@ pub struct Written<'a> {
     pub offset: i64,
 }
 
+/// After the broker took a batch's states (and its offsets are committed): writes them to the state
+/// file in one commit, then lets go of the batch's decoded states.
+pub fn persist<'a>(
+    file: &StateFile,
+    owned: impl IntoIterator<Item = (&'a mut PartitionState, Vec<Written<'a>>)>,
+) -> Result<(), StoreError> {
+    let mut owned: Vec<_> = owned.into_iter().collect();
+    // The batch's snapshots go before the write, so that redb can reuse the pages they held.
+    owned.iter_mut().for_each(|(state, _)| state.reader = None);
+    let writes: Vec<PartitionWrite<'_>> = owned
+        .iter()
+        .filter_map(|(state, written)| {
+            let last = written.iter().map(|w| w.offset).max()?;
+            let records = written.iter().map(|w| (w.key, w.payload)).collect();
+            Some(PartitionWrite { partition: state.partition, records, applied_end: last + 1 })
+        })
+        .collect();
+    if !writes.is_empty() {
+        file.write(&writes, false)?;
+    }
+    for (state, written) in owned {
+        state.settle(&written);
+    }
+    Ok(())
+}
+
 impl PartitionState {
-    fn open(layout: &StateLayout, partition: i32, partitions: usize) -> Result<PartitionState, StoreError> {
-        let (decoded, file_cache) = layout.split(partitions);
-        Ok(PartitionState {
-            file: StateFile::open(&layout.dir, partition, file_cache)?,
-            cache: LruCache::unbounded(),
-            cached_bytes: 0,
-            cache_budget: decoded,
+    fn new(file: Arc<StateFile>, partition: i32) -> PartitionState {
+        PartitionState {
+            file,
+            partition,
             touched: HashMap::new(),
-            last_durable: Instant::now(),
+            reader: None,
             changelog_end: 0,
             records_restored: 0,
             restore_mode: RestoreMode::Reuse,
             corrupt: Vec::new(),
-        })
+        }
     }
 
     /// Orders held (on disk).
     pub fn orders(&self) -> Result<u64, StoreError> {
-        Ok(self.file.len()?)
+        Ok(self.file.len(self.partition)?)
     }
 
-    /// Decoded states held in memory.
-    pub fn cached(&self) -> usize {
-        self.cache.len()
-    }
-
-    /// Shares the memory budget anew, when the number of owned partitions changed.
-    pub fn resize(&mut self, layout: &StateLayout, partitions: usize) {
-        self.cache_budget = layout.split(partitions).0;
-        self.evict();
-    }
-
-    /// The state of `key`, for the current batch: as it changed earlier in the batch, from the cache,
-    /// from the file, or new.
+    /// The state of `key`, for the current batch: as it changed earlier in the batch, from the file,
+    /// or new.
     pub fn state(&mut self, key: &str) -> Result<&mut OrderState, StoreError> {
         if !self.touched.contains_key(key) {
-            let state = match self.cache.pop(key) {
-                Some((state, size)) => {
-                    self.cached_bytes -= size;
-                    state
-                }
-                None => self.read(key)?.unwrap_or_default(),
-            };
-            self.touched.insert(key.to_string(), state);
+            let read = self.read(key)?.unwrap_or_default();
+            self.touched.insert(key.to_string(), read);
         }
-        Ok(self.touched.get_mut(key).expect("inserted above"))
+        Ok(&mut self.touched.get_mut(key).expect("inserted above").0)
     }
 
-    fn read(&self, key: &str) -> Result<Option<OrderState>, StoreError> {
-        let Some(bytes) = self.file.get(key)? else { return Ok(None) };
+    /// Keeps `payload` as the bytes of `event`'s slot in `key`'s state, if the event holds the slot.
+    pub fn keep_payload(&mut self, key: &str, event: &RawEvent, payload: &[u8]) {
+        if let Some((state, known)) = self.touched.get_mut(key) {
+            known.note(state, event, payload);
+        }
+    }
+
+    /// The changelog record of `key`'s state in the batch, from the bytes at hand where possible.
+    pub fn record(&self, key: &str, vendor_id: &str, order_id: i64) -> Result<Option<OrderStateRecord>, CodecError> {
+        let Some((state, known)) = self.touched.get(key) else { return Ok(None) };
+        to_record_from(vendor_id, order_id, state, known).map(Some)
+    }
+
+    fn read(&mut self, key: &str) -> Result<Option<(OrderState, EncodedSlots)>, StoreError> {
+        if self.reader.is_none() {
+            self.reader = Some(self.file.reader(self.partition)?);
+        }
+        let Some(bytes) = self.reader.as_ref().expect("opened above").get(key)? else { return Ok(None) };
         let unreadable =
             |source| StoreError::Unreadable { path: self.file.path().to_path_buf(), key: key.to_string(), source };
-        decode::<OrderStateRecord>(&bytes).and_then(|record| from_record(&record)).map(Some).map_err(unreadable)
+        decode::<OrderStateRecord>(&bytes)
+            .and_then(|record| from_record_keeping_bytes(&record))
+            .map(Some)
+            .map_err(unreadable)
     }
 
-    /// After the broker took the batch's states (and its offsets are committed): writes them to the
-    /// file, then moves the batch's states into the cache.
-    pub fn persist(&mut self, written: &[Written<'_>]) -> Result<(), StoreError> {
+    /// Lets go of the batch's states, once `written` (this partition's) are on disk.
+    fn settle(&mut self, written: &[Written<'_>]) {
         if let Some(last) = written.iter().map(|w| w.offset).max() {
             self.changelog_end = self.changelog_end.max(last + 1);
-            let durable = self.last_durable.elapsed() >= DURABLE_EVERY;
-            self.file.write(written.iter().map(|w| (w.key, w.payload)), last + 1, durable)?;
-            if durable {
-                self.last_durable = Instant::now();
-            }
         }
-        let sizes: HashMap<&str, usize> = written.iter().map(|w| (w.key, w.payload.len())).collect();
-        for (key, state) in std::mem::take(&mut self.touched) {
-            // Unchanged states were not re-encoded: their size is the estimate of an average order.
-            let size = sizes.get(key.as_str()).copied().unwrap_or(1_024) * DECODED_BYTES_PER_RECORD_BYTE;
-            self.cached_bytes += size;
-            if let Some((_, old)) = self.cache.put(key, (state, size)) {
-                self.cached_bytes -= old;
-            }
-        }
-        self.evict();
-        Ok(())
-    }
-
-    fn evict(&mut self) {
-        while self.cached_bytes > self.cache_budget {
-            let Some((_, (_, size))) = self.cache.pop_lru() else { break };
-            self.cached_bytes -= size;
-        }
-    }
-
-    /// Makes everything written so far durable (at a clean stop).
-    pub fn flush(&mut self) -> Result<(), StoreError> {
-        if let Some(applied_end) = self.file.applied_end()? {
-            self.file.write([], applied_end, true)?;
-        }
-        Ok(())
+        self.touched.clear();
     }
 }
 
@@ -281,8 +229,13 @@ impl PartitionState {
 pub struct Changelog {
     pub topic: String,
     config: rdkafka::ClientConfig,
+    consumer: SharedConsumer,
     timeout: Duration,
 }
+
+/// One consumer for every read of the changelog by this process, created on first use: a librdkafka
+/// client created and destroyed per partition costs ~0.1 s, seconds for a process taking 96 partitions.
+type SharedConsumer = Arc<std::sync::Mutex<Option<BaseConsumer>>>;
 
 impl Changelog {
     pub fn new(kafka: &KafkaConfig, topic: String) -> Changelog {
@@ -295,29 +248,25 @@ impl Changelog {
         config.set("enable.partition.eof", "true").set("isolation.level", "read_committed");
         // A restore streams into the file: a small fetch queue keeps its memory small too.
         config.set("queued.max.messages.kbytes", "16384");
-        Changelog { topic, config, timeout: Duration::from_secs(30) }
+        Changelog { topic, config, consumer: SharedConsumer::default(), timeout: Duration::from_secs(30) }
     }
 
-    /// Where the partitions' files go under `state_dir`: a folder per changelog topic, so that two
-    /// pipelines (or two test runs) on one host never share files.
-    pub fn layout(&self, state_dir: &std::path::Path, cache_bytes: usize) -> StateLayout {
-        StateLayout { dir: state_dir.join(&self.topic), cache_bytes }
-    }
-
-    fn error(&self, partition: i32) -> impl Fn(KafkaError) -> StoreError + '_ {
-        move |source| StoreError::Kafka { topic: self.topic.clone(), partition, source }
+    fn reader(&self, partition: i32) -> Reader {
+        Reader {
+            topic: self.topic.clone(),
+            partition,
+            config: self.config.clone(),
+            consumer: self.consumer.clone(),
+            timeout: self.timeout,
+        }
     }
 
     /// The partition's end offset (where the next record will go).
     pub async fn end_offset(&self, partition: i32) -> Result<i64, StoreError> {
-        let (config, topic, timeout) = (self.config.clone(), self.topic.clone(), self.timeout);
-        let result = tokio::task::spawn_blocking(move || {
-            let consumer: BaseConsumer = config.create()?;
-            consumer.fetch_watermarks(&topic, partition, timeout).map(|(_, high)| high)
-        })
-        .await
-        .map_err(|_| StoreError::Join)?;
-        result.map_err(self.error(partition))
+        let reader = self.reader(partition);
+        tokio::task::spawn_blocking(move || reader.with_consumer(|consumer| Ok(reader.watermarks(consumer)?.1)))
+            .await
+            .map_err(|_| StoreError::Join)?
     }
 
     /// Brings a partition's file (`held`, or the one on disk) up to the changelog's end: reads only what
@@ -326,18 +275,13 @@ impl Changelog {
         &self,
         partition: i32,
         held: Option<PartitionState>,
-        layout: &StateLayout,
-        partitions: usize,
+        file: &Arc<StateFile>,
     ) -> Result<PartitionState, StoreError> {
-        let reader =
-            Reader { topic: self.topic.clone(), partition, config: self.config.clone(), timeout: self.timeout };
-        let layout = layout.clone();
+        let reader = self.reader(partition);
+        let file = file.clone();
         tokio::task::spawn_blocking(move || {
-            let state = match held {
-                Some(state) => state,
-                None => PartitionState::open(&layout, partition, partitions)?,
-            };
-            reader.catch_up(state)
+            let state = held.unwrap_or_else(|| PartitionState::new(file, partition));
+            reader.with_consumer(|consumer| reader.catch_up(consumer, state))
         })
         .await
         .map_err(|_| StoreError::Join)?
@@ -348,16 +292,18 @@ impl Changelog {
     pub async fn restore_all(&self, partitions: i32) -> Result<(usize, usize), StoreError> {
         let (mut records, mut orders) = (0, 0);
         for partition in 0..partitions {
-            let reader =
-                Reader { topic: self.topic.clone(), partition, config: self.config.clone(), timeout: self.timeout };
+            // A fresh consumer per partition, as a process that never read this changelog has.
+            let reader = Reader { consumer: SharedConsumer::default(), ..self.reader(partition) };
             let (read, keys) = tokio::task::spawn_blocking(move || {
                 let (mut read, mut keys) = (0, HashSet::new());
-                reader.read(None, |offset, key, payload| {
-                    read += 1;
-                    if reader.decode(offset, key, payload).is_ok() {
-                        keys.insert(key.to_string());
-                    }
-                    Ok(())
+                reader.with_consumer(|consumer| {
+                    reader.read(consumer, None, |offset, key, payload| {
+                        read += 1;
+                        if reader.decode(offset, key, payload).is_ok() {
+                            keys.insert(key.to_string());
+                        }
+                        Ok(())
+                    })
                 })?;
                 Ok::<_, StoreError>((read, keys.len()))
             })
@@ -378,31 +324,49 @@ struct Reader {
     topic: String,
     partition: i32,
     config: rdkafka::ClientConfig,
+    consumer: SharedConsumer,
     timeout: Duration,
 }
 
 impl Reader {
-    fn catch_up(&self, mut state: PartitionState) -> Result<PartitionState, StoreError> {
-        let consumer: BaseConsumer = self.config.create().map_err(|e| self.kafka(e))?;
-        let (low, high) =
-            consumer.fetch_watermarks(&self.topic, self.partition, self.timeout).map_err(|e| self.kafka(e))?;
-        // A file ahead of the changelog, or behind records deleted since, belongs to another history.
-        let from = match state.file.applied_end()? {
+    /// Runs `read` with the process's changelog consumer (created if need be), unassigned afterwards.
+    fn with_consumer<T>(&self, read: impl FnOnce(&BaseConsumer) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut shared = self.consumer.lock().unwrap_or_else(|e| e.into_inner());
+        if shared.is_none() {
+            *shared = Some(self.config.create().map_err(|e| self.kafka(e))?);
+        }
+        let consumer = shared.as_ref().expect("created above");
+        let result = read(consumer);
+        let _ = consumer.unassign();
+        result
+    }
+
+    fn watermarks(&self, consumer: &BaseConsumer) -> Result<(i64, i64), StoreError> {
+        consumer.fetch_watermarks(&self.topic, self.partition, self.timeout).map_err(|e| self.kafka(e))
+    }
+
+    fn catch_up(&self, consumer: &BaseConsumer, mut state: PartitionState) -> Result<PartitionState, StoreError> {
+        let (low, high) = self.watermarks(consumer)?;
+        let file = state.file.clone();
+        // A table ahead of the changelog, or behind records deleted since, belongs to another history.
+        let from = match file.applied_end(self.partition)? {
             Some(applied) if (low..=high).contains(&applied) => {
                 state.restore_mode = RestoreMode::CatchUp;
                 applied
             }
             _ => {
-                state.file.clear()?;
+                file.clear(self.partition)?;
                 state.restore_mode = RestoreMode::Rebuild;
                 low
             }
         };
-        state.cache.clear();
-        state.cached_bytes = 0;
         let mut pending: Vec<(String, Vec<u8>)> = Vec::new();
         let (mut read, mut corrupt) = (0, Vec::new());
-        let end = self.read(Some(from), |offset, key, payload| {
+        let write = |pending: &[(String, Vec<u8>)], applied_end: i64, durable: bool| {
+            let records = pending.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+            file.write(&[PartitionWrite { partition: self.partition, records, applied_end }], durable)
+        };
+        let end = self.read(consumer, Some(from), |offset, key, payload| {
             read += 1;
             match self.decode(offset, key, payload) {
                 Ok(_) => pending.push((key.to_string(), payload.to_vec())),
@@ -416,18 +380,18 @@ impl Reader {
                 }),
             }
             if pending.len() >= RESTORE_CHUNK {
-                let records = pending.iter().map(|(k, v)| (k.as_str(), v.as_slice()));
-                state.file.write(records, offset + 1, false)?;
+                write(&pending, offset + 1, false)?;
                 pending.clear();
             }
             Ok(())
         })?;
-        let records = pending.iter().map(|(k, v)| (k.as_str(), v.as_slice()));
-        state.file.write(records, end.max(from), true)?;
+        // A rebuilt or caught-up table is made durable at once: a crash now would redo the reading.
+        if end > from || state.restore_mode == RestoreMode::Rebuild {
+            write(&pending, end, read > 0)?;
+        }
         if read == 0 && state.restore_mode == RestoreMode::CatchUp {
             state.restore_mode = RestoreMode::Reuse;
         }
-        state.last_durable = Instant::now();
         state.records_restored = read;
         state.corrupt = corrupt;
         state.changelog_end = high;
@@ -454,12 +418,11 @@ impl Reader {
     /// transaction still open.
     fn read(
         &self,
+        consumer: &BaseConsumer,
         from: Option<i64>,
         mut on_record: impl FnMut(i64, &str, &[u8]) -> Result<(), StoreError>,
     ) -> Result<i64, StoreError> {
-        let consumer: BaseConsumer = self.config.create().map_err(|e| self.kafka(e))?;
-        let (low, high) =
-            consumer.fetch_watermarks(&self.topic, self.partition, self.timeout).map_err(|e| self.kafka(e))?;
+        let (low, high) = self.watermarks(consumer)?;
         let start = from.unwrap_or(low).max(low);
         if start >= high {
             return Ok(start);
@@ -479,6 +442,8 @@ impl Reader {
             }
             let message = match consumer.poll(Duration::from_millis(200)) {
                 None => continue,
+                // Left from an earlier partition's read: not this one's.
+                Some(Err(KafkaError::PartitionEOF(other))) if other != self.partition => continue,
                 Some(Err(KafkaError::PartitionEOF(_))) => {
                     // At the end (or at an open transaction): the consumer's position says where.
                     let at = consumer.position().ok().and_then(|list| {
@@ -489,6 +454,9 @@ impl Reader {
                 }
                 Some(received) => received.map_err(|e| self.kafka(e))?,
             };
+            if message.partition() != self.partition {
+                continue;
+            }
             deadline = Instant::now() + self.timeout;
             position = message.offset() + 1;
             if let Some(key) = message.key() {
@@ -502,41 +470,28 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::order::tests::{line, receipt, revenue, sheet};
-    use crate::order::RawEvent;
-    use coupang_schemas::SaleType;
+    use crate::order::tests::{line, sheet};
+    use coupang_schemas::encode;
 
     #[test]
-    fn a_state_survives_the_changelog_encoding() {
-        let mut state = OrderState::default();
-        state.fold(&RawEvent::OrderSheet(sheet(1, "FINAL_DELIVERY", vec![line(7, 2, 1_000)], 3_000)));
-        state.fold(&RawEvent::ReturnRequest(receipt(9, "RETURN", true, &[(7, 1)])));
-        state.fold(&RawEvent::Revenue(revenue(SaleType::Sale, 10, &[(7, 2, 1_000, 100, 50)])));
-        let record = to_record("A00012345", 24_000_000_000_001, &state).unwrap();
-        let bytes = encode(&record).unwrap();
-        let back = from_record(&decode::<OrderStateRecord>(&bytes).unwrap()).unwrap();
-        assert_eq!(back, state);
-        assert_eq!(back.version(), state.version());
-    }
-
-    #[test]
-    fn a_state_evicted_from_memory_is_read_back_from_disk() {
+    fn a_state_committed_is_read_back_from_disk() {
         let dir = std::env::temp_dir().join(format!("partition-state-{}", std::process::id()));
-        // No memory for decoded states: every batch reads its orders from the file.
-        let layout = StateLayout { dir: dir.clone(), cache_bytes: 0 };
-        let mut partition = PartitionState::open(&layout, 0, 1).unwrap();
+        let file = open_state_file(&dir, "changelog", 0).unwrap();
+        let mut partition = PartitionState::new(file.clone(), 0);
         let mut expected = OrderState::default();
         expected.fold(&RawEvent::OrderSheet(sheet(1, "INSTRUCT", vec![line(7, 1, 1_000)], 0)));
         partition.state("A:1").unwrap().clone_from(&expected);
         let payload = encode(&to_record("A", 1, &expected).unwrap()).unwrap();
-        partition.persist(&[Written { key: "A:1", payload: &payload, offset: 41 }]).unwrap();
-        assert_eq!((partition.cached(), partition.orders().unwrap(), partition.changelog_end), (0, 1, 42));
+        let written = vec![Written { key: "A:1", payload: &payload, offset: 41 }];
+        persist(&file, [(&mut partition, written)]).unwrap();
+        assert_eq!((partition.orders().unwrap(), partition.changelog_end), (1, 42));
+        assert_eq!(file.applied_end(0).unwrap(), Some(42));
         assert_eq!(partition.state("A:1").unwrap(), &expected);
         assert_eq!(partition.state("A:2").unwrap(), &OrderState::default());
         // Unchanged states leave the batch without a write.
-        partition.persist(&[]).unwrap();
+        persist(&file, [(&mut partition, Vec::new())]).unwrap();
         assert_eq!(partition.orders().unwrap(), 1);
-        drop(partition);
+        drop((partition, file));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,0 +1,163 @@
+//! An order's state as its changelog record: the encoded events of its slots.
+//!
+//! A state read from disk keeps its slots' encoded bytes ([`EncodedSlots`]), and an event that takes a
+//! slot brings its own bytes (the raw message's payload), so the record of a changed order is put
+//! together from bytes already at hand: nothing is encoded again but the record's frame.
+
+use coupang_schemas::{
+    decode, encode, CodecError, OrderSheetEvent, OrderStateRecord, ReturnRequestEvent, RevenueEvent,
+};
+use std::collections::BTreeMap;
+
+use crate::order::{OrderState, RawEvent, RevenueSlot};
+
+/// The encoded event in each slot of an order's state, as far as known.
+#[derive(Debug, Default, Clone)]
+pub struct EncodedSlots {
+    boxes: BTreeMap<i64, Vec<u8>>,
+    receipts: BTreeMap<i64, Vec<u8>>,
+    revenue: BTreeMap<RevenueSlot, Vec<u8>>,
+}
+
+impl EncodedSlots {
+    /// Notes `payload` as the bytes of `event`'s slot if the event holds that slot in `state` (it won
+    /// the slot, or an equal event already held it).
+    pub fn note(&mut self, state: &OrderState, event: &RawEvent, payload: &[u8]) {
+        match event {
+            RawEvent::OrderSheet(e) if state.boxes.get(&e.shipment_box_id) == Some(e) => {
+                self.boxes.insert(e.shipment_box_id, payload.to_vec());
+            }
+            RawEvent::ReturnRequest(e) if state.receipts.get(&e.receipt_id) == Some(e) => {
+                self.receipts.insert(e.receipt_id, payload.to_vec());
+            }
+            RawEvent::Revenue(e) if state.revenue.get(&RevenueSlot::of(e)) == Some(e) => {
+                self.revenue.insert(RevenueSlot::of(e), payload.to_vec());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// An order's state as the changelog holds it.
+pub fn to_record(vendor_id: &str, order_id: i64, state: &OrderState) -> Result<OrderStateRecord, CodecError> {
+    to_record_from(vendor_id, order_id, state, &EncodedSlots::default())
+}
+
+/// Like [`to_record`], taking each slot's bytes from `known` where it has them.
+pub fn to_record_from(
+    vendor_id: &str,
+    order_id: i64,
+    state: &OrderState,
+    known: &EncodedSlots,
+) -> Result<OrderStateRecord, CodecError> {
+    fn slots<K: Ord, E: coupang_schemas::EventType>(
+        events: &BTreeMap<K, E>,
+        known: &BTreeMap<K, Vec<u8>>,
+    ) -> Result<Vec<Vec<u8>>, CodecError> {
+        events.iter().map(|(slot, event)| known.get(slot).map_or_else(|| encode(event), |b| Ok(b.clone()))).collect()
+    }
+    Ok(OrderStateRecord {
+        vendor_id: vendor_id.to_string(),
+        order_id,
+        source_time: state.source_time,
+        boxes: slots(&state.boxes, &known.boxes)?,
+        receipts: slots(&state.receipts, &known.receipts)?,
+        revenue: slots(&state.revenue, &known.revenue)?,
+    })
+}
+
+pub fn from_record(record: &OrderStateRecord) -> Result<OrderState, CodecError> {
+    decode_slots(record, None)
+}
+
+/// [`from_record`], keeping each slot's bytes.
+pub fn from_record_keeping_bytes(record: &OrderStateRecord) -> Result<(OrderState, EncodedSlots), CodecError> {
+    let mut known = EncodedSlots::default();
+    let state = decode_slots(record, Some(&mut known))?;
+    Ok((state, known))
+}
+
+fn decode_slots(record: &OrderStateRecord, mut keep: Option<&mut EncodedSlots>) -> Result<OrderState, CodecError> {
+    let mut state = OrderState { source_time: record.source_time, ..OrderState::default() };
+    for bytes in &record.boxes {
+        let e: OrderSheetEvent = decode(bytes)?;
+        if let Some(known) = keep.as_deref_mut() {
+            known.boxes.insert(e.shipment_box_id, bytes.clone());
+        }
+        state.boxes.insert(e.shipment_box_id, e);
+    }
+    for bytes in &record.receipts {
+        let e: ReturnRequestEvent = decode(bytes)?;
+        if let Some(known) = keep.as_deref_mut() {
+            known.receipts.insert(e.receipt_id, bytes.clone());
+        }
+        state.receipts.insert(e.receipt_id, e);
+    }
+    for bytes in &record.revenue {
+        let e: RevenueEvent = decode(bytes)?;
+        if let Some(known) = keep.as_deref_mut() {
+            known.revenue.insert(RevenueSlot::of(&e), bytes.clone());
+        }
+        state.revenue.insert(RevenueSlot::of(&e), e);
+    }
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::order::tests::{line, receipt, revenue, sheet};
+    use coupang_schemas::SaleType;
+
+    fn events() -> Vec<RawEvent> {
+        vec![
+            RawEvent::OrderSheet(sheet(1, "INSTRUCT", vec![line(7, 2, 1_000)], 3_000)),
+            RawEvent::OrderSheet(sheet(2, "FINAL_DELIVERY", vec![line(7, 2, 1_000)], 3_000)),
+            RawEvent::ReturnRequest(receipt(9, "RETURN", true, &[(7, 1)])),
+            RawEvent::Revenue(revenue(SaleType::Sale, 10, &[(7, 2, 1_000, 100, 50)])),
+        ]
+    }
+
+    fn payload(event: &RawEvent) -> Vec<u8> {
+        match event {
+            RawEvent::OrderSheet(e) => encode(e),
+            RawEvent::ReturnRequest(e) => encode(e),
+            RawEvent::Revenue(e) => encode(e),
+        }
+        .unwrap()
+    }
+
+    #[test]
+    fn a_state_survives_the_changelog_encoding() {
+        let mut state = OrderState::default();
+        state.fold(&RawEvent::OrderSheet(sheet(1, "FINAL_DELIVERY", vec![line(7, 2, 1_000)], 3_000)));
+        state.fold(&RawEvent::ReturnRequest(receipt(9, "RETURN", true, &[(7, 1)])));
+        state.fold(&RawEvent::Revenue(revenue(SaleType::Sale, 10, &[(7, 2, 1_000, 100, 50)])));
+        let record = to_record("A00012345", 24_000_000_000_001, &state).unwrap();
+        let bytes = encode(&record).unwrap();
+        let back = from_record(&decode::<OrderStateRecord>(&bytes).unwrap()).unwrap();
+        assert_eq!(back, state);
+        assert_eq!(back.version(), state.version());
+    }
+
+    #[test]
+    fn a_record_from_kept_bytes_is_the_record_encoded_anew() {
+        let mut state = OrderState::default();
+        let mut known = EncodedSlots::default();
+        for event in &events() {
+            state.fold(event);
+            known.note(&state, event, &payload(event));
+        }
+        let anew = encode(&to_record("A00012345", 5, &state).unwrap()).unwrap();
+        let kept = encode(&to_record_from("A00012345", 5, &state, &known).unwrap()).unwrap();
+        assert_eq!(kept, anew);
+        // Read back with its bytes, changed by one more event, and put together again.
+        let (mut back, mut known) = from_record_keeping_bytes(&decode(&kept).unwrap()).unwrap();
+        assert_eq!(back, state);
+        let late = RawEvent::Revenue(revenue(SaleType::Refund, 20, &[(7, 1, 1_000, 100, 50)]));
+        back.fold(&late);
+        known.note(&back, &late, &payload(&late));
+        let expected = encode(&to_record("A00012345", 5, &back).unwrap()).unwrap();
+        assert_eq!(encode(&to_record_from("A00012345", 5, &back, &known).unwrap()).unwrap(), expected);
+    }
+}
