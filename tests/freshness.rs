@@ -1,0 +1,110 @@
+//! Freshness of new orders under follow mode: minute-window polls during and between sweeps. Timed
+//! against the simulator's real-time clock, so it has a test binary of its own: beside the other
+//! stream tests on a loaded machine, a poll could come late enough to miss the bound.
+
+mod common;
+
+use common::*;
+use coupang_schemas::decode;
+use coupang_sim::SimConfig;
+use std::collections::HashMap;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_orders_arrive_within_seconds_through_minute_window_polls_during_and_between_sweeps() {
+    // Coupang's clock: the simulator's runs in real time from now, so the polls' windows (Korea time,
+    // now) meet the orders becoming visible now. Payment times are uniform over the day.
+    let now = etl_core::time::now_kst();
+    let sim = SimConfig {
+        start_date: now.date_naive(),
+        days: 2,
+        orders_per_day: 10_000,
+        time_scale: 1.0,
+        clock_start: Some(now.naive_local()),
+        rate_limit_per_second: 0, // the first sweep at 200 calls/s, so the test waits less for it
+        ..SimConfig::default()
+    };
+    let mut config = config("new-orders", sim);
+    // Slow enough that the first sweep takes a while when the day is far along: polls go on between
+    // its pages.
+    config.ingest.requests_per_second = 50.0;
+    config.ingest.lookback_days = 0;
+    config.ingest.poll_interval_secs = 3_600; // one sweep, at the start
+    config.ingest.new_orders_poll_secs = 1;
+    config.ingest.follow_api_share = 1.0;
+    let sim = with_simulator(&mut config).await;
+    // The simulator's clock starts at `now` when the simulator starts, seconds after `now` was read
+    // (more on a loaded machine): an order shows by its clock, so this much later by the test's.
+    let clock_lag = chrono::Utc::now() - sim.now().with_timezone(&chrono::Utc);
+    let calls =
+        |endpoint: &str| -> u64 { sim.stats().iter().filter(|((_, e, _), _)| e == endpoint).map(|(_, n)| n).sum() };
+    let started = chrono::Utc::now();
+    let (shutdown, ingest) = spawn_ingest(&config);
+
+    // The first sweep is over once only the polls call: no other endpoint, at most two order-sheet calls
+    // per account a second.
+    let vendors = config.accounts.len() as u64;
+    let others = || calls("returnRequests") + calls("revenue-history") + calls("settlement-histories");
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let before = (calls("ordersheets"), others());
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        if before.1 > 0 && others() == before.1 && calls("ordersheets") - before.0 <= 2 * vendors * 4 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the first sweep did not end");
+    }
+    let (swept_at, receipt_calls, sheet_calls) = (chrono::Utc::now(), calls("returnRequests"), calls("ordersheets"));
+    println!(
+        "first sweep over after {} s; the simulator's clock {} ms behind the test's",
+        (swept_at - started).num_seconds(),
+        clock_lag.num_milliseconds()
+    );
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    // A box that showed in the last seconds may still be on its way (the machine is shared).
+    let polled_until = chrono::Utc::now() - chrono::Duration::seconds(10);
+    let sheet_calls = calls("ordersheets") - sheet_calls;
+    assert_eq!(calls("returnRequests"), receipt_calls, "no sweep after the first one: only polls");
+    shutdown.cancel();
+    ingest.await.unwrap().unwrap();
+
+    // Every box that became visible (10 minutes after payment) while ingest ran, during the first sweep
+    // or after it, was sent within seconds: by a poll, not by a sweep.
+    let delay = chrono::Duration::minutes(config.sim.visibility_delay_minutes);
+    let world = sim.world();
+    let became_visible: HashMap<i64, chrono::DateTime<chrono::Utc>> = world
+        .vendors
+        .values()
+        .flat_map(|v| v.boxes.iter())
+        .map(|b| (b.shipment_box_id, (b.paid_at + delay).with_timezone(&chrono::Utc) + clock_lag))
+        .filter(|(_, visible)| *visible > started + chrono::Duration::seconds(2) && *visible <= polled_until)
+        .collect();
+    let mut first_sent: HashMap<i64, i64> = HashMap::new();
+    for message in read_topic(&config.kafka, &config.kafka.topics().raw_order_sheets) {
+        let event = decode::<coupang_schemas::OrderSheetEvent>(rdkafka::Message::payload(&message).unwrap_or_default())
+            .unwrap();
+        let sent = rdkafka::Message::timestamp(&message).to_millis().unwrap();
+        first_sent.entry(event.shipment_box_id).and_modify(|t| *t = (*t).min(sent)).or_insert(sent);
+    }
+    assert!(!became_visible.is_empty(), "orders became visible while ingest ran");
+    let mut waits: Vec<i64> = Vec::new();
+    for (id, visible) in &became_visible {
+        let sent = first_sent.get(id).unwrap_or_else(|| {
+            let b = world.vendors.values().flat_map(|v| v.boxes.iter()).find(|b| b.shipment_box_id == *id);
+            let b = b.map(|b| (b.status, b.listed, b.ordered_at, b.paid_at, &b.paths));
+            panic!("box {id}, visible at {visible}, was never sent: {b:?}; logged:\n{}", logged_warnings(30))
+        });
+        waits.push(sent - visible.timestamp_millis());
+    }
+    waits.sort_unstable();
+    let longest = *waits.last().unwrap();
+    assert!(
+        longest <= 30_000,
+        "every new box sent within 30 s of showing, not at the sweep's end: waits (ms) {waits:?}"
+    );
+    println!(
+        "{} boxes became visible while ingest ran, each sent within {longest} ms; {sheet_calls} order-sheet calls in 20 s between sweeps for {vendors} accounts",
+        became_visible.len()
+    );
+    sim.stop().await;
+}
