@@ -239,10 +239,8 @@ async fn two_processes_one_killed(transactions: bool) {
     // One line per partition restored: B restores its own share on joining, then A's partitions, with
     // the orders A had folded, when they move to it.
     let restored_lines = || {
-        let log = std::fs::read_to_string(&log_b).unwrap_or_default();
-        let partitions: std::collections::BTreeSet<String> = log
-            .lines()
-            .filter(|line| line.contains("state restored from the changelog"))
+        let partitions: std::collections::BTreeSet<String> = restore_lines(&log_b)
+            .iter()
             .filter_map(|line| line.split("partition=").nth(1)?.split_whitespace().next().map(String::from))
             .collect();
         partitions.len()
@@ -254,9 +252,8 @@ async fn two_processes_one_killed(transactions: bool) {
     b.wait().unwrap();
     let log = std::fs::read_to_string(&log_b).unwrap_or_default();
     assert!(drained, "B took over every partition and caught up alone:\n{log}");
-    let restored: Vec<(String, u64)> = log
-        .lines()
-        .filter(|line| line.contains("state restored from the changelog"))
+    let restored: Vec<(String, u64)> = restore_lines(&log_b)
+        .iter()
         .filter_map(|line| {
             let field =
                 |name: &str| line.split(&format!("{name}=")).nth(1)?.split_whitespace().next().map(String::from);

@@ -55,8 +55,8 @@ pub(crate) struct EncodedState {
 #[derive(Default)]
 pub(crate) struct SentStates(Vec<(EncodedState, i64)>);
 
-/// Writes the batch's states to their partitions' files and moves the batch's decoded states into the
-/// cache. Called once the batch is committed: a file is never ahead of what the changelog and the
+/// Writes the batch's states to their partitions' files and lets go of the batch's decoded states.
+/// Called once the batch is committed: a file is never ahead of what the changelog and the
 /// committed offsets say.
 pub(crate) fn persist(
     file: &StateFile,

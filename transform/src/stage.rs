@@ -104,12 +104,15 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
     let consumer: BlockingDrop<InputConsumer> =
         BlockingDrop::new(consumer_config.create_with_context(RebalanceFlag::default())?);
     consumer.subscribe(&inputs)?;
-    let producer = output_producer(config, kafka)?;
+    let mut changelog = Changelog::new(kafka, topics.transform_state.clone());
+    let state_file = open_state_file(&config.state_dir, &changelog.topic, config.state_cache_bytes())?;
+    let producer = output_producer(config, kafka, state_file.slot())?;
+    if config.transactions {
+        changelog.wait_for_open_transactions(OPEN_TRANSACTION_WAIT);
+    }
     // Dead letters are sent at once, outside any transaction.
     let dead_letter_producer = if config.transactions { kafka.producer_config().create()? } else { producer.clone() };
     let dead_letter = DeadLetter::new(dead_letter_producer, topics.dead_letter.clone(), "transform");
-    let changelog = Changelog::new(kafka, topics.transform_state.clone());
-    let state_file = open_state_file(&config.state_dir, &changelog.topic, config.state_cache_bytes())?;
     let wait = Duration::from_millis(config.batch_wait_ms);
     let mut owned: BTreeMap<i32, PartitionState> = BTreeMap::new();
     let _lag = report_lag(kafka.clone(), STAGE, consumes(config, kafka), shutdown.clone());
@@ -165,17 +168,28 @@ const TRANSACTION_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// broker restart, about the group session (10 s) plus the time to rejoin.
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// The longest a restore waits for a transaction left open by a killed process (of another host: this
+/// host's own is aborted when the next process starts, see [`output_producer`]) to be aborted by the
+/// broker: the transaction timeout, plus the broker's interval between checks for timed-out ones (10 s
+/// by default), plus a margin.
+const OPEN_TRANSACTION_WAIT: Duration = Duration::from_secs(15 + 10 + 5);
+
 /// The producer of facts and states: idempotent, and transactional when the config asks for it. The
-/// transactional id is stable within this process, so a restart after a Kafka failure fences and
-/// aborts the transaction the failed run left open; a killed process's open transaction is aborted by
-/// the broker after [`TRANSACTION_TIMEOUT`].
-fn output_producer(config: &TransformConfig, kafka: &KafkaConfig) -> Result<FutureProducer, TransformError> {
+/// transactional id is the group's, the host's and the state file's slot: the same for a process
+/// restarted on this host, whose `init_transactions` then fences its predecessor and aborts the
+/// transaction a kill left open at once. One left by a process of another host holds `read_committed`
+/// readers back until the broker aborts it, after [`TRANSACTION_TIMEOUT`].
+fn output_producer(
+    config: &TransformConfig,
+    kafka: &KafkaConfig,
+    slot: usize,
+) -> Result<FutureProducer, TransformError> {
     let mut producer_config = kafka.producer_config();
     if !config.transactions {
         return Ok(producer_config.create()?);
     }
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let id = format!("{}-{}-{}", config.group_id, host.trim(), std::process::id());
+    let id = format!("{}-{}-{slot}", config.group_id, host.trim());
     // A delivery may not outlive its transaction (librdkafka refuses the config otherwise).
     let timeout = TRANSACTION_TIMEOUT.as_millis().to_string();
     producer_config

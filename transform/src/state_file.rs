@@ -63,6 +63,8 @@ impl PartitionReader {
 pub struct StateFile {
     db: Database,
     path: PathBuf,
+    /// Which of the host's files for this changelog: the same for a process restarted on this host.
+    slot: usize,
     last_durable: Mutex<Instant>,
 }
 
@@ -97,13 +99,18 @@ impl StateFile {
                         .map_err(|e| StateFileError { path: path.clone(), source: Box::new(e.into()) })?
                 }
             };
-            return Ok(StateFile { db, path, last_durable: Mutex::new(Instant::now()) });
+            return Ok(StateFile { db, path, slot, last_durable: Mutex::new(Instant::now()) });
         }
         Err(io(dir, std::io::Error::other(format!("all {SLOTS} state files are in use by other processes"))))
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Which of the host's files this is (0 for the first process, 1 for a second one beside it, …).
+    pub fn slot(&self) -> usize {
+        self.slot
     }
 
     fn error(&self) -> impl Fn(redb::Error) -> StateFileError + '_ {
@@ -240,7 +247,11 @@ mod tests {
         let first = StateFile::open(&dir, 1 << 20).unwrap();
         let second = StateFile::open(&dir, 1 << 20).unwrap();
         assert_ne!(first.path(), second.path());
-        drop((first, second));
+        assert_eq!((first.slot(), second.slot()), (0, 1));
+        // A restart takes the slot its predecessor let go of, and with it the same transactional id.
+        drop(first);
+        assert_eq!(StateFile::open(&dir, 1 << 20).unwrap().slot(), 0);
+        drop(second);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -231,6 +231,9 @@ pub struct Changelog {
     config: rdkafka::ClientConfig,
     consumer: SharedConsumer,
     timeout: Duration,
+    /// How long a file ahead of the changelog's readable end waits for it (see
+    /// [`Changelog::wait_for_open_transactions`]).
+    open_transaction_wait: Duration,
 }
 
 /// One consumer for every read of the changelog by this process, created on first use: a librdkafka
@@ -248,7 +251,21 @@ impl Changelog {
         config.set("enable.partition.eof", "true").set("isolation.level", "read_committed");
         // A restore streams into the file: a small fetch queue keeps its memory small too.
         config.set("queued.max.messages.kbytes", "16384");
-        Changelog { topic, config, consumer: SharedConsumer::default(), timeout: Duration::from_secs(30) }
+        Changelog {
+            topic,
+            config,
+            consumer: SharedConsumer::default(),
+            timeout: Duration::from_secs(30),
+            open_transaction_wait: Duration::ZERO,
+        }
+    }
+
+    /// With transactions, a file may be ahead of the end a `read_committed` reader sees: its process
+    /// wrote states committed after a transaction that a killed process left open, which holds that
+    /// end back until the broker aborts it. Such a file is then waited for, up to `wait`, rather than
+    /// rebuilt: a rebuild would stop at that end too, and miss the states after it.
+    pub fn wait_for_open_transactions(&mut self, wait: Duration) {
+        self.open_transaction_wait = wait;
     }
 
     fn reader(&self, partition: i32) -> Reader {
@@ -258,6 +275,7 @@ impl Changelog {
             config: self.config.clone(),
             consumer: self.consumer.clone(),
             timeout: self.timeout,
+            open_transaction_wait: self.open_transaction_wait,
         }
     }
 
@@ -297,7 +315,8 @@ impl Changelog {
             let (read, keys) = tokio::task::spawn_blocking(move || {
                 let (mut read, mut keys) = (0, HashSet::new());
                 reader.with_consumer(|consumer| {
-                    reader.read(consumer, None, |offset, key, payload| {
+                    let (low, high) = reader.watermarks(consumer)?;
+                    reader.read(consumer, (low, high), |offset, key, payload| {
                         read += 1;
                         if reader.decode(offset, key, payload).is_ok() {
                             keys.insert(key.to_string());
@@ -326,6 +345,7 @@ struct Reader {
     config: rdkafka::ClientConfig,
     consumer: SharedConsumer,
     timeout: Duration,
+    open_transaction_wait: Duration,
 }
 
 impl Reader {
@@ -345,11 +365,30 @@ impl Reader {
         consumer.fetch_watermarks(&self.topic, self.partition, self.timeout).map_err(|e| self.kafka(e))
     }
 
+    /// The watermarks, once the readable end reaches `applied_end` or [`Changelog::wait_for_open_transactions`]
+    /// has passed: the end a `read_committed` reader sees stops at a transaction still open.
+    fn watermarks_reaching(&self, consumer: &BaseConsumer, applied_end: Option<i64>) -> Result<(i64, i64), StoreError> {
+        let deadline = Instant::now() + self.open_transaction_wait;
+        let mut waited = false;
+        loop {
+            let (low, high) = self.watermarks(consumer)?;
+            if applied_end.is_none_or(|applied| applied <= high) || Instant::now() >= deadline {
+                return Ok((low, high));
+            }
+            if !waited {
+                tracing::info!(topic = %self.topic, partition = self.partition, readable_end = high, ?applied_end, "state file ahead of the changelog's readable end: waiting for an open transaction to end");
+                waited = true;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     fn catch_up(&self, consumer: &BaseConsumer, mut state: PartitionState) -> Result<PartitionState, StoreError> {
-        let (low, high) = self.watermarks(consumer)?;
         let file = state.file.clone();
+        let applied_end = file.applied_end(self.partition)?;
+        let (low, high) = self.watermarks_reaching(consumer, applied_end)?;
         // A table ahead of the changelog, or behind records deleted since, belongs to another history.
-        let from = match file.applied_end(self.partition)? {
+        let from = match applied_end {
             Some(applied) if (low..=high).contains(&applied) => {
                 state.restore_mode = RestoreMode::CatchUp;
                 applied
@@ -366,7 +405,7 @@ impl Reader {
             let records = pending.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
             file.write(&[PartitionWrite { partition: self.partition, records, applied_end }], durable)
         };
-        let end = self.read(consumer, Some(from), |offset, key, payload| {
+        let end = self.read(consumer, (from, high), |offset, key, payload| {
             read += 1;
             match self.decode(offset, key, payload) {
                 Ok(_) => pending.push((key.to_string(), payload.to_vec())),
@@ -413,17 +452,15 @@ impl Reader {
         decode::<OrderStateRecord>(payload).and_then(|record| from_record(&record)).map_err(corrupt)
     }
 
-    /// Streams `[from or the start, end)` of the partition to `on_record(offset, key, payload)` and
-    /// returns the position it stopped at: the end, or under `read_committed` the first offset of a
-    /// transaction still open.
+    /// Streams `[start, high)` of the partition to `on_record(offset, key, payload)` and returns the
+    /// position it stopped at: `high`, or under `read_committed` the first offset of a transaction
+    /// still open.
     fn read(
         &self,
         consumer: &BaseConsumer,
-        from: Option<i64>,
+        (start, high): (i64, i64),
         mut on_record: impl FnMut(i64, &str, &[u8]) -> Result<(), StoreError>,
     ) -> Result<i64, StoreError> {
-        let (low, high) = self.watermarks(consumer)?;
-        let start = from.unwrap_or(low).max(low);
         if start >= high {
             return Ok(start);
         }
