@@ -30,11 +30,16 @@ pub async fn next_batch_within<C: ConsumerContext + 'static>(
 ) -> Result<Vec<OwnedMessage>, KafkaError> {
     let mut batch = Vec::new();
     let mut bytes = 0usize;
-    let deadline = tokio::time::Instant::now() + max_wait;
+    // One timer and one cancellation wait for the whole batch, not one per message: a batch of
+    // thousands of messages already queued would otherwise register and drop thousands of timers.
+    let deadline = tokio::time::sleep(max_wait);
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(deadline, cancelled);
     while batch.len() < max_messages && bytes < max_bytes {
         tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep_until(deadline) => break,
+            biased;
+            _ = &mut cancelled => break,
+            _ = &mut deadline => break,
             received = consumer.recv() => match received {
                 Ok(message) => {
                     let message = message.detach();
