@@ -174,7 +174,13 @@ impl Config {
             ingest.backfill_requests_per_second
         );
         let commits = if self.transform.transactions { "one transaction per batch" } else { "ack then commit" };
-        out += &format!("transform      group {}, {commits}\n", self.transform.group_id);
+        let transform = &self.transform;
+        out += &format!(
+            "transform      group {}, {commits}; state in {} ({} MiB cache)\n",
+            transform.group_id,
+            transform.state_dir.display(),
+            transform.state_cache_mib
+        );
         out +=
             &format!("load           group {}, up to {} rows per INSERT\n", self.load.group_id, self.load.batch_rows);
         let metrics = match self.observability.metrics_address() {

@@ -261,6 +261,9 @@ impl AccountSweep<'_> {
         let sink = self.sink;
         let topic = sink.raw_topic(stream);
         let mut listing = Listing { seen: 0, sent: 0, stopped: None };
+        // Before each listing as well as between its chunks: a sweep through quiet days makes many
+        // calls that return nothing, and a poll only between chunks would wait for the next record.
+        self.poll_new_orders_if_due().await?;
         let mut chunks = records.chunks(50);
         while let Some(chunk) = chunks.next().await {
             if self.shutdown.is_cancelled() {
