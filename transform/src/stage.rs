@@ -94,13 +94,8 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
     ensure_compacted_topics_with(kafka, &[&topics.transform_state], input_partitions).await?;
     check_co_partitioned(kafka, &[&inputs[..], &[&topics.transform_state]].concat()).await?;
 
-    let mut consumer_config = kafka.consumer_config(&config.group_id);
+    let mut consumer_config = kafka.consumer_config_with(&config.group_id, &BOUNDED_PREFETCH);
     consumer_config.set("partition.assignment.strategy", "range");
-    for (key, value) in BOUNDED_PREFETCH {
-        if !kafka.properties.contains_key(key) {
-            consumer_config.set(key, value);
-        }
-    }
     let consumer: BlockingDrop<InputConsumer> =
         BlockingDrop::new(consumer_config.create_with_context(RebalanceFlag::default())?);
     consumer.subscribe(&inputs)?;
@@ -180,7 +175,7 @@ const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(15);
 /// host's own is aborted when the next process starts, see [`output_producer`]) to be aborted by the
 /// broker: the transaction timeout, plus the broker's interval between checks for timed-out ones (10 s
 /// by default), plus a margin.
-const OPEN_TRANSACTION_WAIT: Duration = Duration::from_secs(15 + 10 + 5);
+const OPEN_TRANSACTION_WAIT: Duration = Duration::from_secs(TRANSACTION_TIMEOUT.as_secs() + 10 + 5);
 
 /// The producer of facts and states: idempotent, and transactional when the config asks for it. The
 /// transactional id is the group's, the host's and the state file's slot: the same for a process

@@ -172,7 +172,13 @@ impl KafkaConfig {
     /// It sees only committed records of transactional producers (librdkafka's default, stated here
     /// because the transform's transactions rely on it).
     pub fn consumer_config(&self, group_id: &str) -> ClientConfig {
-        self.with_defaults(&[
+        self.consumer_config_with(group_id, &[])
+    }
+
+    /// Like [`KafkaConfig::consumer_config`], with a stage's own `defaults` added; user `properties`
+    /// still override them.
+    pub fn consumer_config_with(&self, group_id: &str, defaults: &[(&str, &str)]) -> ClientConfig {
+        let consumer = [
             ("group.id", group_id),
             ("isolation.level", "read_committed"),
             ("enable.auto.commit", "false"),
@@ -180,7 +186,8 @@ impl KafkaConfig {
             ("enable.partition.eof", "false"),
             ("session.timeout.ms", "10000"),
             ("heartbeat.interval.ms", "1000"),
-        ])
+        ];
+        self.with_defaults(&[&consumer[..], defaults].concat())
     }
 
     /// Idempotent producer, acknowledged by all in-sync replicas.
