@@ -128,8 +128,10 @@ async fn fold_batch(
         let key = event.order_key();
         let text = key.to_string();
         let applied = apply(store.state(&text)?, &event);
-        if applied.state_changed {
+        if applied.took_slot {
             store.keep_payload(&text, &event, message.payload().unwrap_or_default());
+        }
+        if applied.state_changed {
             folded.changed.insert((partition, key));
         }
         folded.facts.extend(applied.facts.into_iter().flatten());

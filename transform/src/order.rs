@@ -377,28 +377,51 @@ fn content(event: EventRef<'_>) -> Vec<u8> {
     encoded.unwrap_or_default()
 }
 
+/// Whether `incoming` would take its slot: the slot is empty, or holds an older snapshot.
+fn takes_slot<K: Ord, E>(
+    slots: &BTreeMap<K, E>,
+    key: &K,
+    incoming: &E,
+    wrap: impl for<'x> Fn(&'x E) -> EventRef<'x>,
+) -> bool {
+    slots.get(key).is_none_or(|known| newer(wrap(incoming), wrap(known)) == Ordering::Greater)
+}
+
+/// Puts `incoming` in its slot if it takes it; true when it did.
 fn keep_newer<K: Ord, E: Clone>(
     slots: &mut BTreeMap<K, E>,
     key: K,
     incoming: &E,
     wrap: impl for<'x> Fn(&'x E) -> EventRef<'x>,
 ) -> bool {
-    match slots.get(&key) {
-        Some(known) if newer(wrap(incoming), wrap(known)) != Ordering::Greater => false,
-        _ => {
-            slots.insert(key, incoming.clone());
-            true
-        }
+    let takes = takes_slot(slots, &key, incoming, wrap);
+    if takes {
+        slots.insert(key, incoming.clone());
     }
+    takes
+}
+
+/// What folding one event did to a state.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Folded {
+    /// The state changed: its changelog record must be written again.
+    pub changed: bool,
+    /// The event took its slot: the record now holds this event's bytes.
+    pub took_slot: bool,
 }
 
 impl OrderState {
     /// Folds one validated event in; true when the state changed.
     pub fn fold(&mut self, event: &RawEvent) -> bool {
+        self.fold_event(event).changed
+    }
+
+    /// Folds one validated event in, saying whether it changed the state and took its slot.
+    pub fn fold_event(&mut self, event: &RawEvent) -> Folded {
         let time = event.source_time();
         let time_moved = time > self.source_time;
         self.source_time = self.source_time.max(time);
-        let slot_changed = match event {
+        let took_slot = match event {
             RawEvent::OrderSheet(e) => {
                 keep_newer(&mut self.boxes, e.shipment_box_id, e, |e: &OrderSheetEvent| EventRef::OrderSheet(e))
             }
@@ -407,7 +430,22 @@ impl OrderState {
             }
             RawEvent::Revenue(e) => keep_newer(&mut self.revenue, RevenueSlot::of(e), e, |e| EventRef::Revenue(e)),
         };
-        slot_changed || time_moved
+        Folded { changed: took_slot || time_moved, took_slot }
+    }
+
+    /// Whether folding `event` would change the state: what [`OrderState::fold`] would say, without
+    /// folding (so a replayed or repeated event costs no fact derivation).
+    pub fn would_change(&self, event: &RawEvent) -> bool {
+        event.source_time() > self.source_time
+            || match event {
+                RawEvent::OrderSheet(e) => {
+                    takes_slot(&self.boxes, &e.shipment_box_id, e, |e: &OrderSheetEvent| EventRef::OrderSheet(e))
+                }
+                RawEvent::ReturnRequest(e) => {
+                    takes_slot(&self.receipts, &e.receipt_id, e, |e: &ReturnRequestEvent| EventRef::ReturnRequest(e))
+                }
+                RawEvent::Revenue(e) => takes_slot(&self.revenue, &RevenueSlot::of(e), e, |e| EventRef::Revenue(e)),
+            }
     }
 
     /// Lifecycle progress of everything known, summed over the slots.

@@ -20,20 +20,18 @@ pub struct EncodedSlots {
 }
 
 impl EncodedSlots {
-    /// Notes `payload` as the bytes of `event`'s slot if the event holds that slot in `state` (it won
-    /// the slot, or an equal event already held it).
-    pub fn note(&mut self, state: &OrderState, event: &RawEvent, payload: &[u8]) {
+    /// Keeps `payload` as the bytes of the slot `event` took (see [`crate::order::Folded`]).
+    pub fn keep(&mut self, event: &RawEvent, payload: &[u8]) {
         match event {
-            RawEvent::OrderSheet(e) if state.boxes.get(&e.shipment_box_id) == Some(e) => {
+            RawEvent::OrderSheet(e) => {
                 self.boxes.insert(e.shipment_box_id, payload.to_vec());
             }
-            RawEvent::ReturnRequest(e) if state.receipts.get(&e.receipt_id) == Some(e) => {
+            RawEvent::ReturnRequest(e) => {
                 self.receipts.insert(e.receipt_id, payload.to_vec());
             }
-            RawEvent::Revenue(e) if state.revenue.get(&RevenueSlot::of(e)) == Some(e) => {
+            RawEvent::Revenue(e) => {
                 self.revenue.insert(RevenueSlot::of(e), payload.to_vec());
             }
-            _ => {}
         }
     }
 }
@@ -145,8 +143,9 @@ mod tests {
         let mut state = OrderState::default();
         let mut known = EncodedSlots::default();
         for event in &events() {
-            state.fold(event);
-            known.note(&state, event, &payload(event));
+            if state.fold_event(event).took_slot {
+                known.keep(event, &payload(event));
+            }
         }
         let anew = encode(&to_record("A00012345", 5, &state).unwrap()).unwrap();
         let kept = encode(&to_record_from("A00012345", 5, &state, &known).unwrap()).unwrap();
@@ -155,8 +154,8 @@ mod tests {
         let (mut back, mut known) = from_record_keeping_bytes(&decode(&kept).unwrap()).unwrap();
         assert_eq!(back, state);
         let late = RawEvent::Revenue(revenue(SaleType::Refund, 20, &[(7, 1, 1_000, 100, 50)]));
-        back.fold(&late);
-        known.note(&back, &late, &payload(&late));
+        assert!(back.fold_event(&late).took_slot);
+        known.keep(&late, &payload(&late));
         let expected = encode(&to_record("A00012345", 5, &back).unwrap()).unwrap();
         assert_eq!(encode(&to_record_from("A00012345", 5, &back, &known).unwrap()).unwrap(), expected);
     }

@@ -88,18 +88,22 @@ struct OrderWide<'a> {
 #[derive(Debug, Default)]
 pub struct Applied {
     pub state_changed: bool,
+    /// The event took its slot in the state (so the state's record holds the event's own bytes).
+    pub took_slot: bool,
     pub facts: Option<Vec<PaymentFact>>,
 }
 
 /// Folds a validated `event` into its order's `state` and says what changed.
 pub fn apply(state: &mut OrderState, event: &RawEvent) -> Applied {
-    let before = payment_facts(state);
-    if !state.fold(event) {
+    // Repeated and replayed events change nothing: no facts derived for them.
+    if !state.would_change(event) {
         return Applied::default();
     }
+    let before = payment_facts(state);
+    let folded = state.fold_event(event);
     let after = payment_facts(state);
     let facts = (after != before).then(|| explain(&before, after, event));
-    Applied { state_changed: true, facts }
+    Applied { state_changed: folded.changed, took_slot: folded.took_slot, facts }
 }
 
 /// The facts of one order as of its state, sorted by vendor item id. Their change cause and previous
@@ -767,6 +771,27 @@ pub(crate) mod tests {
                 let events: Vec<RawEvent> = orders.iter().flat_map(Order::events).collect();
                 let reference = run(&events);
                 prop_assert_eq!(run(&mixed(&events, &duplicates, shuffle_seed)), reference);
+            }
+
+            #[test]
+            fn would_change_says_what_folding_then_does(
+                orders in orders(),
+                shuffle_seed in any::<u64>(),
+                duplicates in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
+            ) {
+                let events: Vec<RawEvent> = orders.iter().flat_map(Order::events).collect();
+                let mut states: BTreeMap<OrderKey, OrderState> = BTreeMap::new();
+                for event in mixed(&events, &duplicates, shuffle_seed) {
+                    let state = states.entry(event.order_key()).or_default();
+                    let predicted = state.would_change(&event);
+                    let before = state.clone();
+                    let folded = state.fold_event(&event);
+                    prop_assert_eq!(predicted, folded.changed);
+                    prop_assert_eq!(folded.changed, *state != before);
+                    if folded.took_slot {
+                        prop_assert!(folded.changed);
+                    }
+                }
             }
 
             #[test]

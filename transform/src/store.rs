@@ -190,10 +190,10 @@ impl PartitionState {
         Ok(&mut self.touched.get_mut(key).expect("inserted above").0)
     }
 
-    /// Keeps `payload` as the bytes of `event`'s slot in `key`'s state, if the event holds the slot.
+    /// Keeps `payload` as the bytes of the slot `event` took in `key`'s state.
     pub fn keep_payload(&mut self, key: &str, event: &RawEvent, payload: &[u8]) {
-        if let Some((state, known)) = self.touched.get_mut(key) {
-            known.note(state, event, payload);
+        if let Some((_, known)) = self.touched.get_mut(key) {
+            known.keep(event, payload);
         }
     }
 
