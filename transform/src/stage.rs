@@ -217,12 +217,14 @@ async fn adopt_assignment(
     // Partitions that moved away close their files, so another process on this host can open them.
     owned.retain(|partition, _| assigned.contains(partition));
     for &partition in &assigned {
-        let end = changelog.end_offset(partition).await?;
         // Still ours, and nobody wrote since: keep it. With transactions our last commit left one marker
-        // after our last record; another owner's writes would add at least a record and a marker.
-        if owned.get(&partition).is_some_and(|held| (held.changelog_end..=held.changelog_end + markers).contains(&end))
-        {
-            continue;
+        // after our last record; another owner's writes would add at least a record and a marker. (A
+        // partition not held goes straight to the restore, which reads the end itself.)
+        if let Some(held) = owned.get(&partition) {
+            let end = changelog.end_offset(partition).await?;
+            if (held.changelog_end..=held.changelog_end + markers).contains(&end) {
+                continue;
+            }
         }
         let started = std::time::Instant::now();
         let held = owned.remove(&partition);

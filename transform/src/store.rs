@@ -141,22 +141,28 @@ pub fn persist<'a>(
     file: &StateFile,
     owned: impl IntoIterator<Item = (&'a mut PartitionState, Vec<Written<'a>>)>,
 ) -> Result<(), StoreError> {
-    let mut owned: Vec<_> = owned.into_iter().collect();
+    // Each partition with its new end: past the last state written, if any was.
+    let mut owned: Vec<_> = owned
+        .into_iter()
+        .map(|(state, written)| {
+            let end = written.iter().map(|w| w.offset + 1).max();
+            (state, written, end)
+        })
+        .collect();
     // The batch's snapshots go before the write, so that redb can reuse the pages they held.
-    owned.iter_mut().for_each(|(state, _)| state.reader = None);
+    owned.iter_mut().for_each(|(state, _, _)| state.reader = None);
     let writes: Vec<PartitionWrite<'_>> = owned
         .iter()
-        .filter_map(|(state, written)| {
-            let last = written.iter().map(|w| w.offset).max()?;
+        .filter_map(|(state, written, end)| {
             let records = written.iter().map(|w| (w.key, w.payload)).collect();
-            Some(PartitionWrite { partition: state.partition, records, applied_end: last + 1 })
+            Some(PartitionWrite { partition: state.partition, records, applied_end: (*end)? })
         })
         .collect();
     if !writes.is_empty() {
         file.write(&writes, false)?;
     }
-    for (state, written) in owned {
-        state.settle(&written);
+    for (state, _, end) in owned {
+        state.settle(end);
     }
     Ok(())
 }
@@ -216,10 +222,10 @@ impl PartitionState {
             .map_err(unreadable)
     }
 
-    /// Lets go of the batch's states, once `written` (this partition's) are on disk.
-    fn settle(&mut self, written: &[Written<'_>]) {
-        if let Some(last) = written.iter().map(|w| w.offset).max() {
-            self.changelog_end = self.changelog_end.max(last + 1);
+    /// Lets go of the batch's states, once they are on disk; `end`: past the last one, if any.
+    fn settle(&mut self, end: Option<i64>) {
+        if let Some(end) = end {
+            self.changelog_end = self.changelog_end.max(end);
         }
         self.touched.clear();
     }
