@@ -117,6 +117,13 @@ fn schemas<T: EventType>() -> &'static Schemas {
 }
 
 pub fn encode<T: EventType>(event: &T) -> Result<Vec<u8>, CodecError> {
+    encode_as::<T>(event)
+}
+
+/// Encodes `view` as a `T` (with `T`'s current schema): `view` is a borrowed form of `T` that serializes
+/// field by field as `T` does (e.g. [`crate::OrderStateRecordView`]), so no owned `T` is put together
+/// just to be written.
+pub fn encode_as<T: EventType>(view: &impl Serialize) -> Result<Vec<u8>, CodecError> {
     let schemas = schemas::<T>();
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(&MAGIC);
@@ -124,9 +131,9 @@ pub fn encode<T: EventType>(event: &T) -> Result<Vec<u8>, CodecError> {
     // Written straight against the schema, field by field (the datum writer): no intermediate `Value`
     // tree, no per-call schema resolution, no per-field name lookup. A value it cannot write (a type
     // whose shape strays from its schema) goes through apache-avro, which says what is wrong.
-    if to_datum(event, &schemas.current, &schemas.current_names, &mut out).is_err() {
+    if to_datum(view, &schemas.current, &schemas.current_names, &mut out).is_err() {
         out.truncate(HEADER_LEN);
-        write_avro_datum_ref(&schemas.current, event, &mut out)
+        write_avro_datum_ref(&schemas.current, view, &mut out)
             .map_err(|e| CodecError::Encode { event: T::NAME, reason: e.to_string() })?;
     }
     Ok(out)

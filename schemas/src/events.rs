@@ -314,6 +314,21 @@ impl EventType for OrderStateRecord {
     }
 }
 
+/// An [`OrderStateRecord`] of borrowed parts, written with [`crate::encode_as`]: the transform puts a
+/// changed order's record together from event bytes it already holds, without copying them first.
+#[derive(Debug, Serialize)]
+pub struct OrderStateRecordView<'a> {
+    pub vendor_id: &'a str,
+    pub order_id: i64,
+    pub source_time: i64,
+    #[serde(serialize_with = "byte_lists::serialize")]
+    pub boxes: Vec<std::borrow::Cow<'a, [u8]>>,
+    #[serde(serialize_with = "byte_lists::serialize")]
+    pub receipts: Vec<std::borrow::Cow<'a, [u8]>>,
+    #[serde(serialize_with = "byte_lists::serialize")]
+    pub revenue: Vec<std::borrow::Cow<'a, [u8]>>,
+}
+
 /// Avro `bytes` elements: serde would otherwise write a `Vec<u8>` as an array of ints.
 mod byte_lists {
     use serde::de::Deserializer;
@@ -325,10 +340,10 @@ mod byte_lists {
     #[derive(Deserialize)]
     struct OwnedBytes(#[serde(with = "apache_avro::serde_avro_bytes")] Vec<u8>);
 
-    pub fn serialize<S: Serializer>(lists: &[Vec<u8>], serializer: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer, B: AsRef<[u8]>>(lists: &[B], serializer: S) -> Result<S::Ok, S::Error> {
         let mut seq = serializer.serialize_seq(Some(lists.len()))?;
         for bytes in lists {
-            seq.serialize_element(&Bytes(bytes))?;
+            seq.serialize_element(&Bytes(bytes.as_ref()))?;
         }
         seq.end()
     }

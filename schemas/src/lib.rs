@@ -13,11 +13,11 @@ mod datum;
 mod domain;
 mod events;
 
-pub use codec::{decode, decode_with_apache_avro, encode, CodecError, EventType};
+pub use codec::{decode, decode_with_apache_avro, encode, encode_as, CodecError, EventType};
 pub use domain::{
     ChangeCause, FactStatus, OrderStatus, ReceiptStatus, ReceiptType, SaleType, SettlementStatus, SettlementType,
 };
 pub use events::{
-    FactKey, OrderKey, OrderSheetEvent, OrderSheetItem, OrderStateRecord, PaymentFact, ReturnRequestEvent,
-    ReturnRequestItem, RevenueEvent, RevenueItem, SettlementEvent,
+    FactKey, OrderKey, OrderSheetEvent, OrderSheetItem, OrderStateRecord, OrderStateRecordView, PaymentFact,
+    ReturnRequestEvent, ReturnRequestItem, RevenueEvent, RevenueItem, SettlementEvent,
 };

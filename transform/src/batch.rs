@@ -148,8 +148,7 @@ fn encode_states(
     for (partition, key) in changed {
         let Some(store) = owned.get_mut(partition) else { continue };
         let text = key.to_string();
-        let Some(record) = store.record(&text, &key.vendor_id, key.order_id)? else { continue };
-        let payload = encode(&record)?;
+        let Some(payload) = store.encoded_record(&text, &key.vendor_id, key.order_id)? else { continue };
         states.push(EncodedState { partition: *partition, key: text, payload });
     }
     Ok(states)

@@ -5,8 +5,10 @@
 //! together from bytes already at hand: nothing is encoded again but the record's frame.
 
 use coupang_schemas::{
-    decode, encode, CodecError, OrderSheetEvent, OrderStateRecord, ReturnRequestEvent, RevenueEvent,
+    decode, encode, encode_as, CodecError, OrderSheetEvent, OrderStateRecord, OrderStateRecordView, ReturnRequestEvent,
+    RevenueEvent,
 };
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::order::{OrderState, RawEvent, RevenueSlot};
@@ -38,24 +40,41 @@ impl EncodedSlots {
 
 /// An order's state as the changelog holds it.
 pub fn to_record(vendor_id: &str, order_id: i64, state: &OrderState) -> Result<OrderStateRecord, CodecError> {
-    to_record_from(vendor_id, order_id, state, &EncodedSlots::default())
+    fn slots<K, E: coupang_schemas::EventType>(events: &BTreeMap<K, E>) -> Result<Vec<Vec<u8>>, CodecError> {
+        events.values().map(encode).collect()
+    }
+    Ok(OrderStateRecord {
+        vendor_id: vendor_id.to_string(),
+        order_id,
+        source_time: state.source_time,
+        boxes: slots(&state.boxes)?,
+        receipts: slots(&state.receipts)?,
+        revenue: slots(&state.revenue)?,
+    })
 }
 
-/// Like [`to_record`], taking each slot's bytes from `known` where it has them.
-pub fn to_record_from(
+/// The encoded changelog record of an order's state, taking each slot's bytes from `known` where it
+/// has them (borrowed, not copied) and encoding only the others.
+pub fn encode_record_from(
     vendor_id: &str,
     order_id: i64,
     state: &OrderState,
     known: &EncodedSlots,
-) -> Result<OrderStateRecord, CodecError> {
-    fn slots<K: Ord, E: coupang_schemas::EventType>(
+) -> Result<Vec<u8>, CodecError> {
+    fn slots<'a, K: Ord, E: coupang_schemas::EventType>(
         events: &BTreeMap<K, E>,
-        known: &BTreeMap<K, Vec<u8>>,
-    ) -> Result<Vec<Vec<u8>>, CodecError> {
-        events.iter().map(|(slot, event)| known.get(slot).map_or_else(|| encode(event), |b| Ok(b.clone()))).collect()
+        known: &'a BTreeMap<K, Vec<u8>>,
+    ) -> Result<Vec<Cow<'a, [u8]>>, CodecError> {
+        events
+            .iter()
+            .map(|(slot, event)| match known.get(slot) {
+                Some(bytes) => Ok(Cow::Borrowed(bytes.as_slice())),
+                None => encode(event).map(Cow::Owned),
+            })
+            .collect()
     }
-    Ok(OrderStateRecord {
-        vendor_id: vendor_id.to_string(),
+    encode_as::<OrderStateRecord>(&OrderStateRecordView {
+        vendor_id,
         order_id,
         source_time: state.source_time,
         boxes: slots(&state.boxes, &known.boxes)?,
@@ -148,7 +167,7 @@ mod tests {
             }
         }
         let anew = encode(&to_record("A00012345", 5, &state).unwrap()).unwrap();
-        let kept = encode(&to_record_from("A00012345", 5, &state, &known).unwrap()).unwrap();
+        let kept = encode_record_from("A00012345", 5, &state, &known).unwrap();
         assert_eq!(kept, anew);
         // Read back with its bytes, changed by one more event, and put together again.
         let (mut back, mut known) = from_record_keeping_bytes(&decode(&kept).unwrap()).unwrap();
@@ -157,6 +176,8 @@ mod tests {
         assert!(back.fold_event(&late).took_slot);
         known.keep(&late, &payload(&late));
         let expected = encode(&to_record("A00012345", 5, &back).unwrap()).unwrap();
-        assert_eq!(encode(&to_record_from("A00012345", 5, &back, &known).unwrap()).unwrap(), expected);
+        assert_eq!(encode_record_from("A00012345", 5, &back, &known).unwrap(), expected);
+        // A slot whose bytes are not at hand is encoded anew.
+        assert_eq!(encode_record_from("A00012345", 5, &back, &EncodedSlots::default()).unwrap(), expected);
     }
 }

@@ -20,8 +20,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::order::{OrderState, RawEvent};
+use crate::record::{encode_record_from, from_record_keeping_bytes, EncodedSlots};
 pub use crate::record::{from_record, to_record};
-use crate::record::{from_record_keeping_bytes, to_record_from, EncodedSlots};
 use crate::state_file::{PartitionReader, PartitionWrite, StateFile, StateFileError};
 use std::sync::Arc;
 
@@ -203,10 +203,10 @@ impl PartitionState {
         }
     }
 
-    /// The changelog record of `key`'s state in the batch, from the bytes at hand where possible.
-    pub fn record(&self, key: &str, vendor_id: &str, order_id: i64) -> Result<Option<OrderStateRecord>, CodecError> {
+    /// The encoded changelog record of `key`'s state in the batch, from the bytes at hand where possible.
+    pub fn encoded_record(&self, key: &str, vendor_id: &str, order_id: i64) -> Result<Option<Vec<u8>>, CodecError> {
         let Some((state, known)) = self.touched.get(key) else { return Ok(None) };
-        to_record_from(vendor_id, order_id, state, known).map(Some)
+        encode_record_from(vendor_id, order_id, state, known).map(Some)
     }
 
     fn read(&mut self, key: &str) -> Result<Option<(OrderState, EncodedSlots)>, StoreError> {
