@@ -84,40 +84,42 @@ pub fn encode_record_from(
 }
 
 pub fn from_record(record: &OrderStateRecord) -> Result<OrderState, CodecError> {
-    decode_slots(record, None)
-}
-
-/// [`from_record`], keeping each slot's bytes.
-pub fn from_record_keeping_bytes(record: &OrderStateRecord) -> Result<(OrderState, EncodedSlots), CodecError> {
-    let mut known = EncodedSlots::default();
-    let state = decode_slots(record, Some(&mut known))?;
-    Ok((state, known))
-}
-
-fn decode_slots(record: &OrderStateRecord, mut keep: Option<&mut EncodedSlots>) -> Result<OrderState, CodecError> {
     let mut state = OrderState { source_time: record.source_time, ..OrderState::default() };
     for bytes in &record.boxes {
         let e: OrderSheetEvent = decode(bytes)?;
-        if let Some(known) = keep.as_deref_mut() {
-            known.boxes.insert(e.shipment_box_id, bytes.clone());
-        }
         state.boxes.insert(e.shipment_box_id, e);
     }
     for bytes in &record.receipts {
         let e: ReturnRequestEvent = decode(bytes)?;
-        if let Some(known) = keep.as_deref_mut() {
-            known.receipts.insert(e.receipt_id, bytes.clone());
-        }
         state.receipts.insert(e.receipt_id, e);
     }
     for bytes in &record.revenue {
         let e: RevenueEvent = decode(bytes)?;
-        if let Some(known) = keep.as_deref_mut() {
-            known.revenue.insert(RevenueSlot::of(&e), bytes.clone());
-        }
         state.revenue.insert(RevenueSlot::of(&e), e);
     }
     Ok(state)
+}
+
+/// [`from_record`], keeping each slot's bytes (moved out of the record, not copied).
+pub fn from_record_keeping_bytes(record: OrderStateRecord) -> Result<(OrderState, EncodedSlots), CodecError> {
+    let mut state = OrderState { source_time: record.source_time, ..OrderState::default() };
+    let mut known = EncodedSlots::default();
+    for bytes in record.boxes {
+        let e: OrderSheetEvent = decode(&bytes)?;
+        known.boxes.insert(e.shipment_box_id, bytes);
+        state.boxes.insert(e.shipment_box_id, e);
+    }
+    for bytes in record.receipts {
+        let e: ReturnRequestEvent = decode(&bytes)?;
+        known.receipts.insert(e.receipt_id, bytes);
+        state.receipts.insert(e.receipt_id, e);
+    }
+    for bytes in record.revenue {
+        let e: RevenueEvent = decode(&bytes)?;
+        known.revenue.insert(RevenueSlot::of(&e), bytes);
+        state.revenue.insert(RevenueSlot::of(&e), e);
+    }
+    Ok((state, known))
 }
 
 #[cfg(test)]
@@ -170,7 +172,7 @@ mod tests {
         let kept = encode_record_from("A00012345", 5, &state, &known).unwrap();
         assert_eq!(kept, anew);
         // Read back with its bytes, changed by one more event, and put together again.
-        let (mut back, mut known) = from_record_keeping_bytes(&decode(&kept).unwrap()).unwrap();
+        let (mut back, mut known) = from_record_keeping_bytes(decode(&kept).unwrap()).unwrap();
         assert_eq!(back, state);
         let late = RawEvent::Revenue(revenue(SaleType::Refund, 20, &[(7, 1, 1_000, 100, 50)]));
         assert!(back.fold_event(&late).took_slot);

@@ -216,10 +216,7 @@ impl PartitionState {
         let Some(bytes) = self.reader.as_ref().expect("opened above").get(key)? else { return Ok(None) };
         let unreadable =
             |source| StoreError::Unreadable { path: self.file.path().to_path_buf(), key: key.to_string(), source };
-        decode::<OrderStateRecord>(&bytes)
-            .and_then(|record| from_record_keeping_bytes(&record))
-            .map(Some)
-            .map_err(unreadable)
+        decode::<OrderStateRecord>(&bytes).and_then(from_record_keeping_bytes).map(Some).map_err(unreadable)
     }
 
     /// Lets go of the batch's states, once they are on disk; `end`: past the last one, if any.
