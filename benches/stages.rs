@@ -27,9 +27,9 @@
 use coupang_etl::Config;
 use coupang_schemas::{encode, OrderKey};
 use coupang_sim::{SimConfig, Simulator};
-use coupang_transform::order::{OrderState, RawEvent, RawStream};
+use coupang_transform::order::{RawEvent, RawStream};
 use coupang_transform::rules::apply;
-use coupang_transform::store::{to_record, Changelog};
+use coupang_transform::store::{open_state_file, persist, Changelog, PartitionState, Written};
 use etl_core::kafka::{ensure_compacted_topics, ensure_topics, group_lag, set_topic_config, KafkaConfig};
 use etl_core::Shutdown;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -488,18 +488,27 @@ fn read_events(path: &std::path::Path) -> Vec<(RawStream, Vec<u8>)> {
     events
 }
 
-/// The transform stage's CPU work without Kafka: decode, validate, fold, rules, then per batch of 500
-/// the facts and changed states encoded as the stage produces them. Returns (facts, states) written.
+/// The transform stage's CPU work without Kafka, on the stage's own state path: per batch of 2,000 (the
+/// default), decode and validate, read each order's state from a redb file, fold, rules, keep the
+/// event's bytes; then the facts and the changed states' records encoded, and the states written to
+/// the file as after a committed batch. Returns (facts, states) written.
 fn transform_core(events: &[(RawStream, Vec<u8>)]) -> (usize, usize) {
-    let mut states: HashMap<OrderKey, OrderState> = HashMap::new();
-    let (mut facts_written, mut states_written) = (0, 0);
-    for batch in events.chunks(500) {
+    let dir = std::env::temp_dir().join(format!("bench-cpu-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let file = open_state_file(&dir, "cpu", 16 << 20).expect("open a state file");
+    let mut partition = PartitionState::new(file.clone(), 0);
+    let (mut facts_written, mut states_written, mut offset) = (0, 0, 0);
+    for batch in events.chunks(2_000) {
         let mut facts = Vec::new();
         let mut dirty: BTreeSet<OrderKey> = BTreeSet::new();
         for (stream, payload) in batch {
             let Ok(Some(event)) = RawEvent::read(*stream, payload) else { continue };
             let key = event.order_key();
-            let applied = apply(states.entry(key.clone()).or_default(), &event);
+            let text = key.text();
+            let applied = apply(partition.state(&text).expect("read a state"), &event);
+            if applied.took_slot {
+                partition.keep_payload(&text, &event, payload);
+            }
             if applied.state_changed {
                 dirty.insert(key);
             }
@@ -508,13 +517,27 @@ fn transform_core(events: &[(RawStream, Vec<u8>)]) -> (usize, usize) {
         for fact in &facts {
             std::hint::black_box((fact.kafka_key(), encode(fact).expect("encode a fact")));
         }
-        for key in &dirty {
-            let record = to_record(&key.vendor_id, key.order_id, &states[key]).expect("state record");
-            std::hint::black_box(encode(&record).expect("encode a state"));
-        }
+        let records: Vec<(String, Vec<u8>)> = dirty
+            .iter()
+            .filter_map(|key| {
+                let text = key.text();
+                let record = partition.encoded_record(&text, &key.vendor_id, key.order_id).expect("encode a state");
+                record.map(|payload| (text, payload))
+            })
+            .collect();
+        let written: Vec<Written<'_>> = records
+            .iter()
+            .map(|(key, payload)| {
+                offset += 1;
+                Written { key, payload, offset: offset - 1 }
+            })
+            .collect();
+        persist(&file, [(&mut partition, written)]).expect("write the states");
         facts_written += facts.len();
-        states_written += dirty.len();
+        states_written += records.len();
     }
+    drop((partition, file));
+    let _ = std::fs::remove_dir_all(&dir);
     (facts_written, states_written)
 }
 

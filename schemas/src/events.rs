@@ -53,6 +53,33 @@ pub struct OrderKey {
     pub order_id: i64,
 }
 
+impl OrderKey {
+    /// `vendorId:orderId`, what [`Display`](std::fmt::Display) writes, built without the formatting
+    /// machinery: the transform builds one per event, and `to_string` was 7% of its instructions.
+    pub fn text(&self) -> String {
+        let mut text = String::with_capacity(self.vendor_id.len() + 21);
+        text.push_str(&self.vendor_id);
+        text.push(':');
+        if self.order_id < 0 {
+            text.push('-');
+        }
+        let mut digits = [0u8; 20];
+        let mut start = digits.len();
+        let mut rest = self.order_id.unsigned_abs();
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        // ASCII digits, so always UTF-8.
+        text.push_str(std::str::from_utf8(&digits[start..]).unwrap_or_default());
+        text
+    }
+}
+
 impl std::fmt::Display for OrderKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}", self.vendor_id, self.order_id)
@@ -350,5 +377,19 @@ mod byte_lists {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Vec<u8>>, D::Error> {
         Ok(Vec::<OwnedBytes>::deserialize(deserializer)?.into_iter().map(|b| b.0).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OrderKey;
+
+    #[test]
+    fn an_order_key_text_is_what_display_writes() {
+        for order_id in [0, 7, 10, 24_000_000_000_001, -1, -305, i64::MAX, i64::MIN] {
+            let key = OrderKey { vendor_id: "A00012345".into(), order_id };
+            assert_eq!(key.text(), key.to_string());
+        }
+        assert_eq!(OrderKey { vendor_id: String::new(), order_id: 9 }.text(), ":9");
     }
 }

@@ -126,7 +126,7 @@ async fn fold_batch(
         let partition = message.partition();
         let Some(store) = owned.get_mut(&partition) else { continue };
         let key = event.order_key();
-        let text = key.to_string();
+        let text = key.text();
         let applied = apply(store.state(&text)?, &event);
         if applied.took_slot {
             store.keep_payload(&text, &event, message.payload().unwrap_or_default());
@@ -147,7 +147,7 @@ fn encode_states(
     let mut states = Vec::with_capacity(changed.len());
     for (partition, key) in changed {
         let Some(store) = owned.get_mut(partition) else { continue };
-        let text = key.to_string();
+        let text = key.text();
         let Some(payload) = store.encoded_record(&text, &key.vendor_id, key.order_id)? else { continue };
         states.push(EncodedState { partition: *partition, key: text, payload });
     }

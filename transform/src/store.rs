@@ -168,7 +168,9 @@ pub fn persist<'a>(
 }
 
 impl PartitionState {
-    fn new(file: Arc<StateFile>, partition: i32) -> PartitionState {
+    /// A partition with nothing restored: its states are what `file` holds (benches and tests; the
+    /// stage takes its partitions from [`Changelog::catch_up`]).
+    pub fn new(file: Arc<StateFile>, partition: i32) -> PartitionState {
         PartitionState {
             file,
             partition,
