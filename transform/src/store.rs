@@ -231,6 +231,7 @@ impl PartitionState {
 }
 
 /// Reads the changelog: what a partition's file has not seen yet, on restore.
+#[derive(Clone)]
 pub struct Changelog {
     pub topic: String,
     config: rdkafka::ClientConfig,
@@ -274,14 +275,7 @@ impl Changelog {
     }
 
     fn reader(&self, partition: i32) -> Reader {
-        Reader {
-            topic: self.topic.clone(),
-            partition,
-            config: self.config.clone(),
-            consumer: self.consumer.clone(),
-            timeout: self.timeout,
-            open_transaction_wait: self.open_transaction_wait,
-        }
+        Reader { log: self.clone(), partition }
     }
 
     /// The partition's end offset (where the next record will go).
@@ -316,7 +310,7 @@ impl Changelog {
         let (mut records, mut orders) = (0, 0);
         for partition in 0..partitions {
             // A fresh consumer per partition, as a process that never read this changelog has.
-            let reader = Reader { consumer: SharedConsumer::default(), ..self.reader(partition) };
+            let reader = Reader { log: Changelog { consumer: SharedConsumer::default(), ..self.clone() }, partition };
             let (read, keys) = tokio::task::spawn_blocking(move || {
                 let (mut read, mut keys) = (0, HashSet::new());
                 reader.with_consumer(|consumer| {
@@ -343,22 +337,19 @@ impl Changelog {
 /// Records written to the file per commit while catching up: a crash mid-restore resumes there.
 const RESTORE_CHUNK: usize = 10_000;
 
-/// One partition of the changelog, read on a blocking thread.
+/// One partition of the changelog, read on a blocking thread (which takes its own copy of the settings
+/// and a handle on the shared consumer).
 struct Reader {
-    topic: String,
+    log: Changelog,
     partition: i32,
-    config: rdkafka::ClientConfig,
-    consumer: SharedConsumer,
-    timeout: Duration,
-    open_transaction_wait: Duration,
 }
 
 impl Reader {
     /// Runs `read` with the process's changelog consumer (created if need be), unassigned afterwards.
     fn with_consumer<T>(&self, read: impl FnOnce(&BaseConsumer) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let mut shared = self.consumer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut shared = self.log.consumer.lock().unwrap_or_else(|e| e.into_inner());
         if shared.is_none() {
-            *shared = Some(self.config.create().map_err(|e| self.kafka(e))?);
+            *shared = Some(self.log.config.create().map_err(|e| self.kafka(e))?);
         }
         let consumer = shared.as_ref().expect("created above");
         let result = read(consumer);
@@ -367,13 +358,13 @@ impl Reader {
     }
 
     fn watermarks(&self, consumer: &BaseConsumer) -> Result<(i64, i64), StoreError> {
-        consumer.fetch_watermarks(&self.topic, self.partition, self.timeout).map_err(|e| self.kafka(e))
+        consumer.fetch_watermarks(&self.log.topic, self.partition, self.log.timeout).map_err(|e| self.kafka(e))
     }
 
     /// The watermarks, once the readable end reaches `applied_end` or [`Changelog::wait_for_open_transactions`]
     /// has passed: the end a `read_committed` reader sees stops at a transaction still open.
     fn watermarks_reaching(&self, consumer: &BaseConsumer, applied_end: Option<i64>) -> Result<(i64, i64), StoreError> {
-        let deadline = Instant::now() + self.open_transaction_wait;
+        let deadline = Instant::now() + self.log.open_transaction_wait;
         let mut waited = false;
         loop {
             let (low, high) = self.watermarks(consumer)?;
@@ -381,7 +372,7 @@ impl Reader {
                 return Ok((low, high));
             }
             if !waited {
-                tracing::info!(topic = %self.topic, partition = self.partition, readable_end = high, ?applied_end, "state file ahead of the changelog's readable end: waiting for an open transaction to end");
+                tracing::info!(topic = %self.log.topic, partition = self.partition, readable_end = high, ?applied_end, "state file ahead of the changelog's readable end: waiting for an open transaction to end");
                 waited = true;
             }
             std::thread::sleep(Duration::from_millis(500));
@@ -443,12 +434,12 @@ impl Reader {
     }
 
     fn kafka(&self, source: KafkaError) -> StoreError {
-        StoreError::Kafka { topic: self.topic.clone(), partition: self.partition, source }
+        StoreError::Kafka { topic: self.log.topic.clone(), partition: self.partition, source }
     }
 
     fn decode(&self, offset: i64, key: &str, payload: &[u8]) -> Result<OrderState, StoreError> {
         let corrupt = |source| StoreError::Corrupt {
-            topic: self.topic.clone(),
+            topic: self.log.topic.clone(),
             partition: self.partition,
             offset,
             key: key.to_string(),
@@ -471,11 +462,11 @@ impl Reader {
         }
         let mut assignment = TopicPartitionList::new();
         assignment
-            .add_partition_offset(&self.topic, self.partition, Offset::Offset(start))
+            .add_partition_offset(&self.log.topic, self.partition, Offset::Offset(start))
             .map_err(|e| self.kafka(e))?;
         consumer.assign(&assignment).map_err(|e| self.kafka(e))?;
         // Gives up only when nothing arrives for `timeout`: a long changelog may take longer than that.
-        let mut deadline = Instant::now() + self.timeout;
+        let mut deadline = Instant::now() + self.log.timeout;
         let mut position = start;
         while position < high {
             if Instant::now() > deadline {
@@ -489,7 +480,7 @@ impl Reader {
                 Some(Err(KafkaError::PartitionEOF(_))) => {
                     // At the end (or at an open transaction): the consumer's position says where.
                     let at = consumer.position().ok().and_then(|list| {
-                        list.find_partition(&self.topic, self.partition).and_then(|e| e.offset().to_raw())
+                        list.find_partition(&self.log.topic, self.partition).and_then(|e| e.offset().to_raw())
                     });
                     position = position.max(at.unwrap_or(position));
                     break;
@@ -499,7 +490,7 @@ impl Reader {
             if message.partition() != self.partition {
                 continue;
             }
-            deadline = Instant::now() + self.timeout;
+            deadline = Instant::now() + self.log.timeout;
             position = message.offset() + 1;
             if let Some(key) = message.key() {
                 on_record(message.offset(), &String::from_utf8_lossy(key), message.payload().unwrap_or_default())?;
