@@ -257,6 +257,11 @@ impl Changelog {
         config.set("enable.partition.eof", "true").set("isolation.level", "read_committed");
         // A restore streams into the file: a small fetch queue keeps its memory small too.
         config.set("queued.max.messages.kbytes", "16384");
+        // Partitions are read one after another with one consumer, and the next one's fetch waits for
+        // the broker to answer the last one's, which holds an empty fetch for up to this long (500 ms
+        // by default: half a second per partition restored, measured). A reader that stops at the end
+        // has nothing to wait for.
+        config.set("fetch.wait.max.ms", "10");
         Changelog {
             topic,
             config,
