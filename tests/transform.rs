@@ -278,6 +278,7 @@ async fn two_processes_one_killed(transactions: bool) {
     sim.stop().await;
     std::fs::remove_file(file).unwrap();
     std::fs::remove_file(log_b).ok();
+    remove_state_files(&config);
 }
 
 /// Runs the transform in-process until every raw event is folded: the facts topic is complete.

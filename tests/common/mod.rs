@@ -173,8 +173,12 @@ pub async fn finish(config: &Config) {
     let lines = assert_no_secret_in(&logs, &secrets_of(config), "the test process's logs");
     println!("secrets: none of {} in {lines} log lines of this test process", secrets_of(config).len());
     drop_database(&config.clickhouse).await;
-    let state_files = config.transform.state_dir.join(config.kafka.topics().transform_state);
-    let _ = std::fs::remove_dir_all(state_files);
+    remove_state_files(config);
+}
+
+/// Removes the transform's state files of this test's changelog (under the temp directory by default).
+pub fn remove_state_files(config: &Config) {
+    let _ = std::fs::remove_dir_all(config.transform.state_dir.join(config.kafka.topics().transform_state));
 }
 
 /// Drops the test's database once it passed (a failing test leaves it for inspection).
