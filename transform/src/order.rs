@@ -387,20 +387,6 @@ fn takes_slot<K: Ord, E>(
     slots.get(key).is_none_or(|known| newer(wrap(incoming), wrap(known)) == Ordering::Greater)
 }
 
-/// Puts `incoming` in its slot if it takes it; true when it did.
-fn keep_newer<K: Ord, E: Clone>(
-    slots: &mut BTreeMap<K, E>,
-    key: K,
-    incoming: &E,
-    wrap: impl for<'x> Fn(&'x E) -> EventRef<'x>,
-) -> bool {
-    let takes = takes_slot(slots, &key, incoming, wrap);
-    if takes {
-        slots.insert(key, incoming.clone());
-    }
-    takes
-}
-
 /// What folding one event did to a state.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Folded {
@@ -418,34 +404,42 @@ impl OrderState {
 
     /// Folds one validated event in, saying whether it changed the state and took its slot.
     pub fn fold_event(&mut self, event: &RawEvent) -> Folded {
-        let time = event.source_time();
-        let time_moved = time > self.source_time;
-        self.source_time = self.source_time.max(time);
-        let took_slot = match event {
-            RawEvent::OrderSheet(e) => {
-                keep_newer(&mut self.boxes, e.shipment_box_id, e, |e: &OrderSheetEvent| EventRef::OrderSheet(e))
+        let time_moved = event.source_time() > self.source_time;
+        self.source_time = self.source_time.max(event.source_time());
+        let took_slot = self.takes_slot(event);
+        if took_slot {
+            match event {
+                RawEvent::OrderSheet(e) => {
+                    self.boxes.insert(e.shipment_box_id, e.clone());
+                }
+                RawEvent::ReturnRequest(e) => {
+                    self.receipts.insert(e.receipt_id, e.clone());
+                }
+                RawEvent::Revenue(e) => {
+                    self.revenue.insert(RevenueSlot::of(e), e.clone());
+                }
             }
-            RawEvent::ReturnRequest(e) => {
-                keep_newer(&mut self.receipts, e.receipt_id, e, |e: &ReturnRequestEvent| EventRef::ReturnRequest(e))
-            }
-            RawEvent::Revenue(e) => keep_newer(&mut self.revenue, RevenueSlot::of(e), e, |e| EventRef::Revenue(e)),
-        };
+        }
         Folded { changed: took_slot || time_moved, took_slot }
     }
 
     /// Whether folding `event` would change the state: what [`OrderState::fold`] would say, without
     /// folding (so a replayed or repeated event costs no fact derivation).
     pub fn would_change(&self, event: &RawEvent) -> bool {
-        event.source_time() > self.source_time
-            || match event {
-                RawEvent::OrderSheet(e) => {
-                    takes_slot(&self.boxes, &e.shipment_box_id, e, |e: &OrderSheetEvent| EventRef::OrderSheet(e))
-                }
-                RawEvent::ReturnRequest(e) => {
-                    takes_slot(&self.receipts, &e.receipt_id, e, |e: &ReturnRequestEvent| EventRef::ReturnRequest(e))
-                }
-                RawEvent::Revenue(e) => takes_slot(&self.revenue, &RevenueSlot::of(e), e, |e| EventRef::Revenue(e)),
+        event.source_time() > self.source_time || self.takes_slot(event)
+    }
+
+    /// Whether `event` would take its slot in this state (see [`newer`]).
+    fn takes_slot(&self, event: &RawEvent) -> bool {
+        match event {
+            RawEvent::OrderSheet(e) => {
+                takes_slot(&self.boxes, &e.shipment_box_id, e, |e: &OrderSheetEvent| EventRef::OrderSheet(e))
             }
+            RawEvent::ReturnRequest(e) => {
+                takes_slot(&self.receipts, &e.receipt_id, e, |e: &ReturnRequestEvent| EventRef::ReturnRequest(e))
+            }
+            RawEvent::Revenue(e) => takes_slot(&self.revenue, &RevenueSlot::of(e), e, |e| EventRef::Revenue(e)),
+        }
     }
 
     /// Lifecycle progress of everything known, summed over the slots.
