@@ -44,7 +44,7 @@ fuzz_target!(|data: &[u8]| {
     // A changelog record (transform's own state topic): read back without panicking; its events are
     // held to the same checks as events from the raw topics.
     if let Ok(record) = decode::<OrderStateRecord>(data) {
-        if let Ok(state) = from_record(&record) {
+        if let Ok(state) = from_record(record) {
             let boxes = state.boxes.values().cloned().map(RawEvent::OrderSheet);
             let receipts = state.receipts.values().cloned().map(RawEvent::ReturnRequest);
             let revenue = state.revenue.values().cloned().map(RawEvent::Revenue);

@@ -83,24 +83,13 @@ pub fn encode_record_from(
     })
 }
 
-pub fn from_record(record: &OrderStateRecord) -> Result<OrderState, CodecError> {
-    let mut state = OrderState { source_time: record.source_time, ..OrderState::default() };
-    for bytes in &record.boxes {
-        let e: OrderSheetEvent = decode(bytes)?;
-        state.boxes.insert(e.shipment_box_id, e);
-    }
-    for bytes in &record.receipts {
-        let e: ReturnRequestEvent = decode(bytes)?;
-        state.receipts.insert(e.receipt_id, e);
-    }
-    for bytes in &record.revenue {
-        let e: RevenueEvent = decode(bytes)?;
-        state.revenue.insert(RevenueSlot::of(&e), e);
-    }
-    Ok(state)
+/// An order's state from its changelog record.
+pub fn from_record(record: OrderStateRecord) -> Result<OrderState, CodecError> {
+    from_record_keeping_bytes(record).map(|(state, _)| state)
 }
 
-/// [`from_record`], keeping each slot's bytes (moved out of the record, not copied).
+/// An order's state from its changelog record, with each slot's bytes (moved out of the record, not
+/// copied).
 pub fn from_record_keeping_bytes(record: OrderStateRecord) -> Result<(OrderState, EncodedSlots), CodecError> {
     let mut state = OrderState { source_time: record.source_time, ..OrderState::default() };
     let mut known = EncodedSlots::default();
@@ -154,7 +143,7 @@ mod tests {
         state.fold(&RawEvent::Revenue(revenue(SaleType::Sale, 10, &[(7, 2, 1_000, 100, 50)])));
         let record = to_record("A00012345", 24_000_000_000_001, &state).unwrap();
         let bytes = encode(&record).unwrap();
-        let back = from_record(&decode::<OrderStateRecord>(&bytes).unwrap()).unwrap();
+        let back = from_record(decode::<OrderStateRecord>(&bytes).unwrap()).unwrap();
         assert_eq!(back, state);
         assert_eq!(back.version(), state.version());
     }

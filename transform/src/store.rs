@@ -450,7 +450,7 @@ impl Reader {
             key: key.to_string(),
             source,
         };
-        decode::<OrderStateRecord>(payload).and_then(|record| from_record(&record)).map_err(corrupt)
+        decode::<OrderStateRecord>(payload).and_then(from_record).map_err(corrupt)
     }
 
     /// Streams `[start, high)` of the partition to `on_record(offset, key, payload)` and returns the
