@@ -54,28 +54,13 @@ pub struct OrderKey {
 }
 
 impl OrderKey {
-    /// `vendorId:orderId`, what [`Display`](std::fmt::Display) writes, built without the formatting
-    /// machinery: the transform builds one per event, and `to_string` was 7% of its instructions.
+    /// `vendorId:orderId`, as [`Display`](std::fmt::Display) writes it, into a string sized for it
+    /// once: the transform builds one per event, and `to_string`'s growing string was 7% of its
+    /// instructions.
     pub fn text(&self) -> String {
+        use std::fmt::Write;
         let mut text = String::with_capacity(self.vendor_id.len() + 21);
-        text.push_str(&self.vendor_id);
-        text.push(':');
-        if self.order_id < 0 {
-            text.push('-');
-        }
-        let mut digits = [0u8; 20];
-        let mut start = digits.len();
-        let mut rest = self.order_id.unsigned_abs();
-        loop {
-            start -= 1;
-            digits[start] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        // ASCII digits, so always UTF-8.
-        text.push_str(std::str::from_utf8(&digits[start..]).unwrap_or_default());
+        let _ = write!(text, "{self}");
         text
     }
 }
@@ -388,7 +373,7 @@ mod tests {
     fn an_order_key_text_is_what_display_writes() {
         for order_id in [0, 7, 10, 24_000_000_000_001, -1, -305, i64::MAX, i64::MIN] {
             let key = OrderKey { vendor_id: "A00012345".into(), order_id };
-            assert_eq!(key.text(), key.to_string());
+            assert_eq!(key.text(), format!("A00012345:{order_id}"));
         }
         assert_eq!(OrderKey { vendor_id: String::new(), order_id: 9 }.text(), ":9");
     }
