@@ -19,7 +19,9 @@ pub struct TransformConfig {
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
     /// Memory for the state file's cache, MiB (at least 1), for all partitions of the process
-    /// together; the states live on disk, and only those of the batch in hand are decoded.
+    /// together; the states live on disk, and only those of the batch in hand are decoded. Small by
+    /// default: the OS's page cache serves the file too, and 1 and 64 MiB measured the same events
+    /// per CPU-second (BENCHMARKS.md), while a cache only a large backlog fills makes memory grow with it.
     #[serde(default = "default_state_cache_mib")]
     pub state_cache_mib: u32,
     /// No longer used: since states live on disk, no horizon decides what stays in memory. Accepted so
@@ -39,7 +41,7 @@ fn default_state_dir() -> PathBuf {
     std::env::temp_dir().join("coupang-etl-state")
 }
 fn default_state_cache_mib() -> u32 {
-    16
+    4
 }
 
 fn default_group_id() -> String {

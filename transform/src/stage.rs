@@ -94,8 +94,7 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
     ensure_compacted_topics_with(kafka, &[&topics.transform_state], input_partitions).await?;
     check_co_partitioned(kafka, &[&inputs[..], &[&topics.transform_state]].concat()).await?;
 
-    let mut consumer_config = kafka.consumer_config_with(&config.group_id, &BOUNDED_PREFETCH);
-    consumer_config.set("partition.assignment.strategy", "range");
+    let consumer_config = input_consumer_config(config, kafka);
     let consumer: BlockingDrop<InputConsumer> =
         BlockingDrop::new(consumer_config.create_with_context(RebalanceFlag::default())?);
     consumer.subscribe(&inputs)?;
@@ -156,12 +155,36 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
 }
 
 /// The input consumer's prefetch, unless `kafka.properties` sets it: bounded, so that memory stays flat
-/// however large the backlog. librdkafka's default (64 MiB of payloads) holds ~380k raw events and,
-/// with its per-message overhead, about twice that in memory; 8 MiB is still ~24 batches ahead. A full
-/// prefetch postpones the next fetch by `fetch.queue.backoff.ms` (1 s by default), which a small
-/// prefetch would spend idle: 20 ms refills it well before the stage has worked through it. Smaller
-/// measured leaner and costlier in CPU (4 MiB: −30% memory, −19% events per CPU-second; BENCHMARKS.md).
-const BOUNDED_PREFETCH: [(&str, &str); 2] = [("queued.max.messages.kbytes", "8192"), ("fetch.queue.backoff.ms", "20")];
+/// however large the backlog. librdkafka's defaults (64 MiB of queued payloads, fetch responses of up
+/// to 50 MiB and 1 MiB per partition) hold hundreds of thousands of raw events, at about three times
+/// their payload in memory (a queued message's bookkeeping is larger than a raw event, and each holds
+/// on to its whole fetch response). A limit on the queue alone is not a bound: it only postpones the
+/// next fetch, and one response over 36 partitions brought up to 36 MiB at once. So the responses are
+/// bounded too ([`input_fetch_max_bytes`]). 2 MiB is still ~12k raw events, six batches ahead; a full
+/// prefetch postpones the next fetch by `fetch.queue.backoff.ms` (1 s by default), which would leave a
+/// prefetch this small idle: 20 ms refills it well before the stage has worked through it. Measured
+/// (BENCHMARKS.md): peak RSS at 10× in flight 128 → 66 MiB, with no loss of events per CPU-second.
+const BOUNDED_PREFETCH: [(&str, &str); 3] =
+    [("queued.max.messages.kbytes", "2048"), ("fetch.queue.backoff.ms", "20"), ("max.partition.fetch.bytes", "65536")];
+
+/// A fetch response's largest size for the input consumer: 1 MiB, or the `message.max.bytes` of
+/// `kafka.properties` if larger (librdkafka refuses a client whose `fetch.max.bytes` is below it).
+fn input_fetch_max_bytes(kafka: &KafkaConfig) -> String {
+    const BOUNDED: u64 = 1 << 20;
+    let message_max = kafka.properties.get("message.max.bytes").and_then(|v| v.trim().parse::<u64>().ok());
+    message_max.map_or(BOUNDED, |m| m.max(BOUNDED)).to_string()
+}
+
+/// The input consumer's settings: the common consumer's and a bounded prefetch, which
+/// `kafka.properties` may override, and range assignment, which they may not (each process's changelog
+/// partitions are its input partitions).
+fn input_consumer_config(config: &TransformConfig, kafka: &KafkaConfig) -> rdkafka::ClientConfig {
+    let fetch_max_bytes = input_fetch_max_bytes(kafka);
+    let defaults = [&BOUNDED_PREFETCH[..], &[("fetch.max.bytes", fetch_max_bytes.as_str())]].concat();
+    let mut consumer_config = kafka.consumer_config_with(&config.group_id, &defaults);
+    consumer_config.set("partition.assignment.strategy", "range");
+    consumer_config
+}
 
 /// How long a transaction call (begin excepted) may wait for the broker before the stage restarts.
 const TRANSACTION_CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -252,4 +275,34 @@ async fn adopt_assignment(
         owned.insert(partition, restored);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::consumer::BaseConsumer;
+
+    fn kafka_with(properties: &[(&str, &str)]) -> KafkaConfig {
+        KafkaConfig {
+            properties: properties.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..KafkaConfig::default()
+        }
+    }
+
+    #[test]
+    fn the_input_consumer_bounds_its_fetches_and_accepts_larger_messages() {
+        let config = TransformConfig::default();
+        let bounded = input_consumer_config(&config, &kafka_with(&[]));
+        assert_eq!(bounded.get("fetch.max.bytes"), Some("1048576"));
+        assert_eq!(bounded.get("queued.max.messages.kbytes"), Some("2048"));
+        // librdkafka refuses fetch.max.bytes below message.max.bytes: a deployment allowing 4 MB
+        // messages still gets a consumer, whose responses can hold one.
+        let large = input_consumer_config(&config, &kafka_with(&[("message.max.bytes", "4000000")]));
+        assert_eq!(large.get("fetch.max.bytes"), Some("4000000"));
+        assert!(large.create::<BaseConsumer>().is_ok());
+        // The user's own setting wins.
+        let own = input_consumer_config(&config, &kafka_with(&[("fetch.max.bytes", "8388608")]));
+        assert_eq!(own.get("fetch.max.bytes"), Some("8388608"));
+        assert!(bounded.create::<BaseConsumer>().is_ok());
+    }
 }
