@@ -341,8 +341,11 @@ impl Changelog {
     }
 }
 
-/// Records written to the file per commit while catching up: a crash mid-restore resumes there.
-const RESTORE_CHUNK: usize = 10_000;
+/// Records written to the file per commit while catching up: a crash mid-restore resumes there. A
+/// commit's records, and the pages they dirty, are held until it commits: 10,000 made a rebuild peak
+/// above the stage's own (73–84 MiB at 10×), 2,000 (a batch's worth) 66 MiB at the same speed
+/// (`BENCHMARKS.md`).
+const RESTORE_CHUNK: usize = 2_000;
 
 /// One partition of the changelog, read on a blocking thread (which takes its own copy of the settings
 /// and a handle on the shared consumer).
