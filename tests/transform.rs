@@ -69,10 +69,13 @@ fn current_facts(config: &Config) -> (BTreeMap<String, PaymentFact>, usize) {
 }
 
 /// A `coupang-etl transform` process; `cache_mib` is its state file's cache (0: the least, 1 MiB).
+/// Its batches also end once they read 1 KiB of stored states (a few orders' worth), so that most
+/// end early and hand their other messages to the next batch: the kills land there too.
 fn transform_process(file: &std::path::Path, batch_size: &str, cache_mib: &str, log: Stdio) -> Child {
     coupang_etl_command(file)
         .arg("transform")
         .env("COUPANG_ETL__TRANSFORM__BATCH_SIZE", batch_size)
+        .env("COUPANG_ETL__TRANSFORM__BATCH_STATE_KIB", "1")
         .env("COUPANG_ETL__TRANSFORM__STATE_CACHE_MIB", cache_mib)
         .env("COUPANG_ETL_LOG", "info")
         .stdout(Stdio::null())

@@ -11,6 +11,12 @@ pub struct TransformConfig {
     /// Most raw events handled per commit.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
+    /// A batch also ends once the order states it read from the state file reach this many KiB (the
+    /// messages left start the next batch). Decoded, those states are most of what a batch holds: a
+    /// batch of updates to known orders reads a state per event, one of new orders hardly any, so a
+    /// bound on events alone let memory follow the mix of the stream (BENCHMARKS.md).
+    #[serde(default = "default_batch_state_kib")]
+    pub batch_state_kib: u32,
     /// Longest wait for a batch to fill, milliseconds.
     #[serde(default = "default_batch_wait_ms")]
     pub batch_wait_ms: u64,
@@ -50,6 +56,9 @@ fn default_group_id() -> String {
 fn default_batch_size() -> usize {
     2_000
 }
+fn default_batch_state_kib() -> u32 {
+    256
+}
 fn default_batch_wait_ms() -> u64 {
     200
 }
@@ -59,6 +68,7 @@ impl Default for TransformConfig {
         TransformConfig {
             group_id: default_group_id(),
             batch_size: default_batch_size(),
+            batch_state_kib: default_batch_state_kib(),
             batch_wait_ms: default_batch_wait_ms(),
             state_dir: default_state_dir(),
             state_cache_mib: default_state_cache_mib(),
@@ -69,6 +79,11 @@ impl Default for TransformConfig {
 }
 
 impl TransformConfig {
+    /// [`TransformConfig::batch_state_kib`] in bytes.
+    pub fn batch_state_bytes(&self) -> usize {
+        usize::try_from(self.batch_state_kib).unwrap_or(usize::MAX / (1 << 10)) << 10
+    }
+
     pub fn state_cache_bytes(&self) -> usize {
         usize::try_from(self.state_cache_mib).unwrap_or(usize::MAX / (1 << 20)) << 20
     }
@@ -80,6 +95,12 @@ impl TransformConfig {
         }
         if self.batch_size == 0 {
             return Err(InvalidSetting::new("transform.batch_size", "transform.batch_size must be 1 or more"));
+        }
+        if self.batch_state_kib == 0 {
+            return Err(InvalidSetting::new(
+                "transform.batch_state_kib",
+                "transform.batch_state_kib must be 1 or more",
+            ));
         }
         if self.state_dir.as_os_str().is_empty() {
             return Err(InvalidSetting::new("transform.state_dir", "transform.state_dir must name a folder"));

@@ -6,6 +6,9 @@
 //! the changelog, and only then (3) commit the input offsets. A crash anywhere replays the batch against
 //! the last durable state; folding is idempotent and versions come from the events, so the replay emits
 //! nothing new or byte-identical facts, and the loader's ReplacingMergeTree keeps one row per key.
+//! A batch ends at `batch_size` messages, or earlier once the stored states it read reach
+//! `batch_state_kib` (so that its memory does not follow the stream's mix); the messages it leaves
+//! start the next batch, and their offsets are committed only with it.
 //!
 //! With `transactions = true` the same three writes go into one Kafka transaction per batch (facts and
 //! states sent together, the offsets through `send_offsets_to_transaction`, fenced by the group's
@@ -113,9 +116,12 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
     metrics().set_ready(STAGE, true);
     tracing::info!(group = %config.group_id, "transform started");
 
+    // Messages fetched but left by a batch that reached `batch_state_kib`: the next batch's first.
+    let mut carried = Vec::new();
     while !shutdown.is_cancelled() {
         let waiting = std::time::Instant::now();
-        let mut batch = next_batch(&consumer, config.batch_size, wait, shutdown).await?;
+        let mut batch: Vec<_> = std::mem::take(&mut carried);
+        batch.extend(next_batch(&consumer, config.batch_size - batch.len(), wait, shutdown).await?);
         metrics().fetch_wait(STAGE, waiting);
         if consumer.context().take() {
             let markers = i64::from(config.transactions);
@@ -129,16 +135,19 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
         }
         let in_hand = std::time::Instant::now();
         let outputs = Outputs { producer: &producer, dead_letter: &dead_letter, topics: &topics };
+        let state_bytes = config.batch_state_bytes();
         let (report, sent) = if config.transactions {
             blocking(|| producer.begin_transaction())?;
-            let processed = process(&batch, &mut owned, &outputs, false).await?;
+            let processed = process(&batch, state_bytes, &mut owned, &outputs, false).await?;
+            carried = batch.split_off(processed.0.events);
             let offsets = batch_offsets(&batch)?;
             let group = consumer.group_metadata().ok_or(TransformError::NoGroupMetadata)?;
             blocking(|| producer.send_offsets_to_transaction(&offsets, &group, TRANSACTION_CALL_TIMEOUT))?;
             blocking(|| producer.commit_transaction(TRANSACTION_CALL_TIMEOUT))?;
             processed
         } else {
-            let processed = process(&batch, &mut owned, &outputs, true).await?;
+            let processed = process(&batch, state_bytes, &mut owned, &outputs, true).await?;
+            carried = batch.split_off(processed.0.events);
             commit_batch(&consumer, &batch)?;
             processed
         };
@@ -159,8 +168,8 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
 /// to 50 MiB and 1 MiB per partition) hold hundreds of thousands of raw events, at about three times
 /// their payload in memory (a queued message's bookkeeping is larger than a raw event, and each holds
 /// on to its whole fetch response). A limit on the queue alone is not a bound: it only postpones the
-/// next fetch, and one response over 36 partitions brought up to 36 MiB at once. So the responses are
-/// bounded too ([`input_fetch_max_bytes`]). 2 MiB is still ~12k raw events, six batches ahead; a full
+/// next fetch, and one response over 36 partitions could bring up to 36 MiB at once. So the responses
+/// are bounded too ([`input_fetch_max_bytes`]). 2 MiB is still ~12k raw events, six batches ahead; a full
 /// prefetch postpones the next fetch by `fetch.queue.backoff.ms` (1 s by default), which would leave a
 /// prefetch this small idle: 20 ms refills it well before the stage has worked through it. Measured
 /// (BENCHMARKS.md): peak RSS at 10× in flight 128 → 66 MiB, with no loss of events per CPU-second.

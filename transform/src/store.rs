@@ -6,8 +6,9 @@
 //!   committed. A restart or a partition moving to another process restores *p* from the changelog,
 //!   never from the raw history.
 //! - Each partition's states also live in a local file ([`StateFile`]), written after the broker took
-//!   them: memory holds only the file's bounded page cache (`transform.state_cache_mib`) and the batch's decoded states, and a
-//!   restart reads from the changelog only what the file has not seen yet.
+//!   them: memory holds only the file's bounded page cache (`transform.state_cache_mib`) and the
+//!   batch's decoded states (bounded by `transform.batch_state_kib`), and a restart reads from the
+//!   changelog only what the file has not seen yet.
 
 use coupang_schemas::{decode, CodecError, OrderStateRecord};
 use etl_core::kafka::KafkaConfig;
@@ -98,6 +99,8 @@ pub struct PartitionState {
     touched: HashMap<String, (OrderState, EncodedSlots)>,
     /// The batch's snapshot of the partition's table, opened at its first read.
     reader: Option<PartitionReader>,
+    /// Bytes of stored states the current batch read from the file.
+    read_bytes: usize,
     /// The changelog's end offset after this process's last write or restore.
     pub changelog_end: i64,
     /// Records the last restore read: the orders the file had not seen, plus older states compaction
@@ -150,7 +153,7 @@ pub fn persist<'a>(
         })
         .collect();
     // The batch's snapshots go before the write, so that redb can reuse the pages they held.
-    owned.iter_mut().for_each(|(state, _, _)| state.reader = None);
+    owned.iter_mut().for_each(|(state, _, _)| state.release_decoded());
     let writes: Vec<PartitionWrite<'_>> = owned
         .iter()
         .filter_map(|(state, written, end)| {
@@ -176,6 +179,7 @@ impl PartitionState {
             partition,
             touched: HashMap::new(),
             reader: None,
+            read_bytes: 0,
             changelog_end: 0,
             records_restored: 0,
             restore_mode: RestoreMode::Reuse,
@@ -216,19 +220,35 @@ impl PartitionState {
             self.reader = Some(self.file.reader(self.partition)?);
         }
         let Some(bytes) = self.reader.as_ref().expect("opened above").get(key)? else { return Ok(None) };
+        self.read_bytes += bytes.len();
         let unreadable =
             |source| StoreError::Unreadable { path: self.file.path().to_path_buf(), key: key.to_string(), source };
         decode::<OrderStateRecord>(&bytes).and_then(from_record_keeping_bytes).map(Some).map_err(unreadable)
     }
 
-    /// Lets go of the batch's states, once they are on disk; `end`: past the last one, if any.
+    /// Lets go of the batch's decoded states and its snapshot of the file, once its records are
+    /// encoded: nothing reads them again, and keeping them while the broker acknowledges the batch
+    /// held them beside the records on their way out.
+    pub fn release_decoded(&mut self) {
+        // Not `clear`: a batch may take most of its events from one partition, and twelve maps each
+        // keeping room for a whole batch was ~10 MiB held for nothing (heaptrack, 10×).
+        self.touched = HashMap::new();
+        self.reader = None;
+        self.read_bytes = 0;
+    }
+
+    /// Bytes of stored states the current batch has read from the file: what its decoded states grow
+    /// with.
+    pub fn read_bytes(&self) -> usize {
+        self.read_bytes
+    }
+
+    /// Records the changelog's new end once the batch's states are on disk; `end`: past the last one, if any.
     fn settle(&mut self, end: Option<i64>) {
         if let Some(end) = end {
             self.changelog_end = self.changelog_end.max(end);
         }
-        // Not `clear`: a batch may take most of its events from one partition, and twelve maps each
-        // keeping room for a whole batch was ~10 MiB held for nothing (heaptrack, 10×).
-        self.touched = HashMap::new();
+        self.release_decoded();
     }
 }
 
