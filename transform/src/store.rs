@@ -277,8 +277,10 @@ impl Changelog {
         // last offsets are commit markers, never delivered, and records of a transaction still open
         // (or aborted) are not read at all (`read_committed`).
         config.set("enable.partition.eof", "true").set("isolation.level", "read_committed");
-        // A restore streams into the file: a small fetch queue keeps its memory small too.
-        config.set("queued.max.messages.kbytes", "16384");
+        // A restore streams into the file: a small fetch queue keeps its memory small too (16 MiB
+        // made a rebuild peak at 64–75 MiB, above the stage; 2 MiB, refilled after 20 ms rather than
+        // librdkafka's 1 s, 39–47 MiB at about the same speed: BENCHMARKS.md).
+        config.set("queued.max.messages.kbytes", "2048").set("fetch.queue.backoff.ms", "20");
         // Partitions are read one after another with one consumer, and the next one's fetch waits for
         // the broker to answer the last one's, which holds an empty fetch for up to this long (500 ms
         // by default: half a second per partition restored, measured). A reader that stops at the end
