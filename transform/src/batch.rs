@@ -122,8 +122,10 @@ async fn fold_batch(
     outputs: &Outputs<'_>,
 ) -> Result<Folded, TransformError> {
     let mut folded = Folded::default();
+    // Stored bytes this batch has read so far, summed over its partitions.
+    let mut read_bytes = 0;
     for message in batch {
-        if owned.values().map(PartitionState::read_bytes).sum::<usize>() >= state_bytes {
+        if read_bytes >= state_bytes {
             break;
         }
         folded.messages += 1;
@@ -141,7 +143,9 @@ async fn fold_batch(
         let Some(store) = owned.get_mut(&partition) else { continue };
         let key = event.order_key();
         let text = key.text();
+        let read_before = store.read_bytes();
         let applied = apply(store.state(&text)?, &event);
+        read_bytes += store.read_bytes() - read_before;
         if applied.took_slot {
             store.keep_payload(&text, &event, message.payload().unwrap_or_default());
         }

@@ -111,6 +111,7 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
     let dead_letter_producer = if config.transactions { kafka.producer_config().create()? } else { producer.clone() };
     let dead_letter = DeadLetter::new(dead_letter_producer, topics.dead_letter.clone(), "transform");
     let wait = Duration::from_millis(config.batch_wait_ms);
+    let state_bytes = config.batch_state_bytes();
     let mut owned: BTreeMap<i32, PartitionState> = BTreeMap::new();
     let _lag = report_lag(kafka.clone(), STAGE, consumes(config, kafka), shutdown.clone());
     metrics().set_ready(STAGE, true);
@@ -135,7 +136,6 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
         }
         let in_hand = std::time::Instant::now();
         let outputs = Outputs { producer: &producer, dead_letter: &dead_letter, topics: &topics };
-        let state_bytes = config.batch_state_bytes();
         let (report, sent) = if config.transactions {
             blocking(|| producer.begin_transaction())?;
             let processed = process(&batch, state_bytes, &mut owned, &outputs, false).await?;

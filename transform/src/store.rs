@@ -243,12 +243,12 @@ impl PartitionState {
         self.read_bytes
     }
 
-    /// Records the changelog's new end once the batch's states are on disk; `end`: past the last one, if any.
+    /// Records the changelog's new end once the batch's states are on disk; `end`: past the last one, if
+    /// any. (The batch's decoded states were let go before the write.)
     fn settle(&mut self, end: Option<i64>) {
         if let Some(end) = end {
             self.changelog_end = self.changelog_end.max(end);
         }
-        self.release_decoded();
     }
 }
 
