@@ -52,10 +52,16 @@ pub struct PartitionReader {
 impl PartitionReader {
     /// The record last written for `key`.
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StateFileError> {
+        self.read(key, <[u8]>::to_vec)
+    }
+
+    /// `read` applied to the record last written for `key`, as the file holds it (not copied first:
+    /// a state's record is decoded straight from it).
+    pub fn read<T>(&self, key: &str, read: impl FnOnce(&[u8]) -> T) -> Result<Option<T>, StateFileError> {
         let Some(table) = &self.table else { return Ok(None) };
         let value =
             table.get(key).map_err(|e| StateFileError { path: self.path.clone(), source: Box::new(e.into()) })?;
-        Ok(value.map(|value| value.value().to_vec()))
+        Ok(value.map(|value| read(value.value())))
     }
 }
 

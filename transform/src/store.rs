@@ -96,7 +96,8 @@ pub struct PartitionState {
     partition: i32,
     /// States the current batch read or changed, with their slots' bytes, until the batch is
     /// committed and they are on disk.
-    touched: HashMap<String, (OrderState, EncodedSlots)>,
+    /// Keyed by foldhash rather than SipHash: hashing them was 4% of the stage's instructions.
+    touched: HashMap<String, (OrderState, EncodedSlots), foldhash::fast::RandomState>,
     /// The batch's snapshot of the partition's table, opened at its first read.
     reader: Option<PartitionReader>,
     /// Bytes of stored states the current batch read from the file.
@@ -177,7 +178,7 @@ impl PartitionState {
         PartitionState {
             file,
             partition,
-            touched: HashMap::new(),
+            touched: HashMap::default(),
             reader: None,
             read_bytes: 0,
             changelog_end: 0,
@@ -219,11 +220,16 @@ impl PartitionState {
         if self.reader.is_none() {
             self.reader = Some(self.file.reader(self.partition)?);
         }
-        let Some(bytes) = self.reader.as_ref().expect("opened above").get(key)? else { return Ok(None) };
-        self.read_bytes += bytes.len();
+        let reader = self.reader.as_ref().expect("opened above");
+        let Some((len, state)) = reader
+            .read(key, |bytes| (bytes.len(), decode::<OrderStateRecord>(bytes).and_then(from_record_keeping_bytes)))?
+        else {
+            return Ok(None);
+        };
+        self.read_bytes += len;
         let unreadable =
             |source| StoreError::Unreadable { path: self.file.path().to_path_buf(), key: key.to_string(), source };
-        decode::<OrderStateRecord>(&bytes).and_then(from_record_keeping_bytes).map(Some).map_err(unreadable)
+        state.map(Some).map_err(unreadable)
     }
 
     /// Lets go of the batch's decoded states and its snapshot of the file, once its records are
@@ -232,7 +238,7 @@ impl PartitionState {
     pub fn release_decoded(&mut self) {
         // Not `clear`: a batch may take most of its events from one partition, and twelve maps each
         // keeping room for a whole batch was ~10 MiB held for nothing (heaptrack, 10×).
-        self.touched = HashMap::new();
+        self.touched = HashMap::default();
         self.reader = None;
         self.read_bytes = 0;
     }

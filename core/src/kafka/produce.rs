@@ -35,7 +35,8 @@ where
     // The first of `sent` whose acknowledgement has not been awaited yet.
     let mut awaited = 0;
     for mut record in records {
-        let queued_at = Instant::now();
+        // The clock is read only once the queue is full, not for every record.
+        let mut queued_at = None;
         loop {
             match producer.send_result(record) {
                 Ok(delivery) => {
@@ -43,7 +44,7 @@ where
                     break;
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
-                    if queued_at.elapsed() < queue_timeout =>
+                    if queued_at.get_or_insert_with(Instant::now).elapsed() < queue_timeout =>
                 {
                     record = back;
                     if awaited < sent.len() {
