@@ -1040,6 +1040,7 @@ mod tests {
                 change_cause: crate::ChangeCause::Confirmation, previous_payment_amount: Some(amount / 2),
             };
             prop_assert_eq!(encode(&fact).unwrap(), encode_via_value(&fact));
+            prop_assert_eq!(fact.kafka_key(), fact.fact_key().to_string());
             written_directly_as_apache_avro_writes(&fact);
             prop_assert_eq!(decode::<PaymentFact>(&encode(&fact).unwrap()).unwrap(), fact);
         }

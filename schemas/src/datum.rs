@@ -121,6 +121,7 @@ impl Reader<'_, '_> {
 }
 
 /// The schema itself, or the named type a `Ref` points to.
+#[inline]
 fn resolve<'x>(names: &'x Names, schema: &'x Schema) -> Result<&'x Schema, DatumError> {
     match schema {
         Schema::Ref { name } => names.0.get(name).ok_or_else(|| DatumError(format!("unknown type {name}"))),

@@ -55,13 +55,21 @@ pub struct OrderKey {
 
 impl OrderKey {
     /// `vendorId:orderId`, as [`Display`](std::fmt::Display) writes it, into a string sized for it
-    /// once: the transform builds one per event, and `to_string`'s growing string was 7% of its
-    /// instructions.
+    /// once and without the formatting machinery: the transform builds one per event, and
+    /// `to_string`'s growing string was 7% of its instructions.
     pub fn text(&self) -> String {
-        use std::fmt::Write;
         let mut text = String::with_capacity(self.vendor_id.len() + 21);
-        let _ = write!(text, "{self}");
+        push_key_parts(&mut text, &self.vendor_id, &[self.order_id]);
         text
+    }
+}
+
+/// Appends `vendor_id`, then `:` and each number, to `key`.
+fn push_key_parts(key: &mut String, vendor_id: &str, numbers: &[i64]) {
+    key.push_str(vendor_id);
+    for number in numbers {
+        key.push(':');
+        key.push_str(itoa::Buffer::new().format(*number));
     }
 }
 
@@ -133,8 +141,12 @@ impl PaymentFact {
         }
     }
 
+    /// `vendorId:orderId:vendorItemId`, as [`FactKey`]'s `Display` writes it, into a string sized for
+    /// it once: the transform sends one per fact (no vendor id cloned into a key first).
     pub fn kafka_key(&self) -> String {
-        self.fact_key().to_string()
+        let mut key = String::with_capacity(self.vendor_id.len() + 42);
+        push_key_parts(&mut key, &self.vendor_id, &[self.order_id, self.vendor_item_id]);
+        key
     }
 }
 
