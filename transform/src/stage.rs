@@ -40,7 +40,7 @@ use crate::batch::{persist, process, Outputs};
 use crate::config::TransformConfig;
 use crate::error::{TransformError, STAGE};
 use crate::state_file::StateFile;
-use crate::store::{open_state_file, Changelog, PartitionState};
+use crate::store::{open_state_file, Changelog, PartitionState, SMALL_FETCH_QUEUE};
 
 /// The consumer's context: logs each rebalance and raises a flag that the loop takes between batches
 /// (to restore the state of newly assigned partitions).
@@ -174,7 +174,7 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
 /// prefetch this small idle: 20 ms refills it well before the stage has worked through it. Measured
 /// (BENCHMARKS.md): peak RSS at 10× in flight 128 → 66 MiB, with no loss of events per CPU-second.
 const BOUNDED_PREFETCH: [(&str, &str); 3] =
-    [("queued.max.messages.kbytes", "2048"), ("fetch.queue.backoff.ms", "20"), ("max.partition.fetch.bytes", "65536")];
+    [SMALL_FETCH_QUEUE[0], SMALL_FETCH_QUEUE[1], ("max.partition.fetch.bytes", "65536")];
 
 /// A fetch response's largest size for the input consumer: 1 MiB, or the `message.max.bytes` of
 /// `kafka.properties` if larger (librdkafka refuses a client whose `fetch.max.bytes` is below it).

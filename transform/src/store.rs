@@ -274,6 +274,11 @@ pub struct Changelog {
 /// client created and destroyed per partition costs ~0.1 s, seconds for a process taking 96 partitions.
 type SharedConsumer = Arc<std::sync::Mutex<Option<BaseConsumer>>>;
 
+/// The fetch queue of the changelog reader and of the input consumer: 2 MiB of queued messages, refilled
+/// 20 ms after it was full (librdkafka's defaults: 64 MiB, 1 s).
+pub(crate) const SMALL_FETCH_QUEUE: [(&str, &str); 2] =
+    [("queued.max.messages.kbytes", "2048"), ("fetch.queue.backoff.ms", "20")];
+
 impl Changelog {
     pub fn new(kafka: &KafkaConfig, topic: String) -> Changelog {
         let mut config = kafka.client_config();
@@ -286,7 +291,9 @@ impl Changelog {
         // A restore streams into the file: a small fetch queue keeps its memory small too (16 MiB
         // made a rebuild peak at 64–75 MiB, above the stage; 2 MiB, refilled after 20 ms rather than
         // librdkafka's 1 s, 39–47 MiB at about the same speed: BENCHMARKS.md).
-        config.set("queued.max.messages.kbytes", "2048").set("fetch.queue.backoff.ms", "20");
+        for (key, value) in SMALL_FETCH_QUEUE {
+            config.set(key, value);
+        }
         // Partitions are read one after another with one consumer, and the next one's fetch waits for
         // the broker to answer the last one's, which holds an empty fetch for up to this long (500 ms
         // by default: half a second per partition restored, measured). A reader that stops at the end
