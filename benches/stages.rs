@@ -500,7 +500,8 @@ fn transform_core(events: &[(RawStream, Vec<u8>)]) -> (usize, usize) {
     let (mut facts_written, mut states_written, mut offset) = (0, 0, 0);
     for batch in events.chunks(2_000) {
         let mut facts = Vec::new();
-        let mut dirty: BTreeSet<OrderKey> = BTreeSet::new();
+        // Ordered by order id first, as the stage's batch orders its changed states.
+        let mut dirty: BTreeSet<(i64, OrderKey)> = BTreeSet::new();
         for (stream, payload) in batch {
             let Ok(Some(event)) = RawEvent::read(*stream, payload) else { continue };
             let key = event.order_key();
@@ -510,7 +511,7 @@ fn transform_core(events: &[(RawStream, Vec<u8>)]) -> (usize, usize) {
                 partition.keep_payload(&text, &event, payload);
             }
             if applied.state_changed {
-                dirty.insert(key);
+                dirty.insert((key.order_id, key));
             }
             facts.extend(applied.facts.into_iter().flatten());
         }
@@ -519,7 +520,7 @@ fn transform_core(events: &[(RawStream, Vec<u8>)]) -> (usize, usize) {
         }
         let records: Vec<(String, Vec<u8>)> = dirty
             .iter()
-            .filter_map(|key| {
+            .filter_map(|(_, key)| {
                 let text = key.text();
                 let record = partition.encoded_record(&text, &key.vendor_id, key.order_id).expect("encode a state");
                 record.map(|payload| (text, payload))

@@ -179,8 +179,21 @@ spelled_as_str!(SaleType);
 
 impl<'de> Deserialize<'de> for SaleType {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let word = deserializer.deserialize_str(Words::<String>::new("a sale type"))?;
-        SaleType::try_from(word.as_str()).map_err(de::Error::custom)
+        /// Reads the word where the deserializer has it, not copied into a string first (one per
+        /// revenue row the transform reads).
+        struct Word;
+        impl Visitor<'_> for Word {
+            type Value = SaleType;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a sale type")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<SaleType, E> {
+                SaleType::try_from(text).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(Word)
     }
 }
 

@@ -40,10 +40,15 @@ struct Folded {
     /// The facts of every order whose facts changed, in batch order.
     facts: Vec<PaymentFact>,
     /// Orders whose state changed, with their input partition: their states go to the changelog.
-    changed: BTreeSet<(i32, OrderKey)>,
+    changed: BTreeSet<ChangedOrder>,
     events_in: PerAccount,
     dead_letters: usize,
 }
+
+/// An order whose state the batch changed: (input partition, order id, key). Ordered by the integers
+/// first: comparing the key's vendor id first (equal for most of a batch) was 3% of the stage's
+/// instructions. States go out per partition in this order.
+type ChangedOrder = (i32, i64, OrderKey);
 
 /// A changed state on its way to the changelog: its input partition, key and encoded record.
 pub(crate) struct EncodedState {
@@ -150,7 +155,7 @@ async fn fold_batch(
             store.keep_payload(&text, &event, message.payload().unwrap_or_default());
         }
         if applied.state_changed {
-            folded.changed.insert((partition, key));
+            folded.changed.insert((partition, key.order_id, key));
         }
         folded.facts.extend(applied.facts.into_iter().flatten());
     }
@@ -159,11 +164,11 @@ async fn fold_batch(
 
 /// The changed orders' states as changelog records.
 fn encode_states(
-    changed: &BTreeSet<(i32, OrderKey)>,
+    changed: &BTreeSet<ChangedOrder>,
     owned: &mut BTreeMap<i32, PartitionState>,
 ) -> Result<Vec<EncodedState>, TransformError> {
     let mut states = Vec::with_capacity(changed.len());
-    for (partition, key) in changed {
+    for (partition, _, key) in changed {
         let Some(store) = owned.get_mut(partition) else { continue };
         let text = key.text();
         let Some(payload) = store.encoded_record(&text, &key.vendor_id, key.order_id)? else { continue };

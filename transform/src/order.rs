@@ -340,7 +340,7 @@ fn revenue_problem(e: &RevenueEvent) -> Result<(), String> {
 }
 
 fn midnight_kst(days: i32) -> Option<i64> {
-    etl_core::time::kst_midnight_millis(date_from_days(days)?)
+    etl_core::time::kst_midnight_millis_of_days(days)
 }
 
 /// The total order of two snapshots of the same slot: progress, then source time, then the record's
