@@ -506,9 +506,10 @@ fn transform_core(events: &[(RawStream, Vec<u8>)]) -> (usize, usize) {
             let Ok(Some(event)) = RawEvent::read(*stream, payload) else { continue };
             let key = event.order_key();
             let text = key.text();
-            let applied = apply(partition.state(&text).expect("read a state"), &event);
+            let slot = event.slot();
+            let applied = apply(partition.state(&text).expect("read a state"), event);
             if applied.took_slot {
-                partition.keep_payload(&text, &event, payload);
+                partition.keep_payload(&text, slot, payload);
             }
             if applied.state_changed {
                 dirty.insert((key.order_id, key));

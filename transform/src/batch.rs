@@ -148,11 +148,12 @@ async fn fold_batch(
         let Some(store) = owned.get_mut(&partition) else { continue };
         let key = event.order_key();
         let text = key.text();
+        let slot = event.slot();
         let read_before = store.read_bytes();
-        let applied = apply(store.state(&text)?, &event);
+        let applied = apply(store.state(&text)?, event);
         read_bytes += store.read_bytes() - read_before;
         if applied.took_slot {
-            store.keep_payload(&text, &event, message.payload().unwrap_or_default());
+            store.keep_payload(&text, slot, message.payload().unwrap_or_default());
         }
         if applied.state_changed {
             folded.changed.insert((partition, key.order_id, key));

@@ -13,11 +13,12 @@ use crate::order::RawEvent;
 
 /// The order's facts `after` an event, each with its `change_cause` and `previous_payment_amount`
 /// filled in from the fact of the same vendor item in `before` (the order's facts before the event).
-pub fn explain(before: &[PaymentFact], mut after: Vec<PaymentFact>, event: &RawEvent) -> Vec<PaymentFact> {
+/// `undone_by`: the event's [`undoing_cause`] (taken before the event moved into the state).
+pub fn explain(before: &[PaymentFact], mut after: Vec<PaymentFact>, undone_by: &ChangeCause) -> Vec<PaymentFact> {
     let before: BTreeMap<i64, &PaymentFact> = before.iter().map(|fact| (fact.vendor_item_id, fact)).collect();
     for fact in &mut after {
         let previous = before.get(&fact.vendor_item_id).copied();
-        fact.change_cause = change_cause(previous, fact, event);
+        fact.change_cause = change_cause(previous, fact, undone_by);
         fact.previous_payment_amount = previous.map(|fact| fact.payment_amount);
     }
     after
@@ -41,7 +42,7 @@ pub fn explain(before: &[PaymentFact], mut after: Vec<PaymentFact>, event: &RawE
 /// 6. the status changed → `STATUS`;
 /// 7. anything else (the amount or another field changed otherwise, e.g. a shipping fee moving to this
 ///    item when the item carrying it is cancelled) → `CORRECTION`.
-pub fn change_cause(before: Option<&PaymentFact>, after: &PaymentFact, event: &RawEvent) -> ChangeCause {
+pub fn change_cause(before: Option<&PaymentFact>, after: &PaymentFact, undone_by: &ChangeCause) -> ChangeCause {
     let Some(before) = before else {
         return ChangeCause::NewOrder;
     };
@@ -49,7 +50,7 @@ pub fn change_cause(before: Option<&PaymentFact>, after: &PaymentFact, event: &R
         return ChangeCause::Unchanged;
     }
     if after.cancelled_quantity > before.cancelled_quantity || (after.cancelled && !before.cancelled) {
-        return undoing_cause(event);
+        return undone_by.clone();
     }
     if after.cancelled_quantity < before.cancelled_quantity || (before.cancelled && !after.cancelled) {
         return ChangeCause::Withdrawal;
@@ -64,8 +65,8 @@ pub fn change_cause(before: Option<&PaymentFact>, after: &PaymentFact, event: &R
     ChangeCause::Correction
 }
 
-/// The cause of units undone, by the event that undid them.
-fn undoing_cause(event: &RawEvent) -> ChangeCause {
+/// The cause of units undone, by the event that undid them (rule 3 of [`change_cause`]).
+pub fn undoing_cause(event: &RawEvent) -> ChangeCause {
     match event {
         RawEvent::ReturnRequest(receipt) => match receipt.receipt_type {
             ReceiptType::Cancel => ChangeCause::Cancel,
@@ -119,10 +120,10 @@ mod tests {
         let mut state = OrderState::default();
         for earlier in history {
             earlier.validate().unwrap();
-            apply(&mut state, earlier);
+            apply(&mut state, earlier.clone());
         }
         event.validate().unwrap();
-        let facts = apply(&mut state, event).facts.expect("the event changes the order's facts");
+        let facts = apply(&mut state, event.clone()).facts.expect("the event changes the order's facts");
         facts
             .iter()
             .map(|f| (f.vendor_item_id, f.change_cause.clone(), f.previous_payment_amount, f.payment_amount))
@@ -184,10 +185,11 @@ mod tests {
         let mut later = fact.clone();
         (later.version, later.event_time) = (fact.version + 1, fact.event_time + 1);
         (later.change_cause, later.previous_payment_amount) = (ChangeCause::Status, Some(1));
-        assert_eq!(change_cause(Some(&fact), &later, &event), ChangeCause::Unchanged);
+        let undone_by = undoing_cause(&event);
+        assert_eq!(change_cause(Some(&fact), &later, &undone_by), ChangeCause::Unchanged);
         later.vendor_item_name = "renamed".into();
-        assert_eq!(change_cause(Some(&fact), &later, &event), ChangeCause::Correction);
-        assert_eq!(change_cause(None, &later, &event), ChangeCause::NewOrder);
+        assert_eq!(change_cause(Some(&fact), &later, &undone_by), ChangeCause::Correction);
+        assert_eq!(change_cause(None, &later, &undone_by), ChangeCause::NewOrder);
     }
 
     mod properties {
@@ -215,7 +217,7 @@ mod tests {
                 for event in mixed(&events, &duplicates, shuffle_seed) {
                     event.validate().unwrap();
                     let state = states.entry(event.order_key()).or_default();
-                    for fact in apply(state, &event).facts.into_iter().flatten() {
+                    for fact in apply(state, event.clone()).facts.into_iter().flatten() {
                         let previous = last.get(&fact.kafka_key());
                         prop_assert_eq!(fact.previous_payment_amount, previous.map(|p| p.payment_amount));
                         prop_assert_eq!(fact.change_cause == ChangeCause::NewOrder, previous.is_none());

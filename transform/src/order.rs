@@ -157,6 +157,25 @@ impl RevenueSlot {
     }
 }
 
+/// Which slot of its order's state an event goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotKey {
+    Box(i64),
+    Receipt(i64),
+    Revenue(RevenueSlot),
+}
+
+impl RawEvent {
+    /// The slot this event goes to in its order's state.
+    pub fn slot(&self) -> SlotKey {
+        match self {
+            RawEvent::OrderSheet(e) => SlotKey::Box(e.shipment_box_id),
+            RawEvent::ReturnRequest(e) => SlotKey::Receipt(e.receipt_id),
+            RawEvent::Revenue(e) => SlotKey::Revenue(RevenueSlot::of(e)),
+        }
+    }
+}
+
 /// The state of one (vendor, order).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OrderState {
@@ -402,25 +421,45 @@ impl OrderState {
         self.fold_event(event).changed
     }
 
-    /// Folds one validated event in, saying whether it changed the state and took its slot.
+    /// Folds one validated event in, saying whether it changed the state and took its slot (a copy of
+    /// the event goes into the slot).
     pub fn fold_event(&mut self, event: &RawEvent) -> Folded {
+        let folded = self.fold_time(event);
+        if folded.took_slot {
+            self.put(event.clone());
+        }
+        folded
+    }
+
+    /// [`OrderState::fold_event`], moving the event into its slot instead of copying it.
+    pub fn fold_owned(&mut self, event: RawEvent) -> Folded {
+        let folded = self.fold_time(&event);
+        if folded.took_slot {
+            self.put(event);
+        }
+        folded
+    }
+
+    /// Folds `event`'s source time in, and says whether the event takes its slot.
+    fn fold_time(&mut self, event: &RawEvent) -> Folded {
         let time_moved = event.source_time() > self.source_time;
         self.source_time = self.source_time.max(event.source_time());
         let took_slot = self.takes_slot(event);
-        if took_slot {
-            match event {
-                RawEvent::OrderSheet(e) => {
-                    self.boxes.insert(e.shipment_box_id, e.clone());
-                }
-                RawEvent::ReturnRequest(e) => {
-                    self.receipts.insert(e.receipt_id, e.clone());
-                }
-                RawEvent::Revenue(e) => {
-                    self.revenue.insert(RevenueSlot::of(e), e.clone());
-                }
+        Folded { changed: took_slot || time_moved, took_slot }
+    }
+
+    fn put(&mut self, event: RawEvent) {
+        match event {
+            RawEvent::OrderSheet(e) => {
+                self.boxes.insert(e.shipment_box_id, e);
+            }
+            RawEvent::ReturnRequest(e) => {
+                self.receipts.insert(e.receipt_id, e);
+            }
+            RawEvent::Revenue(e) => {
+                self.revenue.insert(RevenueSlot::of(&e), e);
             }
         }
-        Folded { changed: took_slot || time_moved, took_slot }
     }
 
     /// Whether folding `event` would change the state: what [`OrderState::fold`] would say, without

@@ -11,7 +11,7 @@ use coupang_schemas::{
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use crate::order::{OrderState, RawEvent, RevenueSlot};
+use crate::order::{OrderState, RevenueSlot, SlotKey};
 
 /// The encoded event in each slot of an order's state, as far as known.
 #[derive(Debug, Default, Clone)]
@@ -22,17 +22,17 @@ pub struct EncodedSlots {
 }
 
 impl EncodedSlots {
-    /// Keeps `payload` as the bytes of the slot `event` took (see [`crate::order::Folded`]).
-    pub fn keep(&mut self, event: &RawEvent, payload: &[u8]) {
-        match event {
-            RawEvent::OrderSheet(e) => {
-                self.boxes.insert(e.shipment_box_id, payload.to_vec());
+    /// Keeps `payload` as the bytes of `slot`, which an event took (see [`crate::order::Folded`]).
+    pub fn keep(&mut self, slot: SlotKey, payload: &[u8]) {
+        match slot {
+            SlotKey::Box(id) => {
+                self.boxes.insert(id, payload.to_vec());
             }
-            RawEvent::ReturnRequest(e) => {
-                self.receipts.insert(e.receipt_id, payload.to_vec());
+            SlotKey::Receipt(id) => {
+                self.receipts.insert(id, payload.to_vec());
             }
-            RawEvent::Revenue(e) => {
-                self.revenue.insert(RevenueSlot::of(e), payload.to_vec());
+            SlotKey::Revenue(slot) => {
+                self.revenue.insert(slot, payload.to_vec());
             }
         }
     }
@@ -115,6 +115,7 @@ pub fn from_record_keeping_bytes(record: OrderStateRecord) -> Result<(OrderState
 mod tests {
     use super::*;
     use crate::order::tests::{line, receipt, revenue, sheet};
+    use crate::order::RawEvent;
     use coupang_schemas::SaleType;
 
     fn events() -> Vec<RawEvent> {
@@ -154,7 +155,7 @@ mod tests {
         let mut known = EncodedSlots::default();
         for event in &events() {
             if state.fold_event(event).took_slot {
-                known.keep(event, &payload(event));
+                known.keep(event.slot(), &payload(event));
             }
         }
         let anew = encode(&to_record("A00012345", 5, &state).unwrap()).unwrap();
@@ -165,7 +166,7 @@ mod tests {
         assert_eq!(back, state);
         let late = RawEvent::Revenue(revenue(SaleType::Refund, 20, &[(7, 1, 1_000, 100, 50)]));
         assert!(back.fold_event(&late).took_slot);
-        known.keep(&late, &payload(&late));
+        known.keep(late.slot(), &payload(&late));
         let expected = encode(&to_record("A00012345", 5, &back).unwrap()).unwrap();
         assert_eq!(encode_record_from("A00012345", 5, &back, &known).unwrap(), expected);
         // A slot whose bytes are not at hand is encoded anew.

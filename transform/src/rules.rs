@@ -26,7 +26,7 @@ use coupang_schemas::{ChangeCause, FactStatus, OrderStatus, PaymentFact, Receipt
 use etl_core::time::{days_since_epoch, kst_date_of_millis};
 use std::collections::BTreeMap;
 
-use crate::cause::explain;
+use crate::cause::{explain, undoing_cause};
 use crate::order::{receipt_completed, OrderState, RawEvent};
 
 /// What the order sheets say about one vendor item of the order (lines merged across boxes).
@@ -93,16 +93,19 @@ pub struct Applied {
     pub facts: Option<Vec<PaymentFact>>,
 }
 
-/// Folds a validated `event` into its order's `state` and says what changed.
-pub fn apply(state: &mut OrderState, event: &RawEvent) -> Applied {
+/// Folds a validated `event` into its order's `state` and says what changed. The event moves into its
+/// slot rather than being copied there: the caller keeps only its bytes (cloning order sheets into
+/// their slots was 2.3% of the stage's instructions).
+pub fn apply(state: &mut OrderState, event: RawEvent) -> Applied {
     // Repeated and replayed events change nothing: no facts derived for them.
-    if !state.would_change(event) {
+    if !state.would_change(&event) {
         return Applied::default();
     }
     let before = payment_facts(state);
-    let folded = state.fold_event(event);
+    let undone_by = undoing_cause(&event);
+    let folded = state.fold_owned(event);
     let after = payment_facts(state);
-    let facts = (after != before).then(|| explain(&before, after, event));
+    let facts = (after != before).then(|| explain(&before, after, &undone_by));
     Applied { state_changed: folded.changed, took_slot: folded.took_slot, facts }
 }
 

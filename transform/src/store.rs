@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::order::{OrderState, RawEvent};
+use crate::order::{OrderState, SlotKey};
 use crate::record::{encode_record_from, from_record_keeping_bytes, EncodedSlots};
 pub use crate::record::{from_record, to_record};
 use crate::state_file::{PartitionReader, PartitionWrite, StateFile, StateFileError};
@@ -203,10 +203,10 @@ impl PartitionState {
         Ok(&mut self.touched.get_mut(key).expect("inserted above").0)
     }
 
-    /// Keeps `payload` as the bytes of the slot `event` took in `key`'s state.
-    pub fn keep_payload(&mut self, key: &str, event: &RawEvent, payload: &[u8]) {
+    /// Keeps `payload` as the bytes of `slot`, which an event took in `key`'s state.
+    pub fn keep_payload(&mut self, key: &str, slot: SlotKey, payload: &[u8]) {
         if let Some((_, known)) = self.touched.get_mut(key) {
-            known.keep(event, payload);
+            known.keep(slot, payload);
         }
     }
 
@@ -549,6 +549,7 @@ impl Reader {
 mod tests {
     use super::*;
     use crate::order::tests::{line, sheet};
+    use crate::order::RawEvent;
     use coupang_schemas::encode;
 
     #[test]
