@@ -27,8 +27,8 @@
 use coupang_etl::Config;
 use coupang_schemas::{encode, OrderKey};
 use coupang_sim::{SimConfig, Simulator};
+use coupang_transform::fold_into;
 use coupang_transform::order::{RawEvent, RawStream};
-use coupang_transform::rules::apply;
 use coupang_transform::store::{open_state_file, persist, Changelog, PartitionState, Written};
 use etl_core::kafka::{ensure_compacted_topics, ensure_topics, group_lag, set_topic_config, KafkaConfig};
 use etl_core::Shutdown;
@@ -504,17 +504,11 @@ fn transform_core(events: &[(RawStream, Vec<u8>)]) -> (usize, usize) {
         let mut dirty: BTreeSet<(i64, OrderKey)> = BTreeSet::new();
         for (stream, payload) in batch {
             let Ok(Some(event)) = RawEvent::read(*stream, payload) else { continue };
-            let key = event.order_key();
-            let text = key.text();
-            let slot = event.slot();
-            let applied = apply(partition.state(&text).expect("read a state"), event);
-            if applied.took_slot {
-                partition.keep_payload(&text, slot, payload);
-            }
-            if applied.state_changed {
+            let folded = fold_into(&mut partition, event, payload).expect("read a state");
+            if let Some(key) = folded.changed {
                 dirty.insert((key.order_id, key));
             }
-            facts.extend(applied.facts.into_iter().flatten());
+            facts.extend(folded.facts);
         }
         for fact in &facts {
             std::hint::black_box((fact.kafka_key(), encode(fact).expect("encode a fact")));

@@ -7,7 +7,8 @@
 //! order, duplicates and replays included, and a stale event can never replace newer knowledge.
 
 use coupang_schemas::{
-    decode, encode, OrderKey, OrderSheetEvent, OrderStatus, ReceiptStatus, ReturnRequestEvent, RevenueEvent, SaleType,
+    decode, encode, EventType, OrderKey, OrderSheetEvent, OrderStatus, ReceiptStatus, ReturnRequestEvent, RevenueEvent,
+    SaleType,
 };
 use etl_core::time::date_from_days;
 use std::cmp::Ordering;
@@ -151,12 +152,6 @@ pub struct RevenueSlot {
     pub same_day_row: i32,
 }
 
-impl RevenueSlot {
-    pub fn of(row: &RevenueEvent) -> RevenueSlot {
-        RevenueSlot { sale_type: row.sale_type, recognition_date: row.recognition_date, same_day_row: row.same_day_row }
-    }
-}
-
 /// Which slot of its order's state an event goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SlotKey {
@@ -169,10 +164,84 @@ impl RawEvent {
     /// The slot this event goes to in its order's state.
     pub fn slot(&self) -> SlotKey {
         match self {
-            RawEvent::OrderSheet(e) => SlotKey::Box(e.shipment_box_id),
-            RawEvent::ReturnRequest(e) => SlotKey::Receipt(e.receipt_id),
-            RawEvent::Revenue(e) => SlotKey::Revenue(RevenueSlot::of(e)),
+            RawEvent::OrderSheet(e) => SlotKey::Box(e.slot_key()),
+            RawEvent::ReturnRequest(e) => SlotKey::Receipt(e.slot_key()),
+            RawEvent::Revenue(e) => SlotKey::Revenue(e.slot_key()),
         }
+    }
+}
+
+/// A kind of record an order's state keeps the newest snapshot of, one per slot: the one place that
+/// says which slot a record takes and where the state keeps those slots.
+pub trait Slotted: Clone + EventType {
+    type Key: Ord;
+    /// The record's slot: its shipment box, its receipt, or its revenue row's [`RevenueSlot`].
+    fn slot_key(&self) -> Self::Key;
+    fn slots(state: &OrderState) -> &BTreeMap<Self::Key, Self>;
+    fn slots_mut(state: &mut OrderState) -> &mut BTreeMap<Self::Key, Self>;
+    fn event_ref(&self) -> EventRef<'_>;
+    /// The record without when and under which alias ingest fetched it.
+    fn without_collection(&self) -> Self;
+}
+
+impl Slotted for OrderSheetEvent {
+    type Key = i64;
+    fn slot_key(&self) -> i64 {
+        self.shipment_box_id
+    }
+    fn slots(state: &OrderState) -> &BTreeMap<i64, Self> {
+        &state.boxes
+    }
+    fn slots_mut(state: &mut OrderState) -> &mut BTreeMap<i64, Self> {
+        &mut state.boxes
+    }
+    fn event_ref(&self) -> EventRef<'_> {
+        EventRef::OrderSheet(self)
+    }
+    fn without_collection(&self) -> Self {
+        Self { collected_at: 0, account_alias: String::new(), ..self.clone() }
+    }
+}
+
+impl Slotted for ReturnRequestEvent {
+    type Key = i64;
+    fn slot_key(&self) -> i64 {
+        self.receipt_id
+    }
+    fn slots(state: &OrderState) -> &BTreeMap<i64, Self> {
+        &state.receipts
+    }
+    fn slots_mut(state: &mut OrderState) -> &mut BTreeMap<i64, Self> {
+        &mut state.receipts
+    }
+    fn event_ref(&self) -> EventRef<'_> {
+        EventRef::ReturnRequest(self)
+    }
+    fn without_collection(&self) -> Self {
+        Self { collected_at: 0, account_alias: String::new(), ..self.clone() }
+    }
+}
+
+impl Slotted for RevenueEvent {
+    type Key = RevenueSlot;
+    fn slot_key(&self) -> RevenueSlot {
+        RevenueSlot {
+            sale_type: self.sale_type,
+            recognition_date: self.recognition_date,
+            same_day_row: self.same_day_row,
+        }
+    }
+    fn slots(state: &OrderState) -> &BTreeMap<RevenueSlot, Self> {
+        &state.revenue
+    }
+    fn slots_mut(state: &mut OrderState) -> &mut BTreeMap<RevenueSlot, Self> {
+        &mut state.revenue
+    }
+    fn event_ref(&self) -> EventRef<'_> {
+        EventRef::Revenue(self)
+    }
+    fn without_collection(&self) -> Self {
+        Self { collected_at: 0, account_alias: String::new(), ..self.clone() }
     }
 }
 
@@ -365,48 +434,31 @@ fn midnight_kst(days: i32) -> Option<i64> {
 /// The total order of two snapshots of the same slot: progress, then source time, then the record's
 /// bytes without the collection-side fields, then those fields (alias and collection time), so ties
 /// break the same way in every process.
-fn newer(incoming: EventRef<'_>, known: EventRef<'_>) -> Ordering {
-    (incoming.progress(), incoming.source_time())
-        .cmp(&(known.progress(), known.source_time()))
+fn newer<E: Slotted>(incoming: &E, known: &E) -> Ordering {
+    let (incoming_ref, known_ref) = (incoming.event_ref(), known.event_ref());
+    (incoming_ref.progress(), incoming_ref.source_time())
+        .cmp(&(known_ref.progress(), known_ref.source_time()))
         .then_with(|| content(incoming).cmp(&content(known)))
-        .then_with(|| incoming.collection().cmp(&known.collection()))
+        .then_with(|| incoming_ref.collection().cmp(&known_ref.collection()))
 }
 
 /// Canonical bytes of a record: what Coupang said, not when or under which alias ingest fetched it.
-fn content(event: EventRef<'_>) -> Vec<u8> {
-    let encoded = match event {
-        EventRef::OrderSheet(e) => {
-            let mut e = e.clone();
-            (e.collected_at, e.account_alias) = (0, String::new());
-            encode(&e)
-        }
-        EventRef::ReturnRequest(e) => {
-            let mut e = e.clone();
-            (e.collected_at, e.account_alias) = (0, String::new());
-            encode(&e)
-        }
-        EventRef::Revenue(e) => {
-            let mut e = e.clone();
-            (e.collected_at, e.account_alias) = (0, String::new());
-            encode(&e)
-        }
-    };
+fn content<E: Slotted>(record: &E) -> Vec<u8> {
     // The schemas are compiled in and tested; a failure here is a defect, and comparing by the empty
     // slice still gives a total order.
-    encoded.unwrap_or_default()
+    encode(&record.without_collection()).unwrap_or_default()
 }
 
-/// Whether `incoming` would take its slot: the slot is empty, or holds an older snapshot.
-fn takes_slot<K: Ord, E>(
-    slots: &BTreeMap<K, E>,
-    key: &K,
-    incoming: &E,
-    wrap: impl for<'x> Fn(&'x E) -> EventRef<'x>,
-) -> bool {
-    slots.get(key).is_none_or(|known| newer(wrap(incoming), wrap(known)) == Ordering::Greater)
+/// Whether `incoming` would take its slot in `state`: the slot is empty, or holds an older snapshot.
+fn takes_slot<E: Slotted>(state: &OrderState, incoming: &E) -> bool {
+    E::slots(state).get(&incoming.slot_key()).is_none_or(|known| newer(incoming, known) == Ordering::Greater)
 }
 
-/// What folding one event did to a state.
+fn put<E: Slotted>(state: &mut OrderState, record: E) {
+    E::slots_mut(state).insert(record.slot_key(), record);
+}
+
+/// What folding one event does (or did) to a state.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Folded {
     /// The state changed: its changelog record must be written again.
@@ -415,70 +467,58 @@ pub struct Folded {
     pub took_slot: bool,
 }
 
+/// What folding one event into one state will do, decided once before folding
+/// ([`OrderState::assess`]) and then carried out ([`OrderState::fold_assessed`]): the slot comparison
+/// and the event's source time are not computed twice.
+#[derive(Debug, Clone, Copy)]
+pub struct Assessment {
+    pub folded: Folded,
+    source_time: i64,
+}
+
 impl OrderState {
     /// Folds one validated event in; true when the state changed.
     pub fn fold(&mut self, event: &RawEvent) -> bool {
         self.fold_event(event).changed
     }
 
-    /// Folds one validated event in, saying whether it changed the state and took its slot (a copy of
-    /// the event goes into the slot).
+    /// Folds a copy of one validated event in (for tests and the fuzz targets; the stage moves its
+    /// events in with [`OrderState::fold_owned`]).
     pub fn fold_event(&mut self, event: &RawEvent) -> Folded {
-        let folded = self.fold_time(event);
-        if folded.took_slot {
-            self.put(event.clone());
-        }
-        folded
+        self.fold_owned(event.clone())
     }
 
-    /// [`OrderState::fold_event`], moving the event into its slot instead of copying it.
+    /// Folds one validated event in, moving it into its slot when it takes it: says whether the state
+    /// changed and whether the event took its slot.
     pub fn fold_owned(&mut self, event: RawEvent) -> Folded {
-        let folded = self.fold_time(&event);
-        if folded.took_slot {
-            self.put(event);
+        let assessment = self.assess(&event);
+        self.fold_assessed(event, assessment)
+    }
+
+    /// What folding `event` into this state would do, without folding (so a replayed or repeated event
+    /// costs no fact derivation).
+    pub fn assess(&self, event: &RawEvent) -> Assessment {
+        let source_time = event.source_time();
+        let took_slot = match event {
+            RawEvent::OrderSheet(e) => takes_slot(self, e),
+            RawEvent::ReturnRequest(e) => takes_slot(self, e),
+            RawEvent::Revenue(e) => takes_slot(self, e),
+        };
+        Assessment { folded: Folded { changed: took_slot || source_time > self.source_time, took_slot }, source_time }
+    }
+
+    /// Folds `event` in as `assessment` says, which [`OrderState::assess`] gave for this event in this
+    /// state as it is now.
+    pub fn fold_assessed(&mut self, event: RawEvent, assessment: Assessment) -> Folded {
+        self.source_time = self.source_time.max(assessment.source_time);
+        if assessment.folded.took_slot {
+            match event {
+                RawEvent::OrderSheet(e) => put(self, e),
+                RawEvent::ReturnRequest(e) => put(self, e),
+                RawEvent::Revenue(e) => put(self, e),
+            }
         }
-        folded
-    }
-
-    /// Folds `event`'s source time in, and says whether the event takes its slot.
-    fn fold_time(&mut self, event: &RawEvent) -> Folded {
-        let time_moved = event.source_time() > self.source_time;
-        self.source_time = self.source_time.max(event.source_time());
-        let took_slot = self.takes_slot(event);
-        Folded { changed: took_slot || time_moved, took_slot }
-    }
-
-    fn put(&mut self, event: RawEvent) {
-        match event {
-            RawEvent::OrderSheet(e) => {
-                self.boxes.insert(e.shipment_box_id, e);
-            }
-            RawEvent::ReturnRequest(e) => {
-                self.receipts.insert(e.receipt_id, e);
-            }
-            RawEvent::Revenue(e) => {
-                self.revenue.insert(RevenueSlot::of(&e), e);
-            }
-        }
-    }
-
-    /// Whether folding `event` would change the state: what [`OrderState::fold`] would say, without
-    /// folding (so a replayed or repeated event costs no fact derivation).
-    pub fn would_change(&self, event: &RawEvent) -> bool {
-        event.source_time() > self.source_time || self.takes_slot(event)
-    }
-
-    /// Whether `event` would take its slot in this state (see [`newer`]).
-    fn takes_slot(&self, event: &RawEvent) -> bool {
-        match event {
-            RawEvent::OrderSheet(e) => {
-                takes_slot(&self.boxes, &e.shipment_box_id, e, |e: &OrderSheetEvent| EventRef::OrderSheet(e))
-            }
-            RawEvent::ReturnRequest(e) => {
-                takes_slot(&self.receipts, &e.receipt_id, e, |e: &ReturnRequestEvent| EventRef::ReturnRequest(e))
-            }
-            RawEvent::Revenue(e) => takes_slot(&self.revenue, &RevenueSlot::of(e), e, |e| EventRef::Revenue(e)),
-        }
+        assessment.folded
     }
 
     /// Lifecycle progress of everything known, summed over the slots.

@@ -5,13 +5,13 @@
 //! together from bytes already at hand: nothing is encoded again but the record's frame.
 
 use coupang_schemas::{
-    decode, encode, encode_as, CodecError, OrderSheetEvent, OrderStateRecord, OrderStateRecordView, ReturnRequestEvent,
-    RevenueEvent,
+    decode, encode, encode_as, CodecError, EventType, OrderSheetEvent, OrderStateRecord, OrderStateRecordView,
+    ReturnRequestEvent, RevenueEvent,
 };
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use crate::order::{OrderState, RevenueSlot, SlotKey};
+use crate::order::{OrderState, RevenueSlot, SlotKey, Slotted};
 
 /// The encoded event in each slot of an order's state, as far as known.
 #[derive(Debug, Default, Clone)]
@@ -40,7 +40,7 @@ impl EncodedSlots {
 
 /// An order's state as the changelog holds it.
 pub fn to_record(vendor_id: &str, order_id: i64, state: &OrderState) -> Result<OrderStateRecord, CodecError> {
-    fn slots<K, E: coupang_schemas::EventType>(events: &BTreeMap<K, E>) -> Result<Vec<Vec<u8>>, CodecError> {
+    fn slots<K, E: EventType>(events: &BTreeMap<K, E>) -> Result<Vec<Vec<u8>>, CodecError> {
         events.values().map(encode).collect()
     }
     Ok(OrderStateRecord {
@@ -61,7 +61,7 @@ pub fn encode_record_from(
     state: &OrderState,
     known: &EncodedSlots,
 ) -> Result<Vec<u8>, CodecError> {
-    fn slots<'a, K: Ord, E: coupang_schemas::EventType>(
+    fn slots<'a, K: Ord, E: EventType>(
         events: &BTreeMap<K, E>,
         known: &'a BTreeMap<K, Vec<u8>>,
     ) -> Result<Vec<Cow<'a, [u8]>>, CodecError> {
@@ -91,23 +91,24 @@ pub fn from_record(record: OrderStateRecord) -> Result<OrderState, CodecError> {
 /// An order's state from its changelog record, with each slot's bytes (moved out of the record, not
 /// copied).
 pub fn from_record_keeping_bytes(record: OrderStateRecord) -> Result<(OrderState, EncodedSlots), CodecError> {
+    /// Decodes one kind of slot, keeping each record's bytes beside it.
+    fn read_slots<E: Slotted>(
+        records: Vec<Vec<u8>>,
+        state: &mut OrderState,
+        known: &mut BTreeMap<E::Key, Vec<u8>>,
+    ) -> Result<(), CodecError> {
+        for bytes in records {
+            let record: E = decode(&bytes)?;
+            known.insert(record.slot_key(), bytes);
+            E::slots_mut(state).insert(record.slot_key(), record);
+        }
+        Ok(())
+    }
     let mut state = OrderState { source_time: record.source_time, ..OrderState::default() };
     let mut known = EncodedSlots::default();
-    for bytes in record.boxes {
-        let e: OrderSheetEvent = decode(&bytes)?;
-        known.boxes.insert(e.shipment_box_id, bytes);
-        state.boxes.insert(e.shipment_box_id, e);
-    }
-    for bytes in record.receipts {
-        let e: ReturnRequestEvent = decode(&bytes)?;
-        known.receipts.insert(e.receipt_id, bytes);
-        state.receipts.insert(e.receipt_id, e);
-    }
-    for bytes in record.revenue {
-        let e: RevenueEvent = decode(&bytes)?;
-        known.revenue.insert(RevenueSlot::of(&e), bytes);
-        state.revenue.insert(RevenueSlot::of(&e), e);
-    }
+    read_slots::<OrderSheetEvent>(record.boxes, &mut state, &mut known.boxes)?;
+    read_slots::<ReturnRequestEvent>(record.receipts, &mut state, &mut known.receipts)?;
+    read_slots::<RevenueEvent>(record.revenue, &mut state, &mut known.revenue)?;
     Ok((state, known))
 }
 

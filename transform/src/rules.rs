@@ -98,12 +98,13 @@ pub struct Applied {
 /// their slots was 2.3% of the stage's instructions).
 pub fn apply(state: &mut OrderState, event: RawEvent) -> Applied {
     // Repeated and replayed events change nothing: no facts derived for them.
-    if !state.would_change(&event) {
+    let assessment = state.assess(&event);
+    if !assessment.folded.changed {
         return Applied::default();
     }
     let before = payment_facts(state);
     let undone_by = undoing_cause(&event);
-    let folded = state.fold_owned(event);
+    let folded = state.fold_assessed(event, assessment);
     let after = payment_facts(state);
     let facts = (after != before).then(|| explain(&before, after, &undone_by));
     Applied { state_changed: folded.changed, took_slot: folded.took_slot, facts }
@@ -777,7 +778,7 @@ pub(crate) mod tests {
             }
 
             #[test]
-            fn would_change_says_what_folding_then_does(
+            fn an_assessment_says_what_folding_then_does(
                 orders in orders(),
                 shuffle_seed in any::<u64>(),
                 duplicates in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
@@ -786,10 +787,10 @@ pub(crate) mod tests {
                 let mut states: BTreeMap<OrderKey, OrderState> = BTreeMap::new();
                 for event in mixed(&events, &duplicates, shuffle_seed) {
                     let state = states.entry(event.order_key()).or_default();
-                    let predicted = state.would_change(&event);
+                    let predicted = state.assess(&event).folded;
                     let before = state.clone();
                     let folded = state.fold_event(&event);
-                    prop_assert_eq!(predicted, folded.changed);
+                    prop_assert_eq!(predicted, folded);
                     prop_assert_eq!(folded.changed, *state != before);
                     if folded.took_slot {
                         prop_assert!(folded.changed);
