@@ -228,6 +228,12 @@ pub async fn eventually_or_explain<F, Fut>(
     panic!("{what}: not within {timeout:?}; the last warnings and errors logged:\n{}", logged_warnings(40));
 }
 
+/// How many lines this test process logged (every test of the binary) contain `text`.
+pub fn logged_lines_with(text: &str) -> usize {
+    let logs = captured_logs().lock().unwrap_or_else(|e| e.into_inner());
+    String::from_utf8_lossy(&logs).lines().filter(|line| line.contains(text)).count()
+}
+
 /// The last `lines` WARN and ERROR lines this test process logged (every test of the binary).
 pub fn logged_warnings(lines: usize) -> String {
     let logs = String::from_utf8_lossy(&captured_logs().lock().unwrap_or_else(|e| e.into_inner())).into_owned();

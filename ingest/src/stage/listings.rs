@@ -8,6 +8,7 @@ use etl_core::metrics::metrics;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use std::collections::BTreeSet;
+use tokio_util::sync::CancellationToken;
 
 use super::change_filter::ChangeFilter;
 use super::error::IngestError;
@@ -105,8 +106,26 @@ impl AccountSweep<'_> {
         Ok(Outcome::Done)
     }
 
-    /// Between two pages of a sweep: polls for new orders when a poll is due. A failed poll only waits
-    /// for the next one (the sweep itself reads those orders too).
+    /// When the next poll for new orders is due, if polls are on and none is under way.
+    fn next_poll_due(&self) -> Option<tokio::time::Instant> {
+        self.new_orders.as_ref().filter(|polls| !polls.polling).map(|polls| polls.next)
+    }
+
+    /// Polls for new orders as they fall due until `stop` (or shutdown): while other accounts' sweeps
+    /// go on after this account's.
+    pub(super) async fn poll_new_orders_until(&mut self, stop: &CancellationToken) -> Result<(), IngestError> {
+        while let Some(due) = self.next_poll_due() {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = self.shutdown.cancelled() => break,
+                () = tokio::time::sleep_until(due) => self.poll_new_orders_if_due().await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// During a sweep: polls for new orders when a poll is due. A failed poll only waits for the next
+    /// one (the sweep itself reads those orders too).
     async fn poll_new_orders_if_due(&mut self) -> Result<(), IngestError> {
         let Some(polls) = &self.new_orders else { return Ok(()) };
         if polls.polling || tokio::time::Instant::now() < polls.next {

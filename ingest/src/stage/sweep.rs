@@ -9,8 +9,10 @@ use etl_core::metrics::{metrics, AccountLabel};
 use etl_core::time::now_kst;
 use etl_core::Shutdown;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use super::bookkeeping::{AccountStatus, Checkpoint, Progress};
 use super::change_filter::ChangeFilter;
@@ -39,8 +41,8 @@ pub(super) struct AccountSweep<'a> {
     /// What was last sent for the account, carried from sweep to sweep.
     pub(super) filter: ChangeFilter,
     pub(super) report: AccountReport,
-    /// Follow mode: new orders are polled between the pages of a sweep too, so a long sweep of a
-    /// large shop never holds them back.
+    /// Follow mode: new orders are polled between the pages of a sweep too, and after the account's
+    /// own sweep while other accounts' go on, so a long sweep of a large shop holds back no shop's.
     pub(super) new_orders: Option<NewOrderPolls>,
 }
 
@@ -60,6 +62,25 @@ impl NewOrderPolls {
             let window = chrono::Duration::minutes(i64::from(config.new_orders_window_minutes));
             NewOrderPolls { every, window, next: tokio::time::Instant::now() + every, polling: false }
         })
+    }
+}
+
+/// The accounts of one sweep still sweeping: the last one to finish lets the others stop polling.
+struct SweepsUnderWay {
+    left: AtomicUsize,
+    all_done: CancellationToken,
+}
+
+impl SweepsUnderWay {
+    fn new(accounts: usize) -> Self {
+        SweepsUnderWay { left: AtomicUsize::new(accounts), all_done: CancellationToken::new() }
+    }
+
+    /// One account's sweep ended (whichever way).
+    fn one_done(&self) {
+        if self.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.all_done.cancel();
+        }
     }
 }
 
@@ -131,7 +152,9 @@ impl Sweeper<'_> {
 
         let limiters: Vec<_> =
             admitted.iter().map(|a| (a.client.account().clone(), a.client.limiter().clone())).collect();
-        let sweeps = futures::future::join_all(admitted.into_iter().map(|account| self.sweep_account(account)));
+        let under_way = SweepsUnderWay::new(admitted.len());
+        let sweeps =
+            futures::future::join_all(admitted.into_iter().map(|account| self.sweep_account(account, &under_way)));
         for swept in announcing_cool_downs(sweeps, self.sink, &limiters, &tracker.last_success).await? {
             let report = swept?.record_in(tracker, today);
             result.accounts.insert(report.alias.clone(), report);
@@ -179,7 +202,9 @@ impl Sweeper<'_> {
         })
     }
 
-    async fn sweep_account(&self, admitted: Admitted) -> Result<SweptAccount, IngestError> {
+    /// Sweeps one account's plan; in follow mode, an account done before the others goes on polling
+    /// its new orders until the last one is done, instead of waiting for the slowest account unpolled.
+    async fn sweep_account(&self, admitted: Admitted, under_way: &SweepsUnderWay) -> Result<SweptAccount, IngestError> {
         let Admitted { client, report, filter, plan } = admitted;
         let new_orders = match self.progress {
             Progress::Live => NewOrderPolls::of(self.config),
@@ -187,7 +212,12 @@ impl Sweeper<'_> {
         };
         let mut sweep =
             AccountSweep { client: &client, sink: self.sink, shutdown: self.shutdown, filter, report, new_orders };
-        let end = sweep.run(plan, self.progress).await?;
+        let end = sweep.run(plan, self.progress).await;
+        under_way.one_done();
+        let end = end?;
+        if end.error.is_none() {
+            sweep.poll_new_orders_until(&under_way.all_done).await?;
+        }
         let AccountSweep { report, filter, .. } = sweep;
         Ok(SweptAccount { client, report, filter, end })
     }
