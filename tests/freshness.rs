@@ -49,7 +49,11 @@ async fn new_orders_arrive_within_seconds_through_minute_window_polls_during_and
     let deadline = std::time::Instant::now() + Duration::from_secs(240);
     while logged_lines_with("sweep done") < config.accounts.len() {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert!(std::time::Instant::now() < deadline, "the first sweep did not end");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first sweep did not end: no `sweep done` logged for every account (COUPANG_ETL_TEST_LOG, when set, \
+             must let coupang_ingest's INFO lines through)"
+        );
     }
     let (swept_at, receipt_calls, sheet_calls) = (chrono::Utc::now(), calls("returnRequests"), calls("ordersheets"));
     println!(

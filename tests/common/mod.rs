@@ -230,7 +230,7 @@ pub async fn eventually_or_explain<F, Fut>(
 
 /// How many lines this test process logged (every test of the binary) contain `text`.
 pub fn logged_lines_with(text: &str) -> usize {
-    let logs = captured_logs().lock().unwrap_or_else(|e| e.into_inner());
+    let logs = captured_logs().lock().unwrap_or_else(|e| e.into_inner()).clone();
     String::from_utf8_lossy(&logs).lines().filter(|line| line.contains(text)).count()
 }
 

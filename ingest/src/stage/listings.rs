@@ -112,32 +112,46 @@ impl AccountSweep<'_> {
     }
 
     /// Polls for new orders as they fall due until `stop` (or shutdown): while other accounts' sweeps
-    /// go on after this account's.
-    pub(super) async fn poll_new_orders_until(&mut self, stop: &CancellationToken) -> Result<(), IngestError> {
+    /// go on after this account's. Ends early with the error of a poll that stops the account (its
+    /// key was rejected); other failed polls only wait for the next one.
+    pub(super) async fn poll_new_orders_until(
+        &mut self,
+        stop: &CancellationToken,
+    ) -> Result<Option<ClientError>, IngestError> {
         while let Some(due) = self.next_poll_due() {
             tokio::select! {
+                // The last account to finish finds `stop` already set: no poll then.
+                biased;
                 () = stop.cancelled() => break,
                 () = self.shutdown.cancelled() => break,
-                () = tokio::time::sleep_until(due) => self.poll_new_orders_if_due().await?,
+                () = tokio::time::sleep_until(due) => {
+                    if let Some(error) = self.poll_new_orders_if_due().await? {
+                        if error.stops_account() {
+                            return Ok(Some(error));
+                        }
+                    }
+                }
             }
         }
-        Ok(())
+        Ok(None)
     }
 
-    /// During a sweep: polls for new orders when a poll is due. A failed poll only waits for the next
-    /// one (the sweep itself reads those orders too).
-    async fn poll_new_orders_if_due(&mut self) -> Result<(), IngestError> {
-        let Some(polls) = &self.new_orders else { return Ok(()) };
+    /// During a sweep, or after it while others go on: polls for new orders when a poll is due, and
+    /// gives the error of a failed poll. During a sweep the caller only waits for the next poll (the
+    /// sweep itself reads those orders too).
+    async fn poll_new_orders_if_due(&mut self) -> Result<Option<ClientError>, IngestError> {
+        let Some(polls) = &self.new_orders else { return Ok(None) };
         if polls.polling || tokio::time::Instant::now() < polls.next {
-            return Ok(());
+            return Ok(None);
         }
         let to = etl_core::time::now_kst().naive_local();
         let from = to - polls.window;
         // Boxed: the poll's own listing goes through `send_changed`, which called this.
         if let Outcome::Failed(error) = Box::pin(self.new_orders(from, to)).await? {
-            tracing::warn!(account = %self.client.account().alias, "polling new orders during a sweep: {error}");
+            tracing::warn!(account = %self.client.account().alias, "polling new orders: {error}");
+            return Ok(Some(error));
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Cancel and return receipts requested on `from..=to`, then the orders they name whose order sheets
@@ -282,6 +296,7 @@ impl AccountSweep<'_> {
         let mut listing = Listing { seen: 0, sent: 0, stopped: None };
         // Before each listing as well as between its chunks: a sweep through quiet days makes many
         // calls that return nothing, and a poll only between chunks would wait for the next record.
+        // A failed poll here was warned of; the listing's own calls meet a rejected key too.
         self.poll_new_orders_if_due().await?;
         let mut chunks = records.chunks(50);
         while let Some(chunk) = chunks.next().await {
