@@ -15,9 +15,14 @@ async fn new_orders_arrive_within_seconds_through_minute_window_polls_during_and
     // Coupang's clock: the simulator's runs in real time from now, so the polls' windows (Korea time,
     // now) meet the orders becoming visible now. Payment times are uniform over the day.
     let now = etl_core::time::now_kst();
+    // A box shows `visibility_delay_minutes` after payment, so in a day's first minutes the boxes that
+    // show were paid the day before: the world starts on the day of the earliest payment that can
+    // show while ingest runs, and ends tomorrow (a run that crosses midnight).
+    let shows_after = chrono::Duration::minutes(SimConfig::default().visibility_delay_minutes);
+    let first_day = (now - shows_after).date_naive();
     let sim = SimConfig {
-        start_date: now.date_naive(),
-        days: 2,
+        start_date: first_day,
+        days: (now.date_naive() - first_day).num_days() as u32 + 2,
         orders_per_day: 10_000,
         time_scale: 1.0,
         clock_start: Some(now.naive_local()),
