@@ -169,7 +169,7 @@ pub fn assert_no_secret_in(output: &str, secrets: &[String], whose: &str) -> usi
 /// The end of every end-to-end test: no secret of the config appeared in anything this test process
 /// logged so far, and the test's database is dropped (a failing test leaves it for inspection).
 pub async fn finish(config: &Config) {
-    let logs = String::from_utf8_lossy(&captured_logs().lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    let logs = logged_text();
     let lines = assert_no_secret_in(&logs, &secrets_of(config), "the test process's logs");
     println!("secrets: none of {} in {lines} log lines of this test process", secrets_of(config).len());
     drop_database(&config.clickhouse).await;
@@ -228,15 +228,19 @@ pub async fn eventually_or_explain<F, Fut>(
     panic!("{what}: not within {timeout:?}; the last warnings and errors logged:\n{}", logged_warnings(40));
 }
 
+/// Everything this test process logged so far (every test of the binary).
+fn logged_text() -> String {
+    String::from_utf8_lossy(&captured_logs().lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+}
+
 /// How many lines this test process logged (every test of the binary) contain `text`.
 pub fn logged_lines_with(text: &str) -> usize {
-    let logs = captured_logs().lock().unwrap_or_else(|e| e.into_inner()).clone();
-    String::from_utf8_lossy(&logs).lines().filter(|line| line.contains(text)).count()
+    logged_text().lines().filter(|line| line.contains(text)).count()
 }
 
 /// The last `lines` WARN and ERROR lines this test process logged (every test of the binary).
 pub fn logged_warnings(lines: usize) -> String {
-    let logs = String::from_utf8_lossy(&captured_logs().lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    let logs = logged_text();
     let warnings: Vec<&str> = logs.lines().filter(|l| l.contains(" WARN ") || l.contains(" ERROR ")).collect();
     warnings[warnings.len().saturating_sub(lines)..].join("\n")
 }

@@ -26,7 +26,8 @@ pub struct AccountReport {
     pub revenue_rows: u64,
     /// Payout rows acknowledged by the broker.
     pub payouts: u64,
-    /// Requests sent to Coupang for the account, every attempt counted.
+    /// Requests sent to Coupang for the account's plan, every attempt counted (not the polls of an
+    /// account done before the others, made while they still sweep).
     pub api_calls: u64,
     /// Orders asked for alone because a receipt named them and their boxes were no longer listed.
     pub orders_fetched: u64,

@@ -115,9 +115,6 @@ struct SweptAccount {
     report: AccountReport,
     filter: ChangeFilter,
     end: PlanEnd,
-    /// The calls of the account's plan, without the polls made after it while other accounts swept:
-    /// the pause after a sweep already leaves the polls' calls out of the budget it spreads.
-    plan_calls: u64,
 }
 
 impl Sweeper<'_> {
@@ -218,12 +215,14 @@ impl Sweeper<'_> {
         let end = sweep.run(plan, self.progress).await;
         under_way.one_done();
         let mut end = end?;
-        let plan_calls = client.calls_made();
+        // The report counts the plan's calls, not the polls made after it while other accounts swept:
+        // the pause after a sweep already leaves the polls' calls out of the budget it spreads.
+        sweep.report.api_calls = client.calls_made();
         if end.error.is_none() {
             end.error = sweep.poll_new_orders_until(&under_way.all_done).await?;
         }
         let AccountSweep { report, filter, .. } = sweep;
-        Ok(SweptAccount { client, report, filter, end, plan_calls })
+        Ok(SweptAccount { client, report, filter, end })
     }
 }
 
@@ -283,10 +282,9 @@ impl SweptAccount {
     /// Records what the sweep did in the tracker (filter, checkpoints, last successful calls, whether
     /// the account is stopped) and returns the account's report, with its error if it stopped.
     fn record_in(self, tracker: &mut AccountTracker, today: NaiveDate) -> AccountReport {
-        let SweptAccount { client, mut report, filter, end, plan_calls } = self;
+        let SweptAccount { client, mut report, filter, end } = self;
         let account = client.account();
         report.distinct_boxes = filter.boxes_seen.len() as u64;
-        report.api_calls = plan_calls;
         tracker.filters.insert(account.alias.clone(), filter);
         for (stream, checkpoint) in end.completed {
             if stream == Stream::Revenue {
