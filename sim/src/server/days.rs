@@ -2,7 +2,7 @@
 //! indexed, so an answer costs the days it spans and its page, never the whole world.
 //!
 //! A vendor-day is generated when a request first needs it and kept in a small cache (least recently
-//! used out). With a running clock it is generated again when it is older than [`FRESH_FOR`], so every
+//! used out). With a running clock it is generated again when it is older than [`fresh_for`], so every
 //! answer follows the simulated clock; frozen, it never changes.
 
 use chrono::{DateTime, FixedOffset, NaiveDate};
@@ -14,8 +14,18 @@ use crate::config::SimConfig;
 use crate::generate::DayOrders;
 use crate::world::{catalogue, BoxStatus, Product, ShipmentBox};
 
-/// How long a generated vendor-day serves a running clock before it is drawn again at the new time.
-const FRESH_FOR: Duration = Duration::from_millis(100);
+/// How long a generated vendor-day (or world) serves a running clock before it is drawn again at the
+/// new time: until the clock moved one simulated second (the lists give times to the second), and at
+/// least 100 ms of real time (a fast clock would otherwise draw it again for every request). At real
+/// speed that is a day drawn once a second, not ten times: a day of 10,000 orders costs a debug
+/// build's test process a core at ten draws a second.
+pub(super) fn fresh_for(time_scale: f64) -> Duration {
+    const REAL_FLOOR: Duration = Duration::from_millis(100);
+    if time_scale <= 0.0 {
+        return Duration::MAX;
+    }
+    Duration::try_from_secs_f64(1.0 / time_scale).map_or(Duration::MAX, |one_second| one_second.max(REAL_FLOOR))
+}
 /// Vendor-days kept; a 31-day window of returns or revenue spans up to ~100 days of one vendor.
 const CACHED_DAYS: usize = 512;
 
@@ -87,7 +97,8 @@ pub(super) struct Days {
     config: SimConfig,
     catalogues: Vec<Vec<Product>>,
     vendor_index: HashMap<String, usize>,
-    running: bool,
+    /// How long a generated vendor-day serves the clock: forever when it is frozen.
+    fresh_for: Duration,
     /// Cached vendor-days by (vendor, day), and the use counter that orders them by recency.
     cache: Mutex<(HashMap<VendorDay, Cached>, u64)>,
 }
@@ -97,7 +108,7 @@ impl Days {
         Days {
             catalogues: (0..config.vendors.len()).map(|v| catalogue(config, v)).collect(),
             vendor_index: config.vendors.iter().enumerate().map(|(i, v)| (v.vendor_id.clone(), i)).collect(),
-            running: config.time_scale > 0.0,
+            fresh_for: fresh_for(config.time_scale),
             config: config.clone(),
             cache: Mutex::new((HashMap::new(), 0)),
         }
@@ -150,8 +161,23 @@ impl Days {
         let mut guard = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         let (cache, tick) = &mut *guard;
         *tick += 1;
-        let entry = cache.get_mut(&(vendor, day)).filter(|e| !self.running || e.generated.elapsed() < FRESH_FOR)?;
+        let entry = cache.get_mut(&(vendor, day)).filter(|e| e.generated.elapsed() < self.fresh_for)?;
         entry.last_used = *tick;
         Some(entry.day.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fresh_for;
+    use std::time::Duration;
+
+    #[test]
+    fn a_vendor_day_serves_one_simulated_second_and_at_least_100_ms() {
+        assert_eq!(fresh_for(0.0), Duration::MAX, "frozen: drawn once");
+        assert_eq!(fresh_for(1.0), Duration::from_secs(1), "real speed: once a second");
+        assert_eq!(fresh_for(4.0), Duration::from_millis(250));
+        assert_eq!(fresh_for(7_200.0), Duration::from_millis(100), "fast: at most ten times a second");
+        assert!(fresh_for(1e-6) >= Duration::from_secs(1_000_000), "nearly frozen: as good as once");
     }
 }

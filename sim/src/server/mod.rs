@@ -252,13 +252,11 @@ impl SimClock {
 
 impl SimState {
     /// The whole world now, as the endpoints serve it. Generated again (same seed, same orders, later
-    /// states) when the simulated clock has moved on, at most every 100 ms of real time.
+    /// states) when the simulated clock has moved on, as often as a vendor-day ([`days::fresh_for`]).
     fn world(&self) -> Arc<World> {
         let mut cached = self.world.lock().unwrap_or_else(|e| e.into_inner());
         match &*cached {
-            Some((world, generated)) if self.clock.scale == 0.0 || generated.elapsed() < Duration::from_millis(100) => {
-                world.clone()
-            }
+            Some((world, generated)) if generated.elapsed() < days::fresh_for(self.clock.scale) => world.clone(),
             _ => {
                 let fresh = Arc::new(World::generate_at(&self.config, self.clock.now()));
                 *cached = Some((fresh.clone(), Instant::now()));
