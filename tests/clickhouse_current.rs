@@ -35,6 +35,9 @@ impl CurrentClickHouse {
         let data = std::env::temp_dir().join(unique(test));
         std::fs::create_dir_all(&data).unwrap();
         let mut process = Command::new(project_python("chdb"))
+            // The server time zone of the 18.16 server (deploy/services.sh), so that `today()` in the
+            // compared queries is the same day on both whatever the host's zone.
+            .env("TZ", "UTC")
             .arg(SERVER)
             .arg("--data")
             .arg(&data)

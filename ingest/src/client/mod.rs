@@ -334,8 +334,10 @@ mod tests {
             .err()
             .unwrap();
         assert!(matches!(err, ClientError::InvalidRequest { .. }), "{err}");
-        let today = etl_core::time::now_kst().date_naive();
-        let err = rt.block_on(c.revenue_history_page(today - chrono::Duration::days(3), today, "")).err().unwrap();
+        // Tomorrow: not before today even when midnight (Korea time) passes meanwhile.
+        let tomorrow = etl_core::time::now_kst().date_naive() + chrono::Duration::days(1);
+        let err =
+            rt.block_on(c.revenue_history_page(tomorrow - chrono::Duration::days(3), tomorrow, "")).err().unwrap();
         assert!(err.to_string().contains("before today"), "{err}");
         let at = from.and_hms_opt(0, 0, 0).unwrap();
         let err = rt
