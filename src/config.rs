@@ -146,6 +146,7 @@ impl Config {
         self.clickhouse.validate()?;
         self.transform.validate()?;
         self.load.validate()?;
+        self.sim.validate()?;
         self.observability.metrics_address()?;
         Ok(())
     }

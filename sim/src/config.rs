@@ -399,9 +399,44 @@ impl Default for SimConfig {
     }
 }
 
+/// The fastest simulated clock: a million simulated seconds per real second (11.6 days), which
+/// reaches the calendar's end only after months of running.
+const MAX_TIME_SCALE: f64 = 1e6;
+
 impl SimConfig {
     /// The last payment day of the period.
     pub fn end_date(&self) -> NaiveDate {
         self.start_date + chrono::Duration::days(i64::from(self.days.max(1)) - 1)
+    }
+
+    /// Refuses a clock the simulator cannot run: `time_scale` must be a number from 0 to 1,000,000.
+    pub fn validate(&self) -> Result<(), etl_core::invalid::InvalidSetting> {
+        if !(0.0..=MAX_TIME_SCALE).contains(&self.time_scale) {
+            return Err(etl_core::invalid::InvalidSetting::new(
+                "sim.time_scale",
+                format!(
+                    "sim.time_scale = {} must be 0 (a frozen clock) to {MAX_TIME_SCALE} simulated seconds per real second",
+                    self.time_scale
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SimConfig;
+
+    #[test]
+    fn a_clock_that_cannot_run_is_refused_by_name() {
+        let with_scale = |time_scale| SimConfig { time_scale, ..SimConfig::default() };
+        for good in [0.0, 1.0, 86_400.0, 1e6] {
+            assert!(with_scale(good).validate().is_ok(), "{good}");
+        }
+        for bad in [-1.0, f64::NAN, f64::INFINITY, 1e7] {
+            let error = with_scale(bad).validate().unwrap_err();
+            assert_eq!(error.setting, "sim.time_scale", "{bad}");
+        }
     }
 }
