@@ -891,8 +891,8 @@ struct OrderSeen {
 /// time, orders show 10 minutes after payment) it is current in ClickHouse, with follow mode at its
 /// default settings, and what each vendor spent of its API budget. ClickHouse is polled every second for
 /// orders not seen before. The world holds two days (`--orders-per-day` per vendor): with a running
-/// clock the simulator regenerates days on every call, and a large world would slow the API, not the
-/// pipeline.
+/// clock the simulator draws a day again once a simulated second (a box shows up to 1 s late), and a
+/// large world would slow the API, not the pipeline.
 /// The freshness bench's calls are also counted without its first minutes, when the start-up sweep
 /// catches up on the look-back days, revenue and payouts.
 const FRESHNESS_WARM_UP_SECS: u64 = 300;

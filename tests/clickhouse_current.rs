@@ -35,8 +35,8 @@ impl CurrentClickHouse {
         let data = std::env::temp_dir().join(unique(test));
         std::fs::create_dir_all(&data).unwrap();
         let mut process = Command::new(project_python("chdb"))
-            // The server time zone of the 18.16 server (deploy/services.sh), so that `today()` in the
-            // compared queries is the same day on both whatever the host's zone.
+            // The server time zone of the 18.16 server (deploy/services.sh), whatever the host's zone:
+            // both then write DateTime values alike and agree on `today()` and `now()`'s day.
             .env("TZ", "UTC")
             .arg(SERVER)
             .arg("--data")
