@@ -70,14 +70,13 @@ async fn new_orders_arrive_within_seconds_through_minute_window_polls_during_and
     // Every box that became visible (10 minutes after payment) while ingest ran, during the first sweep
     // or after it, is checked. A box that showed in the last seconds may still be on its way (the
     // machine is shared), so the check ends 10 s before now.
-    let delay = chrono::Duration::minutes(config.sim.visibility_delay_minutes);
     type Time = chrono::DateTime<chrono::Utc>;
     let visible_in = |world: &coupang_sim::World, until: Time| -> HashMap<i64, Time> {
         world
             .vendors
             .values()
             .flat_map(|v| v.boxes.iter())
-            .map(|b| (b.shipment_box_id, (b.paid_at + delay).with_timezone(&chrono::Utc) + clock_lag))
+            .map(|b| (b.shipment_box_id, (b.paid_at + shows_after).with_timezone(&chrono::Utc) + clock_lag))
             .filter(|(_, visible)| *visible > started + chrono::Duration::seconds(2) && *visible <= until)
             .collect()
     };

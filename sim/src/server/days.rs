@@ -26,6 +26,7 @@ pub(super) fn fresh_for(time_scale: f64) -> Duration {
     }
     Duration::try_from_secs_f64(1.0 / time_scale).map_or(Duration::MAX, |one_second| one_second.max(REAL_FLOOR))
 }
+
 /// Vendor-days kept; a 31-day window of returns or revenue spans up to ~100 days of one vendor.
 const CACHED_DAYS: usize = 512;
 
