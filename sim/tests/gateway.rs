@@ -177,7 +177,8 @@ async fn return_requests_and_revenue_history_limits_answer_400() {
     let sim = simulator().await;
     let returns = "/v2/providers/openapi/apis/api/v6/vendors/A00010001/returnRequests";
     let revenue = "/v2/providers/openapi/apis/api/v1/revenue-history";
-    let today = etl_core::time::now_kst().date_naive();
+    // Tomorrow is refused as today is, so a run across midnight (Korea time) asks for a day not past.
+    let tomorrow = etl_core::time::now_kst().date_naive() + chrono::Duration::days(1);
     let cases: Vec<(&str, String, &str)> = vec![
         (returns, "createdAtFrom=2026-09-01&createdAtTo=2026-10-05&status=UC".into(), "range should less than31"),
         (returns, "createdAtFrom=2026-10-01&createdAtTo=2026-10-05&cancelType=RETURN".into(), "status must be"),
@@ -191,8 +192,8 @@ async fn return_requests_and_revenue_history_limits_answer_400() {
         (
             revenue,
             format!(
-                "vendorId=A00010001&recognitionDateFrom={}&recognitionDateTo={today}&token=",
-                today - chrono::Duration::days(3)
+                "vendorId=A00010001&recognitionDateFrom={}&recognitionDateTo={tomorrow}&token=",
+                tomorrow - chrono::Duration::days(4)
             ),
             "before today",
         ),
