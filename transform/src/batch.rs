@@ -3,14 +3,15 @@
 //! module docs for the order of the writes and why a replay is harmless).
 
 use coupang_schemas::{encode, OrderKey, PaymentFact};
-use etl_core::kafka::{send_all, DeadLetter, QUEUE_TIMEOUT};
+use etl_core::kafka::{blocking, DeadLetter, QUEUE_TIMEOUT};
 use etl_core::metrics::PerAccount;
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::BaseRecord;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::{TransformError, STAGE};
 use crate::order::{PoisonEvent, RawEvent, RawStream};
+use crate::output::{send_and_wait, OutputProducer};
 use crate::rules::apply;
 use crate::state_file::StateFile;
 use crate::store::{PartitionState, StoreError, Written};
@@ -27,7 +28,7 @@ pub struct BatchReport {
 /// Where a batch's results go: facts to their topic, changed states to the changelog, poison to the
 /// dead-letter topic.
 pub(crate) struct Outputs<'a> {
-    pub producer: &'a FutureProducer,
+    pub producer: &'a OutputProducer,
     pub dead_letter: &'a DeadLetter,
     pub topics: &'a etl_core::kafka::Topics,
 }
@@ -100,7 +101,7 @@ pub(crate) async fn process(
         folded.facts.iter().map(|f| Ok((f.kafka_key(), encode(f)?))).collect::<Result<_, TransformError>>()?;
     let states = encode_states(&folded.changed, owned)?;
     owned.values_mut().for_each(PartitionState::release_decoded);
-    let state_offsets = send_outputs(outputs, &facts, &states, ordered).await?;
+    let state_offsets = blocking(|| send_outputs(outputs, &facts, &states, ordered))?;
 
     let mut facts_out = PerAccount::default();
     folded.facts.iter().for_each(|fact| facts_out.add(&fact.account_alias, 1));
@@ -197,36 +198,34 @@ fn encode_states(
 
 /// Sends the facts and the states (each state to its input partition's changelog partition), in order
 /// or together (see [`process`]), and gives the changelog offset of each state once all are acknowledged.
-async fn send_outputs(
+fn send_outputs(
     outputs: &Outputs<'_>,
     facts: &[(String, Vec<u8>)],
     states: &[EncodedState],
     ordered: bool,
 ) -> Result<Vec<i64>, TransformError> {
     let topics = outputs.topics;
-    let fact_records =
-        facts.iter().map(|(key, payload)| FutureRecord::to(&topics.payment_facts).key(key).payload(payload));
-    let send_facts = send_all(outputs.producer, fact_records, QUEUE_TIMEOUT);
-    let send_states = || {
-        let state_records = states.iter().map(|state| {
-            FutureRecord::to(&topics.transform_state).partition(state.partition).key(&state.key).payload(&state.payload)
-        });
-        send_all(outputs.producer, state_records, QUEUE_TIMEOUT)
-    };
-    let (facts_sent, written) = if ordered {
+    let fact_records = facts
+        .iter()
+        .map(|(key, payload)| BaseRecord::with_opaque_to(&topics.payment_facts, 0).key(key).payload(payload));
+    let state_records = states.iter().map(|state| {
+        BaseRecord::with_opaque_to(&topics.transform_state, 0)
+            .partition(state.partition)
+            .key(&state.key)
+            .payload(&state.payload)
+    });
+    let send = |records| send_and_wait(outputs.producer, records, QUEUE_TIMEOUT);
+    let written = if ordered {
         // 1. Facts, acknowledged; 2. then the changed states, acknowledged.
-        let facts_sent = send_facts.await;
-        for delivery in &facts_sent {
-            delivery.as_ref().map_err(Clone::clone)?;
-        }
-        (facts_sent, send_states().await)
+        send(fact_records.collect()).into_iter().collect::<Result<Vec<_>, _>>()?;
+        send(state_records.collect())
     } else {
-        futures::future::join(send_facts, send_states()).await
+        let mut delivered = send(fact_records.chain(state_records).collect());
+        let written = delivered.split_off(facts.len());
+        delivered.into_iter().collect::<Result<Vec<_>, _>>()?;
+        written
     };
-    for delivery in facts_sent {
-        delivery?;
-    }
-    written.into_iter().map(|delivery| Ok(delivery?.offset)).collect()
+    Ok(written.into_iter().collect::<Result<_, _>>()?)
 }
 
 /// The event in a raw message; `Ok(None)` for records that belong to no order (revenue adjustments
@@ -276,8 +275,9 @@ mod tests {
         let file = open_state_file(&dir, "changelog", 0).unwrap();
         let kafka = KafkaConfig::default();
         let topics = kafka.topics();
-        let producer: FutureProducer = kafka.producer_config().create().unwrap();
-        let dead_letter = DeadLetter::new(producer.clone(), topics.dead_letter.clone(), "transform");
+        let producer: OutputProducer = kafka.producer_config().create_with_context(Default::default()).unwrap();
+        let dead_letters = kafka.producer_config().create().unwrap();
+        let dead_letter = DeadLetter::new(dead_letters, topics.dead_letter.clone(), "transform");
         let outputs = Outputs { producer: &producer, dead_letter: &dead_letter, topics: &topics };
         let mut owned = BTreeMap::from([(0, PartitionState::new(file.clone(), 0))]);
 

@@ -12,6 +12,7 @@ pub mod cause;
 pub mod config;
 mod error;
 pub mod order;
+mod output;
 pub mod record;
 pub mod rules;
 mod stage;

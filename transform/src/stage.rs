@@ -30,7 +30,7 @@ use etl_core::metrics::metrics;
 use etl_core::Shutdown;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::Producer;
 use rdkafka::ClientContext;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,6 +39,7 @@ use std::time::Duration;
 use crate::batch::{persist, process, Outputs};
 use crate::config::TransformConfig;
 use crate::error::{TransformError, STAGE};
+use crate::output::{DeliveryLedger, OutputProducer};
 use crate::state_file::StateFile;
 use crate::store::{open_state_file, Changelog, PartitionState, SMALL_FETCH_QUEUE};
 
@@ -107,9 +108,8 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
     if config.transactions {
         changelog.wait_for_open_transactions(OPEN_TRANSACTION_WAIT);
     }
-    // Dead letters are sent at once, outside any transaction.
-    let dead_letter_producer = if config.transactions { kafka.producer_config().create()? } else { producer.clone() };
-    let dead_letter = DeadLetter::new(dead_letter_producer, topics.dead_letter.clone(), "transform");
+    // Dead letters are sent at once, outside any transaction, by a producer of their own.
+    let dead_letter = DeadLetter::new(kafka.producer_config().create()?, topics.dead_letter.clone(), "transform");
     let wait = Duration::from_millis(config.batch_wait_ms);
     let state_bytes = config.batch_state_bytes();
     let mut owned: BTreeMap<i32, PartitionState> = BTreeMap::new();
@@ -218,10 +218,10 @@ fn output_producer(
     config: &TransformConfig,
     kafka: &KafkaConfig,
     slot: usize,
-) -> Result<FutureProducer, TransformError> {
+) -> Result<OutputProducer, TransformError> {
     let mut producer_config = kafka.producer_config();
     if !config.transactions {
-        return Ok(producer_config.create()?);
+        return Ok(producer_config.create_with_context(DeliveryLedger::default())?);
     }
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let id = format!("{}-{}-{slot}", config.group_id, host.trim());
@@ -231,7 +231,7 @@ fn output_producer(
         .set("transactional.id", &id)
         .set("transaction.timeout.ms", &timeout)
         .set("message.timeout.ms", &timeout);
-    let producer: FutureProducer = producer_config.create()?;
+    let producer: OutputProducer = producer_config.create_with_context(DeliveryLedger::default())?;
     blocking(|| producer.init_transactions(TRANSACTION_CALL_TIMEOUT))?;
     tracing::info!(transactional_id = %id, "transactions on");
     Ok(producer)
