@@ -31,6 +31,8 @@ pub(crate) struct Outputs<'a> {
     pub producer: &'a OutputProducer,
     pub dead_letter: &'a DeadLetter,
     pub topics: &'a etl_core::kafka::Topics,
+    /// The stage's stop: a wait for the broker's acknowledgements gives up some time after it.
+    pub shutdown: &'a etl_core::Shutdown,
 }
 
 /// A batch folded into its orders' states.
@@ -214,7 +216,7 @@ fn send_outputs(
             .key(&state.key)
             .payload(&state.payload)
     });
-    let send = |records| send_and_wait(outputs.producer, records, QUEUE_TIMEOUT);
+    let send = |records| send_and_wait(outputs.producer, records, QUEUE_TIMEOUT, outputs.shutdown);
     let written = if ordered {
         // 1. Facts, acknowledged; 2. then the changed states, acknowledged.
         send(fact_records.collect()).into_iter().collect::<Result<Vec<_>, _>>()?;
@@ -278,7 +280,8 @@ mod tests {
         let producer: OutputProducer = kafka.producer_config().create_with_context(Default::default()).unwrap();
         let dead_letters = kafka.producer_config().create().unwrap();
         let dead_letter = DeadLetter::new(dead_letters, topics.dead_letter.clone(), "transform");
-        let outputs = Outputs { producer: &producer, dead_letter: &dead_letter, topics: &topics };
+        let shutdown = etl_core::Shutdown::new();
+        let outputs = Outputs { producer: &producer, dead_letter: &dead_letter, topics: &topics, shutdown: &shutdown };
         let mut owned = BTreeMap::from([(0, PartitionState::new(file.clone(), 0))]);
 
         // Orders 1..=10 are new: nothing is read, so no bound ends the batch early.

@@ -135,7 +135,7 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
             continue;
         }
         let in_hand = std::time::Instant::now();
-        let outputs = Outputs { producer: &producer, dead_letter: &dead_letter, topics: &topics };
+        let outputs = Outputs { producer: &producer, dead_letter: &dead_letter, topics: &topics, shutdown };
         let (report, sent) = if config.transactions {
             blocking(|| producer.begin_transaction())?;
             let processed = process(&batch, state_bytes, &mut owned, &outputs, false).await?;
