@@ -57,14 +57,21 @@ impl ProducerContext for DeliveryLedger {
             Ok(message) => Ok(message.offset()),
             Err((error, _)) => Err(error.clone()),
         };
-        let mut ledger = self.lock();
-        if let Some(slot @ None) = ledger.outcomes.get_mut(index) {
-            *slot = Some(outcome);
-            ledger.outstanding -= 1;
-            if ledger.outstanding == 0 {
-                self.all_in.notify_all();
-            }
+        if self.lock().settle(index, outcome) {
+            self.all_in.notify_all();
         }
+    }
+}
+
+impl Ledger {
+    /// Records the outcome of the record at `index`, once; true when none is outstanding any more.
+    fn settle(&mut self, index: usize, outcome: Delivered) -> bool {
+        if let Some(slot @ None) = self.outcomes.get_mut(index) {
+            *slot = Some(outcome);
+            self.outstanding -= 1;
+            return self.outstanding == 0;
+        }
+        false
     }
 }
 
@@ -132,9 +139,8 @@ where
             }
         };
         if let Some(error) = refused {
-            let mut ledger = ledger.lock();
-            ledger.outcomes[index] = Some(Err(error));
-            ledger.outstanding -= 1;
+            // Settled on this thread, which is the one that would wait: nobody to notify.
+            ledger.lock().settle(index, Err(error));
         }
     }
     let mut reports = ledger.lock();
