@@ -38,6 +38,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The binary's allocator (src/main.rs), so that `--cpu` measures the stage's work as the process does it.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod end_to_end;
 
 struct Args {

@@ -15,6 +15,13 @@ use coupang_etl::Config;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// jemalloc rather than the system's malloc: the transform allocates ~23 times per event (the strings and
+/// vectors of decoded events and states), and glibc's malloc and free were over a quarter of its CPU.
+/// Measured in BENCHMARKS.md ("jemalloc"): more events per CPU-second for a little more memory.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Coupang WING orders → Kafka → ClickHouse, with payment amounts right to the won.
 #[derive(Parser)]
 #[command(name = "coupang-etl", version, after_help = coupang_etl::exit::HELP)]
