@@ -45,8 +45,16 @@ fn calls(sim: &Simulator, vendor_id: &str, status: u16) -> u64 {
 async fn a_401_for_a_key_issued_yesterday_waits_for_activation_and_an_old_one_stops() {
     let sim = start(vec![vendor("A00060001")]).await;
     sim.relink_inactive("A00060001", "access-A00060001", "secret-A00060001");
-    let new_key = client(&sim, account("fresh", "A00060001", 1), IngestConfig::default());
-    let error = new_key.order_sheets_page(a_day(), a_day(), &OrderStatus::Accept, "").await.err().unwrap();
+    // A key's age is counted in Korean days: should midnight pass between issuing "yesterday" and the
+    // call, the key would be two days old. Then the check runs again, within one day.
+    let (new_key, error) = loop {
+        let today = etl_core::time::now_kst().date_naive();
+        let new_key = client(&sim, account("fresh", "A00060001", 1), IngestConfig::default());
+        let error = new_key.order_sheets_page(a_day(), a_day(), &OrderStatus::Accept, "").await.err().unwrap();
+        if etl_core::time::now_kst().date_naive() == today {
+            break (new_key, error);
+        }
+    };
     assert!(matches!(error, ClientError::KeyNotActiveYet { .. }), "{error}");
     assert!(!error.stops_account(), "a key Coupang may still be activating does not stop the account");
     assert!(error.to_string().contains("up to 24 hours") && error.to_string().contains("fresh"), "{error}");
