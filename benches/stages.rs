@@ -7,6 +7,7 @@
 //! cargo bench --bench stages -- [--broker kafka|mock] [--days N] [--orders-per-day N] [--dump FILE]
 //! cargo bench --bench stages -- --transactions      # the transform writes each batch in a transaction
 //! cargo bench --bench stages -- --cpu FILE     # the transform's CPU work alone, over dumped events
+//! cargo bench --bench stages -- --cpu FILE --by-source-time   # ... ordered by when they happened
 //! cargo bench --bench stages -- --freshness 32 --orders-per-day 6000   # new orders, real-time clock
 //! cargo bench --bench stages -- --ingest-only --broker mock   # API calls per record, per endpoint
 //! cargo bench --bench stages -- --end-to-end --vendors 10 --days 31 --orders-per-day 2000
@@ -53,6 +54,9 @@ struct Args {
     dump: Option<std::path::PathBuf>,
     /// Only the transform's CPU work over a dumped file: no broker, no ClickHouse.
     cpu: Option<std::path::PathBuf>,
+    /// `--cpu` folds the dumped events by their source time, not in the dump's order (one stream after
+    /// the other).
+    by_source_time: bool,
     /// Skip ingest: produce copies of a dumped events file (`--from-dump FILE --copies N`).
     from_dump: Option<(std::path::PathBuf, u32)>,
     /// Partitions per topic (default: 3 on Kafka, 12 on the mock broker, which keeps ~5 MiB each).
@@ -82,6 +86,7 @@ fn args() -> Args {
         orders_per_day: 2_000,
         dump: None,
         cpu: None,
+        by_source_time: false,
         partitions: None,
         from_dump: None,
         freshness_minutes: None,
@@ -104,6 +109,7 @@ fn args() -> Args {
             }
             "--dump" => args.dump = it.next().map(Into::into),
             "--cpu" => args.cpu = it.next().map(Into::into),
+            "--by-source-time" => args.by_source_time = true,
             "--from-dump" => args.from_dump = it.next().map(|p| (p.into(), 1)),
             "--copies" => {
                 let copies = it.next().and_then(|v| v.parse().ok()).expect("--copies N");
@@ -542,8 +548,18 @@ fn transform_core(events: &[(RawStream, Vec<u8>)]) -> (usize, usize) {
     (facts_written, states_written)
 }
 
-fn cpu_only(path: &std::path::Path) {
-    let events = read_events(path);
+fn cpu_only(path: &std::path::Path, by_source_time: bool) {
+    let mut events = read_events(path);
+    if by_source_time {
+        // Roughly as a live stream brings them: a sheet when it was paid (the dump has only its last
+        // snapshot), then the receipts and revenue rows that change the order, when they happened.
+        // Events that do not decode go first.
+        events.sort_by_cached_key(|(stream, payload)| match RawEvent::read(*stream, payload) {
+            Ok(Some(RawEvent::OrderSheet(sheet))) => sheet.paid_at,
+            Ok(Some(event)) => event.source_time(),
+            _ => i64::MIN,
+        });
+    }
     let bytes: usize = events.iter().map(|(_, p)| p.len()).sum();
     let (cpu0, started) = (self_cpu(), Instant::now());
     let (facts, states) = transform_core(&events);
@@ -672,7 +688,7 @@ async fn produce_copies(config: &Config, path: &std::path::Path, copies: u32) ->
 async fn main() {
     let args = args();
     if let Some(path) = &args.cpu {
-        cpu_only(path);
+        cpu_only(path, args.by_source_time);
         return;
     }
     if args.end_to_end {
