@@ -130,8 +130,8 @@ open_vocabulary! {
 
 open_vocabulary! {
     /// Why a fact's version differs from the one before it (derived by the transform from the event
-    /// that changed the order). `UNCHANGED`: this item did not change; another item of the order did.
-    /// (Facts written before 2026-12-03 also went out `UNCHANGED` when only the order's version moved.)
+    /// that changed the order). `UNCHANGED`: this item did not change; another item of the order did,
+    /// or only the order's version moved (an open receipt, a later source time).
     ChangeCause, "a change cause" {
         NewOrder = "NEW_ORDER",
         Status = "STATUS",

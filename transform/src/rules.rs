@@ -83,8 +83,8 @@ struct OrderWide<'a> {
 }
 
 /// What one event did to its order: whether the state changed (it must be written to the changelog),
-/// and the order's facts when what they say changed (they must be emitted), each with its change cause
-/// and previous payment amount.
+/// and the order's facts when they changed (they must be emitted), each with its change cause and
+/// previous payment amount.
 #[derive(Debug, Default)]
 pub struct Applied {
     pub state_changed: bool,
@@ -106,22 +106,8 @@ pub fn apply(state: &mut OrderState, event: RawEvent) -> Applied {
     let undone_by = undoing_cause(&event);
     let folded = state.fold_assessed(event, assessment);
     let after = payment_facts(state);
-    let facts = (after != before)
-        .then(|| explain(&before, after, &undone_by))
-        .filter(|facts| restates_something(&before, facts));
+    let facts = (after != before).then(|| explain(&before, after, &undone_by));
     Applied { state_changed: folded.changed, took_slot: folded.took_slot, facts }
-}
-
-/// Whether the order's facts after an event (`explained`) say anything its facts `before` did not: an
-/// item is new, gone, or changed. An event that moves only the order's version and source time (a
-/// revenue row confirming what the sheet already said, a receipt still open) emits nothing: every
-/// item would go out again `UNCHANGED`, a version of each row that says what the last one said (a
-/// fifth of the facts when the dump's events are folded in the order they happened, BENCHMARKS.md).
-/// The rows keep the version and source time of their last change; the order's state still moves on.
-fn restates_something(before: &[PaymentFact], explained: &[PaymentFact]) -> bool {
-    // Both are sorted by vendor item, one fact per item, and `explain` marks an item without a fact
-    // before as `NEW_ORDER`: equal lengths and all `UNCHANGED` means the same items, the same content.
-    before.len() != explained.len() || explained.iter().any(|fact| fact.change_cause != ChangeCause::Unchanged)
 }
 
 /// The facts of one order as of its state, sorted by vendor item id. Their change cause and previous
