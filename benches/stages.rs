@@ -8,6 +8,7 @@
 //! cargo bench --bench stages -- --transactions      # the transform writes each batch in a transaction
 //! cargo bench --bench stages -- --cpu FILE     # the transform's CPU work alone, over dumped events
 //! cargo bench --bench stages -- --cpu FILE --by-source-time   # ... ordered by when they happened
+//! cargo bench --bench stages -- --cpu FILE --transactions     # ... emitting as in transactions
 //! cargo bench --bench stages -- --freshness 32 --orders-per-day 6000   # new orders, real-time clock
 //! cargo bench --bench stages -- --ingest-only --broker mock   # API calls per record, per endpoint
 //! cargo bench --bench stages -- --end-to-end --vendors 10 --days 31 --orders-per-day 2000
@@ -30,6 +31,7 @@ use coupang_schemas::{encode, OrderKey};
 use coupang_sim::{SimConfig, Simulator};
 use coupang_transform::fold_into;
 use coupang_transform::order::{RawEvent, RawStream};
+use coupang_transform::rules::Emission;
 use coupang_transform::store::{open_state_file, persist, Changelog, PartitionState, Written};
 use etl_core::kafka::{ensure_compacted_topics, ensure_topics, group_lag, set_topic_config, KafkaConfig};
 use etl_core::Shutdown;
@@ -503,7 +505,7 @@ fn read_events(path: &std::path::Path) -> Vec<(RawStream, Vec<u8>)> {
 /// default), decode and validate, read each order's state from a redb file, fold, rules, keep the
 /// event's bytes; then the facts and the changed states' records encoded, and the states written to
 /// the file as after a committed batch. Returns (facts, states) written.
-fn transform_core(events: &[(RawStream, Vec<u8>)]) -> (usize, usize) {
+fn transform_core(events: &[(RawStream, Vec<u8>)], emission: Emission) -> (usize, usize) {
     let dir = std::env::temp_dir().join(format!("bench-cpu-state-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let file = open_state_file(&dir, "cpu", 16 << 20).expect("open a state file");
@@ -515,7 +517,7 @@ fn transform_core(events: &[(RawStream, Vec<u8>)]) -> (usize, usize) {
         let mut dirty: BTreeSet<(i64, OrderKey)> = BTreeSet::new();
         for (stream, payload) in batch {
             let Ok(Some(event)) = RawEvent::read(*stream, payload) else { continue };
-            let folded = fold_into(&mut partition, event, payload).expect("read a state");
+            let folded = fold_into(&mut partition, event, payload, emission).expect("read a state");
             if let Some(key) = folded.changed {
                 dirty.insert((key.order_id, key));
             }
@@ -548,7 +550,7 @@ fn transform_core(events: &[(RawStream, Vec<u8>)]) -> (usize, usize) {
     (facts_written, states_written)
 }
 
-fn cpu_only(path: &std::path::Path, by_source_time: bool) {
+fn cpu_only(path: &std::path::Path, by_source_time: bool, emission: Emission) {
     let mut events = read_events(path);
     if by_source_time {
         // Roughly as a live stream brings them: a sheet when it was paid (the dump has only its last
@@ -562,7 +564,7 @@ fn cpu_only(path: &std::path::Path, by_source_time: bool) {
     }
     let bytes: usize = events.iter().map(|(_, p)| p.len()).sum();
     let (cpu0, started) = (self_cpu(), Instant::now());
-    let (facts, states) = transform_core(&events);
+    let (facts, states) = transform_core(&events, emission);
     let (wall, cpu) = (started.elapsed().as_secs_f64(), self_cpu() - cpu0);
     println!(
         "transform CPU work: {} events ({:.1} MB) in {wall:.2} s (CPU {cpu:.2} s) = {:.0} events/s on one core; {facts} facts and {states} state records encoded",
@@ -688,7 +690,9 @@ async fn produce_copies(config: &Config, path: &std::path::Path, copies: u32) ->
 async fn main() {
     let args = args();
     if let Some(path) = &args.cpu {
-        cpu_only(path, args.by_source_time);
+        // With `--transactions`, the fold emits as a transactional stage does.
+        let emission = if args.transactions { Emission::OnContentChange } else { Emission::OnVersionChange };
+        cpu_only(path, args.by_source_time, emission);
         return;
     }
     if args.end_to_end {

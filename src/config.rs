@@ -145,9 +145,24 @@ impl Config {
         self.kafka.validate()?;
         self.clickhouse.validate()?;
         self.transform.validate()?;
+        self.check_isolation()?;
         self.load.validate()?;
         self.sim.validate()?;
         self.observability.metrics_address()?;
+        Ok(())
+    }
+
+    /// With transactions, the transform leaves out versions that say nothing new, which is exact only
+    /// if no reader (the loader, a restore) sees an aborted batch: `read_committed` may not be undone.
+    fn check_isolation(&self) -> Result<(), InvalidSetting> {
+        let isolation = self.kafka.properties.get("isolation.level").map(|v| v.trim());
+        if self.transform.transactions && isolation.is_some_and(|v| v != "read_committed") {
+            return Err(InvalidSetting::new(
+                "kafka.properties.isolation.level",
+                "transform.transactions needs isolation.level = read_committed (the default): readers must not see \
+                 an aborted batch",
+            ));
+        }
         Ok(())
     }
 
@@ -381,6 +396,11 @@ mod tests {
     fn invalid_values_are_refused() {
         let bad_vendor = EXAMPLE.replace("A00012345", "12345");
         assert!(Config::parse(&bad_vendor, "f", env(&[])).unwrap_err().to_string().contains("brand-a"));
+        let mut uncommitted = Config::parse(EXAMPLE, "f", env(&[])).unwrap();
+        uncommitted.kafka.properties.insert("isolation.level".into(), "read_uncommitted".into());
+        assert!(uncommitted.validate().is_ok());
+        uncommitted.transform.transactions = true;
+        assert!(uncommitted.validate().unwrap_err().to_string().contains("read_committed"));
         let too_fast = env(&[("COUPANG_ETL__INGEST__REQUESTS_PER_SECOND", "50")]);
         assert!(Config::parse(EXAMPLE, "f", too_fast).unwrap_err().to_string().contains("at most 10"));
     }

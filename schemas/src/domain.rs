@@ -131,7 +131,8 @@ open_vocabulary! {
 open_vocabulary! {
     /// Why a fact's version differs from the one before it (derived by the transform from the event
     /// that changed the order). `UNCHANGED`: this item did not change; another item of the order did,
-    /// or only the order's version moved (an open receipt, a later source time).
+    /// or only the order's version moved (an open receipt, a later source time; a transform in
+    /// transactions sends no new version for that).
     ChangeCause, "a change cause" {
         NewOrder = "NEW_ORDER",
         Status = "STATUS",

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::error::{TransformError, STAGE};
 use crate::order::{PoisonEvent, RawEvent, RawStream};
 use crate::output::{send_and_wait, OutputProducer};
-use crate::rules::apply;
+use crate::rules::{apply, Emission};
 use crate::state_file::StateFile;
 use crate::store::{PartitionState, StoreError, Written};
 
@@ -86,24 +86,44 @@ pub(crate) fn persist(
     Ok(crate::store::persist(file, per_partition)?)
 }
 
+/// How a batch's facts, states and input offsets reach the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Writes {
+    /// The facts acknowledged, then the states; the caller then commits the offsets. A crash can
+    /// leave a batch's facts visible without its states and offsets.
+    InOrder,
+    /// Facts and states sent at once inside a transaction, which the caller commits with the offsets:
+    /// all of a batch becomes visible, or none of it.
+    Transaction,
+}
+
+impl Writes {
+    /// When an order's facts go out: only a transaction makes it safe to leave out those that say
+    /// nothing new (see [`Emission`]).
+    fn emission(self) -> Emission {
+        match self {
+            Writes::InOrder => Emission::OnVersionChange,
+            Writes::Transaction => Emission::OnContentChange,
+        }
+    }
+}
+
 /// Folds a batch's first messages, until the states they read from disk reach `state_bytes` (see
-/// [`fold_batch`]), then sends their facts and changed states. `ordered`: the facts are acknowledged
-/// before the states are sent (the caller then commits the offsets); otherwise both go at once (inside
-/// a transaction, where only the commit makes them visible). The report's `events` says how many
-/// messages were handled: the rest are the caller's to hand over again.
+/// [`fold_batch`]), then sends their facts and changed states as `writes` says. The report's `events`
+/// says how many messages were handled: the rest are the caller's to hand over again.
 pub(crate) async fn process(
     batch: &[OwnedMessage],
     state_bytes: usize,
     owned: &mut BTreeMap<i32, PartitionState>,
     outputs: &Outputs<'_>,
-    ordered: bool,
+    writes: Writes,
 ) -> Result<(BatchReport, SentStates), TransformError> {
-    let folded = fold_batch(batch, state_bytes, owned, outputs).await?;
+    let folded = fold_batch(batch, state_bytes, owned, outputs, writes.emission()).await?;
     let facts: Vec<(String, Vec<u8>)> =
         folded.facts.iter().map(|f| Ok((f.kafka_key(), encode(f)?))).collect::<Result<_, TransformError>>()?;
     let states = encode_states(&folded.changed, owned)?;
     owned.values_mut().for_each(PartitionState::release_decoded);
-    let state_offsets = blocking(|| send_outputs(outputs, &facts, &states, ordered))?;
+    let state_offsets = blocking(|| send_outputs(outputs, &facts, &states, writes))?;
 
     let mut facts_out = PerAccount::default();
     folded.facts.iter().for_each(|fact| facts_out.add(&fact.account_alias, 1));
@@ -128,6 +148,7 @@ async fn fold_batch(
     state_bytes: usize,
     owned: &mut BTreeMap<i32, PartitionState>,
     outputs: &Outputs<'_>,
+    emission: Emission,
 ) -> Result<Folded, TransformError> {
     let mut folded = Folded::default();
     // Stored bytes this batch has read so far, summed over its partitions.
@@ -150,7 +171,7 @@ async fn fold_batch(
         let partition = message.partition();
         let Some(store) = owned.get_mut(&partition) else { continue };
         let read_before = store.read_bytes();
-        let event_folded = fold_into(store, event, message.payload().unwrap_or_default())?;
+        let event_folded = fold_into(store, event, message.payload().unwrap_or_default(), emission)?;
         read_bytes += store.read_bytes() - read_before;
         if let Some(key) = event_folded.changed {
             folded.changed.insert((partition, key.order_id, key));
@@ -170,13 +191,18 @@ pub struct EventFolded {
 }
 
 /// Folds one decoded event into its order's state in `store`; when the event takes its slot, the raw
-/// message's `payload` becomes that slot's bytes. The stage's batches and the CPU bench both fold
-/// through this.
-pub fn fold_into(store: &mut PartitionState, event: RawEvent, payload: &[u8]) -> Result<EventFolded, StoreError> {
+/// message's `payload` becomes that slot's bytes. `emission` says when the order's facts go out. The
+/// stage's batches and the CPU bench both fold through this.
+pub fn fold_into(
+    store: &mut PartitionState,
+    event: RawEvent,
+    payload: &[u8],
+    emission: Emission,
+) -> Result<EventFolded, StoreError> {
     let key = event.order_key();
     let text = key.text();
     let slot = event.slot();
-    let applied = apply(store.state(&text)?, event);
+    let applied = apply(store.state(&text)?, event, emission);
     if applied.took_slot {
         store.keep_payload(&text, slot, payload);
     }
@@ -199,12 +225,12 @@ fn encode_states(
 }
 
 /// Sends the facts and the states (each state to its input partition's changelog partition), in order
-/// or together (see [`process`]), and gives the changelog offset of each state once all are acknowledged.
+/// or together (see [`Writes`]), and gives the changelog offset of each state once all are acknowledged.
 fn send_outputs(
     outputs: &Outputs<'_>,
     facts: &[(String, Vec<u8>)],
     states: &[EncodedState],
-    ordered: bool,
+    writes: Writes,
 ) -> Result<Vec<i64>, TransformError> {
     let topics = outputs.topics;
     let fact_records = facts
@@ -217,7 +243,7 @@ fn send_outputs(
             .payload(&state.payload)
     });
     let send = |records| send_and_wait(outputs.producer, records, QUEUE_TIMEOUT, outputs.shutdown);
-    let written = if ordered {
+    let written = if writes == Writes::InOrder {
         // 1. Facts, acknowledged; 2. then the changed states, acknowledged.
         send(fact_records.collect()).into_iter().collect::<Result<Vec<_>, _>>()?;
         send(state_records.collect())
@@ -271,6 +297,12 @@ mod tests {
             .collect()
     }
 
+    #[test]
+    fn only_a_transaction_leaves_out_versions_that_say_nothing_new() {
+        assert_eq!(Writes::InOrder.emission(), Emission::OnVersionChange);
+        assert_eq!(Writes::Transaction.emission(), Emission::OnContentChange);
+    }
+
     #[tokio::test]
     async fn a_batch_ends_once_the_states_it_read_reach_the_bound() {
         let dir = std::env::temp_dir().join(format!("batch-bound-{}", std::process::id()));
@@ -286,7 +318,7 @@ mod tests {
 
         // Orders 1..=10 are new: nothing is read, so no bound ends the batch early.
         let new_orders = sheets(&topics.raw_order_sheets, 1..11);
-        let folded = fold_batch(&new_orders, 1, &mut owned, &outputs).await.unwrap();
+        let folded = fold_batch(&new_orders, 1, &mut owned, &outputs, Emission::OnVersionChange).await.unwrap();
         assert_eq!(folded.messages, 10);
         // They are stored; a later event of each reads its state (the same size each).
         let records: Vec<(String, Vec<u8>)> = new_orders
@@ -306,12 +338,13 @@ mod tests {
 
         let updates = sheets(&topics.raw_order_sheets, 1..11);
         // The third read reaches 2.5 states' bytes: the batch ends after that event.
-        let folded = fold_batch(&updates, one_state * 5 / 2, &mut owned, &outputs).await.unwrap();
+        let folded =
+            fold_batch(&updates, one_state * 5 / 2, &mut owned, &outputs, Emission::OnVersionChange).await.unwrap();
         assert_eq!(folded.messages, 3);
         assert_eq!(owned[&0].read_bytes(), 3 * one_state);
         owned.values_mut().for_each(PartitionState::release_decoded);
         // Any bound lets at least one event through.
-        assert_eq!(fold_batch(&updates, 1, &mut owned, &outputs).await.unwrap().messages, 1);
+        assert_eq!(fold_batch(&updates, 1, &mut owned, &outputs, Emission::OnVersionChange).await.unwrap().messages, 1);
         drop((owned, file));
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -1,7 +1,8 @@
 //! Why a fact was restated (issue #21): every version of an item's fact names what changed since the
 //! item's version before it, and the payment amount it had then.
 //!
-//! [`crate::rules::apply`] re-emits all of an order's facts whenever any of them changed; [`explain`]
+//! [`crate::rules::apply`] re-emits all of an order's facts whenever any of them changed (by default
+//! also when only their version did, see [`crate::rules::Emission`]); [`explain`]
 //! compares each emitted fact with the same vendor item's fact before the event and names the cause
 //! from the two facts and the event that made the difference. Like the rules, it is a pure function:
 //! the same events give the same causes.
@@ -30,7 +31,8 @@ pub fn explain(before: &[PaymentFact], mut after: Vec<PaymentFact>, undone_by: &
 /// 1. no fact before for this item → `NEW_ORDER`;
 /// 2. the item's content did not change (comparing every field but `version`, `event_time`,
 ///    `change_cause` and `previous_payment_amount`) → `UNCHANGED`: another item of the order changed,
-///    or only the order's version moved (an open receipt, a later source time);
+///    or only the order's version moved (an open receipt, a later source time; sent only under
+///    [`crate::rules::Emission::OnVersionChange`]);
 /// 3. more units undone than before (`cancelled_quantity` grew, or `cancelled` became true) → by the
 ///    event: a receipt of type CANCEL → `CANCEL`, of type RETURN → `RETURN`, a revenue REFUND row →
 ///    `REFUND`; an order sheet's own cancel count, or a SALE row without items (an order undone
@@ -98,9 +100,14 @@ mod tests {
     use super::*;
     use crate::order::tests::{line, receipt, revenue, sheet, PAID_AT};
     use crate::order::OrderState;
-    use crate::rules::apply;
     use crate::rules::tests::{r, s, v};
+    use crate::rules::{Applied, Emission};
     use coupang_schemas::{ChangeCause as C, OrderSheetEvent};
+
+    /// Folds as the default mode does: every version move emits.
+    fn apply(state: &mut OrderState, event: RawEvent) -> Applied {
+        crate::rules::apply(state, event, Emission::OnVersionChange)
+    }
 
     /// An order of two items in one box: item 3 (2 × 5,000, carrying the 3,000 fee) and item 7 (10,000).
     fn two_items(status: &str) -> OrderSheetEvent {
@@ -177,6 +184,22 @@ mod tests {
     }
 
     #[test]
+    fn when_restated_an_event_that_moves_only_the_version_emits_nothing() {
+        let apply = |state: &mut OrderState, event| crate::rules::apply(state, event, Emission::OnContentChange);
+        let mut state = OrderState::default();
+        apply(&mut state, s(two_items("INSTRUCT")));
+        let version = state.version();
+        // A receipt still open: the order's state moves on, its facts say what they said.
+        let applied = apply(&mut state, r(receipt(11, "CANCEL", false, &[(3, 1)])));
+        assert!(applied.state_changed && state.version() > version);
+        assert!(applied.facts.is_none(), "{:?}", applied.facts);
+        // Once it completes, both items go out with the order's newest version.
+        let facts = apply(&mut state, r(receipt(11, "CANCEL", true, &[(3, 1)]))).facts.unwrap();
+        assert_eq!(facts.iter().map(|f| f.change_cause.clone()).collect::<Vec<_>>(), [C::Cancel, C::Unchanged]);
+        assert!(facts.iter().all(|f| f.version == state.version()));
+    }
+
+    #[test]
     fn version_and_source_time_alone_are_no_change() {
         let event = s(two_items("ACCEPT"));
         let mut state = OrderState::default();
@@ -201,15 +224,18 @@ mod tests {
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(200))]
 
-            /// Whatever the events' order and duplicates: each emitted fact's previous amount is the
-            /// amount of the last fact emitted for its key, NEW_ORDER marks exactly each key's first
-            /// fact, UNCHANGED exactly a fact that says what the last one said, no fact goes out
-            /// without a known cause, and the last fact of each key is the final state's.
+            /// Whatever the events' order and duplicates, and either emission: each emitted fact's
+            /// previous amount is the amount of the last fact emitted for its key, NEW_ORDER marks
+            /// exactly each key's first fact, UNCHANGED exactly a fact that says what the last one
+            /// said (and, on content changes only, never all of an emission), no fact goes out without
+            /// a known cause, versions never go down, and the last fact of each key says what the
+            /// final state's says (at its version, or on content changes only, at its last change's).
             #[test]
             fn every_fact_names_the_amount_and_the_cause_since_the_last_one(
                 orders in orders(),
                 shuffle_seed in any::<u64>(),
                 duplicates in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
+                emission in prop_oneof![Just(Emission::OnVersionChange), Just(Emission::OnContentChange)],
             ) {
                 let events: Vec<RawEvent> = orders.iter().flat_map(Order::events).collect();
                 let mut states: BTreeMap<OrderKey, OrderState> = BTreeMap::new();
@@ -217,8 +243,13 @@ mod tests {
                 for event in mixed(&events, &duplicates, shuffle_seed) {
                     event.validate().unwrap();
                     let state = states.entry(event.order_key()).or_default();
-                    for fact in apply(state, event.clone()).facts.into_iter().flatten() {
+                    let emitted = crate::rules::apply(state, event.clone(), emission).facts.unwrap_or_default();
+                    if emission == Emission::OnContentChange {
+                        prop_assert!(emitted.is_empty() || emitted.iter().any(|f| f.change_cause != ChangeCause::Unchanged));
+                    }
+                    for fact in emitted {
                         let previous = last.get(&fact.kafka_key());
+                        prop_assert!(previous.is_none_or(|p| p.version <= fact.version));
                         prop_assert_eq!(fact.previous_payment_amount, previous.map(|p| p.payment_amount));
                         prop_assert_eq!(fact.change_cause == ChangeCause::NewOrder, previous.is_none());
                         if let Some(previous) = previous {
@@ -234,7 +265,38 @@ mod tests {
                 for fact in finals {
                     let sent = &last[&fact.kafka_key()];
                     prop_assert!(same_content(sent, &fact), "{:?} against {:?}", sent, fact);
-                    prop_assert_eq!((sent.version, sent.event_time), (fact.version, fact.event_time));
+                    match emission {
+                        Emission::OnVersionChange => {
+                            prop_assert_eq!((sent.version, sent.event_time), (fact.version, fact.event_time));
+                        }
+                        Emission::OnContentChange => {
+                            prop_assert!(sent.version <= fact.version && sent.event_time <= fact.event_time);
+                        }
+                    }
+                }
+            }
+
+            /// The same events, folded once per emission: on content changes only, the emissions are
+            /// exactly those of every version change less the ones whose every item is UNCHANGED.
+            #[test]
+            fn on_content_change_leaves_out_exactly_the_emissions_that_restate_nothing(
+                orders in orders(),
+                shuffle_seed in any::<u64>(),
+                duplicates in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
+            ) {
+                let events: Vec<RawEvent> = orders.iter().flat_map(Order::events).collect();
+                let mut every_version: BTreeMap<OrderKey, OrderState> = BTreeMap::new();
+                let mut on_content: BTreeMap<OrderKey, OrderState> = BTreeMap::new();
+                for event in mixed(&events, &duplicates, shuffle_seed) {
+                    event.validate().unwrap();
+                    let key = event.order_key();
+                    let all = crate::rules::apply(
+                        every_version.entry(key.clone()).or_default(), event.clone(), Emission::OnVersionChange,
+                    );
+                    let some = crate::rules::apply(on_content.entry(key).or_default(), event, Emission::OnContentChange);
+                    prop_assert_eq!((some.state_changed, some.took_slot), (all.state_changed, all.took_slot));
+                    let restating = all.facts.filter(|facts| facts.iter().any(|f| f.change_cause != ChangeCause::Unchanged));
+                    prop_assert_eq!(some.facts, restating);
                 }
             }
         }

@@ -38,7 +38,11 @@ pub struct TransformConfig {
     /// of facts acknowledged, then states, then offsets committed. Both are exact (versions and
     /// idempotent folding make replays harmless); transactions need a broker that has them (Apache
     /// Kafka, Redpanda, MSK) and hide a crashed batch's partial output from `read_committed` readers.
-    /// BENCHMARKS.md compares the two.
+    /// With them, an event that changes nothing an order's facts say emits no new version of them (a
+    /// fifth fewer facts when the bench's events come in the order they happened), which is safe only
+    /// because a batch is then visible whole or not at all: turn them on only once every process
+    /// without them has stopped cleanly (its log says "transform stopped"), so that no half-written
+    /// batch of theirs is replayed. BENCHMARKS.md compares the two.
     #[serde(default)]
     pub transactions: bool,
 }

@@ -93,10 +93,31 @@ pub struct Applied {
     pub facts: Option<Vec<PaymentFact>>,
 }
 
-/// Folds a validated `event` into its order's `state` and says what changed. The event moves into its
-/// slot rather than being copied there: the caller keeps only its bytes (cloning order sheets into
-/// their slots was 2.3% of the stage's instructions).
-pub fn apply(state: &mut OrderState, event: RawEvent) -> Applied {
+/// When an order's facts go out again. Which one is safe depends on how a batch's outputs become
+/// visible (see the stage's module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Emission {
+    /// Whenever the order's facts change at all, if only in their version: an event that moves only
+    /// the version (a receipt still open, a revenue row confirming what the sheet said) sends every
+    /// item again, `UNCHANGED`. Without transactions this is what makes a replay after a crash safe:
+    /// a batch's facts may be visible before its states and offsets are durable, the replay may fold
+    /// the same events in another order, and only a version as high as the final state's supersedes
+    /// whatever the crashed batch sent (BENCHMARKS.md gives a case).
+    #[default]
+    OnVersionChange,
+    /// Only when what the facts say changed (an item new, gone, or different in a field other than
+    /// `version`, `event_time`, `change_cause` and `previous_payment_amount`): the rows keep the version
+    /// and source time of their last change. Safe only when a batch's facts become visible with its
+    /// states and offsets or not at all, as in a Kafka transaction read by `read_committed` readers:
+    /// then the highest version of each key says what the last committed state says. A fifth fewer
+    /// facts when the bench's events are folded in the order they happened (BENCHMARKS.md).
+    OnContentChange,
+}
+
+/// Folds a validated `event` into its order's `state` and says what changed; `emission` says when the
+/// order's facts go out. The event moves into its slot rather than being copied there: the caller
+/// keeps only its bytes (cloning order sheets into their slots was 2.3% of the stage's instructions).
+pub fn apply(state: &mut OrderState, event: RawEvent, emission: Emission) -> Applied {
     // Repeated and replayed events change nothing: no facts derived for them.
     let assessment = state.assess(&event);
     if !assessment.folded.changed {
@@ -106,8 +127,18 @@ pub fn apply(state: &mut OrderState, event: RawEvent) -> Applied {
     let undone_by = undoing_cause(&event);
     let folded = state.fold_assessed(event, assessment);
     let after = payment_facts(state);
-    let facts = (after != before).then(|| explain(&before, after, &undone_by));
+    let facts = (after != before)
+        .then(|| explain(&before, after, &undone_by))
+        .filter(|facts| emission == Emission::OnVersionChange || restates_something(&before, facts));
     Applied { state_changed: folded.changed, took_slot: folded.took_slot, facts }
+}
+
+/// Whether the order's facts after an event (`explained`) say anything its facts `before` did not: an
+/// item is new, gone, or changed.
+fn restates_something(before: &[PaymentFact], explained: &[PaymentFact]) -> bool {
+    // Both are sorted by vendor item, one fact per item, and `explain` marks an item without a fact
+    // before as `NEW_ORDER`: equal lengths and all `UNCHANGED` means the same items, the same content.
+    before.len() != explained.len() || explained.iter().any(|fact| fact.change_cause != ChangeCause::Unchanged)
 }
 
 /// The facts of one order as of its state, sorted by vendor item id. Their change cause and previous

@@ -13,7 +13,11 @@
 //! With `transactions = true` the same three writes go into one Kafka transaction per batch (facts and
 //! states sent together, the offsets through `send_offsets_to_transaction`, fenced by the group's
 //! generation): a crashed batch leaves nothing that `read_committed` readers (the loader, a restore)
-//! see. Exactness does not depend on it; BENCHMARKS.md compares both.
+//! see. Both modes are exact; BENCHMARKS.md compares them. Transactions allow one saving, which then
+//! relies on them and on `read_committed` readers: an event that changes nothing an order's facts say
+//! (only their version) emits nothing ([`Emission::OnContentChange`]). By default every item goes out
+//! again, since a replay may fold a crashed batch's events in another order and must supersede
+//! whatever that batch sent.
 //!
 //! Partitions are assigned with the eager `range` strategy, which gives one process the same partition
 //! number of all three input topics (they must have equal partition counts, which is checked). After
@@ -36,10 +40,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::batch::{persist, process, Outputs};
+use crate::batch::{persist, process, Outputs, Writes};
 use crate::config::TransformConfig;
 use crate::error::{TransformError, STAGE};
 use crate::output::{DeliveryLedger, OutputProducer};
+#[cfg(doc)]
+use crate::rules::Emission;
 use crate::state_file::StateFile;
 use crate::store::{open_state_file, Changelog, PartitionState, SMALL_FETCH_QUEUE};
 
@@ -138,7 +144,7 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
         let outputs = Outputs { producer: &producer, dead_letter: &dead_letter, topics: &topics, shutdown };
         let (report, sent) = if config.transactions {
             blocking(|| producer.begin_transaction())?;
-            let processed = process(&batch, state_bytes, &mut owned, &outputs, false).await?;
+            let processed = process(&batch, state_bytes, &mut owned, &outputs, Writes::Transaction).await?;
             carried = batch.split_off(processed.0.events);
             let offsets = batch_offsets(&batch)?;
             let group = consumer.group_metadata().ok_or(TransformError::NoGroupMetadata)?;
@@ -146,7 +152,7 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
             blocking(|| producer.commit_transaction(TRANSACTION_CALL_TIMEOUT))?;
             processed
         } else {
-            let processed = process(&batch, state_bytes, &mut owned, &outputs, true).await?;
+            let processed = process(&batch, state_bytes, &mut owned, &outputs, Writes::InOrder).await?;
             carried = batch.split_off(processed.0.events);
             commit_batch(&consumer, &batch)?;
             processed
