@@ -4,8 +4,9 @@
 //! state, and when the order's facts change, emit them all with the order's new version. Then, by
 //! default, in this order, wait for the broker to acknowledge (1) the facts, (2) the changed states in
 //! the changelog, and only then (3) commit the input offsets. A crash anywhere replays the batch against
-//! the last durable state; folding is idempotent and versions come from the events, so the replay emits
-//! nothing new or byte-identical facts, and the loader's ReplacingMergeTree keeps one row per key.
+//! the last durable state; folding is idempotent and versions come from the events, so the replay ends
+//! at the same states, and its facts (perhaps folded in another order) reach versions at least those
+//! sent before the crash, which they supersede: the loader's ReplacingMergeTree keeps one row per key.
 //! A batch ends at `batch_size` messages, or earlier once the stored states it read reach
 //! `batch_state_kib` (so that its memory does not follow the stream's mix); the messages it leaves
 //! start the next batch, and their offsets are committed only with it.
