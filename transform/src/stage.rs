@@ -14,7 +14,8 @@
 //! With `transactions = true` the same three writes go into one Kafka transaction per batch (facts and
 //! states sent together, the offsets through `send_offsets_to_transaction`, fenced by the group's
 //! generation): a crashed batch leaves nothing that `read_committed` readers (the loader, a restore)
-//! see. Both modes are exact; BENCHMARKS.md compares them. Transactions allow one saving, which then
+//! see. Both modes are exact; BENCHMARKS.md compares them, and names one case the fencing does not
+//! cover yet (a process stalled between sending its offsets and committing, past the group session). Transactions allow one saving, which then
 //! relies on them and on `read_committed` readers: an event that changes nothing an order's facts say
 //! (only their version) emits nothing ([`Emission::OnContentChange`]). By default every item goes out
 //! again, since a replay may fold a crashed batch's events in another order and must supersede
