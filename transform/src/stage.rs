@@ -15,11 +15,11 @@
 //! states sent together, the offsets through `send_offsets_to_transaction`, fenced by the group's
 //! generation): a crashed batch leaves nothing that `read_committed` readers (the loader, a restore)
 //! see. Both modes are exact; BENCHMARKS.md compares them, and names one case the fencing does not
-//! cover yet (a process stalled between sending its offsets and committing, past the group session). Transactions allow one saving, which then
-//! relies on them and on `read_committed` readers: an event that changes nothing an order's facts say
-//! (only their version) emits nothing ([`Emission::OnContentChange`]). By default every item goes out
-//! again, since a replay may fold a crashed batch's events in another order and must supersede
-//! whatever that batch sent.
+//! cover yet (a process stalled between sending its offsets and committing, past the group session).
+//! Transactions allow one saving, which then relies on them and on `read_committed` readers: an event
+//! that changes nothing an order's facts say (only their version) emits nothing
+//! ([`Emission::OnContentChange`]). By default every item goes out again, since a replay may fold a
+//! crashed batch's events in another order and must supersede whatever that batch sent.
 //!
 //! Partitions are assigned with the eager `range` strategy, which gives one process the same partition
 //! number of all three input topics (they must have equal partition counts, which is checked). After
