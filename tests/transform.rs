@@ -1,21 +1,24 @@
 //! The transform and load stages against a real broker: killed at random moments, two transforms (and two
-//! loaders) sharing the work until one is SIGKILLed, and the changelog compacted under a restore. The final facts must be exactly what folding every raw event gives
-//! (computed here with the pure rules), whatever was interrupted.
-
+//! loaders) sharing the work until one is SIGKILLed, the changelog compacted under a restore, and a
+//! restore meeting a transaction a stalled owner left open. The final facts must be exactly what folding
+//! every raw event gives (computed here with the pure rules), whatever was interrupted.
 mod common;
 
 use common::*;
 use coupang_etl::config::Config;
 use coupang_etl::demo::compare;
 use coupang_load::summary::{daily_payments, fact_counts};
-use coupang_schemas::{decode, ChangeCause, OrderKey, OrderSheetEvent, PaymentFact, ReturnRequestEvent, RevenueEvent};
+use coupang_schemas::{
+    decode, encode, ChangeCause, OrderKey, OrderSheetEvent, PaymentFact, ReturnRequestEvent, RevenueEvent,
+};
 use coupang_sim::truth::Truth;
 use coupang_sim::SimConfig;
 use coupang_transform::order::{OrderState, RawEvent};
 use coupang_transform::rules::payment_facts;
-use coupang_transform::store::Changelog;
-use etl_core::kafka::{group_lag, set_topic_config};
+use coupang_transform::store::{open_state_file, to_record, Changelog};
+use etl_core::kafka::{ensure_compacted_topics_with, group_lag, set_topic_config};
 use etl_core::Shutdown;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::Message;
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -448,5 +451,63 @@ async fn the_changelog_is_compacted_and_a_restore_then_reads_about_the_live_orde
          compaction, {records_after} records in {seconds_after:.2} s after"
     );
     sim.stop().await;
+    finish(&config).await;
+}
+
+/// A previous owner stalled past its group session with a transaction open on the changelog may still
+/// commit it, offsets included (its successor's consumer then starts after that batch's events): the
+/// wait before a restore lasts until it ends, and the restore reads what it commits. One that ends
+/// aborted instead (a killed owner's) is waited for too, and left out. The wait gives up at its limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_waits_for_a_transaction_left_open_on_the_changelog_and_reads_what_it_commits() {
+    const CALL: Duration = Duration::from_secs(30);
+    let config = config("stalled", small_world());
+    let topic = config.kafka.topics().transform_state;
+    ensure_compacted_topics_with(&config.kafka, &[&topic], config.kafka.partitions).await.unwrap();
+    let mut producer_config = config.kafka.producer_config();
+    producer_config.set("transactional.id", unique("stalled")).set("transaction.timeout.ms", "60000");
+    let stalled: BaseProducer = producer_config.set("message.timeout.ms", "60000").create().unwrap();
+    stalled.init_transactions(CALL).unwrap();
+    let send = |order_id: i64| {
+        let (key, state) = (format!("V:{order_id}"), to_record("V", order_id, &OrderState::default()).unwrap());
+        let payload = encode(&state).unwrap();
+        stalled.send(BaseRecord::to(&topic).partition(0).key(&key).payload(&payload)).map_err(|(e, _)| e).unwrap();
+        stalled.flush(CALL).unwrap();
+    };
+    let changelog = Changelog::new(&config.kafka, topic.clone());
+    let wait_in_background = |limit: Duration| {
+        let changelog = changelog.clone();
+        tokio::spawn(async move { changelog.wait_for_open_transactions(&[0, 1], limit).await })
+    };
+    // One batch committed, then the stalled one: sent, its commit late.
+    stalled.begin_transaction().unwrap();
+    send(1);
+    stalled.commit_transaction(CALL).unwrap();
+    stalled.begin_transaction().unwrap();
+    send(2);
+    let open = changelog.wait_for_open_transactions(&[0, 1], Duration::from_secs(1)).await.unwrap();
+    assert_eq!(open, [0], "the wait gives up at its limit, naming the partition");
+
+    let wait = wait_in_background(Duration::from_secs(60));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!wait.is_finished(), "the wait lasts while the transaction is open");
+    stalled.commit_transaction(CALL).unwrap();
+    assert_eq!(wait.await.unwrap().unwrap(), Vec::<i32>::new());
+    let file = open_state_file(&config.transform.state_dir, &topic, 0).unwrap();
+    let restored = changelog.catch_up(0, None, &file).await.unwrap();
+    assert_eq!((restored.orders().unwrap(), restored.records_restored), (2, 2), "both batches restored");
+
+    // Left open again, and aborted this time.
+    stalled.begin_transaction().unwrap();
+    send(3);
+    let wait = wait_in_background(Duration::from_secs(60));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!wait.is_finished(), "the wait lasts while the transaction is open");
+    stalled.abort_transaction(CALL).unwrap();
+    assert_eq!(wait.await.unwrap().unwrap(), Vec::<i32>::new());
+    let end = changelog.end_offset(0).await.unwrap();
+    let restored = changelog.catch_up(0, Some(restored), &file).await.unwrap();
+    assert_eq!((restored.orders().unwrap(), restored.changelog_end), (2, end), "the aborted state is left out");
+    drop((restored, file));
     finish(&config).await;
 }

@@ -264,10 +264,10 @@ pub struct Changelog {
     pub topic: String,
     config: rdkafka::ClientConfig,
     consumer: SharedConsumer,
+    /// A `read_uncommitted` client, only asked for a partition's high watermark, which a transaction
+    /// still open does not hold back (created on first use, with transactions only).
+    uncommitted: SharedConsumer,
     timeout: Duration,
-    /// How long a file ahead of the changelog's readable end waits for it (see
-    /// [`Changelog::wait_for_open_transactions`]).
-    open_transaction_wait: Duration,
 }
 
 /// One consumer for every read of the changelog by this process, created on first use: a librdkafka
@@ -303,24 +303,54 @@ impl Changelog {
             topic,
             config,
             consumer: SharedConsumer::default(),
+            uncommitted: SharedConsumer::default(),
             timeout: Duration::from_secs(30),
-            open_transaction_wait: Duration::ZERO,
         }
     }
 
-    /// With transactions, a file may be ahead of the end a `read_committed` reader sees: its process
-    /// wrote states committed after a transaction that a killed process left open, which holds that
-    /// end back until the broker aborts it. Such a file is then waited for, up to `wait`, rather than
-    /// rebuilt: a rebuild would stop at that end too, and miss the states after it.
-    pub fn wait_for_open_transactions(&mut self, wait: Duration) {
-        self.open_transaction_wait = wait;
+    /// With transactions: waits until no transaction is open on any of `partitions` (each one's stable
+    /// end, where a `read_committed` reader stops, has reached its high watermark), or until `wait` has
+    /// passed; returns the partitions still holding one then.
+    ///
+    /// A partition taken over may hold a transaction its previous owner left open: killed (the broker
+    /// aborts it after its timeout), or stalled past the group's session, which may still commit it,
+    /// offsets included. A restore stopping at the stable end would then miss that batch's states,
+    /// while the input consumer (whose committed offsets wait for pending transactional ones) starts
+    /// after its events. This process's own last commit may also still be writing its markers (a
+    /// commit returns before they land), which this waits out too.
+    pub async fn wait_for_open_transactions(&self, partitions: &[i32], wait: Duration) -> Result<Vec<i32>, StoreError> {
+        let (log, mut open) = (self.clone(), partitions.to_vec());
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let mut logged = false;
+            loop {
+                let mut still_open = Vec::new();
+                for partition in open {
+                    let reader = log.reader(partition);
+                    if reader.with_consumer(|consumer| reader.transaction_open(consumer))? {
+                        still_open.push(partition);
+                    }
+                }
+                open = still_open;
+                if open.is_empty() || started.elapsed() >= wait {
+                    return Ok(open);
+                }
+                if !logged && started.elapsed() >= Duration::from_secs(1) {
+                    tracing::info!(topic = %log.topic, partitions = ?open, "a transaction is open on the changelog: waiting for it to end before restoring");
+                    logged = true;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+        .await
+        .map_err(|_| StoreError::Join)?
     }
 
     fn reader(&self, partition: i32) -> Reader {
         Reader { log: self.clone(), partition }
     }
 
-    /// The partition's end offset (where the next record will go).
+    /// The partition's end offset (where the next record will go), as a `read_committed` reader sees it.
     pub async fn end_offset(&self, partition: i32) -> Result<i64, StoreError> {
         let reader = self.reader(partition);
         tokio::task::spawn_blocking(move || reader.with_consumer(|consumer| Ok(reader.watermarks(consumer)?.1)))
@@ -406,28 +436,27 @@ impl Reader {
         consumer.fetch_watermarks(&self.log.topic, self.partition, self.log.timeout).map_err(|e| self.kafka(e))
     }
 
-    /// The watermarks, once the readable end reaches `applied_end` or [`Changelog::wait_for_open_transactions`]
-    /// has passed: the end a `read_committed` reader sees stops at a transaction still open.
-    fn watermarks_reaching(&self, consumer: &BaseConsumer, applied_end: Option<i64>) -> Result<(i64, i64), StoreError> {
-        let deadline = Instant::now() + self.log.open_transaction_wait;
-        let mut waited = false;
-        loop {
-            let (low, high) = self.watermarks(consumer)?;
-            if applied_end.is_none_or(|applied| applied <= high) || Instant::now() >= deadline {
-                return Ok((low, high));
-            }
-            if !waited {
-                tracing::info!(topic = %self.log.topic, partition = self.partition, readable_end = high, ?applied_end, "state file ahead of the changelog's readable end: waiting for an open transaction to end");
-                waited = true;
-            }
-            std::thread::sleep(Duration::from_millis(500));
+    /// Whether a transaction is open on the partition: its stable end is below its high watermark (the
+    /// last offset plus one, commit markers and open transactions' records included).
+    fn transaction_open(&self, consumer: &BaseConsumer) -> Result<bool, StoreError> {
+        let (_, stable_end) = self.watermarks(consumer)?;
+        let mut shared = self.log.uncommitted.lock().unwrap_or_else(|e| e.into_inner());
+        if shared.is_none() {
+            let mut config = self.log.config.clone();
+            config.set("isolation.level", "read_uncommitted");
+            *shared = Some(config.create().map_err(|e| self.kafka(e))?);
         }
+        let client = shared.as_ref().expect("created above");
+        // Asked second: a transaction ending between the two answers only costs another look.
+        let (_, high) =
+            client.fetch_watermarks(&self.log.topic, self.partition, self.log.timeout).map_err(|e| self.kafka(e))?;
+        Ok(stable_end < high)
     }
 
     fn catch_up(&self, consumer: &BaseConsumer, mut state: PartitionState) -> Result<PartitionState, StoreError> {
         let file = state.file.clone();
         let applied_end = file.applied_end(self.partition)?;
-        let (low, high) = self.watermarks_reaching(consumer, applied_end)?;
+        let (low, high) = self.watermarks(consumer)?;
         // A table ahead of the changelog, or behind records deleted since, belongs to another history.
         let from = match applied_end {
             Some(applied) if (low..=high).contains(&applied) => {
