@@ -323,6 +323,17 @@ pub enum SchemaError {
     },
 }
 
+impl SchemaError {
+    /// ClickHouse did not answer (down, restarting, or not at this address).
+    pub fn is_unreachable(&self) -> bool {
+        use clickhouse::error::Error::Network;
+        matches!(
+            self,
+            SchemaError::ClickHouse { source: Network(_), .. } | SchemaError::Migration { source: Network(_), .. }
+        )
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct MigrationReport {
     pub server: ServerInfo,

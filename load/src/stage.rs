@@ -57,8 +57,20 @@ pub async fn run(
     kafka: &KafkaConfig,
     shutdown: Shutdown,
 ) -> Result<(), LoadError> {
-    let is_kafka = |e: &LoadError| matches!(e, LoadError::Kafka(error) if worth_a_restart(error));
-    restart_on_kafka_failure(STAGE, &shutdown, is_kafka, || run_once(config, clickhouse, kafka, &shutdown)).await
+    restart_on_kafka_failure(STAGE, &shutdown, worth_restarting, || run_once(config, clickhouse, kafka, &shutdown))
+        .await
+}
+
+/// Whether Kafka failed under the stage, or a restart's setup found Kafka or ClickHouse still away (a
+/// ClickHouse restarted while the stage restarts for Kafka, say): the loop itself rides out a
+/// ClickHouse outage, so a restart should too. At the first start they are reported.
+fn worth_restarting(error: &LoadError, restarted: bool) -> bool {
+    match error {
+        LoadError::Kafka(error) => worth_a_restart(error),
+        LoadError::Setup(KafkaSetupError::Unreachable { .. }) => restarted,
+        LoadError::Schema(error) => restarted && error.is_unreachable(),
+        _ => false,
+    }
 }
 
 async fn run_once(
@@ -448,6 +460,30 @@ fn deduplication_token<R: Loadable>(rows: &[(R, usize)], batch: &[OwnedMessage])
 mod tests {
     use super::*;
     use rdkafka::message::Timestamp;
+
+    #[test]
+    fn a_restart_that_finds_clickhouse_or_kafka_still_away_is_tried_again_and_a_first_start_reports_it() {
+        let url = || "http://127.0.0.1:8123".to_string();
+        let refused = || clickhouse::error::Error::Network(Box::new(std::io::Error::other("connection refused")));
+        let down = || LoadError::Schema(SchemaError::ClickHouse { url: url(), source: refused() });
+        let failed =
+            || LoadError::Schema(SchemaError::Migration { url: url(), version: 3, name: "x", source: refused() });
+        let away = || LoadError::Setup(KafkaSetupError::Unreachable { brokers: "127.0.0.1:9092".into() });
+        for error in [down(), failed(), away()] {
+            assert!(worth_restarting(&error, true), "{error}");
+            assert!(!worth_restarting(&error, false), "{error}");
+        }
+        // ClickHouse answering with an error, or a wrong config, ends the stage either way.
+        let refused_sql = clickhouse::error::Error::BadResponse("Code: 497. Not enough privileges".into());
+        let answered = LoadError::Schema(SchemaError::ClickHouse { url: url(), source: refused_sql });
+        let client = LoadError::Kafka(KafkaError::ClientCreation("bad config".into()));
+        for restarted in [false, true] {
+            assert!(!worth_restarting(&answered, restarted));
+            assert!(!worth_restarting(&client, restarted));
+            let broker_gone = LoadError::Kafka(KafkaError::Global(rdkafka::types::RDKafkaErrorCode::AllBrokersDown));
+            assert!(worth_restarting(&broker_gone, restarted));
+        }
+    }
 
     fn message(partition: i32, offset: i64) -> OwnedMessage {
         OwnedMessage::new(None, None, "facts".into(), Timestamp::NotAvailable, partition, offset, None)

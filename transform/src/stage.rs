@@ -34,6 +34,7 @@
 use etl_core::kafka::{
     batch_offsets, blocking, check_co_partitioned, commit_batch, ensure_compacted_topics_with, ensure_topics,
     next_batch, report_lag, restart_on_kafka_failure, worth_a_restart, BlockingDrop, Consumes, DeadLetter, KafkaConfig,
+    KafkaSetupError,
 };
 use etl_core::metrics::metrics;
 use etl_core::Shutdown;
@@ -52,7 +53,7 @@ use crate::output::{DeliveryLedger, OutputProducer};
 #[cfg(doc)]
 use crate::rules::Emission;
 use crate::state_file::StateFile;
-use crate::store::{open_state_file, Changelog, PartitionState, SMALL_FETCH_QUEUE};
+use crate::store::{open_state_file, Changelog, PartitionState, StoreError, SMALL_FETCH_QUEUE};
 
 /// The consumer's context: logs each rebalance and raises a flag that the loop takes between batches
 /// (to restore the state of newly assigned partitions).
@@ -96,8 +97,20 @@ pub fn consumes(config: &TransformConfig, kafka: &KafkaConfig) -> Consumes {
 }
 
 pub async fn run(config: &TransformConfig, kafka: &KafkaConfig, shutdown: Shutdown) -> Result<(), TransformError> {
-    let is_kafka = |e: &TransformError| matches!(e, TransformError::Kafka(error) if worth_a_restart(error));
-    restart_on_kafka_failure(STAGE, &shutdown, is_kafka, || run_once(config, kafka, &shutdown)).await
+    restart_on_kafka_failure(STAGE, &shutdown, kafka_failed, || run_once(config, kafka, &shutdown)).await
+}
+
+/// Whether Kafka failed under the stage, in its loop or while restoring the changelog (a broker
+/// restarting, a leader moving: a rebalance often comes with them), or was still away when a restart
+/// set up again; rather than a wrong config or data.
+fn kafka_failed(error: &TransformError, restarted: bool) -> bool {
+    match error {
+        TransformError::Kafka(error) | TransformError::State(StoreError::Kafka { source: error, .. }) => {
+            worth_a_restart(error)
+        }
+        TransformError::Setup(KafkaSetupError::Unreachable { .. }) => restarted,
+        _ => false,
+    }
 }
 
 async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shutdown) -> Result<(), TransformError> {
@@ -310,12 +323,33 @@ async fn adopt_assignment(
 mod tests {
     use super::*;
     use rdkafka::consumer::BaseConsumer;
+    use rdkafka::error::KafkaError;
 
     fn kafka_with(properties: &[(&str, &str)]) -> KafkaConfig {
         KafkaConfig {
             properties: properties.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             ..KafkaConfig::default()
         }
+    }
+
+    #[test]
+    fn kafka_failing_under_the_stage_restarts_it_even_while_restoring_or_setting_up_again() {
+        use rdkafka::types::RDKafkaErrorCode::{AllBrokersDown, OperationTimedOut};
+        let store = |source| StoreError::Kafka { topic: "changelog".into(), partition: 3, source };
+        let restored = TransformError::State(store(KafkaError::MessageConsumption(OperationTimedOut)));
+        let client = || KafkaError::ClientCreation("bad config".into());
+        let away = || TransformError::Setup(KafkaSetupError::Unreachable { brokers: "127.0.0.1:9092".into() });
+        for restarted in [false, true] {
+            assert!(kafka_failed(&restored, restarted));
+            assert!(kafka_failed(&TransformError::Kafka(KafkaError::Global(AllBrokersDown)), restarted));
+            assert!(!kafka_failed(&TransformError::Kafka(client()), restarted));
+            assert!(!kafka_failed(&TransformError::State(store(client())), restarted));
+            assert!(!kafka_failed(&TransformError::NoGroupMetadata, restarted));
+            assert!(!kafka_failed(&TransformError::State(StoreError::Join), restarted));
+        }
+        // A broker still away when a restart sets up again is waited for; at the first start, reported.
+        assert!(kafka_failed(&away(), true));
+        assert!(!kafka_failed(&away(), false));
     }
 
     #[test]

@@ -17,10 +17,15 @@ pub fn worth_a_restart(error: &KafkaError) -> bool {
 /// leave an idempotent producer or a commit failed for good), starts it again with new clients after
 /// a growing pause (1 s up to 30 s). The stage resumes from its committed offsets exactly as after a
 /// crash, which the stages are built for. Other errors, and shutdown, end it.
+///
+/// `is_kafka_failure(error, restarted)` decides; `restarted` says the failed run was itself a restart.
+/// Its setup may then meet a service still coming back (a broker, or ClickHouse restarted meanwhile),
+/// which is worth another restart, while at the first start the same error is more likely a wrong
+/// address, and is reported.
 pub async fn restart_on_kafka_failure<E, F, Fut>(
     stage: &'static str,
     shutdown: &Shutdown,
-    is_kafka_failure: impl Fn(&E) -> bool,
+    is_kafka_failure: impl Fn(&E, bool) -> bool,
     mut run_once: F,
 ) -> Result<(), E>
 where
@@ -29,10 +34,12 @@ where
     Fut: std::future::Future<Output = Result<(), E>>,
 {
     let mut pause = Duration::from_secs(1);
+    let mut restarted = false;
     loop {
         let started = std::time::Instant::now();
         match run_once().await {
-            Err(error) if is_kafka_failure(&error) && !shutdown.is_cancelled() => {
+            Err(error) if is_kafka_failure(&error, restarted) && !shutdown.is_cancelled() => {
+                restarted = true;
                 metrics().set_ready(stage, false);
                 metrics().restarts.get_or_create(&StageLabel { stage }).inc();
                 if started.elapsed() > Duration::from_secs(60) {
