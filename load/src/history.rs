@@ -26,9 +26,7 @@ pub struct Restatement {
     pub causes: String,
 }
 
-/// The restatements of one payment day of one vendor: every version of an order that changed its
-/// amount (a new order from 0; causes of unchanged items left out), loaded at or after `since` (unix
-/// seconds), in load order.
+/// The query of [`Reader::restatements`].
 const RESTATEMENTS: &str = "
 SELECT order_id, version, max(loaded) AS known_at, max(changed) AS changed_at,
        sum(ifNull(before, 0)) AS old_amount, sum(amount) AS new_amount,
@@ -44,7 +42,9 @@ HAVING old_amount != new_amount
 ORDER BY known_at, order_id, version";
 
 impl Reader {
-    /// See [`RESTATEMENTS`].
+    /// The restatements of one payment day of one vendor: every version of an order that changed its
+    /// amount (a new order from 0; causes of unchanged items left out), loaded at or after `since` (unix
+    /// seconds), in load order.
     pub async fn restatements(
         &self,
         vendor_id: &str,

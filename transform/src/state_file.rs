@@ -9,7 +9,7 @@
 //! its changelog partition below its own `applied_end`, and the rest is read from the changelog.
 //!
 //! One file for all partitions makes a batch one commit whatever the partition count, and durability
-//! one fsync per [`DURABLE_EVERY`].
+//! one fsync per `DURABLE_EVERY` (5 s).
 
 use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTableMetadata, TableDefinition};
 use std::path::{Path, PathBuf};
@@ -166,7 +166,7 @@ impl StateFile {
     }
 
     /// Writes every partition's records and `applied_end` in one commit: durable (on disk before this
-    /// returns) with `durable`, or when the last durable commit is [`DURABLE_EVERY`] old; the others
+    /// returns) with `durable`, or when the last durable commit is `DURABLE_EVERY` (5 s) old; the others
     /// survive a process crash only once a durable one follows.
     pub fn write(&self, writes: &[PartitionWrite<'_>], durable: bool) -> Result<(), StateFileError> {
         let mut last_durable = self.last_durable.lock().unwrap_or_else(|e| e.into_inner());

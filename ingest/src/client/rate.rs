@@ -108,7 +108,7 @@ impl RateLimiter {
     }
 
     /// Puts the vendor in a cool-down after persistent 429s: no call before the pause has passed. The
-    /// first pause is `first`; each one during the same episode doubles, up to [`MAX_COOL_DOWN`].
+    /// first pause is `first`; each one during the same episode doubles, up to `MAX_COOL_DOWN` (15 min).
     /// Returns the pause and how long the episode has lasted, and whether it just began.
     pub fn cool_down(&self, first: Duration) -> (Duration, Duration, bool) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
