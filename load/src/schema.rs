@@ -324,12 +324,13 @@ pub enum SchemaError {
 }
 
 impl SchemaError {
-    /// ClickHouse did not answer (down, restarting, or not at this address).
+    /// ClickHouse did not answer, or not in time (down, restarting, or not at this address).
     pub fn is_unreachable(&self) -> bool {
-        use clickhouse::error::Error::Network;
+        use clickhouse::error::Error::{Network, TimedOut};
         matches!(
             self,
-            SchemaError::ClickHouse { source: Network(_), .. } | SchemaError::Migration { source: Network(_), .. }
+            SchemaError::ClickHouse { source: Network(_) | TimedOut, .. }
+                | SchemaError::Migration { source: Network(_) | TimedOut, .. }
         )
     }
 }

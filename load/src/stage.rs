@@ -67,7 +67,7 @@ pub async fn run(
 fn worth_restarting(error: &LoadError, restarted: bool) -> bool {
     match error {
         LoadError::Kafka(error) => worth_a_restart(error),
-        LoadError::Setup(KafkaSetupError::Unreachable { .. }) => restarted,
+        LoadError::Setup(error) => restarted && error.may_pass(),
         LoadError::Schema(error) => restarted && error.is_unreachable(),
         _ => false,
     }
@@ -469,7 +469,10 @@ mod tests {
         let failed =
             || LoadError::Schema(SchemaError::Migration { url: url(), version: 3, name: "x", source: refused() });
         let away = || LoadError::Setup(KafkaSetupError::Unreachable { brokers: "127.0.0.1:9092".into() });
-        for error in [down(), failed(), away()] {
+        let no_leader = || LoadError::Setup(KafkaSetupError::NoLeader { topic: "facts".into() });
+        let slow =
+            || LoadError::Schema(SchemaError::ClickHouse { url: url(), source: clickhouse::error::Error::TimedOut });
+        for error in [down(), failed(), away(), no_leader(), slow()] {
             assert!(worth_restarting(&error, true), "{error}");
             assert!(!worth_restarting(&error, false), "{error}");
         }
@@ -477,9 +480,11 @@ mod tests {
         let refused_sql = clickhouse::error::Error::BadResponse("Code: 497. Not enough privileges".into());
         let answered = LoadError::Schema(SchemaError::ClickHouse { url: url(), source: refused_sql });
         let client = LoadError::Kafka(KafkaError::ClientCreation("bad config".into()));
+        let misshapen = LoadError::Setup(KafkaSetupError::TopicWithoutPartitions { topic: "facts".into() });
         for restarted in [false, true] {
             assert!(!worth_restarting(&answered, restarted));
             assert!(!worth_restarting(&client, restarted));
+            assert!(!worth_restarting(&misshapen, restarted));
             let broker_gone = LoadError::Kafka(KafkaError::Global(rdkafka::types::RDKafkaErrorCode::AllBrokersDown));
             assert!(worth_restarting(&broker_gone, restarted));
         }

@@ -34,7 +34,6 @@
 use etl_core::kafka::{
     batch_offsets, blocking, check_co_partitioned, commit_batch, ensure_compacted_topics_with, ensure_topics,
     next_batch, report_lag, restart_on_kafka_failure, worth_a_restart, BlockingDrop, Consumes, DeadLetter, KafkaConfig,
-    KafkaSetupError,
 };
 use etl_core::metrics::metrics;
 use etl_core::Shutdown;
@@ -108,7 +107,7 @@ fn kafka_failed(error: &TransformError, restarted: bool) -> bool {
         TransformError::Kafka(error) | TransformError::State(StoreError::Kafka { source: error, .. }) => {
             worth_a_restart(error)
         }
-        TransformError::Setup(KafkaSetupError::Unreachable { .. }) => restarted,
+        TransformError::Setup(error) => restarted && error.may_pass(),
         _ => false,
     }
 }
@@ -275,8 +274,9 @@ async fn adopt_assignment(
         let partitions: Vec<i32> = assigned.iter().copied().collect();
         let open = changelog.wait_for_open_transactions(&partitions, OPEN_TRANSACTION_WAIT).await?;
         if !open.is_empty() {
-            // Not expected with the broker's defaults (aborted within 25 s): a transaction committed
-            // after this would leave its batch out of the restored states.
+            // Not expected with the broker's defaults (aborted within 25 s). The restore stops where such
+            // a transaction starts (a state file past that point is rebuilt up to it), so what it or
+            // later transactions committed is missing from the restored states.
             tracing::error!(topic = %changelog.topic, partitions = ?open, wait = ?OPEN_TRANSACTION_WAIT, "transactions still open on the changelog: restoring up to where they start");
         }
     }
@@ -322,6 +322,7 @@ async fn adopt_assignment(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use etl_core::kafka::KafkaSetupError;
     use rdkafka::consumer::BaseConsumer;
     use rdkafka::error::KafkaError;
 

@@ -457,7 +457,9 @@ impl Reader {
         let file = state.file.clone();
         let applied_end = file.applied_end(self.partition)?;
         let (low, high) = self.watermarks(consumer)?;
-        // A table ahead of the changelog, or behind records deleted since, belongs to another history.
+        // A table ahead of the changelog, or behind records deleted since, belongs to another history. (With
+        // transactions, also one ahead of a transaction still open after the wait before restoring:
+        // rebuilt up to its start, see `Changelog::wait_for_open_transactions`.)
         let from = match applied_end {
             Some(applied) if (low..=high).contains(&applied) => {
                 state.restore_mode = RestoreMode::CatchUp;

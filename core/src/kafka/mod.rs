@@ -64,6 +64,22 @@ pub enum KafkaSetupError {
 }
 
 impl KafkaSetupError {
+    /// Whether the error may pass once the brokers are back (none answering, a read failing, a topic
+    /// without a leader yet): a restart's setup meets these while a broker restarts. A client the config
+    /// cannot make, a topic refused or misshapen, does not get better by waiting.
+    pub fn may_pass(&self) -> bool {
+        match self {
+            KafkaSetupError::Unreachable { .. } | KafkaSetupError::NoLeader { .. } | KafkaSetupError::Join => true,
+            KafkaSetupError::Offsets { source, .. } | KafkaSetupError::CreateTopic { source, .. } => {
+                worth_a_restart(source)
+            }
+            KafkaSetupError::Client(_)
+            | KafkaSetupError::CreateTopicRefused { .. }
+            | KafkaSetupError::TopicWithoutPartitions { .. }
+            | KafkaSetupError::NotCoPartitioned { .. } => false,
+        }
+    }
+
     /// A failed metadata or offsets read of `topic`, as [`KafkaSetupError::Unreachable`] when no broker
     /// answered at all.
     pub(crate) fn reading(config: &KafkaConfig, topic: &str, source: KafkaError) -> KafkaSetupError {

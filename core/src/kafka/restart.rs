@@ -46,7 +46,7 @@ where
                     pause = Duration::from_secs(1);
                 }
                 tracing::error!(stage, %error, restart_in = ?pause,
-                    "Kafka failed under the stage; starting it again from the committed offsets");
+                    "the stage failed on Kafka, or its restart found a service still away; starting it again from the committed offsets");
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
                     _ = tokio::time::sleep(pause) => {}
