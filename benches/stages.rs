@@ -6,6 +6,8 @@
 //! cargo build --release --bin coupang-etl
 //! cargo bench --bench stages -- [--broker kafka|mock] [--days N] [--orders-per-day N] [--dump FILE]
 //! cargo bench --bench stages -- --transactions      # the transform writes each batch in a transaction
+//! cargo bench --bench stages -- --from-dump FILE --copies N --live EVENTS_PER_S [--transactions]
+//!                                              # the transform over a live stream (live/mod.rs)
 //! cargo bench --bench stages -- --cpu FILE     # the transform's CPU work alone, over dumped events
 //! cargo bench --bench stages -- --cpu FILE --by-source-time   # ... ordered by when they happened
 //! cargo bench --bench stages -- --cpu FILE --transactions     # ... emitting as in transactions
@@ -33,7 +35,7 @@ use coupang_transform::fold_into;
 use coupang_transform::order::{RawEvent, RawStream};
 use coupang_transform::rules::Emission;
 use coupang_transform::store::{open_state_file, persist, Changelog, PartitionState, Written};
-use etl_core::kafka::{ensure_compacted_topics, ensure_topics, group_lag, set_topic_config, KafkaConfig};
+use etl_core::kafka::{ensure_compacted_topics, ensure_topics, group_lag, set_topic_config, KafkaConfig, Topics};
 use etl_core::Shutdown;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -47,6 +49,7 @@ use std::time::{Duration, Instant};
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod end_to_end;
+mod live;
 
 struct Args {
     broker: String,
@@ -61,6 +64,9 @@ struct Args {
     by_source_time: bool,
     /// Skip ingest: produce copies of a dumped events file (`--from-dump FILE --copies N`).
     from_dump: Option<(std::path::PathBuf, u32)>,
+    /// With `--from-dump`: produce the copies at this many events per second while the transform runs
+    /// (`live`), instead of before it.
+    live: Option<u64>,
     /// Partitions per topic (default: 3 on Kafka, 12 on the mock broker, which keeps ~5 MiB each).
     partitions: Option<i32>,
     /// Freshness of new orders for this many minutes, with the simulator's clock running in real time.
@@ -91,6 +97,7 @@ fn args() -> Args {
         by_source_time: false,
         partitions: None,
         from_dump: None,
+        live: None,
         freshness_minutes: None,
         transactions: false,
         end_to_end: false,
@@ -117,6 +124,7 @@ fn args() -> Args {
                 let copies = it.next().and_then(|v| v.parse().ok()).expect("--copies N");
                 args.from_dump = args.from_dump.take().map(|(p, _)| (p, copies));
             }
+            "--live" => args.live = Some(it.next().and_then(|v| v.parse().ok()).expect("--live EVENTS_PER_S")),
             "--partitions" => args.partitions = it.next().and_then(|v| v.parse().ok()),
             "--freshness" => args.freshness_minutes = it.next().and_then(|v| v.parse().ok()),
             "--transactions" => args.transactions = true,
@@ -550,17 +558,21 @@ fn transform_core(events: &[(RawStream, Vec<u8>)], emission: Emission) -> (usize
     (facts_written, states_written)
 }
 
+/// Roughly as a live stream brings them: a sheet when it was paid (the dump has only its last snapshot),
+/// then the receipts and revenue rows that change the order, when they happened. Events that do not
+/// decode go first.
+fn sort_by_source_time(events: &mut [(RawStream, Vec<u8>)]) {
+    events.sort_by_cached_key(|(stream, payload)| match RawEvent::read(*stream, payload) {
+        Ok(Some(RawEvent::OrderSheet(sheet))) => sheet.paid_at,
+        Ok(Some(event)) => event.source_time(),
+        _ => i64::MIN,
+    });
+}
+
 fn cpu_only(path: &std::path::Path, by_source_time: bool, emission: Emission) {
     let mut events = read_events(path);
     if by_source_time {
-        // Roughly as a live stream brings them: a sheet when it was paid (the dump has only its last
-        // snapshot), then the receipts and revenue rows that change the order, when they happened.
-        // Events that do not decode go first.
-        events.sort_by_cached_key(|(stream, payload)| match RawEvent::read(*stream, payload) {
-            Ok(Some(RawEvent::OrderSheet(sheet))) => sheet.paid_at,
-            Ok(Some(event)) => event.source_time(),
-            _ => i64::MIN,
-        });
+        sort_by_source_time(&mut events);
     }
     let bytes: usize = events.iter().map(|(_, p)| p.len()).sum();
     let (cpu0, started) = (self_cpu(), Instant::now());
@@ -639,8 +651,36 @@ async fn ingest_from_simulator(config: &mut Config, args: &Args) -> (String, Str
 
 /// Produces `copies` copies of the dumped raw events, each copy under other vendor ids (so they are
 /// other orders): 10 copies put 10× the data in flight without a 10× simulator.
-async fn produce_copies(config: &Config, path: &std::path::Path, copies: u32) -> (String, String) {
+/// A dumped event as copy number `copy`, under other vendor ids: (topic, key, payload), or `None` when it
+/// does not decode.
+fn event_copy(
+    topics: &Topics,
+    (stream, payload): &(RawStream, Vec<u8>),
+    copy: u32,
+) -> Option<(String, String, Vec<u8>)> {
     use coupang_schemas::{decode, OrderSheetEvent, ReturnRequestEvent, RevenueEvent};
+    let vendor = |v: &str| format!("{v}{copy:02}");
+    let (topic, key, bytes) = match stream {
+        RawStream::OrderSheets => {
+            let mut e = decode::<OrderSheetEvent>(payload).ok()?;
+            e.vendor_id = vendor(&e.vendor_id);
+            (&topics.raw_order_sheets, format!("{}:{}", e.vendor_id, e.order_id), encode(&e))
+        }
+        RawStream::ReturnRequests => {
+            let mut e = decode::<ReturnRequestEvent>(payload).ok()?;
+            e.vendor_id = vendor(&e.vendor_id);
+            (&topics.raw_return_requests, format!("{}:{}", e.vendor_id, e.order_id), encode(&e))
+        }
+        RawStream::Revenue => {
+            let mut e = decode::<RevenueEvent>(payload).ok()?;
+            e.vendor_id = vendor(&e.vendor_id);
+            (&topics.raw_revenue, format!("{}:{}", e.vendor_id, e.order_id), encode(&e))
+        }
+    };
+    Some((topic.clone(), key, bytes.expect("encode a copy")))
+}
+
+async fn produce_copies(config: &Config, path: &std::path::Path, copies: u32) -> (String, String) {
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let events = read_events(path);
     let producer: FutureProducer = config.kafka.producer_config().create().expect("producer");
@@ -648,28 +688,7 @@ async fn produce_copies(config: &Config, path: &std::path::Path, copies: u32) ->
     let started = Instant::now();
     let mut sent = 0u64;
     for copy in 0..copies {
-        let vendor = |v: &str| format!("{v}{copy:02}");
-        let mut records = Vec::new();
-        for (stream, payload) in &events {
-            let (topic, key, bytes) = match stream {
-                RawStream::OrderSheets => {
-                    let Ok(mut e) = decode::<OrderSheetEvent>(payload) else { continue };
-                    e.vendor_id = vendor(&e.vendor_id);
-                    (&topics.raw_order_sheets, format!("{}:{}", e.vendor_id, e.order_id), encode(&e))
-                }
-                RawStream::ReturnRequests => {
-                    let Ok(mut e) = decode::<ReturnRequestEvent>(payload) else { continue };
-                    e.vendor_id = vendor(&e.vendor_id);
-                    (&topics.raw_return_requests, format!("{}:{}", e.vendor_id, e.order_id), encode(&e))
-                }
-                RawStream::Revenue => {
-                    let Ok(mut e) = decode::<RevenueEvent>(payload) else { continue };
-                    e.vendor_id = vendor(&e.vendor_id);
-                    (&topics.raw_revenue, format!("{}:{}", e.vendor_id, e.order_id), encode(&e))
-                }
-            };
-            records.push((topic.clone(), key, bytes.expect("encode a copy")));
-        }
+        let records: Vec<_> = events.iter().filter_map(|event| event_copy(&topics, event, copy)).collect();
         for chunk in records.chunks(10_000) {
             let deliveries = chunk.iter().map(|(topic, key, bytes)| {
                 producer.send(FutureRecord::to(topic).key(key).payload(bytes), Duration::from_secs(120))
@@ -760,6 +779,11 @@ async fn main() {
     ensure_compacted_topics(&config.kafka, &[&topics.transform_state, &topics.account_status, &topics.checkpoints])
         .await
         .expect("topics");
+    if let Some(events_per_s) = args.live {
+        let (path, copies) = args.from_dump.clone().expect("--live needs --from-dump FILE [--copies N]");
+        live::run(&config, live::LiveArgs { path, copies, events_per_s }).await;
+        return;
+    }
     if args.ingest_only {
         let (world_line, ingest_line) = ingest_from_simulator(&mut config, &args).await;
         println!(
