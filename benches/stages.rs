@@ -170,6 +170,15 @@ fn self_cpu() -> f64 {
     cpu_and_peak(std::process::id()).0
 }
 
+/// The run's topics go with it: a broker keeps every bench's otherwise, and the changelog's one-second
+/// segments alone once took this machine's broker past its open-files limit.
+async fn delete_topics(config: &Config) {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    if let Ok(admin) = config.kafka.client_config().create::<AdminClient<rdkafka::client::DefaultClientContext>>() {
+        let _ = admin.delete_topics(&config.kafka.topics().all(), &AdminOptions::new()).await;
+    }
+}
+
 fn write_config(config: &Config) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!("bench-{}.toml", std::process::id()));
     std::fs::write(&path, config.to_toml()).expect("write the bench config");
@@ -927,6 +936,9 @@ async fn main() {
     let _ = std::fs::remove_file(&file);
     for db in [db.as_str(), raw_db.as_str()].into_iter().chain(scaled_dbs.iter().map(String::as_str)) {
         clickhouse(&format!("DROP DATABASE IF EXISTS {db}"), None);
+    }
+    if args.broker != "mock" {
+        delete_topics(&config).await;
     }
 }
 

@@ -10,8 +10,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::{
-    cpu_and_peak, event_copy, group_lag, raw_read, read_events, sort_by_source_time, stage, stage_metric,
-    stage_metrics, write_config,
+    cpu_and_peak, delete_topics, event_copy, group_lag, raw_read, read_events, sort_by_source_time, stage,
+    stage_metric, stage_metrics, write_config,
 };
 
 /// What `--live` runs: the dump, its copies and the rate they are produced at.
@@ -71,6 +71,12 @@ pub async fn run(config: &Config, args: LiveArgs) {
         assert!(started.elapsed() < Duration::from_secs(3_600), "the transform did not catch up within an hour");
     };
     let caught_up = started.elapsed().as_secs_f64();
+    // What the process read and wrote through system calls (the state file's pages, mostly).
+    let io = std::fs::read_to_string(format!("/proc/{}/io", child.id())).unwrap_or_default();
+    let io_field =
+        |name: &str| io.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok()).unwrap_or(0.0);
+    let (read_mb, written_mb) = (io_field("rchar:") / 1e6, io_field("wchar:") / 1e6);
+    let (reads, writes) = (io_field("syscr:"), io_field("syscw:"));
     let batches = stage_metric(1, "coupang_etl_batch_records_count").await;
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let _ = child.wait();
@@ -82,6 +88,7 @@ pub async fn run(config: &Config, args: LiveArgs) {
     .expect("facts read");
     let _ = std::fs::remove_dir_all(config.transform.state_dir.join(&topics.transform_state));
     let _ = std::fs::remove_file(&file);
+    delete_topics(config).await;
 
     let cpu = cpu - cpu_at_start;
     println!(
@@ -93,7 +100,7 @@ pub async fn run(config: &Config, args: LiveArgs) {
         if config.transform.transactions { ", transform in transactions" } else { "" }
     );
     println!(
-        "  transform     produced in {produced:.1} s, caught up {:.1} s after the last; {:.0} events/CPU-s ({cpu:.2} CPU-s, waits between batches included); {facts} facts ({:.2} per event); {batches:.0} batches of {:.0} on average; peak RSS {peak_mib:.0} MiB",
+        "  transform     produced in {produced:.1} s, caught up {:.1} s after the last; {:.0} events/CPU-s ({cpu:.2} CPU-s, waits between batches included); {facts} facts ({:.2} per event); {batches:.0} batches of {:.0} on average; peak RSS {peak_mib:.0} MiB; system calls read {read_mb:.0} MB in {reads:.0}, wrote {written_mb:.0} MB in {writes:.0}",
         caught_up - produced,
         sent as f64 / cpu.max(1e-3),
         facts as f64 / sent.max(1) as f64,
