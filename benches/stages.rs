@@ -223,6 +223,25 @@ fn stage(config_file: &std::path::Path, stage: &str, metrics: &str) -> Child {
         .unwrap_or_else(|e| panic!("{BINARY}: {e} (run `cargo build --release --bin coupang-etl` first)"))
 }
 
+/// Waits until the `i`th process of the stage under measurement reports ready, at most 120 s from
+/// `spawned`.
+async fn wait_until_ready(name: &str, i: usize, spawned: Instant) {
+    let ready = format!("http://{}/health/ready", stage_metrics(i));
+    while !reqwest::get(&ready).await.is_ok_and(|r| r.status().is_success()) {
+        assert!(spawned.elapsed() < Duration::from_secs(120), "{name} never became ready");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// What `group` has not consumed yet of `topics` (a huge number while it cannot be read).
+async fn lag_of(config: &Config, group: &str, topics: &[&str]) -> i64 {
+    let mut lag = 0;
+    for topic in topics {
+        lag += group_lag(&config.kafka, group, topic).await.unwrap_or(i64::MAX / 8);
+    }
+    lag
+}
+
 /// Runs a stage process until its group has consumed everything.
 async fn run_stage(config: &Config, file: &std::path::Path, name: &str, group: &str, topics: &[&str]) -> StageRun {
     run_stage_processes(config, file, name, group, topics, 1, "-TERM").await
@@ -246,11 +265,7 @@ async fn run_stage_processes(
     // Start-up (migrations, topics, connections) until every process reports ready: not a wait for
     // records, not work on them either.
     for i in 0..processes {
-        let ready = format!("http://{}/health/ready", stage_metrics(i));
-        while !reqwest::get(&ready).await.is_ok_and(|r| r.status().is_success()) {
-            assert!(started.elapsed() < Duration::from_secs(120), "{name} never became ready");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_until_ready(name, i, started).await;
     }
     let startup = started.elapsed().as_secs_f64();
     let mut first: Option<(Instant, i64)> = None;
@@ -258,10 +273,7 @@ async fn run_stage_processes(
     let usage = loop {
         // Not more often: each look at the lag is a few requests to the broker under measurement.
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let mut lag = 0;
-        for topic in topics {
-            lag += group_lag(&config.kafka, group, topic).await.unwrap_or(i64::MAX / 8);
-        }
+        let lag = lag_of(config, group, topics).await;
         // Read before the processes are stopped: /proc forgets them once they are reaped.
         let usage = pids
             .iter()
@@ -658,8 +670,6 @@ async fn ingest_from_simulator(config: &mut Config, args: &Args) -> (String, Str
     )
 }
 
-/// Produces `copies` copies of the dumped raw events, each copy under other vendor ids (so they are
-/// other orders): 10 copies put 10× the data in flight without a 10× simulator.
 /// A dumped event as copy number `copy`, under other vendor ids: (topic, key, payload), or `None` when it
 /// does not decode.
 fn event_copy(
@@ -689,6 +699,8 @@ fn event_copy(
     Some((topic.clone(), key, bytes.expect("encode a copy")))
 }
 
+/// Produces `copies` copies of the dumped raw events, each copy under other vendor ids (so they are
+/// other orders): 10 copies put 10× the data in flight without a 10× simulator.
 async fn produce_copies(config: &Config, path: &std::path::Path, copies: u32) -> (String, String) {
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let events = read_events(path);

@@ -10,8 +10,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::{
-    cpu_and_peak, delete_topics, event_copy, group_lag, raw_read, read_events, sort_by_source_time, stage,
-    stage_metric, stage_metrics, write_config,
+    cpu_and_peak, delete_topics, event_copy, lag_of, raw_read, read_events, sort_by_source_time, stage, stage_metric,
+    stage_metrics, wait_until_ready, write_config,
 };
 
 /// What `--live` runs: the dump, its copies and the rate they are produced at.
@@ -32,12 +32,7 @@ pub async fn run(config: &Config, args: LiveArgs) {
 
     let file = write_config(config);
     let mut child = stage(&file, "transform", &stage_metrics(0));
-    let ready = format!("http://{}/health/ready", stage_metrics(0));
-    let spawned = Instant::now();
-    while !reqwest::get(&ready).await.is_ok_and(|r| r.status().is_success()) {
-        assert!(spawned.elapsed() < Duration::from_secs(120), "the transform never became ready");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until_ready("transform", 0, Instant::now()).await;
     let (cpu_at_start, _) = cpu_and_peak(child.id());
 
     let producer: FutureProducer = config.kafka.producer_config().create().expect("producer");
@@ -59,10 +54,7 @@ pub async fn run(config: &Config, args: LiveArgs) {
     let raw = topics.raw();
     let (cpu, peak_mib) = loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let mut lag = 0;
-        for topic in &raw {
-            lag += group_lag(&config.kafka, &config.transform.group_id, topic).await.unwrap_or(i64::MAX / 8);
-        }
+        let lag = lag_of(config, &config.transform.group_id, &raw).await;
         let usage = cpu_and_peak(child.id());
         if lag == 0 {
             break usage;

@@ -422,14 +422,24 @@ struct Reader {
 impl Reader {
     /// Runs `read` with the process's changelog consumer (created if need be), unassigned afterwards.
     fn with_consumer<T>(&self, read: impl FnOnce(&BaseConsumer) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let mut shared = self.log.consumer.lock().unwrap_or_else(|e| e.into_inner());
-        if shared.is_none() {
-            *shared = Some(self.log.config.create().map_err(|e| self.kafka(e))?);
-        }
-        let consumer = shared.as_ref().expect("created above");
+        let shared = self.client(&self.log.consumer, || self.log.config.clone())?;
+        let consumer = shared.as_ref().expect("created by `client`");
         let result = read(consumer);
         let _ = consumer.unassign();
         result
+    }
+
+    /// The shared client in `slot`, created with the settings `config` makes on first use.
+    fn client<'s>(
+        &self,
+        slot: &'s SharedConsumer,
+        config: impl FnOnce() -> rdkafka::ClientConfig,
+    ) -> Result<std::sync::MutexGuard<'s, Option<BaseConsumer>>, StoreError> {
+        let mut shared = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if shared.is_none() {
+            *shared = Some(config().create().map_err(|e| self.kafka(e))?);
+        }
+        Ok(shared)
     }
 
     fn watermarks(&self, consumer: &BaseConsumer) -> Result<(i64, i64), StoreError> {
@@ -440,13 +450,13 @@ impl Reader {
     /// last offset plus one, commit markers and open transactions' records included).
     fn transaction_open(&self, consumer: &BaseConsumer) -> Result<bool, StoreError> {
         let (_, stable_end) = self.watermarks(consumer)?;
-        let mut shared = self.log.uncommitted.lock().unwrap_or_else(|e| e.into_inner());
-        if shared.is_none() {
+        let uncommitted = || {
             let mut config = self.log.config.clone();
             config.set("isolation.level", "read_uncommitted");
-            *shared = Some(config.create().map_err(|e| self.kafka(e))?);
-        }
-        let client = shared.as_ref().expect("created above");
+            config
+        };
+        let shared = self.client(&self.log.uncommitted, uncommitted)?;
+        let client = shared.as_ref().expect("created by `client`");
         // Asked second: a transaction ending between the two answers only costs another look.
         let (_, high) =
             client.fetch_watermarks(&self.log.topic, self.partition, self.log.timeout).map_err(|e| self.kafka(e))?;
