@@ -521,16 +521,19 @@ impl OrderState {
         assessment.folded
     }
 
-    /// Lifecycle progress of everything known, summed over the slots.
+    /// Lifecycle progress of everything known, summed over the slots, plus one per box: a box of an
+    /// order accepted with the others (progress 0, no later time) still makes the state newer.
     pub fn progress(&self) -> i64 {
         let boxes = self.boxes.values().map(|e| EventRef::OrderSheet(e).progress());
         let receipts = self.receipts.values().map(|e| EventRef::ReturnRequest(e).progress());
-        boxes.chain(receipts).sum::<i64>() + self.revenue.len() as i64
+        boxes.chain(receipts).sum::<i64>() + self.boxes.len() as i64 + self.revenue.len() as i64
     }
 
     /// The version of every fact derived from this state: newest source time first, lifecycle
-    /// progress below it. Folding only ever raises both, so a fact built from more knowledge always
-    /// carries a version at least as high, and the same events always give the same version.
+    /// progress below it. Folding never lowers either, so a fact built from more knowledge always
+    /// carries a version at least as high, and the same events always give the same version. A restore
+    /// keeps each order's highest version (`store.rs`), so a change to how progress is scored must never
+    /// lower the version of a state already written.
     pub fn version(&self) -> i64 {
         const PROGRESS_SLOTS: i64 = 1 << 16;
         self.source_time.saturating_mul(PROGRESS_SLOTS).saturating_add(self.progress().clamp(0, PROGRESS_SLOTS - 1))
@@ -654,6 +657,16 @@ pub(crate) mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn a_second_box_makes_a_newer_state_even_when_accepted_with_the_first() {
+        // A frozen process's late state with one box must not tie with its successor's with two.
+        let mut state = OrderState::default();
+        state.fold(&RawEvent::OrderSheet(sheet(1, "ACCEPT", vec![line(7, 1, 1_000)], 0)));
+        let one_box = state.version();
+        state.fold(&RawEvent::OrderSheet(sheet(2, "ACCEPT", vec![line(8, 1, 1_000)], 0)));
+        assert!(state.version() > one_box);
     }
 
     #[test]
