@@ -1,23 +1,28 @@
 //! The transform and load stages against a real broker: killed at random moments, two transforms (and two
-//! loaders) sharing the work until one is SIGKILLed, the changelog compacted under a restore, and a
-//! restore meeting a transaction a stalled owner left open. The final facts must be exactly what folding
-//! every raw event gives (computed here with the pure rules), whatever was interrupted.
+//! loaders) sharing the work until one is SIGKILLed, one frozen past its group session and thawed, the
+//! changelog compacted under a restore, a restore meeting a transaction a stalled owner left open, and
+//! one meeting an older state sent late. The final facts must be exactly what folding every raw event
+//! gives (computed here with the pure rules), whatever was interrupted.
 mod common;
 
+use common::fixtures;
 use common::*;
 use coupang_etl::config::Config;
 use coupang_etl::demo::compare;
 use coupang_load::summary::{daily_payments, fact_counts};
 use coupang_schemas::{
-    decode, encode, ChangeCause, OrderKey, OrderSheetEvent, PaymentFact, ReturnRequestEvent, RevenueEvent,
+    decode, encode, ChangeCause, OrderKey, OrderSheetEvent, OrderStateRecord, PaymentFact, ReturnRequestEvent,
+    RevenueEvent,
 };
 use coupang_sim::truth::Truth;
 use coupang_sim::SimConfig;
 use coupang_transform::order::{OrderState, RawEvent};
+use coupang_transform::record::from_record;
 use coupang_transform::rules::payment_facts;
 use coupang_transform::store::{open_state_file, to_record, Changelog};
 use etl_core::kafka::{ensure_compacted_topics_with, group_lag, set_topic_config};
 use etl_core::Shutdown;
+use rdkafka::message::OwnedMessage;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::Message;
 use std::collections::BTreeMap;
@@ -298,6 +303,127 @@ async fn two_processes_one_killed(transactions: bool) {
     remove_state_files(&config);
 }
 
+/// What the changelog says last for each order, as facts: what a process restoring it would go on from.
+fn changelog_facts(config: &Config) -> BTreeMap<String, PaymentFact> {
+    let mut latest: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    for m in read_topic(&config.kafka, &config.kafka.topics().transform_state) {
+        latest.insert(m.key().unwrap_or_default().to_vec(), m.payload().unwrap_or_default().to_vec());
+    }
+    let states = latest.values().map(|payload| from_record(decode::<OrderStateRecord>(payload).unwrap()).unwrap());
+    states.flat_map(|state| payment_facts(&state)).map(|f| (f.kafka_key(), f)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transform_frozen_past_its_session_then_thawed_changes_no_fact_and_no_state() {
+    transform_frozen_and_thawed(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transactional_transform_frozen_past_its_session_then_thawed_changes_no_fact_and_no_state() {
+    transform_frozen_and_thawed(true).await;
+}
+
+/// A process frozen whole (SIGSTOP: a VM paused, a host swapping) mid-batch for longer than the group's
+/// session, then thawed: its partitions moved to B meanwhile, and B folded newer snapshots of every
+/// order. What A then sends late (the rest of its batch) must neither change a fact nor stay the last
+/// state of an order on the changelog, where the next restore of that order would go on from it. When
+/// A thaws, B is folding newer snapshots of half the orders, so B writes after A's late states too.
+async fn transform_frozen_and_thawed(transactions: bool) {
+    let name = if transactions { "freeze_tx" } else { "freeze" };
+    let mut config = config(name, SimConfig { days: 24, orders_per_day: 30, ..small_world() });
+    config.transform.transactions = transactions;
+    let (sim, _truth) = raw_topics_filled(&mut config).await;
+    let sheets = read_topic(&config.kafka, &config.kafka.topics().raw_order_sheets);
+    let file = write_config_file(&config, name);
+    let logs = ProcessLogs::new(name);
+
+    // Tiny batches and the least cache: the two processes are still busy when A freezes.
+    let mut a = transform_process(&file, "2", "0", logs.stdio());
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let mut b = transform_process(&file, "2", "0", logs.stdio());
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(transactions);
+    tokio::time::sleep(Duration::from_millis(2_000 + xorshift(&mut rng) % 1_000)).await;
+    let lag_when_frozen = transform_lag(&config).await;
+    let frozen = Frozen::stop(&a);
+    // Past the session (10 s): B takes A's partitions, and folds a newer snapshot of every order.
+    tokio::time::sleep(Duration::from_secs(13)).await;
+    produce_newer_snapshots(&config, &sheets, 1, |_| true);
+    let b_alone = eventually(Duration::from_secs(300), || async { transform_lag(&config).await == 0 }).await;
+    produce_newer_snapshots(&config, &sheets, 2, |order_id| order_id % 2 == 0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(frozen);
+    // A's failed commit restarts its stage, which rejoins: another rebalance, and restores.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let settled = eventually(Duration::from_secs(180), || async {
+        transform_lag(&config).await == 0
+            && differences(&changelog_facts(&config), &reference_facts(&config), false).is_empty()
+    })
+    .await;
+    for child in [&mut a, &mut b] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    assert!(lag_when_frozen > 0, "A was frozen with work in hand");
+    assert!(b_alone, "B caught up alone while A was frozen:\n{}", logs.tail(40));
+    let expected = reference_facts(&config);
+    let (got, emitted) = current_facts(&config);
+    assert_eq!(differences(&got, &expected, transactions), Vec::<String>::new(), "facts");
+    let states = changelog_facts(&config);
+    assert_eq!(differences(&states, &expected, false), Vec::<String>::new(), "the changelog's last states");
+    assert!(settled);
+    let log = logs.tail(100_000);
+    let (resent, foreign) = (log.matches("sent it again").count(), log.matches("another process wrote").count());
+    println!(
+        "transactions {transactions}: A frozen for 13 s with a lag of {lag_when_frozen}, while B folded a newer \
+         snapshot of each of {} sheets; {} facts exact ({emitted} fact records), and every order's last state \
+         on the changelog ({resent} restores sent a newer state again; {foreign} batches met another \
+         process's writes)",
+        sheets.len(),
+        expected.len()
+    );
+    logs.assert_no_secret(&config);
+    sim.stop().await;
+    std::fs::remove_file(file).unwrap();
+    finish(&config).await;
+}
+
+/// A process stopped with SIGSTOP, continued when this is dropped (a failing test leaves none frozen).
+struct Frozen(u32);
+
+impl Frozen {
+    fn stop(child: &Child) -> Frozen {
+        Command::new("kill").arg("-STOP").arg(child.id().to_string()).status().unwrap();
+        Frozen(child.id())
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-CONT").arg(self.0.to_string()).status();
+    }
+}
+
+/// Produces, for each of `sheets` whose order `pick` takes, the same sheet collected `hours` later and
+/// delivered then: a newer snapshot of the order (a higher version).
+fn produce_newer_snapshots(config: &Config, sheets: &[OwnedMessage], hours: i64, pick: impl Fn(i64) -> bool) {
+    let later = hours * 3_600_000;
+    let topic = config.kafka.topics().raw_order_sheets;
+    let producer: BaseProducer = config.kafka.producer_config().create().unwrap();
+    for m in sheets {
+        let mut sheet: OrderSheetEvent = decode(m.payload().unwrap_or_default()).unwrap();
+        if !pick(sheet.order_id) {
+            continue;
+        }
+        let newest = coupang_transform::order::EventRef::OrderSheet(&sheet).source_time();
+        (sheet.delivered_at, sheet.collected_at) = (Some(newest + later), sheet.collected_at + later);
+        let payload = encode(&sheet).unwrap();
+        let record = BaseRecord::to(&topic).partition(m.partition()).key(m.key().unwrap_or_default()).payload(&payload);
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
 /// Runs the transform in-process until every raw event is folded: the facts topic is complete.
 async fn facts_topic_filled(config: &Config) {
     let shutdown = Shutdown::new();
@@ -509,5 +635,69 @@ async fn a_restore_waits_for_a_transaction_left_open_on_the_changelog_and_reads_
     let restored = changelog.catch_up(0, Some(restored), &file).await.unwrap();
     assert_eq!((restored.orders().unwrap(), restored.changelog_end), (2, end), "the aborted state is left out");
     drop((restored, file));
+    finish(&config).await;
+}
+
+/// A process frozen past its group session, thawed, may send a state after its successor sent a newer
+/// one of the same order (nothing fences it without transactions). A restore keeps the newer state
+/// (the higher version), reports it to be sent again, and takes a later record of the key as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_keeps_the_newer_state_when_an_older_one_comes_last_and_says_which_to_send_again() {
+    let config = config("late_state", small_world());
+    let topic = config.kafka.topics().transform_state;
+    ensure_compacted_topics_with(&config.kafka, &[&topic], config.kafka.partitions).await.unwrap();
+    let producer: BaseProducer = config.kafka.producer_config().create().unwrap();
+    // Order 1 accepted, then (an hour later) delivered; order 2 accepted.
+    let accepted = |order_id| OrderSheetEvent { order_id, ..fixtures::order_sheet() };
+    let state_after = |sheets: &[OrderSheetEvent]| {
+        let mut state = OrderState::default();
+        for sheet in sheets {
+            state.fold(&RawEvent::OrderSheet(sheet.clone()));
+        }
+        encode(&to_record(fixtures::VENDOR_ID, sheets[0].order_id, &state).unwrap()).unwrap()
+    };
+    let delivered = OrderSheetEvent {
+        status: "FINAL_DELIVERY".into(),
+        delivered_at: Some(accepted(1).paid_at + 3_600_000),
+        ..accepted(1)
+    };
+    let (older, newer) = (state_after(&[accepted(1)]), state_after(&[accepted(1), delivered]));
+    let other = state_after(&[accepted(2)]);
+    let key = |order_id: i64| format!("{}:{order_id}", fixtures::VENDOR_ID);
+    let send = |order_id: i64, record: &[u8]| {
+        let key = key(order_id);
+        let record = BaseRecord::to(&topic).partition(0).key(&key).payload(record);
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+        producer.flush(Duration::from_secs(30)).unwrap();
+    };
+    let changelog = Changelog::new(&config.kafka, topic.clone());
+    let file = open_state_file(&config.transform.state_dir, &topic, 0).unwrap();
+
+    // The successor's newer state, then the frozen process's older one, last (offset 3).
+    send(1, &older);
+    send(1, &newer);
+    send(2, &other);
+    send(1, &older);
+    let rebuilt = changelog.catch_up(0, None, &file).await.unwrap();
+    assert_eq!(file.get(0, &key(1)).unwrap().as_deref(), Some(&newer[..]), "a rebuild keeps the newer state");
+    assert_eq!(file.get(0, &key(2)).unwrap().as_deref(), Some(&other[..]));
+    assert_eq!(rebuilt.resend, vec![(key(1), newer.clone())], "and names it to be sent again");
+    assert_eq!(file.applied_end(0).unwrap(), Some(3), "the file's end stays at the older record until then");
+
+    // Not sent again (a crash, a failed send): the next restore finds it again.
+    drop(rebuilt);
+    let again = changelog.catch_up(0, None, &file).await.unwrap();
+    assert_eq!((again.records_restored, again.resend.clone()), (1, vec![(key(1), newer.clone())]));
+    assert_eq!(file.get(0, &key(1)).unwrap().as_deref(), Some(&newer[..]));
+
+    // Sent again (offset 4), as the stage does: the file's end moves past it, and nothing is left.
+    send(1, &newer);
+    let mut again = again;
+    again.resent(5).unwrap();
+    assert_eq!(file.applied_end(0).unwrap(), Some(5));
+    let healed = changelog.catch_up(0, Some(again), &file).await.unwrap();
+    assert_eq!((healed.records_restored, healed.resend.len()), (0, 0));
+    assert_eq!(file.get(0, &key(1)).unwrap().as_deref(), Some(&newer[..]));
+    drop((healed, file));
     finish(&config).await;
 }

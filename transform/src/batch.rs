@@ -67,11 +67,14 @@ pub(crate) struct SentStates(Vec<(EncodedState, i64)>);
 
 /// Writes the batch's states to their partitions' files and lets go of the batch's decoded states.
 /// Called once the batch is committed: a file is never ahead of what the changelog and the
-/// committed offsets say.
+/// committed offsets say. A partition whose states landed past this process's last write (plus the
+/// commit marker that follows each transaction) was written by another process meanwhile, one frozen
+/// past its session, say: it is marked, to be restored before the next batch.
 pub(crate) fn persist(
     file: &StateFile,
     owned: &mut BTreeMap<i32, PartitionState>,
     sent: &SentStates,
+    transactions: bool,
 ) -> Result<(), TransformError> {
     let per_partition = owned.iter_mut().map(|(partition, store)| {
         // States are sent in (partition, key) order, so each partition's are contiguous.
@@ -81,9 +84,25 @@ pub(crate) fn persist(
             .iter()
             .map(|(state, offset)| Written { key: &state.key, payload: &state.payload, offset: *offset })
             .collect();
+        if !written.is_empty() && !follows_on(store.changelog_end, written.iter().map(|w| w.offset), transactions) {
+            tracing::warn!(partition, changelog_end = store.changelog_end, "another process wrote this changelog partition since this one's last batch: restoring it before the next");
+            store.foreign_writes = true;
+        }
         (store, written)
     });
     Ok(crate::store::persist(file, per_partition)?)
+}
+
+/// Whether records this process sent to a changelog partition at `offsets` (one producer's sends, one
+/// per key) directly follow its last write, which ended at `end`: they start there (or one after, past
+/// the marker of this process's last transaction) and take consecutive offsets. Otherwise another
+/// process wrote the partition before or between them.
+pub(crate) fn follows_on(end: i64, offsets: impl Iterator<Item = i64>, transactions: bool) -> bool {
+    let (mut first, mut last, mut count) = (i64::MAX, i64::MIN, 0);
+    for offset in offsets {
+        (first, last, count) = (first.min(offset), last.max(offset), count + 1);
+    }
+    (end..=end + i64::from(transactions)).contains(&first) && last - first + 1 == count
 }
 
 /// How a batch's facts, states and input offsets reach the broker.
@@ -295,6 +314,35 @@ mod tests {
                 OwnedMessage::new(Some(payload), None, topic.into(), Timestamp::NotAvailable, 0, order_id, None)
             })
             .collect()
+    }
+
+    #[test]
+    fn states_landing_past_this_process_s_last_write_mark_the_partition_and_keep_its_file_s_end() {
+        let dir = std::env::temp_dir().join(format!("batch-foreign-{}", std::process::id()));
+        let file = open_state_file(&dir, "changelog", 0).unwrap();
+        let state = |key: &str| EncodedState { partition: 0, key: key.into(), payload: b"state".to_vec() };
+        for transactions in [false, true] {
+            let mut owned = BTreeMap::from([(0, PartitionState::new(file.clone(), 0))]);
+            let markers = i64::from(transactions);
+            // Right after this process's last write (and its commit marker): its own.
+            owned.get_mut(&0).unwrap().changelog_end = 10;
+            persist(&file, &mut owned, &SentStates(vec![(state("A:1"), 10 + markers)]), transactions).unwrap();
+            assert!(!owned[&0].foreign_writes);
+            assert_eq!((owned[&0].changelog_end, file.applied_end(0).unwrap()), (11 + markers, Some(11 + markers)));
+            // Two offsets further: another process wrote in between.
+            let end = owned[&0].changelog_end;
+            persist(&file, &mut owned, &SentStates(vec![(state("A:2"), end + markers + 2)]), transactions).unwrap();
+            assert!(owned[&0].foreign_writes, "transactions {transactions}");
+            assert_eq!(owned[&0].changelog_end, end, "the next restore reads from here");
+            assert_eq!(file.applied_end(0).unwrap(), Some(end));
+            assert_eq!(file.get(0, "A:2").unwrap().as_deref(), Some(&b"state"[..]), "its states are kept");
+        }
+        // Another process's records between this batch's own are met too.
+        assert!(follows_on(10, [10, 11, 12].into_iter(), false));
+        assert!(!follows_on(10, [10, 12, 13].into_iter(), false));
+        assert!(follows_on(10, [11, 12].into_iter(), true) && follows_on(10, [10].into_iter(), true));
+        assert!(!follows_on(10, [12].into_iter(), true));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

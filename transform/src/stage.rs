@@ -18,7 +18,12 @@
 //! between sending its offsets and committing may still commit after its partitions moved (the fencing
 //! checks the generation when the offsets are sent): so a rebalance waits for the transactions left
 //! open on the changelog partitions it assigns to end before restoring them, and reads what such a
-//! commit brings.
+//! commit brings. Without transactions nothing fences such a process: thawed, it sends the rest of its
+//! batch, facts (superseded by its successor's, whose versions are at least as high) and states,
+//! perhaps older than its successor's. So a restore keeps each order's highest version and sends it
+//! to the changelog again ([`PartitionState::resend`]), and a batch whose states land past another
+//! process's writes restores that partition before the next batch
+//! ([`PartitionState::foreign_writes`]).
 //! Transactions allow one saving, which then relies on them and on `read_committed` readers: an event
 //! that changes nothing an order's facts say (only their version) emits nothing
 //! ([`Emission::OnContentChange`]). By default every item goes out again, since a replay may fold a
@@ -34,21 +39,22 @@
 use etl_core::kafka::{
     batch_offsets, blocking, check_co_partitioned, commit_batch, ensure_compacted_topics_with, ensure_topics,
     next_batch, report_lag, restart_on_kafka_failure, worth_a_restart, BlockingDrop, Consumes, DeadLetter, KafkaConfig,
+    QUEUE_TIMEOUT,
 };
 use etl_core::metrics::metrics;
 use etl_core::Shutdown;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::producer::Producer;
+use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::ClientContext;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::batch::{persist, process, Outputs, Writes};
+use crate::batch::{follows_on, persist, process, Outputs, Writes};
 use crate::config::TransformConfig;
 use crate::error::{TransformError, STAGE};
-use crate::output::{DeliveryLedger, OutputProducer};
+use crate::output::{send_and_wait, DeliveryLedger, OutputProducer};
 #[cfg(doc)]
 use crate::rules::Emission;
 use crate::state_file::StateFile;
@@ -137,6 +143,7 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
     metrics().set_ready(STAGE, true);
     tracing::info!(group = %config.group_id, "transform started");
 
+    let outputs = Outputs { producer: &producer, dead_letter: &dead_letter, topics: &topics, shutdown };
     // Messages fetched but left by a batch that reached `batch_state_kib`: the next batch's first.
     let mut carried = Vec::new();
     while !shutdown.is_cancelled() {
@@ -144,9 +151,10 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
         let mut batch: Vec<_> = std::mem::take(&mut carried);
         batch.extend(next_batch(&consumer, config.batch_size - batch.len(), wait, shutdown).await?);
         metrics().fetch_wait(STAGE, waiting);
-        if consumer.context().take() {
+        // A rebalance, or another process's writes met by the last batch: restore before going on.
+        if consumer.context().take() || owned.values().any(|partition| partition.foreign_writes) {
             let file = (&state_file, config.transactions);
-            adopt_assignment(&consumer, &changelog, &mut owned, file, &dead_letter).await?;
+            adopt_assignment(&consumer, &changelog, &mut owned, file, &outputs).await?;
             // Messages of partitions that moved away are the new owner's; those of partitions still
             // (or again) ours may come once more from the committed offset, which folding absorbs.
             batch.retain(|m| owned.contains_key(&m.partition()));
@@ -155,7 +163,6 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
             continue;
         }
         let in_hand = std::time::Instant::now();
-        let outputs = Outputs { producer: &producer, dead_letter: &dead_letter, topics: &topics, shutdown };
         let (report, sent) = if config.transactions {
             blocking(|| producer.begin_transaction())?;
             let processed = process(&batch, state_bytes, &mut owned, &outputs, Writes::Transaction).await?;
@@ -173,7 +180,7 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
         };
         // Only now, with the batch committed, may its states reach the local files (never ahead of
         // the changelog: a state ahead of facts that were aborted or never sent would lose them).
-        persist(&state_file, &mut owned, &sent)?;
+        persist(&state_file, &mut owned, &sent, config.transactions)?;
         metrics().batch(STAGE, batch.len(), in_hand);
         tracing::debug!(?report, "batch committed");
     }
@@ -265,7 +272,7 @@ async fn adopt_assignment(
     changelog: &Changelog,
     owned: &mut BTreeMap<i32, PartitionState>,
     (state_file, transactions): (&std::sync::Arc<StateFile>, bool),
-    dead_letter: &DeadLetter,
+    outputs: &Outputs<'_>,
 ) -> Result<(), TransformError> {
     let assigned: BTreeSet<i32> = consumer.assignment()?.elements().iter().map(|e| e.partition()).collect();
     // Partitions that moved away close their files, so another process on this host can open them.
@@ -303,7 +310,19 @@ async fn adopt_assignment(
                 ("dlq.source.offset", &offset),
             ];
             tracing::error!(key = %bad.key, "{}", bad.reason);
-            dead_letter.send_record(Some(bad.key.as_bytes()), &bad.payload, &bad.reason, &source).await?;
+            outputs.dead_letter.send_record(Some(bad.key.as_bytes()), &bad.payload, &bad.reason, &source).await?;
+        }
+        if !restored.resend.is_empty() {
+            let resend = std::mem::take(&mut restored.resend);
+            let first = resend[0].0.clone();
+            let offsets = blocking(|| send_again(outputs, &changelog.topic, partition, &resend, transactions))?;
+            tracing::warn!(partition, orders = resend.len(), %first, "the changelog's last state of these orders was older than one before it (sent late by a process frozen past its group session): kept the newer, and sent it again");
+            if follows_on(restored.changelog_end, offsets.iter().copied(), transactions) {
+                restored.resent(offsets.iter().max().map_or(restored.changelog_end, |last| last + 1))?;
+            } else {
+                // More late records came meanwhile: the file stays where they start, to read them again.
+                restored.foreign_writes = true;
+            }
         }
         tracing::info!(
             partition,
@@ -317,6 +336,30 @@ async fn adopt_assignment(
         owned.insert(partition, restored);
     }
     Ok(())
+}
+
+/// Sends `states` (key, record) to the changelog partition again, in a transaction of their own with
+/// `transactions`; returns where they landed. See [`PartitionState::resend`].
+fn send_again(
+    outputs: &Outputs<'_>,
+    topic: &str,
+    partition: i32,
+    states: &[(String, Vec<u8>)],
+    transactions: bool,
+) -> Result<Vec<i64>, TransformError> {
+    let records = states
+        .iter()
+        .map(|(key, record)| BaseRecord::with_opaque_to(topic, 0).partition(partition).key(key).payload(record))
+        .collect();
+    if transactions {
+        outputs.producer.begin_transaction()?;
+    }
+    let delivered = send_and_wait(outputs.producer, records, QUEUE_TIMEOUT, outputs.shutdown);
+    let offsets = delivered.into_iter().collect::<Result<Vec<i64>, _>>()?;
+    if transactions {
+        outputs.producer.commit_transaction(TRANSACTION_CALL_TIMEOUT)?;
+    }
+    Ok(offsets)
 }
 
 #[cfg(test)]

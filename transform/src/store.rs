@@ -17,6 +17,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -111,6 +112,15 @@ pub struct PartitionState {
     /// Records of the changelog that did not decode, met by the last restore (for the dead-letter
     /// topic): each was skipped, and its key kept its previous state.
     pub corrupt: Vec<CorruptRecord>,
+    /// States the last restore kept although the changelog's last record of their key is an older
+    /// state (key, record): sent late by a process frozen past its group session, after its successor
+    /// wrote newer ones. The stage sends them again, so that the newest is last again before
+    /// compaction removes it.
+    pub resend: Vec<(String, Vec<u8>)>,
+    /// A batch's states landed past this process's last write: another process wrote the partition
+    /// in between (see [`Changelog::catch_up`]). Its file's `applied_end` stays where it was, so that
+    /// the next restore, which the stage runs before its next batch, reads those records.
+    pub foreign_writes: bool,
 }
 
 impl std::fmt::Debug for PartitionState {
@@ -155,18 +165,21 @@ pub fn persist<'a>(
         .collect();
     // The batch's snapshots go before the write, so that redb can reuse the pages they held.
     owned.iter_mut().for_each(|(state, _, _)| state.release_decoded());
-    let writes: Vec<PartitionWrite<'_>> = owned
-        .iter()
-        .filter_map(|(state, written, end)| {
-            let records = written.iter().map(|w| (w.key, w.payload)).collect();
-            Some(PartitionWrite { partition: state.partition, records, applied_end: (*end)? })
-        })
-        .collect();
+    let mut writes: Vec<PartitionWrite<'_>> = Vec::with_capacity(owned.len());
+    for (state, written, end) in &owned {
+        let Some(end) = *end else { continue };
+        // States past another process's writes: kept, but the file's end stays, to read those again.
+        let applied_end = if state.foreign_writes { file.applied_end(state.partition)?.unwrap_or(0) } else { end };
+        let records = written.iter().map(|w| (w.key, w.payload)).collect();
+        writes.push(PartitionWrite { partition: state.partition, records, applied_end });
+    }
     if !writes.is_empty() {
         file.write(&writes, false)?;
     }
     for (state, _, end) in owned {
-        state.settle(end);
+        if !state.foreign_writes {
+            state.settle(end);
+        }
     }
     Ok(())
 }
@@ -185,6 +198,8 @@ impl PartitionState {
             records_restored: 0,
             restore_mode: RestoreMode::Reuse,
             corrupt: Vec::new(),
+            resend: Vec::new(),
+            foreign_writes: false,
         }
     }
 
@@ -241,6 +256,15 @@ impl PartitionState {
         self.touched = HashMap::default();
         self.reader = None;
         self.read_bytes = 0;
+    }
+
+    /// Records that the states of [`PartitionState::resend`] were sent again, the last landing before
+    /// `end`: the file's `applied_end`, held back by the restore until then, moves there.
+    pub fn resent(&mut self, end: i64) -> Result<(), StoreError> {
+        let write = PartitionWrite { partition: self.partition, records: Vec::new(), applied_end: end };
+        self.file.write(&[write], false)?;
+        self.changelog_end = self.changelog_end.max(end);
+        Ok(())
     }
 
     /// Bytes of stored states the current batch has read from the file: what its decoded states grow
@@ -360,6 +384,13 @@ impl Changelog {
 
     /// Brings a partition's file (`held`, or the one on disk) up to the changelog's end: reads only what
     /// the file has not seen, or everything when the file is new or does not belong to this changelog.
+    ///
+    /// A record replaces its key's state unless the state held is newer (a higher
+    /// [`OrderState::version`], which folding never lowers). Without transactions nothing fences a
+    /// process frozen past its group session (a VM paused): thawed, it finishes its batch and sends
+    /// its states after its successor sent newer ones. Those keys come back in
+    /// [`PartitionState::resend`], and the file's `applied_end` stays at the first such record until
+    /// [`PartitionState::resent`] says they were sent again.
     pub async fn catch_up(
         &self,
         partition: i32,
@@ -405,6 +436,15 @@ impl Changelog {
         Ok((records, orders))
     }
 }
+
+/// The version of a stored state record; `None` when it does not decode (a newer record then replaces it).
+fn version_of(record: &[u8]) -> Option<i64> {
+    decode::<OrderStateRecord>(record).and_then(from_record).ok().map(|state| state.version())
+}
+
+/// The hash of the keys a restore has taken (see `Reader::catch_up`): fixed, so that it costs no
+/// random state per restore.
+const KEY_HASH: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x5EED);
 
 /// Records written to the file per commit while catching up: a crash mid-restore resumes there. A
 /// commit's records, and the pages they dirty, are held until it commits: 10,000 made a rebuild peak
@@ -481,16 +521,61 @@ impl Reader {
                 low
             }
         };
-        let mut pending: Vec<(String, Vec<u8>)> = Vec::new();
+        // Records read but not yet written (one commit per chunk).
+        let mut pending: HashMap<String, Vec<u8>, foldhash::fast::RandomState> = HashMap::default();
+        // The highest version this restore took per key, by the key's hash: a later record is compared
+        // with it rather than with the state read back (a rebuild's file held nothing before it, so a
+        // key not in here has no state there). Two keys sharing a hash only make a record look older,
+        // and the state held is read before any record is left out.
+        let mut taken: HashMap<u64, i64, foldhash::fast::FixedState> = HashMap::default();
+        let mut on_disk = Some(file.reader(self.partition)?);
+        // Keys whose newest state came before an older one on the changelog: see `resend`. Until they
+        // are sent again, the file's `applied_end` stays at the first such record, so that a restore
+        // cut short (or a failed send) finds them again.
+        let mut superseded: HashSet<String> = HashSet::new();
+        let mut first_superseded: Option<i64> = None;
         let (mut read, mut corrupt) = (0, Vec::new());
-        let write = |pending: &[(String, Vec<u8>)], applied_end: i64, durable: bool| {
+        let write = |pending: &HashMap<String, Vec<u8>, _>, applied_end: i64, durable: bool| {
             let records = pending.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
             file.write(&[PartitionWrite { partition: self.partition, records, applied_end }], durable)
         };
+        let rebuild = state.restore_mode == RestoreMode::Rebuild;
         let end = self.read(consumer, (from, high), |offset, key, payload| {
             read += 1;
             match self.decode(offset, key, payload) {
-                Ok(_) => pending.push((key.to_string(), payload.to_vec())),
+                Ok(state) => {
+                    let version = state.version();
+                    let hash = KEY_HASH.hash_one(key);
+                    // The exact version of the state held for `key`, from this restore's pending records
+                    // or the file.
+                    let held = |on_disk: &Option<PartitionReader>| -> Result<Option<i64>, StoreError> {
+                        match pending.get(key) {
+                            Some(record) => Ok(version_of(record)),
+                            None => Ok(on_disk
+                                .as_ref()
+                                .map(|held| held.read(key, version_of))
+                                .transpose()?
+                                .flatten()
+                                .flatten()),
+                        }
+                    };
+                    let older = match taken.get(&hash) {
+                        Some(&newest) if newest <= version => false,
+                        Some(_) => held(&on_disk)?.is_some_and(|held| held > version),
+                        None if rebuild => false,
+                        None => held(&on_disk)?.is_some_and(|held| held > version),
+                    };
+                    if older {
+                        superseded.insert(key.to_string());
+                        first_superseded.get_or_insert(offset);
+                    } else {
+                        if !superseded.is_empty() {
+                            superseded.remove(key);
+                        }
+                        taken.entry(hash).and_modify(|newest| *newest = (*newest).max(version)).or_insert(version);
+                        pending.insert(key.to_string(), payload.to_vec());
+                    }
+                }
                 // Only this stage writes the changelog, so this is foreign data; one bad record must
                 // not stop the stage. The key keeps the state it had before the record.
                 Err(error) => corrupt.push(CorruptRecord {
@@ -501,14 +586,19 @@ impl Reader {
                 }),
             }
             if pending.len() >= RESTORE_CHUNK {
-                write(&pending, offset + 1, false)?;
+                // The snapshot goes first, so that redb can reuse the pages it held.
+                on_disk = None;
+                write(&pending, first_superseded.map_or(offset + 1, |first| first.min(offset + 1)), false)?;
                 pending.clear();
+                on_disk = Some(file.reader(self.partition)?);
             }
             Ok(())
         })?;
+        drop(on_disk);
         // A rebuilt or caught-up table is made durable at once: a crash now would redo the reading.
+        let applied_end = first_superseded.filter(|_| !superseded.is_empty()).map_or(end, |first| first.min(end));
         if end > from || state.restore_mode == RestoreMode::Rebuild {
-            write(&pending, end, read > 0)?;
+            write(&pending, applied_end, read > 0)?;
         }
         if read == 0 && state.restore_mode == RestoreMode::CatchUp {
             state.restore_mode = RestoreMode::Reuse;
@@ -516,6 +606,15 @@ impl Reader {
         state.records_restored = read;
         state.corrupt = corrupt;
         state.changelog_end = high;
+        state.foreign_writes = false;
+        let on_disk = file.reader(self.partition)?;
+        state.resend = Vec::with_capacity(superseded.len());
+        for key in superseded {
+            if let Some(record) = on_disk.get(&key)? {
+                state.resend.push((key, record));
+            }
+        }
+        state.resend.sort_unstable();
         Ok(state)
     }
 
