@@ -152,9 +152,10 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
         batch.extend(next_batch(&consumer, config.batch_size - batch.len(), wait, shutdown).await?);
         metrics().fetch_wait(STAGE, waiting);
         // A rebalance, or another process's writes met by the last batch: restore before going on.
-        if consumer.context().take() || owned.values().any(|partition| partition.foreign_writes) {
+        let rebalanced = consumer.context().take();
+        if rebalanced || owned.values().any(|partition| partition.foreign_writes) {
             let file = (&state_file, config.transactions);
-            adopt_assignment(&consumer, &changelog, &mut owned, file, &outputs).await?;
+            adopt_assignment(&consumer, &changelog, &mut owned, file, &outputs, rebalanced).await?;
             // Messages of partitions that moved away are the new owner's; those of partitions still
             // (or again) ours may come once more from the committed offset, which folding absorbs.
             batch.retain(|m| owned.contains_key(&m.partition()));
@@ -273,11 +274,14 @@ async fn adopt_assignment(
     owned: &mut BTreeMap<i32, PartitionState>,
     (state_file, transactions): (&std::sync::Arc<StateFile>, bool),
     outputs: &Outputs<'_>,
+    rebalanced: bool,
 ) -> Result<(), TransformError> {
     let assigned: BTreeSet<i32> = consumer.assignment()?.elements().iter().map(|e| e.partition()).collect();
     // Partitions that moved away close their files, so another process on this host can open them.
     owned.retain(|partition, _| assigned.contains(partition));
-    if transactions {
+    // Only a rebalance hands over partitions whose previous owner may still commit. (A transaction
+    // left open past the wait would otherwise make every batch that follows it wait again.)
+    if transactions && rebalanced {
         let partitions: Vec<i32> = assigned.iter().copied().collect();
         let open = changelog.wait_for_open_transactions(&partitions, OPEN_TRANSACTION_WAIT).await?;
         if !open.is_empty() {
@@ -291,8 +295,9 @@ async fn adopt_assignment(
     for &partition in &assigned {
         // Still ours, and nobody wrote since: keep it. With transactions our last commit left one marker
         // after our last record; another owner's writes would add at least a record and a marker. (A
-        // partition not held goes straight to the restore, which reads the end itself.)
-        if let Some(held) = owned.get(&partition) {
+        // partition not held, or whose last batch met another process's writes, goes straight to the
+        // restore, which reads the end itself.)
+        if let Some(held) = owned.get(&partition).filter(|held| !held.foreign_writes) {
             let end = changelog.end_offset(partition).await?;
             if (held.changelog_end..=held.changelog_end + markers).contains(&end) {
                 continue;

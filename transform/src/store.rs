@@ -523,8 +523,8 @@ impl Reader {
         };
         // Records read but not yet written (one commit per chunk).
         let mut pending: HashMap<String, Vec<u8>, foldhash::fast::RandomState> = HashMap::default();
-        // The highest version this restore took per key, by the key's hash: a later record is compared
-        // with it rather than with the state read back (a rebuild's file held nothing before it, so a
+        // In a rebuild, the highest version taken per key, by the key's hash: a later record is compared
+        // with it rather than with the state read back (the file held nothing before the rebuild, so a
         // key not in here has no state there). Two keys sharing a hash only make a record look older,
         // and the state held is read before any record is left out.
         let mut taken: HashMap<u64, i64, foldhash::fast::FixedState> = HashMap::default();
@@ -559,11 +559,12 @@ impl Reader {
                                 .flatten()),
                         }
                     };
+                    // A rebuild's file holds only what this restore took: the map decides, unless the
+                    // record looks older. A catch-up's file also holds states from before it.
                     let older = match taken.get(&hash) {
-                        Some(&newest) if newest <= version => false,
-                        Some(_) => held(&on_disk)?.is_some_and(|held| held > version),
+                        Some(&newest) if rebuild && newest <= version => false,
                         None if rebuild => false,
-                        None => held(&on_disk)?.is_some_and(|held| held > version),
+                        _ => held(&on_disk)?.is_some_and(|held| held > version),
                     };
                     if older {
                         superseded.insert(key.to_string());
