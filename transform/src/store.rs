@@ -545,7 +545,8 @@ impl Reader {
             match self.decode(offset, key, payload) {
                 Ok(state) => {
                     let version = state.version();
-                    let hash = KEY_HASH.hash_one(key);
+                    // Only a rebuild keeps the map (a catch-up reads the file for every record).
+                    let hash = rebuild.then(|| KEY_HASH.hash_one(key));
                     // The exact version of the state held for `key`, from this restore's pending records
                     // or the file.
                     let held = |on_disk: &Option<PartitionReader>| -> Result<Option<i64>, StoreError> {
@@ -561,9 +562,9 @@ impl Reader {
                     };
                     // A rebuild's file holds only what this restore took: the map decides, unless the
                     // record looks older. A catch-up's file also holds states from before it.
-                    let older = match taken.get(&hash) {
-                        Some(&newest) if rebuild && newest <= version => false,
-                        None if rebuild => false,
+                    let older = match hash.map(|hash| taken.get(&hash)) {
+                        Some(None) => false,
+                        Some(Some(&newest)) if newest <= version => false,
                         _ => held(&on_disk)?.is_some_and(|held| held > version),
                     };
                     if older {
@@ -573,7 +574,9 @@ impl Reader {
                         if !superseded.is_empty() {
                             superseded.remove(key);
                         }
-                        taken.entry(hash).and_modify(|newest| *newest = (*newest).max(version)).or_insert(version);
+                        if let Some(hash) = hash {
+                            taken.entry(hash).and_modify(|newest| *newest = (*newest).max(version)).or_insert(version);
+                        }
                         pending.insert(key.to_string(), payload.to_vec());
                     }
                 }
