@@ -639,8 +639,10 @@ async fn a_restore_waits_for_a_transaction_left_open_on_the_changelog_and_reads_
 }
 
 /// A process frozen past its group session, thawed, may send a state after its successor sent a newer
-/// one of the same order (nothing fences it without transactions). A restore keeps the newer state
-/// (the higher version), reports it to be sent again, and takes a later record of the key as usual.
+/// one of the same order (nothing fences it without transactions). A restore keeps the state that
+/// knows more (it holds every snapshot the other holds, or a newer one, even at an equal version), or
+/// the join of two that each know something the other does not; it reports them to be sent again,
+/// and once they are, a rebuild of the whole changelog finds nothing more to send.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_keeps_the_newer_state_when_an_older_one_comes_last_and_says_which_to_send_again() {
     let config = config("late_state", small_world());
@@ -663,6 +665,24 @@ async fn a_restore_keeps_the_newer_state_when_an_older_one_comes_last_and_says_w
     };
     let (older, newer) = (state_after(&[accepted(1)]), state_after(&[accepted(1), delivered]));
     let other = state_after(&[accepted(2)]);
+    // Order 3's box listed twice with only its shipping fee changed (same status, same times): one
+    // version, and the fold keeps one of the two by content. Order 4 has two such boxes, and each of
+    // two states knows the kept snapshot of one box only: their join knows both.
+    let snapshots = |order_id: i64, box_id: i64| {
+        let first = OrderSheetEvent { order_id, shipment_box_id: box_id, ..fixtures::order_sheet() };
+        let changed = OrderSheetEvent { shipping_price: first.shipping_price + 500, ..first.clone() };
+        let keeps_first = state_after(&[first.clone(), changed.clone()]) == state_after(std::slice::from_ref(&first));
+        if keeps_first {
+            (first, changed)
+        } else {
+            (changed, first)
+        }
+    };
+    let (kept_3, lost_3) = snapshots(3, 31);
+    let (newer_3, older_3) = (state_after(&[kept_3]), state_after(&[lost_3]));
+    let ((kept_41, lost_41), (kept_42, lost_42)) = (snapshots(4, 41), snapshots(4, 42));
+    let (knows_41, knows_42) = (state_after(&[kept_41.clone(), lost_42]), state_after(&[lost_41, kept_42.clone()]));
+    let joined_4 = state_after(&[kept_41, kept_42]);
     let key = |order_id: i64| format!("{}:{order_id}", fixtures::VENDOR_ID);
     let send = |order_id: i64, record: &[u8]| {
         let key = key(order_id);
@@ -673,31 +693,50 @@ async fn a_restore_keeps_the_newer_state_when_an_older_one_comes_last_and_says_w
     let changelog = Changelog::new(&config.kafka, topic.clone());
     let file = open_state_file(&config.transform.state_dir, &topic, 0).unwrap();
 
-    // The successor's newer state, then the frozen process's older one, last (offset 3).
+    // The successor's newer states, then the frozen process's older ones, last (offsets 5 to 7).
     send(1, &older);
     send(1, &newer);
     send(2, &other);
+    send(3, &newer_3);
+    send(4, &knows_41);
     send(1, &older);
+    send(3, &older_3);
+    send(4, &knows_42);
     let rebuilt = changelog.catch_up(0, None, &file).await.unwrap();
+    let expected = vec![(key(1), newer.clone()), (key(3), newer_3.clone()), (key(4), joined_4.clone())];
     assert_eq!(file.get(0, &key(1)).unwrap().as_deref(), Some(&newer[..]), "a rebuild keeps the newer state");
     assert_eq!(file.get(0, &key(2)).unwrap().as_deref(), Some(&other[..]));
-    assert_eq!(rebuilt.resend, vec![(key(1), newer.clone())], "and names it to be sent again");
-    assert_eq!(file.applied_end(0).unwrap(), Some(3), "the file's end stays at the older record until then");
+    assert_eq!(file.get(0, &key(3)).unwrap().as_deref(), Some(&newer_3[..]), "also at an equal version");
+    assert_eq!(file.get(0, &key(4)).unwrap().as_deref(), Some(&joined_4[..]), "or the join of the two");
+    assert_eq!(rebuilt.resend, expected, "and names them to be sent again");
+    assert_eq!(file.applied_end(0).unwrap(), Some(5), "the file's end stays at the first older record until then");
 
-    // Not sent again (a crash, a failed send): the next restore finds it again.
+    // Not sent again (a crash, a failed send): the next restore finds them again.
     drop(rebuilt);
     let again = changelog.catch_up(0, None, &file).await.unwrap();
-    assert_eq!((again.records_restored, again.resend.clone()), (1, vec![(key(1), newer.clone())]));
+    assert_eq!((again.records_restored, again.resend.clone()), (3, expected));
     assert_eq!(file.get(0, &key(1)).unwrap().as_deref(), Some(&newer[..]));
+    assert_eq!(file.get(0, &key(4)).unwrap().as_deref(), Some(&joined_4[..]));
 
-    // Sent again (offset 4), as the stage does: the file's end moves past it, and nothing is left.
-    send(1, &newer);
+    // Sent again (offsets 8 to 10), as the stage does: the file's end moves past them, and nothing is left.
+    for (order_id, record) in [(1, &newer), (3, &newer_3), (4, &joined_4)] {
+        send(order_id, record);
+    }
     let mut again = again;
-    again.resent(5).unwrap();
-    assert_eq!(file.applied_end(0).unwrap(), Some(5));
+    again.resent(11).unwrap();
+    assert_eq!(file.applied_end(0).unwrap(), Some(11));
     let healed = changelog.catch_up(0, Some(again), &file).await.unwrap();
     assert_eq!((healed.records_restored, healed.resend.len()), (0, 0));
     assert_eq!(file.get(0, &key(1)).unwrap().as_deref(), Some(&newer[..]));
+    // A rebuild of the whole changelog now finds each kept state last: nothing more to send.
+    drop(healed);
+    file.clear(0).unwrap();
+    let rebuilt = changelog.catch_up(0, None, &file).await.unwrap();
+    assert_eq!((rebuilt.records_restored, rebuilt.resend.len()), (11, 0));
+    for (order_id, record) in [(1, &newer), (2, &other), (3, &newer_3), (4, &joined_4)] {
+        assert_eq!(file.get(0, &key(order_id)).unwrap().as_deref(), Some(&record[..]));
+    }
+    let healed = rebuilt;
     drop((healed, file));
     finish(&config).await;
 }

@@ -521,6 +521,34 @@ impl OrderState {
         assessment.folded
     }
 
+    /// Makes this the state that knows what both know: each slot's newer snapshot, the newer source
+    /// time. Folding is a join (each slot keeps the greater snapshot of a total order, the state the
+    /// greatest time), so this is the state that folding both states' events gives, in any order.
+    pub fn merge(&mut self, other: &OrderState) {
+        let records = (other.boxes.values().cloned().map(RawEvent::OrderSheet))
+            .chain(other.receipts.values().cloned().map(RawEvent::ReturnRequest))
+            .chain(other.revenue.values().cloned().map(RawEvent::Revenue));
+        for record in records {
+            self.fold_owned(record);
+        }
+        self.source_time = self.source_time.max(other.source_time);
+    }
+
+    /// Whether this state knows everything `other` knows: each of its slots holds `other`'s snapshot
+    /// or a newer one, and its source time is as new (so merging `other` in would change nothing, as
+    /// long as a state's source time is at least each of its slots', which folding keeps).
+    pub fn knows_all_of(&self, other: &OrderState) -> bool {
+        fn slots_cover<E: Slotted + PartialEq>(mine: &OrderState, other: &OrderState) -> bool {
+            E::slots(other).iter().all(|(key, theirs)| {
+                E::slots(mine).get(key).is_some_and(|ours| ours == theirs || newer(ours, theirs) == Ordering::Greater)
+            })
+        }
+        self.source_time >= other.source_time
+            && slots_cover::<OrderSheetEvent>(self, other)
+            && slots_cover::<ReturnRequestEvent>(self, other)
+            && slots_cover::<RevenueEvent>(self, other)
+    }
+
     /// Lifecycle progress of everything known, summed over the slots, plus one per box: a box of an
     /// order accepted with the others (progress 0, no later time) still makes the state newer.
     pub fn progress(&self) -> i64 {
@@ -531,9 +559,11 @@ impl OrderState {
 
     /// The version of every fact derived from this state: newest source time first, lifecycle
     /// progress below it. Folding never lowers either, so a fact built from more knowledge always
-    /// carries a version at least as high, and the same events always give the same version. A restore
-    /// keeps each order's highest version (`store.rs`), so a change to how progress is scored must never
-    /// lower the version of a state already written.
+    /// carries a version at least as high, and the same events always give the same version. The
+    /// loader keeps each item's highest version, so a change to how progress is scored must never lower
+    /// the version of a state already written. (A restore compares states by what they hold,
+    /// [`OrderState::knows_all_of`]: a change to how snapshots rank makes the first restore join, and
+    /// send again, the states written before it.)
     pub fn version(&self) -> i64 {
         const PROGRESS_SLOTS: i64 = 1 << 16;
         self.source_time.saturating_mul(PROGRESS_SLOTS).saturating_add(self.progress().clamp(0, PROGRESS_SLOTS - 1))

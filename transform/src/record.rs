@@ -112,12 +112,52 @@ pub fn from_record_keeping_bytes(record: OrderStateRecord) -> Result<(OrderState
     Ok((state, known))
 }
 
+/// Which state a restore keeps when it reads `incoming` after `held` for the same order.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Kept {
+    /// The record read last: it knows all `held` knew (the usual case).
+    Incoming,
+    /// The state held knows all the record read last does, and more: the changelog's last record of
+    /// the order is an older state.
+    Held,
+    /// Each knows something the other does not: their join, encoded.
+    Joined { record: Vec<u8> },
+}
+
+/// Which of two changelog records of an order a restore keeps: the one that knows all the other knows
+/// ([`OrderState::knows_all_of`]), or else their join ([`OrderState::merge`]). One process writes
+/// each state after the one before it, so the record read last is the usual answer; a process frozen
+/// past its group session sends older states late, and when it had read further into one input topic
+/// and less into another than its successor, neither state holds the other. A `held` record that does
+/// not decode is replaced, as before.
+pub fn kept(held: &[u8], incoming: &OrderState, incoming_record: &[u8]) -> Kept {
+    if held == incoming_record {
+        return Kept::Incoming;
+    }
+    let Ok(record) = decode::<OrderStateRecord>(held) else { return Kept::Incoming };
+    let (vendor_id, order_id) = (record.vendor_id.clone(), record.order_id);
+    let Ok(held) = from_record(record) else { return Kept::Incoming };
+    if incoming.knows_all_of(&held) {
+        return Kept::Incoming;
+    }
+    if held.knows_all_of(incoming) {
+        return Kept::Held;
+    }
+    let mut joined = held;
+    joined.merge(incoming);
+    // A defect if it fails (the schemas are compiled in): the record read last then stays, as before.
+    match to_record(&vendor_id, order_id, &joined).and_then(|record| encode(&record)) {
+        Ok(record) => Kept::Joined { record },
+        Err(_) => Kept::Incoming,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::order::tests::{line, receipt, revenue, sheet};
     use crate::order::RawEvent;
-    use coupang_schemas::SaleType;
+    use coupang_schemas::{OrderSheetEvent, SaleType};
 
     fn events() -> Vec<RawEvent> {
         vec![
@@ -172,5 +212,60 @@ mod tests {
         assert_eq!(encode_record_from("A00012345", 5, &back, &known).unwrap(), expected);
         // A slot whose bytes are not at hand is encoded anew.
         assert_eq!(encode_record_from("A00012345", 5, &back, &EncodedSlots::default()).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_restore_keeps_the_state_that_knows_more_even_at_equal_versions() {
+        let state_of = |events: &[&RawEvent]| {
+            let mut state = OrderState::default();
+            for event in events {
+                state.fold(event);
+            }
+            state
+        };
+        let record_of = |state: &OrderState| encode(&to_record("A00012345", 5, state).unwrap()).unwrap();
+        // Two snapshots of each of two boxes that differ only in content (the shipping fee): same status,
+        // same times. The fold keeps one of each pair by content, the same in every process.
+        let pair = |box_id: i64, item: i64| {
+            let first = sheet(box_id, "INSTRUCT", vec![line(item, 2, 1_000)], 3_000);
+            let changed = OrderSheetEvent { shipping_price: 2_500, ..first.clone() };
+            let (first, changed) = (RawEvent::OrderSheet(first), RawEvent::OrderSheet(changed));
+            let both = state_of(&[&first, &changed]);
+            if both == state_of(&[&first]) {
+                (first, changed)
+            } else {
+                (changed, first)
+            }
+        };
+        let ((kept_1, lost_1), (kept_2, lost_2)) = (pair(1, 7), pair(2, 8));
+        let (newer, older) = (state_of(&[&kept_1]), state_of(&[&lost_1]));
+        assert_eq!(newer.version(), older.version());
+        assert_ne!(newer, older);
+        assert_eq!(kept(&record_of(&newer), &older, &record_of(&older)), Kept::Held);
+        assert_eq!(kept(&record_of(&older), &newer, &record_of(&newer)), Kept::Incoming);
+        assert_eq!(kept(&record_of(&newer), &newer, &record_of(&newer)), Kept::Incoming);
+        // A later event makes a newer state, which knows all the one before it did.
+        let sale = RawEvent::Revenue(revenue(SaleType::Sale, 10, &[(7, 2, 1_000, 100, 50)]));
+        let confirmed = state_of(&[&kept_1, &sale]);
+        assert!(confirmed.version() > newer.version());
+        assert_eq!(kept(&record_of(&confirmed), &newer, &record_of(&newer)), Kept::Held);
+        assert_eq!(kept(&record_of(&newer), &confirmed, &record_of(&confirmed)), Kept::Incoming);
+        // A higher version that lacks another's snapshot of a box is joined with it, not taken whole.
+        let confirmed_without = state_of(&[&lost_1, &sale]);
+        assert!(confirmed_without.version() > newer.version());
+        let Kept::Joined { record } = kept(&record_of(&newer), &confirmed_without, &record_of(&confirmed_without))
+        else {
+            panic!("a higher version that knows less was taken whole")
+        };
+        assert_eq!(from_record(decode(&record).unwrap()).unwrap(), confirmed);
+        // Each knows something the other does not, at one version: their join.
+        let (a, b) = (state_of(&[&kept_1, &lost_2]), state_of(&[&lost_1, &kept_2]));
+        let joined = state_of(&[&kept_1, &kept_2]);
+        assert_eq!(a.version(), b.version());
+        let Kept::Joined { record } = kept(&record_of(&a), &b, &record_of(&b)) else {
+            panic!("two states that each know more were not joined")
+        };
+        assert_eq!(from_record(decode(&record).unwrap()).unwrap(), joined);
+        assert_eq!(kept(b"not a record", &older, &record_of(&older)), Kept::Incoming);
     }
 }

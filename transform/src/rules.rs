@@ -830,6 +830,59 @@ pub(crate) mod tests {
             }
 
             #[test]
+            fn merging_two_states_gives_the_state_of_all_their_events(
+                orders in orders(),
+                shuffle_seed in any::<u64>(),
+                split in proptest::collection::vec(any::<bool>(), 64),
+            ) {
+                // Each event goes to one state or the other (some to both), as two processes folding
+                // different stretches of one order's events would.
+                // With snapshots that differ from another only in content (a sheet's shipping fee) or in
+                // when they were collected: same progress and times, so the fold's last tie-breakers decide.
+                let mut events: Vec<RawEvent> = orders.iter().flat_map(Order::events).collect();
+                let variants: Vec<RawEvent> = events
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| split[(i + 2) % 64])
+                    .map(|(_, event)| match event.clone() {
+                        RawEvent::OrderSheet(e) => {
+                            RawEvent::OrderSheet(OrderSheetEvent { shipping_price: e.shipping_price + 500, ..e })
+                        }
+                        RawEvent::ReturnRequest(e) => {
+                            RawEvent::ReturnRequest(ReturnRequestEvent { collected_at: e.collected_at + 1, ..e })
+                        }
+                        RawEvent::Revenue(e) => RawEvent::Revenue(RevenueEvent { collected_at: e.collected_at + 1, ..e }),
+                    })
+                    .collect();
+                events.extend(variants);
+                let events = mixed(&events, &[], shuffle_seed);
+                let (mut all, mut first, mut second) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+                for (i, event) in events.iter().enumerate() {
+                    let key = event.order_key();
+                    all.entry(key.clone()).or_insert_with(OrderState::default).fold(event);
+                    let (to_first, to_second) = (split[i % 64], split[(i + 1) % 64] || i % 5 == 0);
+                    if to_first {
+                        first.entry(key.clone()).or_insert_with(OrderState::default).fold(event);
+                    }
+                    if to_second || !to_first {
+                        second.entry(key).or_insert_with(OrderState::default).fold(event);
+                    }
+                }
+                for (key, expected) in &all {
+                    let a = first.get(key).cloned().unwrap_or_default();
+                    let b = second.get(key).cloned().unwrap_or_default();
+                    let (mut ab, mut ba) = (a.clone(), b.clone());
+                    ab.merge(&b);
+                    ba.merge(&a);
+                    prop_assert_eq!(&ab, expected);
+                    prop_assert_eq!(&ba, expected);
+                    prop_assert!(ab.knows_all_of(&a) && ab.knows_all_of(&b));
+                    prop_assert_eq!(a.knows_all_of(&b), ab == a);
+                    prop_assert_eq!(b.knows_all_of(&a), ab == b);
+                }
+            }
+
+            #[test]
             fn sums_per_payment_day_match_a_reference_computed_from_the_orders(orders in orders()) {
                 let events: Vec<RawEvent> = orders.iter().flat_map(Order::events).collect();
                 let mut actual: BTreeMap<i32, i64> = BTreeMap::new();

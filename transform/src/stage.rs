@@ -19,10 +19,11 @@
 //! checks the generation when the offsets are sent): so a rebalance waits for the transactions left
 //! open on the changelog partitions it assigns to end before restoring them, and reads what such a
 //! commit brings. Without transactions nothing fences such a process: thawed, it sends the rest of its
-//! batch, facts (superseded by its successor's, whose versions are at least as high) and states,
-//! perhaps older than its successor's. So a restore keeps each order's highest version and sends it
-//! to the changelog again ([`PartitionState::resend`]), and a batch whose states land past another
-//! process's writes restores that partition before the next batch
+//! batch, facts (superseded by its successor's, whose versions are at least as high once it has
+//! folded the same events) and states, perhaps older than its successor's. So a restore keeps each
+//! order's state that knows most (or the join of two that each know something the other does not)
+//! and sends it to the changelog again ([`PartitionState::resend`]), and a batch whose states land
+//! past another process's writes restores that partition before the next batch
 //! ([`PartitionState::foreign_writes`]).
 //! Transactions allow one saving, which then relies on them and on `read_committed` readers: an event
 //! that changes nothing an order's facts say (only their version) emits nothing
@@ -321,7 +322,7 @@ async fn adopt_assignment(
             let resend = std::mem::take(&mut restored.resend);
             let first = resend[0].0.clone();
             let offsets = blocking(|| send_again(outputs, &changelog.topic, partition, &resend, transactions))?;
-            tracing::warn!(partition, orders = resend.len(), %first, "the changelog's last state of these orders was older than one before it (sent late by a process frozen past its group session): kept the newer, and sent it again");
+            tracing::warn!(partition, orders = resend.len(), %first, "the changelog's last state of these orders knew less than one before it (sent late by a process frozen past its group session): kept the one that knows more (or their join), and sent it again");
             if follows_on(restored.changelog_end, offsets.iter().copied(), transactions) {
                 restored.resent(offsets.iter().max().map_or(restored.changelog_end, |last| last + 1))?;
             } else {

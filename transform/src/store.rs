@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::order::{OrderState, SlotKey};
-use crate::record::{encode_record_from, from_record_keeping_bytes, EncodedSlots};
+use crate::record::{encode_record_from, from_record_keeping_bytes, kept, EncodedSlots, Kept};
 pub use crate::record::{from_record, to_record};
 use crate::state_file::{PartitionReader, PartitionWrite, StateFile, StateFileError};
 use std::sync::Arc;
@@ -112,8 +112,8 @@ pub struct PartitionState {
     /// Records of the changelog that did not decode, met by the last restore (for the dead-letter
     /// topic): each was skipped, and its key kept its previous state.
     pub corrupt: Vec<CorruptRecord>,
-    /// States the last restore kept although the changelog's last record of their key is an older
-    /// state (key, record): sent late by a process frozen past its group session, after its successor
+    /// States the last restore kept although the changelog's last record of their key knows less
+    /// (key, record): sent late by a process frozen past its group session, after its successor
     /// wrote newer ones. The stage sends them again, so that the newest is last again before
     /// compaction removes it.
     pub resend: Vec<(String, Vec<u8>)>,
@@ -385,10 +385,12 @@ impl Changelog {
     /// Brings a partition's file (`held`, or the one on disk) up to the changelog's end: reads only what
     /// the file has not seen, or everything when the file is new or does not belong to this changelog.
     ///
-    /// A record replaces its key's state unless the state held is newer (a higher
-    /// [`OrderState::version`], which folding never lowers). Without transactions nothing fences a
-    /// process frozen past its group session (a VM paused): thawed, it finishes its batch and sends
-    /// its states after its successor sent newer ones. Those keys come back in
+    /// A record replaces its key's state unless the state held knows more ([`crate::record::kept`]: it
+    /// holds every snapshot the record does, or a newer one); when each knows something the other
+    /// does not, their join is kept.
+    /// Without transactions nothing fences a process frozen past its group session (a VM paused):
+    /// thawed, it finishes its batch and sends its states after its successor sent newer ones. Those
+    /// keys (and any joined) come back in
     /// [`PartitionState::resend`], and the file's `applied_end` stays at the first such record until
     /// [`PartitionState::resent`] says they were sent again.
     pub async fn catch_up(
@@ -435,11 +437,6 @@ impl Changelog {
         }
         Ok((records, orders))
     }
-}
-
-/// The version of a stored state record; `None` when it does not decode (a newer record then replaces it).
-fn version_of(record: &[u8]) -> Option<i64> {
-    decode::<OrderStateRecord>(record).and_then(from_record).ok().map(|state| state.version())
 }
 
 /// The hash of the keys a restore has taken (see `Reader::catch_up`): fixed, so that it costs no
@@ -523,13 +520,12 @@ impl Reader {
         };
         // Records read but not yet written (one commit per chunk).
         let mut pending: HashMap<String, Vec<u8>, foldhash::fast::RandomState> = HashMap::default();
-        // In a rebuild, the highest version taken per key, by the key's hash: a later record is compared
-        // with it rather than with the state read back (the file held nothing before the rebuild, so a
-        // key not in here has no state there). Two keys sharing a hash only make a record look older,
-        // and the state held is read before any record is left out.
-        let mut taken: HashMap<u64, i64, foldhash::fast::FixedState> = HashMap::default();
+        // In a rebuild, the hashes of the keys taken so far: the file held nothing before the rebuild,
+        // so a key not in here has no state to read back (two keys sharing a hash only cost a read).
+        let mut taken: HashSet<u64, foldhash::fast::FixedState> = HashSet::default();
         let mut on_disk = Some(file.reader(self.partition)?);
-        // Keys whose newest state came before an older one on the changelog: see `resend`. Until they
+        // Keys whose last record on the changelog knows less than the state kept (an older state, or
+        // one joined with the state before it): see `resend`. Until they
         // are sent again, the file's `applied_end` stays at the first such record, so that a restore
         // cut short (or a failed send) finds them again.
         let mut superseded: HashSet<String> = HashSet::new();
@@ -544,40 +540,51 @@ impl Reader {
             read += 1;
             match self.decode(offset, key, payload) {
                 Ok(state) => {
-                    let version = state.version();
-                    // Only a rebuild keeps the map (a catch-up reads the file for every record).
+                    // Only a rebuild keeps the set (a catch-up reads the file for every record).
                     let hash = rebuild.then(|| KEY_HASH.hash_one(key));
-                    // The exact version of the state held for `key`, from this restore's pending records
-                    // or the file.
-                    let held = |on_disk: &Option<PartitionReader>| -> Result<Option<i64>, StoreError> {
-                        match pending.get(key) {
-                            Some(record) => Ok(version_of(record)),
-                            None => Ok(on_disk
+                    // Which to keep of this record and the state held for `key` (this restore's pending
+                    // records, or the file's), decided exactly.
+                    let decide = |on_disk: &Option<PartitionReader>| -> Result<Kept, StoreError> {
+                        let decide = |held: &[u8]| kept(held, &state, payload);
+                        Ok(match pending.get(key) {
+                            Some(record) => decide(record),
+                            None => on_disk
                                 .as_ref()
-                                .map(|held| held.read(key, version_of))
+                                .map(|held| held.read(key, decide))
                                 .transpose()?
                                 .flatten()
-                                .flatten()),
-                        }
+                                .unwrap_or(Kept::Incoming),
+                        })
                     };
-                    // A rebuild's file holds only what this restore took: the map decides, unless the
-                    // record looks older. A catch-up's file also holds states from before it.
-                    let older = match hash.map(|hash| taken.get(&hash)) {
-                        Some(None) => false,
-                        Some(Some(&newest)) if newest <= version => false,
-                        _ => held(&on_disk)?.is_some_and(|held| held > version),
+                    // A key a rebuild has not taken yet has no state held; a catch-up's file also holds
+                    // states from before it.
+                    let keep = match hash {
+                        Some(hash) if !taken.contains(&hash) => Kept::Incoming,
+                        _ => decide(&on_disk)?,
                     };
-                    if older {
-                        superseded.insert(key.to_string());
-                        first_superseded.get_or_insert(offset);
-                    } else {
-                        if !superseded.is_empty() {
-                            superseded.remove(key);
-                        }
+                    let mut take = |record: Vec<u8>| {
                         if let Some(hash) = hash {
-                            taken.entry(hash).and_modify(|newest| *newest = (*newest).max(version)).or_insert(version);
+                            taken.insert(hash);
                         }
-                        pending.insert(key.to_string(), payload.to_vec());
+                        pending.insert(key.to_string(), record);
+                    };
+                    match keep {
+                        Kept::Incoming => {
+                            if !superseded.is_empty() {
+                                superseded.remove(key);
+                            }
+                            take(payload.to_vec());
+                        }
+                        Kept::Held => {
+                            superseded.insert(key.to_string());
+                            first_superseded.get_or_insert(offset);
+                        }
+                        // Sent again like a held state: the changelog's last record of the order is not it.
+                        Kept::Joined { record } => {
+                            take(record);
+                            superseded.insert(key.to_string());
+                            first_superseded.get_or_insert(offset);
+                        }
                     }
                 }
                 // Only this stage writes the changelog, so this is foreign data; one bad record must
