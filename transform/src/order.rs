@@ -562,8 +562,8 @@ impl OrderState {
     /// carries a version at least as high, and the same events always give the same version. The
     /// loader keeps each item's highest version, so a change to how progress is scored must never lower
     /// the version of a state already written. (A restore compares states by what they hold,
-    /// [`OrderState::knows_all_of`]: a change to how snapshots rank makes the first restore join, and
-    /// send again, the states written before it.)
+    /// [`OrderState::knows_all_of`]: a change to how snapshots rank may make the first restore join,
+    /// and send again, states written before it whose records it compares.)
     pub fn version(&self) -> i64 {
         const PROGRESS_SLOTS: i64 = 1 << 16;
         self.source_time.saturating_mul(PROGRESS_SLOTS).saturating_add(self.progress().clamp(0, PROGRESS_SLOTS - 1))

@@ -145,7 +145,7 @@ pub fn kept(held: &[u8], incoming: &OrderState, incoming_record: &[u8]) -> Kept 
     }
     let mut joined = held;
     joined.merge(incoming);
-    // A defect if it fails (the schemas are compiled in): the record read last then stays, as before.
+    // A defect if it fails (the schemas are compiled in): the record read last then stays.
     match to_record(&vendor_id, order_id, &joined).and_then(|record| encode(&record)) {
         Ok(record) => Kept::Joined { record },
         Err(_) => Kept::Incoming,

@@ -114,7 +114,7 @@ pub struct PartitionState {
     pub corrupt: Vec<CorruptRecord>,
     /// States the last restore kept although the changelog's last record of their key knows less
     /// (key, record): sent late by a process frozen past its group session, after its successor
-    /// wrote newer ones. The stage sends them again, so that the newest is last again before
+    /// wrote newer ones. The stage sends them again, so that the state kept is last again before
     /// compaction removes it.
     pub resend: Vec<(String, Vec<u8>)>,
     /// A batch's states landed past this process's last write: another process wrote the partition
