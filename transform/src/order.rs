@@ -535,12 +535,13 @@ impl OrderState {
     }
 
     /// Whether this state knows everything `other` knows: each of its slots holds `other`'s snapshot
-    /// or a newer one, and its source time is as new (so merging `other` in would change nothing, as
-    /// long as a state's source time is at least each of its slots', which folding keeps).
+    /// or one that `other`'s would not take (the fold's own rule, [`takes_slot`]), and its source time
+    /// is as new. So merging `other` in would change nothing, as long as a state's source time is at
+    /// least each of its slots', which folding keeps.
     pub fn knows_all_of(&self, other: &OrderState) -> bool {
         fn slots_cover<E: Slotted + PartialEq>(mine: &OrderState, other: &OrderState) -> bool {
             E::slots(other).iter().all(|(key, theirs)| {
-                E::slots(mine).get(key).is_some_and(|ours| ours == theirs || newer(ours, theirs) == Ordering::Greater)
+                E::slots(mine).get(key).is_some_and(|ours| ours == theirs || !takes_slot(mine, theirs))
             })
         }
         self.source_time >= other.source_time

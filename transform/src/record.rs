@@ -134,8 +134,9 @@ pub fn kept(held: &[u8], incoming: &OrderState, incoming_record: &[u8]) -> Kept 
     if held == incoming_record {
         return Kept::Incoming;
     }
-    let Ok(record) = decode::<OrderStateRecord>(held) else { return Kept::Incoming };
-    let (vendor_id, order_id) = (record.vendor_id.clone(), record.order_id);
+    let Ok(mut record) = decode::<OrderStateRecord>(held) else { return Kept::Incoming };
+    // Moved out, not cloned: only a join needs it, and `from_record` does not read it.
+    let (vendor_id, order_id) = (std::mem::take(&mut record.vendor_id), record.order_id);
     let Ok(held) = from_record(record) else { return Kept::Incoming };
     if incoming.knows_all_of(&held) {
         return Kept::Incoming;
