@@ -19,7 +19,7 @@ use coupang_sim::SimConfig;
 use coupang_transform::order::{OrderState, RawEvent};
 use coupang_transform::record::from_record;
 use coupang_transform::rules::payment_facts;
-use coupang_transform::store::{open_state_file, to_record, Changelog};
+use coupang_transform::store::{open_state_file, to_record, Changelog, PartitionState, RestoreMode};
 use etl_core::kafka::{ensure_compacted_topics_with, group_lag, set_topic_config};
 use etl_core::Shutdown;
 use rdkafka::message::OwnedMessage;
@@ -736,7 +736,30 @@ async fn a_restore_keeps_the_newer_state_when_an_older_one_comes_last_and_says_w
     for (order_id, record) in [(1, &newer), (2, &other), (3, &newer_3), (4, &joined_4)] {
         assert_eq!(file.get(0, &key(order_id)).unwrap().as_deref(), Some(&record[..]));
     }
-    let healed = rebuilt;
-    drop((healed, file));
+
+    // A record that does not decode, last of order 2 (offset 11): the order keeps its state, which is
+    // sent again, so that compaction cannot leave the bad record as all a later rebuild finds of it.
+    send(2, b"\xc3\x01not a state");
+    let caught_up = changelog.catch_up(0, Some(rebuilt), &file).await.unwrap();
+    let corrupt_offsets = |restored: &PartitionState| restored.corrupt.iter().map(|c| c.offset).collect::<Vec<_>>();
+    assert_eq!(caught_up.restore_mode, RestoreMode::CatchUp);
+    assert_eq!(corrupt_offsets(&caught_up), vec![11]);
+    assert_eq!(caught_up.resend, vec![(key(2), other.clone())], "a catch-up sends the state held again");
+    assert_eq!(file.get(0, &key(2)).unwrap().as_deref(), Some(&other[..]));
+    assert_eq!(file.applied_end(0).unwrap(), Some(11));
+    drop(caught_up);
+    file.clear(0).unwrap();
+    let mut rebuilt = changelog.catch_up(0, None, &file).await.unwrap();
+    assert_eq!(corrupt_offsets(&rebuilt), vec![11]);
+    assert_eq!(rebuilt.resend, vec![(key(2), other.clone())], "so does a rebuild");
+    send(2, &other);
+    rebuilt.resent(13).unwrap();
+    drop(rebuilt);
+    file.clear(0).unwrap();
+    let rebuilt = changelog.catch_up(0, None, &file).await.unwrap();
+    assert_eq!((rebuilt.records_restored, rebuilt.resend.len()), (13, 0));
+    assert_eq!(corrupt_offsets(&rebuilt), vec![11], "dead-lettered again until compaction removes it");
+    assert_eq!(file.get(0, &key(2)).unwrap().as_deref(), Some(&other[..]));
+    drop((rebuilt, file));
     finish(&config).await;
 }

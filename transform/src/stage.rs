@@ -307,7 +307,8 @@ async fn adopt_assignment(
         let started = std::time::Instant::now();
         let held = owned.remove(&partition);
         let mut restored = changelog.catch_up(partition, held, state_file).await?;
-        // Dead-lettered at every restore until a state of the same key supersedes it (compaction).
+        // Dead-lettered at every restore that reads it, until compaction removes it behind a later state
+        // of its key (the key's state held before it is sent again below, when there is one).
         for bad in std::mem::take(&mut restored.corrupt) {
             let (partition, offset) = (partition.to_string(), bad.offset.to_string());
             let source = [
@@ -322,7 +323,7 @@ async fn adopt_assignment(
             let resend = std::mem::take(&mut restored.resend);
             let first = resend[0].0.clone();
             let offsets = blocking(|| send_again(outputs, &changelog.topic, partition, &resend, transactions))?;
-            tracing::warn!(partition, orders = resend.len(), %first, "the changelog's last state of these orders knew less than one before it (sent late by a process frozen past its group session): kept the one that knows more (or their join), and sent it again");
+            tracing::warn!(partition, orders = resend.len(), %first, "the changelog's last record of these orders knew less than one before it (sent late by a process frozen past its group session) or did not decode: kept the state that knows more (or their join), and sent it again");
             if follows_on(restored.changelog_end, offsets.iter().copied(), transactions) {
                 restored.resent(offsets.iter().max().map_or(restored.changelog_end, |last| last + 1))?;
             } else {

@@ -110,12 +110,12 @@ pub struct PartitionState {
     pub records_restored: usize,
     pub restore_mode: RestoreMode,
     /// Records of the changelog that did not decode, met by the last restore (for the dead-letter
-    /// topic): each was skipped, and its key kept its previous state.
+    /// topic): each was skipped, and its key kept its previous state (sent again when it had one, see `resend`).
     pub corrupt: Vec<CorruptRecord>,
     /// States the last restore kept although the changelog's last record of their key knows less
     /// (key, record): sent late by a process frozen past its group session, after its successor
-    /// wrote newer ones. The stage sends them again, so that the state kept is last again before
-    /// compaction removes it.
+    /// wrote newer ones; or a record that does not decode. The stage sends them again, so that the
+    /// state kept is last again before compaction removes it.
     pub resend: Vec<(String, Vec<u8>)>,
     /// A batch's states landed past this process's last write: another process wrote the partition
     /// in between (see [`Changelog::catch_up`]). Its file's `applied_end` stays where it was, so that
@@ -390,9 +390,9 @@ impl Changelog {
     /// does not, their join is kept.
     /// Without transactions nothing fences a process frozen past its group session (a VM paused):
     /// thawed, it finishes its batch and sends its states after its successor sent newer ones. Those
-    /// keys (and any joined) come back in
-    /// [`PartitionState::resend`], and the file's `applied_end` stays at the first such record until
-    /// [`PartitionState::resent`] says they were sent again.
+    /// keys (and any joined, and any whose last record does not decode while a state of it is held)
+    /// come back in [`PartitionState::resend`], and the file's `applied_end` stays at the first such
+    /// record until [`PartitionState::resent`] says they were sent again.
     pub async fn catch_up(
         &self,
         partition: i32,
@@ -524,8 +524,8 @@ impl Reader {
         // so a key not in here has no state to read back (two keys sharing a hash only cost a read).
         let mut taken: HashSet<u64, foldhash::fast::FixedState> = HashSet::default();
         let mut on_disk = Some(file.reader(self.partition)?);
-        // Keys whose last record on the changelog knows less than the state kept (an older state, or
-        // one joined with the state before it): see `resend`. Until they
+        // Keys whose last record on the changelog knows less than the state kept (an older state, one
+        // joined with the state before it, or a record that does not decode): see `resend`. Until they
         // are sent again, the file's `applied_end` stays at the first such record, so that a restore
         // cut short (or a failed send) finds them again.
         let mut superseded: HashSet<String> = HashSet::new();
@@ -536,6 +536,13 @@ impl Reader {
             file.write(&[PartitionWrite { partition: self.partition, records, applied_end }], durable)
         };
         let rebuild = state.restore_mode == RestoreMode::Rebuild;
+        // Whether a state of `key` is held (this restore's pending records, or the file's).
+        let holds = |pending: &HashMap<String, Vec<u8>, _>, on_disk: &Option<PartitionReader>, key: &str| {
+            Ok::<_, StoreError>(
+                pending.contains_key(key)
+                    || on_disk.as_ref().map(|held| held.read(key, |_| ())).transpose()?.flatten().is_some(),
+            )
+        };
         let end = self.read(consumer, (from, high), |offset, key, payload| {
             read += 1;
             match self.decode(offset, key, payload) {
@@ -545,12 +552,12 @@ impl Reader {
                     // Which to keep of this record and the state held for `key` (this restore's pending
                     // records, or the file's), decided exactly.
                     let decide = |on_disk: &Option<PartitionReader>| -> Result<Kept, StoreError> {
-                        let decide = |held: &[u8]| kept(held, &state, payload);
+                        let against_held = |held: &[u8]| kept(held, &state, payload);
                         Ok(match pending.get(key) {
-                            Some(record) => decide(record),
+                            Some(record) => against_held(record),
                             None => on_disk
                                 .as_ref()
-                                .map(|held| held.read(key, decide))
+                                .map(|held| held.read(key, against_held))
                                 .transpose()?
                                 .flatten()
                                 .unwrap_or(Kept::Incoming),
@@ -588,13 +595,22 @@ impl Reader {
                     }
                 }
                 // Only this stage writes the changelog, so this is foreign data; one bad record must
-                // not stop the stage. The key keeps the state it had before the record.
-                Err(error) => corrupt.push(CorruptRecord {
-                    offset,
-                    key: key.to_string(),
-                    payload: payload.to_vec(),
-                    reason: error.to_string(),
-                }),
+                // not stop the stage. The key keeps the state it had before the record, which is sent
+                // again like a held state: once compaction removed the states before it, a record that
+                // does not decode would be all a later rebuild finds of the order.
+                Err(error) => {
+                    let may_hold = !rebuild || taken.contains(&KEY_HASH.hash_one(key));
+                    if may_hold && holds(&pending, &on_disk, key)? {
+                        superseded.insert(key.to_string());
+                        first_superseded.get_or_insert(offset);
+                    }
+                    corrupt.push(CorruptRecord {
+                        offset,
+                        key: key.to_string(),
+                        payload: payload.to_vec(),
+                        reason: error.to_string(),
+                    })
+                }
             }
             if pending.len() >= RESTORE_CHUNK {
                 // The snapshot goes first, so that redb can reuse the pages it held.
