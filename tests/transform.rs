@@ -11,16 +11,18 @@ use coupang_etl::config::Config;
 use coupang_etl::demo::compare;
 use coupang_load::summary::{daily_payments, fact_counts};
 use coupang_schemas::{
-    decode, encode, ChangeCause, OrderKey, OrderSheetEvent, OrderStateRecord, PaymentFact, ReturnRequestEvent,
-    RevenueEvent,
+    decode, encode, ChangeCause, OrderKey, OrderSheetEvent, OrderSheetItem, OrderStateRecord, PaymentFact,
+    ReturnRequestEvent, RevenueEvent,
 };
 use coupang_sim::truth::Truth;
 use coupang_sim::SimConfig;
 use coupang_transform::order::{OrderState, RawEvent};
 use coupang_transform::record::from_record;
 use coupang_transform::rules::payment_facts;
-use coupang_transform::store::{open_state_file, to_record, Changelog, PartitionState, RestoreMode};
-use etl_core::kafka::{ensure_compacted_topics_with, group_lag, set_topic_config};
+use coupang_transform::store::{
+    open_state_file, to_record, Changelog, PartitionState, Resend, RestoreMode, Superseded,
+};
+use etl_core::kafka::{ensure_compacted_topics_with, ensure_topics, group_lag, set_topic_config};
 use etl_core::Shutdown;
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -638,6 +640,32 @@ async fn a_restore_waits_for_a_transaction_left_open_on_the_changelog_and_reads_
     finish(&config).await;
 }
 
+/// An order's state after `sheets`.
+fn state_of(sheets: &[OrderSheetEvent]) -> OrderState {
+    let mut state = OrderState::default();
+    for sheet in sheets {
+        state.fold(&RawEvent::OrderSheet(sheet.clone()));
+    }
+    state
+}
+
+/// Two snapshots of box `box_id` of order `order_id` with `items`, that differ only in the box's
+/// shipping fee (same status, same times): one version, and the fold keeps one of the two by content.
+/// Gives (the one kept, the other).
+fn content_only_snapshots(
+    order_id: i64,
+    box_id: i64,
+    items: Vec<OrderSheetItem>,
+) -> (OrderSheetEvent, OrderSheetEvent) {
+    let first = OrderSheetEvent { order_id, shipment_box_id: box_id, items, ..fixtures::order_sheet() };
+    let changed = OrderSheetEvent { shipping_price: first.shipping_price + 500, ..first.clone() };
+    if state_of(&[first.clone(), changed.clone()]) == state_of(std::slice::from_ref(&first)) {
+        (first, changed)
+    } else {
+        (changed, first)
+    }
+}
+
 /// A process frozen past its group session, thawed, may send a state after its successor sent a newer
 /// one of the same order (nothing fences it without transactions). A restore keeps the state that
 /// knows more (it holds every snapshot the other holds, or a newer one, even at an equal version), or
@@ -665,19 +693,10 @@ async fn a_restore_keeps_the_newer_state_when_an_older_one_comes_last_and_says_w
     };
     let (older, newer) = (state_after(&[accepted(1)]), state_after(&[accepted(1), delivered]));
     let other = state_after(&[accepted(2)]);
-    // Order 3's box listed twice with only its shipping fee changed (same status, same times): one
-    // version, and the fold keeps one of the two by content. Order 4 has two such boxes, and each of
-    // two states knows the kept snapshot of one box only: their join knows both.
-    let snapshots = |order_id: i64, box_id: i64| {
-        let first = OrderSheetEvent { order_id, shipment_box_id: box_id, ..fixtures::order_sheet() };
-        let changed = OrderSheetEvent { shipping_price: first.shipping_price + 500, ..first.clone() };
-        let keeps_first = state_after(&[first.clone(), changed.clone()]) == state_after(std::slice::from_ref(&first));
-        if keeps_first {
-            (first, changed)
-        } else {
-            (changed, first)
-        }
-    };
+    // Order 3's box listed twice with only its shipping fee changed: one version, and the fold keeps
+    // one of the two by content. Order 4 has two such boxes, and each of two states knows the kept
+    // snapshot of one box only: their join knows both.
+    let snapshots = |order_id, box_id| content_only_snapshots(order_id, box_id, vec![]);
     let (kept_3, lost_3) = snapshots(3, 31);
     let (newer_3, older_3) = (state_after(&[kept_3]), state_after(&[lost_3]));
     let ((kept_41, lost_41), (kept_42, lost_42)) = (snapshots(4, 41), snapshots(4, 42));
@@ -703,30 +722,46 @@ async fn a_restore_keeps_the_newer_state_when_an_older_one_comes_last_and_says_w
     send(3, &older_3);
     send(4, &knows_42);
     let rebuilt = changelog.catch_up(0, None, &file).await.unwrap();
-    let expected = vec![(key(1), newer.clone()), (key(3), newer_3.clone()), (key(4), joined_4.clone())];
+    // Each with the late state, whose facts the loader may hold.
+    // Each with the late state and the one whose facts went out before it: the state kept, or the one
+    // the join was made with.
+    let late =
+        |record: &[u8], before: &[u8]| Superseded::Late { record: record.to_vec(), sent_before: Some(before.to_vec()) };
+    let resend =
+        |order_id, record: &[u8], superseded| Resend { key: key(order_id), record: record.to_vec(), superseded };
+    let expected = vec![
+        resend(1, &newer, late(&older, &newer)),
+        resend(3, &newer_3, late(&older_3, &newer_3)),
+        resend(4, &joined_4, late(&knows_42, &knows_41)),
+    ];
     assert_eq!(file.get(0, &key(1)).unwrap().as_deref(), Some(&newer[..]), "a rebuild keeps the newer state");
     assert_eq!(file.get(0, &key(2)).unwrap().as_deref(), Some(&other[..]));
     assert_eq!(file.get(0, &key(3)).unwrap().as_deref(), Some(&newer_3[..]), "also at an equal version");
-    assert_eq!(file.get(0, &key(4)).unwrap().as_deref(), Some(&joined_4[..]), "or the join of the two");
-    assert_eq!(rebuilt.resend, expected, "and names them to be sent again");
+    assert_eq!(rebuilt.resend, expected, "and names them to be sent again, or the join of the two");
+    let until_sent = "the file keeps the state held before a join until the join is sent";
+    assert_eq!(file.get(0, &key(4)).unwrap().as_deref(), Some(&knows_41[..]), "{until_sent}");
     assert_eq!(file.applied_end(0).unwrap(), Some(5), "the file's end stays at the first older record until then");
 
-    // Not sent again (a crash, a failed send): the next restore finds them again.
+    // Not sent again (a crash, a failed send): the next restore finds them again, the join too.
     drop(rebuilt);
     let again = changelog.catch_up(0, None, &file).await.unwrap();
     assert_eq!((again.records_restored, again.resend.clone()), (3, expected));
     assert_eq!(file.get(0, &key(1)).unwrap().as_deref(), Some(&newer[..]));
-    assert_eq!(file.get(0, &key(4)).unwrap().as_deref(), Some(&joined_4[..]));
+    assert_eq!(file.get(0, &key(4)).unwrap().as_deref(), Some(&knows_41[..]), "{until_sent}");
 
-    // Sent again (offsets 8 to 10), as the stage does: the file's end moves past them, and nothing is left.
+    // Sent again (offsets 8 to 10), as the stage does.
     for (order_id, record) in [(1, &newer), (3, &newer_3), (4, &joined_4)] {
         send(order_id, record);
     }
+    // Had other records come between them, the file takes the states sent but keeps its end: the next
+    // restore reads from there again, and finds nothing more to send.
     let mut again = again;
-    again.resent(11).unwrap();
-    assert_eq!(file.applied_end(0).unwrap(), Some(11));
+    again.resent(None).unwrap();
+    assert_eq!(file.applied_end(0).unwrap(), Some(5));
+    assert_eq!(file.get(0, &key(4)).unwrap().as_deref(), Some(&joined_4[..]), "the file takes the join once sent");
     let healed = changelog.catch_up(0, Some(again), &file).await.unwrap();
-    assert_eq!((healed.records_restored, healed.resend.len()), (0, 0));
+    assert_eq!((healed.records_restored, healed.resend.len()), (6, 0));
+    assert_eq!(file.applied_end(0).unwrap(), Some(11));
     assert_eq!(file.get(0, &key(1)).unwrap().as_deref(), Some(&newer[..]));
     // A rebuild of the whole changelog now finds each kept state last: nothing more to send.
     drop(healed);
@@ -744,16 +779,17 @@ async fn a_restore_keeps_the_newer_state_when_an_older_one_comes_last_and_says_w
     let corrupt_offsets = |restored: &PartitionState| restored.corrupt.iter().map(|c| c.offset).collect::<Vec<_>>();
     assert_eq!(caught_up.restore_mode, RestoreMode::CatchUp);
     assert_eq!(corrupt_offsets(&caught_up), vec![11]);
-    assert_eq!(caught_up.resend, vec![(key(2), other.clone())], "a catch-up sends the state held again");
+    let corrupt = vec![resend(2, &other, Superseded::Corrupt)];
+    assert_eq!(caught_up.resend, corrupt, "a catch-up sends the state held again");
     assert_eq!(file.get(0, &key(2)).unwrap().as_deref(), Some(&other[..]));
     assert_eq!(file.applied_end(0).unwrap(), Some(11));
     drop(caught_up);
     file.clear(0).unwrap();
     let mut rebuilt = changelog.catch_up(0, None, &file).await.unwrap();
     assert_eq!(corrupt_offsets(&rebuilt), vec![11]);
-    assert_eq!(rebuilt.resend, vec![(key(2), other.clone())], "so does a rebuild");
+    assert_eq!(rebuilt.resend, corrupt, "so does a rebuild");
     send(2, &other);
-    rebuilt.resent(13).unwrap();
+    rebuilt.resent(Some(13)).unwrap();
     drop(rebuilt);
     file.clear(0).unwrap();
     let rebuilt = changelog.catch_up(0, None, &file).await.unwrap();
@@ -761,5 +797,109 @@ async fn a_restore_keeps_the_newer_state_when_an_older_one_comes_last_and_says_w
     assert_eq!(corrupt_offsets(&rebuilt), vec![11], "dead-lettered again until compaction removes it");
     assert_eq!(file.get(0, &key(2)).unwrap().as_deref(), Some(&other[..]));
     drop((rebuilt, file));
+    finish(&config).await;
+}
+
+/// A restore that keeps a state over a late one sends the facts the late ones may hide along with it:
+/// at an equal version the loader keeps the fact inserted last (a snapshot that changed only in
+/// content), and a join's facts never went out. The stage's first restore finds both here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_sends_again_the_facts_that_late_states_hide() {
+    restore_sends_again_the_facts_that_late_states_hide(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transactional_restore_sends_again_the_facts_that_late_states_hide() {
+    restore_sends_again_the_facts_that_late_states_hide(true).await;
+}
+
+async fn restore_sends_again_the_facts_that_late_states_hide(transactions: bool) {
+    let mut config = config(if transactions { "late_facts_tx" } else { "late_facts" }, small_world());
+    config.transform.transactions = transactions;
+    let topics = config.kafka.topics();
+    ensure_topics(&config.kafka, &[&topics.payment_facts]).await.unwrap();
+    ensure_compacted_topics_with(&config.kafka, &[&topics.transform_state], config.kafka.partitions).await.unwrap();
+    // Order 3: one box listed twice with only its fee changed; the successor's state keeps one
+    // snapshot, the frozen process's late one holds the other. Orders 4 and 5: two such boxes, and each
+    // of the two states knows the kept snapshot of one box only.
+    let items = |id| vec![fixtures::order_line(id, 2, 10_000), fixtures::order_line(id + 1, 1, 5_000)];
+    let (kept_3, lost_3) = content_only_snapshots(3, 31, items(7));
+    let newer_3 = state_of(&[kept_3]);
+    let mut late = vec![(newer_3.clone(), state_of(&[lost_3]))];
+    let mut expected = vec![newer_3];
+    for order_id in [4, 5] {
+        let ((kept_1, lost_1), (kept_2, lost_2)) = (
+            content_only_snapshots(order_id, order_id * 10 + 1, items(7)),
+            content_only_snapshots(order_id, order_id * 10 + 2, items(9)),
+        );
+        late.push((state_of(&[kept_1.clone(), lost_2]), state_of(&[lost_1, kept_2.clone()])));
+        expected.push(state_of(&[kept_1, kept_2]));
+    }
+    // As a batch sends them: its facts, then its state; the successor's first, the late ones after.
+    // Of order 5 the late facts come first, then the successor's facts and state, then the late state.
+    let producer: BaseProducer = config.kafka.producer_config().create().unwrap();
+    let send_facts = |state: &OrderState| {
+        for fact in payment_facts(state) {
+            let (payload, key) = (encode(&fact).unwrap(), fact.kafka_key());
+            let record = BaseRecord::to(&topics.payment_facts).key(&key).payload(&payload);
+            producer.send(record).map_err(|(e, _)| e).unwrap();
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+    };
+    let send_state = |state: &OrderState| {
+        let order_id = state.boxes.values().next().unwrap().order_id;
+        let key = format!("{}:{order_id}", fixtures::VENDOR_ID);
+        let payload = encode(&to_record(fixtures::VENDOR_ID, order_id, state).unwrap()).unwrap();
+        let record = BaseRecord::to(&topics.transform_state).partition(0).key(&key).payload(&payload);
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+        producer.flush(Duration::from_secs(30)).unwrap();
+    };
+    for (successor, frozen) in &late[..2] {
+        for state in [successor, frozen] {
+            send_facts(state);
+            send_state(state);
+        }
+    }
+    let (successor, frozen) = &late[2];
+    send_facts(frozen);
+    send_facts(successor);
+    send_state(successor);
+    send_state(frozen);
+    let expected: BTreeMap<String, PaymentFact> =
+        expected.iter().flat_map(payment_facts).map(|f| (f.kafka_key(), f)).collect();
+    let (before, sent_before) = current_facts(&config);
+    let hidden = differences(&before, &expected, false);
+    // Item 7 of orders 3 and 4 carries its box's fee: the late facts won at the loader there; item 9 of
+    // order 5, where the successor's facts came last.
+    assert_eq!(hidden.len(), 3, "{hidden:?}");
+
+    let shutdown = Shutdown::new();
+    let transform = {
+        let (config, shutdown) = (config.clone(), shutdown.clone());
+        tokio::spawn(async move { coupang_transform::run(&config.transform, &config.kafka, shutdown).await })
+    };
+    let healed = eventually(Duration::from_secs(60), || async {
+        differences(&current_facts(&config).0, &expected, false).is_empty()
+    })
+    .await;
+    shutdown.cancel();
+    transform.await.unwrap().unwrap();
+    let (after, sent_after) = current_facts(&config);
+    assert_eq!(differences(&after, &expected, false), Vec::<String>::new());
+    assert!(healed);
+    // Order 3's item 7; of orders 4 and 5 items 7 and 9, where the two states' facts tie but differ
+    // (which was inserted last is not known).
+    assert_eq!((sent_before, sent_after), (20, 25), "only the facts the loader may not hold went out again");
+    for (order_id, item) in [(3, 7), (4, 7), (5, 9)] {
+        let key = format!("{}:{order_id}:{item}", fixtures::VENDOR_ID);
+        let (fact, late) = (&after[&key], &before[&key]);
+        assert_eq!(fact.change_cause, ChangeCause::Correction, "explained against the fact the loader held");
+        assert_eq!(fact.previous_payment_amount, Some(late.payment_amount));
+    }
+    assert_eq!(
+        differences(&changelog_facts(&config), &expected, false),
+        Vec::<String>::new(),
+        "the changelog's last states"
+    );
     finish(&config).await;
 }

@@ -2,7 +2,7 @@
 //! the simulator. A test that needs a field different sets it over a fixture, e.g.
 //! `PaymentFact { status: "CANCELLED".into(), ..fixtures::payment_fact(1, 1, 1) }`.
 
-use coupang_schemas::{ChangeCause, OrderSheetEvent, PaymentFact};
+use coupang_schemas::{ChangeCause, OrderSheetEvent, OrderSheetItem, PaymentFact};
 
 /// The vendor of every hand-built event: no simulated world has it, so they never mix with the
 /// simulator's orders or its ground truth.
@@ -27,6 +27,26 @@ pub fn order_sheet() -> OrderSheetEvent {
         in_transit_at: None,
         delivered_at: None,
         items: Vec::new(),
+    }
+}
+
+/// A line of an order sheet: `count` units of vendor item `id` at `unit` won each, not confirmed.
+pub fn order_line(id: i64, count: i32, unit: i64) -> OrderSheetItem {
+    OrderSheetItem {
+        vendor_item_id: id,
+        vendor_item_name: format!("item {id}"),
+        seller_product_id: 1,
+        shipping_count: count,
+        cancel_count: 0,
+        hold_count_for_cancel: 0,
+        sales_price: unit,
+        order_price: unit * i64::from(count),
+        discount_price: 0,
+        instant_coupon_discount: 0,
+        downloadable_coupon_discount: 0,
+        coupang_discount: 0,
+        confirm_date: None,
+        canceled: false,
     }
 }
 

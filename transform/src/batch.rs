@@ -2,7 +2,7 @@
 //! fold it into its order's state, then send the orders' changed facts and states (see the stage's
 //! module docs for the order of the writes and why a replay is harmless).
 
-use coupang_schemas::{encode, OrderKey, PaymentFact};
+use coupang_schemas::{decode, encode, OrderKey, OrderStateRecord, PaymentFact};
 use etl_core::kafka::{blocking, DeadLetter, QUEUE_TIMEOUT};
 use etl_core::metrics::PerAccount;
 use rdkafka::message::{Message, OwnedMessage};
@@ -12,9 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::error::{TransformError, STAGE};
 use crate::order::{PoisonEvent, RawEvent, RawStream};
 use crate::output::{send_and_wait, OutputProducer};
-use crate::rules::{apply, Emission};
+use crate::rules::{apply, facts_sent_again, Emission};
 use crate::state_file::StateFile;
-use crate::store::{PartitionState, StoreError, Written};
+use crate::store::{from_record, PartitionState, Resend, StoreError, Superseded, Written};
 
 /// Counters of one batch, for logs and tests.
 #[derive(Debug, Default, Clone, Copy)]
@@ -138,16 +138,13 @@ pub(crate) async fn process(
     writes: Writes,
 ) -> Result<(BatchReport, SentStates), TransformError> {
     let folded = fold_batch(batch, state_bytes, owned, outputs, writes.emission()).await?;
-    let facts: Vec<(String, Vec<u8>)> =
-        folded.facts.iter().map(|f| Ok((f.kafka_key(), encode(f)?))).collect::<Result<_, TransformError>>()?;
+    let facts = encode_facts(&folded.facts)?;
     let states = encode_states(&folded.changed, owned)?;
     owned.values_mut().for_each(PartitionState::release_decoded);
     let state_offsets = blocking(|| send_outputs(outputs, &facts, &states, writes))?;
 
-    let mut facts_out = PerAccount::default();
-    folded.facts.iter().for_each(|fact| facts_out.add(&fact.account_alias, 1));
     folded.events_in.record_in(STAGE);
-    facts_out.record_out(STAGE);
+    count_facts_out(&folded.facts);
     let report = BatchReport {
         events: folded.messages,
         facts: facts.len(),
@@ -241,6 +238,54 @@ fn encode_states(
         states.push(EncodedState { partition: *partition, key: text, payload });
     }
     Ok(states)
+}
+
+/// The facts to send with the states a restore of `partition` kept over the changelog's last record
+/// of their order ([`PartitionState::resend`]): those the late ones may hide ([`facts_sent_again`]).
+pub(crate) fn facts_to_send_again(partition: i32, resend: &[Resend]) -> Result<Vec<PaymentFact>, TransformError> {
+    let mut facts = Vec::new();
+    for again in resend {
+        let Superseded::Late { record, sent_before } = &again.superseded else { continue };
+        let state = |record: &[u8]| {
+            decode::<OrderStateRecord>(record).and_then(from_record).map_err(|source| TransformError::Resend {
+                partition,
+                key: again.key.clone(),
+                source,
+            })
+        };
+        let sent_before = sent_before.as_deref().map(state).transpose()?;
+        facts.extend(facts_sent_again(&state(record)?, sent_before.as_ref(), &state(&again.record)?));
+    }
+    Ok(facts)
+}
+
+/// Sends `facts`, then the states of `resend` to changelog partition `partition` again, as `writes`
+/// says (a transaction is the caller's to begin and commit, and the facts its to count once
+/// committed); gives where the states landed.
+pub(crate) fn send_again(
+    outputs: &Outputs<'_>,
+    partition: i32,
+    facts: &[PaymentFact],
+    resend: &[Resend],
+    writes: Writes,
+) -> Result<Vec<i64>, TransformError> {
+    let encoded = encode_facts(facts)?;
+    let states: Vec<EncodedState> = resend
+        .iter()
+        .map(|again| EncodedState { partition, key: again.key.clone(), payload: again.record.clone() })
+        .collect();
+    send_outputs(outputs, &encoded, &states, writes)
+}
+
+fn encode_facts(facts: &[PaymentFact]) -> Result<Vec<(String, Vec<u8>)>, TransformError> {
+    facts.iter().map(|fact| Ok((fact.kafka_key(), encode(fact)?))).collect()
+}
+
+/// Counts facts sent, per account.
+pub(crate) fn count_facts_out(facts: &[PaymentFact]) {
+    let mut facts_out = PerAccount::default();
+    facts.iter().for_each(|fact| facts_out.add(&fact.account_alias, 1));
+    facts_out.record_out(STAGE);
 }
 
 /// Sends the facts and the states (each state to its input partition's changelog partition), in order

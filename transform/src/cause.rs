@@ -84,7 +84,7 @@ pub fn undoing_cause(event: &RawEvent) -> ChangeCause {
 }
 
 /// Whether two facts of an item say the same, whatever their version, source time and explanation.
-fn same_content(a: &PaymentFact, b: &PaymentFact) -> bool {
+pub(crate) fn same_content(a: &PaymentFact, b: &PaymentFact) -> bool {
     let content = |fact: &PaymentFact| PaymentFact {
         version: 0,
         event_time: 0,

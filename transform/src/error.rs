@@ -18,6 +18,14 @@ pub enum TransformError {
     Encode(#[from] coupang_schemas::CodecError),
     #[error(transparent)]
     State(#[from] StoreError),
+    /// A defect: the restore decoded both states before.
+    #[error("changelog partition {partition}: a state of {key} to send again does not decode: {source}")]
+    Resend {
+        partition: i32,
+        key: String,
+        #[source]
+        source: coupang_schemas::CodecError,
+    },
     #[error("Kafka: the consumer has no group metadata to commit offsets in a transaction")]
     NoGroupMetadata,
 }

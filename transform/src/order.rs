@@ -535,7 +535,7 @@ impl OrderState {
     }
 
     /// Whether this state knows everything `other` knows: each of its slots holds `other`'s snapshot
-    /// or one that `other`'s would not take (the fold's own rule, [`takes_slot`]), and its source time
+    /// or one that `other`'s would not take (the fold's own rule, `takes_slot`), and its source time
     /// is as new. So merging `other` in would change nothing, as long as a state's source time is at
     /// least each of its slots', which folding keeps.
     pub fn knows_all_of(&self, other: &OrderState) -> bool {

@@ -26,7 +26,7 @@ use coupang_schemas::{ChangeCause, FactStatus, OrderStatus, PaymentFact, Receipt
 use etl_core::time::{days_since_epoch, kst_date_of_millis};
 use std::collections::BTreeMap;
 
-use crate::cause::{explain, undoing_cause};
+use crate::cause::{explain, same_content, undoing_cause};
 use crate::order::{receipt_completed, OrderState, RawEvent};
 
 /// What the order sheets say about one vendor item of the order (lines merged across boxes).
@@ -131,6 +131,52 @@ pub fn apply(state: &mut OrderState, event: RawEvent, emission: Emission) -> App
         .then(|| explain(&before, after, &undone_by))
         .filter(|facts| emission == Emission::OnVersionChange || restates_something(&before, facts));
     Applied { state_changed: folded.changed, took_slot: folded.took_slot, facts }
+}
+
+/// The facts a restore sends again with a state it kept (`kept`) over the changelog's last record of
+/// the order (`late`), a state sent late by a process frozen past its group session, whose facts went
+/// out late too. `sent_before` is the other state whose facts went out (the state kept, or the one a
+/// join was made with), when that is all that did; `None` when more late states came.
+///
+/// The loader keeps per item the fact of the highest version and, of equal versions, the one inserted
+/// last, which is not known here: two processes' facts and states interleave. So a fact of `kept`
+/// stays unsent only where the loader surely holds it: every known fact of the item at the highest
+/// version says it exactly (the same version and content), or one has a higher version (not
+/// expected: a kept state knows all the others know). Without `sent_before`, every fact goes but
+/// those. A fact re-sent at a version already loaded overwrites its history (cause and previous
+/// amount) at that version. Each is explained against a fact of the highest version the loader may
+/// hold, one that differs from it where there is one (the late fact first).
+pub fn facts_sent_again(late: &OrderState, sent_before: Option<&OrderState>, kept: &OrderState) -> Vec<PaymentFact> {
+    // Per item, the facts that may be what the loader holds: the late fact first.
+    let mut loaded: BTreeMap<i64, Vec<PaymentFact>> = BTreeMap::new();
+    let before = sent_before.map(payment_facts).unwrap_or_default();
+    for fact in payment_facts(late).into_iter().chain(before) {
+        loaded.entry(fact.vendor_item_id).or_default().push(fact);
+    }
+    let top = |facts: &[PaymentFact]| facts.iter().map(|fact| fact.version).max().unwrap_or(i64::MIN);
+    let said = |fact: &PaymentFact| {
+        loaded.get(&fact.vendor_item_id).is_some_and(|facts| {
+            let version = top(facts);
+            version > fact.version
+                || (sent_before.is_some()
+                    && version == fact.version
+                    && facts.iter().filter(|f| f.version == version).all(|f| same_content(f, fact)))
+        })
+    };
+    let again: Vec<PaymentFact> = payment_facts(kept).into_iter().filter(|fact| !said(fact)).collect();
+    let kept_by_item: BTreeMap<i64, &PaymentFact> = again.iter().map(|fact| (fact.vendor_item_id, fact)).collect();
+    // What each is explained against: of the facts at the highest version, one that differs from it
+    // (the late one first), since that may be what the loader holds.
+    let held: Vec<PaymentFact> = loaded
+        .into_iter()
+        .filter_map(|(item, facts)| {
+            let version = top(&facts);
+            let differs = |fact: &PaymentFact| kept_by_item.get(&item).is_some_and(|kept| !same_content(fact, kept));
+            let at_top = || facts.iter().filter(|fact| fact.version == version);
+            at_top().find(|fact| differs(fact)).or_else(|| at_top().next()).cloned()
+        })
+        .collect();
+    explain(&held, again, &ChangeCause::Correction)
 }
 
 /// Whether the order's facts after an event (`explained`) say anything its facts `before` did not: an
@@ -558,6 +604,55 @@ pub(crate) mod tests {
         let mut replayed = steps.to_vec();
         replayed.extend(steps[..3].iter().cloned());
         assert_eq!(facts_of(&replayed), facts_of(&steps));
+    }
+
+    #[test]
+    fn a_restore_sends_again_only_the_facts_a_late_state_may_hide() {
+        let state_of = |events: &[&RawEvent]| {
+            let mut state = OrderState::default();
+            events.iter().for_each(|event| _ = state.fold(event));
+            state
+        };
+        // Two snapshots of one box that differ only in its fee (carried by item 7, the lowest id): one
+        // version, and the fold keeps one of the two by content.
+        let first = sheet(1, "INSTRUCT", vec![line(7, 2, 1_000), line(8, 1, 500)], 3_000);
+        let (first, changed) = (s(first.clone()), s(OrderSheetEvent { shipping_price: 2_500, ..first }));
+        let keeps_first = state_of(&[&first, &changed]) == state_of(&[&first]);
+        let (kept, lost) = if keeps_first { (first, changed) } else { (changed, first) };
+        let (newer, older) = (state_of(&[&kept]), state_of(&[&lost]));
+        assert_eq!(newer.version(), older.version());
+        let (newer_facts, older_facts) = (payment_facts(&newer), payment_facts(&older));
+
+        // The late facts tie with the kept state's, and either may be what the loader holds: item 7's
+        // goes out again, explained against the late one; item 8's says the same in both.
+        let again = facts_sent_again(&older, Some(&newer), &newer);
+        assert_eq!(rows(&again), rows(&newer_facts[..1]));
+        assert_eq!(again[0].version, newer.version());
+        assert_eq!(again[0].change_cause, ChangeCause::Correction);
+        assert_eq!(again[0].previous_payment_amount, Some(older_facts[0].payment_amount));
+        assert_ne!(again[0].payment_amount, older_facts[0].payment_amount);
+        // Which of two tying facts was inserted last is not known: the kept one goes where the other
+        // differs, even when the late one says it.
+        let other_way = facts_sent_again(&newer, Some(&older), &newer);
+        assert_eq!(rows(&other_way), rows(&newer_facts[..1]));
+        let against_the_other = (other_way[0].change_cause.clone(), other_way[0].previous_payment_amount);
+        assert_eq!(against_the_other, (ChangeCause::Correction, Some(older_facts[0].payment_amount)));
+        assert_eq!(facts_sent_again(&newer, Some(&newer), &newer), vec![], "the same facts");
+        // When only the late facts are known, all go.
+        assert_eq!(rows(&facts_sent_again(&older, None, &newer)), rows(&newer_facts));
+
+        // A kept state of a higher version, whose facts went out before: the loader keeps them already.
+        let sale = v(revenue(SaleType::Sale, 10, &[(7, 2, 1_000, 100, 0), (8, 1, 500, 0, 0)]));
+        let confirmed = state_of(&[&kept, &sale]);
+        assert!(confirmed.version() > newer.version());
+        assert_eq!(facts_sent_again(&older, Some(&confirmed), &confirmed), vec![]);
+        // A join whose facts the loader has not seen: all go, explained against the facts it held.
+        let joined = facts_sent_again(&older, Some(&newer), &confirmed);
+        assert_eq!(rows(&joined), rows(&payment_facts(&confirmed)));
+        assert!(joined.iter().all(|fact| fact.change_cause == ChangeCause::Confirmation), "{joined:?}");
+        assert_eq!(facts_sent_again(&older, None, &confirmed), joined, "and so they do when not known");
+        // Never a fact below the loader's version.
+        assert_eq!(facts_sent_again(&confirmed, None, &newer), vec![]);
     }
 
     pub(crate) mod properties {

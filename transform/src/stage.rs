@@ -20,9 +20,11 @@
 //! open on the changelog partitions it assigns to end before restoring them, and reads what such a
 //! commit brings. Without transactions nothing fences such a process: thawed, it sends the rest of its
 //! batch, facts (superseded by its successor's, whose versions are at least as high once it has
-//! folded the same events) and states, perhaps older than its successor's. So a restore keeps each
-//! order's state that knows most (or the join of two that each know something the other does not)
-//! and sends it to the changelog again ([`PartitionState::resend`]), and a batch whose states land
+//! folded the same events; equal where a snapshot changed only in content, and then the loader keeps
+//! the last inserted) and states, perhaps older than its successor's. So a restore keeps each order's
+//! state that knows most (or the join of two that each know something the other does not) and sends
+//! it to the changelog again after its facts ([`PartitionState::resend`],
+//! [`crate::rules::facts_sent_again`]), and a batch whose states land
 //! past another process's writes restores that partition before the next batch
 //! ([`PartitionState::foreign_writes`]).
 //! Transactions allow one saving, which then relies on them and on `read_committed` readers: an event
@@ -40,22 +42,21 @@
 use etl_core::kafka::{
     batch_offsets, blocking, check_co_partitioned, commit_batch, ensure_compacted_topics_with, ensure_topics,
     next_batch, report_lag, restart_on_kafka_failure, worth_a_restart, BlockingDrop, Consumes, DeadLetter, KafkaConfig,
-    QUEUE_TIMEOUT,
 };
 use etl_core::metrics::metrics;
 use etl_core::Shutdown;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, Producer};
+use rdkafka::producer::Producer;
 use rdkafka::ClientContext;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::batch::{follows_on, persist, process, Outputs, Writes};
+use crate::batch::{count_facts_out, facts_to_send_again, follows_on, persist, process, send_again, Outputs, Writes};
 use crate::config::TransformConfig;
 use crate::error::{TransformError, STAGE};
-use crate::output::{send_and_wait, DeliveryLedger, OutputProducer};
+use crate::output::{DeliveryLedger, OutputProducer};
 #[cfg(doc)]
 use crate::rules::Emission;
 use crate::state_file::StateFile;
@@ -320,14 +321,28 @@ async fn adopt_assignment(
             outputs.dead_letter.send_record(Some(bad.key.as_bytes()), &bad.payload, &bad.reason, &source).await?;
         }
         if !restored.resend.is_empty() {
-            let resend = std::mem::take(&mut restored.resend);
-            let first = resend[0].0.clone();
-            let offsets = blocking(|| send_again(outputs, &changelog.topic, partition, &resend, transactions))?;
-            tracing::warn!(partition, orders = resend.len(), %first, "the changelog's last record of these orders knew less than one before it (sent late by a process frozen past its group session) or did not decode: kept the state that knows more (or their join), and sent it again");
+            let (orders, first) = (restored.resend.len(), restored.resend[0].key.clone());
+            // Worked out before a transaction begins: a failure here leaves none open.
+            let facts = facts_to_send_again(partition, &restored.resend)?;
+            let offsets = blocking(|| {
+                let writes = if transactions { Writes::Transaction } else { Writes::InOrder };
+                if transactions {
+                    outputs.producer.begin_transaction()?;
+                }
+                let offsets = send_again(outputs, partition, &facts, &restored.resend, writes)?;
+                if transactions {
+                    outputs.producer.commit_transaction(TRANSACTION_CALL_TIMEOUT)?;
+                }
+                Ok::<_, TransformError>(offsets)
+            })?;
+            count_facts_out(&facts);
+            tracing::warn!(partition, orders, facts = facts.len(), %first, "the changelog's last record of these orders knew less than one before it (sent late by a process frozen past its group session) or did not decode: kept the state that knows more (or their join), and sent it again, with the facts the late ones may hide");
             if follows_on(restored.changelog_end, offsets.iter().copied(), transactions) {
-                restored.resent(offsets.iter().max().map_or(restored.changelog_end, |last| last + 1))?;
+                restored.resent(Some(offsets.iter().max().map_or(restored.changelog_end, |last| last + 1)))?;
             } else {
-                // More late records came meanwhile: the file stays where they start, to read them again.
+                // More late records came meanwhile: the file takes the states sent (the batch in hand
+                // folds onto them), and its end stays where those records start, to read them again.
+                restored.resent(None)?;
                 restored.foreign_writes = true;
             }
         }
@@ -343,30 +358,6 @@ async fn adopt_assignment(
         owned.insert(partition, restored);
     }
     Ok(())
-}
-
-/// Sends `states` (key, record) to the changelog partition again, in a transaction of their own with
-/// `transactions`; returns where they landed. See [`PartitionState::resend`].
-fn send_again(
-    outputs: &Outputs<'_>,
-    topic: &str,
-    partition: i32,
-    states: &[(String, Vec<u8>)],
-    transactions: bool,
-) -> Result<Vec<i64>, TransformError> {
-    let records = states
-        .iter()
-        .map(|(key, record)| BaseRecord::with_opaque_to(topic, 0).partition(partition).key(key).payload(record))
-        .collect();
-    if transactions {
-        outputs.producer.begin_transaction()?;
-    }
-    let delivered = send_and_wait(outputs.producer, records, QUEUE_TIMEOUT, outputs.shutdown);
-    let offsets = delivered.into_iter().collect::<Result<Vec<i64>, _>>()?;
-    if transactions {
-        outputs.producer.commit_transaction(TRANSACTION_CALL_TIMEOUT)?;
-    }
-    Ok(offsets)
 }
 
 #[cfg(test)]

@@ -58,6 +58,38 @@ pub enum StoreError {
     Join,
 }
 
+/// A state a restore kept over the changelog's last record of its order, to be sent again.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Resend {
+    pub key: String,
+    /// The state kept, as its changelog record.
+    pub record: Vec<u8>,
+    pub superseded: Superseded,
+}
+
+/// What a kept state superseded on the changelog: what the facts the loader holds may come from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Superseded {
+    /// A record that does not decode, which made no facts.
+    Corrupt,
+    /// A state sent late (`record`, the last of them), whose facts went out late too: see
+    /// [`crate::rules::facts_sent_again`]. `sent_before`: the other state whose facts went out (in
+    /// whichever order with the late ones), when only one late state came: the state kept, or the
+    /// one a join was made with (a join is on no changelog record until sent again). `None` after
+    /// several late states.
+    Late { record: Vec<u8>, sent_before: Option<Vec<u8>> },
+}
+
+/// What a restore met after the state it kept, for [`Superseded`].
+enum Met {
+    Corrupt,
+    /// The last late state; `single`: the only one.
+    Late {
+        record: Vec<u8>,
+        single: bool,
+    },
+}
+
 /// How the last restore brought a partition's file up to the changelog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestoreMode {
@@ -112,14 +144,15 @@ pub struct PartitionState {
     /// Records of the changelog that did not decode, met by the last restore (for the dead-letter
     /// topic): each was skipped, and its key kept its previous state (sent again when it had one, see `resend`).
     pub corrupt: Vec<CorruptRecord>,
-    /// States the last restore kept although the changelog's last record of their key knows less
-    /// (key, record): sent late by a process frozen past its group session, after its successor
-    /// wrote newer ones; or a record that does not decode. The stage sends them again, so that the
-    /// state kept is last again before compaction removes it.
-    pub resend: Vec<(String, Vec<u8>)>,
+    /// States the last restore kept although the changelog's last record of their key knows less:
+    /// sent late by a process frozen past its group session, after its successor wrote newer ones;
+    /// or a record that does not decode. The stage sends them again, so that the state kept is last
+    /// again before compaction removes it, with the facts the late ones may hide.
+    pub resend: Vec<Resend>,
     /// A batch's states landed past this process's last write: another process wrote the partition
-    /// in between (see [`Changelog::catch_up`]). Its file's `applied_end` stays where it was, so that
-    /// the next restore, which the stage runs before its next batch, reads those records.
+    /// in between (see [`Changelog::catch_up`]), or between the states a restore sent again
+    /// ([`PartitionState::resent`]). Its file's `applied_end` stays where it was, so that the next
+    /// restore, which the stage runs before its next batch, reads those records.
     pub foreign_writes: bool,
 }
 
@@ -258,11 +291,19 @@ impl PartitionState {
         self.read_bytes = 0;
     }
 
-    /// Records that the states of [`PartitionState::resend`] were sent again, the last landing before
-    /// `end`: the file's `applied_end`, held back by the restore until then, moves there.
-    pub fn resent(&mut self, end: i64) -> Result<(), StoreError> {
-        let write = PartitionWrite { partition: self.partition, records: Vec::new(), applied_end: end };
-        self.file.write(&[write], false)?;
+    /// Records that the states of [`PartitionState::resend`] were sent again: the file takes them (the
+    /// joins were not in it yet). With `end`, the last landed before it, and the file's `applied_end`,
+    /// held back by the restore until then, moves there; without, other records came between them,
+    /// and it stays, for the next restore to read those.
+    pub fn resent(&mut self, end: Option<i64>) -> Result<(), StoreError> {
+        let resend = std::mem::take(&mut self.resend);
+        let records = resend.iter().map(|again| (again.key.as_str(), again.record.as_slice())).collect();
+        let applied_end = match end {
+            Some(end) => end,
+            None => self.file.applied_end(self.partition)?.unwrap_or(0),
+        };
+        self.file.write(&[PartitionWrite { partition: self.partition, records, applied_end }], false)?;
+        let Some(end) = end else { return Ok(()) };
         self.changelog_end = self.changelog_end.max(end);
         Ok(())
     }
@@ -392,7 +433,7 @@ impl Changelog {
     /// thawed, it finishes its batch and sends its states after its successor sent newer ones. Those
     /// keys (and any joined, and any whose last record does not decode while a state of it is held)
     /// come back in [`PartitionState::resend`], and the file's `applied_end` stays at the first such
-    /// record until [`PartitionState::resent`] says they were sent again.
+    /// record until [`PartitionState::resent`] says they were sent again, with nothing between them.
     pub async fn catch_up(
         &self,
         partition: i32,
@@ -520,6 +561,10 @@ impl Reader {
         };
         // Records read but not yet written (one commit per chunk).
         let mut pending: HashMap<String, Vec<u8>, foldhash::fast::RandomState> = HashMap::default();
+        // Joins of two states (encoded), kept in memory only: the file keeps the state held before
+        // until the join is sent again (`PartitionState::resent`), so that a restore cut short makes
+        // the same join again and knows that its facts never went out.
+        let mut joins: HashMap<String, Vec<u8>> = HashMap::new();
         // In a rebuild, the hashes of the keys taken so far: the file held nothing before the rebuild,
         // so a key not in here has no state to read back (two keys sharing a hash only cost a read).
         let mut taken: HashSet<u64, foldhash::fast::FixedState> = HashSet::default();
@@ -528,7 +573,7 @@ impl Reader {
         // joined with the state before it, or a record that does not decode): see `resend`. Until they
         // are sent again, the file's `applied_end` stays at the first such record, so that a restore
         // cut short (or a failed send) finds them again.
-        let mut superseded: HashSet<String> = HashSet::new();
+        let mut superseded: HashMap<String, Met> = HashMap::new();
         let mut first_superseded: Option<i64> = None;
         let (mut read, mut corrupt) = (0, Vec::new());
         let write = |pending: &HashMap<String, Vec<u8>, _>, applied_end: i64, durable: bool| {
@@ -536,13 +581,6 @@ impl Reader {
             file.write(&[PartitionWrite { partition: self.partition, records, applied_end }], durable)
         };
         let rebuild = state.restore_mode == RestoreMode::Rebuild;
-        // Whether a state of `key` is held (this restore's pending records, or the file's).
-        let holds = |pending: &HashMap<String, Vec<u8>, _>, on_disk: &Option<PartitionReader>, key: &str| {
-            Ok::<_, StoreError>(
-                pending.contains_key(key)
-                    || on_disk.as_ref().map(|held| held.read(key, |_| ())).transpose()?.flatten().is_some(),
-            )
-        };
         let end = self.read(consumer, (from, high), |offset, key, payload| {
             read += 1;
             match self.decode(offset, key, payload) {
@@ -553,7 +591,7 @@ impl Reader {
                     // records, or the file's), decided exactly.
                     let decide = |on_disk: &Option<PartitionReader>| -> Result<Kept, StoreError> {
                         let against_held = |held: &[u8]| kept(held, &state, payload);
-                        Ok(match pending.get(key) {
+                        Ok(match joins.get(key).or_else(|| pending.get(key)) {
                             Some(record) => against_held(record),
                             None => on_disk
                                 .as_ref()
@@ -579,17 +617,18 @@ impl Reader {
                         Kept::Incoming => {
                             if !superseded.is_empty() {
                                 superseded.remove(key);
+                                joins.remove(key);
                             }
                             take(payload.to_vec());
                         }
                         Kept::Held => {
-                            superseded.insert(key.to_string());
+                            late(&mut superseded, key, payload);
                             first_superseded.get_or_insert(offset);
                         }
                         // Sent again like a held state: the changelog's last record of the order is not it.
                         Kept::Joined { record } => {
-                            take(record);
-                            superseded.insert(key.to_string());
+                            joins.insert(key.to_string(), record);
+                            late(&mut superseded, key, payload);
                             first_superseded.get_or_insert(offset);
                         }
                     }
@@ -600,8 +639,11 @@ impl Reader {
                 // does not decode would be all a later rebuild finds of the order.
                 Err(error) => {
                     let may_hold = !rebuild || taken.contains(&KEY_HASH.hash_one(key));
-                    if may_hold && holds(&pending, &on_disk, key)? {
-                        superseded.insert(key.to_string());
+                    let on_file = |key| on_disk.as_ref().map(|file| file.read(key, |_| ())).transpose();
+                    let held =
+                        joins.contains_key(key) || pending.contains_key(key) || on_file(key)?.flatten().is_some();
+                    if may_hold && held {
+                        superseded.entry(key.to_string()).or_insert(Met::Corrupt);
                         first_superseded.get_or_insert(offset);
                     }
                     corrupt.push(CorruptRecord {
@@ -636,10 +678,15 @@ impl Reader {
         state.foreign_writes = false;
         let on_disk = file.reader(self.partition)?;
         state.resend = Vec::with_capacity(superseded.len());
-        for key in superseded {
-            if let Some(record) = on_disk.get(&key)? {
-                state.resend.push((key, record));
-            }
+        for (key, met) in superseded {
+            // The state kept, or the one a join was made with: the file keeps it until the join is sent.
+            let Some(held) = on_disk.get(&key)? else { continue };
+            let superseded = match met {
+                Met::Corrupt => Superseded::Corrupt,
+                Met::Late { record, single } => Superseded::Late { record, sent_before: single.then(|| held.clone()) },
+            };
+            let record = joins.remove(&key).unwrap_or(held);
+            state.resend.push(Resend { key, record, superseded });
         }
         state.resend.sort_unstable();
         Ok(state)
@@ -710,6 +757,12 @@ impl Reader {
         }
         Ok(position)
     }
+}
+
+/// Notes `record`, a state of `key` read after the state kept (which knows all it knows).
+fn late(superseded: &mut HashMap<String, Met>, key: &str, record: &[u8]) {
+    let single = !matches!(superseded.get(key), Some(Met::Late { .. }));
+    superseded.insert(key.to_string(), Met::Late { record: record.to_vec(), single });
 }
 
 #[cfg(test)]
