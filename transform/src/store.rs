@@ -564,7 +564,7 @@ impl Reader {
         // Joins of two states (encoded), kept in memory only: the file keeps the state held before
         // until the join is sent again (`PartitionState::resent`), so that a restore cut short makes
         // the same join again and knows that its facts never went out.
-        let mut joins: HashMap<String, Vec<u8>> = HashMap::new();
+        let mut joins: HashMap<String, Vec<u8>, foldhash::fast::RandomState> = HashMap::default();
         // In a rebuild, the hashes of the keys taken so far: the file held nothing before the rebuild,
         // so a key not in here has no state to read back (two keys sharing a hash only cost a read).
         let mut taken: HashSet<u64, foldhash::fast::FixedState> = HashSet::default();
@@ -591,15 +591,7 @@ impl Reader {
                     // records, or the file's), decided exactly.
                     let decide = |on_disk: &Option<PartitionReader>| -> Result<Kept, StoreError> {
                         let against_held = |held: &[u8]| kept(held, &state, payload);
-                        Ok(match joins.get(key).or_else(|| pending.get(key)) {
-                            Some(record) => against_held(record),
-                            None => on_disk
-                                .as_ref()
-                                .map(|held| held.read(key, against_held))
-                                .transpose()?
-                                .flatten()
-                                .unwrap_or(Kept::Incoming),
-                        })
+                        Ok(read_held(key, [&joins, &pending], on_disk, against_held)?.unwrap_or(Kept::Incoming))
                     };
                     // A key a rebuild has not taken yet has no state held; a catch-up's file also holds
                     // states from before it.
@@ -639,10 +631,7 @@ impl Reader {
                 // does not decode would be all a later rebuild finds of the order.
                 Err(error) => {
                     let may_hold = !rebuild || taken.contains(&KEY_HASH.hash_one(key));
-                    let on_file = |key| on_disk.as_ref().map(|file| file.read(key, |_| ())).transpose();
-                    let held =
-                        joins.contains_key(key) || pending.contains_key(key) || on_file(key)?.flatten().is_some();
-                    if may_hold && held {
+                    if may_hold && read_held(key, [&joins, &pending], &on_disk, |_| ())?.is_some() {
                         superseded.entry(key.to_string()).or_insert(Met::Corrupt);
                         first_superseded.get_or_insert(offset);
                     }
@@ -757,6 +746,20 @@ impl Reader {
         }
         Ok(position)
     }
+}
+
+/// `read` applied to the state a restore holds for `key`: in its maps (`joins`, then `pending`), else
+/// in the file.
+fn read_held<T, S: BuildHasher>(
+    key: &str,
+    maps: [&HashMap<String, Vec<u8>, S>; 2],
+    on_disk: &Option<PartitionReader>,
+    read: impl FnOnce(&[u8]) -> T,
+) -> Result<Option<T>, StoreError> {
+    if let Some(record) = maps.iter().find_map(|map| map.get(key)) {
+        return Ok(Some(read(record)));
+    }
+    Ok(on_disk.as_ref().map(|file| file.read(key, read)).transpose()?.flatten())
 }
 
 /// Notes `record`, a state of `key` read after the state kept (which knows all it knows).
