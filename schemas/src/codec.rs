@@ -15,7 +15,7 @@ use serde::Serialize;
 use std::any::TypeId;
 use std::collections::HashMap;
 
-use crate::datum::{from_datum, to_datum, Names};
+use crate::datum::{from_datum, to_datum, write_long, Names, BLOCK_ITEMS};
 use std::sync::{Mutex, OnceLock};
 
 /// Single-object encoding marker (Avro spec, "Single-object encoding").
@@ -155,6 +155,95 @@ pub fn encode_as<T: EventType>(view: &impl Serialize) -> Result<Vec<u8>, CodecEr
             .map_err(|e| CodecError::Encode { event: T::NAME, reason: e.to_string() })?;
     }
     Ok(out)
+}
+
+/// An order's state record ([`crate::OrderStateRecordView`]) encoded as [`encode_as`] encodes it, written
+/// by hand for the one fixed shape of `order_state.v1.avsc`: the transform writes one per changed order
+/// per batch, and the schema-driven writer spent ~2,000 instructions on each (this, ~700; BENCHMARKS.md).
+/// Tests hold it to the schema-driven writer byte for byte, on any record, and to that schema being the
+/// current one, so a new version fails them until this changes with it.
+pub fn encode_state_record(view: &crate::OrderStateRecordView<'_>) -> Vec<u8> {
+    let lists = [&view.boxes, &view.receipts, &view.revenue];
+    // A varint takes at most 10 bytes: the vendor id's length, 2 longs, each list's block count and
+    // closing zero, and each item's length.
+    let size = HEADER_LEN
+        + 10
+        + view.vendor_id.len()
+        + 2 * 10
+        + lists.iter().map(|list| 20 + list.iter().map(|bytes| 10 + bytes.len()).sum::<usize>()).sum::<usize>();
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&schemas::<crate::OrderStateRecord>().current_fingerprint);
+    write_long(&mut out, view.vendor_id.len() as i64);
+    out.extend_from_slice(view.vendor_id.as_bytes());
+    write_long(&mut out, view.order_id);
+    write_long(&mut out, view.source_time);
+    for list in lists {
+        // In blocks, as apache-avro writes arrays.
+        for block in list.chunks(BLOCK_ITEMS) {
+            write_long(&mut out, block.len() as i64);
+            for bytes in block {
+                write_long(&mut out, bytes.len() as i64);
+                out.extend_from_slice(bytes);
+            }
+        }
+        out.push(0);
+    }
+    out
+}
+
+/// A payment fact encoded as [`encode`] encodes it, written by hand for the one shape of
+/// `payment_fact.v2.avsc`: the transform writes ~1.5 facts per event, and the schema-driven writer spent
+/// ~4,000 instructions on each, 13% of the stage's (this, ~1,200; BENCHMARKS.md). Tests hold it to the
+/// schema-driven writer byte for byte, on any fact, and to that schema being the current one, so a new
+/// version fails them until this changes with it.
+pub fn encode_fact(fact: &crate::PaymentFact) -> Vec<u8> {
+    let texts = [&fact.vendor_id, &fact.account_alias, &fact.vendor_item_name].map(|text| text.len());
+    let words = fact.status.as_str().len() + fact.change_cause.as_str().len();
+    // A varint takes at most 10 bytes: 15 longs and ints, the union's index and 5 string lengths; then
+    // the strings and the 2 booleans.
+    let mut out = Vec::with_capacity(HEADER_LEN + 21 * 10 + texts.iter().sum::<usize>() + words + 2);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&schemas::<crate::PaymentFact>().current_fingerprint);
+    let string = |out: &mut Vec<u8>, text: &str| {
+        write_long(out, text.len() as i64);
+        out.extend_from_slice(text.as_bytes());
+    };
+    string(&mut out, &fact.vendor_id);
+    string(&mut out, &fact.account_alias);
+    for id in [fact.order_id, fact.vendor_item_id, fact.shipment_box_id] {
+        write_long(&mut out, id);
+    }
+    string(&mut out, &fact.vendor_item_name);
+    write_long(&mut out, i64::from(fact.payment_date));
+    write_long(&mut out, fact.paid_at);
+    string(&mut out, fact.status.as_str());
+    write_long(&mut out, i64::from(fact.quantity));
+    write_long(&mut out, i64::from(fact.cancelled_quantity));
+    let amounts = [
+        fact.order_price,
+        fact.shipping_fee,
+        fact.seller_coupon_discount,
+        fact.coupang_coupon_discount,
+        fact.payment_amount,
+    ];
+    for amount in amounts {
+        write_long(&mut out, amount);
+    }
+    out.push(u8::from(fact.provisional));
+    out.push(u8::from(fact.cancelled));
+    write_long(&mut out, fact.event_time);
+    write_long(&mut out, fact.version);
+    string(&mut out, fact.change_cause.as_str());
+    // ["null", "long"]: the branch's index, then the value.
+    match fact.previous_payment_amount {
+        None => write_long(&mut out, 0),
+        Some(amount) => {
+            write_long(&mut out, 1);
+            write_long(&mut out, amount);
+        }
+    }
+    out
 }
 
 /// The most apache-avro may allocate for one string, byte array or array length while decoding.
@@ -583,6 +672,41 @@ mod tests {
             revenue: vec![vec![1, 2, 3]],
         };
         assert_eq!(encode(&state).unwrap(), encode_via_value(&state));
+    }
+
+    /// What the schema-driven datum writer writes, with the header: no fallback to apache-avro.
+    fn written_by_the_datum_writer<T: EventType>(value: &impl Serialize) -> Vec<u8> {
+        let schemas = schemas::<T>();
+        let mut out = [&MAGIC[..], &schemas.current_fingerprint[..]].concat();
+        to_datum(value, &schemas.current, &schemas.current_names, &mut out)
+            .unwrap_or_else(|e| panic!("{}: the datum writer refused it: {e}", T::NAME));
+        out
+    }
+
+    #[test]
+    fn a_state_record_written_by_hand_splits_long_lists_into_blocks_as_the_schema_writer_does() {
+        for len in [1_024u32, 1_025, 1_026, 2_050, 2_100] {
+            let many: Vec<std::borrow::Cow<'_, [u8]>> = (0..len).map(|i| i.to_le_bytes().to_vec().into()).collect();
+            let view = crate::OrderStateRecordView {
+                vendor_id: "A00012345",
+                order_id: 7,
+                source_time: -9,
+                boxes: many.clone(),
+                receipts: vec![],
+                revenue: many,
+            };
+            let written = encode_state_record(&view);
+            assert_eq!(written, written_by_the_datum_writer::<crate::OrderStateRecord>(&view), "{len} items");
+            assert_eq!(decode::<crate::OrderStateRecord>(&written).unwrap().revenue.len(), len as usize);
+        }
+    }
+
+    /// The hand-written encoders write one version of their schemas: a new version must change them.
+    #[test]
+    fn the_hand_written_encoders_write_the_current_schemas() {
+        let current = |history: &[&'static str]| history.last().copied();
+        assert_eq!(current(PaymentFact::history()), Some(include_str!("../avro/payment_fact.v2.avsc")));
+        assert_eq!(current(crate::OrderStateRecord::history()), Some(include_str!("../avro/order_state.v1.avsc")));
     }
 
     /// The datum writer itself (not its apache-avro fallback), against apache-avro's writer.
@@ -1079,6 +1203,55 @@ mod tests {
             }
             agree::<OrderSheetEvent>(encode(&sheet).unwrap(), &at, byte, cut, grow)?;
             agree::<crate::OrderStateRecord>(encode(&state).unwrap(), &at, byte, cut, grow)?;
+        }
+
+        /// The hand-written fact encoder against the schema-driven one, on any fact.
+        #[test]
+        fn a_fact_written_by_hand_is_what_the_schema_writes(
+            texts in proptest::array::uniform5(".{0,40}"), ids in proptest::array::uniform3(any::<i64>()),
+            ints in proptest::array::uniform3(any::<i32>()), longs in proptest::array::uniform8(any::<i64>()),
+            flags in proptest::array::uniform2(any::<bool>()), previous in proptest::option::of(any::<i64>()),
+            known_status in prop::sample::select(vec!["ACCEPT", "DEPARTURE", "CONFIRMED", "CANCELLED", "RETURNED"]),
+            known_cause in prop::sample::select(crate::ChangeCause::KNOWN), known_words in any::<bool>(),
+        ) {
+            let [vendor_id, account_alias, vendor_item_name, status, change_cause] = texts;
+            let (status, change_cause) = if known_words {
+                (crate::FactStatus::from(known_status), known_cause)
+            } else {
+                (crate::FactStatus::from(status.as_str()), crate::ChangeCause::from(change_cause.as_str()))
+            };
+            let fact = PaymentFact {
+                vendor_id, account_alias, order_id: ids[0], vendor_item_id: ids[1], shipment_box_id: ids[2],
+                vendor_item_name, payment_date: ints[0], paid_at: longs[0], status, quantity: ints[1],
+                cancelled_quantity: ints[2], order_price: longs[1], shipping_fee: longs[2],
+                seller_coupon_discount: longs[3], coupang_coupon_discount: longs[4], payment_amount: longs[5],
+                provisional: flags[0], cancelled: flags[1], event_time: longs[6], version: longs[7],
+                change_cause, previous_payment_amount: previous,
+            };
+            let written = encode_fact(&fact);
+            prop_assert_eq!(&written, &written_by_the_datum_writer::<PaymentFact>(&fact));
+            prop_assert_eq!(decode::<PaymentFact>(&written).unwrap(), fact);
+        }
+
+        /// The hand-written state record encoder against the schema-driven one, on any record.
+        #[test]
+        fn a_state_record_written_by_hand_is_what_the_schema_writes(
+            vendor_id in ".{0,40}", order_id in any::<i64>(), source_time in any::<i64>(),
+            lists in proptest::array::uniform3(
+                proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 0..4)
+            ),
+        ) {
+            let [boxes, receipts, revenue] = lists.map(|list| list.into_iter().map(std::borrow::Cow::Owned).collect());
+            let view = crate::OrderStateRecordView {
+                vendor_id: &vendor_id, order_id, source_time, boxes, receipts, revenue,
+            };
+            let written = encode_state_record(&view);
+            prop_assert_eq!(&written, &written_by_the_datum_writer::<crate::OrderStateRecord>(&view));
+            let read = decode::<crate::OrderStateRecord>(&written).unwrap();
+            prop_assert_eq!(
+                (read.vendor_id.as_str(), read.order_id, read.source_time, read.revenue.len()),
+                (vendor_id.as_str(), order_id, source_time, view.revenue.len())
+            );
         }
 
         #[test]

@@ -266,9 +266,9 @@ pub fn to_datum<T: serde::Serialize>(
 }
 
 /// apache-avro writes arrays in blocks of at most this many items (its serializer's buffer limit + 1).
-const BLOCK_ITEMS: usize = 1025;
+pub(crate) const BLOCK_ITEMS: usize = 1025;
 
-fn write_long(out: &mut Vec<u8>, value: i64) {
+pub(crate) fn write_long(out: &mut Vec<u8>, value: i64) {
     let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
     while zigzag >= 0x80 {
         out.push((zigzag as u8) | 0x80);

@@ -338,8 +338,8 @@ impl EventType for OrderStateRecord {
     }
 }
 
-/// An [`OrderStateRecord`] of borrowed parts, written with [`crate::encode_as`]: the transform puts a
-/// changed order's record together from event bytes it already holds, without copying them first.
+/// An [`OrderStateRecord`] of borrowed parts, written with [`crate::encode_state_record`]: the transform
+/// puts a changed order's record together from event bytes it already holds, without copying them first.
 #[derive(Debug, Serialize)]
 pub struct OrderStateRecordView<'a> {
     pub vendor_id: &'a str,

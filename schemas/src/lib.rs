@@ -13,7 +13,9 @@ mod datum;
 mod domain;
 mod events;
 
-pub use codec::{decode, decode_with_apache_avro, encode, encode_as, CodecError, EventType};
+pub use codec::{
+    decode, decode_with_apache_avro, encode, encode_as, encode_fact, encode_state_record, CodecError, EventType,
+};
 pub use domain::{
     ChangeCause, FactStatus, OrderStatus, ReceiptStatus, ReceiptType, SaleType, SettlementStatus, SettlementType,
 };

@@ -2,7 +2,7 @@
 //! fold it into its order's state, then send the orders' changed facts and states (see the stage's
 //! module docs for the order of the writes and why a replay is harmless).
 
-use coupang_schemas::{decode, encode, OrderKey, OrderStateRecord, PaymentFact};
+use coupang_schemas::{decode, encode_fact, OrderKey, OrderStateRecord, PaymentFact};
 use etl_core::kafka::{blocking, DeadLetter, QUEUE_TIMEOUT};
 use etl_core::metrics::PerAccount;
 use rdkafka::message::{Message, OwnedMessage};
@@ -138,7 +138,7 @@ pub(crate) async fn process(
     writes: Writes,
 ) -> Result<(BatchReport, SentStates), TransformError> {
     let folded = fold_batch(batch, state_bytes, owned, outputs, writes.emission()).await?;
-    let facts = encode_facts(&folded.facts)?;
+    let facts = encode_facts(&folded.facts);
     let states = encode_states(&folded.changed, owned)?;
     owned.values_mut().for_each(PartitionState::release_decoded);
     let state_offsets = blocking(|| send_outputs(outputs, &facts, &states, writes))?;
@@ -269,7 +269,7 @@ pub(crate) fn send_again(
     resend: &[Resend],
     writes: Writes,
 ) -> Result<Vec<i64>, TransformError> {
-    let encoded = encode_facts(facts)?;
+    let encoded = encode_facts(facts);
     let states: Vec<EncodedState> = resend
         .iter()
         .map(|again| EncodedState { partition, key: again.key.clone(), payload: again.record.clone() })
@@ -277,8 +277,8 @@ pub(crate) fn send_again(
     send_outputs(outputs, &encoded, &states, writes)
 }
 
-fn encode_facts(facts: &[PaymentFact]) -> Result<Vec<(String, Vec<u8>)>, TransformError> {
-    facts.iter().map(|fact| Ok((fact.kafka_key(), encode(fact)?))).collect()
+fn encode_facts(facts: &[PaymentFact]) -> Vec<(String, Vec<u8>)> {
+    facts.iter().map(|fact| (fact.kafka_key(), encode_fact(fact))).collect()
 }
 
 /// Counts facts sent, per account.
@@ -346,6 +346,7 @@ mod tests {
     use crate::order::tests::{line, sheet};
     use crate::order::OrderState;
     use crate::store::{open_state_file, to_record, Written};
+    use coupang_schemas::encode;
     use coupang_schemas::OrderSheetEvent;
     use etl_core::kafka::KafkaConfig;
     use rdkafka::message::Timestamp;

@@ -5,8 +5,8 @@
 //! together from bytes already at hand: nothing is encoded again but the record's frame.
 
 use coupang_schemas::{
-    decode, encode, encode_as, CodecError, EventType, OrderSheetEvent, OrderStateRecord, OrderStateRecordView,
-    ReturnRequestEvent, RevenueEvent,
+    decode, encode, encode_state_record, CodecError, EventType, OrderSheetEvent, OrderStateRecord,
+    OrderStateRecordView, ReturnRequestEvent, RevenueEvent,
 };
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -73,14 +73,14 @@ pub fn encode_record_from(
             })
             .collect()
     }
-    encode_as::<OrderStateRecord>(&OrderStateRecordView {
+    Ok(encode_state_record(&OrderStateRecordView {
         vendor_id,
         order_id,
         source_time: state.source_time,
         boxes: slots(&state.boxes, &known.boxes)?,
         receipts: slots(&state.receipts, &known.receipts)?,
         revenue: slots(&state.revenue, &known.revenue)?,
-    })
+    }))
 }
 
 /// An order's state from its changelog record.
