@@ -1,6 +1,6 @@
 //! Arbitrary bytes as a Kafka message payload (what a poison message looks like to transform and load):
-//! every decoder refuses or accepts without panicking, the datum reader agrees with apache-avro, and
-//! what is accepted goes on through the rules.
+//! every decoder refuses or accepts without panicking, `decode` (the hand-written readers, and the datum
+//! reader behind them) agrees with apache-avro, and what is accepted goes on through the rules.
 #![no_main]
 
 use coupang_etl_fuzz::check_events;
@@ -12,13 +12,13 @@ use coupang_transform::order::RawEvent;
 use coupang_transform::store::from_record;
 use libfuzzer_sys::fuzz_target;
 
-/// The datum reader (`decode`) and apache-avro's `Value` tree read the same bytes the same way: both
-/// refuse them, or both give the same event.
+/// `decode` (by hand where a type has a reader of its own, else the datum reader) and apache-avro's
+/// `Value` tree read the same bytes the same way: both refuse them, or both give the same event.
 fn same_as_apache_avro<T: EventType + PartialEq + std::fmt::Debug>(data: &[u8]) {
     match (decode::<T>(data), decode_with_apache_avro::<T>(data)) {
         (Ok(a), Ok(b)) => assert_eq!(a, b),
         (Err(_), Err(_)) => {}
-        (a, b) => panic!("{}: the datum reader gives {a:?}, apache-avro {b:?}", T::NAME),
+        (a, b) => panic!("{}: decode gives {a:?}, apache-avro {b:?}", T::NAME),
     }
 }
 

@@ -155,6 +155,10 @@ impl EventType for OrderSheetEvent {
     fn history() -> &'static [&'static str] {
         &[include_str!("../avro/order_sheet_event.v1.avsc")]
     }
+
+    fn read_current(datum: &[u8]) -> Option<Self> {
+        crate::readers::order_sheet(datum)
+    }
 }
 
 impl EventType for PaymentFact {
@@ -255,6 +259,10 @@ impl EventType for ReturnRequestEvent {
     fn history() -> &'static [&'static str] {
         &[include_str!("../avro/return_request_event.v1.avsc")]
     }
+
+    fn read_current(datum: &[u8]) -> Option<Self> {
+        crate::readers::return_request(datum)
+    }
 }
 
 impl EventType for RevenueEvent {
@@ -265,6 +273,10 @@ impl EventType for RevenueEvent {
             include_str!("../avro/revenue_event.v2.avsc"),
             include_str!("../avro/revenue_event.v3.avsc"),
         ]
+    }
+
+    fn read_current(datum: &[u8]) -> Option<Self> {
+        crate::readers::revenue(datum)
     }
 }
 
@@ -335,6 +347,10 @@ impl EventType for OrderStateRecord {
     const NAME: &'static str = "OrderState";
     fn history() -> &'static [&'static str] {
         &[include_str!("../avro/order_state.v1.avsc")]
+    }
+
+    fn read_current(datum: &[u8]) -> Option<Self> {
+        crate::readers::state_record(datum)
     }
 }
 

@@ -12,6 +12,7 @@ mod codec;
 mod datum;
 mod domain;
 mod events;
+mod readers;
 
 pub use codec::{
     decode, decode_with_apache_avro, encode, encode_as, encode_fact, encode_state_record, CodecError, EventType,
