@@ -88,18 +88,11 @@ impl Reader<'_, '_> {
         Ok(first)
     }
 
-    /// A zig-zag varint of at most 10 bytes. Bits past the 64th are dropped, as apache-avro does (the
-    /// fuzzer found the difference; both readers must agree on every input).
     fn long(&mut self) -> Result<i64, DatumError> {
-        let mut value: u64 = 0;
-        for shift in (0..70).step_by(7) {
-            let byte = self.byte()?;
-            value |= u64::from(byte & 0x7F) << shift;
-            if byte & 0x80 == 0 {
-                return Ok((value >> 1) as i64 ^ -((value & 1) as i64));
-            }
-        }
-        fail("a long overflows 64 bits")
+        read_long(self.input).map_err(|unread| match unread {
+            UnreadLong::EndsEarly => DatumError("the datum ends early".into()),
+            UnreadLong::Overflows => DatumError("a long overflows 64 bits".into()),
+        })
     }
 
     fn int(&mut self) -> Result<i32, DatumError> {
@@ -118,6 +111,29 @@ impl Reader<'_, '_> {
         *self.input = rest;
         Ok(taken)
     }
+}
+
+/// Why a long did not read.
+pub(crate) enum UnreadLong {
+    EndsEarly,
+    /// Ten bytes, each saying another follows.
+    Overflows,
+}
+
+/// A zig-zag varint of at most 10 bytes from the front of `input` (which is advanced past it). Bits
+/// past the 64th are dropped, as apache-avro does (the fuzzer found the difference; every reader here
+/// must agree on every input, so they all read longs with this).
+#[inline]
+pub(crate) fn read_long(input: &mut &[u8]) -> Result<i64, UnreadLong> {
+    let mut value: u64 = 0;
+    for (i, &byte) in input.iter().take(10).enumerate() {
+        value |= u64::from(byte & 0x7F) << (7 * i);
+        if byte & 0x80 == 0 {
+            *input = &input[i + 1..];
+            return Ok((value >> 1) as i64 ^ -((value & 1) as i64));
+        }
+    }
+    Err(if input.len() < 10 { UnreadLong::EndsEarly } else { UnreadLong::Overflows })
 }
 
 /// The schema itself, or the named type a `Ref` points to.

@@ -9,6 +9,7 @@
 //! what they accept as it does (the property tests below hold them to it, on written and on
 //! corrupted records).
 
+use crate::datum::read_long;
 use crate::{
     OrderSheetEvent, OrderSheetItem, OrderStateRecord, ReturnRequestEvent, ReturnRequestItem, RevenueEvent,
     RevenueItem, SaleType,
@@ -21,18 +22,10 @@ const RESERVED_ITEMS: usize = 16;
 struct Cursor<'b>(&'b [u8]);
 
 impl<'b> Cursor<'b> {
-    /// A zig-zag varint of at most 10 bytes; bits past the 64th are dropped, as the datum reader does.
+    /// A zig-zag varint, read as the datum reader reads it.
     #[inline]
     fn long(&mut self) -> Option<i64> {
-        let mut value: u64 = 0;
-        for (i, &byte) in self.0.iter().take(10).enumerate() {
-            value |= u64::from(byte & 0x7F) << (7 * i);
-            if byte & 0x80 == 0 {
-                self.0 = &self.0[i + 1..];
-                return Some((value >> 1) as i64 ^ -((value & 1) as i64));
-            }
-        }
-        None
+        read_long(&mut self.0).ok()
     }
 
     #[inline]
@@ -334,6 +327,12 @@ mod tests {
         }
     }
 
+    /// `event` as the schema-driven writer writes its datum (without the header).
+    fn datum_of<T: EventType>(event: &T) -> Result<Vec<u8>, TestCaseError> {
+        let written = encode(event).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        Ok(written[current_header::<T>().len()..].to_vec())
+    }
+
     /// The hand-written reader and the datum reader on one datum: both refuse it, or both read the same.
     fn agree<T: EventType + PartialEq + std::fmt::Debug>(datum: &[u8]) -> Result<(), TestCaseError> {
         let framed = [current_header::<T>(), datum.to_vec()].concat();
@@ -363,11 +362,10 @@ mod tests {
         cut: usize,
         grow: usize,
     ) -> Result<(), TestCaseError> {
-        let written = encode(event).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let datum = &written[current_header::<T>().len()..];
-        let read = T::read_current(datum);
+        let datum = datum_of(event)?;
+        let read = T::read_current(&datum);
         prop_assert_eq!(read.as_ref(), Some(event));
-        agree::<T>(datum)?;
+        agree::<T>(&datum)?;
         let mut corrupted = datum.to_vec();
         corrupted[at.index(datum.len())] = byte;
         corrupted.truncate(corrupted.len() - cut.min(corrupted.len()));
@@ -398,8 +396,7 @@ mod tests {
                 event: &T, at: &prop::sample::Index, tail: &[u8],
             ) -> Result<(), TestCaseError> {
                 agree::<T>(tail)?;
-                let written = encode(event).map_err(|e| TestCaseError::fail(e.to_string()))?;
-                let datum = &written[current_header::<T>().len()..];
+                let datum = datum_of(event)?;
                 agree::<T>(&[&datum[..at.index(datum.len())], tail].concat())
             }
             after_the_start_of(&sheet, &at, &tail)?;
@@ -477,12 +474,11 @@ mod tests {
             reason_code: None,
             items: vec![],
         };
-        let header = current_header::<ReturnRequestEvent>().len();
-        let empty = encode(&event).unwrap()[header..].to_vec();
+        let empty = datum_of(&event).unwrap();
         // Everything before the items: the empty array is the datum's last byte.
         let head = &empty[..empty.len() - 1];
         event.items = vec![item(1), item(2), item(3)];
-        let one_block = encode(&event).unwrap()[header..].to_vec();
+        let one_block = datum_of(&event).unwrap();
         let items = &one_block[head.len() + 1..one_block.len() - 1];
         let (first, rest) = items.split_at(items.len() / 3);
         let blocks = [
@@ -569,7 +565,7 @@ mod tests {
             delivered_at: None,
             items: vec![],
         };
-        let mut datum = encode(&event).unwrap()[current_header::<OrderSheetEvent>().len()..].to_vec();
+        let mut datum = datum_of(&event).unwrap();
         // After remote_area: two nulls and the empty array, a byte each.
         let at = datum.len() - 4;
         assert_eq!(datum[at], 0);
