@@ -5,8 +5,8 @@
 
 use coupang_etl_fuzz::check_events;
 use coupang_schemas::{
-    decode, decode_with_apache_avro, EventType, OrderSheetEvent, OrderStateRecord, PaymentFact, ReturnRequestEvent,
-    RevenueEvent,
+    decode, decode_facts, decode_with_apache_avro, EventType, OrderPaymentFacts, OrderSheetEvent, OrderStateRecord,
+    PaymentFact, ReturnRequestEvent, RevenueEvent,
 };
 use coupang_transform::order::RawEvent;
 use coupang_transform::store::from_record;
@@ -27,6 +27,7 @@ fuzz_target!(|data: &[u8]| {
     same_as_apache_avro::<ReturnRequestEvent>(data);
     same_as_apache_avro::<RevenueEvent>(data);
     same_as_apache_avro::<PaymentFact>(data);
+    same_as_apache_avro::<OrderPaymentFacts>(data);
     same_as_apache_avro::<OrderStateRecord>(data);
     let mut events = Vec::new();
     if let Ok(e) = decode::<OrderSheetEvent>(data) {
@@ -40,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
     }
     check_events(&events);
     // Load only decodes facts; ClickHouse's row check judges them, so there is nothing more to hold.
-    let _ = decode::<PaymentFact>(data);
+    let _ = decode_facts(data);
     // A changelog record (transform's own state topic): read back without panicking; its events are
     // held to the same checks as events from the raw topics.
     if let Ok(record) = decode::<OrderStateRecord>(data) {

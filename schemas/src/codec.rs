@@ -200,33 +200,63 @@ pub fn encode_state_record(view: &crate::OrderStateRecordView<'_>) -> Vec<u8> {
 }
 
 /// A payment fact encoded as [`encode`] encodes it, written by hand for the one shape of
-/// `payment_fact.v2.avsc`: the transform writes ~1.5 facts per event, and the schema-driven writer spent
-/// ~4,000 instructions on each, 13% of the stage's (this, ~1,200; BENCHMARKS.md). Tests hold it to the
-/// schema-driven writer byte for byte, on any fact, and to that schema being the current one, so a new
-/// version fails them until this changes with it.
+/// `payment_fact.v2.avsc`: the schema-driven writer spent ~4,000 instructions on each fact, 13% of the
+/// transform's (this, ~1,200; BENCHMARKS.md). Tests hold it to the schema-driven writer byte for byte,
+/// on any fact, and to that schema being the current one, so a new version fails them until this
+/// changes with it.
 pub fn encode_fact(fact: &crate::PaymentFact) -> Vec<u8> {
-    let texts = [&fact.vendor_id, &fact.account_alias, &fact.vendor_item_name].map(|text| text.len());
-    let words = fact.status.as_str().len() + fact.change_cause.as_str().len();
-    // A varint takes at most 10 bytes: 15 longs and ints, the union's index and 5 string lengths; then
-    // the strings and the 2 booleans.
-    let mut out = Vec::with_capacity(HEADER_LEN + 21 * 10 + texts.iter().sum::<usize>() + words + 2);
+    let mut out = Vec::with_capacity(HEADER_LEN + fact_datum_size(fact));
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&schemas::<crate::PaymentFact>().current_fingerprint);
+    write_fact_datum(&mut out, fact);
+    out
+}
+
+/// One order's payment facts as one record (`order_payment_facts.v1.avsc`), encoded as [`encode`]
+/// encodes it, written by hand like [`encode_fact`], whose datum is each item's: the transform sends
+/// one per order per change. Held to the schema-driven writer byte for byte by the same tests.
+pub fn encode_order_facts(vendor_id: &str, order_id: i64, facts: &[crate::PaymentFact]) -> Vec<u8> {
+    let items: usize = facts.iter().map(fact_datum_size).sum();
+    let mut out = Vec::with_capacity(HEADER_LEN + 10 + vendor_id.len() + 10 + 20 + items);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&schemas::<crate::OrderPaymentFacts>().current_fingerprint);
+    write_long(&mut out, vendor_id.len() as i64);
+    out.extend_from_slice(vendor_id.as_bytes());
+    write_long(&mut out, order_id);
+    // In blocks, as apache-avro writes arrays.
+    for block in facts.chunks(BLOCK_ITEMS) {
+        write_long(&mut out, block.len() as i64);
+        block.iter().for_each(|fact| write_fact_datum(&mut out, fact));
+    }
+    out.push(0);
+    out
+}
+
+/// The most bytes a fact's datum takes: a varint takes at most 10 bytes (15 longs and ints, the
+/// union's index and 5 string lengths), then the strings and the 2 booleans.
+fn fact_datum_size(fact: &crate::PaymentFact) -> usize {
+    let texts = fact.vendor_id.len() + fact.account_alias.len() + fact.vendor_item_name.len();
+    let words = fact.status.as_str().len() + fact.change_cause.as_str().len();
+    21 * 10 + texts + words + 2
+}
+
+/// A payment fact's datum (`payment_fact.v2.avsc`), field by field.
+fn write_fact_datum(out: &mut Vec<u8>, fact: &crate::PaymentFact) {
     let string = |out: &mut Vec<u8>, text: &str| {
         write_long(out, text.len() as i64);
         out.extend_from_slice(text.as_bytes());
     };
-    string(&mut out, &fact.vendor_id);
-    string(&mut out, &fact.account_alias);
+    string(out, &fact.vendor_id);
+    string(out, &fact.account_alias);
     for id in [fact.order_id, fact.vendor_item_id, fact.shipment_box_id] {
-        write_long(&mut out, id);
+        write_long(out, id);
     }
-    string(&mut out, &fact.vendor_item_name);
-    write_long(&mut out, i64::from(fact.payment_date));
-    write_long(&mut out, fact.paid_at);
-    string(&mut out, fact.status.as_str());
-    write_long(&mut out, i64::from(fact.quantity));
-    write_long(&mut out, i64::from(fact.cancelled_quantity));
+    string(out, &fact.vendor_item_name);
+    write_long(out, i64::from(fact.payment_date));
+    write_long(out, fact.paid_at);
+    string(out, fact.status.as_str());
+    write_long(out, i64::from(fact.quantity));
+    write_long(out, i64::from(fact.cancelled_quantity));
     let amounts = [
         fact.order_price,
         fact.shipping_fee,
@@ -235,22 +265,51 @@ pub fn encode_fact(fact: &crate::PaymentFact) -> Vec<u8> {
         fact.payment_amount,
     ];
     for amount in amounts {
-        write_long(&mut out, amount);
+        write_long(out, amount);
     }
     out.push(u8::from(fact.provisional));
     out.push(u8::from(fact.cancelled));
-    write_long(&mut out, fact.event_time);
-    write_long(&mut out, fact.version);
-    string(&mut out, fact.change_cause.as_str());
+    write_long(out, fact.event_time);
+    write_long(out, fact.version);
+    string(out, fact.change_cause.as_str());
     // ["null", "long"]: the branch's index, then the value.
     match fact.previous_payment_amount {
-        None => write_long(&mut out, 0),
+        None => write_long(out, 0),
         Some(amount) => {
-            write_long(&mut out, 1);
-            write_long(&mut out, amount);
+            write_long(out, 1);
+            write_long(out, amount);
         }
     }
-    out
+}
+
+/// The payment facts in a message of the facts topic: an order's facts in one record
+/// ([`crate::OrderPaymentFacts`], what the transform writes), or one fact ([`crate::PaymentFact`], what
+/// it wrote before). A record whose facts are not all of its own order is malformed: a reader keyed
+/// by the message would file them under the wrong order.
+pub fn decode_facts(bytes: &[u8]) -> Result<Vec<crate::PaymentFact>, CodecError> {
+    if !written_with::<crate::OrderPaymentFacts>(bytes) {
+        return decode::<crate::PaymentFact>(bytes).map(|fact| vec![fact]);
+    }
+    let order = decode::<crate::OrderPaymentFacts>(bytes)?;
+    let stray = order.facts.iter().position(|f| f.vendor_id != order.vendor_id || f.order_id != order.order_id);
+    if let Some(index) = stray {
+        let fact = &order.facts[index];
+        return Err(CodecError::Malformed {
+            event: crate::OrderPaymentFacts::NAME,
+            reason: format!(
+                "facts[{index}] is of order {}:{}, the record's is {}:{}",
+                fact.vendor_id, fact.order_id, order.vendor_id, order.order_id
+            ),
+        });
+    }
+    Ok(order.facts)
+}
+
+/// Whether `bytes` is a single-object record of one of `T`'s schemas.
+fn written_with<T: EventType>(bytes: &[u8]) -> bool {
+    bytes.len() >= HEADER_LEN
+        && bytes[..2] == MAGIC
+        && schemas::<T>().by_fingerprint.contains_key(&<[u8; 8]>::try_from(&bytes[2..HEADER_LEN]).unwrap_or_default())
 }
 
 /// The most apache-avro may allocate for one string, byte array or array length while decoding.
@@ -737,6 +796,66 @@ mod tests {
         let current = |history: &[&'static str]| history.last().copied();
         assert_eq!(current(PaymentFact::history()), Some(include_str!("../avro/payment_fact.v2.avsc")));
         assert_eq!(current(crate::OrderStateRecord::history()), Some(include_str!("../avro/order_state.v1.avsc")));
+        let order_facts = Some(include_str!("../avro/order_payment_facts.v1.avsc"));
+        assert_eq!(current(crate::OrderPaymentFacts::history()), order_facts);
+    }
+
+    /// A fact of order `order_id` of vendor `A00012345`.
+    fn fact_of(order_id: i64, vendor_item_id: i64) -> PaymentFact {
+        PaymentFact {
+            vendor_id: "A00012345".into(),
+            account_alias: "shop".into(),
+            order_id,
+            vendor_item_id,
+            shipment_box_id: 6,
+            vendor_item_name: "item".into(),
+            payment_date: 20_000,
+            paid_at: 1,
+            status: "ACCEPT".into(),
+            quantity: 1,
+            cancelled_quantity: 0,
+            order_price: 1_000,
+            shipping_fee: 0,
+            seller_coupon_discount: 0,
+            coupang_coupon_discount: 0,
+            payment_amount: 1_000,
+            provisional: true,
+            cancelled: false,
+            event_time: 2,
+            version: 3,
+            change_cause: crate::ChangeCause::NewOrder,
+            previous_payment_amount: None,
+        }
+    }
+
+    #[test]
+    fn an_order_s_facts_written_by_hand_split_long_lists_into_blocks_as_the_schema_writer_does() {
+        for len in [0, 1, 1_024, 1_025, 2_100] {
+            let facts: Vec<PaymentFact> = (0..len).map(|item| fact_of(7, item)).collect();
+            let record = crate::OrderPaymentFacts { vendor_id: "A00012345".into(), order_id: 7, facts };
+            let written = encode_order_facts("A00012345", 7, &record.facts);
+            assert_eq!(written, written_by_the_datum_writer::<crate::OrderPaymentFacts>(&record), "{len} facts");
+            if len <= 1_024 {
+                // apache-avro writes a longer list as one block, which reads the same.
+                assert_eq!(written, encode_via_value(&record), "{len} facts");
+            }
+            assert_eq!(decode_facts(&written).unwrap(), record.facts);
+        }
+    }
+
+    #[test]
+    fn the_facts_topic_reads_as_facts_whether_a_message_holds_an_order_or_one_fact() {
+        let facts = vec![fact_of(7, 1), fact_of(7, 2)];
+        assert_eq!(decode_facts(&encode_order_facts("A00012345", 7, &facts)).unwrap(), facts);
+        assert_eq!(decode_facts(&encode_fact(&facts[1])).unwrap(), vec![facts[1].clone()]);
+        // A fact of another order in an order's record.
+        let stray = [fact_of(7, 1), fact_of(8, 1)];
+        let error = decode_facts(&encode_order_facts("A00012345", 7, &stray)).unwrap_err().to_string();
+        assert!(error.contains("facts[1] is of order A00012345:8, the record's is A00012345:7"), "{error}");
+        // Neither kind of record.
+        let sheet = encode(&event()).unwrap();
+        assert!(matches!(decode_facts(&sheet), Err(CodecError::UnknownSchema { .. })));
+        assert!(matches!(decode_facts(b"\xC3"), Err(CodecError::NotSingleObject { .. })));
     }
 
     /// The datum writer itself (not its apache-avro fallback), against apache-avro's writer.
@@ -1245,6 +1364,7 @@ mod tests {
             flags in proptest::array::uniform2(any::<bool>()), previous in proptest::option::of(any::<i64>()),
             known_status in prop::sample::select(vec!["ACCEPT", "DEPARTURE", "CONFIRMED", "CANCELLED", "RETURNED"]),
             known_cause in prop::sample::select(crate::ChangeCause::KNOWN), known_words in any::<bool>(),
+            copies in 0usize..4,
         ) {
             let [vendor_id, account_alias, vendor_item_name, status, change_cause] = texts;
             let (status, change_cause) = if known_words {
@@ -1262,7 +1382,13 @@ mod tests {
             };
             let written = encode_fact(&fact);
             prop_assert_eq!(&written, &written_by_the_datum_writer::<PaymentFact>(&fact));
-            prop_assert_eq!(decode::<PaymentFact>(&written).unwrap(), fact);
+            prop_assert_eq!(decode::<PaymentFact>(&written).unwrap(), fact.clone());
+            // The same fact as an order's record's items, 0 to 3 of them.
+            let facts = vec![fact.clone(); copies];
+            let record = crate::OrderPaymentFacts { vendor_id: fact.vendor_id.clone(), order_id: fact.order_id, facts };
+            let written = encode_order_facts(&record.vendor_id, record.order_id, &record.facts);
+            prop_assert_eq!(&written, &written_by_the_datum_writer::<crate::OrderPaymentFacts>(&record));
+            prop_assert_eq!(decode_facts(&written).unwrap(), record.facts);
         }
 
         /// The hand-written state record encoder against the schema-driven one, on any record.

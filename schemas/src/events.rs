@@ -168,6 +168,24 @@ impl EventType for PaymentFact {
     }
 }
 
+/// The payment facts of one order that one change made or restated, sent as one message
+/// (`avro/order_payment_facts.v1.avsc`): a consumer sees an order's restatement whole, and in order,
+/// since the message is keyed by the order. Read a facts-topic message with [`crate::decode_facts`],
+/// which also reads the one-fact messages written before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPaymentFacts {
+    pub vendor_id: String,
+    pub order_id: i64,
+    pub facts: Vec<PaymentFact>,
+}
+
+impl EventType for OrderPaymentFacts {
+    const NAME: &'static str = "OrderPaymentFacts";
+    fn history() -> &'static [&'static str] {
+        &[include_str!("../avro/order_payment_facts.v1.avsc")]
+    }
+}
+
 /// One cancel or return receipt as ingest saw it at one poll (`avro/return_request_event.v1.avsc`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReturnRequestEvent {

@@ -15,12 +15,13 @@ mod events;
 mod readers;
 
 pub use codec::{
-    decode, decode_with_apache_avro, encode, encode_as, encode_fact, encode_state_record, CodecError, EventType,
+    decode, decode_facts, decode_with_apache_avro, encode, encode_as, encode_fact, encode_order_facts,
+    encode_state_record, CodecError, EventType,
 };
 pub use domain::{
     ChangeCause, FactStatus, OrderStatus, ReceiptStatus, ReceiptType, SaleType, SettlementStatus, SettlementType,
 };
 pub use events::{
-    FactKey, OrderKey, OrderSheetEvent, OrderSheetItem, OrderStateRecord, OrderStateRecordView, PaymentFact,
-    ReturnRequestEvent, ReturnRequestItem, RevenueEvent, RevenueItem, SettlementEvent,
+    FactKey, OrderKey, OrderPaymentFacts, OrderSheetEvent, OrderSheetItem, OrderStateRecord, OrderStateRecordView,
+    PaymentFact, ReturnRequestEvent, ReturnRequestItem, RevenueEvent, RevenueItem, SettlementEvent,
 };
