@@ -7,7 +7,7 @@ use common::*;
 use coupang_etl::demo::compare;
 use coupang_etl::pipeline::run_range;
 use coupang_load::summary::{daily_payments, fact_counts, optimize_facts, order_payments};
-use coupang_schemas::{encode, OrderSheetEvent, PaymentFact};
+use coupang_schemas::{encode, encode_order_facts, OrderSheetEvent, PaymentFact};
 use coupang_sim::truth::Truth;
 use coupang_sim::SimConfig;
 use etl_core::kafka::ensure_topics;
@@ -112,6 +112,16 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_rest_stays_exact() {
         ..fixtures::payment_fact(1, 1, 1)
     })
     .unwrap();
+    // An order's facts as the transform sends them, two of them impossible: the message goes to the
+    // dead-letter topic once, with both reasons.
+    let impossible_order = [1, 2].map(|item| PaymentFact {
+        vendor_item_name: "impossible".into(),
+        status: "CANCELLED".into(),
+        cancelled_quantity: 5,
+        cancelled: true,
+        ..fixtures::payment_fact(2, item, 1)
+    });
+    let impossible_order = encode_order_facts(&impossible_order[0].vendor_id, 2, &impossible_order);
     // The bookkeeping topics too: the transform's changelog (dead-lettered when restored) and ingest's
     // checkpoints and account statuses (skipped with a warning).
     etl_core::kafka::ensure_compacted_topics(
@@ -120,7 +130,7 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_rest_stays_exact() {
     )
     .await
     .unwrap();
-    let poison: [(&str, &[u8]); 10] = [
+    let poison: [(&str, &[u8]); 11] = [
         (&topics.raw_order_sheets, b"{\"not\": \"avro\"}"),
         (&topics.raw_order_sheets, &impossible),
         (&topics.raw_return_requests, b"\xc3\x01\x00\x00\x00\x00\x00\x00\x00\x00 unknown schema"),
@@ -128,6 +138,7 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_rest_stays_exact() {
         (&topics.raw_settlements, b"\xc3\x01 not a payout"),
         (&topics.payment_facts, b"\xc3\x01garbage!"),
         (&topics.payment_facts, &impossible_fact),
+        (&topics.payment_facts, &impossible_order),
         (&topics.transform_state, b"\xc3\x01not a state"),
         (&topics.checkpoints, b"{\"swept_through\": 7}"),
         (&topics.account_status, b"\x00\x01"),
@@ -147,7 +158,7 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_rest_stays_exact() {
     let dead = read_topic(&config.kafka, &topics.dead_letter);
     // Raw order sheets, receipts and revenue are dead-lettered by the transform, payouts and facts by
     // the loader (which reads revenue too, and leaves its poison to the transform).
-    assert_eq!(dead.len(), 8, "each poison record of a data topic or the changelog is dead-lettered once");
+    assert_eq!(dead.len(), 9, "each poison record of a data topic or the changelog is dead-lettered once");
     let reasons: Vec<(&str, &str)> =
         dead.iter().map(|m| (header(m, "dlq.stage").unwrap(), header(m, "dlq.reason").unwrap())).collect();
     assert!(
@@ -172,6 +183,8 @@ async fn poison_records_go_to_the_dead_letter_topic_and_the_rest_stays_exact() {
             .any(|(stage, r)| *stage == "load" && r.contains("ClickHouse rejected the row") && r.contains("395")),
         "the server's own message: {reasons:?}"
     );
+    let order_rejected = |r: &&str| ["/2/1@1: ", "; ", "/2/2@1: "].iter().all(|part| r.contains(part));
+    assert!(reasons.iter().any(|(_, r)| order_rejected(r)), "both rows of the order named: {reasons:?}");
     println!("dead-lettered: {reasons:?}");
     sim.stop().await;
     finish(&config).await;

@@ -6,7 +6,7 @@
 //! While ClickHouse is down the loop retries the same batch with growing pauses and reads nothing new,
 //! so memory stays bounded and nothing is lost or reordered.
 
-use coupang_schemas::{decode, EventType, PaymentFact, RevenueEvent, SettlementEvent};
+use coupang_schemas::{decode, decode_facts, EventType, RevenueEvent, SettlementEvent};
 use etl_core::kafka::{
     commit_batch, commit_idle_positions, ensure_topics, next_batch_within, note_committed, report_lag,
     restart_on_kafka_failure, worth_a_restart, BlockingDrop, CommittedOffsets, Consumes, DeadLetter, KafkaConfig,
@@ -127,10 +127,10 @@ async fn run_once(
                 // Shut down mid-retry: leave the batch uncommitted; the next run loads it again.
                 break;
             };
-            for (index, reason) in &rejected {
-                let message = &done.batch[*index];
+            for (index, reason) in reasons_by_message(&rejected) {
+                let message = &done.batch[index];
                 tracing::error!(key = %String::from_utf8_lossy(message.key().unwrap_or_default()), "{reason}");
-                dead_letter.send(message, reason).await?;
+                dead_letter.send(message, &reason).await?;
             }
             note_committed(&commit_batch(&consumer, &done.batch)?, &mut committed);
             record_loaded(&done.rows.facts, &rejected, done.batch.len(), done.in_hand);
@@ -231,7 +231,23 @@ async fn insert_all(target: &Target, decoded: &Decoded, config: &LoadConfig, shu
     Some(rejected)
 }
 
+/// The rejected rows' reasons per message, joined, in message order: a message whose facts hold
+/// several rejected rows goes to the dead-letter topic once.
+fn reasons_by_message(rejected: &Rejected) -> BTreeMap<usize, String> {
+    let mut reasons: BTreeMap<usize, String> = BTreeMap::new();
+    for (index, reason) in rejected {
+        let joined = reasons.entry(*index).or_default();
+        if !joined.is_empty() {
+            joined.push_str("; ");
+        }
+        joined.push_str(reason);
+    }
+    reasons
+}
+
 /// Metrics of a committed batch: facts taken in and rows loaded per account, and how fresh they are.
+/// The facts of a message with a rejected row count as not loaded: the message went to the
+/// dead-letter topic, to be sent again whole.
 fn record_loaded(rows: &[(FactRow, usize)], rejected: &Rejected, batch_len: usize, in_hand: Instant) {
     metrics().batch(STAGE, batch_len, in_hand);
     let now = chrono::Utc::now().timestamp();
@@ -278,7 +294,7 @@ async fn rows_of(batch: &[OwnedMessage], topics: &Topics, dead_letter: &DeadLett
         } else if topic == topics.raw_settlements {
             row_of::<SettlementEvent, PayoutRow>(payload).map(|row| rows.payouts.push((row, index)))
         } else {
-            row_of::<PaymentFact, FactRow>(payload).map(|row| rows.facts.push((row, index)))
+            fact_rows(payload).map(|facts| rows.facts.extend(facts.into_iter().map(|row| (row, index))))
         };
         if let Err(unfit) = outcome {
             dead_letter.send(message, &unfit.to_string()).await?;
@@ -294,6 +310,13 @@ enum Unfit {
     Undecodable(String),
     #[error(transparent)]
     OutOfRange(#[from] RowError),
+}
+
+/// The rows of a facts-topic message: an order's facts, or one fact (see [`decode_facts`]). A fact that
+/// does not fit its row makes the whole message unfit: an order's restatement loads whole or not at all.
+fn fact_rows(payload: &[u8]) -> Result<Vec<FactRow>, Unfit> {
+    let facts = decode_facts(payload).map_err(|e| Unfit::Undecodable(e.to_string()))?;
+    Ok(facts.iter().map(FactRow::try_from).collect::<Result<_, _>>()?)
 }
 
 fn row_of<E: EventType, R: for<'a> TryFrom<&'a E, Error = RowError>>(payload: &[u8]) -> Result<R, Unfit> {
@@ -375,7 +398,8 @@ async fn insert_until_acknowledged<R: Loadable>(
             };
             match failure {
                 InsertFailure::Rejected(message) if end - start == 1 => {
-                    rejected.push((rows[start].1, format!("ClickHouse rejected the row: {message}")));
+                    let row = rows[start].0.identity();
+                    rejected.push((rows[start].1, format!("ClickHouse rejected the row {row}: {message}")));
                     break;
                 }
                 InsertFailure::Rejected(_) => {
@@ -460,6 +484,13 @@ fn deduplication_token<R: Loadable>(rows: &[(R, usize)], batch: &[OwnedMessage])
 mod tests {
     use super::*;
     use rdkafka::message::Timestamp;
+
+    #[test]
+    fn a_message_with_several_rejected_rows_is_dead_lettered_once_with_every_reason() {
+        let rejected: Rejected = vec![(4, "row a".into()), (1, "row b".into()), (4, "row c".into())];
+        let reasons: Vec<(usize, String)> = reasons_by_message(&rejected).into_iter().collect();
+        assert_eq!(reasons, vec![(1, "row b".into()), (4, "row a; row c".into())]);
+    }
 
     #[test]
     fn a_restart_that_finds_clickhouse_or_kafka_still_away_is_tried_again_and_a_first_start_reports_it() {
