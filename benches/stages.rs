@@ -29,7 +29,7 @@
 //!    `clickhouse-client` into a fresh table.
 
 use coupang_etl::Config;
-use coupang_schemas::{encode, encode_fact, OrderKey};
+use coupang_schemas::{encode, encode_order_facts, OrderKey};
 use coupang_sim::{SimConfig, Simulator};
 use coupang_transform::fold_into;
 use coupang_transform::order::{RawEvent, RawStream};
@@ -455,6 +455,28 @@ type ReadStats = (u64, u64, f64, f64);
 /// Reads every message of `topics` with a bare consumer; returns (messages, bytes, wall s, CPU s),
 /// and the payloads with their topic's index when `keep`.
 fn raw_read(kafka: &KafkaConfig, topics: &[&str], keep: bool) -> (ReadStats, Vec<(u8, Vec<u8>)>) {
+    let mut kept = Vec::new();
+    let stats = read_each(kafka, topics, |index, payload| {
+        if keep {
+            kept.push((index, payload.to_vec()));
+        }
+    });
+    (stats, kept)
+}
+
+/// The facts in the facts topic `topic` (a message holds one order's facts, or one fact), and its
+/// messages.
+pub(crate) fn facts_in(kafka: &KafkaConfig, topic: &str) -> (usize, u64) {
+    let mut facts = 0;
+    let (messages, ..) = read_each(kafka, &[topic], |_, payload| {
+        facts += coupang_schemas::decode_facts(payload).map_or(0, |read| read.len());
+    });
+    (facts, messages)
+}
+
+/// Reads every message of `topics` with a bare consumer, handing each payload to `each` with its
+/// topic's index; returns (messages, bytes, wall s, CPU s).
+fn read_each(kafka: &KafkaConfig, topics: &[&str], mut each: impl FnMut(u8, &[u8])) -> ReadStats {
     // Until every partition's position reaches its end, not a count of offsets: a transactional topic
     // (the facts, with `--transactions`) has commit markers that take offsets but are never delivered.
     let consumer: BaseConsumer = kafka
@@ -477,16 +499,14 @@ fn raw_read(kafka: &KafkaConfig, topics: &[&str], keep: bool) -> (ReadStats, Vec
     }
     let (cpu0, started) = (self_cpu(), Instant::now());
     consumer.assign(&assignment).expect("assign");
-    let (mut messages, mut bytes, mut kept) = (0u64, 0u64, Vec::new());
+    let (mut messages, mut bytes) = (0u64, 0u64);
     while !ends.is_empty() {
         match consumer.poll(Duration::from_millis(500)) {
             Some(Ok(message)) => {
                 messages += 1;
                 bytes += message.payload().map_or(0, |p| p.len() as u64);
-                if keep {
-                    let index = topics.iter().position(|t| *t == message.topic()).unwrap_or(0) as u8;
-                    kept.push((index, message.payload().unwrap_or_default().to_vec()));
-                }
+                let index = topics.iter().position(|t| *t == message.topic()).unwrap_or(0) as u8;
+                each(index, message.payload().unwrap_or_default());
             }
             // A partition's end (the signal names no topic): drop every partition read to its end.
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {
@@ -502,7 +522,7 @@ fn raw_read(kafka: &KafkaConfig, topics: &[&str], keep: bool) -> (ReadStats, Vec
             _ => {}
         }
     }
-    ((messages, bytes, started.elapsed().as_secs_f64(), self_cpu() - cpu0), kept)
+    (messages, bytes, started.elapsed().as_secs_f64(), self_cpu() - cpu0)
 }
 
 /// The raw events as `[stream u8][length u32 LE][payload]` records.
@@ -541,7 +561,7 @@ fn transform_core(events: &[(RawStream, Vec<u8>)], emission: Emission) -> (usize
     let mut partition = PartitionState::new(file.clone(), 0);
     let (mut facts_written, mut states_written, mut offset) = (0, 0, 0);
     for batch in events.chunks(2_000) {
-        let mut facts = Vec::new();
+        let mut facts = 0;
         // Ordered by order id first, as the stage's batch orders its changed states.
         let mut dirty: BTreeSet<(i64, OrderKey)> = BTreeSet::new();
         for (stream, payload) in batch {
@@ -550,10 +570,12 @@ fn transform_core(events: &[(RawStream, Vec<u8>)], emission: Emission) -> (usize
             if let Some(key) = folded.changed {
                 dirty.insert((key.order_id, key));
             }
-            facts.extend(folded.facts);
-        }
-        for fact in &facts {
-            std::hint::black_box((fact.kafka_key(), encode_fact(fact)));
+            if let Some(first) = folded.facts.first() {
+                // One message per order's facts, keyed by the order, as the stage sends them.
+                let key = OrderKey { vendor_id: first.vendor_id.clone(), order_id: first.order_id }.text();
+                std::hint::black_box((key, encode_order_facts(&first.vendor_id, first.order_id, &folded.facts)));
+            }
+            facts += folded.facts.len();
         }
         let records: Vec<(String, Vec<u8>)> = dirty
             .iter()
@@ -571,7 +593,7 @@ fn transform_core(events: &[(RawStream, Vec<u8>)], emission: Emission) -> (usize
             })
             .collect();
         persist(&file, [(&mut partition, written)]).expect("write the states");
-        facts_written += facts.len();
+        facts_written += facts;
         states_written += records.len();
     }
     drop((partition, file));
@@ -855,13 +877,14 @@ async fn main() {
     }
     // The state files are this run's alone (about 1 KB per order, a GB at 30×): they go with it.
     let _ = std::fs::remove_dir_all(config.transform.state_dir.join(&topics.transform_state));
-    let ((facts, _, _, _), _) = tokio::task::spawn_blocking({
+    let (facts, _) = tokio::task::spawn_blocking({
         let kafka = config.kafka.clone();
         let topic = topics.payment_facts.clone();
-        move || raw_read(&kafka, &[&topic], false)
+        move || facts_in(&kafka, &topic)
     })
     .await
     .expect("facts read");
+    let facts = facts as u64;
     let l = run_stage(&config, &file, "load", &config.load.group_id, &[&topics.payment_facts]).await;
 
     // 5. ClickHouse's own insert rate for the same rows.

@@ -13,7 +13,7 @@ mod common;
 use common::*;
 use coupang_etl::pipeline::run_range;
 use coupang_schemas::{
-    decode, EventType, OrderSheetEvent, OrderStateRecord, PaymentFact, ReturnRequestEvent, RevenueEvent,
+    decode, EventType, OrderPaymentFacts, OrderSheetEvent, OrderStateRecord, ReturnRequestEvent, RevenueEvent,
     SettlementEvent,
 };
 use coupang_sim::SimConfig;
@@ -82,17 +82,21 @@ fn payout(p: SettlementEvent) -> Expected {
     }
 }
 
-fn payment_fact(f: PaymentFact) -> Expected {
-    Expected {
-        fields: json!({
+/// An order's facts: the order, how many, and each fact's identity and amounts.
+fn order_facts(o: OrderPaymentFacts) -> Expected {
+    let mut fields = json!({ "vendor_id": o.vendor_id, "order_id": o.order_id });
+    for (i, f) in o.facts.iter().enumerate() {
+        let fact = json!({
             "vendor_id": f.vendor_id, "order_id": f.order_id, "vendor_item_id": f.vendor_item_id,
             "payment_date": f.payment_date, "paid_at": f.paid_at, "quantity": f.quantity,
             "payment_amount": f.payment_amount, "provisional": f.provisional, "cancelled": f.cancelled,
-            "version": f.version,
-        }),
-        lengths: json!({}),
-        nested: &[],
+            "version": f.version, "change_cause": f.change_cause.as_str(),
+        });
+        for (name, value) in fact.as_object().into_iter().flatten() {
+            fields[format!("facts/{i}/{name}")] = value.clone();
+        }
     }
+    Expected { fields, lengths: json!({ "facts": o.facts.len() }), nested: &[] }
 }
 
 fn order_state(s: OrderStateRecord) -> Expected {
@@ -154,7 +158,7 @@ async fn fastavro_reads_every_avro_topic_by_the_schema_fingerprint() {
         ),
         ("raw_revenue", messages_of(kafka, "raw_revenue", &topics.raw_revenue, revenue, &mut lines)),
         ("raw_settlements", messages_of(kafka, "raw_settlements", &topics.raw_settlements, payout, &mut lines)),
-        ("payment_facts", messages_of(kafka, "payment_facts", &topics.payment_facts, payment_fact, &mut lines)),
+        ("payment_facts", messages_of(kafka, "payment_facts", &topics.payment_facts, order_facts, &mut lines)),
         ("transform_state", messages_of(kafka, "transform_state", &topics.transform_state, order_state, &mut lines)),
     ]);
     for (topic, count) in &counts {

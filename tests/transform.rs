@@ -11,8 +11,8 @@ use coupang_etl::config::Config;
 use coupang_etl::demo::compare;
 use coupang_load::summary::{daily_payments, fact_counts};
 use coupang_schemas::{
-    decode, encode, ChangeCause, OrderKey, OrderSheetEvent, OrderSheetItem, OrderStateRecord, PaymentFact,
-    ReturnRequestEvent, RevenueEvent,
+    decode, decode_facts, encode, encode_order_facts, ChangeCause, OrderKey, OrderSheetEvent, OrderSheetItem,
+    OrderStateRecord, PaymentFact, ReturnRequestEvent, RevenueEvent,
 };
 use coupang_sim::truth::Truth;
 use coupang_sim::SimConfig;
@@ -62,20 +62,30 @@ fn reference_facts(config: &Config) -> BTreeMap<String, PaymentFact> {
     orders.values().flat_map(payment_facts).map(|f| (f.kafka_key(), f)).collect()
 }
 
-/// What the facts topic says now: per key, the fact with the highest version (the loader's rule).
+/// What the facts topic says now: per key, the fact with the highest version (the loader's rule), and
+/// how many facts it holds.
 fn current_facts(config: &Config) -> (BTreeMap<String, PaymentFact>, usize) {
     let messages = read_topic(&config.kafka, &config.kafka.topics().payment_facts);
     let mut current: BTreeMap<String, PaymentFact> = BTreeMap::new();
+    let mut sent = 0;
     for m in &messages {
-        let fact: PaymentFact = decode(m.payload().unwrap_or_default()).unwrap();
-        match current.get(&fact.kafka_key()) {
-            Some(known) if known.version > fact.version => {}
-            _ => {
-                current.insert(fact.kafka_key(), fact);
+        let payload = m.payload().unwrap_or_default();
+        let facts = decode_facts(payload).unwrap();
+        let key = m.key().map(String::from_utf8_lossy).unwrap_or_default();
+        let an_order_s = payload.starts_with(&encode_order_facts("", 0, &[])[..10]);
+        for fact in facts {
+            let expected_key = if an_order_s { fact.fact_key().order.to_string() } else { fact.kafka_key() };
+            assert_eq!(key, expected_key, "an order's facts are keyed by the order, a fact (as before) by itself");
+            sent += 1;
+            match current.get(&fact.kafka_key()) {
+                Some(known) if known.version > fact.version => {}
+                _ => {
+                    current.insert(fact.kafka_key(), fact);
+                }
             }
         }
     }
-    (current, messages.len())
+    (current, sent)
 }
 
 /// A `coupang-etl transform` process; `cache_mib` is its state file's cache (0: the least, 1 MiB).
@@ -839,11 +849,11 @@ async fn restore_sends_again_the_facts_that_late_states_hide(transactions: bool)
     // Of order 5 the late facts come first, then the successor's facts and state, then the late state.
     let producer: BaseProducer = config.kafka.producer_config().create().unwrap();
     let send_facts = |state: &OrderState| {
-        for fact in payment_facts(state) {
-            let (payload, key) = (encode(&fact).unwrap(), fact.kafka_key());
-            let record = BaseRecord::to(&topics.payment_facts).key(&key).payload(&payload);
-            producer.send(record).map_err(|(e, _)| e).unwrap();
-        }
+        let facts = payment_facts(state);
+        let (vendor_id, order_id) = (&facts[0].vendor_id, facts[0].order_id);
+        let (payload, key) = (encode_order_facts(vendor_id, order_id, &facts), format!("{vendor_id}:{order_id}"));
+        let record = BaseRecord::to(&topics.payment_facts).key(&key).payload(&payload);
+        producer.send(record).map_err(|(e, _)| e).unwrap();
         producer.flush(Duration::from_secs(30)).unwrap();
     };
     let send_state = |state: &OrderState| {

@@ -280,7 +280,7 @@ pub async fn run(args: EndToEndArgs) {
         transform.batches
     );
     println!(
-        "  load        {:.0} facts in → {:.0} rows out ({facts_produced} facts in Kafka); {:.0} facts/s over the run, \
+        "  load        {:.0} facts in → {:.0} rows out ({facts_produced} messages of orders' facts in Kafka); {:.0} facts/s over the run, \
          {:.0} facts/CPU-s; caught up {:.1} s after the transform; {:.0} INSERTs, {:.0} ms each; waited {:.1} s for records",
         load.records_in,
         load.records_out,

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::{
-    cpu_and_peak, delete_topics, event_copy, lag_of, raw_read, read_events, sort_by_source_time, stage, stage_metric,
+    cpu_and_peak, delete_topics, event_copy, facts_in, lag_of, read_events, sort_by_source_time, stage, stage_metric,
     stage_metrics, wait_until_ready, write_config,
 };
 
@@ -72,9 +72,9 @@ pub async fn run(config: &Config, args: LiveArgs) {
     let batches = stage_metric(1, "coupang_etl_batch_records_count").await;
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let _ = child.wait();
-    let ((facts, _, _, _), _) = tokio::task::spawn_blocking({
+    let (facts, _) = tokio::task::spawn_blocking({
         let (kafka, topic) = (config.kafka.clone(), topics.payment_facts.clone());
-        move || raw_read(&kafka, &[&topic], false)
+        move || facts_in(&kafka, &topic)
     })
     .await
     .expect("facts read");

@@ -89,7 +89,8 @@ impl ClickHouseConfig {
 pub struct LoadConfig {
     #[serde(default = "default_group_id")]
     pub group_id: String,
-    /// Most facts per INSERT.
+    /// Most messages per batch, one INSERT per table: a facts message holds one order's facts (two rows
+    /// on average), a revenue or payout message one row.
     #[serde(default = "default_batch_rows")]
     pub batch_rows: usize,
     /// Most encoded fact bytes per INSERT (a batch ends at whichever of rows, bytes or wait comes first).

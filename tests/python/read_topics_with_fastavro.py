@@ -11,7 +11,7 @@ single-object records too, and are read the same way.
 Usage: python read_topics_with_fastavro.py SCHEMA_DIR MESSAGES_JSONL
 MESSAGES_JSONL has one message per line:
   {"topic": "...", "payload": "<hex>", "record": "OrderSheetEvent",
-   "fields": {"order_id": 1, ...}, "lengths": {"items": 2}, "nested": ["boxes", ...]}
+   "fields": {"order_id": 1, "facts/0/version": 3, ...}, "lengths": {"items": 2}, "nested": ["boxes", ...]}
 Timestamps (timestamp-millis) are compared as epoch milliseconds and dates as days since 1970-01-01:
 fastavro returns them as datetime and date objects.
 
@@ -86,6 +86,14 @@ def plain(value):
     return value
 
 
+def lookup(record, field):
+    """A field's value; `facts/1/version` names a field of an array's item."""
+    value = record
+    for part in field.split("/"):
+        value = value[int(part)] if isinstance(value, list) else value[part]
+    return value
+
+
 def main(schema_dir, messages_path):
     print(f"fastavro {fastavro.__version__}; schemas of {schema_dir}:")
     schemas = load_schemas(schema_dir)
@@ -100,8 +108,9 @@ def main(schema_dir, messages_path):
             if full_name.rsplit(".", 1)[-1] != message["record"]:
                 raise Unreadable(f"{what}: a {full_name} ({file_name}) where {message['record']} was written")
             for field, expected in message["fields"].items():
-                if plain(record[field]) != expected:
-                    raise Unreadable(f"{what}: {field} is {record[field]!r}, the Rust side read {expected!r}")
+                value = lookup(record, field)
+                if plain(value) != expected:
+                    raise Unreadable(f"{what}: {field} is {value!r}, the Rust side read {expected!r}")
                 checked += 1
             for field, expected in message["lengths"].items():
                 if len(record[field]) != expected:

@@ -336,7 +336,8 @@ async fn adopt_assignment(
                 Ok::<_, TransformError>(offsets)
             })?;
             count_facts_out(&facts);
-            tracing::warn!(partition, orders, facts = facts.len(), %first, "the changelog's last record of these orders knew less than one before it (sent late by a process frozen past its group session) or did not decode: kept the state that knows more (or their join), and sent it again, with the facts the late ones may hide");
+            let facts = facts.iter().map(Vec::len).sum::<usize>();
+            tracing::warn!(partition, orders, facts, %first, "the changelog's last record of these orders knew less than one before it (sent late by a process frozen past its group session) or did not decode: kept the state that knows more (or their join), and sent it again, with the facts the late ones may hide");
             if follows_on(restored.changelog_end, offsets.iter().copied(), transactions) {
                 restored.resent(Some(offsets.iter().max().map_or(restored.changelog_end, |last| last + 1)))?;
             } else {
