@@ -553,13 +553,14 @@ fn read_events(path: &std::path::Path) -> Vec<(RawStream, Vec<u8>)> {
 /// The transform stage's CPU work without Kafka, on the stage's own state path: per batch of 2,000 (the
 /// default), decode and validate, read each order's state from a redb file, fold, rules, keep the
 /// event's bytes; then the facts and the changed states' records encoded, and the states written to
-/// the file as after a committed batch. Returns (facts, states) written.
-fn transform_core(events: &[(RawStream, Vec<u8>)], emission: Emission) -> (usize, usize) {
+/// the file as after a committed batch. Returns the facts, their messages (one per order's change) and
+/// the states written.
+fn transform_core(events: &[(RawStream, Vec<u8>)], emission: Emission) -> (usize, usize, usize) {
     let dir = std::env::temp_dir().join(format!("bench-cpu-state-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let file = open_state_file(&dir, "cpu", 16 << 20).expect("open a state file");
     let mut partition = PartitionState::new(file.clone(), 0);
-    let (mut facts_written, mut states_written, mut offset) = (0, 0, 0);
+    let (mut facts_written, mut messages, mut states_written, mut offset) = (0, 0, 0, 0);
     for batch in events.chunks(2_000) {
         let mut facts = 0;
         // Ordered by order id first, as the stage's batch orders its changed states.
@@ -574,6 +575,7 @@ fn transform_core(events: &[(RawStream, Vec<u8>)], emission: Emission) -> (usize
                 // One message per order's facts, keyed by the order, as the stage sends them.
                 let key = OrderKey { vendor_id: first.vendor_id.clone(), order_id: first.order_id }.text();
                 std::hint::black_box((key, encode_order_facts(&first.vendor_id, first.order_id, &folded.facts)));
+                messages += 1;
             }
             facts += folded.facts.len();
         }
@@ -598,7 +600,7 @@ fn transform_core(events: &[(RawStream, Vec<u8>)], emission: Emission) -> (usize
     }
     drop((partition, file));
     let _ = std::fs::remove_dir_all(&dir);
-    (facts_written, states_written)
+    (facts_written, messages, states_written)
 }
 
 /// Roughly as a live stream brings them: a sheet when it was paid (the dump has only its last snapshot),
@@ -619,10 +621,10 @@ fn cpu_only(path: &std::path::Path, by_source_time: bool, emission: Emission) {
     }
     let bytes: usize = events.iter().map(|(_, p)| p.len()).sum();
     let (cpu0, started) = (self_cpu(), Instant::now());
-    let (facts, states) = transform_core(&events, emission);
+    let (facts, messages, states) = transform_core(&events, emission);
     let (wall, cpu) = (started.elapsed().as_secs_f64(), self_cpu() - cpu0);
     println!(
-        "transform CPU work: {} events ({:.1} MB) in {wall:.2} s (CPU {cpu:.2} s) = {:.0} events/s on one core; {facts} facts and {states} state records encoded",
+        "transform CPU work: {} events ({:.1} MB) in {wall:.2} s (CPU {cpu:.2} s) = {:.0} events/s on one core; {facts} facts in {messages} messages and {states} state records encoded",
         events.len(),
         bytes as f64 / 1e6,
         events.len() as f64 / wall
@@ -877,7 +879,7 @@ async fn main() {
     }
     // The state files are this run's alone (about 1 KB per order, a GB at 30×): they go with it.
     let _ = std::fs::remove_dir_all(config.transform.state_dir.join(&topics.transform_state));
-    let (facts, _) = tokio::task::spawn_blocking({
+    let (facts, fact_messages) = tokio::task::spawn_blocking({
         let kafka = config.kafka.clone();
         let topic = topics.payment_facts.clone();
         move || facts_in(&kafka, &topic)
@@ -927,6 +929,7 @@ async fn main() {
     for line in &restart_lines {
         println!("  restart       {line}");
     }
+    println!("  facts topic     {facts} facts in {fact_messages} messages (one per order's change)");
     println!("  load          {}", l.describe(facts, "facts"));
     let raw_rate = per(stored, insert_wall).max(1.0);
     println!(
