@@ -71,6 +71,7 @@ fn current_facts(config: &Config) -> (BTreeMap<String, PaymentFact>, usize) {
     for m in &messages {
         let payload = m.payload().unwrap_or_default();
         let facts = decode_facts(payload).unwrap();
+        assert!(!facts.is_empty(), "a facts message holds a fact");
         let key = m.key().map(String::from_utf8_lossy).unwrap_or_default();
         let an_order_s = payload.starts_with(&encode_order_facts("", 0, &[])[..10]);
         for fact in facts {
@@ -234,7 +235,7 @@ async fn transform_killed_at_random_moments(transactions: bool) {
     shutdown.cancel();
     load.await.unwrap().unwrap();
     let summary = assert_loaded_exactly(&config, &truth, &expected).await;
-    println!("transactions {transactions}: {kills} kills; {} facts identical to an uninterrupted fold ({emitted} fact records emitted); {summary}", expected.len());
+    println!("transactions {transactions}: {kills} kills; {} facts identical to an uninterrupted fold ({emitted} facts emitted); {summary}", expected.len());
     logs.assert_no_secret(&config);
     sim.stop().await;
     std::fs::remove_file(file).unwrap();
@@ -306,7 +307,7 @@ async fn two_processes_one_killed(transactions: bool) {
     assert_eq!(differences(&got, &expected, transactions), Vec::<String>::new());
     println!(
         "transactions {transactions}: lag when A was killed: {lag_when_a_died}; B restored partition state {restores} times; {} facts exact \
-         ({emitted} fact records)",
+         ({emitted} facts emitted)",
         expected.len()
     );
     sim.stop().await;
@@ -387,7 +388,7 @@ async fn transform_frozen_and_thawed(transactions: bool) {
     let (resent, foreign) = (log.matches("sent it again").count(), log.matches("another process wrote").count());
     println!(
         "transactions {transactions}: A frozen for 13 s with a lag of {lag_when_frozen}, while B folded a newer \
-         snapshot of each of {} sheets; {} facts exact ({emitted} fact records), and every order's last state \
+         snapshot of each of {} sheets; {} facts exact ({emitted} facts emitted), and every order's last state \
          on the changelog ({resent} restores sent a newer state again; {foreign} batches met another \
          process's writes)",
         sheets.len(),

@@ -93,7 +93,8 @@ pub struct LoadConfig {
     /// on average), a revenue or payout message one row.
     #[serde(default = "default_batch_rows")]
     pub batch_rows: usize,
-    /// Most encoded fact bytes per INSERT (a batch ends at whichever of rows, bytes or wait comes first).
+    /// Most message payload bytes per batch (a batch ends at whichever of messages, bytes or wait comes
+    /// first).
     #[serde(default = "default_batch_bytes")]
     pub batch_bytes: usize,
     /// Longest wait for a batch to fill, milliseconds.

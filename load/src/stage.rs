@@ -202,8 +202,18 @@ impl Loadable for PayoutRow {
 /// its batch is then not committed and is loaded again, which versions make harmless).
 struct InsertTask(AbortOnDrop<(Decoded, Option<Rejected>)>);
 
-/// Rows ClickHouse refused (by their message's index in the batch), with its reason.
-type Rejected = Vec<(usize, String)>;
+/// A row ClickHouse refused: its message's index in the batch, its table and its place among that
+/// table's rows in the batch, and the reason.
+#[derive(Debug)]
+struct RejectedRow {
+    message: usize,
+    table: &'static str,
+    row: usize,
+    reason: String,
+}
+
+/// The rows ClickHouse refused.
+type Rejected = Vec<RejectedRow>;
 
 impl InsertTask {
     fn start(decoded: Decoded, target: &Target, config: &LoadConfig, shutdown: &Shutdown) -> InsertTask {
@@ -235,27 +245,27 @@ async fn insert_all(target: &Target, decoded: &Decoded, config: &LoadConfig, shu
 /// several rejected rows goes to the dead-letter topic once.
 fn reasons_by_message(rejected: &Rejected) -> BTreeMap<usize, String> {
     let mut reasons: BTreeMap<usize, String> = BTreeMap::new();
-    for (index, reason) in rejected {
-        let joined = reasons.entry(*index).or_default();
+    for rejected in rejected {
+        let joined = reasons.entry(rejected.message).or_default();
         if !joined.is_empty() {
             joined.push_str("; ");
         }
-        joined.push_str(reason);
+        joined.push_str(&rejected.reason);
     }
     reasons
 }
 
 /// Metrics of a committed batch: facts taken in and rows loaded per account, and how fresh they are.
-/// The facts of a message with a rejected row count as not loaded: the message went to the
-/// dead-letter topic, to be sent again whole.
+/// A rejected row is not loaded; the other rows of its message are (the message also goes to the
+/// dead-letter topic, whole: loading them again changes nothing).
 fn record_loaded(rows: &[(FactRow, usize)], rejected: &Rejected, batch_len: usize, in_hand: Instant) {
     metrics().batch(STAGE, batch_len, in_hand);
     let now = chrono::Utc::now().timestamp();
     let (mut taken, mut loaded) = (PerAccount::default(), PerAccount::default());
     let mut newest: BTreeMap<&str, u32> = BTreeMap::new();
-    for (row, index) in rows {
+    for (position, (row, _)) in rows.iter().enumerate() {
         taken.add(&row.account_alias, 1);
-        if rejected.iter().any(|(r, _)| r == index) {
+        if rejected.iter().any(|r| r.table == FactRow::TABLE && r.row == position) {
             continue;
         }
         loaded.add(&row.account_alias, 1);
@@ -313,7 +323,7 @@ enum Unfit {
 }
 
 /// The rows of a facts-topic message: an order's facts, or one fact (see [`decode_facts`]). A fact that
-/// does not fit its row makes the whole message unfit: an order's restatement loads whole or not at all.
+/// does not fit its row makes the whole message unfit, so none of its rows is loaded.
 fn fact_rows(payload: &[u8]) -> Result<Vec<FactRow>, Unfit> {
     let facts = decode_facts(payload).map_err(|e| Unfit::Undecodable(e.to_string()))?;
     Ok(facts.iter().map(FactRow::try_from).collect::<Result<_, _>>()?)
@@ -398,8 +408,8 @@ async fn insert_until_acknowledged<R: Loadable>(
             };
             match failure {
                 InsertFailure::Rejected(message) if end - start == 1 => {
-                    let row = rows[start].0.identity();
-                    rejected.push((rows[start].1, format!("ClickHouse rejected the row {row}: {message}")));
+                    let reason = format!("ClickHouse rejected the row {}: {message}", rows[start].0.identity());
+                    rejected.push(RejectedRow { message: rows[start].1, table: R::TABLE, row: start, reason });
                     break;
                 }
                 InsertFailure::Rejected(_) => {
@@ -454,10 +464,11 @@ async fn insert<R: Loadable>(
 }
 
 /// Names the Kafka records behind `rows`, compactly and the same way in every process: per partition,
-/// the first and last offset and how many records, then a digest of the rows' keys and versions
-/// (`topic;p:first-last#n;…;rows:<16 hex>`). The digest keeps a topic deleted and recreated under the
-/// same name (offsets from 0 again) from matching an earlier INSERT's token: the server would drop new
-/// rows as a repeat. Equal tokens thus mean equal rows, which are safe to drop.
+/// the first and last offset and how many rows (a facts message holds several), then a digest of the
+/// rows' keys and versions (`topic;p:first-last#n;…;rows:<16 hex>`). The digest keeps a topic deleted
+/// and recreated under the same name (offsets from 0 again) from matching an earlier INSERT's token:
+/// the server would drop new rows as a repeat. Equal tokens thus mean equal rows, which are safe to
+/// drop.
 fn deduplication_token<R: Loadable>(rows: &[(R, usize)], batch: &[OwnedMessage]) -> String {
     use sha2::Digest;
     let mut ranges: std::collections::BTreeMap<i32, (i64, i64, usize)> = std::collections::BTreeMap::new();
@@ -487,7 +498,11 @@ mod tests {
 
     #[test]
     fn a_message_with_several_rejected_rows_is_dead_lettered_once_with_every_reason() {
-        let rejected: Rejected = vec![(4, "row a".into()), (1, "row b".into()), (4, "row c".into())];
+        let rejected: Rejected = [(4, "row a"), (1, "row b"), (4, "row c")]
+            .into_iter()
+            .enumerate()
+            .map(|(row, (message, reason))| RejectedRow { message, table: "t", row, reason: reason.into() })
+            .collect();
         let reasons: Vec<(usize, String)> = reasons_by_message(&rejected).into_iter().collect();
         assert_eq!(reasons, vec![(1, "row b".into()), (4, "row a; row c".into())]);
     }

@@ -288,7 +288,14 @@ fn write_fact_datum(out: &mut Vec<u8>, fact: &crate::PaymentFact) {
 /// by the message would file them under the wrong order.
 pub fn decode_facts(bytes: &[u8]) -> Result<Vec<crate::PaymentFact>, CodecError> {
     if !written_with::<crate::OrderPaymentFacts>(bytes) {
-        return decode::<crate::PaymentFact>(bytes).map(|fact| vec![fact]);
+        return match decode::<crate::PaymentFact>(bytes) {
+            // Neither kind: say both.
+            Err(CodecError::UnknownSchema { fingerprint, .. }) => Err(CodecError::UnknownSchema {
+                event: "facts message (OrderPaymentFacts or PaymentFact)",
+                fingerprint,
+            }),
+            read => read.map(|fact| vec![fact]),
+        };
     }
     let order = decode::<crate::OrderPaymentFacts>(bytes)?;
     let stray = order.facts.iter().position(|f| f.vendor_id != order.vendor_id || f.order_id != order.order_id);
@@ -835,12 +842,25 @@ mod tests {
             let record = crate::OrderPaymentFacts { vendor_id: "A00012345".into(), order_id: 7, facts };
             let written = encode_order_facts("A00012345", 7, &record.facts);
             assert_eq!(written, written_by_the_datum_writer::<crate::OrderPaymentFacts>(&record), "{len} facts");
-            if len <= 1_024 {
+            if len as usize <= BLOCK_ITEMS {
                 // apache-avro writes a longer list as one block, which reads the same.
                 assert_eq!(written, encode_via_value(&record), "{len} facts");
             }
             assert_eq!(decode_facts(&written).unwrap(), record.facts);
         }
+    }
+
+    /// An order's record holds facts exactly as `payment_fact.v2.avsc` writes them (its text is a copy).
+    #[test]
+    fn an_order_s_facts_are_the_current_payment_fact_schema() {
+        let order: serde_json::Value =
+            serde_json::from_str(include_str!("../avro/order_payment_facts.v1.avsc")).unwrap();
+        // Named inside the record, the items take its namespace.
+        let mut items = order["fields"][2]["type"]["items"].clone();
+        items["namespace"] = order["namespace"].clone();
+        let fact = PaymentFact::history().last().copied().unwrap_or_default();
+        let canonical = standard::parsing_canonical_form(&items.to_string()).unwrap();
+        assert_eq!(canonical, standard::parsing_canonical_form(fact).unwrap());
     }
 
     #[test]
@@ -1207,6 +1227,7 @@ mod tests {
             (include_str!("../avro/order_sheet_event.v1.avsc"), "458804a5e687f00d"),
             (include_str!("../avro/order_state.v1.avsc"), "3384def375e993d7"),
             (include_str!("../avro/payment_fact.v1.avsc"), "370eac23513ab94b"),
+            (include_str!("../avro/order_payment_facts.v1.avsc"), "c0f71da6cbf745f5"),
             (include_str!("../avro/return_request_event.v1.avsc"), "023423218b4ffafb"),
             (revenue_v1, "9f87116328f84b3a"),
         ];
@@ -1255,6 +1276,7 @@ mod tests {
         all.extend(both_fingerprints_find_every_schema::<crate::ReturnRequestEvent>());
         all.extend(both_fingerprints_find_every_schema::<crate::RevenueEvent>());
         all.extend(both_fingerprints_find_every_schema::<PaymentFact>());
+        all.extend(both_fingerprints_find_every_schema::<crate::OrderPaymentFacts>());
         all.extend(both_fingerprints_find_every_schema::<crate::OrderStateRecord>());
         all.extend(both_fingerprints_find_every_schema::<crate::SettlementEvent>());
         // No fingerprint names schemas of two event types: a record of one type is never read as another.

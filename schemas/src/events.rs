@@ -79,7 +79,7 @@ impl std::fmt::Display for OrderKey {
     }
 }
 
-/// A payment fact's identity: one (vendor, order, option), `vendorId:orderId:vendorItemId` on the wire.
+/// A payment fact's identity: one (vendor, order, option), written `vendorId:orderId:vendorItemId`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FactKey {
     pub order: OrderKey,
@@ -142,7 +142,8 @@ impl PaymentFact {
     }
 
     /// `vendorId:orderId:vendorItemId`, as [`FactKey`]'s `Display` writes it, into a string sized for
-    /// it once: the transform sends one per fact (no vendor id cloned into a key first).
+    /// it once (no vendor id cloned into a key first): a fact's identity, and the Kafka key of the
+    /// one-fact messages written before [`OrderPaymentFacts`].
     pub fn kafka_key(&self) -> String {
         let mut key = String::with_capacity(self.vendor_id.len() + 42);
         push_key_parts(&mut key, &self.vendor_id, &[self.order_id, self.vendor_item_id]);
@@ -169,8 +170,9 @@ impl EventType for PaymentFact {
 }
 
 /// The payment facts of one order that one change made or restated, sent as one message
-/// (`avro/order_payment_facts.v1.avsc`): a consumer sees an order's restatement whole, and in order,
-/// since the message is keyed by the order. Read a facts-topic message with [`crate::decode_facts`],
+/// (`avro/order_payment_facts.v1.avsc`) keyed by the order: a consumer gets the items an event restated
+/// together, and an order's messages in order. A message may hold only some of the order's items
+/// (those a restore sends again, say); per item the highest version wins. Read a facts-topic message with [`crate::decode_facts`],
 /// which also reads the one-fact messages written before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderPaymentFacts {

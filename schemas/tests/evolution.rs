@@ -20,6 +20,8 @@ fn records_written_by_v1_still_decode() {
     assert_eq!(decode::<ReturnRequestEvent>(&read("return_request_event.v1.avro")).unwrap(), return_request());
     assert_eq!(decode::<RevenueEvent>(&read("revenue_event.v1.avro")).unwrap(), revenue());
     assert_eq!(decode::<PaymentFact>(&read("payment_fact.v1.avro")).unwrap(), fact());
+    // The facts topic's reader takes a v1 fact (legacy fingerprint) as a message of one fact.
+    assert_eq!(decode_facts(&read("payment_fact.v1.avro")).unwrap(), vec![fact()]);
 }
 
 #[test]

@@ -87,7 +87,9 @@ pub struct Topics {
     /// Raw payout rows (settlement-histories) from ingest, keyed `vendorId:type:fromDay:toDay`. Not
     /// one of [`Topics::raw`]: payouts belong to no order.
     pub raw_settlements: String,
-    /// Payment facts from transform, keyed `vendorId:orderId:vendorItemId`.
+    /// Payment facts from transform: one message per order's change (`OrderPaymentFacts`), keyed
+    /// `vendorId:orderId`; messages written before 2026-12-04 hold one fact, keyed
+    /// `vendorId:orderId:vendorItemId`.
     pub payment_facts: String,
     /// Records a stage could not process, with the reason in headers.
     pub dead_letter: String,
