@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use coupang_etl::config::Config;
 use coupang_load::summary::fact_counts;
-use coupang_schemas::{encode, PaymentFact};
+use coupang_schemas::{encode, encode_order_facts, PaymentFact};
 use coupang_sim::SimConfig;
 use etl_core::kafka::{ensure_topics, group_lag};
 use etl_core::Shutdown;
@@ -111,6 +111,32 @@ async fn clickhouse_stopped_for_30_seconds_loses_and_duplicates_nothing_and_late
     assert_eq!(current(&config).await, expected, "the newest version of every key, and only that");
     let counts = fact_counts(&config.clickhouse).await.unwrap();
     assert_eq!(counts.current_rows, keys.len() as u64, "one current row per key");
+
+    // An order's message, as the transform sends them, with one fact ClickHouse refuses (more units
+    // undone than ordered): the other fact loads, and the message goes to the dead-letter topic once,
+    // naming the refused row.
+    let order = 25_000_000;
+    let good = fixtures::payment_fact(order, 1, 1);
+    let impossible = PaymentFact {
+        cancelled_quantity: 5,
+        cancelled: true,
+        status: "CANCELLED".into(),
+        ..fixtures::payment_fact(order, 2, 1)
+    };
+    let payload = encode_order_facts(&good.vendor_id, order, &[good.clone(), impossible]);
+    let producer: FutureProducer = config.kafka.producer_config().create().unwrap();
+    let key = good.fact_key().order.to_string();
+    let record = FutureRecord::to(&topics.payment_facts).key(&key).payload(&payload);
+    producer.send(record, Duration::from_secs(30)).await.map_err(|(e, _)| e).unwrap();
+    assert!(eventually(Duration::from_secs(60), || loaded(&config)).await, "the order's message handled");
+    let now = current(&config).await;
+    assert_eq!(now.get(&(order, 1)), Some(&(good.payment_amount, 1)), "the fact ClickHouse took is loaded");
+    assert_eq!(now.get(&(order, 2)), None, "the refused one is not");
+    let dead = read_topic(&config.kafka, &topics.dead_letter);
+    let reasons: Vec<&str> = dead.iter().filter_map(|m| header(m, "dlq.reason")).collect();
+    assert_eq!(reasons.len(), 1, "the message is dead-lettered once: {reasons:?}");
+    assert!(reasons[0].contains(&format!("/{order}/2@1: ")), "{reasons:?}");
+    assert!(!reasons[0].contains(&format!("/{order}/1@1")), "{reasons:?}");
     shutdown.cancel();
     load.await.unwrap().unwrap();
     println!(
