@@ -29,12 +29,12 @@
 //!    `clickhouse-client` into a fresh table.
 
 use coupang_etl::Config;
-use coupang_schemas::{encode, encode_order_facts, OrderKey};
+use coupang_schemas::{encode, OrderKey};
 use coupang_sim::{SimConfig, Simulator};
-use coupang_transform::fold_into;
 use coupang_transform::order::{RawEvent, RawStream};
 use coupang_transform::rules::Emission;
 use coupang_transform::store::{open_state_file, persist, Changelog, PartitionState, Written};
+use coupang_transform::{encode_facts, fold_into};
 use etl_core::kafka::{ensure_compacted_topics, ensure_topics, group_lag, set_topic_config, KafkaConfig, Topics};
 use etl_core::Shutdown;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -571,12 +571,9 @@ fn transform_core(events: &[(RawStream, Vec<u8>)], emission: Emission) -> (usize
             if let Some(key) = folded.changed {
                 dirty.insert((key.order_id, key));
             }
-            if let Some(first) = folded.facts.first() {
-                // One message per order's facts, keyed by the order, as the stage sends them.
-                let key = OrderKey { vendor_id: first.vendor_id.clone(), order_id: first.order_id }.text();
-                std::hint::black_box((key, encode_order_facts(&first.vendor_id, first.order_id, &folded.facts)));
-                messages += 1;
-            }
+            // One message per order's facts, as the stage sends them.
+            let sent = std::hint::black_box(encode_facts(std::slice::from_ref(&folded.facts)));
+            messages += sent.len();
             facts += folded.facts.len();
         }
         let records: Vec<(String, Vec<u8>)> = dirty

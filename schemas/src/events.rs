@@ -172,8 +172,8 @@ impl EventType for PaymentFact {
 /// The payment facts of one order that one change made or restated, sent as one message
 /// (`avro/order_payment_facts.v1.avsc`) keyed by the order: a consumer gets the items an event restated
 /// together, and an order's messages in order. A message may hold only some of the order's items
-/// (those a restore sends again, say); per item the highest version wins. Read a facts-topic message with [`crate::decode_facts`],
-/// which also reads the one-fact messages written before.
+/// (those a restore sends again, say); per item the highest version wins. Read a facts-topic message
+/// with [`crate::decode_facts`], which also reads the one-fact messages written before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderPaymentFacts {
     pub vendor_id: String,

@@ -15,8 +15,8 @@ mod events;
 mod readers;
 
 pub use codec::{
-    decode, decode_facts, decode_with_apache_avro, encode, encode_as, encode_fact, encode_order_facts,
-    encode_state_record, CodecError, EventType,
+    decode, decode_facts, decode_with_apache_avro, encode, encode_as, encode_order_facts, encode_state_record,
+    CodecError, EventType,
 };
 pub use domain::{
     ChangeCause, FactStatus, OrderStatus, ReceiptStatus, ReceiptType, SaleType, SettlementStatus, SettlementType,

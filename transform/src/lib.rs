@@ -19,7 +19,7 @@ mod stage;
 pub mod state_file;
 pub mod store;
 
-pub use batch::{fold_into, BatchReport, EventFolded};
+pub use batch::{encode_facts, fold_into, BatchReport, EventFolded};
 pub use config::TransformConfig;
 pub use error::TransformError;
 pub use stage::{consumes, run};
