@@ -8,7 +8,7 @@
 //! the same events give the same causes.
 
 use coupang_schemas::{ChangeCause, PaymentFact, ReceiptType, SaleType};
-use std::collections::BTreeMap;
+use litemap::LiteMap;
 
 use crate::order::RawEvent;
 
@@ -16,7 +16,7 @@ use crate::order::RawEvent;
 /// filled in from the fact of the same vendor item in `before` (the order's facts before the event).
 /// `undone_by`: the event's [`undoing_cause`] (taken before the event moved into the state).
 pub fn explain(before: &[PaymentFact], mut after: Vec<PaymentFact>, undone_by: &ChangeCause) -> Vec<PaymentFact> {
-    let before: BTreeMap<i64, &PaymentFact> = before.iter().map(|fact| (fact.vendor_item_id, fact)).collect();
+    let before: LiteMap<i64, &PaymentFact> = before.iter().map(|fact| (fact.vendor_item_id, fact)).collect();
     for fact in &mut after {
         let previous = before.get(&fact.vendor_item_id).copied();
         fact.change_cause = change_cause(previous, fact, undone_by);
@@ -103,6 +103,7 @@ mod tests {
     use crate::rules::tests::{r, s, v};
     use crate::rules::{Applied, Emission};
     use coupang_schemas::{ChangeCause as C, OrderSheetEvent};
+    use std::collections::BTreeMap;
 
     /// Folds as the default mode does: every version move emits.
     fn apply(state: &mut OrderState, event: RawEvent) -> Applied {

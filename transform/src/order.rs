@@ -11,8 +11,8 @@ use coupang_schemas::{
     SaleType,
 };
 use etl_core::time::date_from_days;
+use litemap::LiteMap;
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
 
 /// One raw event of any of the three input streams.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,8 +177,8 @@ pub trait Slotted: Clone + EventType {
     type Key: Ord;
     /// The record's slot: its shipment box, its receipt, or its revenue row's [`RevenueSlot`].
     fn slot_key(&self) -> Self::Key;
-    fn slots(state: &OrderState) -> &BTreeMap<Self::Key, Self>;
-    fn slots_mut(state: &mut OrderState) -> &mut BTreeMap<Self::Key, Self>;
+    fn slots(state: &OrderState) -> &LiteMap<Self::Key, Self>;
+    fn slots_mut(state: &mut OrderState) -> &mut LiteMap<Self::Key, Self>;
     fn event_ref(&self) -> EventRef<'_>;
     /// The record without when and under which alias ingest fetched it.
     fn without_collection(&self) -> Self;
@@ -189,10 +189,10 @@ impl Slotted for OrderSheetEvent {
     fn slot_key(&self) -> i64 {
         self.shipment_box_id
     }
-    fn slots(state: &OrderState) -> &BTreeMap<i64, Self> {
+    fn slots(state: &OrderState) -> &LiteMap<i64, Self> {
         &state.boxes
     }
-    fn slots_mut(state: &mut OrderState) -> &mut BTreeMap<i64, Self> {
+    fn slots_mut(state: &mut OrderState) -> &mut LiteMap<i64, Self> {
         &mut state.boxes
     }
     fn event_ref(&self) -> EventRef<'_> {
@@ -208,10 +208,10 @@ impl Slotted for ReturnRequestEvent {
     fn slot_key(&self) -> i64 {
         self.receipt_id
     }
-    fn slots(state: &OrderState) -> &BTreeMap<i64, Self> {
+    fn slots(state: &OrderState) -> &LiteMap<i64, Self> {
         &state.receipts
     }
-    fn slots_mut(state: &mut OrderState) -> &mut BTreeMap<i64, Self> {
+    fn slots_mut(state: &mut OrderState) -> &mut LiteMap<i64, Self> {
         &mut state.receipts
     }
     fn event_ref(&self) -> EventRef<'_> {
@@ -231,10 +231,10 @@ impl Slotted for RevenueEvent {
             same_day_row: self.same_day_row,
         }
     }
-    fn slots(state: &OrderState) -> &BTreeMap<RevenueSlot, Self> {
+    fn slots(state: &OrderState) -> &LiteMap<RevenueSlot, Self> {
         &state.revenue
     }
-    fn slots_mut(state: &mut OrderState) -> &mut BTreeMap<RevenueSlot, Self> {
+    fn slots_mut(state: &mut OrderState) -> &mut LiteMap<RevenueSlot, Self> {
         &mut state.revenue
     }
     fn event_ref(&self) -> EventRef<'_> {
@@ -246,14 +246,19 @@ impl Slotted for RevenueEvent {
 }
 
 /// The state of one (vendor, order).
+///
+/// Its records are kept in sorted vectors (`LiteMap`), not `BTreeMap`s: an order has one or two of
+/// each kind, and a `BTreeMap` node made room for eleven; allocating, walking and dropping those nodes
+/// was ~5% of the stage's CPU (BENCHMARKS.md, "Sorted vectors for an order's records"). The rules'
+/// per-item maps are the same for the same reason.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OrderState {
     /// Newest snapshot of each shipment box, by shipment box id.
-    pub boxes: BTreeMap<i64, OrderSheetEvent>,
+    pub boxes: LiteMap<i64, OrderSheetEvent>,
     /// Newest snapshot of each cancel/return receipt, by receipt id.
-    pub receipts: BTreeMap<i64, ReturnRequestEvent>,
+    pub receipts: LiteMap<i64, ReturnRequestEvent>,
     /// Revenue-history rows, by their slot.
-    pub revenue: BTreeMap<RevenueSlot, RevenueEvent>,
+    pub revenue: LiteMap<RevenueSlot, RevenueEvent>,
     /// The newest source time of every event folded so far (kept even when the event lost its slot).
     pub source_time: i64,
 }

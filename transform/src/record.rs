@@ -8,17 +8,17 @@ use coupang_schemas::{
     decode, encode, encode_state_record, CodecError, EventType, OrderSheetEvent, OrderStateRecord,
     OrderStateRecordView, ReturnRequestEvent, RevenueEvent,
 };
+use litemap::LiteMap;
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
 use crate::order::{OrderState, RevenueSlot, SlotKey, Slotted};
 
 /// The encoded event in each slot of an order's state, as far as known.
 #[derive(Debug, Default, Clone)]
 pub struct EncodedSlots {
-    boxes: BTreeMap<i64, Vec<u8>>,
-    receipts: BTreeMap<i64, Vec<u8>>,
-    revenue: BTreeMap<RevenueSlot, Vec<u8>>,
+    boxes: LiteMap<i64, Vec<u8>>,
+    receipts: LiteMap<i64, Vec<u8>>,
+    revenue: LiteMap<RevenueSlot, Vec<u8>>,
 }
 
 impl EncodedSlots {
@@ -40,7 +40,7 @@ impl EncodedSlots {
 
 /// An order's state as the changelog holds it.
 pub fn to_record(vendor_id: &str, order_id: i64, state: &OrderState) -> Result<OrderStateRecord, CodecError> {
-    fn slots<K, E: EventType>(events: &BTreeMap<K, E>) -> Result<Vec<Vec<u8>>, CodecError> {
+    fn slots<K, E: EventType>(events: &LiteMap<K, E>) -> Result<Vec<Vec<u8>>, CodecError> {
         events.values().map(encode).collect()
     }
     Ok(OrderStateRecord {
@@ -62,8 +62,8 @@ pub fn encode_record_from(
     known: &EncodedSlots,
 ) -> Result<Vec<u8>, CodecError> {
     fn slots<'a, K: Ord, E: EventType>(
-        events: &BTreeMap<K, E>,
-        known: &'a BTreeMap<K, Vec<u8>>,
+        events: &LiteMap<K, E>,
+        known: &'a LiteMap<K, Vec<u8>>,
     ) -> Result<Vec<Cow<'a, [u8]>>, CodecError> {
         events
             .iter()
@@ -95,7 +95,7 @@ pub fn from_record_keeping_bytes(record: OrderStateRecord) -> Result<(OrderState
     fn read_slots<E: Slotted>(
         records: Vec<Vec<u8>>,
         state: &mut OrderState,
-        known: &mut BTreeMap<E::Key, Vec<u8>>,
+        known: &mut LiteMap<E::Key, Vec<u8>>,
     ) -> Result<(), CodecError> {
         for bytes in records {
             let record: E = decode(&bytes)?;

@@ -24,7 +24,7 @@
 
 use coupang_schemas::{ChangeCause, FactStatus, OrderStatus, PaymentFact, ReceiptType, SaleType};
 use etl_core::time::{days_since_epoch, kst_date_of_millis};
-use std::collections::BTreeMap;
+use litemap::LiteMap;
 
 use crate::cause::{explain, same_content, undoing_cause};
 use crate::order::{receipt_completed, OrderState, RawEvent};
@@ -47,8 +47,8 @@ struct ItemLines {
 /// Units undone by completed receipts, per vendor item.
 #[derive(Debug, Default)]
 struct ReceiptUnits {
-    cancelled: BTreeMap<i64, i64>,
-    returned: BTreeMap<i64, i64>,
+    cancelled: LiteMap<i64, i64>,
+    returned: LiteMap<i64, i64>,
 }
 
 /// What revenue-history says: the coupons of confirmed sales with the units they cover, the units
@@ -56,8 +56,8 @@ struct ReceiptUnits {
 #[derive(Debug, Default)]
 struct RevenueUnits {
     /// Per vendor item: (units sold, seller-funded coupons, Coupang-funded coupons).
-    sold: BTreeMap<i64, (i64, i64, i64)>,
-    refunded: BTreeMap<i64, i64>,
+    sold: LiteMap<i64, (i64, i64, i64)>,
+    refunded: LiteMap<i64, i64>,
     zero_sale: bool,
 }
 
@@ -148,7 +148,7 @@ pub fn apply(state: &mut OrderState, event: RawEvent, emission: Emission) -> App
 /// hold, one that differs from it where there is one (the late fact first).
 pub fn facts_sent_again(late: &OrderState, sent_before: Option<&OrderState>, kept: &OrderState) -> Vec<PaymentFact> {
     // Per item, the facts that may be what the loader holds: the late fact first.
-    let mut loaded: BTreeMap<i64, Vec<PaymentFact>> = BTreeMap::new();
+    let mut loaded: LiteMap<i64, Vec<PaymentFact>> = LiteMap::new();
     let before = sent_before.map(payment_facts).unwrap_or_default();
     for fact in payment_facts(late).into_iter().chain(before) {
         loaded.entry(fact.vendor_item_id).or_default().push(fact);
@@ -164,7 +164,7 @@ pub fn facts_sent_again(late: &OrderState, sent_before: Option<&OrderState>, kep
         })
     };
     let again: Vec<PaymentFact> = payment_facts(kept).into_iter().filter(|fact| !said(fact)).collect();
-    let kept_by_item: BTreeMap<i64, &PaymentFact> = again.iter().map(|fact| (fact.vendor_item_id, fact)).collect();
+    let kept_by_item: LiteMap<i64, &PaymentFact> = again.iter().map(|fact| (fact.vendor_item_id, fact)).collect();
     // What each is explained against: of the facts at the highest version, one that differs from it
     // (the late one first), since that may be what the loader holds.
     let held: Vec<PaymentFact> = loaded
@@ -223,8 +223,8 @@ pub fn payment_facts(state: &OrderState) -> Vec<PaymentFact> {
 }
 
 /// The order sheets' lines, merged per vendor item across boxes (the first box names the item).
-fn sheet_lines(state: &OrderState) -> BTreeMap<i64, ItemLines> {
-    let mut items: BTreeMap<i64, ItemLines> = BTreeMap::new();
+fn sheet_lines(state: &OrderState) -> LiteMap<i64, ItemLines> {
+    let mut items: LiteMap<i64, ItemLines> = LiteMap::new();
     for sheet in state.boxes.values() {
         for line in &sheet.items {
             let item = items.entry(line.vendor_item_id).or_insert_with(|| ItemLines {
@@ -296,12 +296,12 @@ fn revenue_units(state: &OrderState) -> RevenueUnits {
 /// cancels), returns the larger of receipts and refunds (the same returns); a zero SALE row with no
 /// confirmed sale undoes the whole order.
 fn remaining_units(
-    items: &BTreeMap<i64, ItemLines>,
+    items: &LiteMap<i64, ItemLines>,
     receipts: &ReceiptUnits,
     revenue: &RevenueUnits,
-) -> BTreeMap<i64, Remaining> {
+) -> LiteMap<i64, Remaining> {
     let whole_order_undone = revenue.zero_sale && revenue.sold.is_empty();
-    let count = |units: &BTreeMap<i64, i64>, id: &i64| units.get(id).copied().unwrap_or(0);
+    let count = |units: &LiteMap<i64, i64>, id: &i64| units.get(id).copied().unwrap_or(0);
     items
         .iter()
         .map(|(id, item)| {
@@ -320,7 +320,7 @@ fn remaining_units(
 
 /// A box keeps its shipping fee while any of its units remains: the fee rides on its lowest
 /// vendorItemId that still has a unit; with none left, it is 0.
-fn carry_shipping_fees(state: &OrderState, remaining: &BTreeMap<i64, Remaining>, items: &mut BTreeMap<i64, ItemLines>) {
+fn carry_shipping_fees(state: &OrderState, remaining: &LiteMap<i64, Remaining>, items: &mut LiteMap<i64, ItemLines>) {
     for sheet in state.boxes.values() {
         let left_in_box = |id: &i64| remaining.get(id).is_some_and(|r| r.left > 0);
         let carrier = sheet.items.iter().map(|line| line.vendor_item_id).filter(left_in_box).min();
