@@ -39,7 +39,7 @@ use etl_core::kafka::{ensure_compacted_topics, ensure_topics, group_lag, set_top
 use etl_core::Shutdown;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -564,18 +564,20 @@ fn transform_core(events: &[(RawStream, Vec<u8>)], emission: Emission) -> (usize
     for batch in events.chunks(2_000) {
         let mut facts = 0;
         // Ordered by order id first, as the stage's batch orders its changed states.
-        let mut dirty: BTreeSet<(i64, OrderKey)> = BTreeSet::new();
+        let mut dirty: Vec<(i64, OrderKey)> = Vec::new();
         for (stream, payload) in batch {
             let Ok(Some(event)) = RawEvent::read(*stream, payload) else { continue };
             let folded = fold_into(&mut partition, event, payload, emission).expect("read a state");
             if let Some(key) = folded.changed {
-                dirty.insert((key.order_id, key));
+                dirty.push((key.order_id, key));
             }
             // One message per order's facts, as the stage sends them.
             let sent = std::hint::black_box(encode_facts(std::slice::from_ref(&folded.facts)));
             messages += sent.len();
             facts += folded.facts.len();
         }
+        dirty.sort_unstable();
+        dirty.dedup();
         let records: Vec<(String, Vec<u8>)> = dirty
             .iter()
             .filter_map(|(_, key)| {

@@ -7,7 +7,7 @@ use etl_core::kafka::{blocking, DeadLetter, QUEUE_TIMEOUT};
 use etl_core::metrics::PerAccount;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::BaseRecord;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::error::{TransformError, STAGE};
 use crate::order::{PoisonEvent, RawEvent, RawStream};
@@ -44,7 +44,9 @@ struct Folded {
     /// order: each goes out as one message.
     facts: Vec<Vec<PaymentFact>>,
     /// Orders whose state changed, with their input partition: their states go to the changelog.
-    changed: BTreeSet<ChangedOrder>,
+    /// Pushed per event, then sorted and deduplicated once (a `BTreeSet` insert per event was 1.5%
+    /// of the process).
+    changed: Vec<ChangedOrder>,
     events_in: PerAccount,
     dead_letters: usize,
 }
@@ -191,12 +193,14 @@ async fn fold_batch(
         let event_folded = fold_into(store, event, message.payload().unwrap_or_default(), emission)?;
         read_bytes += store.read_bytes() - read_before;
         if let Some(key) = event_folded.changed {
-            folded.changed.insert((partition, key.order_id, key));
+            folded.changed.push((partition, key.order_id, key));
         }
         if !event_folded.facts.is_empty() {
             folded.facts.push(event_folded.facts);
         }
     }
+    folded.changed.sort_unstable();
+    folded.changed.dedup();
     Ok(folded)
 }
 
@@ -230,7 +234,7 @@ pub fn fold_into(
 
 /// The changed orders' states as changelog records.
 fn encode_states(
-    changed: &BTreeSet<ChangedOrder>,
+    changed: &[ChangedOrder],
     owned: &mut BTreeMap<i32, PartitionState>,
 ) -> Result<Vec<EncodedState>, TransformError> {
     let mut states = Vec::with_capacity(changed.len());
