@@ -18,6 +18,7 @@ pub mod rules;
 mod stage;
 pub mod state_file;
 pub mod store;
+mod value_log;
 
 pub use batch::{encode_facts, fold_into, BatchReport, EventFolded};
 pub use config::TransformConfig;
