@@ -733,7 +733,7 @@ impl ServiceCpu {
     }
 }
 
-/// After a run that passed: its database, topics and files go.
+/// After a run that passed: its database, topics and files (the transform's state files too) go.
 async fn clean_up(config: &Config, work_dir: &Path) {
     use rdkafka::admin::{AdminClient, AdminOptions};
     let _ = reqwest::Client::new()
@@ -746,4 +746,5 @@ async fn clean_up(config: &Config, work_dir: &Path) {
         let _ = admin.delete_topics(&topics.all(), &AdminOptions::new()).await;
     }
     let _ = std::fs::remove_dir_all(work_dir);
+    let _ = std::fs::remove_dir_all(config.transform.state_dir.join(config.kafka.topics().transform_state));
 }
