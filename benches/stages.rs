@@ -558,7 +558,7 @@ fn read_events(path: &std::path::Path) -> Vec<(RawStream, Vec<u8>)> {
 fn transform_core(events: &[(RawStream, Vec<u8>)], emission: Emission) -> (usize, usize, usize) {
     let dir = std::env::temp_dir().join(format!("bench-cpu-state-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let file = open_state_file(&dir, "cpu", 16 << 20).expect("open a state file");
+    let file = open_state_file(&dir, "cpu", 16 << 20, 64 << 20).expect("open a state file");
     let mut partition = PartitionState::new(file.clone(), 0);
     let (mut facts_written, mut messages, mut states_written, mut offset) = (0, 0, 0, 0);
     for batch in events.chunks(2_000) {

@@ -632,7 +632,7 @@ async fn a_restore_waits_for_a_transaction_left_open_on_the_changelog_and_reads_
     assert!(!wait.is_finished(), "the wait lasts while the transaction is open");
     stalled.commit_transaction(CALL).unwrap();
     assert_eq!(wait.await.unwrap().unwrap(), Vec::<i32>::new());
-    let file = open_state_file(&config.transform.state_dir, &topic, 0).unwrap();
+    let file = open_state_file(&config.transform.state_dir, &topic, 0, 1 << 20).unwrap();
     let restored = changelog.catch_up(0, None, &file).await.unwrap();
     assert_eq!((restored.orders().unwrap(), restored.records_restored), (2, 2), "both batches restored");
 
@@ -721,7 +721,7 @@ async fn a_restore_keeps_the_newer_state_when_an_older_one_comes_last_and_says_w
         producer.flush(Duration::from_secs(30)).unwrap();
     };
     let changelog = Changelog::new(&config.kafka, topic.clone());
-    let file = open_state_file(&config.transform.state_dir, &topic, 0).unwrap();
+    let file = open_state_file(&config.transform.state_dir, &topic, 0, 1 << 20).unwrap();
 
     // The successor's newer states, then the frozen process's older ones, last (offsets 5 to 7).
     send(1, &older);

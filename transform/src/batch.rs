@@ -391,7 +391,7 @@ mod tests {
     #[test]
     fn states_landing_past_this_process_s_last_write_mark_the_partition_and_keep_its_file_s_end() {
         let dir = std::env::temp_dir().join(format!("batch-foreign-{}", std::process::id()));
-        let file = open_state_file(&dir, "changelog", 0).unwrap();
+        let file = open_state_file(&dir, "changelog", 0, 1 << 20).unwrap();
         let state = |key: &str| EncodedState { partition: 0, key: key.into(), payload: b"state".to_vec() };
         for transactions in [false, true] {
             let mut owned = BTreeMap::from([(0, PartitionState::new(file.clone(), 0))]);
@@ -426,7 +426,7 @@ mod tests {
     #[tokio::test]
     async fn a_batch_ends_once_the_states_it_read_reach_the_bound() {
         let dir = std::env::temp_dir().join(format!("batch-bound-{}", std::process::id()));
-        let file = open_state_file(&dir, "changelog", 0).unwrap();
+        let file = open_state_file(&dir, "changelog", 0, 1 << 20).unwrap();
         let kafka = KafkaConfig::default();
         let topics = kafka.topics();
         let producer: OutputProducer = kafka.producer_config().create_with_context(Default::default()).unwrap();

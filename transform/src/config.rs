@@ -30,6 +30,12 @@ pub struct TransformConfig {
     /// per CPU-second (BENCHMARKS.md), while a cache only a large backlog fills makes memory grow with it.
     #[serde(default = "default_state_cache_mib")]
     pub state_cache_mib: u32,
+    /// Size of the state file's segments, MiB (at least 1): state records are appended to one until it
+    /// holds this much, and a full one whose records are mostly superseded is compacted. The disk
+    /// holds at most about twice the live records plus one segment; smaller segments are compacted
+    /// sooner and more often (BENCHMARKS.md, "Values apart from the index").
+    #[serde(default = "default_state_segment_mib")]
+    pub state_segment_mib: u32,
     /// No longer used: since states live on disk, no horizon decides what stays in memory. Accepted so
     /// that configurations written for earlier versions still load.
     #[serde(default)]
@@ -52,6 +58,9 @@ fn default_state_dir() -> PathBuf {
 }
 fn default_state_cache_mib() -> u32 {
     4
+}
+fn default_state_segment_mib() -> u32 {
+    64
 }
 
 fn default_group_id() -> String {
@@ -76,6 +85,7 @@ impl Default for TransformConfig {
             batch_wait_ms: default_batch_wait_ms(),
             state_dir: default_state_dir(),
             state_cache_mib: default_state_cache_mib(),
+            state_segment_mib: default_state_segment_mib(),
             state_horizon_days: None,
             transactions: false,
         }
@@ -92,6 +102,11 @@ impl TransformConfig {
         usize::try_from(self.state_cache_mib).unwrap_or(usize::MAX / (1 << 20)) << 20
     }
 
+    /// [`TransformConfig::state_segment_mib`] in bytes.
+    pub fn state_segment_bytes(&self) -> u64 {
+        u64::from(self.state_segment_mib) << 20
+    }
+
     /// Checks what can be checked offline.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         if self.group_id.trim().is_empty() {
@@ -104,6 +119,12 @@ impl TransformConfig {
             return Err(InvalidSetting::new(
                 "transform.batch_state_kib",
                 "transform.batch_state_kib must be 1 or more",
+            ));
+        }
+        if self.state_segment_mib == 0 {
+            return Err(InvalidSetting::new(
+                "transform.state_segment_mib",
+                "transform.state_segment_mib must be 1 or more",
             ));
         }
         if self.state_dir.as_os_str().is_empty() {

@@ -134,7 +134,8 @@ async fn run_once(config: &TransformConfig, kafka: &KafkaConfig, shutdown: &Shut
         BlockingDrop::new(consumer_config.create_with_context(RebalanceFlag::default())?);
     consumer.subscribe(&inputs)?;
     let changelog = Changelog::new(kafka, topics.transform_state.clone());
-    let state_file = open_state_file(&config.state_dir, &changelog.topic, config.state_cache_bytes())?;
+    let state_file =
+        open_state_file(&config.state_dir, &changelog.topic, config.state_cache_bytes(), config.state_segment_bytes())?;
     let producer = output_producer(config, kafka, state_file.slot())?;
     // Dead letters are sent at once, outside any transaction, by a producer of their own.
     let dead_letter = DeadLetter::new(kafka.producer_config().create()?, topics.dead_letter.clone(), "transform");

@@ -47,10 +47,6 @@ const DURABLE_EVERY: Duration = Duration::from_secs(5);
 /// stopped.
 const SLOTS: usize = 16;
 
-/// A segment is sealed at this size; a sealed one whose live records are less than half of it is
-/// compacted, so that the segments hold at most about twice the live records.
-const SEGMENT_BYTES: u64 = 64 << 20;
-
 #[derive(Debug, thiserror::Error)]
 #[error("state file {path}: {source}")]
 pub struct StateFileError {
@@ -198,11 +194,8 @@ impl StateFile {
     /// Opens (or creates) the first free file under `dir`, with `cache_bytes` of redb cache. A file
     /// that does not open as a redb file of this layout (foreign, or an older format), or whose
     /// segments are missing, is replaced.
-    pub fn open(dir: &Path, cache_bytes: usize) -> Result<StateFile, StateFileError> {
-        Self::open_with(dir, cache_bytes, SEGMENT_BYTES)
-    }
-
-    fn open_with(dir: &Path, cache_bytes: usize, segment_bytes: u64) -> Result<StateFile, StateFileError> {
+    /// Records are appended to a segment until it holds `segment_bytes` (at least 1 MiB outside tests).
+    pub fn open(dir: &Path, cache_bytes: usize, segment_bytes: u64) -> Result<StateFile, StateFileError> {
         let io = |path: &Path, e: std::io::Error| StateFileError { path: path.into(), source: Box::new(e.into()) };
         let redb = |path: &Path, e: redb::Error| StateFileError { path: path.into(), source: Box::new(e) };
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
@@ -495,14 +488,14 @@ mod tests {
     fn states_and_their_offset_reopen_together() {
         let dir = scratch("reopen");
         {
-            let file = StateFile::open(&dir, 1 << 20).unwrap();
+            let file = StateFile::open(&dir, 1 << 20, 1 << 20).unwrap();
             assert_eq!(file.applied_end(3).unwrap(), None);
             assert_eq!((file.get(3, "A:1").unwrap(), file.len(3).unwrap()), (None, 0));
             file.write(&[write(3, &[("A:1", b"one"), ("A:2", b"two")], 2), write(4, &[("B:1", b"x")], 1)], false)
                 .unwrap();
             file.write(&[write(3, &[("A:1", b"uno")], 3)], true).unwrap();
         }
-        let file = StateFile::open(&dir, 1 << 20).unwrap();
+        let file = StateFile::open(&dir, 1 << 20, 1 << 20).unwrap();
         assert_eq!((file.applied_end(3).unwrap(), file.applied_end(4).unwrap()), (Some(3), Some(1)));
         assert_eq!(file.get(3, "A:1").unwrap().as_deref(), Some(&b"uno"[..]));
         assert_eq!((file.len(3).unwrap(), file.len(4).unwrap()), (2, 1));
@@ -533,7 +526,7 @@ mod tests {
         let keys: Vec<String> = (0..40).map(|k| format!("A:{k}")).collect();
         let rounds = 30;
         {
-            let file = StateFile::open_with(&dir, 1 << 20, 2048).unwrap();
+            let file = StateFile::open(&dir, 1 << 20, 2048).unwrap();
             for round in 0..rounds {
                 // Each round rewrites a third of the keys, alternately in two partitions.
                 let values: Vec<(usize, Vec<u8>)> = (0..keys.len())
@@ -567,7 +560,7 @@ mod tests {
                 usage.iter().filter(|(_, u)| u.live > 0).map(|(s, u)| (*s, u.live)).collect();
             assert_eq!(live_by_pointers(&file, &[0, 1]), counted);
         }
-        let file = StateFile::open_with(&dir, 1 << 20, 2048).unwrap();
+        let file = StateFile::open(&dir, 1 << 20, 2048).unwrap();
         for (k, key) in keys.iter().enumerate() {
             let last = (0..rounds).filter(|round| (k + round) % 3 == 0 || *round == 0).max().unwrap();
             assert_eq!(file.get(k as i32 % 2, key).unwrap(), Some(value(k, last)), "{key}");
@@ -579,7 +572,7 @@ mod tests {
     fn segment_bytes_and_files_past_the_index_are_dropped_on_open() {
         let dir = scratch("stray");
         {
-            let file = StateFile::open(&dir, 1 << 20).unwrap();
+            let file = StateFile::open(&dir, 1 << 20, 1 << 20).unwrap();
             file.write(&[write(0, &[("A:1", b"one")], 1)], true).unwrap();
         }
         let segments = Segments::on_disk(&dir, 0).unwrap();
@@ -588,7 +581,7 @@ mod tests {
         // What a crash leaves: records appended after the last durable commit, and a new segment.
         std::fs::OpenOptions::new().append(true).open(active).unwrap().write_all(b"half a record").unwrap();
         std::fs::write(dir.join("0-00000099.values"), b"later").unwrap();
-        let file = StateFile::open(&dir, 1 << 20).unwrap();
+        let file = StateFile::open(&dir, 1 << 20, 1 << 20).unwrap();
         assert_eq!(std::fs::metadata(active).unwrap().len(), len);
         assert!(!dir.join("0-00000099.values").exists());
         file.write(&[write(0, &[("A:2", b"two")], 2)], false).unwrap();
@@ -613,14 +606,14 @@ mod tests {
             txn.commit().unwrap();
         }
         {
-            let file = StateFile::open(&dir, 1 << 20).unwrap();
+            let file = StateFile::open(&dir, 1 << 20, 1 << 20).unwrap();
             assert_eq!((file.applied_end(0).unwrap(), file.len(0).unwrap()), (None, 0));
             file.write(&[write(0, &[("A:1", b"new")], 6)], true).unwrap();
         }
         for (_, segment) in Segments::on_disk(&dir, 0).unwrap() {
             std::fs::remove_file(segment).unwrap();
         }
-        let file = StateFile::open(&dir, 1 << 20).unwrap();
+        let file = StateFile::open(&dir, 1 << 20, 1 << 20).unwrap();
         assert_eq!((file.applied_end(0).unwrap(), file.get(0, "A:1").unwrap()), (None, None));
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -628,13 +621,13 @@ mod tests {
     #[test]
     fn a_second_opener_takes_the_next_slot() {
         let dir = scratch("slots");
-        let first = StateFile::open(&dir, 1 << 20).unwrap();
-        let second = StateFile::open(&dir, 1 << 20).unwrap();
+        let first = StateFile::open(&dir, 1 << 20, 1 << 20).unwrap();
+        let second = StateFile::open(&dir, 1 << 20, 1 << 20).unwrap();
         assert_ne!(first.path(), second.path());
         assert_eq!((first.slot(), second.slot()), (0, 1));
         // A restart takes the slot its predecessor let go of, and with it the same transactional id.
         drop(first);
-        assert_eq!(StateFile::open(&dir, 1 << 20).unwrap().slot(), 0);
+        assert_eq!(StateFile::open(&dir, 1 << 20, 1 << 20).unwrap().slot(), 0);
         drop(second);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -644,7 +637,7 @@ mod tests {
         let dir = scratch("foreign");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("0.redb"), b"not a redb file at all").unwrap();
-        let file = StateFile::open(&dir, 1 << 20).unwrap();
+        let file = StateFile::open(&dir, 1 << 20, 1 << 20).unwrap();
         assert_eq!(file.applied_end(0).unwrap(), None);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -112,13 +112,15 @@ impl std::fmt::Display for RestoreMode {
 }
 
 /// Opens the process's state file under `{state_dir}/{changelog topic}` (so two pipelines, or two
-/// test runs, on one host never share files), with `cache_bytes` (at least 1 MiB) as its cache.
+/// test runs, on one host never share files), with `cache_bytes` (at least 1 MiB) as its cache and
+/// segments of `segment_bytes`.
 pub fn open_state_file(
     state_dir: &std::path::Path,
     topic: &str,
     cache_bytes: usize,
+    segment_bytes: u64,
 ) -> Result<Arc<StateFile>, StoreError> {
-    Ok(Arc::new(StateFile::open(&state_dir.join(topic), cache_bytes.max(1 << 20))?))
+    Ok(Arc::new(StateFile::open(&state_dir.join(topic), cache_bytes.max(1 << 20), segment_bytes)?))
 }
 
 /// The orders of one input partition, on disk. Only the orders of the batch in hand are decoded in
@@ -778,7 +780,7 @@ mod tests {
     #[test]
     fn a_state_committed_is_read_back_from_disk() {
         let dir = std::env::temp_dir().join(format!("partition-state-{}", std::process::id()));
-        let file = open_state_file(&dir, "changelog", 0).unwrap();
+        let file = open_state_file(&dir, "changelog", 0, 1 << 20).unwrap();
         let mut partition = PartitionState::new(file.clone(), 0);
         let mut expected = OrderState::default();
         expected.fold(&RawEvent::OrderSheet(sheet(1, "INSTRUCT", vec![line(7, 1, 1_000)], 0)));
