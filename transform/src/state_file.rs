@@ -110,6 +110,8 @@ struct Writer {
     /// As of the index's last commit.
     usage: BTreeMap<u32, Usage>,
     last_durable: Instant,
+    /// Commits made since the last durable one, which a SIGKILL would lose.
+    since_durable: bool,
 }
 
 /// The process's state file.
@@ -243,8 +245,12 @@ impl StateFile {
                     (1, 0)
                 }
             };
-            let writer =
-                Writer { appender: Appender::new(active, end, segment_bytes), usage, last_durable: Instant::now() };
+            let writer = Writer {
+                appender: Appender::new(active, end, segment_bytes),
+                usage,
+                last_durable: Instant::now(),
+                since_durable: false,
+            };
             return Ok(StateFile { db, segments: Arc::new(segments), writer: Mutex::new(writer), path, slot });
         }
         Err(io(dir, std::io::Error::other(format!("all {SLOTS} state files are in use by other processes"))))
@@ -388,7 +394,18 @@ impl StateFile {
         if durable {
             writer.last_durable = Instant::now();
         }
+        writer.since_durable = !durable;
         self.compact(writer)
+    }
+
+    /// Makes the commits since the last durable one durable, if there are any: for a stage that has
+    /// caught up, so that a SIGKILL while it waits loses nothing the next start would read again.
+    pub fn make_durable(&self) -> Result<(), StateFileError> {
+        let pending = self.writer().since_durable;
+        if pending {
+            self.write(&[], true)?;
+        }
+        Ok(())
     }
 
     /// Compacts the sealed segment with the smallest share of live records, if that share is under
@@ -439,6 +456,7 @@ impl StateFile {
         commit().map_err(self.error())?;
         writer.usage = usage;
         writer.last_durable = Instant::now();
+        writer.since_durable = false;
         tracing::info!(path = %self.path.display(), segment, bytes = len, live_bytes = live, "state segment compacted");
         self.segments.delete(segment).map_err(|e| self.error()(e.into()))
     }
@@ -465,6 +483,7 @@ impl StateFile {
         };
         write(&mut usage).map_err(self.error())?;
         writer.usage = usage;
+        writer.since_durable = true;
         Ok(())
     }
 }
@@ -615,6 +634,20 @@ mod tests {
         }
         let file = StateFile::open(&dir, 1 << 20, 1 << 20).unwrap();
         assert_eq!((file.applied_end(0).unwrap(), file.get(0, "A:1").unwrap()), (None, None));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn only_commits_since_the_last_durable_one_make_a_durable_commit() {
+        let dir = scratch("durable");
+        let file = StateFile::open(&dir, 1 << 20, 1 << 20).unwrap();
+        assert!(!file.writer().since_durable);
+        file.write(&[write(0, &[("A:1", b"one")], 1)], false).unwrap();
+        assert!(file.writer().since_durable);
+        file.make_durable().unwrap();
+        assert!(!file.writer().since_durable);
+        file.make_durable().unwrap();
+        assert_eq!(file.get(0, "A:1").unwrap().as_deref(), Some(&b"one"[..]));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
