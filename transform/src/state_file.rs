@@ -258,7 +258,8 @@ impl StateFile {
 
     /// The segments the index knows, once the slot's other segment files are deleted (appended after
     /// the last durable commit, or compacted before a crash let the process delete them). A segment the
-    /// index knows but the disk lacks makes the file useless: replaced.
+    /// index knows but the disk lacks, or holds shorter than the index says, makes the file useless:
+    /// replaced.
     fn segments_of(
         db: Database,
         path: &Path,
@@ -269,8 +270,12 @@ impl StateFile {
         let io = |path: &Path, e: std::io::Error| StateFileError { path: path.into(), source: Box::new(e.into()) };
         let usage = usage_of(&db).map_err(|e| StateFileError { path: path.into(), source: Box::new(e) })?;
         let on_disk = Segments::on_disk(dir, slot).map_err(|e| io(dir, e))?;
-        if let Some(missing) = usage.keys().find(|segment| !on_disk.contains_key(segment)) {
-            tracing::warn!(path = %path.display(), segment = missing, "state file's segment missing: replaced, rebuilt from the changelog");
+        let whole = |segment: &u32, usage: &Usage| {
+            let on_disk = on_disk.get(segment).and_then(|path| std::fs::metadata(path).ok());
+            on_disk.is_some_and(|metadata| metadata.len() >= usage.len)
+        };
+        if let Some((missing, _)) = usage.iter().find(|(segment, usage)| !whole(segment, usage)) {
+            tracing::warn!(path = %path.display(), segment = missing, "state file's segment missing or cut short: replaced, rebuilt from the changelog");
             drop(db);
             return Ok((fresh(path, slot)?, BTreeMap::new()));
         }
@@ -610,7 +615,7 @@ mod tests {
     }
 
     #[test]
-    fn a_file_of_the_older_layout_or_without_its_segments_is_replaced() {
+    fn a_file_of_the_older_layout_or_with_segments_missing_or_cut_short_is_replaced() {
         let dir = scratch("layout");
         std::fs::create_dir_all(&dir).unwrap();
         {
@@ -629,6 +634,16 @@ mod tests {
             assert_eq!((file.applied_end(0).unwrap(), file.len(0).unwrap()), (None, 0));
             file.write(&[write(0, &[("A:1", b"new")], 6)], true).unwrap();
         }
+        // A segment cut short (by hand: nothing in the stage writes one) ...
+        for (_, segment) in Segments::on_disk(&dir, 0).unwrap() {
+            std::fs::OpenOptions::new().write(true).open(segment).unwrap().set_len(3).unwrap();
+        }
+        {
+            let file = StateFile::open(&dir, 1 << 20, 1 << 20).unwrap();
+            assert_eq!((file.applied_end(0).unwrap(), file.get(0, "A:1").unwrap()), (None, None));
+            file.write(&[write(0, &[("A:1", b"again")], 7)], true).unwrap();
+        }
+        // ... or gone.
         for (_, segment) in Segments::on_disk(&dir, 0).unwrap() {
             std::fs::remove_file(segment).unwrap();
         }
