@@ -31,6 +31,7 @@
 use coupang_etl::Config;
 use coupang_schemas::{encode, OrderKey};
 use coupang_sim::{SimConfig, Simulator};
+use coupang_transform::config::TransformConfig;
 use coupang_transform::order::{RawEvent, RawStream};
 use coupang_transform::rules::Emission;
 use coupang_transform::store::{open_state_file, persist, Changelog, PartitionState, Written};
@@ -551,14 +552,15 @@ fn read_events(path: &std::path::Path) -> Vec<(RawStream, Vec<u8>)> {
 }
 
 /// The transform stage's CPU work without Kafka, on the stage's own state path: per batch of 2,000 (the
-/// default), decode and validate, read each order's state from a redb file, fold, rules, keep the
+/// default), decode and validate, read each order's state from a state file, fold, rules, keep the
 /// event's bytes; then the facts and the changed states' records encoded, and the states written to
 /// the file as after a committed batch. Returns the facts, their messages (one per order's change) and
 /// the states written.
 fn transform_core(events: &[(RawStream, Vec<u8>)], emission: Emission) -> (usize, usize, usize) {
     let dir = std::env::temp_dir().join(format!("bench-cpu-state-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let file = open_state_file(&dir, "cpu", 16 << 20, 64 << 20).expect("open a state file");
+    let file = open_state_file(&dir, "cpu", 16 << 20, TransformConfig::default().state_segment_bytes())
+        .expect("open a state file");
     let mut partition = PartitionState::new(file.clone(), 0);
     let (mut facts_written, mut messages, mut states_written, mut offset) = (0, 0, 0, 0);
     for batch in events.chunks(2_000) {

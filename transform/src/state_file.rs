@@ -55,6 +55,11 @@ pub struct StateFileError {
     pub source: Box<redb::Error>,
 }
 
+/// What failed at `path`: redb's errors, and I/O errors as redb names them.
+fn failed(path: &Path, source: impl Into<redb::Error>) -> StateFileError {
+    StateFileError { path: path.into(), source: Box::new(source.into()) }
+}
+
 /// One partition's writes: its records (key, encoded state) and the offset they bring it to.
 pub struct PartitionWrite<'a> {
     pub partition: i32,
@@ -86,12 +91,12 @@ impl PartitionReader {
     /// `read` applied to the record last written for `key`, as read from its segment.
     pub fn read<T>(&self, key: &str, read: impl FnOnce(&[u8]) -> T) -> Result<Option<T>, StateFileError> {
         let Some(table) = &self.table else { return Ok(None) };
-        let error = |source: redb::Error| StateFileError { path: self.path.clone(), source: Box::new(source) };
-        let Some(pointer) = table.get(key).map_err(|e| error(e.into()))?.map(|v| Pointer::from_bytes(v.value())) else {
+        let found = table.get(key).map_err(|e| failed(&self.path, e))?;
+        let Some(pointer) = found.map(|v| Pointer::from_bytes(v.value())) else {
             return Ok(None);
         };
         let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        let value = self.segments.read(pointer, self.partition, key, &mut buffer).map_err(|e| error(e.into()))?;
+        let value = self.segments.read(pointer, self.partition, key, &mut buffer).map_err(|e| failed(&self.path, e))?;
         Ok(Some(read(value)))
     }
 }
@@ -165,6 +170,11 @@ fn of_this_layout(db: &Database) -> Result<bool, redb::Error> {
     }
 }
 
+/// Whether the file has the table `name` (opening it in a write transaction would create it).
+fn has_table(txn: &WriteTransaction, name: &str) -> Result<bool, redb::Error> {
+    Ok(txn.list_tables()?.any(|table| table.name() == name))
+}
+
 /// Records each segment whose usage changed from `before` to `after`.
 fn record_usage(
     txn: &WriteTransaction,
@@ -198,22 +208,20 @@ impl StateFile {
     /// segments are missing, is replaced.
     /// Records are appended to a segment until it holds `segment_bytes` (at least 1 MiB outside tests).
     pub fn open(dir: &Path, cache_bytes: usize, segment_bytes: u64) -> Result<StateFile, StateFileError> {
-        let io = |path: &Path, e: std::io::Error| StateFileError { path: path.into(), source: Box::new(e.into()) };
-        let redb = |path: &Path, e: redb::Error| StateFileError { path: path.into(), source: Box::new(e) };
-        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| failed(dir, e))?;
         let mut builder = Database::builder();
         builder.set_cache_size(cache_bytes);
         // A new file, and its slot's segments gone.
         let fresh = |path: &Path, slot: usize| -> Result<Database, StateFileError> {
             match std::fs::remove_file(path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(path, e)),
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(failed(path, e)),
                 _ => {}
             }
-            for segment in Segments::on_disk(dir, slot).map_err(|e| io(dir, e))?.into_values() {
-                std::fs::remove_file(&segment).map_err(|e| io(&segment, e))?;
+            for segment in Segments::on_disk(dir, slot).map_err(|e| failed(dir, e))?.into_values() {
+                std::fs::remove_file(&segment).map_err(|e| failed(&segment, e))?;
             }
-            let db = builder.create(path).map_err(|e| redb(path, e.into()))?;
-            of_this_layout(&db).map_err(|e| redb(path, e))?;
+            let db = builder.create(path).map_err(|e| failed(path, e))?;
+            of_this_layout(&db).map_err(|e| failed(path, e))?;
             Ok(db)
         };
         for slot in 0..SLOTS {
@@ -226,7 +234,7 @@ impl StateFile {
                     fresh(&path, slot)?
                 }
             };
-            let db = if of_this_layout(&db).map_err(|e| redb(&path, e))? {
+            let db = if of_this_layout(&db).map_err(|e| failed(&path, e))? {
                 db
             } else {
                 tracing::warn!(path = %path.display(), "state file of another layout: replaced, rebuilt from the changelog");
@@ -236,12 +244,12 @@ impl StateFile {
             let (db, usage) = Self::segments_of(db, &path, dir, slot, &fresh)?;
             let segments = Segments::new(dir, slot);
             for (segment, usage) in &usage {
-                segments.open(*segment, usage.len, false).map_err(|e| io(&segments.path(*segment), e))?;
+                segments.open(*segment, usage.len, false).map_err(|e| failed(&segments.path(*segment), e))?;
             }
             let (active, end) = match usage.last_key_value() {
                 Some((segment, usage)) => (*segment, usage.len),
                 None => {
-                    segments.open(1, 0, true).map_err(|e| io(&segments.path(1), e))?;
+                    segments.open(1, 0, true).map_err(|e| failed(&segments.path(1), e))?;
                     (1, 0)
                 }
             };
@@ -253,7 +261,7 @@ impl StateFile {
             };
             return Ok(StateFile { db, segments: Arc::new(segments), writer: Mutex::new(writer), path, slot });
         }
-        Err(io(dir, std::io::Error::other(format!("all {SLOTS} state files are in use by other processes"))))
+        Err(failed(dir, std::io::Error::other(format!("all {SLOTS} state files are in use by other processes"))))
     }
 
     /// The segments the index knows, once the slot's other segment files are deleted (appended after
@@ -267,9 +275,8 @@ impl StateFile {
         slot: usize,
         fresh: &dyn Fn(&Path, usize) -> Result<Database, StateFileError>,
     ) -> Result<(Database, BTreeMap<u32, Usage>), StateFileError> {
-        let io = |path: &Path, e: std::io::Error| StateFileError { path: path.into(), source: Box::new(e.into()) };
-        let usage = usage_of(&db).map_err(|e| StateFileError { path: path.into(), source: Box::new(e) })?;
-        let on_disk = Segments::on_disk(dir, slot).map_err(|e| io(dir, e))?;
+        let usage = usage_of(&db).map_err(|e| failed(path, e))?;
+        let on_disk = Segments::on_disk(dir, slot).map_err(|e| failed(dir, e))?;
         let whole = |segment: &u32, usage: &Usage| {
             let on_disk = on_disk.get(segment).and_then(|path| std::fs::metadata(path).ok());
             on_disk.is_some_and(|metadata| metadata.len() >= usage.len)
@@ -280,7 +287,7 @@ impl StateFile {
             return Ok((fresh(path, slot)?, BTreeMap::new()));
         }
         for (_, stray) in on_disk.iter().filter(|(segment, _)| !usage.contains_key(segment)) {
-            std::fs::remove_file(stray).map_err(|e| io(stray, e))?;
+            std::fs::remove_file(stray).map_err(|e| failed(stray, e))?;
         }
         Ok((db, usage))
     }
@@ -294,8 +301,8 @@ impl StateFile {
         self.slot
     }
 
-    fn error(&self) -> impl Fn(redb::Error) -> StateFileError + '_ {
-        move |source| StateFileError { path: self.path.clone(), source: Box::new(source) }
+    fn error<E: Into<redb::Error>>(&self) -> impl Fn(E) -> StateFileError + '_ {
+        move |source| failed(&self.path, source)
     }
 
     fn writer(&self) -> std::sync::MutexGuard<'_, Writer> {
@@ -363,12 +370,12 @@ impl StateFile {
         for write in writes {
             for (key, record) in &write.records {
                 let pointer = writer.appender.append(&self.segments, write.partition, key, record);
-                pointers.push(pointer.map_err(|e| self.error()(e.into()))?);
+                pointers.push(pointer.map_err(self.error())?);
             }
         }
         let written =
             if durable { writer.appender.sync(&self.segments) } else { writer.appender.flush(&self.segments) };
-        written.map_err(|e| self.error()(e.into()))?;
+        written.map_err(self.error())?;
         let mut usage = writer.usage.clone();
         let commit = |usage: &mut BTreeMap<u32, Usage>| -> Result<(), redb::Error> {
             let mut txn = self.db.begin_write()?;
@@ -432,17 +439,17 @@ impl StateFile {
             txn.set_durability(Durability::Immediate)?;
             txn.set_quick_repair(true);
             if live > 0 {
-                let names: Vec<String> = txn.list_tables()?.map(|t| t.name().to_string()).collect();
+                // Each partition's table, opened at its first record; `None`: cleared since.
                 let mut tables = HashMap::new();
                 self.segments.scan(segment, len, |at, record| -> Result<(), redb::Error> {
-                    let name = orders(record.partition);
-                    if !names.contains(&name) {
-                        return Ok(());
-                    }
                     let table = match tables.entry(record.partition) {
                         Entry::Occupied(open) => open.into_mut(),
-                        Entry::Vacant(new) => new.insert(txn.open_table(index(&name))?),
+                        Entry::Vacant(new) => {
+                            let name = orders(record.partition);
+                            new.insert(has_table(&txn, &name)?.then(|| txn.open_table(index(&name))).transpose()?)
+                        }
                     };
+                    let Some(table) = table else { return Ok(()) };
                     let current = table.get(record.key)?.map(|v| Pointer::from_bytes(v.value()));
                     if current == Some(at) {
                         let moved =
@@ -463,7 +470,7 @@ impl StateFile {
         writer.last_durable = Instant::now();
         writer.since_durable = false;
         tracing::info!(path = %self.path.display(), segment, bytes = len, live_bytes = live, "state segment compacted");
-        self.segments.delete(segment).map_err(|e| self.error()(e.into()))
+        self.segments.delete(segment).map_err(self.error())
     }
 
     /// Empties a partition's table, to rebuild it from the changelog's start.
@@ -474,7 +481,7 @@ impl StateFile {
             let mut txn = self.db.begin_write()?;
             txn.set_durability(Durability::None)?;
             let name = orders(partition);
-            if txn.list_tables()?.any(|t| t.name() == name) {
+            if has_table(&txn, &name)? {
                 let table = txn.open_table(index(&name))?;
                 for entry in table.iter()? {
                     account(usage, Pointer::from_bytes(entry?.1.value()), true);
